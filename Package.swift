@@ -1,0 +1,64 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
+
+let package = Package(
+    name: "k2pack",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "k2pack", targets: ["k2pack"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries: module map + shim.h only; each has exactly one Swift importer.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        // Bottom layer: dtypes, shapes, checked size arithmetic. No I/O.
+        .target(name: "TensorCore", swiftSettings: strict),
+        // Strict, bounded JSON reading (duplicate keys, depth limit, exact integers).
+        .target(name: "JSONCore", swiftSettings: strict),
+        // safetensors files, index.json, checkpoint directories, hashing of files.
+        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "CCrypto"], swiftSettings: strict),
+        // Architecture facts as data (JSON resources).
+        .target(name: "Manifests", path: "Manifests", resources: [.copy("json")], swiftSettings: strict),
+        // config.json → typed config; manifests → expected tensor list.
+        .target(name: "ModelConfig", dependencies: ["TensorCore", "JSONCore", "Manifests"], swiftSettings: strict),
+        // INT4 pack-quantized math: nibbles, groups, scales.
+        .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
+        // zstd framing (only CZstd importer).
+        .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
+        // CPU reference forward pass (only COpenBLAS importer).
+        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore"], swiftSettings: strict),
+        // HDF5 reference dumps (only CHDF5 importer).
+        .target(name: "Parity", dependencies: ["CHDF5"], swiftSettings: strict),
+        // inspect and verify: reports over a checkpoint.
+        .target(
+            name: "Inspection",
+            dependencies: ["TensorCore", "Checkpoint", "ModelConfig", "Quantization"],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "k2pack",
+            dependencies: [
+                "Inspection", "Checkpoint", "ModelConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+
+        .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "JSONCore", "TestSupport"]),
+        .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
+        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,182 @@
+import Foundation
+import TensorCore
+
+/// Where a tensor lives: which shard, and which entry of that shard's header.
+public struct TensorLocation: Sendable, Hashable {
+    public var shard: Int
+    public var entry: Int
+}
+
+/// A Hugging Face checkpoint folder: config.json, the index (or a single safetensors file) and its shards.
+///
+/// Opening reads every shard's header in parallel and cross-checks index and headers. Problems with one shard
+/// do not stop the others: they are collected in `problems`; only a folder that is not a checkpoint at all throws.
+public final class CheckpointDirectory: Sendable {
+    public let path: String
+    /// nil for a single-file checkpoint.
+    public let index: ShardIndex?
+    /// Every shard the checkpoint consists of (from the index, or the folder's `.safetensors` files).
+    public let shardNames: [String]
+    /// Opened shards, parallel to `shardNames`; nil where the shard is missing or invalid.
+    public let shards: [SafetensorsFile?]
+    /// `config.json`'s bytes, when the folder has one.
+    public let configBytes: [UInt8]?
+    public let problems: [CheckpointError]
+    public let warnings: [String]
+    /// Tensor name → location, over all opened shards (first occurrence wins).
+    public let locations: [String: TensorLocation]
+
+    public static let configFileName = "config.json"
+
+    public init(path: String) throws(CheckpointError) {
+        self.path = path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .io(path: path, operation: "open", reason: "no such file or directory")
+        }
+        guard isDirectory.boolValue else {
+            throw .notACheckpoint(path: path, reason: "expected a folder holding config.json and safetensors files")
+        }
+        let listing: [String]
+        do {
+            listing = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        } catch {
+            throw .io(path: path, operation: "list", reason: error.localizedDescription)
+        }
+
+        var problems: [CheckpointError] = []
+        var warnings: [String] = []
+        let index: ShardIndex?
+        if listing.contains(ShardIndex.fileName) {
+            let bytes = try ReadOnlyFile(path: path + "/" + ShardIndex.fileName).readAll()
+            index = try ShardIndex.parse(bytes)
+        } else {
+            index = nil
+        }
+        let names: [String]
+        if let index {
+            names = index.shardNames
+        } else {
+            names = listing.filter { $0.hasSuffix(".safetensors") }
+            guard !names.isEmpty else {
+                throw .notACheckpoint(path: path, reason: "no \(ShardIndex.fileName) and no .safetensors files")
+            }
+        }
+        self.index = index
+        self.shardNames = names
+        self.configBytes =
+            listing.contains(Self.configFileName)
+            ? try ReadOnlyFile(path: path + "/" + Self.configFileName).readAll() : nil
+
+        let present = Set(listing)
+        let opened: [Result<SafetensorsFile, CheckpointError>?] = parallelMap(count: names.count) { i in
+            let name = names[i]
+            guard present.contains(name) else { return nil }
+            return Result { () throws(CheckpointError) -> SafetensorsFile in
+                try SafetensorsFile(path: path + "/" + name, name: name)
+            }
+        }
+        var shards: [SafetensorsFile?] = []
+        var missing: [Int] = []
+        for (i, result) in opened.enumerated() {
+            switch result {
+            case .none:
+                shards.append(nil)
+                missing.append(i)
+            case .success(let file)?:
+                shards.append(file)
+            case .failure(let error)?:
+                shards.append(nil)
+                problems.append(error)
+            }
+        }
+        self.shards = shards
+
+        // Locations, and tensors that appear in two shards.
+        var locations: [String: TensorLocation] = [:]
+        locations.reserveCapacity(index?.weightMap.count ?? 0)
+        for (s, shard) in shards.enumerated() {
+            guard let shard else { continue }
+            for (e, entry) in shard.tensors.enumerated() {
+                if let first = locations[entry.name] {
+                    problems.append(.duplicateTensor(tensor: entry.name, firstShard: names[first.shard], secondShard: names[s]))
+                } else {
+                    locations[entry.name] = TensorLocation(shard: s, entry: e)
+                }
+            }
+        }
+        self.locations = locations
+
+        if let index {
+            problems += Self.crossCheck(index: index, names: names, shards: shards, missing: missing, locations: locations)
+            let dataBytes = shards.compactMap { $0?.header.tensors.reduce(0) { $0 + $1.byteCount } }.reduce(0, +)
+            if let total = index.totalSize, missing.isEmpty, shards.allSatisfy({ $0 != nil }), total != dataBytes {
+                warnings.append(
+                    "\(ShardIndex.fileName): metadata.total_size is \(total) but the shards' tensors hold \(dataBytes) bytes")
+            }
+        } else if let missingName = missing.first {
+            problems.append(.io(path: names[missingName], operation: "open", reason: "no such file"))
+        }
+        self.problems = problems
+        self.warnings = warnings
+    }
+
+    /// Index ⇄ headers: every index entry is in the named shard, every shard tensor is in the index.
+    private static func crossCheck(
+        index: ShardIndex, names: [String], shards: [SafetensorsFile?], missing: [Int],
+        locations: [String: TensorLocation]
+    ) -> [CheckpointError] {
+        var problems: [CheckpointError] = []
+        let nameToShard = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
+        var missingCounts: [String: (count: Int, example: String)] = [:]
+        let missingNames = Set(missing.map { names[$0] })
+        for (tensor, shardName) in index.weightMap.sorted(by: { $0.key < $1.key }) {
+            if missingNames.contains(shardName) {
+                let prior = missingCounts[shardName]
+                missingCounts[shardName] = ((prior?.count ?? 0) + 1, prior?.example ?? tensor)
+                continue
+            }
+            guard let s = nameToShard[shardName], shards[s] != nil else { continue }  // shard invalid: reported already
+            let location = locations[tensor]
+            if location?.shard != s {
+                // Only a real miss if this shard does not hold the tensor (a duplicate may sit elsewhere).
+                let holds = shards[s]!.tensors.contains { $0.name == tensor }
+                if !holds {
+                    problems.append(.indexTensorNotInShard(tensor: tensor, shard: shardName, foundIn: location.map { names[$0.shard] }))
+                }
+            }
+        }
+        for name in missingCounts.keys.sorted() {
+            let info = missingCounts[name]!
+            problems.append(.shardMissing(shard: name, tensorCount: info.count, example: info.example))
+        }
+        for (s, shard) in shards.enumerated() {
+            guard let shard else { continue }
+            for entry in shard.tensors where index.weightMap[entry.name] == nil {
+                problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
+            }
+        }
+        return problems
+    }
+
+    /// The header entry and shard of a tensor, if any opened shard holds it.
+    public func entry(named name: String) -> (shard: SafetensorsFile, entry: TensorEntry)? {
+        guard let location = locations[name], let shard = shards[location.shard] else { return nil }
+        return (shard, shard.tensors[location.entry])
+    }
+
+    /// All tensors of all opened shards.
+    public var allEntries: [(shard: Int, entry: TensorEntry)] {
+        shards.enumerated().flatMap { s, shard in (shard?.tensors ?? []).map { (s, $0) } }
+    }
+}
+
+extension ReadOnlyFile {
+    /// The whole file's bytes (for small files: config.json, the index).
+    public func readAll() throws(CheckpointError) -> [UInt8] {
+        guard byteCount <= 256 << 20 else {
+            throw .io(path: path, operation: "read", reason: "\(byteCount) bytes is too large for a JSON file (limit 256 MiB)")
+        }
+        return try read(count: byteCount, at: 0)
+    }
+}

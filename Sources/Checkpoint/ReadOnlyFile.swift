@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An open file for reading: exact positional reads and a whole-file read-only mapping.
+/// Closes (and unmaps) on deinit.
+public final class ReadOnlyFile: @unchecked Sendable {
+    public let path: String
+    public let byteCount: Int
+    private let fd: Int32
+    private var mapping: UnsafeRawBufferPointer?
+
+    public init(path: String) throws(CheckpointError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CheckpointError.io(path: path, operation: "open", reason: errnoText()) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let reason = errnoText()
+            close(fd)
+            throw CheckpointError.io(path: path, operation: "stat", reason: reason)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw CheckpointError.io(path: path, operation: "read", reason: "not a regular file")
+        }
+        self.fd = fd
+        self.byteCount = Int(st.st_size)
+    }
+
+    deinit {
+        if let mapping, let base = mapping.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), mapping.count) }
+        close(fd)
+    }
+
+    /// Reads exactly `count` bytes at `offset` into `buffer`.
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(CheckpointError) {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CheckpointError.io(path: path, operation: "read", reason: errnoText())
+            }
+            if n == 0 {
+                throw CheckpointError.io(path: path, operation: "read", reason: "unexpected end of file at byte \(offset + done)")
+            }
+            done += n
+        }
+    }
+
+    public func read(count: Int, at offset: Int) throws(CheckpointError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var failure: CheckpointError?
+        bytes.withUnsafeMutableBytes { raw in
+            do throws(CheckpointError) { try read(into: raw, at: offset) } catch { failure = error }
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+
+    /// The whole file mapped read-only (mapped once, shared by all callers).
+    public func mapped() throws(CheckpointError) -> UnsafeRawBufferPointer {
+        if let mapping { return mapping }
+        guard byteCount > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
+        let p = mmap(nil, byteCount, PROT_READ, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else { throw CheckpointError.io(path: path, operation: "mmap", reason: errnoText()) }
+        let buffer = UnsafeRawBufferPointer(start: p, count: byteCount)
+        mapping = buffer
+        return buffer
+    }
+
+    /// Hints that `range` of the mapping will be read sequentially soon.
+    public func adviseSequential(_ range: Range<Int>) {
+        advise(range, MADV_SEQUENTIAL)
+        advise(range, MADV_WILLNEED)
+    }
+
+    /// Drops `range` of the mapping from this process's resident set (the page cache keeps it).
+    public func adviseDone(_ range: Range<Int>) {
+        advise(range, MADV_DONTNEED)
+    }
+
+    private func advise(_ range: Range<Int>, _ advice: Int32) {
+        guard let base = mapping?.baseAddress, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = range.lowerBound / page * page
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, advice)
+    }
+}
+
+/// The text of the current `errno`.
+public func errnoText() -> String {
+    String(cString: strerror(errno))
+}

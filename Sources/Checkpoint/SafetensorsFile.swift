@@ -1,0 +1,41 @@
+import TensorCore
+
+/// One safetensors file: its validated header and a handle for reading its data.
+public final class SafetensorsFile: Sendable {
+    public let header: SafetensorsHeader
+    public let file: ReadOnlyFile
+    /// The name used in messages (the file name within its checkpoint).
+    public var name: String { header.fileName }
+    public var tensors: [TensorEntry] { header.tensors }
+
+    /// Opens `path`, reading only the header; `name` is how messages refer to the file.
+    public init(path: String, name: String) throws(CheckpointError) {
+        let file = try ReadOnlyFile(path: path)
+        let prefixCount = min(8, file.byteCount)
+        let prefix = try file.read(count: prefixCount, at: 0)
+        let headerLength = try prefix.withBytes { (raw) throws(CheckpointError) -> Int in
+            try SafetensorsHeader.headerLength(prefix: raw, fileName: name, fileLength: file.byteCount)
+        }
+        let json = try file.read(count: headerLength, at: 8)
+        self.header = try json.withBytes { (raw) throws(CheckpointError) -> SafetensorsHeader in
+            try SafetensorsHeader.parse(json: raw, fileName: name, fileLength: file.byteCount)
+        }
+        self.file = file
+    }
+
+    /// A tensor's bytes, from the file's read-only mapping.
+    public func bytes(of entry: TensorEntry) throws(CheckpointError) -> UnsafeRawBufferPointer {
+        let whole = try file.mapped()
+        return UnsafeRawBufferPointer(rebasing: whole[entry.rangeInFile])
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// `withUnsafeBytes` for a body with typed throws.
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws(CheckpointError) -> R) throws(CheckpointError) -> R {
+        let result: Result<R, CheckpointError> = self.withUnsafeBytes { raw in
+            Result { () throws(CheckpointError) -> R in try body(raw) }
+        }
+        return try result.get()
+    }
+}

@@ -1,0 +1,215 @@
+import JSONCore
+import TensorCore
+
+/// The parsed and validated header of one safetensors file.
+///
+/// Enforces every rule of the reference implementation: header length ≤ 100,000,000 and within the file,
+/// UTF-8 JSON with no duplicate keys, known dtypes, `__metadata__` strings only, byte spans equal to
+/// elements × width (overflow-checked), offsets contiguous from 0 with no gap or overlap, and the header
+/// plus data exactly the file's length.
+public struct SafetensorsHeader: Sendable {
+    /// The reference implementation's limit on the JSON header's length.
+    public static let maxHeaderLength: UInt64 = 100_000_000
+
+    public var fileName: String
+    public var fileLength: Int
+    /// Length of the JSON header (without the 8-byte length field).
+    public var headerLength: Int
+    /// Tensors in data order (ascending offsets).
+    public var tensors: [TensorEntry]
+    public var metadata: [String: String]
+
+    public var dataStartInFile: Int { 8 + headerLength }
+    public var dataByteCount: Int { fileLength - dataStartInFile }
+
+    /// Validates the 8-byte length prefix against the file length; returns the header length.
+    public static func headerLength(
+        prefix: UnsafeRawBufferPointer, fileName: String, fileLength: Int
+    ) throws(CheckpointError) -> Int {
+        guard fileLength >= 8, prefix.count >= 8 else {
+            throw .fileTooShort(file: fileName, byteCount: fileLength)
+        }
+        if isLFSPointer(prefix) { throw .lfsPointer(file: fileName) }
+        let n = prefix.loadUnaligned(as: UInt64.self).littleEndian
+        guard n <= maxHeaderLength else {
+            throw .headerTooLarge(file: fileName, headerLength: n, fileLength: fileLength)
+        }
+        guard 8 + n <= UInt64(fileLength) else {
+            throw .headerPastEnd(file: fileName, headerLength: n, fileLength: fileLength)
+        }
+        return Int(n)
+    }
+
+    private static func isLFSPointer(_ prefix: UnsafeRawBufferPointer) -> Bool {
+        let marker = Array("version ".utf8)
+        return prefix.count >= marker.count && zip(prefix, marker).allSatisfy { $0 == $1 }
+    }
+
+    /// Parses and validates a header's JSON (`json` excludes the 8-byte length field).
+    public static func parse(
+        json: UnsafeRawBufferPointer, fileName: String, fileLength: Int
+    ) throws(CheckpointError) -> SafetensorsHeader {
+        var parser = HeaderParser(scanner: JSONScanner(bytes: json, maxDepth: 16), fileName: fileName, dataStart: 8 + json.count)
+        let (tensors, metadata) = try parser.parseHeader()
+        var header = SafetensorsHeader(
+            fileName: fileName, fileLength: fileLength, headerLength: json.count, tensors: tensors, metadata: metadata)
+        try header.validateLayout()
+        return header
+    }
+
+    /// Sizes, ordering and coverage of the data buffer.
+    mutating func validateLayout() throws(CheckpointError) {
+        for t in tensors {
+            guard let expected = CheckedMath.byteCount(shape: t.shape, dtype: t.dtype) else {
+                throw .shapeOverflow(file: fileName, tensor: t.name, shape: t.shape)
+            }
+            guard t.dataEnd >= t.dataBegin else {
+                throw .offsetsReversed(file: fileName, tensor: t.name, begin: t.dataBegin, end: t.dataEnd)
+            }
+            guard t.dataEnd - t.dataBegin == expected else {
+                throw .sizeMismatch(
+                    file: fileName, tensor: t.name, shape: t.shape, dtype: t.dtype, expectedBytes: expected,
+                    spanBytes: t.dataEnd - t.dataBegin)
+            }
+        }
+        tensors.sort { ($0.dataBegin, $0.dataEnd) < ($1.dataBegin, $1.dataEnd) }
+        var end = 0
+        var previous: String?
+        for t in tensors {
+            if t.dataBegin > end {
+                throw .offsetGap(file: fileName, tensor: t.name, previous: previous, expectedBegin: end, begin: t.dataBegin)
+            }
+            if t.dataBegin < end, let previous {
+                throw .offsetOverlap(file: fileName, tensor: t.name, previous: previous, expectedBegin: end, begin: t.dataBegin)
+            }
+            end = t.dataEnd
+            previous = t.name
+        }
+        // dataEnd ≤ Int.max and headerLength ≤ 1e8, so this cannot overflow.
+        let expectedLength = dataStartInFile + end
+        if fileLength < expectedLength {
+            throw .truncated(file: fileName, fileLength: fileLength, expectedLength: expectedLength)
+        }
+        if fileLength > expectedLength {
+            throw .trailingBytes(file: fileName, fileLength: fileLength, expectedLength: expectedLength)
+        }
+    }
+}
+
+/// Reads a header's JSON into entries; JSON errors become `CheckpointError.headerJSON`.
+private struct HeaderParser {
+    var scanner: JSONScanner
+    let fileName: String
+    let dataStart: Int
+
+    private mutating func json<T>(_ body: (inout JSONScanner) throws(JSONError) -> T) throws(CheckpointError) -> T {
+        do {
+            return try body(&scanner)
+        } catch {
+            throw .headerJSON(file: fileName, error: error)
+        }
+    }
+
+    mutating func parseHeader() throws(CheckpointError) -> ([TensorEntry], [String: String]) {
+        var tensors: [TensorEntry] = []
+        var metadata: [String: String] = [:]
+        var seen = Set<String>()
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "{"), "'{' at the start of the header") }
+        if !scanner.consume(UInt8(ascii: "}")) {
+            repeat {
+                let keyOffset = scanner.position
+                let key = try json { s throws(JSONError) in try s.parseString() }
+                guard seen.insert(key).inserted else {
+                    throw .headerJSON(file: fileName, error: JSONError(offset: keyOffset, reason: "duplicate key \"\(key)\""))
+                }
+                try json { s throws(JSONError) in try s.expect(UInt8(ascii: ":"), "':' after a key") }
+                if key == "__metadata__" {
+                    metadata = try parseMetadata()
+                } else {
+                    tensors.append(try parseEntry(name: key))
+                }
+            } while scanner.consume(UInt8(ascii: ","))
+            try json { s throws(JSONError) in try s.expect(UInt8(ascii: "}"), "',' or '}' in the header") }
+        }
+        try json { s throws(JSONError) in try s.expectEnd() }
+        return (tensors, metadata)
+    }
+
+    private mutating func parseMetadata() throws(CheckpointError) -> [String: String] {
+        let start = scanner.position
+        let value = try json { s throws(JSONError) in try s.parseValue(depth: 1) }
+        guard let object = value.objectValue else {
+            throw .headerJSON(
+                file: fileName, error: JSONError(offset: start, reason: "__metadata__ must be an object, found \(value.kindName)"))
+        }
+        var out: [String: String] = [:]
+        for (key, v) in object.entries {
+            guard let s = v.stringValue else { throw .metadataNotString(file: fileName, key: key) }
+            out[key] = s
+        }
+        return out
+    }
+
+    private mutating func parseEntry(name: String) throws(CheckpointError) -> TensorEntry {
+        let file = fileName
+        func bad(_ reason: String) -> CheckpointError { .tensorEntryMalformed(file: file, tensor: name, reason: reason) }
+        guard scanner.peek() == UInt8(ascii: "{") else { throw bad("entry must be an object") }
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "{"), "'{'") }
+        var dtypeText: String?
+        var shape: [Int]?
+        var offsets: [Int]?
+        var fields = Set<String>()
+        if !scanner.consume(UInt8(ascii: "}")) {
+            repeat {
+                let keyOffset = scanner.position
+                let field = try json { s throws(JSONError) in try s.parseString() }
+                guard fields.insert(field).inserted else {
+                    throw .headerJSON(
+                        file: fileName,
+                        error: JSONError(offset: keyOffset, reason: "duplicate key \"\(field)\" in tensor '\(name)'"))
+                }
+                try json { s throws(JSONError) in try s.expect(UInt8(ascii: ":"), "':' after a key") }
+                switch field {
+                case "dtype":
+                    guard scanner.peek() == UInt8(ascii: "\"") else { throw bad("dtype must be a string") }
+                    dtypeText = try json { s throws(JSONError) in try s.parseString() }
+                case "shape":
+                    shape = try parseIntArray(what: "shape", bad: bad)
+                case "data_offsets":
+                    offsets = try parseIntArray(what: "data_offsets", bad: bad)
+                default:
+                    _ = try json { s throws(JSONError) in try s.parseValue(depth: 2) }  // tolerated, as by the reference
+                }
+            } while scanner.consume(UInt8(ascii: ","))
+            try json { s throws(JSONError) in try s.expect(UInt8(ascii: "}"), "',' or '}' in a tensor entry") }
+        }
+        guard let dtypeText else { throw bad("missing \"dtype\"") }
+        guard let shape else { throw bad("missing \"shape\"") }
+        guard let offsets else { throw bad("missing \"data_offsets\"") }
+        guard offsets.count == 2 else { throw bad("data_offsets must hold exactly 2 integers, found \(offsets.count)") }
+        guard let dtype = DType(rawValue: dtypeText) else {
+            throw .unknownDType(file: fileName, tensor: name, dtype: dtypeText)
+        }
+        return TensorEntry(
+            name: name, dtype: dtype, shape: shape, dataBegin: offsets[0], dataEnd: offsets[1], dataStartInFile: dataStart)
+    }
+
+    private mutating func parseIntArray(
+        what: String, bad: (String) -> CheckpointError
+    ) throws(CheckpointError) -> [Int] {
+        guard scanner.peek() == UInt8(ascii: "[") else { throw bad("\(what) must be an array of integers") }
+        scanner.skipOne()
+        var values: [Int] = []
+        if scanner.consume(UInt8(ascii: "]")) { return values }
+        repeat {
+            guard values.count < 64 else { throw bad("\(what) has more than 64 entries") }
+            do {
+                values.append(try scanner.parseNonNegativeInt(what))
+            } catch {
+                throw bad(error.reason)
+            }
+        } while scanner.consume(UInt8(ascii: ","))
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), "',' or ']' in \(what)") }
+        return values
+    }
+}

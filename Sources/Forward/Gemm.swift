@@ -1,0 +1,32 @@
+import COpenBLAS
+
+/// Matrix products through OpenBLAS: the only importer of COpenBLAS.
+public enum Gemm {
+    /// `y[m, n] = x[m, k] · w[n, k]ᵀ` (row-major; a Linear layer with weight `w`), in float32.
+    public static func linear(
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int
+    ) {
+        cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k), 1, x, blasint(k), w, blasint(k),
+            0, y, blasint(n))
+    }
+
+    /// Array convenience for small products and tests.
+    public static func linear(_ x: [Float], _ w: [Float], m: Int, n: Int, k: Int) -> [Float] {
+        precondition(x.count == m * k && w.count == n * k, "Gemm.linear: operand sizes do not match m, n, k")
+        var y = [Float](repeating: 0, count: m * n)
+        x.withUnsafeBufferPointer { xp in
+            w.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in linear(xp.baseAddress!, wp.baseAddress!, yp.baseAddress!, m: m, n: n, k: k) }
+            }
+        }
+        return y
+    }
+
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+
+    public static var configuration: String { String(cString: openblas_get_config()) }
+}

@@ -1,0 +1,67 @@
+import Checkpoint
+import ModelConfig
+
+/// One problem (or warning) found in a checkpoint, naming the file and tensor where there are some.
+public struct Finding: Sendable, Codable, Equatable, CustomStringConvertible {
+    public enum Severity: String, Sendable, Codable { case error, warning }
+
+    public var severity: Severity
+    /// A stable machine-readable kind, e.g. `missing_tensor`, `scale_not_finite`.
+    public var code: String
+    public var file: String?
+    public var tensor: String?
+    public var message: String
+
+    public init(_ severity: Severity = .error, code: String, file: String? = nil, tensor: String? = nil, message: String) {
+        self.severity = severity
+        self.code = code
+        self.file = file
+        self.tensor = tensor
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    init(_ error: CheckpointError) {
+        let code: String
+        switch error {
+        case .io: code = "io"
+        case .notACheckpoint: code = "not_a_checkpoint"
+        case .fileTooShort, .truncated: code = "truncated"
+        case .lfsPointer: code = "lfs_pointer"
+        case .headerTooLarge: code = "header_too_large"
+        case .headerPastEnd: code = "header_past_end"
+        case .headerJSON: code = "header_json"
+        case .headerMalformed, .tensorEntryMalformed: code = "header_malformed"
+        case .unknownDType: code = "unknown_dtype"
+        case .metadataNotString: code = "metadata_not_string"
+        case .shapeOverflow: code = "shape_overflow"
+        case .offsetsReversed, .offsetGap, .offsetOverlap: code = "bad_offsets"
+        case .sizeMismatch: code = "size_mismatch"
+        case .trailingBytes: code = "trailing_bytes"
+        case .indexMalformed, .unsafeShardName: code = "index_malformed"
+        case .shardMissing: code = "shard_missing"
+        case .indexTensorNotInShard: code = "index_tensor_not_in_shard"
+        case .shardTensorNotInIndex: code = "shard_tensor_not_in_index"
+        case .duplicateTensor: code = "duplicate_tensor"
+        case .checksumMismatch: code = "checksum_mismatch"
+        case .checksumListMalformed: code = "checksum_list_malformed"
+        }
+        self.init(.error, code: code, file: error.file, tensor: Self.tensor(of: error), message: error.description)
+    }
+
+    init(_ error: ConfigError) {
+        self.init(.error, code: "config", file: ModelConfig.fileName, message: error.description)
+    }
+
+    private static func tensor(of error: CheckpointError) -> String? {
+        switch error {
+        case let .tensorEntryMalformed(_, t, _), let .unknownDType(_, t, _), let .shapeOverflow(_, t, _),
+            let .offsetsReversed(_, t, _, _), let .sizeMismatch(_, t, _, _, _, _), let .offsetGap(_, t, _, _, _),
+            let .offsetOverlap(_, t, _, _, _), let .indexTensorNotInShard(t, _, _), let .shardTensorNotInIndex(t, _),
+            let .duplicateTensor(t, _, _):
+            t
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,226 @@
+import Checkpoint
+import Foundation
+import ModelConfig
+import TensorCore
+
+/// What `k2pack inspect` reports about a checkpoint.
+public struct InspectReport: Sendable, Codable {
+    public struct ModelSummary: Sendable, Codable {
+        public var hiddenSize: Int
+        public var layers: Int
+        public var denseLayers: Int
+        public var moeLayers: Int
+        public var attentionHeads: Int
+        public var routedExperts: Int
+        public var expertsPerToken: Int
+        public var sharedExperts: Int
+        public var vocabSize: Int
+        public var visionBlocks: Int?
+    }
+
+    public struct RoleSummary: Sendable, Codable {
+        public var role: String
+        public var tensors: Int
+        public var parameters: Int
+        public var bytes: Int
+    }
+
+    public struct QuantizationSummary: Sendable, Codable {
+        public var scheme: String
+        public var location: String
+        public var ignore: [String]
+        /// Linear modules stored quantized.
+        public var modules: Int
+        public var roles: [String]
+        public var parameters: Int
+        public var bytes: Int
+    }
+
+    public struct MemoryEstimate: Sendable, Codable {
+        public var gpus: Int
+        /// Tensor parallel: every splittable tensor divided across the GPUs (experts on their intermediate
+        /// dimension), norms, router and latent projections replicated. Weights only.
+        public var tensorParallelBytesPerGPU: Int
+        /// Expert parallel: routed experts divided whole across the GPUs, everything else replicated
+        /// (data-parallel attention). Weights only.
+        public var expertParallelBytesPerGPU: Int
+    }
+
+    public var path: String
+    public var format: String
+    public var architecture: String?
+    public var architectureName: String?
+    public var model: ModelSummary?
+    public var shardCount: Int
+    public var tensorCount: Int
+    public var totalBytes: Int
+    public var totalParameters: Int
+    public var roles: [RoleSummary]
+    public var quantization: QuantizationSummary?
+    public var memory: MemoryEstimate?
+    public var findings: [Finding]
+
+    public init(_ checkpoint: LoadedCheckpoint, gpus: Int = 8) {
+        let dir = checkpoint.directory
+        path = dir.path
+        format = "huggingface"
+        architecture = checkpoint.config?.architecture.name
+        architectureName = checkpoint.config?.architecture.displayName
+        if let config = checkpoint.config {
+            let t = config.text
+            model = ModelSummary(
+                hiddenSize: t.hiddenSize, layers: t.numLayers, denseLayers: t.denseLayers.count, moeLayers: t.moeLayers.count,
+                attentionHeads: t.numHeads, routedExperts: t.numRoutedExperts, expertsPerToken: t.numExpertsPerToken,
+                sharedExperts: t.numSharedExperts, vocabSize: t.vocabSize, visionBlocks: config.vision?["vt_num_hidden_layers"]?.intValue)
+        }
+        shardCount = dir.shardNames.count
+
+        // Roles in manifest order, unrecognized last.
+        var order: [String] = []
+        var seen = Set<String>()
+        for e in checkpoint.expected?.tensors ?? [] where seen.insert(e.role).inserted { order.append(e.role) }
+        var byRole: [String: RoleSummary] = [:]
+        var tensorCount = 0
+        var totalBytes = 0
+        var totalParameters = 0
+        var quantModules = Set<String>()
+        var quantRoles: [String] = []
+        var quantParams = 0
+        var quantBytes = 0
+        var tpBytes = 0.0
+        var epBytes = 0.0
+        let n = Double(max(1, gpus))
+        let experts = Double(checkpoint.config?.text.numRoutedExperts ?? 0)
+        let expertsPerRank = experts > 0 ? (experts / n).rounded(.up) : 0
+        for shard in dir.shards.compactMap({ $0 }) {
+            for entry in shard.tensors {
+                let expected = checkpoint.expected?[entry.name]
+                let role = expected?.role ?? "unrecognized"
+                let params = checkpoint.parameterCount(of: entry)
+                var summary = byRole[role] ?? RoleSummary(role: role, tensors: 0, parameters: 0, bytes: 0)
+                summary.tensors += 1
+                summary.parameters += params
+                summary.bytes += entry.byteCount
+                byRole[role] = summary
+                tensorCount += 1
+                totalBytes += entry.byteCount
+                totalParameters += params
+                let bytes = Double(entry.byteCount)
+                if let expected, expected.method != nil, let module = expected.module {
+                    if quantModules.insert(module).inserted, !quantRoles.contains(role) { quantRoles.append(role) }
+                    quantParams += params
+                    quantBytes += entry.byteCount
+                }
+                switch expected?.tp ?? .replicate {
+                case .replicate: tpBytes += bytes
+                case .column, .row, .vocab: tpBytes += bytes / n
+                }
+                if expected?.expertParallel ?? false, experts > 0 {
+                    epBytes += bytes * expertsPerRank / experts
+                } else {
+                    epBytes += bytes
+                }
+            }
+        }
+        if byRole["unrecognized"] != nil { order.append("unrecognized") }
+        roles = order.compactMap { byRole[$0] }
+        self.tensorCount = tensorCount
+        self.totalBytes = totalBytes
+        self.totalParameters = totalParameters
+        if let scheme = checkpoint.config?.quantization {
+            quantization = QuantizationSummary(
+                scheme: scheme.summary, location: scheme.location, ignore: scheme.ignore, modules: quantModules.count,
+                roles: quantRoles, parameters: quantParams, bytes: quantBytes)
+        }
+        if checkpoint.config != nil {
+            memory = MemoryEstimate(
+                gpus: gpus, tensorParallelBytesPerGPU: Int(tpBytes.rounded(.up)),
+                expertParallelBytesPerGPU: Int(epBytes.rounded(.up)))
+        }
+        findings = checkpoint.findings
+    }
+
+    public func renderText() -> String {
+        var out = ""
+        func line(_ label: String, _ value: String) { out += label.padding(toLength: 15, withPad: " ", startingAt: 0) + value + "\n" }
+        line("checkpoint", path)
+        if let architecture, let architectureName { line("architecture", "\(architectureName) (\(architecture))") }
+        if let m = model {
+            line("layers", "\(m.layers) (\(m.denseLayers) dense, \(m.moeLayers) MoE); hidden \(m.hiddenSize), \(m.attentionHeads) heads, vocab \(grouped(m.vocabSize))")
+            line("experts", "\(m.routedExperts) routed, top-\(m.expertsPerToken), \(m.sharedExperts) shared")
+            if let blocks = m.visionBlocks { line("vision tower", "\(blocks) blocks + projector") }
+        }
+        line("shards", "\(shardCount) file\(shardCount == 1 ? "" : "s"), \(grouped(tensorCount)) tensors, \(formatBytes(totalBytes)) (\(grouped(totalBytes)) bytes)")
+        line("parameters", "\(grouped(totalParameters)) (\(humanCount(totalParameters)); INT4 counted as logical parameters)")
+        if let q = quantization {
+            line("quantization", "\(q.scheme) (in \(q.location))")
+            line("", "\(grouped(q.modules)) modules quantized: \(q.roles.joined(separator: ", ")); \(humanCount(q.parameters)) parameters in \(formatBytes(q.bytes))")
+        } else {
+            line("quantization", "none")
+        }
+        out += "\n"
+        let header = ["role", "tensors", "parameters", "bytes"]
+        var rows = roles.map { [$0.role, grouped($0.tensors), grouped($0.parameters), formatBytes($0.bytes)] }
+        rows.append(["total", grouped(tensorCount), grouped(totalParameters), formatBytes(totalBytes)])
+        out += table(header: header, rows: rows, rightAligned: [1, 2, 3])
+        if let m = memory {
+            out += "\nmemory per GPU on \(m.gpus) GPUs (weights only):\n"
+            out += "  TP\(m.gpus)  \(formatBytes(m.tensorParallelBytesPerGPU).leftPadded(12))  every split tensor divided by \(m.gpus); norms, router, latent projections replicated\n"
+            out += "  EP\(m.gpus)  \(formatBytes(m.expertParallelBytesPerGPU).leftPadded(12))  routed experts divided whole; everything else replicated\n"
+        }
+        out += renderFindings(findings)
+        return out
+    }
+}
+
+/// Findings as text: errors first, at most `limit` per code.
+func renderFindings(_ findings: [Finding], limit: Int = 20) -> String {
+    guard !findings.isEmpty else { return "" }
+    var out = "\n"
+    for severity in [Finding.Severity.error, .warning] {
+        let some = findings.filter { $0.severity == severity }
+        guard !some.isEmpty else { continue }
+        out += "\(some.count) \(severity == .error ? "problem" : "warning")\(some.count == 1 ? "" : "s"):\n"
+        var perCode: [String: Int] = [:]
+        for f in some {
+            perCode[f.code, default: 0] += 1
+            if perCode[f.code]! <= limit { out += "  \(severity == .error ? "✗" : "!") \(f.message)\n" }
+        }
+        for (code, count) in perCode.sorted(by: { $0.key < $1.key }) where count > limit {
+            out += "  … and \(count - limit) more \(code) \(severity == .error ? "problems" : "warnings") (see --json)\n"
+        }
+    }
+    return out
+}
+
+/// 1234567 → "1,234,567".
+func grouped(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, c) in digits.enumerated() {
+        if i > 0, (digits.count - i) % 3 == 0 { out += "," }
+        out.append(c)
+    }
+    return (n < 0 ? "-" : "") + out
+}
+
+/// 1026000000000 → "1.03 T".
+func humanCount(_ n: Int) -> String {
+    let units: [(Double, String)] = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")]
+    for (scale, unit) in units where Double(n) >= scale { return String(format: "%.2f %@", Double(n) / scale, unit) }
+    return "\(n)"
+}
+
+func table(header: [String], rows: [[String]], rightAligned: Set<Int>) -> String {
+    let widths = header.indices.map { c in ([header] + rows).map { $0[c].count }.max() ?? 0 }
+    func render(_ cells: [String]) -> String {
+        cells.enumerated().map { c, cell in
+            rightAligned.contains(c) ? cell.leftPadded(widths[c]) : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ") + "\n"
+    }
+    return ([header] + rows).map(render).joined()
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

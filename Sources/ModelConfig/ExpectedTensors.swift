@@ -1,0 +1,183 @@
+import Foundation
+import JSONCore
+import TensorCore
+
+/// What a tensor is within its module.
+public enum TensorForm: String, Sendable, Codable {
+    /// A plain tensor (a norm, an embedding, an unquantized weight, a bias).
+    case plain
+    /// pack-quantized codes: I32 `[out, ceil(in·bits/32)]`.
+    case packed
+    /// pack-quantized group scales: `[out, ceil(in/group)]`.
+    case scale
+    /// pack-quantized `[out, in]` as I32 or I64.
+    case shape
+    /// FP8 block scales `weight_scale_inv`.
+    case blockScale
+}
+
+/// One tensor the config implies, with its expected shape and dtype.
+public struct ExpectedTensor: Sendable {
+    public var name: String
+    public var role: String
+    public var shape: [Int]
+    /// Allowed dtypes (weight_shape may be I32 or I64).
+    public var dtypes: [DType]
+    public var form: TensorForm
+    /// The Linear module this tensor belongs to (name without `.weight` etc.), when it is part of one.
+    public var module: String?
+    /// The module's logical `[out, in]` for quantized modules.
+    public var logicalShape: [Int]?
+    /// The quantization of the module, when quantized.
+    public var method: QuantizationScheme.Method?
+    public var tp: TPRule
+    public var tpUnit: Int?
+    public var expertParallel: Bool
+    /// Decoder layer, expert index or vision block, when the spec repeats.
+    public var layer: Int?
+    public var expert: Int?
+}
+
+/// The complete list of tensors a config implies, in manifest order.
+public struct ExpectedTensorList: Sendable {
+    public var tensors: [ExpectedTensor]
+    /// Name → position in `tensors`.
+    public var byName: [String: Int]
+
+    /// Refuses configs that imply more tensors than this (a hostile config claiming 10¹² experts).
+    public static let maxTensorCount = 20_000_000
+
+    public init(config: ModelConfig) throws(ConfigError) {
+        var tensors: [ExpectedTensor] = []
+        for part in config.architecture.parts {
+            let specs = try ManifestLibrary.specs(named: part.specs)
+            for spec in specs {
+                try Self.expand(spec, part: part, config: config, into: &tensors)
+            }
+        }
+        var byName: [String: Int] = [:]
+        byName.reserveCapacity(tensors.count)
+        for (i, t) in tensors.enumerated() where byName[t.name] == nil { byName[t.name] = i }
+        self.tensors = tensors
+        self.byName = byName
+    }
+
+    public subscript(name: String) -> ExpectedTensor? { byName[name].map { tensors[$0] } }
+
+    static func expand(
+        _ spec: TensorSpec, part: ArchitecturePart, config: ModelConfig, into tensors: inout [ExpectedTensor]
+    ) throws(ConfigError) {
+        let lookup: (String) -> JSONValue? = { config.lookup($0, in: part.config) }
+        if let condition = spec.when, !Self.holds(condition, lookup: lookup) { return }
+        let text = config.text
+        // (layer, expert-or-block) instances.
+        var instances: [(layer: Int?, index: Int?)] = []
+        switch spec.repeat {
+        case .once: instances = [(nil, nil)]
+        case .layers: instances = (0..<text.numLayers).map { ($0, nil) }
+        case .denseLayers: instances = text.denseLayers.map { ($0, nil) }
+        case .moeLayers: instances = text.moeLayers.map { ($0, nil) }
+        case .experts:
+            let moe = text.moeLayers
+            guard let count = CheckedMath.multiply(moe.count, text.numRoutedExperts),
+                tensors.count + count * 3 <= maxTensorCount
+            else {
+                throw .invalidValue(
+                    file: ModelConfig.fileName, section: "config", key: "n_routed_experts",
+                    reason: "\(text.numRoutedExperts) experts × \(moe.count) MoE layers is more tensors than k2pack accepts (\(maxTensorCount))")
+            }
+            instances.reserveCapacity(count)
+            for l in moe { for e in 0..<text.numRoutedExperts { instances.append((l, e)) } }
+        case .visionBlocks:
+            let blocks = try ShapeExpression.evaluate("vt_num_hidden_layers", lookup: lookup)
+            guard blocks <= 100_000 else {
+                throw .invalidValue(file: ModelConfig.fileName, section: "vision_config", key: "vt_num_hidden_layers", reason: "\(blocks) blocks is implausible")
+            }
+            instances = (0..<blocks).map { (nil, $0) }
+        }
+        guard tensors.count + instances.count <= maxTensorCount else {
+            throw .invalidValue(
+                file: ModelConfig.fileName, section: "config", key: "num_hidden_layers",
+                reason: "the config implies more tensors than k2pack accepts (\(maxTensorCount))")
+        }
+        // Shapes do not depend on the instance: evaluate once.
+        let eval: (String) throws(ConfigError) -> Int = { e throws(ConfigError) in try ShapeExpression.evaluate(e, lookup: lookup) }
+        let tpUnit = try spec.tpUnit.map(eval)
+        let expertParallel = spec.ep ?? false
+        let plainDType = try spec.dtype.map { name throws(ConfigError) -> DType in
+            guard let d = DType(rawValue: name) else { throw .manifest(name: part.specs, reason: "unknown dtype \(name)") }
+            return d
+        } ?? config.weightDType
+
+        func instantiate(_ template: String, _ inst: (layer: Int?, index: Int?)) -> String {
+            var name = part.prefix + template
+            if let l = inst.layer { name = name.replacingOccurrences(of: "{L}", with: String(l)) }
+            if let i = inst.index {
+                name = name.replacingOccurrences(of: "{E}", with: String(i)).replacingOccurrences(of: "{B}", with: String(i))
+            }
+            return name
+        }
+        func make(_ name: String, _ role: String, _ shape: [Int], _ dtypes: [DType], _ form: TensorForm,
+                  module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?)) -> ExpectedTensor {
+            ExpectedTensor(
+                name: name, role: role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
+                method: method, tp: spec.tp, tpUnit: tpUnit, expertParallel: expertParallel, layer: inst.layer,
+                expert: spec.repeat == .experts ? inst.index : nil)
+        }
+
+        if let template = spec.tensor {
+            let shape = try (spec.shape ?? []).map(eval)
+            for inst in instances {
+                tensors.append(make(instantiate(template, inst), spec.role, shape, [plainDType], .plain, module: nil, logical: nil, method: nil, inst: inst))
+            }
+            return
+        }
+        guard let template = spec.linear, let outExpr = spec.out, let inExpr = spec.in else {
+            throw .manifest(name: part.specs, reason: "a spec needs either \"tensor\" with \"shape\" or \"linear\" with \"out\" and \"in\"")
+        }
+        let out = try eval(outExpr)
+        let inFeatures = try eval(inExpr)
+        let textPrefix = config.architecture.textPrefix
+        for inst in instances {
+            let module = instantiate(template, inst)
+            var method: QuantizationScheme.Method?
+            if part.quantizable, let scheme = config.quantization {
+                let relative = module.hasPrefix(textPrefix) ? String(module.dropFirst(textPrefix.count)) : module
+                method = scheme.group(for: relative, className: "Linear")?.method
+            }
+            let logical = [out, inFeatures]
+            switch method {
+            case let .packQuantized(bits, groupSize, _)?:
+                let perWord = 32 / bits
+                tensors.append(make(module + ".weight_packed", spec.role, [out, CheckedMath.ceilDiv(inFeatures, perWord)], [.i32], .packed, module: module, logical: logical, method: method, inst: inst))
+                tensors.append(make(module + ".weight_scale", spec.role, [out, CheckedMath.ceilDiv(inFeatures, groupSize)], [config.weightDType], .scale, module: module, logical: logical, method: method, inst: inst))
+                tensors.append(make(module + ".weight_shape", spec.role, [2], [.i32, .i64], .shape, module: module, logical: logical, method: method, inst: inst))
+            case let .fp8Block(blockOut, blockIn)?:
+                tensors.append(make(module + ".weight", spec.role, logical, [.f8e4m3], .plain, module: module, logical: logical, method: method, inst: inst))
+                tensors.append(make(module + ".weight_scale_inv", spec.role, [CheckedMath.ceilDiv(out, blockOut), CheckedMath.ceilDiv(inFeatures, blockIn)], [.f32], .blockScale, module: module, logical: logical, method: method, inst: inst))
+            case nil:
+                tensors.append(make(module + ".weight", spec.role, logical, [plainDType], .plain, module: module, logical: nil, method: nil, inst: inst))
+            }
+            if spec.bias ?? false {
+                tensors.append(make(module + ".bias", spec.role, [out], [plainDType], .plain, module: module, logical: nil, method: nil, inst: inst))
+            }
+        }
+    }
+
+    /// Evaluates `key == value` or `key != value` against the config; strings, booleans and numbers
+    /// compare by their text, and an absent or null key reads as `null`.
+    static func holds(_ condition: String, lookup: (String) -> JSONValue?) -> Bool {
+        let negated = condition.contains("!=")
+        let parts = condition.components(separatedBy: negated ? "!=" : "==").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.count == 2 else { return true }
+        let text: String
+        switch lookup(parts[0]) {
+        case .string(let s)?: text = s
+        case .bool(let b)?: text = b ? "true" : "false"
+        case .number(let n)?: text = n
+        case .null?, nil: text = "null"
+        default: return negated
+        }
+        return (text == parts[1]) != negated
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import JSONCore
+import TensorCore
+
+/// A weight quantization scheme read from `quantization_config`.
+public struct QuantizationScheme: Sendable, Equatable {
+    public enum Method: Sendable, Equatable {
+        /// compressed-tensors `pack-quantized`: `weight_packed` I32, `weight_scale`, `weight_shape`.
+        case packQuantized(bits: Int, groupSize: Int, symmetric: Bool)
+        /// DeepSeek's block FP8: F8_E4M3 `weight` plus F32 `weight_scale_inv` per block.
+        case fp8Block(blockOut: Int, blockIn: Int)
+    }
+
+    public struct Group: Sendable, Equatable {
+        public var name: String
+        public var targets: [String]
+        public var method: Method
+    }
+
+    public var quantMethod: String
+    public var format: String?
+    public var groups: [Group]
+    public var ignore: [String]
+    /// Where it was found: "text_config" or "top level".
+    public var location: String
+
+    /// The group that quantizes `module` (its name relative to the text model, its class), or nil.
+    public func group(for module: String, className: String) -> Group? {
+        if ignore.contains(where: { Self.matches(module, className: className, target: $0) }) { return nil }
+        return groups.first { g in g.targets.contains { Self.matches(module, className: className, target: $0) } }
+    }
+
+    /// compressed-tensors matching: `re:` patterns with Python `re.match` semantics (anchored at the start),
+    /// otherwise an exact module name or class name.
+    public static func matches(_ module: String, className: String, target: String) -> Bool {
+        if target.hasPrefix("re:") {
+            return PatternCache.shared.prefixMatches(String(target.dropFirst(3)), module)
+        }
+        return target == module || target == className
+    }
+
+    public static func parse(_ value: JSONValue, location: String, file: String) throws(ConfigError) -> QuantizationScheme {
+        let section = "quantization_config"
+        guard let object = value.objectValue else { throw .notAnObject(file: file, key: section) }
+        guard let method = object["quant_method"]?.stringValue else {
+            throw .missingKey(file: file, section: section, key: "quant_method")
+        }
+        let ignore = (object["ignore"]?.arrayValue ?? object["modules_to_not_convert"]?.arrayValue ?? []).compactMap(\.stringValue)
+        switch method {
+        case "compressed-tensors":
+            let format = object["format"]?.stringValue
+            guard let groupsObject = object["config_groups"]?.objectValue, groupsObject.count > 0 else {
+                throw .missingKey(file: file, section: section, key: "config_groups")
+            }
+            var groups: [Group] = []
+            for (name, g) in groupsObject.entries {
+                let where_ = "\(section).config_groups.\(name)"
+                let targets = g["targets"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                guard let weights = g["weights"]?.objectValue else {
+                    throw .missingKey(file: file, section: where_, key: "weights")
+                }
+                let groupFormat = g["format"]?.stringValue ?? format
+                guard groupFormat == "pack-quantized" else {
+                    throw .unsupportedQuantization(file: file, reason: "format \"\(groupFormat ?? "none")\" (k2pack reads pack-quantized)")
+                }
+                guard let bits = weights["num_bits"]?.intValue, bits == 4 || bits == 8 else {
+                    throw .unsupportedQuantization(file: file, reason: "\(where_).weights.num_bits must be 4 or 8")
+                }
+                guard weights["strategy"]?.stringValue == "group", let groupSize = weights["group_size"]?.intValue, groupSize > 0 else {
+                    throw .unsupportedQuantization(file: file, reason: "\(where_): only the group strategy with a positive group_size is supported")
+                }
+                guard weights["type"]?.stringValue ?? "int" == "int" else {
+                    throw .unsupportedQuantization(file: file, reason: "\(where_).weights.type must be int")
+                }
+                let symmetric = weights["symmetric"]?.boolValue ?? true
+                guard symmetric else {
+                    throw .unsupportedQuantization(file: file, reason: "\(where_): asymmetric (zero-point) schemes are not supported")
+                }
+                groups.append(Group(name: name, targets: targets, method: .packQuantized(bits: bits, groupSize: groupSize, symmetric: symmetric)))
+            }
+            return QuantizationScheme(quantMethod: method, format: format, groups: groups, ignore: ignore, location: location)
+        case "fp8":
+            let block = object["weight_block_size"]?.arrayValue?.compactMap(\.intValue) ?? []
+            guard block.count == 2, block.allSatisfy({ $0 > 0 }) else {
+                throw .unsupportedQuantization(file: file, reason: "fp8 needs weight_block_size [out, in]")
+            }
+            let group = Group(name: "fp8", targets: ["Linear"], method: .fp8Block(blockOut: block[0], blockIn: block[1]))
+            // DeepSeek keeps the output head in BF16.
+            return QuantizationScheme(quantMethod: method, format: object["fmt"]?.stringValue, groups: [group], ignore: ignore + ["lm_head"], location: location)
+        default:
+            throw .unsupportedQuantization(file: file, reason: "quant_method \"\(method)\" (k2pack reads compressed-tensors and fp8)")
+        }
+    }
+
+    /// A one-line summary: `compressed-tensors pack-quantized INT4 group 32 symmetric`.
+    public var summary: String {
+        groups.map { g in
+            switch g.method {
+            case let .packQuantized(bits, groupSize, symmetric):
+                "\(quantMethod) pack-quantized INT\(bits) group \(groupSize) \(symmetric ? "symmetric" : "asymmetric")"
+            case let .fp8Block(o, i):
+                "fp8 block \(o)×\(i)"
+            }
+        }.joined(separator: "; ")
+    }
+}
+
+/// Compiled `re:` patterns and their results, shared by all threads (module names repeat across runs).
+final class PatternCache: @unchecked Sendable {
+    static let shared = PatternCache()
+    private let lock = NSLock()
+    private var compiled: [String: NSRegularExpression?] = [:]
+
+    func prefixMatches(_ pattern: String, _ text: String) -> Bool {
+        lock.lock()
+        let regex: NSRegularExpression?
+        if let cached = compiled[pattern] {
+            regex = cached
+        } else {
+            regex = try? NSRegularExpression(pattern: pattern)
+            compiled[pattern] = regex
+        }
+        lock.unlock()
+        guard let regex else { return false }
+        let range = NSRange(text.startIndex..., in: text)
+        return regex.firstMatch(in: text, options: [.anchored], range: range) != nil
+    }
+}

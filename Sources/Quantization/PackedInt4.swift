@@ -1,0 +1,132 @@
+import TensorCore
+
+/// compressed-tensors `pack-quantized` INT4: eight codes per little-endian int32 word, element `i` of a row in
+/// bits `4·(i % 8)` of word `i / 8` (first element in the lowest nibble), each nibble holding `q + 8`
+/// (offset binary, 0...15) for q in −8...7.
+public enum PackedInt4 {
+    public static let codesPerWord = 8
+    /// The nibble that stores code `q`.
+    @inlinable public static func nibble(_ q: Int8) -> UInt8 { UInt8(truncatingIfNeeded: Int(q) + 8) }
+    /// The code a nibble stores.
+    @inlinable public static func code(_ nibble: UInt8) -> Int8 { Int8(truncatingIfNeeded: Int(nibble & 0xF) - 8) }
+
+    /// Packs codes (a multiple of 8 of them) into words.
+    public static func pack(_ codes: [Int8]) -> [UInt32] {
+        precondition(codes.count % codesPerWord == 0, "pack: code count must be a multiple of 8")
+        var words = [UInt32](repeating: 0, count: codes.count / codesPerWord)
+        for (i, q) in codes.enumerated() {
+            words[i / codesPerWord] |= UInt32(nibble(q)) << UInt32(4 * (i % codesPerWord))
+        }
+        return words
+    }
+
+    /// Unpacks words into codes.
+    public static func unpack(_ words: [UInt32]) -> [Int8] {
+        var codes: [Int8] = []
+        codes.reserveCapacity(words.count * codesPerWord)
+        for w in words {
+            for k in 0..<codesPerWord { codes.append(code(UInt8(truncatingIfNeeded: w >> UInt32(4 * k)))) }
+        }
+        return codes
+    }
+}
+
+/// Code statistics of packed INT4 data: how often each code occurs, and how many groups are all zero.
+public struct Int4CodeStats: Sendable, Equatable, Codable {
+    /// Occurrences of codes −8...7 (index 0 is −8).
+    public var histogram: [Int]
+    public var groupCount: Int
+    /// Groups whose every code is 0 (a dead group: its scale is irrelevant).
+    public var zeroGroupCount: Int
+
+    public init() {
+        histogram = Array(repeating: 0, count: 16)
+        groupCount = 0
+        zeroGroupCount = 0
+    }
+
+    public mutating func merge(_ other: Int4CodeStats) {
+        for i in 0..<16 { histogram[i] += other.histogram[i] }
+        groupCount += other.groupCount
+        zeroGroupCount += other.zeroGroupCount
+    }
+
+    /// Scans packed rows. `bytes` holds `rows` rows of `bytesPerRow` bytes; groups of `groupSize` codes run along
+    /// each row (`groupSize` a multiple of 8 is checked per 4-byte word; otherwise only the histogram is kept).
+    public static func scan(_ bytes: UnsafeRawBufferPointer, rows: Int, bytesPerRow: Int, groupSize: Int) -> Int4CodeStats {
+        var stats = Int4CodeStats()
+        var byteCounts = [Int](repeating: 0, count: 256)
+        let wordsPerGroup = groupSize % 8 == 0 ? groupSize / 8 : 0
+        byteCounts.withUnsafeMutableBufferPointer { counts in
+            let p = bytes.bindMemory(to: UInt8.self)
+            for i in 0..<min(bytes.count, rows * bytesPerRow) { counts[Int(p[i])] += 1 }
+        }
+        if wordsPerGroup > 0 {
+            let groupBytes = wordsPerGroup * 4
+            let groupsPerRow = bytesPerRow / groupBytes
+            for r in 0..<rows {
+                let row = bytes.baseAddress! + r * bytesPerRow
+                for g in 0..<groupsPerRow {
+                    var allZero = true
+                    var offset = g * groupBytes
+                    let end = offset + groupBytes
+                    // Code 0 is nibble 8: an all-zero group is all 0x88 bytes.
+                    while offset + 8 <= end {
+                        if row.loadUnaligned(fromByteOffset: offset, as: UInt64.self) != 0x8888_8888_8888_8888 { allZero = false; break }
+                        offset += 8
+                    }
+                    while allZero, offset < end {
+                        if row.load(fromByteOffset: offset, as: UInt8.self) != 0x88 { allZero = false }
+                        offset += 1
+                    }
+                    if allZero { stats.zeroGroupCount += 1 }
+                }
+                stats.groupCount += groupsPerRow
+            }
+        }
+        for b in 0..<256 where byteCounts[b] > 0 {
+            stats.histogram[b & 0xF] += byteCounts[b]
+            stats.histogram[b >> 4] += byteCounts[b]
+        }
+        return stats
+    }
+}
+
+/// Scale statistics: every scale must be finite and strictly positive.
+public struct ScaleStats: Sendable, Equatable {
+    public var count = 0
+    public var nonFinite = 0
+    public var nonPositive = 0
+    /// The first offending element (flat index) and its value.
+    public var firstBad: (index: Int, value: Float)?
+    public var minimum = Float.infinity
+    public var maximum = -Float.infinity
+
+    public init() {}
+
+    public static func == (a: ScaleStats, b: ScaleStats) -> Bool {
+        a.count == b.count && a.nonFinite == b.nonFinite && a.nonPositive == b.nonPositive
+            && a.firstBad?.index == b.firstBad?.index && a.minimum == b.minimum && a.maximum == b.maximum
+    }
+
+    public var badCount: Int { nonFinite + nonPositive }
+
+    /// Scans BF16 scales.
+    public static func scanBF16(_ bytes: UnsafeRawBufferPointer) -> ScaleStats {
+        var s = ScaleStats()
+        s.count = bytes.count / 2
+        for i in 0..<s.count {
+            let bits = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+            if BFloat16Bits.isFinitePositive(bits) {
+                let v = BFloat16Bits.toFloat(bits)
+                s.minimum = min(s.minimum, v)
+                s.maximum = max(s.maximum, v)
+                continue
+            }
+            let v = BFloat16Bits.toFloat(bits)
+            if v.isFinite { s.nonPositive += 1 } else { s.nonFinite += 1 }
+            if s.firstBad == nil { s.firstBad = (i, v) }
+        }
+        return s
+    }
+}

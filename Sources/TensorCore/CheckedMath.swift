@@ -1,0 +1,55 @@
+import Foundation
+
+/// Overflow-checked arithmetic for sizes computed from untrusted headers.
+public enum CheckedMath {
+    /// The product of `dims`, or nil when it overflows `Int` or a dimension is negative.
+    public static func product(_ dims: [Int]) -> Int? {
+        var total = 1
+        for dim in dims {
+            guard dim >= 0 else { return nil }
+            let (next, overflow) = total.multipliedReportingOverflow(by: dim)
+            if overflow { return nil }
+            total = next
+        }
+        return total
+    }
+
+    public static func multiply(_ a: Int, _ b: Int) -> Int? {
+        let (value, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? nil : value
+    }
+
+    public static func add(_ a: Int, _ b: Int) -> Int? {
+        let (value, overflow) = a.addingReportingOverflow(b)
+        return overflow ? nil : value
+    }
+
+    /// Bytes needed by a tensor of `shape` and `dtype`, or nil on overflow.
+    public static func byteCount(shape: [Int], dtype: DType) -> Int? {
+        guard let elements = product(shape) else { return nil }
+        return multiply(elements, dtype.byteWidth)
+    }
+
+    /// `a / b` rounded up, for positive `b`.
+    public static func ceilDiv(_ a: Int, _ b: Int) -> Int {
+        precondition(b > 0, "ceilDiv by a non-positive divisor")
+        return a / b + (a % b == 0 ? 0 : 1)
+    }
+}
+
+/// Formats a shape the way error messages and reports print it: `[7168, 64]`.
+public func formatShape(_ shape: [Int]) -> String {
+    "[" + shape.map(String.init).joined(separator: ", ") + "]"
+}
+
+/// Formats a byte count for humans: `554.27 GiB`.
+public func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024, unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.2f %@", value, units[unit])
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Checkpoint
+import Inspection
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Summarize a checkpoint: architecture, counts, parameters and bytes by role, quantization, memory per GPU.",
+        discussion: "Reads only the headers. Exits 1 if the folder's structure has problems (run `k2pack verify` for the full check)."
+    )
+
+    @Argument(help: "A Hugging Face checkpoint folder (config.json, model.safetensors.index.json, shards).")
+    var checkpoint: String
+
+    @Option(help: "GPUs for the memory-per-GPU estimate.")
+    var gpus: Int = 8
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard gpus > 0 else { throw ValidationError("--gpus must be positive") }
+    }
+
+    func run() throws {
+        let loaded = try LoadedCheckpoint(path: checkpoint)
+        let report = InspectReport(loaded, gpus: gpus)
+        if json {
+            try printJSON(report)
+        } else {
+            print(report.renderText(), terminator: "")
+        }
+        if report.findings.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,57 @@
+import ArgumentParser
+import Checkpoint
+import Foundation
+import Inspection
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check every byte range, the index, config↔tensor consistency and the INT4 experts of a checkpoint.",
+        discussion: """
+            Exits 0 when clean and 1 with a report naming each problem (file, tensor, found vs expected).
+            With --sha256, every listed file is checked against its SHA-256 (sha256sum format).
+            """
+    )
+
+    @Argument(help: "A Hugging Face checkpoint folder.")
+    var checkpoint: String
+
+    @Option(name: .customLong("sha256"), help: "A sha256sum-format list of the checkpoint's files.")
+    var sha256List: String?
+
+    @Flag(help: "Check headers, index and config only; do not read tensor data.")
+    var headersOnly = false
+
+    @Option(help: "Shards scanned at once (default: the number of cores).")
+    var threads: Int?
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        var options = VerifyOptions(scanData: !headersOnly)
+        if let threads { options.threads = threads }
+        if let sha256List {
+            let bytes = try ReadOnlyFile(path: sha256List).readAll()
+            options.checksums = try ChecksumList.parse(String(decoding: bytes, as: UTF8.self), fileName: sha256List)
+        }
+        let bar = quiet || json ? nil : ProgressBar(label: "verify")
+        var progress: (@Sendable (Int, Int) -> Void)?
+        if let bar { progress = { done, total in bar.update(done, of: total) } }
+        let report = try Verifier.verify(path: checkpoint, options: options, progress: progress)
+        bar?.finish()
+        if json {
+            try printJSON(report)
+        } else {
+            print(report.renderText(), terminator: "")
+        }
+        if !report.passed { throw ExitCode(1) }
+    }
+}

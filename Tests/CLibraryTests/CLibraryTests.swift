@@ -1,0 +1,51 @@
+import Archive
+import Forward
+import Foundation
+import Parity
+import Testing
+
+@Suite("C libraries")
+struct CLibraryTests {
+    @Test("zstd round-trips a frame and refuses garbage")
+    func zstd() throws {
+        let input = (0..<10_000).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        let frame = try input.withUnsafeBytes { try Zstd.compress($0) }
+        #expect(frame.count < input.count)
+        let output = try frame.withUnsafeBytes { try Zstd.decompress($0, maxSize: 1 << 20) }
+        #expect(output == input)
+        #expect(throws: Zstd.Failure(operation: "decompress", reason: "not a zstd frame")) {
+            _ = try [UInt8](repeating: 7, count: 32).withUnsafeBytes { try Zstd.decompress($0, maxSize: 1 << 20) }
+        }
+        #expect(throws: Zstd.Failure(operation: "decompress", reason: "frame claims 10000 bytes, more than the 100 allowed")) {
+            _ = try frame.withUnsafeBytes { try Zstd.decompress($0, maxSize: 100) }
+        }
+    }
+
+    @Test("OpenBLAS computes x·wᵀ")
+    func gemm() {
+        // x [2, 3], w [2, 3] → y [2, 2]
+        let y = Gemm.linear([1, 2, 3, 4, 5, 6], [1, 0, -1, 0.5, 0.5, 0.5], m: 2, n: 2, k: 3)
+        let expected: [Float] = [-2, 3, -2, 7.5]
+        let worst = zip(y, expected).map { abs($0 - $1) }.enumerated().max { $0.element < $1.element }!
+        #expect(worst.element < 1e-6, "largest difference \(worst.element) at index \(worst.offset)")
+        #expect(Gemm.threads >= 1)
+    }
+
+    @Test("HDF5 writes and reads float and int datasets in nested groups")
+    func hdf5() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("k2pack-\(UUID().uuidString).h5").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        do {
+            let file = try HDF5File.create(path)
+            try file.write("layers/0/layer_out", floats: [1.5, -2, 3, 4], shape: [1, 2, 2])
+            try file.write("input_ids", int32s: [5, 6], shape: [1, 2])
+        }
+        let file = try HDF5File.open(path)
+        let (values, shape) = try file.readFloats("layers/0/layer_out")
+        #expect(shape == [1, 2, 2])
+        #expect(values == [1.5, -2, 3, 4])
+        #expect(try file.readFloats("input_ids").values == [5, 6])
+        #expect(throws: HDF5File.HDF5Error(path: path, reason: "no dataset missing")) { _ = try file.readFloats("missing") }
+        #expect(throws: HDF5File.HDF5Error(path: "/nonexistent.h5", reason: "cannot open as HDF5")) { _ = try HDF5File.open("/nonexistent.h5") }
+    }
+}

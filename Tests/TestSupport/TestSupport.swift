@@ -1,0 +1,102 @@
+import Foundation
+
+/// Paths and file helpers shared by the test targets.
+public enum TestPaths {
+    /// The package root (found from this file's location).
+    public static let packageRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url
+    }()
+
+    public static var fixtures: URL { packageRoot.appendingPathComponent("Fixtures") }
+
+    public static func fixture(_ name: String) -> String { fixtures.appendingPathComponent(name).path }
+
+    /// The built `k2pack` executable next to the test bundle, if it has been built.
+    public static var executable: URL? {
+        let candidates = [
+            Bundle.main.bundleURL.appendingPathComponent("k2pack"),
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("k2pack"),
+            packageRoot.appendingPathComponent(".build/debug/k2pack"),
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }
+}
+
+/// A fresh temporary folder, removed when the value is released.
+public final class TemporaryDirectory: @unchecked Sendable {
+    public let url: URL
+    public var path: String { url.path }
+
+    public init() {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("k2pack-test-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    @discardableResult
+    public func write(_ name: String, _ bytes: [UInt8]) -> String {
+        let file = url.appendingPathComponent(name)
+        try! Data(bytes).write(to: file)
+        return file.path
+    }
+
+    /// Copies a fixture folder into this directory and returns the copy's path.
+    public func copy(fixture name: String) -> String {
+        let target = url.appendingPathComponent((name as NSString).lastPathComponent)
+        try! FileManager.default.copyItem(atPath: TestPaths.fixture(name), toPath: target.path)
+        return target.path
+    }
+}
+
+/// Builds safetensors bytes by hand, including broken ones.
+public struct SafetensorsBuilder: Sendable {
+    public struct Tensor: Sendable {
+        public var name: String
+        public var dtype: String
+        public var shape: [Int]
+        public var data: [UInt8]
+        public init(_ name: String, _ dtype: String, _ shape: [Int], _ data: [UInt8]) {
+            self.name = name
+            self.dtype = dtype
+            self.shape = shape
+            self.data = data
+        }
+    }
+
+    public var tensors: [Tensor] = []
+    public var metadata: [String: String]? = ["format": "pt"]
+
+    public init(_ tensors: [Tensor] = []) { self.tensors = tensors }
+
+    /// The JSON header text with contiguous offsets in the order given.
+    public func headerJSON() -> String {
+        var parts: [String] = []
+        if let metadata {
+            let items = metadata.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\"\($0.value)\"" }
+            parts.append("\"__metadata__\":{\(items.joined(separator: ","))}")
+        }
+        var offset = 0
+        for t in tensors {
+            let shape = t.shape.map(String.init).joined(separator: ",")
+            parts.append("\"\(t.name)\":{\"dtype\":\"\(t.dtype)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.data.count)]}")
+            offset += t.data.count
+        }
+        return "{" + parts.joined(separator: ",") + "}"
+    }
+
+    /// The file: 8-byte length, header (padded with spaces to a multiple of 8), data.
+    public func bytes(header: String? = nil, pad: Bool = true) -> [UInt8] {
+        var json = Array((header ?? headerJSON()).utf8)
+        if pad { while json.count % 8 != 0 { json.append(0x20) } }
+        return Self.file(headerBytes: json, data: tensors.flatMap(\.data))
+    }
+
+    public static func file(headerBytes: [UInt8], data: [UInt8]) -> [UInt8] {
+        var n = UInt64(headerBytes.count).littleEndian
+        let prefix = withUnsafeBytes(of: &n) { Array($0) }
+        return prefix + headerBytes + data
+    }
+}
