@@ -46,18 +46,40 @@ public final class CheckpointDirectory: Sendable {
 
         var problems: [CheckpointError] = []
         var warnings: [String] = []
-        let index: ShardIndex?
-        if listing.contains(ShardIndex.fileName) {
-            let bytes = try ReadOnlyFile(path: path + "/" + ShardIndex.fileName).readAll()
-            index = try ShardIndex.parse(bytes)
-        } else {
-            index = nil
+        // The index and the shard headers are read at the same time: every `.safetensors` file in the folder is
+        // opened while the index is parsed, then the index decides which of them make up the checkpoint.
+        let hasIndex = listing.contains(ShardIndex.fileName)
+        let files = listing.filter { $0.hasSuffix(".safetensors") }
+        enum Loaded: Sendable {
+            case index(Result<ShardIndex, CheckpointError>)
+            case shard(Result<SafetensorsFile, CheckpointError>)
+        }
+        // The index (the longest single job) goes first.
+        let offset = hasIndex ? 1 : 0
+        let loaded: [Loaded] = parallelMap(count: files.count + offset) { i in
+            if i < offset {
+                return .index(Result { () throws(CheckpointError) -> ShardIndex in
+                    try ShardIndex.parse(try ReadOnlyFile(path: path + "/" + ShardIndex.fileName).readAll())
+                })
+            }
+            let file = files[i - offset]
+            return .shard(Result { () throws(CheckpointError) -> SafetensorsFile in
+                try SafetensorsFile(path: path + "/" + file, name: file)
+            })
+        }
+        var byFile: [String: Result<SafetensorsFile, CheckpointError>] = [:]
+        var index: ShardIndex?
+        for (i, item) in loaded.enumerated() {
+            switch item {
+            case .index(let result): index = try result.get()
+            case .shard(let result): byFile[files[i - offset]] = result
+            }
         }
         let names: [String]
         if let index {
             names = index.shardNames
         } else {
-            names = listing.filter { $0.hasSuffix(".safetensors") }
+            names = files
             guard !names.isEmpty else {
                 throw .notACheckpoint(path: path, reason: "no \(ShardIndex.fileName) and no .safetensors files")
             }
@@ -68,14 +90,7 @@ public final class CheckpointDirectory: Sendable {
             listing.contains(Self.configFileName)
             ? try ReadOnlyFile(path: path + "/" + Self.configFileName).readAll() : nil
 
-        let present = Set(listing)
-        let opened: [Result<SafetensorsFile, CheckpointError>?] = parallelMap(count: names.count) { i in
-            let name = names[i]
-            guard present.contains(name) else { return nil }
-            return Result { () throws(CheckpointError) -> SafetensorsFile in
-                try SafetensorsFile(path: path + "/" + name, name: name)
-            }
-        }
+        let opened: [Result<SafetensorsFile, CheckpointError>?] = names.map { byFile[$0] }
         var shards: [SafetensorsFile?] = []
         var missing: [Int] = []
         for (i, result) in opened.enumerated() {
@@ -127,35 +142,44 @@ public final class CheckpointDirectory: Sendable {
         locations: [String: TensorLocation]
     ) -> [CheckpointError] {
         var problems: [CheckpointError] = []
-        let nameToShard = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
-        var missingCounts: [String: (count: Int, example: String)] = [:]
-        let missingNames = Set(missing.map { names[$0] })
-        for (tensor, shardName) in index.weightMap.sorted(by: { $0.key < $1.key }) {
-            if missingNames.contains(shardName) {
-                let prior = missingCounts[shardName]
-                missingCounts[shardName] = ((prior?.count ?? 0) + 1, prior?.example ?? tensor)
-                continue
+        // One lookup per shard tensor: in the index, and under this shard's name?
+        var matched = 0
+        for (s, shard) in shards.enumerated() {
+            guard let shard else { continue }
+            for entry in shard.tensors {
+                guard let listed = index.weightMap[entry.name] else {
+                    problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
+                    continue
+                }
+                if listed == names[s] { matched += 1 }
             }
-            guard let s = nameToShard[shardName], shards[s] != nil else { continue }  // shard invalid: reported already
-            let location = locations[tensor]
-            if location?.shard != s {
-                // Only a real miss if this shard does not hold the tensor (a duplicate may sit elsewhere).
-                let holds = shards[s]!.tensors.contains { $0.name == tensor }
+        }
+        // Index entries not accounted for: their shard is missing, unreadable, or does not hold them.
+        if matched != index.weightMap.count {
+            let opened = Set(names.indices.filter { shards[$0] != nil }.map { names[$0] })
+            let missingNames = Set(missing.map { names[$0] })
+            var missingCounts: [String: (count: Int, example: String)] = [:]
+            for (tensor, shardName) in index.weightMap {
+                if missingNames.contains(shardName) {
+                    let prior = missingCounts[shardName]
+                    missingCounts[shardName] = ((prior?.count ?? 0) + 1, min(prior?.example ?? tensor, tensor))
+                    continue
+                }
+                guard opened.contains(shardName) else { continue }  // unreadable shard: reported already
+                let location = locations[tensor]
+                if let location, names[location.shard] == shardName { continue }
+                let holds = location != nil && shards[names.firstIndex(of: shardName)!]!.tensors.contains { $0.name == tensor }
                 if !holds {
                     problems.append(.indexTensorNotInShard(tensor: tensor, shard: shardName, foundIn: location.map { names[$0.shard] }))
                 }
             }
-        }
-        for name in missingCounts.keys.sorted() {
-            let info = missingCounts[name]!
-            problems.append(.shardMissing(shard: name, tensorCount: info.count, example: info.example))
-        }
-        for (s, shard) in shards.enumerated() {
-            guard let shard else { continue }
-            for entry in shard.tensors where index.weightMap[entry.name] == nil {
-                problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
+            for name in missingCounts.keys.sorted() {
+                let info = missingCounts[name]!
+                problems.append(.shardMissing(shard: name, tensorCount: info.count, example: info.example))
             }
         }
+        // The index is a dictionary: sort what was found so reports are stable.
+        problems.sort { ($0.file ?? "", $0.description) < ($1.file ?? "", $1.description) }
         return problems
     }
 

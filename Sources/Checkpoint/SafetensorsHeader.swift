@@ -114,6 +114,9 @@ private struct HeaderParser {
         var tensors: [TensorEntry] = []
         var metadata: [String: String] = [:]
         var seen = Set<String>()
+        // A tensor entry takes at least ~60 bytes of JSON; sizing up front avoids rehashing.
+        seen.reserveCapacity(scanner.bytes.count / 128)
+        tensors.reserveCapacity(scanner.bytes.count / 128)
         try json { s throws(JSONError) in try s.expect(UInt8(ascii: "{"), "'{' at the start of the header") }
         if !scanner.consume(UInt8(ascii: "}")) {
             repeat {

@@ -106,7 +106,7 @@ struct DataScan {
                 let code = stats.nonFinite > 0 ? "scale_not_finite" : "scale_not_positive"
                 result.findings.append(Finding(
                     code: code, file: file, tensor: entry.name,
-                    message: "\(file): tensor '\(entry.name)': \(stats.badCount) of \(stats.count) scales are not finite and positive (\(stats.nonFinite) NaN/Inf, \(stats.nonPositive) zero or negative); first at [\(bad.index / columns), \(bad.index % columns)] = \(bad.value)"))
+                    message: "\(file): tensor '\(entry.name)': \(stats.badCount) of \(stats.count) scales are not finite and positive (\(stats.nonFinite) NaN/Inf, \(stats.nonPositive) zero or negative); first at [\(bad.index / columns), \(bad.index % columns)] = \(bad.value.isNaN ? "NaN" : "\(bad.value)")"))
             }
             if stats.minimum.isFinite {
                 result.scaleMin = min(result.scaleMin, stats.minimum)

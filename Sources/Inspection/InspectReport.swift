@@ -75,16 +75,17 @@ public struct InspectReport: Sendable, Codable {
         }
         shardCount = dir.shardNames.count
 
-        // Roles in manifest order, unrecognized last.
-        var order: [String] = []
-        var seen = Set<String>()
-        for e in checkpoint.expected?.tensors ?? [] where seen.insert(e.role).inserted { order.append(e.role) }
-        var byRole: [String: RoleSummary] = [:]
+        // Roles in manifest order, unrecognized last; accumulated by role id.
+        let expectedList = checkpoint.expected
+        var order = expectedList?.roles ?? []
+        let unrecognized = order.count
+        order.append("unrecognized")
+        var sums = order.map { RoleSummary(role: $0, tensors: 0, parameters: 0, bytes: 0) }
         var tensorCount = 0
         var totalBytes = 0
         var totalParameters = 0
-        var quantModules = Set<String>()
-        var quantRoles: [String] = []
+        var quantModules = 0
+        var quantRoleIDs = Set<Int>()
         var quantParams = 0
         var quantBytes = 0
         var tpBytes = 0.0
@@ -94,20 +95,20 @@ public struct InspectReport: Sendable, Codable {
         let expertsPerRank = experts > 0 ? (experts / n).rounded(.up) : 0
         for shard in dir.shards.compactMap({ $0 }) {
             for entry in shard.tensors {
-                let expected = checkpoint.expected?[entry.name]
-                let role = expected?.role ?? "unrecognized"
-                let params = checkpoint.parameterCount(of: entry)
-                var summary = byRole[role] ?? RoleSummary(role: role, tensors: 0, parameters: 0, bytes: 0)
-                summary.tensors += 1
-                summary.parameters += params
-                summary.bytes += entry.byteCount
-                byRole[role] = summary
+                let position = expectedList?.byName[entry.name]
+                let roleID = position.map { expectedList!.roleIDs[$0] } ?? unrecognized
+                let expected = position.map { expectedList!.tensors[$0] }
+                let params = LoadedCheckpoint.parameterCount(of: entry, expected: expected)
+                sums[roleID].tensors += 1
+                sums[roleID].parameters += params
+                sums[roleID].bytes += entry.byteCount
                 tensorCount += 1
                 totalBytes += entry.byteCount
                 totalParameters += params
                 let bytes = Double(entry.byteCount)
-                if let expected, expected.method != nil, let module = expected.module {
-                    if quantModules.insert(module).inserted, !quantRoles.contains(role) { quantRoles.append(role) }
+                if let expected, expected.method != nil {
+                    if expected.form == .packed || expected.form == .plain { quantModules += 1 }
+                    quantRoleIDs.insert(roleID)
                     quantParams += params
                     quantBytes += entry.byteCount
                 }
@@ -122,14 +123,14 @@ public struct InspectReport: Sendable, Codable {
                 }
             }
         }
-        if byRole["unrecognized"] != nil { order.append("unrecognized") }
-        roles = order.compactMap { byRole[$0] }
+        let quantRoles = quantRoleIDs.sorted().map { order[$0] }
+        roles = sums.filter { $0.tensors > 0 }
         self.tensorCount = tensorCount
         self.totalBytes = totalBytes
         self.totalParameters = totalParameters
         if let scheme = checkpoint.config?.quantization {
             quantization = QuantizationSummary(
-                scheme: scheme.summary, location: scheme.location, ignore: scheme.ignore, modules: quantModules.count,
+                scheme: scheme.summary, location: scheme.location, ignore: scheme.ignore, modules: quantModules,
                 roles: quantRoles, parameters: quantParams, bytes: quantBytes)
         }
         if checkpoint.config != nil {

@@ -1,5 +1,6 @@
 import Checkpoint
 import ModelConfig
+import Dispatch
 import TensorCore
 
 /// A checkpoint folder opened for inspection: its files, its config (when readable), the tensors the config
@@ -11,36 +12,64 @@ public struct LoadedCheckpoint: Sendable {
     public var findings: [Finding]
 
     public init(path: String) throws(CheckpointError) {
-        directory = try CheckpointDirectory(path: path)
+        // The config and its expected tensor list do not depend on the shards: build them while the
+        // shard headers are read.
+        let planned = ConfigPlan()
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) { planned.load(folder: path) }
+        let directory: CheckpointDirectory
+        do {
+            directory = try CheckpointDirectory(path: path)
+        } catch {
+            group.wait()
+            throw error
+        }
+        group.wait()
+        self.directory = directory
         findings = directory.problems.map(Finding.init) + directory.warnings.map {
             Finding(.warning, code: "index_total_size", file: ShardIndex.fileName, message: $0)
         }
-        guard let bytes = directory.configBytes else {
+        guard directory.configBytes != nil else {
             findings.append(Finding(ConfigError.missingConfig(path: path)))
             return
         }
-        do {
-            let config = try ModelConfig.parse(bytes)
+        switch planned.result {
+        case .success(let (config, expected))?:
             self.config = config
-            expected = try ExpectedTensorList(config: config)
-        } catch {
+            self.expected = expected
+        case .failure(let error)?:
+            if let partial = planned.config { self.config = partial }
             findings.append(Finding(error))
+        case nil:
+            findings.append(Finding(ConfigError.missingConfig(path: path)))
         }
     }
 
-    /// The role of an actual tensor (`unrecognized` when the config does not imply it).
-    public func role(of name: String) -> String {
-        expected?[name]?.role ?? "unrecognized"
-    }
-
-    /// Logical parameters a tensor contributes: elements for plain tensors, out × in for INT4 codes,
-    /// nothing for scales and shape records.
-    public func parameterCount(of entry: TensorEntry) -> Int {
-        guard let e = expected?[entry.name] else { return entry.elementCount }
+    /// Logical parameters a tensor contributes: elements for plain tensors (and tensors the config does not
+    /// imply), out × in for INT4 codes, nothing for scales and shape records.
+    public static func parameterCount(of entry: TensorEntry, expected: ExpectedTensor?) -> Int {
+        guard let e = expected else { return entry.elementCount }
         switch e.form {
         case .plain: return entry.elementCount
         case .packed: return e.logicalShape.flatMap { CheckedMath.product($0) } ?? 0
         case .scale, .shape, .blockScale: return 0
+        }
+    }
+}
+
+/// config.json parsed and expanded into the expected tensor list, off the main thread.
+private final class ConfigPlan: @unchecked Sendable {
+    var result: Result<(ModelConfig, ExpectedTensorList), ConfigError>?
+    var config: ModelConfig?
+
+    func load(folder: String) {
+        guard let bytes = try? ReadOnlyFile(path: folder + "/" + CheckpointDirectory.configFileName).readAll() else { return }
+        do throws(ConfigError) {
+            let config = try ModelConfig.parse(bytes)
+            self.config = config
+            result = .success((config, try ExpectedTensorList(config: config)))
+        } catch {
+            result = .failure(error)
         }
     }
 }

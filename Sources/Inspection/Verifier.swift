@@ -122,14 +122,16 @@ public enum Verifier {
         // Tensors of shards that failed to open are reported through the shard, not one by one.
         let unreadable = Set(dir.shardNames.indices.filter { dir.shards[$0] == nil }.map { dir.shardNames[$0] })
         let indexed = dir.index?.weightMap
-        for e in expected.tensors {
+        for (position, e) in expected.tensors.enumerated() {
             guard let (shard, entry) = dir.entry(named: e.name) else {
                 if let shardName = indexed?[e.name], unreadable.contains(shardName) { continue }
                 if indexed == nil, !unreadable.isEmpty { continue }
                 let dtypes = e.dtypes.map(\.rawValue).joined(separator: " or ")
+                let home = likelyShard(of: position, in: expected, dir)
+                let place = home.map { " from \($0), which holds the rest of its layer" } ?? ""
                 findings.append(Finding(
-                    code: "missing_tensor", tensor: e.name,
-                    message: "tensor '\(e.name)' is missing: the config implies \(formatShape(e.shape)) \(dtypes) (\(e.role))"))
+                    code: "missing_tensor", file: home, tensor: e.name,
+                    message: "tensor '\(e.name)' is missing\(place): the config implies \(formatShape(e.shape)) \(dtypes) (\(e.role))"))
                 continue
             }
             if entry.shape != e.shape {
@@ -152,6 +154,21 @@ public enum Verifier {
             }
         }
         return findings
+    }
+
+    /// The shard holding the nearest present tensor of the same layer: where a missing tensor belongs.
+    static func likelyShard(of position: Int, in expected: ExpectedTensorList, _ dir: CheckpointDirectory) -> String? {
+        let layer = expected.tensors[position].layer
+        let count = expected.tensors.count
+        for distance in 1..<count {
+            for candidate in [position - distance, position + distance] where candidate >= 0 && candidate < count {
+                let neighbour = expected.tensors[candidate]
+                guard neighbour.layer == layer else { continue }
+                if let location = dir.locations[neighbour.name] { return dir.shardNames[location.shard] }
+            }
+            if distance > 4096 { break }
+        }
+        return nil
     }
 
     /// Listed files beyond the shards (config.json, the index): checked when present.

@@ -69,10 +69,18 @@ public struct JSONScanner {
         try expect(UInt8(ascii: "\""), "a string")
         let start = position
         // Fast path: no escapes.
+        var ascii = true
         while position < bytes.count {
             let b = bytes[position]
             if b == UInt8(ascii: "\"") {
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                if ascii {
+                    position += 1
+                    return String(unsafeUninitializedCapacity: slice.count) { out in
+                        _ = out.initialize(from: slice)
+                        return slice.count
+                    }
+                }
                 guard let s = String(validating: slice, as: UTF8.self) else {
                     position = start
                     throw error("string is not valid UTF-8")
@@ -82,6 +90,7 @@ public struct JSONScanner {
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("unescaped control character in string") }
+            ascii = ascii && b < 0x80
             position += 1
         }
         guard position < bytes.count else { throw error("unterminated string") }

@@ -43,6 +43,10 @@ public struct ExpectedTensorList: Sendable {
     public var tensors: [ExpectedTensor]
     /// Name → position in `tensors`.
     public var byName: [String: Int]
+    /// Distinct roles in manifest order.
+    public var roles: [String]
+    /// Position in `roles` of each tensor's role (parallel to `tensors`).
+    public var roleIDs: [Int]
 
     /// Refuses configs that imply more tensors than this (a hostile config claiming 10¹² experts).
     public static let maxTensorCount = 20_000_000
@@ -58,8 +62,23 @@ public struct ExpectedTensorList: Sendable {
         var byName: [String: Int] = [:]
         byName.reserveCapacity(tensors.count)
         for (i, t) in tensors.enumerated() where byName[t.name] == nil { byName[t.name] = i }
+        var roles: [String] = []
+        var roleIDs: [Int] = []
+        roleIDs.reserveCapacity(tensors.count)
+        var previous: (role: String, id: Int)?
+        for t in tensors {
+            if let previous, previous.role == t.role {
+                roleIDs.append(previous.id)
+                continue
+            }
+            let id = roles.firstIndex(of: t.role) ?? { roles.append(t.role); return roles.count - 1 }()
+            roleIDs.append(id)
+            previous = (t.role, id)
+        }
         self.tensors = tensors
         self.byName = byName
+        self.roles = roles
+        self.roleIDs = roleIDs
     }
 
     public subscript(name: String) -> ExpectedTensor? { byName[name].map { tensors[$0] } }
@@ -109,14 +128,8 @@ public struct ExpectedTensorList: Sendable {
             return d
         } ?? config.weightDType
 
-        func instantiate(_ template: String, _ inst: (layer: Int?, index: Int?)) -> String {
-            var name = part.prefix + template
-            if let l = inst.layer { name = name.replacingOccurrences(of: "{L}", with: String(l)) }
-            if let i = inst.index {
-                name = name.replacingOccurrences(of: "{E}", with: String(i)).replacingOccurrences(of: "{B}", with: String(i))
-            }
-            return name
-        }
+        let nameTemplate = NameTemplate(part.prefix + (spec.tensor ?? spec.linear ?? ""))
+        func instantiate(_ inst: (layer: Int?, index: Int?)) -> String { nameTemplate.render(layer: inst.layer, index: inst.index) }
         func make(_ name: String, _ role: String, _ shape: [Int], _ dtypes: [DType], _ form: TensorForm,
                   module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?)) -> ExpectedTensor {
             ExpectedTensor(
@@ -125,21 +138,21 @@ public struct ExpectedTensorList: Sendable {
                 expert: spec.repeat == .experts ? inst.index : nil)
         }
 
-        if let template = spec.tensor {
+        if spec.tensor != nil {
             let shape = try (spec.shape ?? []).map(eval)
             for inst in instances {
-                tensors.append(make(instantiate(template, inst), spec.role, shape, [plainDType], .plain, module: nil, logical: nil, method: nil, inst: inst))
+                tensors.append(make(instantiate(inst), spec.role, shape, [plainDType], .plain, module: nil, logical: nil, method: nil, inst: inst))
             }
             return
         }
-        guard let template = spec.linear, let outExpr = spec.out, let inExpr = spec.in else {
+        guard spec.linear != nil, let outExpr = spec.out, let inExpr = spec.in else {
             throw .manifest(name: part.specs, reason: "a spec needs either \"tensor\" with \"shape\" or \"linear\" with \"out\" and \"in\"")
         }
         let out = try eval(outExpr)
         let inFeatures = try eval(inExpr)
         let textPrefix = config.architecture.textPrefix
         for inst in instances {
-            let module = instantiate(template, inst)
+            let module = instantiate(inst)
             var method: QuantizationScheme.Method?
             if part.quantizable, let scheme = config.quantization {
                 let relative = module.hasPrefix(textPrefix) ? String(module.dropFirst(textPrefix.count)) : module
@@ -179,5 +192,47 @@ public struct ExpectedTensorList: Sendable {
         default: return negated
         }
         return (text == parts[1]) != negated
+    }
+}
+
+/// A name with `{L}` (layer) and `{E}`/`{B}` (expert or block) placeholders, split once and filled fast.
+struct NameTemplate {
+    enum Piece {
+        case text(String)
+        case layer
+        case index
+    }
+
+    let pieces: [Piece]
+
+    init(_ template: String) {
+        var pieces: [Piece] = []
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+            let key = rest[rest.index(after: open)..<close]
+            guard key == "L" || key == "E" || key == "B" else {
+                pieces.append(.text(String(rest[...close])))
+                rest = rest[rest.index(after: close)...]
+                continue
+            }
+            if open > rest.startIndex { pieces.append(.text(String(rest[..<open]))) }
+            pieces.append(key == "L" ? .layer : .index)
+            rest = rest[rest.index(after: close)...]
+        }
+        if !rest.isEmpty { pieces.append(.text(String(rest))) }
+        self.pieces = pieces
+    }
+
+    func render(layer: Int?, index: Int?) -> String {
+        var out = ""
+        out.reserveCapacity(64)
+        for piece in pieces {
+            switch piece {
+            case .text(let t): out += t
+            case .layer: out += layer.map(String.init) ?? "{L}"
+            case .index: out += index.map(String.init) ?? "{E}"
+            }
+        }
+        return out
     }
 }

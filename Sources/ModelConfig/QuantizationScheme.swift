@@ -46,6 +46,9 @@ public struct QuantizationScheme: Sendable, Equatable {
             throw .missingKey(file: file, section: section, key: "quant_method")
         }
         let ignore = (object["ignore"]?.arrayValue ?? object["modules_to_not_convert"]?.arrayValue ?? []).compactMap(\.stringValue)
+        for pattern in ignore where pattern.hasPrefix("re:") && !PatternCache.shared.pattern(String(pattern.dropFirst(3))).isValid {
+            throw .unsupportedQuantization(file: file, reason: "ignore pattern \"\(pattern)\" is not a valid regular expression")
+        }
         switch method {
         case "compressed-tensors":
             let format = object["format"]?.stringValue
@@ -105,24 +108,22 @@ public struct QuantizationScheme: Sendable, Equatable {
     }
 }
 
-/// Compiled `re:` patterns and their results, shared by all threads (module names repeat across runs).
+/// Compiled `re:` patterns, shared by all threads.
 final class PatternCache: @unchecked Sendable {
     static let shared = PatternCache()
     private let lock = NSLock()
-    private var compiled: [String: NSRegularExpression?] = [:]
+    private var compiled: [String: PythonPattern] = [:]
+
+    func pattern(_ text: String) -> PythonPattern {
+        lock.lock()
+        defer { lock.unlock() }
+        if let cached = compiled[text] { return cached }
+        let made = PythonPattern(text)
+        compiled[text] = made
+        return made
+    }
 
     func prefixMatches(_ pattern: String, _ text: String) -> Bool {
-        lock.lock()
-        let regex: NSRegularExpression?
-        if let cached = compiled[pattern] {
-            regex = cached
-        } else {
-            regex = try? NSRegularExpression(pattern: pattern)
-            compiled[pattern] = regex
-        }
-        lock.unlock()
-        guard let regex else { return false }
-        let range = NSRange(text.startIndex..., in: text)
-        return regex.firstMatch(in: text, options: [.anchored], range: range) != nil
+        self.pattern(pattern).matches(text)
     }
 }

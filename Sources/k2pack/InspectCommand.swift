@@ -24,6 +24,7 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         let loaded = try LoadedCheckpoint(path: checkpoint)
+        keepUntilExit(loaded)
         let report = InspectReport(loaded, gpus: gpus)
         if json {
             try printJSON(report)

@@ -47,6 +47,7 @@ struct VerifyCommand: ParsableCommand {
         if let bar { progress = { done, total in bar.update(done, of: total) } }
         let report = try Verifier.verify(path: checkpoint, options: options, progress: progress)
         bar?.finish()
+        keepUntilExit(report)
         if json {
             try printJSON(report)
         } else {

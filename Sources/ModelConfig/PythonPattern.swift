@@ -1,0 +1,117 @@
+import Foundation
+
+/// A Python `re.match` pattern (anchored at the start, not the end), as compressed-tensors uses in `ignore` and
+/// `targets`. Patterns made only of literals, `\`-escaped punctuation, one group of literal alternatives and
+/// `.*` at the ends are matched exactly as substring or prefix tests; anything else goes to NSRegularExpression.
+final class PythonPattern: @unchecked Sendable {
+    private enum Kind {
+        /// `.*` + alternatives (+ optional `.*`): the name contains one of the literals.
+        case contains([String])
+        /// alternatives (+ optional `.*`): the name starts with one of the literals.
+        case prefix([String])
+        case regex(NSRegularExpression)
+        case invalid
+    }
+
+    private let kind: Kind
+
+    init(_ pattern: String) {
+        if let literal = Self.literalForm(pattern) {
+            kind = literal
+        } else if let regex = try? NSRegularExpression(pattern: pattern) {
+            kind = .regex(regex)
+        } else {
+            kind = .invalid
+        }
+    }
+
+    var isValid: Bool {
+        if case .invalid = kind { return false }
+        return true
+    }
+
+    func matches(_ text: String) -> Bool {
+        switch kind {
+        case .contains(let literals): return literals.contains { Self.bytes(of: text, contain: $0) }
+        case .prefix(let literals): return literals.contains { text.utf8.starts(with: $0.utf8) }
+        case .regex(let regex):
+            return regex.firstMatch(in: text, options: [.anchored], range: NSRange(text.startIndex..., in: text)) != nil
+        case .invalid: return false
+        }
+    }
+
+    /// Substring test on UTF-8 bytes (Foundation's `contains` goes through locale-aware search).
+    private static func bytes(of text: String, contain literal: String) -> Bool {
+        var text = text
+        var literal = literal
+        return text.withUTF8 { t in
+            literal.withUTF8 { l in
+                guard !l.isEmpty else { return true }
+                guard t.count >= l.count else { return false }
+                let first = l[0]
+                for start in 0...(t.count - l.count) where t[start] == first {
+                    var k = 1
+                    while k < l.count, t[start + k] == l[k] { k += 1 }
+                    if k == l.count { return true }
+                }
+                return false
+            }
+        }
+    }
+
+    private static func literalForm(_ pattern: String) -> Kind? {
+        var body = Substring(pattern)
+        let leadingAny = body.hasPrefix(".*")
+        if leadingAny { body = body.dropFirst(2) }
+        // re.match needs only a prefix to match, so a trailing `.*` changes nothing.
+        if body.hasSuffix(".*"), !body.hasSuffix("\\.*") { body = body.dropLast(2) }
+        guard let literals = expand(body) else { return nil }
+        return leadingAny ? .contains(literals) : .prefix(literals)
+    }
+
+    /// Expands literal text with at most one `(a|b|c)` group of literals; nil if anything else appears.
+    private static func expand(_ body: Substring) -> [String]? {
+        var prefix = ""
+        var alternatives: [String]?
+        var suffix = ""
+        var current = ""
+        var inGroup = false
+        var groupItems: [String] = []
+        var i = body.startIndex
+        while i < body.endIndex {
+            let c = body[i]
+            switch c {
+            case "\\":
+                let next = body.index(after: i)
+                guard next < body.endIndex, body[next].isPunctuation || body[next].isSymbol else { return nil }
+                current.append(body[next])
+                i = body.index(after: next)
+                continue
+            case "(":
+                guard !inGroup, alternatives == nil else { return nil }
+                prefix = current
+                current = ""
+                inGroup = true
+            case "|":
+                guard inGroup else { return nil }
+                groupItems.append(current)
+                current = ""
+            case ")":
+                guard inGroup else { return nil }
+                groupItems.append(current)
+                alternatives = groupItems
+                current = ""
+                inGroup = false
+            case ".", "*", "+", "?", "[", "]", "{", "}", "^", "$":
+                return nil
+            default:
+                current.append(c)
+            }
+            i = body.index(after: i)
+        }
+        guard !inGroup else { return nil }
+        guard let alternatives else { return [current] }
+        suffix = current
+        return alternatives.map { prefix + $0 + suffix }
+    }
+}

@@ -1,0 +1,150 @@
+import Checkpoint
+import Foundation
+import Inspection
+import TestSupport
+import Testing
+
+@Suite("inspect and verify on the shipped fixtures")
+struct FixtureTests {
+    @Test("inspect agrees with the generator's record of counts, parameters and bytes", arguments: ["k25-tiny", "k2-thinking-tiny", "deepseek-v3-tiny", "malformed/base"])
+    func inspectMatchesRecord(_ name: String) throws {
+        let record = try FixtureRecord.load(name)
+        let report = InspectReport(try LoadedCheckpoint(path: TestPaths.fixture(name)))
+        #expect(report.architecture == record.architecture)
+        #expect(report.tensorCount == record.tensorCount)
+        #expect(report.shardCount == record.shardCount)
+        #expect(report.totalBytes == record.totalBytes)
+        #expect(report.totalParameters == record.totalParams)
+        #expect(report.model?.layers == record.numLayers)
+        #expect(report.model?.denseLayers == record.numDenseLayers)
+        #expect(report.model?.moeLayers == record.numMoeLayers)
+        #expect(report.model?.routedExperts == record.numRoutedExperts)
+        #expect((report.quantization?.modules ?? 0) == record.quantizedModules)
+        let params = Dictionary(uniqueKeysWithValues: report.roles.map { ($0.role, $0.parameters) })
+        let bytes = Dictionary(uniqueKeysWithValues: report.roles.map { ($0.role, $0.bytes) })
+        #expect(params == record.paramsByRole)
+        #expect(bytes == record.bytesByRole)
+        #expect(report.findings.isEmpty, "\(report.findings)")
+    }
+
+    @Test("verify passes every good fixture and reads every byte", arguments: goodFixtures)
+    func verifyPasses(_ name: String) throws {
+        let report = try Verifier.verify(path: TestPaths.fixture(name))
+        #expect(report.passed, "\(report.findings.map(\.message))")
+        let sizes = try FileManager.default.contentsOfDirectory(atPath: TestPaths.fixture(name))
+            .filter { $0.hasSuffix(".safetensors") }
+            .map { try FileManager.default.attributesOfItem(atPath: TestPaths.fixture(name) + "/" + $0)[.size] as! Int }
+        #expect(report.bytesScanned == sizes.reduce(0, +))
+    }
+
+    @Test("INT4 statistics: the one all-zero group of k25-tiny is found")
+    func int4Stats() throws {
+        let report = try Verifier.verify(path: TestPaths.fixture("k25-tiny"))
+        let q = try #require(report.int4)
+        #expect(q.modules == 48)
+        #expect(q.zeroGroups == 1)
+        // 2 MoE layers × 8 experts × (2 × 32 rows × 2 groups + 64 rows × 1 group)
+        let groups: Int = 2 * 8 * (2 * 32 * 2 + 64)
+        #expect(q.groups == groups)
+        let codes: Int = groups * 32
+        #expect(q.codeHistogram.reduce(0, +) == codes)
+    }
+
+    @Test("the fixture files match Fixtures/SHA256SUMS")
+    func fixtureChecksums() throws {
+        let text = try String(contentsOf: TestPaths.fixtures.appendingPathComponent("SHA256SUMS"), encoding: .utf8)
+        var checked = 0
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1)
+            let name = String(parts[1].trimmingCharacters(in: .whitespaces).drop { $0 == "*" })
+            let file = try ReadOnlyFile(path: TestPaths.fixture(name))
+            #expect(SHA256Digest.hex(of: try file.mapped()) == String(parts[0]), "\(name)")
+            checked += 1
+        }
+        #expect(checked > 100)
+    }
+}
+
+/// The finding code each malformed case must produce (the generator names the case; k2pack names the kind).
+let expectedCodes: [String: String] = [
+    "truncated_shard": "truncated", "header_length_past_eof": "header_past_end", "lfs_pointer": "lfs_pointer",
+    "header_too_large": "header_too_large", "bad_header_json": "header_json", "header_invalid_utf8": "header_json",
+    "unknown_dtype": "unknown_dtype", "duplicate_key": "header_json", "overlapping_offsets": "bad_offsets",
+    "offset_gap": "bad_offsets", "size_mismatch": "size_mismatch", "trailing_bytes": "trailing_bytes",
+    "metadata_not_string": "metadata_not_string", "nan_scale": "scale_not_finite", "inf_scale": "scale_not_finite",
+    "zero_scale": "scale_not_positive", "negative_scale": "scale_not_positive", "wrong_weight_shape": "wrong_weight_shape",
+    "weight_shape_dtype": "wrong_dtype", "missing_expert": "missing_tensor", "missing_tensor": "missing_tensor",
+    "unexpected_tensor": "unexpected_tensor", "wrong_shape": "wrong_shape", "wrong_dtype": "wrong_dtype",
+    "index_missing_shard": "shard_missing", "index_wrong_shard": "index_tensor_not_in_shard",
+    "shard_tensor_not_in_index": "shard_tensor_not_in_index", "config_missing_key": "config", "config_bad_json": "config",
+]
+
+@Suite("the malformed corpus")
+struct MalformedTests {
+    @Test("the corpus is complete: every case has an expected kind")
+    func corpus() {
+        let cases = MalformedCase.all()
+        #expect(cases.count == expectedCodes.count)
+        #expect(Set(cases.map(\.case)) == Set(expectedCodes.keys))
+    }
+
+    @Test("verify fails each case with a message naming the culprit file and tensor", arguments: MalformedCase.all().map(\.case))
+    func fails(_ name: String) throws {
+        let c = try #require(MalformedCase.all().first { $0.case == name })
+        let report = try Verifier.verify(path: c.path)
+        #expect(!report.passed)
+        let errors = report.findings.filter { $0.severity == .error }
+        let code = try #require(expectedCodes[name])
+        let matching = errors.filter { $0.code == code }
+        #expect(!matching.isEmpty, "expected a \(code) finding, got \(errors.map(\.code))")
+        for f in matching {
+            if let file = c.culpritFile { #expect(f.message.contains(file), "\(f.message)") }
+            if let tensor = c.culpritTensor { #expect(f.message.contains(tensor), "\(f.message)") }
+        }
+        // Only the defect is reported: no unrelated findings.
+        #expect(errors.allSatisfy { $0.code == code }, "\(errors.map(\.message))")
+    }
+}
+
+@Suite("SHA-256 lists")
+struct ChecksumTests {
+    /// A sha256sum list for one fixture, taken from Fixtures/SHA256SUMS.
+    func list(for fixture: String) throws -> ChecksumList {
+        let text = try String(contentsOf: TestPaths.fixtures.appendingPathComponent("SHA256SUMS"), encoding: .utf8)
+        let lines = text.split(separator: "\n").filter { $0.contains("  \(fixture)/") }
+        return try ChecksumList.parse(lines.joined(separator: "\n"), fileName: "list")
+    }
+
+    @Test("a clean checkpoint matches its list")
+    func clean() throws {
+        let report = try Verifier.verify(path: TestPaths.fixture("k25-tiny"), options: VerifyOptions(checksums: try list(for: "k25-tiny")))
+        #expect(report.passed, "\(report.findings)")
+        #expect(report.checksums?.checked == 6)
+        #expect(report.checksums?.mismatched == 0)
+    }
+
+    @Test("one flipped bit in a shard's data names that shard")
+    func bitFlip() throws {
+        let dir = TemporaryDirectory()
+        let copy = dir.copy(fixture: "k25-tiny")
+        let shard = copy + "/model-00003-of-000006.safetensors"
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: shard)))
+        bytes[bytes.count - 1000] ^= 0x10
+        try Data(bytes).write(to: URL(fileURLWithPath: shard))
+        let report = try Verifier.verify(path: copy, options: VerifyOptions(checksums: try list(for: "k25-tiny")))
+        let mismatches = report.findings.filter { $0.code == "checksum_mismatch" }
+        #expect(mismatches.count == 1)
+        #expect(mismatches.first?.file == "model-00003-of-000006.safetensors")
+        #expect(mismatches.first?.message.contains("SHA-256 mismatch") ?? false)
+    }
+
+    @Test("malformed lists are refused with the line number")
+    func malformedList() {
+        #expect(throws: CheckpointError.checksumListMalformed(file: "l", line: 2, reason: "'xyz' is not a 64-digit SHA-256")) {
+            _ = try ChecksumList.parse("\(String(repeating: "a", count: 64))  f\nxyz  g\n", fileName: "l")
+        }
+        #expect(throws: CheckpointError.checksumListMalformed(file: "l", line: 1, reason: "expected '<sha256>  <file>'")) {
+            _ = try ChecksumList.parse("justonefield\n", fileName: "l")
+        }
+    }
+}
