@@ -161,26 +161,31 @@ private struct HeaderParser {
         var dtypeText: String?
         var shape: [Int]?
         var offsets: [Int]?
-        var fields = Set<String>()
+        var otherFields: Set<String>?  // rare: only entries with extra fields allocate this
         if !scanner.consume(UInt8(ascii: "}")) {
             repeat {
                 let keyOffset = scanner.position
                 let field = try json { s throws(JSONError) in try s.parseString() }
-                guard fields.insert(field).inserted else {
-                    throw .headerJSON(
+                func duplicate() -> CheckpointError {
+                    .headerJSON(
                         file: fileName,
                         error: JSONError(offset: keyOffset, reason: "duplicate key \"\(field)\" in tensor '\(name)'"))
                 }
                 try json { s throws(JSONError) in try s.expect(UInt8(ascii: ":"), "':' after a key") }
                 switch field {
                 case "dtype":
+                    guard dtypeText == nil else { throw duplicate() }
                     guard scanner.peek() == UInt8(ascii: "\"") else { throw bad("dtype must be a string") }
                     dtypeText = try json { s throws(JSONError) in try s.parseString() }
                 case "shape":
+                    guard shape == nil else { throw duplicate() }
                     shape = try parseIntArray(what: "shape", bad: bad)
                 case "data_offsets":
+                    guard offsets == nil else { throw duplicate() }
                     offsets = try parseIntArray(what: "data_offsets", bad: bad)
                 default:
+                    guard otherFields?.insert(field).inserted ?? true else { throw duplicate() }
+                    if otherFields == nil { otherFields = [field] }
                     _ = try json { s throws(JSONError) in try s.parseValue(depth: 2) }  // tolerated, as by the reference
                 }
             } while scanner.consume(UInt8(ascii: ","))

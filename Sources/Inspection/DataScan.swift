@@ -16,9 +16,12 @@ struct DataScan {
         var codes = Int4CodeStats()
         var scaleMin = Float.infinity
         var scaleMax = -Float.infinity
+        /// NaN/Inf found per tensor (file, tensor, count, first flat index), merged across row ranges.
+        var nonFinite: [(file: String, tensor: String, count: Int, first: Int)] = []
 
         mutating func merge(_ other: Result) {
             findings += other.findings
+            nonFinite += other.nonFinite
             bytes += other.bytes
             checksummed += other.checksummed
             int4Modules += other.int4Modules
@@ -32,21 +35,69 @@ struct DataScan {
     let options: VerifyOptions
     let progress: (@Sendable (Int, Int) -> Void)?
 
+    /// One unit of work: a whole shard's SHA-256, or rows `rows` of one tensor.
+    enum Item: Sendable {
+        case digest(shard: Int)
+        case tensor(shard: Int, entry: Int, rows: Range<Int>)
+    }
+
+    /// Rows per item: about this many bytes, so one large shard keeps every core busy.
+    static let itemBytes = 32 << 20
+
     func run() -> Result {
         let dir = checkpoint.directory
-        let total = dir.shards.reduce(0) { $0 + ($1?.file.byteCount ?? 0) }
+        var plan: [Item] = []
+        var total = 0
+        for (s, shard) in dir.shards.enumerated() {
+            guard let shard else { continue }
+            let digesting = options.checksums?.digests[dir.shardNames[s]] != nil
+            if digesting {
+                // Each shard's digest is read in file order by one worker while others check its tensors.
+                plan.append(.digest(shard: s))
+                total += shard.file.byteCount
+            }
+            guard options.scanData else { continue }
+            for (e, entry) in shard.tensors.enumerated() {
+                let rows = max(1, entry.shape.first ?? 1)
+                let rowBytes = max(1, entry.byteCount / rows)
+                let perItem = Self.splittable(checkpoint.expected?[entry.name]?.form) ? max(1, Self.itemBytes / rowBytes) : rows
+                var start = 0
+                while start < rows {
+                    let end = min(rows, start + perItem)
+                    plan.append(.tensor(shard: s, entry: e, rows: start..<end))
+                    start = end
+                }
+                total += entry.byteCount
+            }
+        }
+        let items = plan
         let done = ProgressCounter(total: total, report: progress)
-        let perShard: [Result] = parallelMap(count: dir.shards.count, width: options.threads) { s in
-            guard let shard = dir.shards[s] else { return Result() }
-            return scanShard(shard, name: dir.shardNames[s], done: done)
+        let partials: [Result] = parallelMap(count: items.count, width: options.threads) { i in
+            switch items[i] {
+            case .digest(let s): return digest(shard: s, done: done)
+            case let .tensor(s, e, rows): return check(shard: s, entry: e, rows: rows, done: done)
+            }
         }
         var result = Result()
-        for r in perShard { result.merge(r) }
+        for r in partials { result.merge(r) }
+        result.findings += Self.nonFiniteFindings(result.nonFinite)
+        result.bytes = dir.shards.reduce(0) { $0 + ($1?.file.byteCount ?? 0) }
         return result
     }
 
-    private func scanShard(_ shard: SafetensorsFile, name: String, done: ProgressCounter) -> Result {
+    /// Whether a tensor's checks can run on row ranges independently (scale findings need the whole tensor).
+    static func splittable(_ form: TensorForm?) -> Bool {
+        switch form {
+        case .packed?, .plain?, nil: true
+        case .scale?, .shape?, .blockScale?: false
+        }
+    }
+
+    private func digest(shard s: Int, done: ProgressCounter) -> Result {
         var result = Result()
+        let dir = checkpoint.directory
+        guard let shard = dir.shards[s], let expectedHex = options.checksums?.digests[dir.shardNames[s]] else { return result }
+        let name = dir.shardNames[s]
         let data: UnsafeRawBufferPointer
         do {
             data = try shard.file.mapped()
@@ -54,52 +105,63 @@ struct DataScan {
             result.findings.append(Finding(error))
             return result
         }
-        let digest = options.checksums?.digests[name] != nil ? SHA256Digest() : nil
-        let headerEnd = shard.header.dataStartInFile
-        digest?.update(UnsafeRawBufferPointer(rebasing: data[0..<headerEnd]))
-        done.add(headerEnd)
-        // Tensors are contiguous and in offset order (validated), so this walks the whole file once.
-        for entry in shard.tensors {
-            let range = entry.rangeInFile
-            shard.file.adviseSequential(range)
-            // Large tensors are digested in slices so progress moves smoothly.
-            let bytes = UnsafeRawBufferPointer(rebasing: data[range])
-            var offset = 0
-            let slice = 64 << 20
-            while offset < bytes.count {
-                let end = min(bytes.count, offset + slice)
-                digest?.update(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
-                if !options.scanData { done.add(end - offset) }
-                offset = end
-            }
-            if options.scanData {
-                check(entry, bytes, file: name, into: &result)
-                done.add(bytes.count)
-            }
-            shard.file.adviseDone(range)
+        let digest = SHA256Digest()
+        var offset = 0
+        let slice = 16 << 20
+        while offset < data.count {
+            let end = min(data.count, offset + slice)
+            shard.file.adviseSequential(offset..<min(data.count, end + slice))
+            digest.update(UnsafeRawBufferPointer(rebasing: data[offset..<end]))
+            shard.file.adviseDone(offset..<end)
+            done.add(end - offset)
+            offset = end
         }
-        result.bytes = data.count
-        if let digest, let expectedHex = options.checksums?.digests[name] {
-            let actual = digest.finalizeHex()
-            result.checksummed = 1
-            if actual != expectedHex {
-                result.findings.append(Finding(CheckpointError.checksumMismatch(file: name, expected: expectedHex, actual: actual)))
-            }
+        let actual = digest.finalizeHex()
+        result.checksummed = 1
+        if actual != expectedHex {
+            result.findings.append(Finding(CheckpointError.checksumMismatch(file: name, expected: expectedHex, actual: actual)))
         }
         return result
     }
 
-    private func check(_ entry: TensorEntry, _ bytes: UnsafeRawBufferPointer, file: String, into result: inout Result) {
+    private func check(shard s: Int, entry e: Int, rows: Range<Int>, done: ProgressCounter) -> Result {
+        var result = Result()
+        let dir = checkpoint.directory
+        guard let shard = dir.shards[s] else { return result }
+        let entry = shard.tensors[e]
+        let data: UnsafeRawBufferPointer
+        do {
+            data = try shard.file.mapped()
+        } catch {
+            result.findings.append(Finding(error))
+            return result
+        }
+        let totalRows = max(1, entry.shape.first ?? 1)
+        let rowBytes = entry.byteCount / totalRows
+        let whole = entry.rangeInFile
+        let range = rows.count == totalRows ? whole : (whole.lowerBound + rows.lowerBound * rowBytes)..<(whole.lowerBound + rows.upperBound * rowBytes)
+        shard.file.adviseSequential(range)
+        let bytes = UnsafeRawBufferPointer(rebasing: data[range])
+        check(entry, bytes, rows: rows, elementOffset: rows.lowerBound * (rowBytes / max(1, entry.dtype.byteWidth)), file: dir.shardNames[s], into: &result)
+        if options.checksums?.digests[dir.shardNames[s]] == nil { shard.file.adviseDone(range) }
+        done.add(bytes.count)
+        return result
+    }
+
+    private func check(
+        _ entry: TensorEntry, _ bytes: UnsafeRawBufferPointer, rows: Range<Int>, elementOffset: Int, file: String,
+        into result: inout Result
+    ) {
         guard let expected = checkpoint.expected?[entry.name], expected.dtypes.contains(entry.dtype), entry.shape == expected.shape else {
             // Unknown or mis-shaped tensors are reported structurally; still look for non-finite floats.
-            checkFinite(entry, bytes, file: file, into: &result)
+            checkFinite(entry, bytes, elementOffset: elementOffset, file: file, into: &result)
             return
         }
         switch expected.form {
         case .plain, .blockScale:
-            checkFinite(entry, bytes, file: file, into: &result)
+            checkFinite(entry, bytes, elementOffset: elementOffset, file: file, into: &result)
         case .scale:
-            guard entry.dtype == .bf16 else { checkFinite(entry, bytes, file: file, into: &result); return }
+            guard entry.dtype == .bf16 else { checkFinite(entry, bytes, elementOffset: elementOffset, file: file, into: &result); return }
             let stats = ScaleStats.scanBF16(bytes)
             if stats.badCount > 0, let bad = stats.firstBad {
                 let columns = max(1, entry.shape.last ?? 1)
@@ -114,8 +176,8 @@ struct DataScan {
             }
         case .packed:
             guard case let .packQuantized(bits, groupSize, _)? = expected.method, bits == 4, entry.shape.count == 2 else { return }
-            result.int4Modules += 1
-            result.codes.merge(Int4CodeStats.scan(bytes, rows: entry.shape[0], bytesPerRow: entry.shape[1] * 4, groupSize: groupSize))
+            if rows.lowerBound == 0 { result.int4Modules += 1 }
+            result.codes.merge(Int4CodeStats.scan(bytes, rows: rows.count, bytesPerRow: entry.shape[1] * 4, groupSize: groupSize))
         case .shape:
             guard let logical = expected.logicalShape, entry.shape == [2] else { return }
             let values: [Int] =
@@ -131,12 +193,32 @@ struct DataScan {
         }
     }
 
-    private func checkFinite(_ entry: TensorEntry, _ bytes: UnsafeRawBufferPointer, file: String, into result: inout Result) {
+    private func checkFinite(
+        _ entry: TensorEntry, _ bytes: UnsafeRawBufferPointer, elementOffset: Int, file: String, into result: inout Result
+    ) {
         let (count, first) = NonFinite.scan(bytes, dtype: entry.dtype)
         guard count > 0, let first else { return }
-        result.findings.append(Finding(
-            code: "non_finite_values", file: file, tensor: entry.name,
-            message: "\(file): tensor '\(entry.name)': \(count) NaN/Inf value\(count == 1 ? "" : "s"), first at flat index \(first)"))
+        result.nonFinite.append((file, entry.name, count, elementOffset + first))
+    }
+
+    /// One finding per tensor with NaN/Inf, however many row ranges reported it, in first-seen order.
+    static func nonFiniteFindings(_ partials: [(file: String, tensor: String, count: Int, first: Int)]) -> [Finding] {
+        var order: [String] = []
+        var totals: [String: (file: String, count: Int, first: Int)] = [:]
+        for p in partials {
+            if let t = totals[p.tensor] {
+                totals[p.tensor] = (t.file, t.count + p.count, min(t.first, p.first))
+            } else {
+                order.append(p.tensor)
+                totals[p.tensor] = (p.file, p.count, p.first)
+            }
+        }
+        return order.map { tensor in
+            let t = totals[tensor]!
+            return Finding(
+                code: "non_finite_values", file: t.file, tensor: tensor,
+                message: "\(t.file): tensor '\(tensor)': \(t.count) NaN/Inf value\(t.count == 1 ? "" : "s"), first at flat index \(t.first)")
+        }
     }
 }
 
@@ -144,22 +226,20 @@ struct DataScan {
 enum NonFinite {
     static func scan(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> (count: Int, first: Int?) {
         switch dtype {
-        case .bf16: return count(bytes, as: UInt16.self, mask: 0x7F80)
-        case .f16: return count(bytes, as: UInt16.self, mask: 0x7C00)
+        case .bf16: return FastScan.countAllOnes16(bytes, mask: 0x7F80)
+        case .f16: return FastScan.countAllOnes16(bytes, mask: 0x7C00)
         case .f32: return count(bytes, as: UInt32.self, mask: 0x7F80_0000)
         case .f64: return count(bytes, as: UInt64.self, mask: 0x7FF0_0000_0000_0000)
         default: return (0, nil)
         }
     }
 
-    /// A value is NaN or Inf when all its exponent bits (`mask`) are set. Loads are unaligned: a hostile header
-    /// can place data at any byte offset.
+    /// A value is NaN or Inf when all its exponent bits (`mask`) are set.
     private static func count<T: FixedWidthInteger>(_ bytes: UnsafeRawBufferPointer, as: T.Type, mask: T) -> (Int, Int?) {
         let width = MemoryLayout<T>.size
-        let count = bytes.count / width
         var n = 0
         var first: Int?
-        for i in 0..<count where bytes.loadUnaligned(fromByteOffset: i * width, as: T.self) & mask == mask {
+        for i in 0..<(bytes.count / width) where bytes.loadUnaligned(fromByteOffset: i * width, as: T.self) & mask == mask {
             n += 1
             if first == nil { first = i }
         }

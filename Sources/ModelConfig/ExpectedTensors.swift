@@ -151,6 +151,11 @@ public struct ExpectedTensorList: Sendable {
         let out = try eval(outExpr)
         let inFeatures = try eval(inExpr)
         let textPrefix = config.architecture.textPrefix
+        // Everything but the names is the same for every instance: build it once.
+        let logical = [out, inFeatures]
+        let plainDTypes = [plainDType]
+        let biasShape = [out]
+        let hasBias = spec.bias ?? false
         for inst in instances {
             let module = instantiate(inst)
             var method: QuantizationScheme.Method?
@@ -158,21 +163,22 @@ public struct ExpectedTensorList: Sendable {
                 let relative = module.hasPrefix(textPrefix) ? String(module.dropFirst(textPrefix.count)) : module
                 method = scheme.group(for: relative, className: "Linear")?.method
             }
-            let logical = [out, inFeatures]
             switch method {
             case let .packQuantized(bits, groupSize, _)?:
-                let perWord = 32 / bits
-                tensors.append(make(module + ".weight_packed", spec.role, [out, CheckedMath.ceilDiv(inFeatures, perWord)], [.i32], .packed, module: module, logical: logical, method: method, inst: inst))
-                tensors.append(make(module + ".weight_scale", spec.role, [out, CheckedMath.ceilDiv(inFeatures, groupSize)], [config.weightDType], .scale, module: module, logical: logical, method: method, inst: inst))
-                tensors.append(make(module + ".weight_shape", spec.role, [2], [.i32, .i64], .shape, module: module, logical: logical, method: method, inst: inst))
+                let forms = QuantizedForms.packed(out: out, in: inFeatures, bits: bits, groupSize: groupSize, scaleDType: config.weightDType)
+                for (suffix, shape, dtypes, form) in forms {
+                    tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst))
+                }
             case let .fp8Block(blockOut, blockIn)?:
-                tensors.append(make(module + ".weight", spec.role, logical, [.f8e4m3], .plain, module: module, logical: logical, method: method, inst: inst))
-                tensors.append(make(module + ".weight_scale_inv", spec.role, [CheckedMath.ceilDiv(out, blockOut), CheckedMath.ceilDiv(inFeatures, blockIn)], [.f32], .blockScale, module: module, logical: logical, method: method, inst: inst))
+                let forms = QuantizedForms.fp8(out: out, in: inFeatures, blockOut: blockOut, blockIn: blockIn)
+                for (suffix, shape, dtypes, form) in forms {
+                    tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst))
+                }
             case nil:
-                tensors.append(make(module + ".weight", spec.role, logical, [plainDType], .plain, module: module, logical: nil, method: nil, inst: inst))
+                tensors.append(make(module + ".weight", spec.role, logical, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst))
             }
-            if spec.bias ?? false {
-                tensors.append(make(module + ".bias", spec.role, [out], [plainDType], .plain, module: module, logical: nil, method: nil, inst: inst))
+            if hasBias {
+                tensors.append(make(module + ".bias", spec.role, biasShape, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst))
             }
         }
     }
@@ -234,5 +240,44 @@ struct NameTemplate {
             }
         }
         return out
+    }
+}
+
+/// The stored tensors of a quantized Linear: (name suffix, shape, allowed dtypes, form). Memoized per shape, so
+/// the 69,120 expert modules of a real checkpoint share their shape arrays.
+enum QuantizedForms {
+    typealias Form = (suffix: String, shape: [Int], dtypes: [DType], form: TensorForm)
+    private static let cache = FormCache()
+
+    static func packed(out: Int, in inFeatures: Int, bits: Int, groupSize: Int, scaleDType: DType) -> [Form] {
+        cache.get("p\(out),\(inFeatures),\(bits),\(groupSize),\(scaleDType.rawValue)") {
+            [
+                (".weight_packed", [out, CheckedMath.ceilDiv(inFeatures, 32 / bits)], [.i32], .packed),
+                (".weight_scale", [out, CheckedMath.ceilDiv(inFeatures, groupSize)], [scaleDType], .scale),
+                (".weight_shape", [2], [.i32, .i64], .shape),
+            ]
+        }
+    }
+
+    static func fp8(out: Int, in inFeatures: Int, blockOut: Int, blockIn: Int) -> [Form] {
+        cache.get("f\(out),\(inFeatures),\(blockOut),\(blockIn)") {
+            [
+                (".weight", [out, inFeatures], [.f8e4m3], .plain),
+                (".weight_scale_inv", [CheckedMath.ceilDiv(out, blockOut), CheckedMath.ceilDiv(inFeatures, blockIn)], [.f32], .blockScale),
+            ]
+        }
+    }
+
+    final class FormCache: @unchecked Sendable {
+        private let lock = NSLock()
+        private var forms: [String: [Form]] = [:]
+        func get(_ key: String, _ make: () -> [Form]) -> [Form] {
+            lock.lock()
+            defer { lock.unlock() }
+            if let cached = forms[key] { return cached }
+            let made = make()
+            forms[key] = made
+            return made
+        }
     }
 }

@@ -57,10 +57,7 @@ public struct Int4CodeStats: Sendable, Equatable, Codable {
         var stats = Int4CodeStats()
         var byteCounts = [Int](repeating: 0, count: 256)
         let wordsPerGroup = groupSize % 8 == 0 ? groupSize / 8 : 0
-        byteCounts.withUnsafeMutableBufferPointer { counts in
-            let p = bytes.bindMemory(to: UInt8.self)
-            for i in 0..<min(bytes.count, rows * bytesPerRow) { counts[Int(p[i])] += 1 }
-        }
+        FastScan.byteHistogram(UnsafeRawBufferPointer(rebasing: bytes[0..<min(bytes.count, rows * bytesPerRow)]), into: &byteCounts)
         if wordsPerGroup > 0 {
             let groupBytes = wordsPerGroup * 4
             let groupsPerRow = bytesPerRow / groupBytes
@@ -111,21 +108,27 @@ public struct ScaleStats: Sendable, Equatable {
 
     public var badCount: Int { nonFinite + nonPositive }
 
-    /// Scans BF16 scales.
+    /// Scans BF16 scales. Positive finite BF16 values order like their bit patterns, so the range is
+    /// tracked on integers and converted once.
     public static func scanBF16(_ bytes: UnsafeRawBufferPointer) -> ScaleStats {
         var s = ScaleStats()
         s.count = bytes.count / 2
+        var lo = UInt16.max
+        var hi = UInt16.min
         for i in 0..<s.count {
             let bits = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
             if BFloat16Bits.isFinitePositive(bits) {
-                let v = BFloat16Bits.toFloat(bits)
-                s.minimum = min(s.minimum, v)
-                s.maximum = max(s.maximum, v)
+                lo = min(lo, bits)
+                hi = max(hi, bits)
                 continue
             }
             let v = BFloat16Bits.toFloat(bits)
             if v.isFinite { s.nonPositive += 1 } else { s.nonFinite += 1 }
             if s.firstBad == nil { s.firstBad = (i, v) }
+        }
+        if lo <= hi {
+            s.minimum = BFloat16Bits.toFloat(lo)
+            s.maximum = BFloat16Bits.toFloat(hi)
         }
         return s
     }

@@ -1,0 +1,92 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Runs the built `k2pack` and returns exit status, standard output and standard error.
+func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+    let executable = try #require(TestPaths.executable, "k2pack is not built (swift build)")
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+@Suite("the k2pack command line")
+struct CommandLineTests {
+    @Test("verify exits 0 on a good fixture and prints OK")
+    func verifyGood() throws {
+        let r = try run(["verify", TestPaths.fixture("k25-tiny")])
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(r.out.contains("OK: no problems found"))
+        #expect(r.out.contains("48 modules"))
+    }
+
+    @Test("verify exits 1 on every malformed case, naming the culprit, and never crashes")
+    func verifyMalformed() throws {
+        let cases = MalformedCase.all()
+        #expect(cases.count > 20)
+        for c in cases {
+            let r = try run(["verify", "--quiet", c.path])
+            #expect(r.status == 1, "\(c.case): status \(r.status)\n\(r.out)\(r.err)")
+            if let file = c.culpritFile { #expect(r.out.contains(file), "\(c.case): \(r.out)") }
+            if let tensor = c.culpritTensor { #expect(r.out.contains(tensor), "\(c.case): \(r.out)") }
+            #expect(r.out.contains("FAILED"), "\(c.case)")
+        }
+    }
+
+    @Test("inspect --json is valid JSON with the generator's counts")
+    func inspectJSON() throws {
+        let r = try run(["inspect", "--json", TestPaths.fixture("k25-tiny")])
+        #expect(r.status == 0, "\(r.err)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        let record = try FixtureRecord.load("k25-tiny")
+        #expect(object["tensor_count"] as? Int == record.tensorCount)
+        #expect(object["total_parameters"] as? Int == record.totalParams)
+        #expect(object["architecture"] as? String == "kimi_k25")
+        let memory = try #require(object["memory"] as? [String: Any])
+        #expect(memory["gpus"] as? Int == 8)
+    }
+
+    @Test("verify --json reports findings with file and tensor")
+    func verifyJSON() throws {
+        let r = try run(["verify", "--json", TestPaths.fixture("malformed/nan_scale")])
+        #expect(r.status == 1)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        let findings = try #require(object["findings"] as? [[String: Any]])
+        #expect(findings.count == 1)
+        #expect(findings.first?["code"] as? String == "scale_not_finite")
+        #expect(findings.first?["tensor"] as? String == "model.layers.1.mlp.experts.1.gate_proj.weight_scale")
+        #expect(findings.first?["file"] as? String == "model-00002-of-00002.safetensors")
+    }
+
+    @Test("a missing folder is a clear error, not a crash")
+    func missingFolder() throws {
+        let r = try run(["verify", "/nonexistent/k2pack-folder"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("/nonexistent/k2pack-folder: cannot open: no such file or directory"), "\(r.err)")
+    }
+
+    @Test("a malformed SHA-256 list is refused with its line number")
+    func badList() throws {
+        let dir = TemporaryDirectory()
+        let list = dir.write("SHA256SUMS", Array("not-a-digest  model.safetensors\n".utf8))
+        let r = try run(["verify", "--sha256", list, TestPaths.fixture("deepseek-v3-tiny")])
+        #expect(r.status != 0)
+        #expect(r.err.contains("SHA256SUMS:1: 'not-a-digest' is not a 64-digit SHA-256"), "\(r.err)")
+    }
+
+    @Test("--gpus must be positive")
+    func badGPUs() throws {
+        let r = try run(["inspect", "--gpus", "0", TestPaths.fixture("k25-tiny")])
+        #expect(r.status != 0)
+        #expect(r.err.contains("--gpus must be positive"), "\(r.err)")
+    }
+}
