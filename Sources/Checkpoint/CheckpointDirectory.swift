@@ -22,7 +22,15 @@ public final class CheckpointDirectory: Sendable {
     /// `config.json`'s bytes, when the folder has one.
     public let configBytes: [UInt8]?
     public let problems: [CheckpointError]
-    public let warnings: [String]
+    public let warnings: [Warning]
+
+    /// Something odd that does not make the checkpoint wrong.
+    public struct Warning: Sendable, Equatable {
+        /// `index_total_size` or `unlisted_shard`.
+        public var code: String
+        public var file: String
+        public var message: String
+    }
     /// Tensor name → location, over all opened shards (first occurrence wins).
     public let locations: [String: TensorLocation]
 
@@ -45,7 +53,7 @@ public final class CheckpointDirectory: Sendable {
         }
 
         var problems: [CheckpointError] = []
-        var warnings: [String] = []
+        var warnings: [Warning] = []
         // The index and the shard headers are read at the same time: every `.safetensors` file in the folder is
         // opened while the index is parsed, then the index decides which of them make up the checkpoint.
         let hasIndex = listing.contains(ShardIndex.fileName)
@@ -78,6 +86,16 @@ public final class CheckpointDirectory: Sendable {
         let names: [String]
         if let index {
             names = index.shardNames
+            // Files the index names that were not parsed above (no .safetensors suffix): they are shards too.
+            let extra = names.filter { listing.contains($0) && byFile[$0] == nil }
+            let results = parallelMap(count: extra.count) { i in
+                Result { () throws(CheckpointError) -> SafetensorsFile in try SafetensorsFile(path: path + "/" + extra[i], name: extra[i]) }
+            }
+            for (name, result) in zip(extra, results) { byFile[name] = result }
+            let listed = Set(names)
+            for file in files where !listed.contains(file) {
+                warnings.append(Warning(code: "unlisted_shard", file: file, message: "\(file): a .safetensors file the index does not list; ignored"))
+            }
         } else {
             names = files
             guard !names.isEmpty else {
@@ -126,8 +144,9 @@ public final class CheckpointDirectory: Sendable {
             problems += Self.crossCheck(index: index, names: names, shards: shards, missing: missing, locations: locations)
             let dataBytes = shards.compactMap { $0?.header.tensors.reduce(0) { $0 + $1.byteCount } }.reduce(0, +)
             if let total = index.totalSize, missing.isEmpty, shards.allSatisfy({ $0 != nil }), total != dataBytes {
-                warnings.append(
-                    "\(ShardIndex.fileName): metadata.total_size is \(total) but the shards' tensors hold \(dataBytes) bytes")
+                warnings.append(Warning(
+                    code: "index_total_size", file: ShardIndex.fileName,
+                    message: "\(ShardIndex.fileName): metadata.total_size is \(total) but the shards' tensors hold \(dataBytes) bytes"))
             }
         } else if let missingName = missing.first {
             problems.append(.io(path: names[missingName], operation: "open", reason: "no such file"))

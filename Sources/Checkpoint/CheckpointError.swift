@@ -20,6 +20,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case headerJSON(file: String, error: JSONError)
     /// The header parsed but is not shaped like a safetensors header.
     case headerMalformed(file: String, reason: String)
+    /// The header names the same tensor twice (JSON parsers disagree on which entry wins).
+    case duplicateKey(file: String, tensor: String, offset: Int)
     /// A tensor entry lacks a field or has a field of the wrong type.
     case tensorEntryMalformed(file: String, tensor: String, reason: String)
     case unknownDType(file: String, tensor: String, dtype: String)
@@ -27,6 +29,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     case metadataNotString(file: String, key: String)
     /// The element count or byte size of a shape overflows 64 bits.
     case shapeOverflow(file: String, tensor: String, shape: [Int])
+    /// A sub-byte dtype whose elements do not fill whole bytes.
+    case misalignedSlice(file: String, tensor: String, shape: [Int], dtype: DType)
     /// `data_offsets` end before they begin.
     case offsetsReversed(file: String, tensor: String, begin: Int, end: Int)
     /// The span of `data_offsets` does not equal elements × dtype width.
@@ -74,6 +78,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(file): header is not valid JSON: \(error.description)"
         case let .headerMalformed(file, reason):
             return "\(file): malformed header: \(reason)"
+        case let .duplicateKey(file, tensor, offset):
+            return "\(file): header lists tensor '\(tensor)' twice (duplicate key at header byte \(offset)); readers disagree on which entry wins"
         case let .tensorEntryMalformed(file, tensor, reason):
             return "\(file): tensor '\(tensor)': \(reason)"
         case let .unknownDType(file, tensor, dtype):
@@ -82,6 +88,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(file): __metadata__ value for \"\(key)\" is not a string (safetensors metadata maps strings to strings)"
         case let .shapeOverflow(file, tensor, shape):
             return "\(file): tensor '\(tensor)': shape \(formatShape(shape)) overflows a 64-bit byte count"
+        case let .misalignedSlice(file, tensor, shape, dtype):
+            return "\(file): tensor '\(tensor)': shape \(formatShape(shape)) of \(dtype.rawValue) (\(dtype.bitWidth) bits each) does not fill whole bytes"
         case let .offsetsReversed(file, tensor, begin, end):
             return "\(file): tensor '\(tensor)': data_offsets [\(begin), \(end)] end before they begin"
         case let .sizeMismatch(file, tensor, shape, dtype, expected, span):
@@ -120,8 +128,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         switch self {
         case let .io(path, _, _), let .notACheckpoint(path, _): path
         case let .fileTooShort(f, _), let .lfsPointer(f), let .headerTooLarge(f, _, _), let .headerPastEnd(f, _, _),
-            let .headerJSON(f, _), let .headerMalformed(f, _), let .tensorEntryMalformed(f, _, _),
-            let .unknownDType(f, _, _), let .metadataNotString(f, _), let .shapeOverflow(f, _, _),
+            let .headerJSON(f, _), let .headerMalformed(f, _), let .tensorEntryMalformed(f, _, _), let .duplicateKey(f, _, _),
+            let .unknownDType(f, _, _), let .metadataNotString(f, _), let .shapeOverflow(f, _, _), let .misalignedSlice(f, _, _, _),
             let .offsetsReversed(f, _, _, _), let .sizeMismatch(f, _, _, _, _, _), let .offsetGap(f, _, _, _, _),
             let .offsetOverlap(f, _, _, _, _), let .truncated(f, _, _), let .trailingBytes(f, _, _),
             let .indexMalformed(f, _), let .checksumMismatch(f, _, _), let .checksumListMalformed(f, _, _):

@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -11,10 +12,12 @@ public final class ReadOnlyFile: @unchecked Sendable {
     public let byteCount: Int
     private let fd: Int32
     private var mapping: UnsafeRawBufferPointer?
+    private let mappingLock = NSLock()
 
     public init(path: String) throws(CheckpointError) {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw CheckpointError.io(path: path, operation: "open", reason: errnoText()) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
@@ -61,8 +64,21 @@ public final class ReadOnlyFile: @unchecked Sendable {
         return bytes
     }
 
-    /// The whole file mapped read-only (mapped once, shared by all callers).
+    /// Runs `body` on the whole file's mapping, keeping the file (and so the mapping) alive until it returns.
+    public func withMapping<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try withExtendedLifetime(self) { try body(try mapped()) }
+    }
+
+    /// SHA-256 of the whole file, as lowercase hex.
+    public func sha256Hex() throws -> String {
+        try withMapping { SHA256Digest.hex(of: $0) }
+    }
+
+    /// The whole file mapped read-only (mapped once, shared by all callers). The mapping lives as long as this
+    /// object: keep the object alive while the buffer is used (or use `withMapping`).
     public func mapped() throws(CheckpointError) -> UnsafeRawBufferPointer {
+        mappingLock.lock()
+        defer { mappingLock.unlock() }
         if let mapping { return mapping }
         guard byteCount > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         let p = mmap(nil, byteCount, PROT_READ, MAP_SHARED, fd, 0)
@@ -84,7 +100,10 @@ public final class ReadOnlyFile: @unchecked Sendable {
     }
 
     private func advise(_ range: Range<Int>, _ advice: Int32) {
-        guard let base = mapping?.baseAddress, !range.isEmpty else { return }
+        mappingLock.lock()
+        let base = mapping?.baseAddress
+        mappingLock.unlock()
+        guard let base, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = range.lowerBound / page * page
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, advice)

@@ -61,6 +61,9 @@ public struct SafetensorsHeader: Sendable {
     mutating func validateLayout() throws(CheckpointError) {
         for t in tensors {
             guard let expected = CheckedMath.byteCount(shape: t.shape, dtype: t.dtype) else {
+                if let elements = CheckedMath.product(t.shape), CheckedMath.multiply(elements, t.dtype.bitWidth) != nil {
+                    throw .misalignedSlice(file: fileName, tensor: t.name, shape: t.shape, dtype: t.dtype)
+                }
                 throw .shapeOverflow(file: fileName, tensor: t.name, shape: t.shape)
             }
             guard t.dataEnd >= t.dataBegin else {
@@ -85,8 +88,8 @@ public struct SafetensorsHeader: Sendable {
             end = t.dataEnd
             previous = t.name
         }
-        // dataEnd ≤ Int.max and headerLength ≤ 1e8, so this cannot overflow.
-        let expectedLength = dataStartInFile + end
+        // A hostile header can claim a buffer near Int.max: saturate rather than overflow.
+        let expectedLength = CheckedMath.add(dataStartInFile, end) ?? Int.max
         if fileLength < expectedLength {
             throw .truncated(file: fileName, fileLength: fileLength, expectedLength: expectedLength)
         }
@@ -122,9 +125,7 @@ private struct HeaderParser {
             repeat {
                 let keyOffset = scanner.position
                 let key = try json { s throws(JSONError) in try s.parseString() }
-                guard seen.insert(key).inserted else {
-                    throw .headerJSON(file: fileName, error: JSONError(offset: keyOffset, reason: "duplicate key \"\(key)\""))
-                }
+                guard seen.insert(key).inserted else { throw .duplicateKey(file: fileName, tensor: key, offset: keyOffset) }
                 try json { s throws(JSONError) in try s.expect(UInt8(ascii: ":"), "':' after a key") }
                 if key == "__metadata__" {
                     metadata = try parseMetadata()
@@ -141,6 +142,7 @@ private struct HeaderParser {
     private mutating func parseMetadata() throws(CheckpointError) -> [String: String] {
         let start = scanner.position
         let value = try json { s throws(JSONError) in try s.parseValue(depth: 1) }
+        if value.isNull { return [:] }  // the reference reads it as an optional map
         guard let object = value.objectValue else {
             throw .headerJSON(
                 file: fileName, error: JSONError(offset: start, reason: "__metadata__ must be an object, found \(value.kindName)"))

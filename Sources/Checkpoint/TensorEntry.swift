@@ -13,7 +13,7 @@ public struct TensorEntry: Sendable, Equatable {
 
     public var byteCount: Int { dataEnd - dataBegin }
     /// Elements (validated not to overflow when the header was read).
-    public var elementCount: Int { byteCount / dtype.byteWidth }
+    public var elementCount: Int { shape.reduce(1, *) }
     /// The tensor's bytes as a range of the file.
     public var rangeInFile: Range<Int> { (dataStartInFile + dataBegin)..<(dataStartInFile + dataEnd) }
 

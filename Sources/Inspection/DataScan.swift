@@ -59,8 +59,10 @@ struct DataScan {
             guard options.scanData else { continue }
             for (e, entry) in shard.tensors.enumerated() {
                 let rows = max(1, entry.shape.first ?? 1)
-                let rowBytes = max(1, entry.byteCount / rows)
-                let perItem = Self.splittable(checkpoint.expected?[entry.name]?.form) ? max(1, Self.itemBytes / rowBytes) : rows
+                // About itemBytes per item, never more items than that needs (a zero-size tensor with a
+                // huge first dimension is one item).
+                let pieces = Self.splittable(checkpoint.expected(shard: s, entry: e)?.form) ? min(rows, entry.byteCount / Self.itemBytes + 1) : 1
+                let perItem = CheckedMath.ceilDiv(rows, pieces)
                 var start = 0
                 while start < rows {
                     let end = min(rows, start + perItem)
@@ -142,17 +144,19 @@ struct DataScan {
         let range = rows.count == totalRows ? whole : (whole.lowerBound + rows.lowerBound * rowBytes)..<(whole.lowerBound + rows.upperBound * rowBytes)
         shard.file.adviseSequential(range)
         let bytes = UnsafeRawBufferPointer(rebasing: data[range])
-        check(entry, bytes, rows: rows, elementOffset: rows.lowerBound * (rowBytes / max(1, entry.dtype.byteWidth)), file: dir.shardNames[s], into: &result)
+        check(
+            entry, expected: checkpoint.expected(shard: s, entry: e), bytes, rows: rows,
+            elementOffset: rows.lowerBound * (rowBytes / max(1, entry.dtype.byteWidth)), file: dir.shardNames[s], into: &result)
         if options.checksums?.digests[dir.shardNames[s]] == nil { shard.file.adviseDone(range) }
         done.add(bytes.count)
         return result
     }
 
     private func check(
-        _ entry: TensorEntry, _ bytes: UnsafeRawBufferPointer, rows: Range<Int>, elementOffset: Int, file: String,
-        into result: inout Result
+        _ entry: TensorEntry, expected: ExpectedTensor?, _ bytes: UnsafeRawBufferPointer, rows: Range<Int>, elementOffset: Int,
+        file: String, into result: inout Result
     ) {
-        guard let expected = checkpoint.expected?[entry.name], expected.dtypes.contains(entry.dtype), entry.shape == expected.shape else {
+        guard let expected, expected.dtypes.contains(entry.dtype), entry.shape == expected.shape else {
             // Unknown or mis-shaped tensors are reported structurally; still look for non-finite floats.
             checkFinite(entry, bytes, elementOffset: elementOffset, file: file, into: &result)
             return
@@ -161,8 +165,7 @@ struct DataScan {
         case .plain, .blockScale:
             checkFinite(entry, bytes, elementOffset: elementOffset, file: file, into: &result)
         case .scale:
-            guard entry.dtype == .bf16 else { checkFinite(entry, bytes, elementOffset: elementOffset, file: file, into: &result); return }
-            let stats = ScaleStats.scanBF16(bytes)
+            let stats = ScaleStats.scan(bytes, dtype: entry.dtype)
             if stats.badCount > 0, let bad = stats.firstBad {
                 let columns = max(1, entry.shape.last ?? 1)
                 let code = stats.nonFinite > 0 ? "scale_not_finite" : "scale_not_positive"

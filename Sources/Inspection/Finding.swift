@@ -33,9 +33,11 @@ public struct Finding: Sendable, Codable, Equatable, CustomStringConvertible {
         case .headerPastEnd: code = "header_past_end"
         case .headerJSON: code = "header_json"
         case .headerMalformed, .tensorEntryMalformed: code = "header_malformed"
+        case .duplicateKey: code = "duplicate_key"
         case .unknownDType: code = "unknown_dtype"
         case .metadataNotString: code = "metadata_not_string"
         case .shapeOverflow: code = "shape_overflow"
+        case .misalignedSlice: code = "misaligned_slice"
         case .offsetsReversed, .offsetGap, .offsetOverlap: code = "bad_offsets"
         case .sizeMismatch: code = "size_mismatch"
         case .trailingBytes: code = "trailing_bytes"
@@ -56,7 +58,7 @@ public struct Finding: Sendable, Codable, Equatable, CustomStringConvertible {
 
     private static func tensor(of error: CheckpointError) -> String? {
         switch error {
-        case let .tensorEntryMalformed(_, t, _), let .unknownDType(_, t, _), let .shapeOverflow(_, t, _),
+        case let .tensorEntryMalformed(_, t, _), let .unknownDType(_, t, _), let .shapeOverflow(_, t, _), let .duplicateKey(_, t, _), let .misalignedSlice(_, t, _, _),
             let .offsetsReversed(_, t, _, _), let .sizeMismatch(_, t, _, _, _, _), let .offsetGap(_, t, _, _, _),
             let .offsetOverlap(_, t, _, _, _), let .indexTensorNotInShard(t, _, _), let .shardTensorNotInIndex(t, _),
             let .duplicateTensor(t, _, _):

@@ -69,7 +69,8 @@ public struct InspectReport: Sendable, Codable {
         if let config = checkpoint.config {
             let t = config.text
             model = ModelSummary(
-                hiddenSize: t.hiddenSize, layers: t.numLayers, denseLayers: t.denseLayers.count, moeLayers: t.moeLayers.count,
+                hiddenSize: t.hiddenSize, layers: t.numLayers, denseLayers: t.denseLayers.filter { $0 < t.numLayers }.count,
+                moeLayers: t.moeLayers.filter { $0 < t.numLayers }.count,
                 attentionHeads: t.numHeads, routedExperts: t.numRoutedExperts, expertsPerToken: t.numExpertsPerToken,
                 sharedExperts: t.numSharedExperts, vocabSize: t.vocabSize, visionBlocks: config.vision?["vt_num_hidden_layers"]?.intValue)
         }
@@ -93,11 +94,12 @@ public struct InspectReport: Sendable, Codable {
         let n = Double(max(1, gpus))
         let experts = Double(checkpoint.config?.text.numRoutedExperts ?? 0)
         let expertsPerRank = experts > 0 ? (experts / n).rounded(.up) : 0
-        for shard in dir.shards.compactMap({ $0 }) {
-            for entry in shard.tensors {
-                let position = expectedList?.byName[entry.name]
-                let roleID = position.map { expectedList!.roleIDs[$0] } ?? unrecognized
-                let expected = position.map { expectedList!.tensors[$0] }
+        for (s, shard) in dir.shards.enumerated() {
+            guard let shard else { continue }
+            for (e, entry) in shard.tensors.enumerated() {
+                let position = checkpoint.positions.isEmpty ? -1 : checkpoint.positions[s][e]
+                let roleID = position >= 0 ? expectedList!.roleIDs[position] : unrecognized
+                let expected = position >= 0 ? expectedList!.tensors[position] : nil
                 let params = LoadedCheckpoint.parameterCount(of: entry, expected: expected)
                 sums[roleID].tensors += 1
                 sums[roleID].parameters += params

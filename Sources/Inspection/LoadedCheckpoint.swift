@@ -9,6 +9,9 @@ public struct LoadedCheckpoint: Sendable {
     public var directory: CheckpointDirectory
     public var config: ModelConfig?
     public var expected: ExpectedTensorList?
+    /// For each opened shard and header entry: its position in `expected.tensors`, or -1 when the config does
+    /// not imply it. Computed once (one lookup per tensor) and shared by inspect, verify and the data scan.
+    public var positions: [[Int]] = []
     public var findings: [Finding]
 
     public init(path: String) throws(CheckpointError) {
@@ -27,7 +30,7 @@ public struct LoadedCheckpoint: Sendable {
         group.wait()
         self.directory = directory
         findings = directory.problems.map(Finding.init) + directory.warnings.map {
-            Finding(.warning, code: "index_total_size", file: ShardIndex.fileName, message: $0)
+            Finding(.warning, code: $0.code, file: $0.file, message: $0.message)
         }
         guard directory.configBytes != nil else {
             findings.append(Finding(ConfigError.missingConfig(path: path)))
@@ -37,6 +40,8 @@ public struct LoadedCheckpoint: Sendable {
         case .success(let (config, expected))?:
             self.config = config
             self.expected = expected
+            positions = directory.shards.map { shard in (shard?.tensors ?? []).map { expected.byName[$0.name] ?? -1 } }
+            findings += Self.structuralFindings(directory, expected, positions)
         case .failure(let error)?:
             if let partial = planned.config { self.config = partial }
             findings.append(Finding(error))
@@ -45,15 +50,87 @@ public struct LoadedCheckpoint: Sendable {
         }
     }
 
-    /// Logical parameters a tensor contributes: elements for plain tensors (and tensors the config does not
-    /// imply), out × in for INT4 codes, nothing for scales and shape records.
+    /// The expected tensor a header entry corresponds to.
+    public func expected(shard: Int, entry: Int) -> ExpectedTensor? {
+        guard let expected, shard < positions.count, positions[shard][entry] >= 0 else { return nil }
+        return expected.tensors[positions[shard][entry]]
+    }
+
+    /// Logical parameters a tensor contributes, from its stored shape: elements for plain tensors (and tensors
+    /// the config does not imply), codes for packed INT4 (32/bits per stored word), nothing for scales and
+    /// shape records.
     public static func parameterCount(of entry: TensorEntry, expected: ExpectedTensor?) -> Int {
         guard let e = expected else { return entry.elementCount }
         switch e.form {
         case .plain: return entry.elementCount
-        case .packed: return e.logicalShape.flatMap { CheckedMath.product($0) } ?? 0
+        case .packed:
+            guard case let .packQuantized(bits, _, _)? = e.method, entry.dtype == .i32 else { return entry.elementCount }
+            return entry.elementCount * (32 / bits)
         case .scale, .shape, .blockScale: return 0
         }
+    }
+
+    /// Every tensor the config implies is present with the right shape and dtype, and nothing else is.
+    static func structuralFindings(_ dir: CheckpointDirectory, _ expected: ExpectedTensorList, _ positions: [[Int]]) -> [Finding] {
+        var findings: [Finding] = []
+        var present = [Bool](repeating: false, count: expected.tensors.count)
+        for (s, shard) in dir.shards.enumerated() {
+            guard let shard else { continue }
+            let name = dir.shardNames[s]
+            for (i, entry) in shard.tensors.enumerated() {
+                let position = positions[s][i]
+                guard position >= 0 else {
+                    findings.append(Finding(
+                        code: "unexpected_tensor", file: name, tensor: entry.name,
+                        message: "\(name): tensor '\(entry.name)' \(formatShape(entry.shape)) \(entry.dtype.rawValue) is not implied by config.json"))
+                    continue
+                }
+                present[position] = true
+                let e = expected.tensors[position]
+                if entry.shape != e.shape {
+                    findings.append(Finding(
+                        code: "wrong_shape", file: name, tensor: e.name,
+                        message: "\(name): tensor '\(e.name)': shape \(formatShape(entry.shape)), expected \(formatShape(e.shape)) from config.json (\(e.role))"))
+                }
+                if !e.dtypes.contains(entry.dtype) {
+                    findings.append(Finding(
+                        code: "wrong_dtype", file: name, tensor: e.name,
+                        message: "\(name): tensor '\(e.name)': dtype \(entry.dtype.rawValue), expected \(e.dtypes.map(\.rawValue).joined(separator: " or ")) (\(e.role))"))
+                }
+            }
+        }
+        guard present.contains(false) else { return findings }
+        // Tensors of unreadable shards are reported through the shard; tensors the index places in a shard
+        // that lacks them are reported by the index cross-check.
+        let unreadable = dir.shardNames.indices.contains { dir.shards[$0] == nil }
+        let indexed = dir.index?.weightMap
+        for (position, e) in expected.tensors.enumerated() where !present[position] {
+            if indexed?[e.name] != nil { continue }
+            if indexed == nil, unreadable { continue }
+            let dtypes = e.dtypes.map(\.rawValue).joined(separator: " or ")
+            let home = likelyShard(of: position, in: expected, dir)
+            let place = home.map { " from \($0), which holds the rest of its \(e.layer == nil ? e.role : "layer")" } ?? ""
+            findings.append(Finding(
+                code: "missing_tensor", file: home, tensor: e.name,
+                message: "tensor '\(e.name)' is missing\(place): the config implies \(formatShape(e.shape)) \(dtypes) (\(e.role))"))
+        }
+        return findings
+    }
+
+    /// Where a missing tensor belongs: the shard of the nearest present tensor of the same decoder layer, or for
+    /// tensors outside the layers, of the same role (vision tower, projector).
+    static func likelyShard(of position: Int, in expected: ExpectedTensorList, _ dir: CheckpointDirectory) -> String? {
+        let target = expected.tensors[position]
+        let count = expected.tensors.count
+        for distance in 1...min(count, 4096) {
+            for candidate in [position - distance, position + distance] where candidate >= 0 && candidate < count {
+                let neighbour = expected.tensors[candidate]
+                let related = target.layer != nil ? neighbour.layer == target.layer : (neighbour.layer == nil && neighbour.role == target.role)
+                guard related else { continue }
+                if let location = dir.locations[neighbour.name] { return dir.shardNames[location.shard] }
+            }
+        }
+        return nil
     }
 }
 

@@ -83,9 +83,6 @@ public enum Verifier {
         let checkpoint = try LoadedCheckpoint(path: path)
         let dir = checkpoint.directory
         var findings = checkpoint.findings
-        if let expected = checkpoint.expected {
-            findings += structuralFindings(checkpoint, expected)
-        }
         var int4: VerifyReport.Int4Summary?
         var checksums: VerifyReport.ChecksumSummary?
         var scanned = 0
@@ -101,10 +98,11 @@ public enum Verifier {
                     scaleMax: result.scaleMax.isFinite ? result.scaleMax : nil)
             }
             if let list = options.checksums {
-                findings += checkExtraFiles(dir: dir, list: list)
+                let (extraFindings, extraChecked) = checkExtraFiles(dir: dir, list: list)
+                findings += extraFindings
                 checksums = VerifyReport.ChecksumSummary(
-                    listed: list.digests.count, checked: result.checksummed,
-                    mismatched: result.findings.filter { $0.code == "checksum_mismatch" }.count)
+                    listed: list.digests.count, checked: result.checksummed + extraChecked,
+                    mismatched: findings.filter { $0.code == "checksum_mismatch" }.count)
             }
         }
         let shardCount = dir.shardNames.count
@@ -115,65 +113,10 @@ public enum Verifier {
             seconds: Date().timeIntervalSince(start), int4: int4, checksums: checksums, findings: findings)
     }
 
-    /// Every tensor the config implies is present with the right shape and dtype, and nothing else is.
-    static func structuralFindings(_ checkpoint: LoadedCheckpoint, _ expected: ExpectedTensorList) -> [Finding] {
-        let dir = checkpoint.directory
-        var findings: [Finding] = []
-        // Tensors of shards that failed to open are reported through the shard, not one by one.
-        let unreadable = Set(dir.shardNames.indices.filter { dir.shards[$0] == nil }.map { dir.shardNames[$0] })
-        let indexed = dir.index?.weightMap
-        for (position, e) in expected.tensors.enumerated() {
-            guard let (shard, entry) = dir.entry(named: e.name) else {
-                if let shardName = indexed?[e.name], unreadable.contains(shardName) { continue }
-                if indexed == nil, !unreadable.isEmpty { continue }
-                let dtypes = e.dtypes.map(\.rawValue).joined(separator: " or ")
-                let home = likelyShard(of: position, in: expected, dir)
-                let place = home.map { " from \($0), which holds the rest of its layer" } ?? ""
-                findings.append(Finding(
-                    code: "missing_tensor", file: home, tensor: e.name,
-                    message: "tensor '\(e.name)' is missing\(place): the config implies \(formatShape(e.shape)) \(dtypes) (\(e.role))"))
-                continue
-            }
-            if entry.shape != e.shape {
-                findings.append(Finding(
-                    code: "wrong_shape", file: shard.name, tensor: e.name,
-                    message: "\(shard.name): tensor '\(e.name)': shape \(formatShape(entry.shape)), expected \(formatShape(e.shape)) from config.json (\(e.role))"))
-            }
-            if !e.dtypes.contains(entry.dtype) {
-                findings.append(Finding(
-                    code: "wrong_dtype", file: shard.name, tensor: e.name,
-                    message: "\(shard.name): tensor '\(e.name)': dtype \(entry.dtype.rawValue), expected \(e.dtypes.map(\.rawValue).joined(separator: " or ")) (\(e.role))"))
-            }
-        }
-        for (s, shard) in dir.shards.enumerated() {
-            guard let shard else { continue }
-            for entry in shard.tensors where expected.byName[entry.name] == nil {
-                findings.append(Finding(
-                    code: "unexpected_tensor", file: dir.shardNames[s], tensor: entry.name,
-                    message: "\(dir.shardNames[s]): tensor '\(entry.name)' \(formatShape(entry.shape)) \(entry.dtype.rawValue) is not implied by config.json"))
-            }
-        }
-        return findings
-    }
-
-    /// The shard holding the nearest present tensor of the same layer: where a missing tensor belongs.
-    static func likelyShard(of position: Int, in expected: ExpectedTensorList, _ dir: CheckpointDirectory) -> String? {
-        let layer = expected.tensors[position].layer
-        let count = expected.tensors.count
-        for distance in 1..<count {
-            for candidate in [position - distance, position + distance] where candidate >= 0 && candidate < count {
-                let neighbour = expected.tensors[candidate]
-                guard neighbour.layer == layer else { continue }
-                if let location = dir.locations[neighbour.name] { return dir.shardNames[location.shard] }
-            }
-            if distance > 4096 { break }
-        }
-        return nil
-    }
-
     /// Listed files beyond the shards (config.json, the index): checked when present.
-    static func checkExtraFiles(dir: CheckpointDirectory, list: ChecksumList) -> [Finding] {
+    static func checkExtraFiles(dir: CheckpointDirectory, list: ChecksumList) -> (findings: [Finding], checked: Int) {
         var findings: [Finding] = []
+        var checked = 0
         let shards = Set(dir.shardNames)
         for name in dir.shardNames where list.digests[name] == nil {
             findings.append(Finding(.warning, code: "checksum_not_listed", file: name, message: "\(name): no SHA-256 listed for this shard"))
@@ -185,13 +128,15 @@ public enum Verifier {
                 continue
             }
             do {
-                let file = try ReadOnlyFile(path: path)
-                let actual = SHA256Digest.hex(of: try file.mapped())
+                let actual = try ReadOnlyFile(path: path).sha256Hex()
+                checked += 1
                 if actual != digest { findings.append(Finding(CheckpointError.checksumMismatch(file: name, expected: digest, actual: actual))) }
-            } catch {
+            } catch let error as CheckpointError {
                 findings.append(Finding(error))
+            } catch {
+                findings.append(Finding(code: "io", file: name, message: "\(name): \(error)"))
             }
         }
-        return findings
+        return (findings, checked)
     }
 }

@@ -30,6 +30,12 @@ public enum JSONValue: Sendable, Equatable {
         return Double(text)
     }
 
+    /// A number's source text.
+    public var numberText: String? {
+        if case .number(let text) = self { return text }
+        return nil
+    }
+
     public var arrayValue: [JSONValue]? {
         if case .array(let a) = self { return a }
         return nil

@@ -87,19 +87,22 @@ public struct ExpectedTensorList: Sendable {
         _ spec: TensorSpec, part: ArchitecturePart, config: ModelConfig, into tensors: inout [ExpectedTensor]
     ) throws(ConfigError) {
         let lookup: (String) -> JSONValue? = { config.lookup($0, in: part.config) }
+        let section = part.config == .vision
+            ? (config.architecture.visionConfigKey ?? "config") : (config.architecture.textConfigKey ?? "config")
         if let condition = spec.when, !Self.holds(condition, lookup: lookup) { return }
         let text = config.text
         // (layer, expert-or-block) instances.
         var instances: [(layer: Int?, index: Int?)] = []
         switch spec.repeat {
         case .once: instances = [(nil, nil)]
-        case .layers: instances = (0..<text.numLayers).map { ($0, nil) }
+        case .layers: instances = text.storedLayers.map { ($0, nil) }
+        case .mtpLayers: instances = text.mtpLayers.map { ($0, nil) }
         case .denseLayers: instances = text.denseLayers.map { ($0, nil) }
         case .moeLayers: instances = text.moeLayers.map { ($0, nil) }
         case .experts:
             let moe = text.moeLayers
             guard let count = CheckedMath.multiply(moe.count, text.numRoutedExperts),
-                tensors.count + count * 3 <= maxTensorCount
+                count <= (maxTensorCount - tensors.count) / 3
             else {
                 throw .invalidValue(
                     file: ModelConfig.fileName, section: "config", key: "n_routed_experts",
@@ -108,9 +111,9 @@ public struct ExpectedTensorList: Sendable {
             instances.reserveCapacity(count)
             for l in moe { for e in 0..<text.numRoutedExperts { instances.append((l, e)) } }
         case .visionBlocks:
-            let blocks = try ShapeExpression.evaluate("vt_num_hidden_layers", lookup: lookup)
-            guard blocks <= 100_000 else {
-                throw .invalidValue(file: ModelConfig.fileName, section: "vision_config", key: "vt_num_hidden_layers", reason: "\(blocks) blocks is implausible")
+            let blocks = try ShapeExpression.evaluate("vt_num_hidden_layers", section: section, lookup: lookup)
+            guard blocks >= 0, blocks <= 100_000 else {
+                throw .invalidValue(file: ModelConfig.fileName, section: section, key: "vt_num_hidden_layers", reason: "\(blocks) blocks is not a plausible count")
             }
             instances = (0..<blocks).map { (nil, $0) }
         }
@@ -120,7 +123,13 @@ public struct ExpectedTensorList: Sendable {
                 reason: "the config implies more tensors than k2pack accepts (\(maxTensorCount))")
         }
         // Shapes do not depend on the instance: evaluate once.
-        let eval: (String) throws(ConfigError) -> Int = { e throws(ConfigError) in try ShapeExpression.evaluate(e, lookup: lookup) }
+        let eval: (String) throws(ConfigError) -> Int = { e throws(ConfigError) in
+            let value = try ShapeExpression.evaluate(e, section: section, lookup: lookup)
+            guard value >= 0 else {
+                throw .invalidValue(file: ModelConfig.fileName, section: section, key: e, reason: "evaluates to \(value); sizes cannot be negative")
+            }
+            return value
+        }
         let tpUnit = try spec.tpUnit.map(eval)
         let expertParallel = spec.ep ?? false
         let plainDType = try spec.dtype.map { name throws(ConfigError) -> DType in
@@ -132,8 +141,10 @@ public struct ExpectedTensorList: Sendable {
         func instantiate(_ inst: (layer: Int?, index: Int?)) -> String { nameTemplate.render(layer: inst.layer, index: inst.index) }
         func make(_ name: String, _ role: String, _ shape: [Int], _ dtypes: [DType], _ form: TensorForm,
                   module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?)) -> ExpectedTensor {
-            ExpectedTensor(
-                name: name, role: role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
+            // Everything stored in a multi-token-prediction layer is reported under one role.
+            let isMTP = inst.layer.map { $0 >= text.numLayers } ?? false
+            return ExpectedTensor(
+                name: name, role: isMTP ? "mtp" : role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
                 method: method, tp: spec.tp, tpUnit: tpUnit, expertParallel: expertParallel, layer: inst.layer,
                 expert: spec.repeat == .experts ? inst.index : nil)
         }

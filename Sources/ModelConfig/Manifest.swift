@@ -18,6 +18,8 @@ public enum Repeat: String, Codable, Sendable {
     case once
     /// Every decoder layer, `{L}`.
     case layers
+    /// Multi-token-prediction layers (after the decoder layers).
+    case mtpLayers = "mtp_layers"
     /// Layers with a dense MLP.
     case denseLayers = "dense_layers"
     /// Layers with a routed MoE.

@@ -96,6 +96,8 @@ public struct TextConfig: Sendable {
     public var firstDenseLayers: Int
     public var moeLayerFrequency: Int
     public var vocabSize: Int
+    /// Multi-token-prediction layers stored after the decoder layers (DeepSeek-V3: 1, as `layers.61`).
+    public var numNextNLayers: Int
     public var tieWordEmbeddings: Bool
 
     /// The keys whose absence makes a config unusable.
@@ -113,7 +115,8 @@ public struct TextConfig: Sendable {
                 throw .missingKey(file: file, section: section, key: key)
             }
             guard let v = value.intValue else {
-                throw .wrongType(file: file, section: section, key: key, expected: "an integer", found: value.kindName)
+                let found = value.doubleValue.map { "\(value.numberText ?? "\($0)"), which is not a whole number" } ?? value.kindName
+                throw .wrongType(file: file, section: section, key: key, expected: "an integer", found: found)
             }
             guard v >= 0 else { throw .invalidValue(file: file, section: section, key: key, reason: "must not be negative, found \(v)") }
             return v
@@ -134,6 +137,11 @@ public struct TextConfig: Sendable {
         firstDenseLayers = try int("first_k_dense_replace")
         moeLayerFrequency = try int("moe_layer_freq", default: 1)
         vocabSize = try int("vocab_size")
+        numNextNLayers = try int("num_nextn_predict_layers", default: 0)
+        // Bounds far above any real model, so a hostile config cannot make us allocate per layer or expert.
+        for (key, value, limit) in [("num_hidden_layers", numLayers, 10_000), ("n_routed_experts", numRoutedExperts, 1_000_000), ("num_nextn_predict_layers", numNextNLayers, 64)] where value > limit {
+            throw .invalidValue(file: file, section: section, key: key, reason: "\(value) is implausible (k2pack accepts at most \(limit))")
+        }
         if let tie = object["tie_word_embeddings"], !tie.isNull {
             guard let b = tie.boolValue else {
                 throw .wrongType(file: file, section: section, key: "tie_word_embeddings", expected: "a boolean", found: tie.kindName)
@@ -157,6 +165,9 @@ public struct TextConfig: Sendable {
         numRoutedExperts > 0 && layer >= firstDenseLayers && layer % moeLayerFrequency == 0
     }
 
-    public var moeLayers: [Int] { (0..<numLayers).filter(isMoELayer) }
-    public var denseLayers: [Int] { (0..<numLayers).filter { !isMoELayer($0) } }
+    /// Decoder layers followed by the MTP layers, as numbered in the checkpoint.
+    public var storedLayers: Range<Int> { 0..<(numLayers + numNextNLayers) }
+    public var moeLayers: [Int] { storedLayers.filter(isMoELayer) }
+    public var denseLayers: [Int] { storedLayers.filter { !isMoELayer($0) } }
+    public var mtpLayers: [Int] { Array(numLayers..<storedLayers.upperBound) }
 }

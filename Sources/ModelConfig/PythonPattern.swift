@@ -18,6 +18,9 @@ final class PythonPattern: @unchecked Sendable {
     init(_ pattern: String) {
         if let literal = Self.literalForm(pattern) {
             kind = literal
+        } else if Self.hasNestedQuantifier(pattern) {
+            // `(a*)*` and the like backtrack exponentially; ICU offers no time limit through Foundation.
+            kind = .invalid
         } else if let regex = try? NSRegularExpression(pattern: pattern) {
             kind = .regex(regex)
         } else {
@@ -38,6 +41,27 @@ final class PythonPattern: @unchecked Sendable {
             return regex.firstMatch(in: text, options: [.anchored], range: NSRange(text.startIndex..., in: text)) != nil
         case .invalid: return false
         }
+    }
+
+    /// Whether a quantified group contains a quantifier: the shape of catastrophic backtracking.
+    static func hasNestedQuantifier(_ pattern: String) -> Bool {
+        var groupHasQuantifier: [Bool] = []
+        var closedWithQuantifier = false
+        var chars = Array(pattern)[...]
+        while let c = chars.popFirst() {
+            switch c {
+            case "\\": _ = chars.popFirst()
+            case "(": groupHasQuantifier.append(false)
+            case ")":
+                closedWithQuantifier = groupHasQuantifier.popLast() ?? false
+                if closedWithQuantifier, let next = chars.first, "*+{".contains(next) { return true }
+                if closedWithQuantifier, !groupHasQuantifier.isEmpty { groupHasQuantifier[groupHasQuantifier.count - 1] = true }
+            case "*", "+", "{":
+                if !groupHasQuantifier.isEmpty { groupHasQuantifier[groupHasQuantifier.count - 1] = true }
+            default: break
+            }
+        }
+        return false
     }
 
     /// Substring test on UTF-8 bytes (Foundation's `contains` goes through locale-aware search).

@@ -47,7 +47,8 @@ public struct QuantizationScheme: Sendable, Equatable {
         }
         let ignore = (object["ignore"]?.arrayValue ?? object["modules_to_not_convert"]?.arrayValue ?? []).compactMap(\.stringValue)
         for pattern in ignore where pattern.hasPrefix("re:") && !PatternCache.shared.pattern(String(pattern.dropFirst(3))).isValid {
-            throw .unsupportedQuantization(file: file, reason: "ignore pattern \"\(pattern)\" is not a valid regular expression")
+            throw .unsupportedQuantization(
+                file: file, reason: "ignore pattern \"\(pattern)\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
         }
         switch method {
         case "compressed-tensors":
@@ -59,6 +60,10 @@ public struct QuantizationScheme: Sendable, Equatable {
             for (name, g) in groupsObject.entries {
                 let where_ = "\(section).config_groups.\(name)"
                 let targets = g["targets"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                for t in targets where t.hasPrefix("re:") && !PatternCache.shared.pattern(String(t.dropFirst(3))).isValid {
+                    throw .unsupportedQuantization(
+                        file: file, reason: "target pattern \"\(t)\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
+                }
                 guard let weights = g["weights"]?.objectValue else {
                     throw .missingKey(file: file, section: where_, key: "weights")
                 }

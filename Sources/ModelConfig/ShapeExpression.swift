@@ -6,9 +6,11 @@ public struct ShapeExpression {
     let text: [Character]
     var position = 0
     let lookup: (String) -> JSONValue?
+    let section: String
 
-    public static func evaluate(_ text: String, lookup: @escaping (String) -> JSONValue?) throws(ConfigError) -> Int {
-        var parser = ShapeExpression(text: Array(text), lookup: lookup)
+    /// Evaluates `text`; a key the config lacks is reported as missing from `section`.
+    public static func evaluate(_ text: String, section: String = "config", lookup: @escaping (String) -> JSONValue?) throws(ConfigError) -> Int {
+        var parser = ShapeExpression(text: Array(text), lookup: lookup, section: section)
         let value = try parser.sum()
         parser.skipSpaces()
         guard parser.position == parser.text.count else { throw parser.fail("unexpected '\(parser.text[parser.position])'") }
@@ -79,7 +81,7 @@ public struct ShapeExpression {
             position += 1
         }
         guard !name.isEmpty else { throw fail("unexpected '\(c)'") }
-        guard var value = lookup(name) else { throw fail("the config has no key \"\(name)\"") }
+        guard var value = lookup(name) else { throw .missingKey(file: "config.json", section: section, key: name) }
         if position < text.count, text[position] == "[" {
             position += 1
             let i = try sum()

@@ -108,6 +108,37 @@ public struct ScaleStats: Sendable, Equatable {
 
     public var badCount: Int { nonFinite + nonPositive }
 
+    /// Scans scales stored as BF16, F16 or F32 (other dtypes hold no scales and count as all bad).
+    public static func scan(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> ScaleStats {
+        switch dtype {
+        case .bf16: return scanBF16(bytes)
+        case .f16: return scanValues(count: bytes.count / 2) { Float(Float16(bitPattern: bytes.loadUnaligned(fromByteOffset: 2 * $0, as: UInt16.self))) }
+        case .f32: return scanValues(count: bytes.count / 4) { Float(bitPattern: bytes.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self)) }
+        default:
+            var s = ScaleStats()
+            s.count = bytes.count / max(1, dtype.byteWidth)
+            s.nonFinite = s.count
+            if s.count > 0 { s.firstBad = (0, .nan) }
+            return s
+        }
+    }
+
+    static func scanValues(count: Int, _ value: (Int) -> Float) -> ScaleStats {
+        var s = ScaleStats()
+        s.count = count
+        for i in 0..<count {
+            let v = value(i)
+            if v.isFinite && v > 0 {
+                s.minimum = min(s.minimum, v)
+                s.maximum = max(s.maximum, v)
+                continue
+            }
+            if v.isFinite { s.nonPositive += 1 } else { s.nonFinite += 1 }
+            if s.firstBad == nil { s.firstBad = (i, v) }
+        }
+        return s
+    }
+
     /// Scans BF16 scales. Positive finite BF16 values order like their bit patterns, so the range is
     /// tracked on integers and converted once.
     public static func scanBF16(_ bytes: UnsafeRawBufferPointer) -> ScaleStats {

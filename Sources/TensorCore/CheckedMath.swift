@@ -24,10 +24,17 @@ public enum CheckedMath {
         return overflow ? nil : value
     }
 
-    /// Bytes needed by a tensor of `shape` and `dtype`, or nil on overflow.
+    /// Bytes needed by a tensor of `shape` and `dtype`, or nil on overflow. Sub-byte dtypes must fill whole
+    /// bytes (the reference's MisalignedSlice rule): a partial byte also gives nil; see `isWholeBytes`.
     public static func byteCount(shape: [Int], dtype: DType) -> Int? {
-        guard let elements = product(shape) else { return nil }
-        return multiply(elements, dtype.byteWidth)
+        guard let elements = product(shape), let bits = multiply(elements, dtype.bitWidth), bits % 8 == 0 else { return nil }
+        return bits / 8
+    }
+
+    /// Whether the tensor's bits fill whole bytes (false also when the count overflows).
+    public static func isWholeBytes(shape: [Int], dtype: DType) -> Bool {
+        guard let elements = product(shape), let bits = multiply(elements, dtype.bitWidth) else { return false }
+        return bits % 8 == 0
     }
 
     /// `a / b` rounded up, for positive `b`.

@@ -90,14 +90,14 @@ struct SafetensorsHeaderTests {
     func duplicate() {
         let header = #"{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}"#
         let bytes = SafetensorsBuilder.file(headerBytes: Array(header.utf8), data: [1, 2])
-        expectFailure(bytes, .headerJSON(file: "t.safetensors", error: JSONErrorProbe.error(offset: 53, "duplicate key \"a\"")), "duplicate key \"a\"")
+        expectFailure(bytes, .duplicateKey(file: "t.safetensors", tensor: "a", offset: 53), "header lists tensor 'a' twice")
     }
 
     @Test("rejects unknown dtypes, listing the known ones")
     func unknownDType() {
         var b = twoTensors
         b.tensors[1].dtype = "Q4_K"
-        expectFailure(b.bytes(), .unknownDType(file: "t.safetensors", tensor: "b", dtype: "Q4_K"), "unknown dtype \"Q4_K\" (known: BOOL, U8")
+        expectFailure(b.bytes(), .unknownDType(file: "t.safetensors", tensor: "b", dtype: "Q4_K"), "unknown dtype \"Q4_K\" (known: F4, F6_E2M3, F6_E3M2, BOOL, U8")
     }
 
     @Test("rejects non-string metadata")

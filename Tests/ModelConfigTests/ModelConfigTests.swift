@@ -1,5 +1,5 @@
 import JSONCore
-import ModelConfig
+@testable import ModelConfig
 import Testing
 
 /// A tiny DeepSeek-V3-family text config as JSON members (without braces).
@@ -116,10 +116,63 @@ struct ModelConfigTests {
         _ = try parse("{\"model_type\": \"kimi_k2\", \(textMembers(extra: "\"some_future_key\": {\"x\": [1, 2]}"))}")
     }
 
-    @Test("a config implying absurd tensor counts is refused before allocating")
-    func hostileCounts() throws {
-        let config = try parse("{\"model_type\": \"kimi_k2\", \(textMembers(dropping: "n_routed_experts", ).replacingOccurrences(of: "\"num_hidden_layers\": 3", with: "\"num_hidden_layers\": 1000")), \"n_routed_experts\": 1000000000000}")
+    @Test("implausible counts are refused when the config is read")
+    func implausibleCounts() {
+        expectConfigError(
+            "{\"model_type\": \"kimi_k2\", \(textMembers(dropping: "n_routed_experts")), \"n_routed_experts\": 2305843009213693952}",
+            .invalidValue(file: "config.json", section: "config", key: "n_routed_experts", reason: "2305843009213693952 is implausible (k2pack accepts at most 1000000)"))
+        expectConfigError(
+            "{\"model_type\": \"kimi_k2\", \(textMembers(dropping: "num_hidden_layers")), \"num_hidden_layers\": 1000000000000}",
+            .invalidValue(file: "config.json", section: "config", key: "num_hidden_layers", reason: "1000000000000 is implausible (k2pack accepts at most 10000)"))
+        expectConfigError(
+            "{\"model_type\": \"kimi_k2\", \(textMembers(dropping: "vocab_size")), \"vocab_size\": 3.0}",
+            .wrongType(file: "config.json", section: "config", key: "vocab_size", expected: "an integer", found: "3.0, which is not a whole number"))
+    }
+
+    @Test("a config implying more than 20 million tensors is refused before expanding")
+    func tooManyTensors() throws {
+        let config = try parse("{\"model_type\": \"kimi_k2\", \(textMembers(extra: packQuantized, dropping: "n_routed_experts").replacingOccurrences(of: "\"num_hidden_layers\": 3", with: "\"num_hidden_layers\": 10000")), \"n_routed_experts\": 1000}")
         #expect(throws: ConfigError.self) { _ = try ExpectedTensorList(config: config) }
+    }
+
+    @Test("vision values must be present and non-negative")
+    func visionValues() throws {
+        func k25(_ vision: String) throws(ConfigError) -> ExpectedTensorList {
+            try ExpectedTensorList(config: parse("{\"model_type\": \"kimi_k25\", \"text_config\": {\(textMembers())}, \"vision_config\": {\(vision)}}"))
+        }
+        let good = #""patch_size": 14, "init_pos_emb_height": 4, "init_pos_emb_width": 4, "vt_hidden_size": 32, "vt_intermediate_size": 64, "vt_num_hidden_layers": 2, "merge_kernel_size": [2, 2], "mm_hidden_size": 32, "text_hidden_size": 64"#
+        _ = try k25(good)
+        #expect(throws: ConfigError.invalidValue(file: "config.json", section: "vision_config", key: "vt_num_hidden_layers", reason: "-1 blocks is not a plausible count")) {
+            _ = try k25(good.replacingOccurrences(of: "\"vt_num_hidden_layers\": 2", with: "\"vt_num_hidden_layers\": -1"))
+        }
+        #expect(throws: ConfigError.invalidValue(file: "config.json", section: "vision_config", key: "vt_hidden_size", reason: "evaluates to -32; sizes cannot be negative")) {
+            _ = try k25(good.replacingOccurrences(of: "\"vt_hidden_size\": 32", with: "\"vt_hidden_size\": -32"))
+        }
+        #expect(throws: ConfigError.missingKey(file: "config.json", section: "vision_config", key: "vt_hidden_size")) {
+            _ = try k25(good.replacingOccurrences(of: "\"vt_hidden_size\": 32, ", with: ""))
+        }
+    }
+
+    @Test("DeepSeek-V3's MTP layer is expected after the decoder layers, under the role mtp")
+    func mtpLayer() throws {
+        let config = try parse("{\"model_type\": \"deepseek_v3\", \(textMembers(extra: "\"num_nextn_predict_layers\": 1"))}")
+        let list = try ExpectedTensorList(config: config)
+        #expect(list["model.layers.3.eh_proj.weight"]?.shape == [64, 128])
+        #expect(list["model.layers.3.mlp.experts.7.down_proj.weight"]?.role == "mtp")
+        #expect(list["model.layers.3.self_attn.q_a_proj.weight"]?.role == "mtp")
+        #expect(list["model.layers.3.shared_head.head.weight"]?.shape == [256, 64])
+        #expect(list["model.layers.2.self_attn.q_a_proj.weight"]?.role == "attn_q_a")
+    }
+
+    @Test("regexes that backtrack catastrophically are refused")
+    func redos() {
+        let evil = packQuantized.replacingOccurrences(of: #""lm_head","#, with: #""lm_head", "re:(.*)*(.*)*Z","#)
+        expectConfigError(
+            "{\"model_type\": \"kimi_k2\", \(textMembers(extra: evil))}",
+            .unsupportedQuantization(file: "config.json", reason: "ignore pattern \"re:(.*)*(.*)*Z\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)"))
+        #expect(!PythonPatternProbe.nested("(a|b)*"))
+        #expect(PythonPatternProbe.nested("(a+)+"))
+        #expect(PythonPatternProbe.nested("((ab)*c)*"))
     }
 
     @Test("compressed-tensors matching: re: is anchored at the start, plain names match exactly")
@@ -140,6 +193,10 @@ struct ModelConfigTests {
         #expect(try ShapeExpression.evaluate("a+b*2", lookup: lookup) == 14)
         #expect(try ShapeExpression.evaluate("a*m[0]*m[1]", lookup: lookup) == 36)
         #expect(throws: ConfigError.expression(expression: "a/b", reason: "6 is not divisible by 4")) { try ShapeExpression.evaluate("a/b", lookup: lookup) }
-        #expect(throws: ConfigError.expression(expression: "zz", reason: "the config has no key \"zz\"")) { try ShapeExpression.evaluate("zz", lookup: lookup) }
+        #expect(throws: ConfigError.missingKey(file: "config.json", section: "config", key: "zz")) { try ShapeExpression.evaluate("zz", lookup: lookup) }
     }
+}
+
+enum PythonPatternProbe {
+    static func nested(_ pattern: String) -> Bool { PythonPattern.hasNestedQuantifier(pattern) }
 }
