@@ -104,11 +104,21 @@ public struct LoadedCheckpoint: Sendable {
         // that lacks them are reported by the index cross-check.
         let unreadable = dir.shardNames.indices.contains { dir.shards[$0] == nil }
         let indexed = dir.index?.weightMap
+        // Home shards are looked up once per layer (or per role outside the layers): a hostile config can
+        // imply a million missing tensors.
+        var homes: [String: String?] = [:]
         for (position, e) in expected.tensors.enumerated() where !present[position] {
             if indexed?[e.name] != nil { continue }
             if indexed == nil, unreadable { continue }
             let dtypes = e.dtypes.map(\.rawValue).joined(separator: " or ")
-            let home = likelyShard(of: position, in: expected, dir)
+            let key = e.layer.map { "layer \($0)" } ?? "role \(e.role)"
+            let home: String?
+            if let known = homes[key] {
+                home = known
+            } else {
+                home = likelyShard(of: position, in: expected, dir)
+                homes[key] = home
+            }
             let place = home.map { " from \($0), which holds the rest of its \(e.layer == nil ? e.role : "layer")" } ?? ""
             findings.append(Finding(
                 code: "missing_tensor", file: home, tensor: e.name,
