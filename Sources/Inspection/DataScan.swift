@@ -95,18 +95,22 @@ struct DataScan {
         }
     }
 
+    /// The shard's mapping (held open by the checkpoint for the whole scan), or nil with a finding.
+    private func mapping(of shard: SafetensorsFile, into result: inout Result) -> UnsafeRawBufferPointer? {
+        do {
+            return try shard.file.mapped()
+        } catch {
+            result.findings.append(Finding(error))
+            return nil
+        }
+    }
+
     private func digest(shard s: Int, done: ProgressCounter) -> Result {
         var result = Result()
         let dir = checkpoint.directory
         guard let shard = dir.shards[s], let expectedHex = options.checksums?.digests[dir.shardNames[s]] else { return result }
         let name = dir.shardNames[s]
-        let data: UnsafeRawBufferPointer
-        do {
-            data = try shard.file.mapped()
-        } catch {
-            result.findings.append(Finding(error))
-            return result
-        }
+        guard let data = mapping(of: shard, into: &result) else { return result }
         let digest = SHA256Digest()
         var offset = 0
         let slice = 16 << 20
@@ -131,13 +135,7 @@ struct DataScan {
         let dir = checkpoint.directory
         guard let shard = dir.shards[s] else { return result }
         let entry = shard.tensors[e]
-        let data: UnsafeRawBufferPointer
-        do {
-            data = try shard.file.mapped()
-        } catch {
-            result.findings.append(Finding(error))
-            return result
-        }
+        guard let data = mapping(of: shard, into: &result) else { return result }
         let totalRows = max(1, entry.shape.first ?? 1)
         let rowBytes = entry.byteCount / totalRows
         let whole = entry.rangeInFile
