@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "ModelConfig", dependencies: ["TensorCore", "JSONCore", "Manifests"], swiftSettings: strict),
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
+        // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
+        .target(name: "PackFormat", dependencies: ["TensorCore", "Checkpoint"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).
@@ -42,10 +44,15 @@ let package = Package(
             name: "Inspection",
             dependencies: ["TensorCore", "Checkpoint", "ModelConfig", "Quantization"],
             swiftSettings: strict),
+        // convert / export between Hugging Face folders and the k2pack format.
+        .target(
+            name: "Repack",
+            dependencies: ["Checkpoint", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
+            swiftSettings: strict),
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -57,6 +64,7 @@ let package = Package(
         .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
+        .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Checkpoint", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     ],

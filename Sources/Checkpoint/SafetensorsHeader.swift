@@ -46,15 +46,21 @@ public struct SafetensorsHeader: Sendable {
     }
 
     /// Parses and validates a header's JSON (`json` excludes the 8-byte length field).
+    /// With `validate` false only the JSON is checked (for reading a header kept apart from its data).
     public static func parse(
-        json: UnsafeRawBufferPointer, fileName: String, fileLength: Int
+        json: UnsafeRawBufferPointer, fileName: String, fileLength: Int, validate: Bool = true
     ) throws(CheckpointError) -> SafetensorsHeader {
         var parser = HeaderParser(scanner: JSONScanner(bytes: json, maxDepth: 16), fileName: fileName, dataStart: 8 + json.count)
         let (tensors, metadata) = try parser.parseHeader()
         var header = SafetensorsHeader(
             fileName: fileName, fileLength: fileLength, headerLength: json.count, tensors: tensors, metadata: metadata)
-        try header.validateLayout()
+        if validate { try header.validateLayout() }
         return header
+    }
+
+    /// The file length the header describes: 8 + header + the end of the last tensor (saturating).
+    public var describedLength: Int {
+        CheckedMath.add(dataStartInFile, tensors.map(\.dataEnd).max() ?? 0) ?? Int.max
     }
 
     /// Sizes, ordering and coverage of the data buffer.

@@ -36,6 +36,9 @@ public struct ExpectedTensor: Sendable {
     /// Decoder layer, expert index or vision block, when the spec repeats.
     public var layer: Int?
     public var expert: Int?
+    /// For routed-expert tensors: the name of the expert-major stack they belong to, the expert index written
+    /// as `*` (`…mlp.experts.*.gate_proj.weight_packed`).
+    public var stackName: String?
 }
 
 /// The complete list of tensors a config implies, in manifest order.
@@ -141,12 +144,16 @@ public struct ExpectedTensorList: Sendable {
         func instantiate(_ inst: (layer: Int?, index: Int?)) -> String { nameTemplate.render(layer: inst.layer, index: inst.index) }
         func make(_ name: String, _ role: String, _ shape: [Int], _ dtypes: [DType], _ form: TensorForm,
                   module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?)) -> ExpectedTensor {
+            // The stack name replaces the expert index by `*`; the suffix after the module carries over.
+            let stack: String? = spec.repeat == .experts
+                ? nameTemplate.render(layer: inst.layer, index: nil, wildcard: "*") + name.dropFirst((module ?? name).count)
+                : nil
             // Everything stored in a multi-token-prediction layer is reported under one role.
             let isMTP = inst.layer.map { $0 >= text.numLayers } ?? false
             return ExpectedTensor(
                 name: name, role: isMTP ? "mtp" : role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
                 method: method, tp: spec.tp, tpUnit: tpUnit, expertParallel: expertParallel, layer: inst.layer,
-                expert: spec.repeat == .experts ? inst.index : nil)
+                expert: spec.repeat == .experts ? inst.index : nil, stackName: stack)
         }
 
         if spec.tensor != nil {
@@ -240,14 +247,14 @@ struct NameTemplate {
         self.pieces = pieces
     }
 
-    func render(layer: Int?, index: Int?) -> String {
+    func render(layer: Int?, index: Int?, wildcard: String = "{E}") -> String {
         var out = ""
         out.reserveCapacity(64)
         for piece in pieces {
             switch piece {
             case .text(let t): out += t
             case .layer: out += layer.map(String.init) ?? "{L}"
-            case .index: out += index.map(String.init) ?? "{E}"
+            case .index: out += index.map(String.init) ?? wildcard
             }
         }
         return out

@@ -54,3 +54,28 @@ final class ResultSlots<T>: @unchecked Sendable {
         }
     }
 }
+
+/// Bytes processed so far, shared by the scanning threads; reports at most every 1/1000 of the total.
+public final class ProgressCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = 0
+    private var lastReported = 0
+    private let total: Int
+    private let report: (@Sendable (Int, Int) -> Void)?
+
+    public init(total: Int, report: (@Sendable (Int, Int) -> Void)?) {
+        self.total = total
+        self.report = report
+    }
+
+    public func add(_ bytes: Int) {
+        guard let report else { return }
+        lock.lock()
+        done += bytes
+        let now = done
+        let due = now - lastReported >= max(1, total / 1000) || now == total
+        if due { lastReported = now }
+        lock.unlock()
+        if due { report(now, total) }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import TensorCore
+
+/// The k2pack file format, version 1 (docs/FORMAT.md). All integers little-endian.
+///
+///     0   8  magic "K2PACK\0\0"
+///     8   4  version (1)
+///    12   4  flags (0)
+///    16   8  alignment of the table and of every tensor's data (4096)
+///    24   8  table offset (= alignment)
+///    32   8  table length in bytes (JSON, UTF-8)
+///    40   8  data offset (first tensor; a multiple of the alignment)
+///    48   8  file length
+///    56   8  xxHash64 of the table bytes
+///    64..    zero up to the table; table; zero up to the data; tensors, each at a multiple of the alignment
+public enum PackSpec {
+    public static let magic: [UInt8] = Array("K2PACK".utf8) + [0, 0]
+    public static let version: UInt32 = 1
+    public static let alignment = 4096
+    public static let fixedHeaderSize = 64
+    /// The largest table a reader accepts (a real layer's table is a few hundred KB).
+    public static let maxTableLength = 256 << 20
+    public static let fileExtension = "k2p"
+
+    public static func aligned(_ n: Int, to alignment: Int = PackSpec.alignment) -> Int {
+        (n + alignment - 1) / alignment * alignment
+    }
+}
+
+/// Where one slice of a stored tensor came from in the Hugging Face checkpoint.
+public struct PackSource: Codable, Sendable, Equatable {
+    /// The tensor's name in the source checkpoint.
+    public var name: String
+    /// The source shard file.
+    public var shard: String
+    /// Byte offset of its data in the source shard file.
+    public var offset: Int
+    public var length: Int
+
+    public init(name: String, shard: String, offset: Int, length: Int) {
+        self.name = name
+        self.shard = shard
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// One tensor stored in a k2pack file. A stacked tensor (routed experts, expert-major) has one source per
+/// expert, in order; its bytes are the sources' bytes concatenated.
+public struct PackTensor: Codable, Sendable, Equatable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    /// Absolute byte offset in the file (a multiple of the alignment).
+    public var offset: Int
+    public var length: Int
+    /// xxHash64 of the tensor's bytes, 16 hex digits.
+    public var xxh64: String
+    public var sources: [PackSource]
+
+    public init(name: String, dtype: DType, shape: [Int], offset: Int, length: Int, xxh64: String, sources: [PackSource]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.offset = offset
+        self.length = length
+        self.xxh64 = xxh64
+        self.sources = sources
+    }
+}
+
+/// The tensor table of one file.
+public struct PackTable: Codable, Sendable, Equatable {
+    public var format = "k2pack"
+    public var version = Int(PackSpec.version)
+    public var alignment = PackSpec.alignment
+    public var tensors: [PackTensor]
+
+    public init(tensors: [PackTensor]) { self.tensors = tensors }
+
+    func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(self))
+    }
+}
+
+/// Problems with a k2pack file or folder, naming the file and tensor.
+public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
+    case io(path: String, operation: String, reason: String)
+    case notPack(file: String, reason: String)
+    case unsupportedVersion(file: String, version: UInt32)
+    case headerInvalid(file: String, reason: String)
+    case tableChecksum(file: String, expected: String, actual: String)
+    case tableInvalid(file: String, reason: String)
+    case tensorInvalid(file: String, tensor: String, reason: String)
+    case checksumMismatch(file: String, tensor: String, expected: String, actual: String)
+    case sourceInvalid(reason: String)
+    case outputExists(path: String)
+
+    public var description: String {
+        switch self {
+        case let .io(path, operation, reason): "\(path): cannot \(operation): \(reason)"
+        case let .notPack(file, reason): "\(file): not a k2pack file: \(reason)"
+        case let .unsupportedVersion(file, version): "\(file): k2pack format version \(version) is not supported (this build reads version \(PackSpec.version))"
+        case let .headerInvalid(file, reason): "\(file): invalid header: \(reason)"
+        case let .tableChecksum(file, expected, actual): "\(file): tensor table is corrupt: xxHash64 \(actual), header records \(expected)"
+        case let .tableInvalid(file, reason): "\(file): invalid tensor table: \(reason)"
+        case let .tensorInvalid(file, tensor, reason): "\(file): tensor '\(tensor)': \(reason)"
+        case let .checksumMismatch(file, tensor, expected, actual): "\(file): tensor '\(tensor)': data is corrupt: xxHash64 \(actual), table records \(expected)"
+        case let .sourceInvalid(reason): "cannot convert: \(reason)"
+        case let .outputExists(path): "\(path): already exists and is not empty; choose a new folder (or --resume an interrupted convert)"
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import Checkpoint
+import Foundation
+import Inspection
+import ModelConfig
+import PackFormat
+import TensorCore
+
+/// `k2pack convert`: a Hugging Face checkpoint folder → a k2pack folder.
+///
+/// One file per decoder layer (`layer-0001.k2p`) and one for everything else (`globals.k2p`: embeddings, final
+/// norm, lm_head, vision tower, projector). Routed experts are stacked expert-major: for each layer and each of
+/// `gate/up/down_proj.{weight_packed, weight_scale, weight_shape}`, one tensor `[experts, …]` whose bytes are the
+/// experts' bytes in order, bit for bit. Source headers, index and config.json are kept verbatim.
+public enum Converter {
+    public struct Options: Sendable {
+        public var resume = false
+        public var threads = ProcessInfo.processInfo.activeProcessorCount
+        public init(resume: Bool = false) { self.resume = resume }
+    }
+
+    public struct Report: Sendable, Codable {
+        public var files: [String]
+        public var filesReused: [String]
+        public var tensors: Int
+        public var stackedTensors: Int
+        public var bytes: Int
+        public var seconds: Double
+    }
+
+    /// What goes into each output file, in order.
+    public static func plan(_ checkpoint: LoadedCheckpoint) -> [(file: String, tensors: [PlannedTensor])] {
+        let dir = checkpoint.directory
+        enum Item { case single(PlannedTensor), stack(String) }
+        var files: [String] = []
+        var items: [String: [Item]] = [:]
+        var stacks: [String: [(expert: Int, tensor: PlannedTensor)]] = [:]
+        for (s, shard) in dir.shards.enumerated() {
+            guard let shard else { continue }
+            for (e, entry) in shard.tensors.enumerated() {
+                let expected = checkpoint.expected(shard: s, entry: e)
+                let file = expected?.layer.map { "layer-" + String(format: "%04d", $0) + "." + PackSpec.fileExtension }
+                    ?? "globals." + PackSpec.fileExtension
+                if items[file] == nil {
+                    files.append(file)
+                    items[file] = []
+                }
+                let source = PackSource(name: entry.name, shard: dir.shardNames[s], offset: entry.rangeInFile.lowerBound, length: entry.byteCount)
+                let single = PlannedTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, sources: [source])
+                if let stack = expected?.stackName, let expert = expected?.expert {
+                    if stacks[stack] == nil { items[file]!.append(.stack(stack)) }
+                    stacks[stack, default: []].append((expert, single))
+                } else {
+                    items[file]!.append(.single(single))
+                }
+            }
+        }
+        let experts = checkpoint.config?.text.numRoutedExperts ?? 0
+        return files.map { file in
+            let tensors = items[file]!.flatMap { item -> [PlannedTensor] in
+                switch item {
+                case .single(let t): return [t]
+                case .stack(let name):
+                    let members = stacks[name]!.sorted { $0.expert < $1.expert }
+                    let first = members[0].tensor
+                    // Stack only a complete, uniform set; otherwise keep the experts as they are.
+                    guard members.count == experts, members.enumerated().allSatisfy({ $0.offset == $0.element.expert }),
+                        members.allSatisfy({ $0.tensor.dtype == first.dtype && $0.tensor.shape == first.shape })
+                    else { return members.map(\.tensor) }
+                    return [PlannedTensor(name: name, dtype: first.dtype, shape: [experts] + first.shape, sources: members.flatMap(\.tensor.sources))]
+                }
+            }
+            return (file, tensors)
+        }
+    }
+
+    public static func convert(
+        input: String, output: String, options: Options = Options(), progress: (@Sendable (Int, Int) -> Void)? = nil
+    ) throws -> Report {
+        let start = Date()
+        let checkpoint = try LoadedCheckpoint(path: input)
+        let errors = checkpoint.findings.filter { $0.severity == .error }
+        guard errors.isEmpty, checkpoint.config != nil else {
+            throw PackError.sourceInvalid(
+                reason: "\(input) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(errors.first?.message ?? "no readable config.json")")
+        }
+        try prepare(output: output, resume: options.resume)
+        let dir = checkpoint.directory
+        let plan = plan(checkpoint)
+        let shardByName = Dictionary(uniqueKeysWithValues: dir.shardNames.enumerated().compactMap { i, n in dir.shards[i].map { (n, $0) } })
+        let total = plan.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.length } }
+        let counter = ProgressCounter(total: total, report: progress)
+
+        let results: [Result<Bool, any Error>] = parallelMap(count: plan.count, width: options.threads) { i in
+            Result {
+                let (file, tensors) = plan[i]
+                let path = output + "/" + file
+                if options.resume, reusable(path: path, planned: tensors) {
+                    counter.add(tensors.reduce(0) { $0 + $1.length })
+                    return true
+                }
+                _ = try PackWriter.write(path: path, tensors: tensors, read: { source in
+                    guard let shard = shardByName[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
+                    let whole = try shard.file.mapped()
+                    return UnsafeRawBufferPointer(rebasing: whole[source.offset..<(source.offset + source.length)])
+                }, progress: counter.add)
+                return false
+            }
+        }
+        var reused: [String] = []
+        for (i, result) in results.enumerated() where try result.get() { reused.append(plan[i].file) }
+
+        // Verbatim source records, then the manifest last: its presence marks a finished conversion.
+        let sourceFolder = output + "/" + PackManifest.sourceFolder
+        try FileManager.default.createDirectory(atPath: sourceFolder, withIntermediateDirectories: true)
+        for (i, name) in dir.shardNames.enumerated() {
+            guard let shard = dir.shards[i] else { continue }
+            let header = try shard.file.read(count: shard.header.dataStartInFile, at: 0)
+            try AtomicFile.write(header, to: sourceFolder + "/" + name + PackManifest.headerSuffix)
+        }
+        if dir.index != nil {
+            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + ShardIndex.fileName).readAll(), to: sourceFolder + "/" + ShardIndex.fileName)
+        }
+        if let config = dir.configBytes { try AtomicFile.write(config, to: output + "/" + CheckpointDirectory.configFileName) }
+        let manifest = PackManifest(
+            architecture: checkpoint.config?.architecture.name ?? "unknown", files: plan.map(\.file), sourceShards: dir.shardNames,
+            sourceIndex: dir.index != nil)
+        try AtomicFile.write(try manifest.encoded(), to: output + "/" + PackManifest.fileName)
+        return Report(
+            files: plan.map(\.file), filesReused: reused, tensors: plan.reduce(0) { $0 + $1.tensors.count },
+            stackedTensors: plan.reduce(0) { $0 + $1.tensors.filter { $0.sources.count > 1 }.count }, bytes: total,
+            seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The output folder must be new or empty, unless resuming.
+    static func prepare(output: String, resume: Bool) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: output) {
+            let contents = try fm.contentsOfDirectory(atPath: output)
+            if !contents.isEmpty, !resume { throw PackError.outputExists(path: output) }
+        } else {
+            try fm.createDirectory(atPath: output, withIntermediateDirectories: true)
+        }
+    }
+
+    /// A finished file from an earlier run can be kept when its table is exactly the planned one and every
+    /// tensor's checksum still verifies.
+    static func reusable(path: String, planned: [PlannedTensor]) -> Bool {
+        guard let file = try? PackFile(path: path), file.table.tensors.count == planned.count else { return false }
+        let same = zip(file.table.tensors, planned).allSatisfy { $0.name == $1.name && $0.dtype == $1.dtype && $0.shape == $1.shape && $0.sources == $1.sources }
+        return same && file.verifyChecksums().isEmpty
+    }
+}
+

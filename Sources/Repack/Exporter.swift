@@ -1,0 +1,77 @@
+import Checkpoint
+import Foundation
+import PackFormat
+import TensorCore
+
+/// `k2pack export`: a k2pack folder → the Hugging Face folder it came from, byte for byte.
+///
+/// Each source shard is rebuilt from its verbatim header (kept under `source/`) and, for every tensor in the
+/// header's data order, the matching slice of a stored tensor; config.json and the index are copied verbatim.
+public enum Exporter {
+    public struct Report: Sendable, Codable {
+        public var files: [String]
+        public var bytes: Int
+        public var seconds: Double
+    }
+
+    public static func export(input: String, output: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
+        let start = Date()
+        let manifest = try PackManifest.read(folder: input)
+        let packs = try manifest.files.map { try PackFile(path: input + "/" + $0, name: $0) }
+        // Source tensor name → (pack, byte range in that pack's file).
+        var slices: [String: (pack: Int, range: Range<Int>)] = [:]
+        for (p, pack) in packs.enumerated() {
+            for tensor in pack.table.tensors {
+                var at = tensor.offset
+                for source in tensor.sources {
+                    slices[source.name] = (p, at..<(at + source.length))
+                    at += source.length
+                }
+            }
+        }
+        try Converter.prepare(output: output, resume: false)
+        let sourceFolder = input + "/" + PackManifest.sourceFolder
+        let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
+            let bytes = try ReadOnlyFile(path: sourceFolder + "/" + shard + PackManifest.headerSuffix).readAll()
+            let header = try bytes.withUnsafeBytes { raw -> SafetensorsHeader in
+                guard raw.count >= 8 else { throw PackError.notPack(file: shard, reason: "source header is truncated") }
+                let n = Int(UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self)))
+                guard n == raw.count - 8 else { throw PackError.notPack(file: shard, reason: "source header length field disagrees with its size") }
+                // The shard's length is what its header describes: validated by parse below.
+                let json = UnsafeRawBufferPointer(rebasing: raw[8...])
+                let described = try SafetensorsHeader.parse(json: json, fileName: shard, fileLength: Int.max, validate: false)
+                return try SafetensorsHeader.parse(json: json, fileName: shard, fileLength: described.describedLength)
+            }
+            return (shard, bytes, header)
+        }
+        let total = headers.reduce(0) { $0 + $1.2.describedLength }
+        let counter = ProgressCounter(total: total, report: progress)
+        for (shard, headerBytes, header) in headers {
+            let file = try AtomicFile(path: output + "/" + shard)
+            try file.setLength(header.describedLength)
+            try file.write(headerBytes, at: 0)
+            counter.add(headerBytes.count)
+            for entry in header.tensors {
+                guard let slice = slices[entry.name] else {
+                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
+                }
+                guard slice.range.count == entry.byteCount else {
+                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(slice.range.count) bytes, the header needs \(entry.byteCount)")
+                }
+                try packs[slice.pack].file.withMapping { whole in
+                    try file.write(UnsafeRawBufferPointer(rebasing: whole[slice.range]), at: entry.rangeInFile.lowerBound)
+                }
+                counter.add(entry.byteCount)
+            }
+            try file.commit()
+        }
+        if manifest.sourceIndex {
+            try AtomicFile.write(try ReadOnlyFile(path: sourceFolder + "/" + ShardIndex.fileName).readAll(), to: output + "/" + ShardIndex.fileName)
+        }
+        let configPath = input + "/" + CheckpointDirectory.configFileName
+        if FileManager.default.fileExists(atPath: configPath) {
+            try AtomicFile.write(try ReadOnlyFile(path: configPath).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
+        }
+        return Report(files: manifest.sourceShards, bytes: total, seconds: Date().timeIntervalSince(start))
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+import Repack
+
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Repack a Hugging Face checkpoint into the k2pack format (page-aligned, experts stacked expert-major, bit-exact).",
+        discussion: "See docs/FORMAT.md. Every output file is written under a temporary name and renamed when complete.")
+
+    @Argument(help: "The Hugging Face checkpoint folder.")
+    var input: String
+
+    @Argument(help: "The output folder (new or empty).")
+    var output: String
+
+    @Flag(help: "Continue an interrupted conversion: finished files whose checksums verify are kept.")
+    var resume = false
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    func run() throws {
+        let bar = quiet || json ? nil : ProgressBar(label: "convert")
+        var progress: (@Sendable (Int, Int) -> Void)?
+        if let bar { progress = { done, total in bar.update(done, of: total) } }
+        let report = try Converter.convert(input: input, output: output, options: Converter.Options(resume: resume), progress: progress)
+        bar?.finish()
+        if json { try printJSON(report); return }
+        let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e9 : 0
+        print("wrote \(report.files.count) files (\(report.filesReused.count) kept from an earlier run), \(report.tensors) tensors (\(report.stackedTensors) expert stacks), \(report.bytes) bytes in \(String(format: "%.2f s, %.2f GB/s", report.seconds, rate))")
+    }
+}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write a k2pack folder back out as the Hugging Face checkpoint it came from, byte for byte.")
+
+    @Argument(help: "The k2pack folder.")
+    var input: String
+
+    @Argument(help: "The output folder (new or empty).")
+    var output: String
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    func run() throws {
+        let bar = quiet || json ? nil : ProgressBar(label: "export")
+        var progress: (@Sendable (Int, Int) -> Void)?
+        if let bar { progress = { done, total in bar.update(done, of: total) } }
+        let report = try Exporter.export(input: input, output: output, progress: progress)
+        bar?.finish()
+        if json { try printJSON(report); return }
+        print("wrote \(report.files.count) shards, \(report.bytes) bytes in \(String(format: "%.2f s", report.seconds))")
+    }
+}

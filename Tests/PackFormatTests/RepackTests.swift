@@ -1,0 +1,171 @@
+import Checkpoint
+import Foundation
+import PackFormat
+import Repack
+import TestSupport
+import Testing
+
+/// Every regular file under `folder`, relative path → bytes.
+func contents(of folder: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    let fm = FileManager.default
+    for case let path as String in fm.enumerator(atPath: folder)! {
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: folder + "/" + path, isDirectory: &isDir), !isDir.boolValue { out[path] = fm.contents(atPath: folder + "/" + path) }
+    }
+    return out
+}
+
+/// The first differing byte of two files, for a readable failure.
+func firstDifference(_ a: Data, _ b: Data) -> String {
+    if a.count != b.count { return "sizes \(a.count) vs \(b.count)" }
+    let i = zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1
+    return "first difference at byte \(i)"
+}
+
+@Suite("convert and export")
+struct RepackTests {
+    @Test("export(convert(x)) is byte-identical to x, every file", arguments: ["k25-tiny", "k2-thinking-tiny", "deepseek-v3-tiny", "malformed/base"])
+    func roundTrip(_ fixture: String) throws {
+        let dir = TemporaryDirectory()
+        let packed = dir.path + "/packed"
+        let exported = dir.path + "/exported"
+        _ = try Converter.convert(input: TestPaths.fixture(fixture), output: packed)
+        _ = try Exporter.export(input: packed, output: exported)
+        let original = try contents(of: TestPaths.fixture(fixture))
+        let again = try contents(of: exported)
+        #expect(Set(again.keys) == Set(original.keys))
+        for (name, bytes) in original {
+            let copy = try #require(again[name], "\(name) was not exported")
+            #expect(copy == bytes, "\(name): \(firstDifference(copy, bytes))")
+        }
+    }
+
+    @Test("routed experts are stacked expert-major, page-aligned, bit-exact")
+    func stacks() throws {
+        let dir = TemporaryDirectory()
+        let report = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: dir.path + "/p")
+        #expect(report.stackedTensors == 2 * 3 * 3)
+        let pack = try PackFile(path: dir.path + "/p/layer-0002.k2p")
+        let name = "language_model.model.layers.2.mlp.experts.*.down_proj.weight_scale"
+        let stacked = try #require(pack.table.tensors.first { $0.name == name })
+        #expect(stacked.shape == [8, 64, 1])
+        #expect(stacked.dtype == .bf16)
+        #expect(stacked.offset % PackSpec.alignment == 0)
+        #expect(stacked.sources.map(\.name) == (0..<8).map { "language_model.model.layers.2.mlp.experts.\($0).down_proj.weight_scale" })
+        // Expert 5's scale lives in another shard of the source: follow the index, copy bit for bit.
+        #expect(stacked.sources[5].shard == "model-00002-of-000006.safetensors")
+        let source = try CheckpointDirectory(path: TestPaths.fixture("k25-tiny"))
+        var expected: [UInt8] = []
+        for s in stacked.sources {
+            let (shard, entry) = try #require(source.entry(named: s.name))
+            expected += Array(try shard.bytes(of: entry))
+        }
+        #expect(Array(try pack.bytes(of: stacked)) == expected)
+        #expect(pack.verifyChecksums().isEmpty)
+    }
+
+    @Test("--resume after an interruption keeps finished files, redoes the rest, and gives identical output")
+    func resume() throws {
+        let dir = TemporaryDirectory()
+        let reference = dir.path + "/reference"
+        let interrupted = dir.path + "/interrupted"
+        _ = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: reference)
+        _ = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: interrupted)
+        // What a kill leaves: no manifest, one file never renamed into place, one left as a partial temp file,
+        // and (a flaky disk) one finished file with a corrupt byte.
+        let fm = FileManager.default
+        try fm.removeItem(atPath: interrupted + "/k2pack.json")
+        try fm.moveItem(atPath: interrupted + "/layer-0001.k2p", toPath: interrupted + "/.layer-0001.k2p.partial")
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: interrupted + "/layer-0002.k2p"))
+        bytes[bytes.count - 100] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: interrupted + "/layer-0002.k2p"))
+        #expect(throws: PackError.outputExists(path: interrupted)) {
+            _ = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: interrupted)
+        }
+        let report = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: interrupted, options: .init(resume: true))
+        #expect(Set(report.filesReused) == ["globals.k2p", "layer-0000.k2p"])
+        let a = try contents(of: reference)
+        let b = try contents(of: interrupted)
+        #expect(Set(a.keys) == Set(b.keys), "\(Set(b.keys).symmetricDifference(a.keys))")
+        for (name, data) in a { #expect(b[name] == data, "\(name)") }
+    }
+
+    @Test("convert refuses a structurally broken checkpoint, naming the first problem, and writes nothing")
+    func refusesBadInput() throws {
+        let dir = TemporaryDirectory()
+        do {
+            _ = try Converter.convert(input: TestPaths.fixture("malformed/wrong_shape"), output: dir.path + "/out")
+            Issue.record("converted a checkpoint whose shapes contradict its config")
+        } catch let error as PackError {
+            #expect(error.description.contains("has 1 problem (run `k2pack verify`); first: model-00001-of-00002.safetensors: tensor 'model.layers.0.self_attn.q_b_proj.weight': shape [33, 32]"), "\(error)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    }
+
+    @Test("values are copied, not judged: a NaN scale converts bit for bit (verify is the check)")
+    func valuesKept() throws {
+        let dir = TemporaryDirectory()
+        _ = try Converter.convert(input: TestPaths.fixture("malformed/nan_scale"), output: dir.path + "/p")
+        _ = try Exporter.export(input: dir.path + "/p", output: dir.path + "/x")
+        let a = try contents(of: TestPaths.fixture("malformed/nan_scale"))
+        let b = try contents(of: dir.path + "/x")
+        for (name, data) in a { #expect(b[name] == data, "\(name)") }
+    }
+}
+
+@Suite("k2pack file validation")
+struct PackFileTests {
+    func converted() throws -> (TemporaryDirectory, String) {
+        let dir = TemporaryDirectory()
+        _ = try Converter.convert(input: TestPaths.fixture("k2-thinking-tiny"), output: dir.path + "/p")
+        return (dir, dir.path + "/p/layer-0001.k2p")
+    }
+
+    func expectPackError(_ path: String, _ check: (PackError) -> Bool, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try PackFile(path: path, name: "f.k2p")
+            Issue.record("opened a broken file", sourceLocation: sourceLocation)
+        } catch {
+            #expect(check(error), "\(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("wrong magic, newer version, truncation and a corrupt table are refused")
+    func headerErrors() throws {
+        let (dir, path) = try converted()
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        func variant(_ name: String, _ change: (inout Data) -> Void) throws -> String {
+            var d = original
+            change(&d)
+            let p = dir.path + "/" + name
+            try d.write(to: URL(fileURLWithPath: p))
+            return p
+        }
+        expectPackError(try variant("magic", { $0[0] = UInt8(ascii: "X") })) { $0 == .notPack(file: "f.k2p", reason: "wrong magic bytes") }
+        expectPackError(try variant("version", { $0[8] = 2 })) { $0 == .unsupportedVersion(file: "f.k2p", version: 2) }
+        expectPackError(try variant("short", { $0.removeLast(10) })) {
+            if case .headerInvalid(_, let reason) = $0 { return reason.contains("truncated or extended") }
+            return false
+        }
+        expectPackError(try variant("table", { $0[PackSpec.alignment + 3] ^= 1 })) {
+            if case .tableChecksum = $0 { return $0.description.contains("tensor table is corrupt") }
+            return false
+        }
+        expectPackError(try variant("tiny", { $0 = $0.prefix(10) })) { $0 == .notPack(file: "f.k2p", reason: "10 bytes is shorter than the 64-byte header") }
+    }
+
+    @Test("a flipped byte in tensor data is named by its checksum")
+    func dataCorruption() throws {
+        let (folder, path) = try converted()
+        defer { withExtendedLifetime(folder) {} }
+        let pack = try PackFile(path: path)
+        let victim = pack.table.tensors[pack.table.tensors.count / 2]
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        data[victim.offset + victim.length / 2] ^= 0x01
+        try data.write(to: URL(fileURLWithPath: path))
+        let errors = try PackFile(path: path).verifyChecksums()
+        #expect(errors.count == 1)
+        if case .checksumMismatch(_, let tensor, _, _)? = errors.first { #expect(tensor == victim.name) } else { Issue.record("\(errors)") }
+    }
+}
