@@ -41,10 +41,12 @@ public enum PackWriter {
     }
 
     /// Writes a k2pack file atomically. `read` returns the bytes of a source slice (a mapped view, valid during
-    /// the call); `progress` is told how many bytes were copied.
+    /// the call); `release` is told each range of a source once it is copied (so mapped pages can be dropped
+    /// and memory stays bounded); `progress` is told how many bytes were copied.
     public static func write(
         path: String, tensors planned: [PlannedTensor],
         read: (PackSource) throws -> UnsafeRawBufferPointer,
+        release: (PackSource, Range<Int>) -> Void = { _, _ in },
         progress: (Int) -> Void = { _ in }
     ) throws -> PackTable {
         var (table, dataOffset, fileLength) = try layout(planned)
@@ -64,6 +66,7 @@ public enum PackWriter {
                     let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(bytes.count, offset + chunk)])
                     hash.update(piece)
                     try file.write(piece, at: at)
+                    release(source, offset..<(offset + piece.count))
                     at += piece.count
                     offset += piece.count
                     progress(piece.count)

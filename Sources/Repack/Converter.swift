@@ -98,11 +98,20 @@ public enum Converter {
                     counter.add(tensors.reduce(0) { $0 + $1.length })
                     return true
                 }
-                _ = try PackWriter.write(path: path, tensors: tensors, read: { source in
-                    guard let shard = shardByName[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
-                    let whole = try shard.file.mapped()
-                    return UnsafeRawBufferPointer(rebasing: whole[source.offset..<(source.offset + source.length)])
-                }, progress: counter.add)
+                _ = try PackWriter.write(
+                    path: path, tensors: tensors,
+                    read: { source in
+                        guard let shard = shardByName[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
+                        let whole = try shard.file.mapped()
+                        let range = source.offset..<(source.offset + source.length)
+                        shard.file.adviseSequential(range)
+                        return UnsafeRawBufferPointer(rebasing: whole[range])
+                    },
+                    release: { source, copied in
+                        // Copied pages leave this process (the page cache keeps them): memory stays bounded.
+                        shardByName[source.shard]?.file.adviseDone((source.offset + copied.lowerBound)..<(source.offset + copied.upperBound))
+                    },
+                    progress: counter.add)
                 return false
             }
         }

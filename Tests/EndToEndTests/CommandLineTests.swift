@@ -90,3 +90,32 @@ struct CommandLineTests {
         #expect(r.err.contains("--gpus must be positive"), "\(r.err)")
     }
 }
+
+@Suite("convert and export from the command line")
+struct RepackCommandLineTests {
+    @Test("convert then export restores the fixture; a second convert into the same folder is refused")
+    func roundTrip() throws {
+        let dir = TemporaryDirectory()
+        let packed = dir.path + "/packed"
+        let c = try run(["convert", "--quiet", TestPaths.fixture("k2-thinking-tiny"), packed])
+        #expect(c.status == 0, "\(c.err)")
+        #expect(c.out.contains("expert stacks"))
+        let again = try run(["convert", "--quiet", TestPaths.fixture("k2-thinking-tiny"), packed])
+        #expect(again.status != 0)
+        #expect(again.err.contains("already exists and is not empty"), "\(again.err)")
+        let e = try run(["export", "--json", packed, dir.path + "/exported"])
+        #expect(e.status == 0, "\(e.err)")
+        for name in try FileManager.default.contentsOfDirectory(atPath: TestPaths.fixture("k2-thinking-tiny")) {
+            let a = FileManager.default.contents(atPath: TestPaths.fixture("k2-thinking-tiny") + "/" + name)
+            let b = FileManager.default.contents(atPath: dir.path + "/exported/" + name)
+            #expect(a == b, "\(name)")
+        }
+    }
+
+    @Test("export of a folder that is not a finished conversion is a clear error")
+    func notPack() throws {
+        let r = try run(["export", TestPaths.fixture("k25-tiny"), TemporaryDirectory().path + "/x"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("no k2pack.json: not a k2pack folder, or its conversion did not finish"), "\(r.err)")
+    }
+}
