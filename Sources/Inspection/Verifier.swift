@@ -23,6 +23,8 @@ public struct VerifyReport: Sendable, Codable {
     }
 
     public var path: String
+    /// `huggingface` or `k2pack`.
+    public var format = "huggingface"
     public var architecture: String?
     public var shardCount: Int
     public var tensorCount: Int
@@ -33,13 +35,29 @@ public struct VerifyReport: Sendable, Codable {
     public var checksums: ChecksumSummary?
     public var findings: [Finding]
 
+    public init(
+        path: String, architecture: String?, shardCount: Int, tensorCount: Int, expectedTensorCount: Int? = nil,
+        bytesScanned: Int, seconds: Double, int4: Int4Summary? = nil, checksums: ChecksumSummary? = nil, findings: [Finding]
+    ) {
+        self.path = path
+        self.architecture = architecture
+        self.shardCount = shardCount
+        self.tensorCount = tensorCount
+        self.expectedTensorCount = expectedTensorCount
+        self.bytesScanned = bytesScanned
+        self.seconds = seconds
+        self.int4 = int4
+        self.checksums = checksums
+        self.findings = findings
+    }
+
     public var passed: Bool { !findings.contains { $0.severity == .error } }
     public var errorCount: Int { findings.filter { $0.severity == .error }.count }
 
     public func renderText() -> String {
         var out = "checkpoint     \(path)\n"
         if let architecture { out += "architecture   \(architecture)\n" }
-        out += "tensors        \(grouped(tensorCount)) in \(shardCount) shard\(shardCount == 1 ? "" : "s")"
+        out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : "shard")\(shardCount == 1 ? "" : "s")"
         if let expectedTensorCount { out += " (config implies \(grouped(expectedTensorCount)))" }
         out += "\n"
         let rate = seconds > 0 ? Double(bytesScanned) / seconds : 0

@@ -15,6 +15,13 @@ func printJSON<T: Encodable>(_ value: T) throws {
     FileHandle.standardOutput.write(Data("\n".utf8))
 }
 
+/// A progress bar labelled `label` (none when `quiet`) and the callback that feeds it.
+func progressReporter(_ label: String, quiet: Bool) -> (bar: ProgressBar?, callback: (@Sendable (Int, Int) -> Void)?) {
+    guard !quiet else { return (nil, nil) }
+    let bar = ProgressBar(label: label)
+    return (bar, { done, total in bar.update(done, of: total) })
+}
+
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal.
 final class ProgressBar: @unchecked Sendable {
     private let label: String

@@ -24,9 +24,7 @@ struct ConvertCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let bar = quiet || json ? nil : ProgressBar(label: "convert")
-        var progress: (@Sendable (Int, Int) -> Void)?
-        if let bar { progress = { done, total in bar.update(done, of: total) } }
+        let (bar, progress) = progressReporter("convert", quiet: quiet || json)
         let report = try Converter.convert(input: input, output: output, options: Converter.Options(resume: resume), progress: progress)
         bar?.finish()
         if json { try printJSON(report); return }
@@ -53,9 +51,7 @@ struct ExportCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let bar = quiet || json ? nil : ProgressBar(label: "export")
-        var progress: (@Sendable (Int, Int) -> Void)?
-        if let bar { progress = { done, total in bar.update(done, of: total) } }
+        let (bar, progress) = progressReporter("export", quiet: quiet || json)
         let report = try Exporter.export(input: input, output: output, progress: progress)
         bar?.finish()
         if json { try printJSON(report); return }

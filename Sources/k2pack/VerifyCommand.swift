@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import Foundation
 import Inspection
+import Repack
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,7 +14,7 @@ struct VerifyCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "A Hugging Face checkpoint folder.")
+    @Argument(help: "A Hugging Face checkpoint folder, or a k2pack folder made by `k2pack convert`.")
     var checkpoint: String
 
     @Option(name: .customLong("sha256"), help: "A sha256sum-format list of the checkpoint's files.")
@@ -42,10 +43,11 @@ struct VerifyCommand: ParsableCommand {
             let bytes = try ReadOnlyFile(path: sha256List).readAll()
             options.checksums = try ChecksumList.parse(String(decoding: bytes, as: UTF8.self), fileName: sha256List)
         }
-        let bar = quiet || json ? nil : ProgressBar(label: "verify")
-        var progress: (@Sendable (Int, Int) -> Void)?
-        if let bar { progress = { done, total in bar.update(done, of: total) } }
-        let report = try Verifier.verify(path: checkpoint, options: options, progress: progress)
+        let (bar, progress) = progressReporter("verify", quiet: quiet || json)
+        let report =
+            PackVerifier.isPackFolder(checkpoint)
+            ? try PackVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
+            : try Verifier.verify(path: checkpoint, options: options, progress: progress)
         bar?.finish()
         keepUntilExit(report)
         if json {

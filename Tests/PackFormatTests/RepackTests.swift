@@ -169,3 +169,66 @@ struct PackFileTests {
         if case .checksumMismatch(_, let tensor, _, _)? = errors.first { #expect(tensor == victim.name) } else { Issue.record("\(errors)") }
     }
 }
+
+@Suite("verify on k2pack folders")
+struct PackVerifyTests {
+    @Test("a clean conversion verifies")
+    func clean() throws {
+        let dir = TemporaryDirectory()
+        _ = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: dir.path + "/p")
+        let report = try PackVerifier.verify(folder: dir.path + "/p")
+        #expect(report.passed, "\(report.findings.map(\.message))")
+        #expect(report.tensorCount == 96)
+        #expect(report.format == "k2pack")
+    }
+
+    @Test("one flipped bit anywhere in tensor data names that file and tensor (40 seeded positions)")
+    func bitFlips() throws {
+        let dir = TemporaryDirectory()
+        let folder = dir.path + "/p"
+        _ = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: folder)
+        var targets: [(file: String, tensor: PackTensor)] = []
+        for file in try PackManifest.read(folder: folder).files {
+            for t in try PackFile(path: folder + "/" + file).table.tensors where t.length > 0 { targets.append((file, t)) }
+        }
+        var rng = SeededGenerator(seed: 2026)
+        for _ in 0..<40 {
+            let (file, tensor) = targets[Int(rng.next() % UInt64(targets.count))]
+            let position = tensor.offset + Int(rng.next() % UInt64(tensor.length))
+            let bit = UInt8(1) << UInt8(rng.next() % 8)
+            let url = URL(fileURLWithPath: folder + "/" + file)
+            var data = try Data(contentsOf: url)
+            data[position] ^= bit
+            try data.write(to: url)
+            let report = try PackVerifier.verify(folder: folder)
+            #expect(report.findings.count == 1)
+            #expect(report.findings.first?.file == file && report.findings.first?.tensor == tensor.name, "byte \(position) of \(file): \(report.findings.map(\.message))")
+            data[position] ^= bit
+            try data.write(to: url)
+        }
+        #expect(try PackVerifier.verify(folder: folder).passed)
+    }
+
+    @Test("a stored tensor missing from the source records is reported")
+    func coverage() throws {
+        let dir = TemporaryDirectory()
+        let folder = dir.path + "/p"
+        _ = try Converter.convert(input: TestPaths.fixture("deepseek-v3-tiny"), output: folder)
+        try FileManager.default.removeItem(atPath: folder + "/source/model.safetensors.header")
+        let report = try PackVerifier.verify(folder: folder)
+        #expect(report.findings.contains { $0.code == "pack_source_mismatch" && $0.message.contains("source header kept for export is missing") })
+    }
+}
+
+/// SplitMix64: a small deterministic generator for reproducible test positions.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,120 @@
+import Checkpoint
+import Foundation
+import Inspection
+import ModelConfig
+import PackFormat
+import TensorCore
+
+/// `k2pack verify` on a k2pack folder: every file's header and table, every tensor's xxHash64, and that the
+/// stored slices cover exactly the tensors of the source headers kept for export.
+public enum PackVerifier {
+    public static func isPackFolder(_ path: String) -> Bool {
+        FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName)
+    }
+
+    public static func verify(folder: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                              progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> VerifyReport {
+        let start = Date()
+        let manifest = try PackManifest.read(folder: folder)
+        var findings: [Finding] = []
+        let opened: [Result<PackFile, PackError>] = manifest.files.map { name in
+            Result { () throws(PackError) -> PackFile in try PackFile(path: folder + "/" + name, name: name) }
+        }
+        var packs: [PackFile] = []
+        for result in opened {
+            switch result {
+            case .success(let pack): packs.append(pack)
+            case .failure(let error): findings.append(Finding(code: "pack_invalid", file: fileName(of: error), message: error.description))
+            }
+        }
+        // Checksums, tensor by tensor across all cores.
+        let work = packs.flatMap { pack in pack.table.tensors.map { (pack, $0) } }
+        let total = work.reduce(0) { $0 + $1.1.length }
+        let counter = ProgressCounter(total: total, report: progress)
+        let mismatches: [Finding?] = parallelMap(count: work.count, width: threads) { i -> Finding? in
+            let (pack, tensor) = work[i]
+            defer { counter.add(tensor.length) }
+            do {
+                let bytes = try pack.bytes(of: tensor)
+                let actual = XXHash64.hex(XXHash64.hash(bytes))
+                pack.file.adviseDone(tensor.offset..<(tensor.offset + tensor.length))
+                guard actual != tensor.xxh64 else { return nil }
+                return Finding(
+                    code: "checksum_mismatch", file: pack.name, tensor: tensor.name,
+                    message: PackError.checksumMismatch(file: pack.name, tensor: tensor.name, expected: tensor.xxh64, actual: actual).description)
+            } catch {
+                return Finding(code: "pack_invalid", file: pack.name, tensor: tensor.name, message: "\(error)")
+            }
+        }
+        findings += mismatches.compactMap { $0 }
+        findings += coverage(folder: folder, manifest: manifest, packs: packs)
+        if let config = FileManager.default.contents(atPath: folder + "/" + CheckpointDirectory.configFileName) {
+            do throws(ConfigError) { _ = try ModelConfig.parse(Array(config)) } catch {
+                findings.append(Finding(code: "config", file: CheckpointDirectory.configFileName, message: error.description))
+            }
+        }
+        var report = VerifyReport(
+            path: folder, architecture: manifest.architecture, shardCount: manifest.files.count,
+            tensorCount: packs.reduce(0) { $0 + $1.table.tensors.count }, bytesScanned: total,
+            seconds: Date().timeIntervalSince(start), findings: findings)
+        report.format = "k2pack"
+        return report
+    }
+
+    /// Every tensor of every source header is stored exactly once, with its length; nothing else is stored.
+    static func coverage(folder: String, manifest: PackManifest, packs: [PackFile]) -> [Finding] {
+        var findings: [Finding] = []
+        var stored: [String: (file: String, length: Int)] = [:]
+        for pack in packs {
+            for tensor in pack.table.tensors {
+                for source in tensor.sources {
+                    if stored.updateValue((pack.name, source.length), forKey: source.name) != nil {
+                        findings.append(Finding(code: "pack_source_mismatch", file: pack.name, tensor: source.name,
+                                                message: "\(pack.name): source tensor '\(source.name)' is stored twice"))
+                    }
+                }
+            }
+        }
+        for shard in manifest.sourceShards {
+            let path = folder + "/" + PackManifest.sourceFolder + "/" + shard + PackManifest.headerSuffix
+            guard let bytes = FileManager.default.contents(atPath: path), bytes.count >= 8 else {
+                findings.append(Finding(code: "pack_source_mismatch", file: shard, message: "\(path): the source header kept for export is missing or truncated"))
+                continue
+            }
+            let parsed = Array(bytes).withUnsafeBytes { raw in
+                Result { () throws(CheckpointError) -> SafetensorsHeader in
+                    try SafetensorsHeader.parse(json: UnsafeRawBufferPointer(rebasing: raw[8...]), fileName: shard, fileLength: Int.max, validate: false)
+                }
+            }
+            guard case .success(let header) = parsed else {
+                findings.append(Finding(code: "pack_source_mismatch", file: shard, message: "\(path): the source header kept for export does not parse"))
+                continue
+            }
+            for entry in header.tensors {
+                guard let (file, length) = stored.removeValue(forKey: entry.name) else {
+                    findings.append(Finding(code: "pack_source_mismatch", file: shard, tensor: entry.name,
+                                            message: "\(shard): tensor '\(entry.name)' is in the source header but no file stores it"))
+                    continue
+                }
+                if length != entry.byteCount {
+                    findings.append(Finding(code: "pack_source_mismatch", file: file, tensor: entry.name,
+                                            message: "\(file): tensor '\(entry.name)' is stored as \(length) bytes, the source header needs \(entry.byteCount)"))
+                }
+            }
+        }
+        for (name, where_) in stored.sorted(by: { $0.key < $1.key }) {
+            findings.append(Finding(code: "pack_source_mismatch", file: where_.file, tensor: name,
+                                    message: "\(where_.file): stores '\(name)', which no source header lists"))
+        }
+        return findings
+    }
+
+    static func fileName(of error: PackError) -> String? {
+        switch error {
+        case let .notPack(f, _), let .unsupportedVersion(f, _), let .headerInvalid(f, _), let .tableChecksum(f, _, _),
+            let .tableInvalid(f, _), let .tensorInvalid(f, _, _), let .checksumMismatch(f, _, _, _), let .io(f, _, _):
+            f
+        case .sourceInvalid, .outputExists: nil
+        }
+    }
+}
