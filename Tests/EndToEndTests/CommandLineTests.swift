@@ -119,3 +119,59 @@ struct RepackCommandLineTests {
         #expect(r.err.contains("no k2pack.json: not a k2pack folder, or its conversion did not finish"), "\(r.err)")
     }
 }
+
+@Suite("crash safety of convert")
+struct ConvertCrashTests {
+    /// Runs the binary with an environment addition; returns the exit status and whether a signal ended it.
+    func runKilled(_ arguments: [String], killAfter: Int) throws -> (status: Int32, signalled: Bool) {
+        let executable = try #require(TestPaths.executable, "k2pack is not built (swift build)")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["K2PACK_TEST_KILL_AFTER_BYTES": String(killAfter)]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        return (process.terminationStatus, process.terminationReason == .uncaughtSignal)
+    }
+
+    @Test("kill -9 at several byte counts: no partial file under a final name, input untouched, --resume gives identical output",
+          arguments: [1, 60_000, 200_000, 330_000])
+    func killAndResume(_ killAfter: Int) throws {
+        let dir = TemporaryDirectory()
+        let input = TestPaths.fixture("k25-tiny")
+        let reference = dir.path + "/reference"
+        let target = dir.path + "/target"
+        #expect(try run(["convert", "--quiet", input, reference]).status == 0)
+        let inputBefore = try contents(ofFolder: input)
+
+        let killed = try runKilled(["convert", "--quiet", input, target], killAfter: killAfter)
+        #expect(killed.signalled && killed.status == SIGKILL, "status \(killed.status)")
+        let fm = FileManager.default
+        #expect(!fm.fileExists(atPath: target + "/k2pack.json"), "the manifest is written last")
+        // Whatever carries a final name is complete: identical to the finished file.
+        for name in try fm.contentsOfDirectory(atPath: target) where name.hasSuffix(".k2p") && !name.hasPrefix(".") {
+            #expect(fm.contents(atPath: target + "/" + name) == fm.contents(atPath: reference + "/" + name), "\(name) under its final name is partial")
+        }
+        #expect(try contents(ofFolder: input) == inputBefore, "the input changed")
+
+        let resumed = try run(["convert", "--quiet", "--resume", input, target])
+        #expect(resumed.status == 0, "\(resumed.err)")
+        let a = try contents(ofFolder: reference)
+        let b = try contents(ofFolder: target)
+        #expect(Set(a.keys) == Set(b.keys), "left over: \(Set(b.keys).symmetricDifference(a.keys))")
+        for (name, data) in a { #expect(b[name] == data, "\(name)") }
+    }
+}
+
+/// Every regular file under `folder` (hidden ones too), relative path → bytes.
+func contents(ofFolder folder: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    let fm = FileManager.default
+    for case let path as String in fm.enumerator(atPath: folder)! {
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: folder + "/" + path, isDirectory: &isDir), !isDir.boolValue { out[path] = fm.contents(atPath: folder + "/" + path) }
+    }
+    return out
+}
