@@ -223,7 +223,3 @@ func table(header: [String], rows: [[String]], rightAligned: Set<Int>) -> String
     }
     return ([header] + rows).map(render).joined()
 }
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
-}

@@ -60,3 +60,8 @@ public func formatBytes(_ bytes: Int) -> String {
     }
     return unit == 0 ? "\(bytes) B" : String(format: "%.2f %@", value, units[unit])
 }
+
+extension String {
+    /// Right-aligns the string in `width` columns (numbers in text tables).
+    public func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Inspection
+import Repack
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,7 +10,7 @@ struct InspectCommand: ParsableCommand {
         discussion: "Reads only the headers. Exits 1 if the folder's structure has problems (run `k2pack verify` for the full check)."
     )
 
-    @Argument(help: "A Hugging Face checkpoint folder (config.json, model.safetensors.index.json, shards).")
+    @Argument(help: "A Hugging Face checkpoint folder (config.json, model.safetensors.index.json, shards), or a k2pack folder.")
     var checkpoint: String
 
     @Option(help: "GPUs for the memory-per-GPU estimate.")
@@ -23,6 +24,11 @@ struct InspectCommand: ParsableCommand {
     }
 
     func run() throws {
+        if PackVerifier.isPackFolder(checkpoint) {
+            let report = try PackInspectReport(folder: checkpoint)
+            if json { try printJSON(report) } else { print(report.renderText(), terminator: "") }
+            return
+        }
         let loaded = try LoadedCheckpoint(path: checkpoint)
         keepUntilExit(loaded)
         let report = InspectReport(loaded, gpus: gpus)

@@ -112,6 +112,21 @@ struct RepackCommandLineTests {
         }
     }
 
+    @Test("inspect and verify accept a k2pack folder")
+    func inspectPack() throws {
+        let dir = TemporaryDirectory()
+        #expect(try run(["convert", "--quiet", TestPaths.fixture("k25-tiny"), dir.path + "/p"]).status == 0)
+        let i = try run(["inspect", "--json", dir.path + "/p"])
+        #expect(i.status == 0, "\(i.err)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(i.out.utf8)) as? [String: Any])
+        #expect(object["format"] as? String == "k2pack")
+        #expect(object["stack_count"] as? Int == 18)
+        #expect(object["tensor_count"] as? Int == 96)
+        let v = try run(["verify", dir.path + "/p"])
+        #expect(v.status == 0, "\(v.out)")
+        #expect(v.out.contains("96 in 4 files"), "\(v.out)")
+    }
+
     @Test("export of a folder that is not a finished conversion is a clear error")
     func notPack() throws {
         let r = try run(["export", TestPaths.fixture("k25-tiny"), TemporaryDirectory().path + "/x"])

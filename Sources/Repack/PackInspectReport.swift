@@ -1,0 +1,69 @@
+import Foundation
+import ModelConfig
+import PackFormat
+import TensorCore
+
+/// What `k2pack inspect` reports about a k2pack folder: its files, tensors, expert stacks and source.
+public struct PackInspectReport: Sendable, Codable {
+    public struct FileSummary: Sendable, Codable {
+        public var name: String
+        public var tensors: Int
+        public var stacks: Int
+        public var bytes: Int
+    }
+
+    public var path: String
+    public var format = "k2pack"
+    public var version: Int
+    public var architecture: String
+    public var layers: Int?
+    public var routedExperts: Int?
+    public var files: [FileSummary]
+    public var tensorCount: Int
+    public var stackCount: Int
+    public var tensorBytes: Int
+    public var fileBytes: Int
+    public var sourceShards: Int
+
+    public init(folder: String) throws {
+        let manifest = try PackManifest.read(folder: folder)
+        path = folder
+        version = manifest.version
+        architecture = manifest.architecture
+        if let bytes = FileManager.default.contents(atPath: folder + "/config.json"), let config = try? ModelConfig.parse(Array(bytes)) {
+            layers = config.text.numLayers
+            routedExperts = config.text.numRoutedExperts
+        }
+        var files: [FileSummary] = []
+        var tensorBytes = 0
+        for name in manifest.files {
+            let table = try PackFile(path: folder + "/" + name, name: name)
+            files.append(FileSummary(
+                name: name, tensors: table.table.tensors.count, stacks: table.table.tensors.filter { $0.sources.count > 1 }.count,
+                bytes: table.file.byteCount))
+            tensorBytes += table.table.tensors.reduce(0) { $0 + $1.length }
+        }
+        self.files = files
+        self.tensorBytes = tensorBytes
+        tensorCount = files.reduce(0) { $0 + $1.tensors }
+        stackCount = files.reduce(0) { $0 + $1.stacks }
+        fileBytes = files.reduce(0) { $0 + $1.bytes }
+        sourceShards = manifest.sourceShards.count
+    }
+
+    public func renderText() -> String {
+        var out = "k2pack folder  \(path) (format version \(version))\n"
+        out += "architecture   \(architecture)"
+        if let layers, let routedExperts { out += ": \(layers) layers, \(routedExperts) routed experts" }
+        out += "\n"
+        out += "files          \(files.count), \(tensorCount) tensors (\(stackCount) expert-major stacks)\n"
+        out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (4096-byte alignment)\n"
+        out += "source         \(sourceShards) Hugging Face shard\(sourceShards == 1 ? "" : "s") (headers kept for a byte-identical export)\n\n"
+        let width = files.map(\.name.count).max() ?? 4
+        for f in files {
+            out += f.name.padding(toLength: width, withPad: " ", startingAt: 0)
+                + "  \(String(f.tensors).leftPadded(6)) tensors  \(String(f.stacks).leftPadded(4)) stacks  \(formatBytes(f.bytes).leftPadded(12))\n"
+        }
+        return out
+    }
+}
