@@ -159,7 +159,7 @@ struct ConvertCrashTests {
         let reference = dir.path + "/reference"
         let target = dir.path + "/target"
         #expect(try run(["convert", "--quiet", input, reference]).status == 0)
-        let inputBefore = try contents(ofFolder: input)
+        let inputBefore = try folderContents(input)
 
         let killed = try runKilled(["convert", "--quiet", input, target], killAfter: killAfter)
         #expect(killed.signalled && killed.status == SIGKILL, "status \(killed.status)")
@@ -169,24 +169,13 @@ struct ConvertCrashTests {
         for name in try fm.contentsOfDirectory(atPath: target) where name.hasSuffix(".k2p") && !name.hasPrefix(".") {
             #expect(fm.contents(atPath: target + "/" + name) == fm.contents(atPath: reference + "/" + name), "\(name) under its final name is partial")
         }
-        #expect(try contents(ofFolder: input) == inputBefore, "the input changed")
+        #expect(try folderContents(input) == inputBefore, "the input changed")
 
         let resumed = try run(["convert", "--quiet", "--resume", input, target])
         #expect(resumed.status == 0, "\(resumed.err)")
-        let a = try contents(ofFolder: reference)
-        let b = try contents(ofFolder: target)
+        let a = try folderContents(reference)
+        let b = try folderContents(target)
         #expect(Set(a.keys) == Set(b.keys), "left over: \(Set(b.keys).symmetricDifference(a.keys))")
         for (name, data) in a { #expect(b[name] == data, "\(name)") }
     }
-}
-
-/// Every regular file under `folder` (hidden ones too), relative path → bytes.
-func contents(ofFolder folder: String) throws -> [String: Data] {
-    var out: [String: Data] = [:]
-    let fm = FileManager.default
-    for case let path as String in fm.enumerator(atPath: folder)! {
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: folder + "/" + path, isDirectory: &isDir), !isDir.boolValue { out[path] = fm.contents(atPath: folder + "/" + path) }
-    }
-    return out
 }

@@ -5,17 +5,6 @@ import Repack
 import TestSupport
 import Testing
 
-/// Every regular file under `folder`, relative path → bytes.
-func contents(of folder: String) throws -> [String: Data] {
-    var out: [String: Data] = [:]
-    let fm = FileManager.default
-    for case let path as String in fm.enumerator(atPath: folder)! {
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: folder + "/" + path, isDirectory: &isDir), !isDir.boolValue { out[path] = fm.contents(atPath: folder + "/" + path) }
-    }
-    return out
-}
-
 /// The first differing byte of two files, for a readable failure.
 func firstDifference(_ a: Data, _ b: Data) -> String {
     if a.count != b.count { return "sizes \(a.count) vs \(b.count)" }
@@ -32,8 +21,8 @@ struct RepackTests {
         let exported = dir.path + "/exported"
         _ = try Converter.convert(input: TestPaths.fixture(fixture), output: packed)
         _ = try Exporter.export(input: packed, output: exported)
-        let original = try contents(of: TestPaths.fixture(fixture))
-        let again = try contents(of: exported)
+        let original = try folderContents(TestPaths.fixture(fixture))
+        let again = try folderContents(exported)
         #expect(Set(again.keys) == Set(original.keys))
         for (name, bytes) in original {
             let copy = try #require(again[name], "\(name) was not exported")
@@ -85,8 +74,8 @@ struct RepackTests {
         }
         let report = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: interrupted, options: .init(resume: true))
         #expect(Set(report.filesReused) == ["globals.k2p", "layer-0000.k2p"])
-        let a = try contents(of: reference)
-        let b = try contents(of: interrupted)
+        let a = try folderContents(reference)
+        let b = try folderContents(interrupted)
         #expect(Set(a.keys) == Set(b.keys), "\(Set(b.keys).symmetricDifference(a.keys))")
         for (name, data) in a { #expect(b[name] == data, "\(name)") }
     }
@@ -108,8 +97,8 @@ struct RepackTests {
         let dir = TemporaryDirectory()
         _ = try Converter.convert(input: TestPaths.fixture("malformed/nan_scale"), output: dir.path + "/p")
         _ = try Exporter.export(input: dir.path + "/p", output: dir.path + "/x")
-        let a = try contents(of: TestPaths.fixture("malformed/nan_scale"))
-        let b = try contents(of: dir.path + "/x")
+        let a = try folderContents(TestPaths.fixture("malformed/nan_scale"))
+        let b = try folderContents(dir.path + "/x")
         for (name, data) in a { #expect(b[name] == data, "\(name)") }
     }
 }

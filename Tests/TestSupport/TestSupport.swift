@@ -100,3 +100,17 @@ public struct SafetensorsBuilder: Sendable {
         return prefix + headerBytes + data
     }
 }
+
+/// Every regular file under `folder` (hidden ones too), relative path → bytes.
+public func folderContents(_ folder: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    let fm = FileManager.default
+    guard let paths = fm.enumerator(atPath: folder) else { return out }
+    for case let path as String in paths {
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: folder + "/" + path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            out[path] = fm.contents(atPath: folder + "/" + path)
+        }
+    }
+    return out
+}
