@@ -46,16 +46,35 @@ public struct SafetensorsHeader: Sendable {
     }
 
     /// Parses and validates a header's JSON (`json` excludes the 8-byte length field).
-    /// With `validate` false only the JSON is checked (for reading a header kept apart from its data).
+    /// Parses and validates a header's JSON (`json` excludes the 8-byte length field).
     public static func parse(
-        json: UnsafeRawBufferPointer, fileName: String, fileLength: Int, validate: Bool = true
+        json: UnsafeRawBufferPointer, fileName: String, fileLength: Int
+    ) throws(CheckpointError) -> SafetensorsHeader {
+        var header = try parseUnvalidated(json: json, fileName: fileName, fileLength: fileLength)
+        try header.validateLayout()
+        return header
+    }
+
+    /// A header kept apart from its data (the 8-byte length field and the JSON): parsed once and validated
+    /// against the file length it describes.
+    public static func parse(detached bytes: UnsafeRawBufferPointer, fileName: String) throws(CheckpointError) -> SafetensorsHeader {
+        let n = try headerLength(prefix: bytes, fileName: fileName, fileLength: bytes.count)
+        guard n == bytes.count - 8 else {
+            throw .headerMalformed(file: fileName, reason: "length field says \(n) bytes but \(bytes.count - 8) follow")
+        }
+        var header = try parseUnvalidated(json: UnsafeRawBufferPointer(rebasing: bytes[8...]), fileName: fileName, fileLength: 0)
+        header.fileLength = header.describedLength
+        try header.validateLayout()
+        return header
+    }
+
+    private static func parseUnvalidated(
+        json: UnsafeRawBufferPointer, fileName: String, fileLength: Int
     ) throws(CheckpointError) -> SafetensorsHeader {
         var parser = HeaderParser(scanner: JSONScanner(bytes: json, maxDepth: 16), fileName: fileName, dataStart: 8 + json.count)
         let (tensors, metadata) = try parser.parseHeader()
-        var header = SafetensorsHeader(
+        return SafetensorsHeader(
             fileName: fileName, fileLength: fileLength, headerLength: json.count, tensors: tensors, metadata: metadata)
-        if validate { try header.validateLayout() }
-        return header
     }
 
     /// The file length the header describes: 8 + header + the end of the last tensor (saturating).

@@ -32,16 +32,7 @@ public enum Exporter {
         try Converter.prepare(output: output, resume: false)
         let sourceFolder = input + "/" + PackManifest.sourceFolder
         let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
-            let bytes = try ReadOnlyFile(path: sourceFolder + "/" + shard + PackManifest.headerSuffix).readAll()
-            let header = try bytes.withUnsafeBytes { raw -> SafetensorsHeader in
-                guard raw.count >= 8 else { throw PackError.notPack(file: shard, reason: "source header is truncated") }
-                let n = Int(UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self)))
-                guard n == raw.count - 8 else { throw PackError.notPack(file: shard, reason: "source header length field disagrees with its size") }
-                // The shard's length is what its header describes: validated by parse below.
-                let json = UnsafeRawBufferPointer(rebasing: raw[8...])
-                let described = try SafetensorsHeader.parse(json: json, fileName: shard, fileLength: Int.max, validate: false)
-                return try SafetensorsHeader.parse(json: json, fileName: shard, fileLength: described.describedLength)
-            }
+            let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
             return (shard, bytes, header)
         }
         let total = headers.reduce(0) { $0 + $1.2.describedLength }

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import PackFormat
 
@@ -38,6 +39,19 @@ public struct PackManifest: Codable, Sendable, Equatable {
             throw PackError.notPack(file: path, reason: "file name \"\(name)\" is not a plain name inside the folder")
         }
         return manifest
+    }
+
+    /// The verbatim header kept for `shard` (length field and JSON), parsed once and validated.
+    public static func sourceHeader(folder: String, shard: String) throws -> (bytes: [UInt8], header: SafetensorsHeader) {
+        let path = folder + "/" + sourceFolder + "/" + shard + headerSuffix
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw PackError.notPack(file: path, reason: "the source header kept for export is missing")
+        }
+        let bytes = try ReadOnlyFile(path: path).readAll()
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(CheckpointError) -> SafetensorsHeader in try SafetensorsHeader.parse(detached: raw, fileName: shard) }
+        }
+        return (bytes, try result.get())
     }
 
     func encoded() throws -> [UInt8] {

@@ -35,19 +35,7 @@ public enum PackVerifier {
             let (pack, tensor) = work[i]
             defer { counter.add(tensor.length) }
             do {
-                let bytes = try pack.bytes(of: tensor)
-                // In 64 MiB pieces, each dropped from this process once hashed: a 2.8 GB expert stack never
-                // sits in memory whole.
-                var hash = XXHash64()
-                var at = 0
-                while at < bytes.count {
-                    let end = min(bytes.count, at + (64 << 20))
-                    pack.file.adviseSequential((tensor.offset + at)..<(tensor.offset + end))
-                    hash.update(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
-                    pack.file.adviseDone((tensor.offset + at)..<(tensor.offset + end))
-                    at = end
-                }
-                let actual = XXHash64.hex(hash.finalize())
+                let actual = try pack.checksum(of: tensor)
                 guard actual != tensor.xxh64 else { return nil }
                 return Finding(
                     code: "checksum_mismatch", file: pack.name, tensor: tensor.name,
@@ -86,18 +74,11 @@ public enum PackVerifier {
             }
         }
         for shard in manifest.sourceShards {
-            let path = folder + "/" + PackManifest.sourceFolder + "/" + shard + PackManifest.headerSuffix
-            guard let bytes = FileManager.default.contents(atPath: path), bytes.count >= 8 else {
-                findings.append(Finding(code: "pack_source_mismatch", file: shard, message: "\(path): the source header kept for export is missing or truncated"))
-                continue
-            }
-            let parsed = Array(bytes).withUnsafeBytes { raw in
-                Result { () throws(CheckpointError) -> SafetensorsHeader in
-                    try SafetensorsHeader.parse(json: UnsafeRawBufferPointer(rebasing: raw[8...]), fileName: shard, fileLength: Int.max, validate: false)
-                }
-            }
-            guard case .success(let header) = parsed else {
-                findings.append(Finding(code: "pack_source_mismatch", file: shard, message: "\(path): the source header kept for export does not parse"))
+            let header: SafetensorsHeader
+            do {
+                header = try PackManifest.sourceHeader(folder: folder, shard: shard).header
+            } catch {
+                findings.append(Finding(code: "pack_source_mismatch", file: shard, message: "\(error)"))
                 continue
             }
             for entry in header.tensors {
