@@ -36,9 +36,9 @@ let package = Package(
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).
-        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore"], swiftSettings: strict),
-        // HDF5 reference dumps (only CHDF5 importer).
-        .target(name: "Parity", dependencies: ["CHDF5"], swiftSettings: strict),
+        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig"], swiftSettings: strict),
+        // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
+        .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
         // inspect and verify: reports over a checkpoint.
         .target(
             name: "Inspection",
@@ -49,10 +49,15 @@ let package = Package(
             name: "Repack",
             dependencies: ["Checkpoint", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
             swiftSettings: strict),
+        // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
+        .target(
+            name: "ModelStore",
+            dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            swiftSettings: strict),
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -66,6 +71,7 @@ let package = Package(
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
         .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Checkpoint", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
+        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

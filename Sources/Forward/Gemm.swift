@@ -2,13 +2,14 @@ import COpenBLAS
 
 /// Matrix products through OpenBLAS: the only importer of COpenBLAS.
 public enum Gemm {
-    /// `y[m, n] = x[m, k] · w[n, k]ᵀ` (row-major; a Linear layer with weight `w`), in float32.
+    /// `y[m, n] = x[m, k] · w[n, k]ᵀ` (row-major; a Linear layer with weight `w`), in float32. `ldy` is y's row
+    /// stride (≥ n), so a block of w's rows can fill a block of y's columns.
     public static func linear(
-        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int
+        _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, ldy: Int? = nil
     ) {
         cblas_sgemm(
             CblasRowMajor, CblasNoTrans, CblasTrans, blasint(m), blasint(n), blasint(k), 1, x, blasint(k), w, blasint(k),
-            0, y, blasint(n))
+            0, y, blasint(ldy ?? n))
     }
 
     /// Array convenience for small products and tests.

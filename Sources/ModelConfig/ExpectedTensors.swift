@@ -20,6 +20,8 @@ public enum TensorForm: String, Sendable, Codable {
 public struct ExpectedTensor: Sendable {
     public var name: String
     public var role: String
+    /// Where the forward pass uses it (the manifest's `slot`, else its role).
+    public var slot: String
     public var shape: [Int]
     /// Allowed dtypes (weight_shape may be I32 or I64).
     public var dtypes: [DType]
@@ -151,7 +153,7 @@ public struct ExpectedTensorList: Sendable {
             // Everything stored in a multi-token-prediction layer is reported under one role.
             let isMTP = inst.layer.map { $0 >= text.numLayers } ?? false
             return ExpectedTensor(
-                name: name, role: isMTP ? "mtp" : role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
+                name: name, role: isMTP ? "mtp" : role, slot: spec.slot ?? spec.role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
                 method: method, tp: spec.tp, tpUnit: tpUnit, expertParallel: expertParallel, layer: inst.layer,
                 expert: spec.repeat == .experts ? inst.index : nil, stackName: stack)
         }

@@ -47,9 +47,11 @@ public struct TensorSpec: Codable, Sendable {
     public var ep: Bool?
     /// `key == value` on the config: the spec applies only when it holds.
     public var when: String?
+    /// The tensor's place in the forward pass, when its role does not name it alone (defaults to the role).
+    public var slot: String?
 
     enum CodingKeys: String, CodingKey {
-        case tensor, linear, role, `repeat`, shape, out, `in`, bias, dtype, tp, ep, when
+        case tensor, linear, role, `repeat`, shape, out, `in`, bias, dtype, tp, ep, when, slot
         case tpUnit = "tp_unit"
     }
 }

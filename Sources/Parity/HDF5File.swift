@@ -74,6 +74,33 @@ public final class HDF5File {
 
     /// Reads a dataset as float32 with its shape (any numeric stored type is converted by HDF5).
     public func readFloats(_ name: String, maxElements: Int = 1 << 31) throws(HDF5Error) -> (values: [Float], shape: [Int]) {
+        try read(name, as: Float.self, type: chdf5_native_float(), maxElements: maxElements)
+    }
+
+    /// Reads an integer dataset as Int64 with its shape (a float dataset is refused: ids must be exact).
+    public func readInt64s(_ name: String, maxElements: Int = 1 << 31) throws(HDF5Error) -> (values: [Int64], shape: [Int]) {
+        let set = H5Dopen2(id, name, chdf5_p_default())
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(name)") }
+        let type = H5Dget_type(set)
+        let typeClass = H5Tget_class(type)
+        H5Tclose(type)
+        H5Dclose(set)
+        guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(name): expected an integer dataset") }
+        return try read(name, as: Int64.self, type: chdf5_native_llong(), maxElements: maxElements)
+    }
+
+    /// Whether a dataset or group exists at `name` (every intermediate group checked).
+    public func exists(_ name: String) -> Bool { chdf5_path_exists(id, name) != 0 }
+
+    /// A string attribute of the object at `object` ("/" for the root), or nil when absent.
+    public func stringAttribute(_ attribute: String, of object: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBufferPointer { chdf5_read_string_attribute(id, object, attribute, $0.baseAddress, $0.count) }
+        guard n >= 0 else { return nil }
+        return String(decoding: buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func read<T: Numeric>(_ name: String, as: T.Type, type: hid_t, maxElements: Int) throws(HDF5Error) -> (values: [T], shape: [Int]) {
         let set = H5Dopen2(id, name, chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(name)") }
         defer { H5Dclose(set) }
@@ -92,8 +119,8 @@ public final class HDF5File {
         guard count <= UInt64(maxElements) else {
             throw HDF5Error(path: path, reason: "\(name): \(count) elements exceeds the limit of \(maxElements)")
         }
-        var values = [Float](repeating: 0, count: Int(count))
-        let status = values.withUnsafeMutableBytes { H5Dread(set, chdf5_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
+        var values = [T](repeating: 0, count: Int(count))
+        let status = values.withUnsafeMutableBytes { H5Dread(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
         guard status >= 0 else { throw HDF5Error(path: path, reason: "\(name): read failed (not numeric?)") }
         return (values, dims.map { Int($0) })
     }

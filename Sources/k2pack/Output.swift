@@ -25,12 +25,17 @@ func progressReporter(_ label: String, quiet: Bool) -> (bar: ProgressBar?, callb
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal.
 final class ProgressBar: @unchecked Sendable {
     private let label: String
+    /// nil: bytes (GB, GB/s); else a count of these units.
+    private let unit: String?
     private let enabled = isatty(STDERR_FILENO) != 0
     private let start = Date()
     private let lock = NSLock()
     private var lastDraw = Date.distantPast
 
-    init(label: String) { self.label = label }
+    init(label: String, unit: String? = nil) {
+        self.label = label
+        self.unit = unit
+    }
 
     func update(_ done: Int, of total: Int) {
         guard enabled else { return }
@@ -46,9 +51,10 @@ final class ProgressBar: @unchecked Sendable {
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-        let line = String(
-            format: "\r%@ %@ %5.1f%%  %.2f/%.2f GB  %.2f GB/s  ETA %.0fs ", label, bar, fraction * 100,
-            Double(done) / 1e9, Double(total) / 1e9, rate / 1e9, eta)
+        let line = unit.map { String(format: "\r%@ %@ %5.1f%%  %d/%d %@  ETA %.0fs ", label, bar, fraction * 100, done, total, $0, eta) }
+            ?? String(
+                format: "\r%@ %@ %5.1f%%  %.2f/%.2f GB  %.2f GB/s  ETA %.0fs ", label, bar, fraction * 100,
+                Double(done) / 1e9, Double(total) / 1e9, rate / 1e9, eta)
         FileHandle.standardError.write(Data(line.utf8))
     }
 

@@ -1,0 +1,128 @@
+import Checkpoint
+import Forward
+import Foundation
+import Inspection
+import ModelConfig
+import PackFormat
+import Repack
+import TensorCore
+
+/// Opens a model folder for the forward pass: a Hugging Face checkpoint or a k2pack folder.
+public enum ModelStore {
+    public enum Kind: String, Sendable { case huggingFace = "hf", k2pack }
+
+    public struct Opened: Sendable {
+        public var kind: Kind
+        public var config: ModelConfig
+        public var store: any TensorStore
+    }
+
+    /// Validates the folder's structure first (headers, index, config, tensor list) and refuses a broken one,
+    /// naming its first problem, rather than computing with it.
+    public static func open(_ path: String) throws -> Opened {
+        if FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName) {
+            let store = try PackTensorStore(folder: path)
+            return Opened(kind: .k2pack, config: store.config, store: store)
+        }
+        let checkpoint = try LoadedCheckpoint(path: path)
+        let errors = checkpoint.findings.filter { $0.severity == .error }
+        guard errors.isEmpty, let config = checkpoint.config else {
+            let first = errors.first.map { [$0.file, $0.tensor, $0.message].compactMap { $0 }.joined(separator: ": ") } ?? "no readable config.json"
+            throw ForwardError.input("\(path) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first)")
+        }
+        return Opened(kind: .huggingFace, config: config, store: CheckpointTensorStore(checkpoint.directory))
+    }
+}
+
+/// Keeps track of the mapped ranges viewed since the last release.
+final class ViewedRanges: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ranges: [(file: ReadOnlyFile, range: Range<Int>)] = []
+
+    func add(_ file: ReadOnlyFile, _ range: Range<Int>) {
+        lock.lock()
+        ranges.append((file, range))
+        lock.unlock()
+    }
+
+    func release() {
+        lock.lock()
+        let all = ranges
+        ranges.removeAll()
+        lock.unlock()
+        for (file, range) in all { file.adviseDone(range) }
+    }
+}
+
+/// Tensors of a Hugging Face folder, viewed in the shards' mappings.
+public final class CheckpointTensorStore: TensorStore, @unchecked Sendable {
+    public let directory: CheckpointDirectory
+    private let viewed = ViewedRanges()
+
+    public init(_ directory: CheckpointDirectory) { self.directory = directory }
+
+    public func view(_ name: String) throws(ForwardError) -> TensorView {
+        guard let (shard, entry) = directory.entry(named: name) else { throw .missingTensor(name) }
+        do {
+            let bytes = try shard.bytes(of: entry)
+            viewed.add(shard.file, entry.rangeInFile)
+            return TensorView(name: name, dtype: entry.dtype, shape: entry.shape, bytes: bytes)
+        } catch {
+            throw .io(error.description)
+        }
+    }
+
+    public func releaseViewed() { viewed.release() }
+}
+
+/// Tensors of a k2pack folder. A routed expert's tensor is its slice of the expert-major stack (the stack's
+/// sources list the experts in order), so the forward pass sees the checkpoint's own names and shapes.
+public final class PackTensorStore: TensorStore, @unchecked Sendable {
+    public let folder: String
+    public let config: ModelConfig
+    private let files: [PackFile]
+    private var locations: [String: (file: Int, offset: Int, length: Int, dtype: DType, shape: [Int])] = [:]
+    private let viewed = ViewedRanges()
+
+    public init(folder: String) throws {
+        self.folder = folder
+        let manifest = try PackManifest.read(folder: folder)
+        let configPath = folder + "/" + CheckpointDirectory.configFileName
+        guard let bytes = FileManager.default.contents(atPath: configPath) else {
+            throw ForwardError.input("\(configPath): missing (a k2pack folder carries the source config.json)")
+        }
+        config = try ModelConfig.parse(Array(bytes))
+        files = try manifest.files.map { try PackFile(path: folder + "/" + $0, name: $0) }
+        for (f, file) in files.enumerated() {
+            for t in file.table.tensors {
+                if t.sources.count <= 1 {
+                    locations[t.sources.first?.name ?? t.name] = (f, t.offset, t.length, t.dtype, t.shape)
+                    continue
+                }
+                // A stack [n, ...]: source i is element i along the first dimension.
+                guard t.shape.first == t.sources.count, t.sources.allSatisfy({ $0.length == t.length / t.sources.count }) else {
+                    throw PackError.tensorInvalid(file: file.name, tensor: t.name, reason: "its \(t.sources.count) sources do not split it evenly along its first dimension")
+                }
+                var at = t.offset
+                for s in t.sources {
+                    locations[s.name] = (f, at, s.length, t.dtype, Array(t.shape.dropFirst()))
+                    at += s.length
+                }
+            }
+        }
+    }
+
+    public func view(_ name: String) throws(ForwardError) -> TensorView {
+        guard let loc = locations[name] else { throw .missingTensor(name) }
+        let file = files[loc.file]
+        do {
+            let whole = try file.file.mapped()
+            viewed.add(file.file, loc.offset..<(loc.offset + loc.length))
+            return TensorView(name: name, dtype: loc.dtype, shape: loc.shape, bytes: UnsafeRawBufferPointer(rebasing: whole[loc.offset..<(loc.offset + loc.length)]))
+        } catch {
+            throw .io("\(file.name): \(error.description)")
+        }
+    }
+
+    public func releaseViewed() { viewed.release() }
+}

@@ -1,0 +1,147 @@
+import ArgumentParser
+import Forward
+import Foundation
+import ModelStore
+import PackFormat
+import Parity
+
+extension Dequantization: ExpressibleByArgument {}
+
+/// Options shared by the commands that run the reference forward pass.
+struct ForwardOptions: ParsableArguments {
+    @Option(help: "INT4 dequantization: exact (q·scale in float32) or bf16 (bf16(q·scale), as transformers loads it). Default: what the reference dump declares, else exact.")
+    var dequant: Dequantization?
+
+    @Option(help: "Threads for matrix products and weight decoding.")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    func forwardPass(model: String, declared: String?) throws -> ForwardPass {
+        let opened = try ModelStore.open(model)
+        let mode = dequant ?? declared.flatMap(Dequantization.init(rawValue:)) ?? .exact
+        let weights = try ModelWeights(config: opened.config, store: opened.store, dequant: mode)
+        return ForwardPass(weights: weights, threads: threads)
+    }
+}
+
+struct ParityCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parity",
+        abstract: "Run the float32 reference forward pass and compare it, layer by layer, with a reference dump.",
+        discussion: """
+            The dump (HDF5, docs/REFERENCE-DUMPS.md) needs input_ids; every other dataset is compared when present. \
+            Each layer is compared twice: in our own chain from the embedding, and alone, fed the reference's layer_in, \
+            so one bad layer does not hide the rest. A part passes when its largest difference is within --atol and \
+            within --rtol times the reference's largest magnitude. Exit status 1 when anything fails.
+            """)
+
+    @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder.")
+    var model: String
+
+    @Option(help: "The reference dump: FILE.h5 or FILE.h5:/group.")
+    var reference: String
+
+    @OptionGroup var forward: ForwardOptions
+
+    @Option(help: "Run only layers A..B (from the dump's layers/A/layer_in).")
+    var layers: String?
+
+    @Option(help: "Largest absolute difference allowed.")
+    var atol = Tolerance().atol
+
+    @Option(help: "Largest difference allowed relative to the reference tensor's largest magnitude.")
+    var rtol = Tolerance().rtol
+
+    @Option(help: "Expert sets may differ where our k-th and (k+1)-th selection scores are closer than this.")
+    var routingMargin = Tolerance().routingMargin
+
+    @Flag(help: "Skip the per-layer runs fed the reference's own layer_in (half the time).")
+    var chainedOnly = false
+
+    @Option(help: "Write an SVG chart of the error per layer.")
+    var plot: String?
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    func run() throws {
+        let dump = try ReferenceDump(spec: reference)
+        let pass = try forward.forwardPass(model: model, declared: dump.dequant)
+        let slice = try layers.map(parseLayers)
+        let bar = quiet || json ? nil : ProgressBar(label: "parity", unit: "layers")
+        let report = try ParityRun.run(
+            model: model, forward: pass, reference: dump,
+            tolerance: Tolerance(atol: atol, rtol: rtol, routingMargin: routingMargin), layers: slice, isolated: !chainedOnly,
+            progress: bar.map { bar in { bar.update($0, of: $1) } })
+        bar?.finish()
+        if let plot { try AtomicFile.write(Array(report.renderSVG().utf8), to: plot) }
+        if json { try printJSON(report) } else { print(report.renderText()) }
+        if !report.pass { throw ExitCode(1) }
+    }
+
+    /// "A..B" or a single layer "A".
+    func parseLayers(_ text: String) throws -> ClosedRange<Int> {
+        let pieces = text.components(separatedBy: "..")
+        guard pieces.count <= 2, let a = Int(pieces[0]), let b = Int(pieces[pieces.count - 1]), a >= 0, a <= b else {
+            throw ValidationError("--layers \(text): expected A..B with 0 ≤ A ≤ B, or a single layer")
+        }
+        return a...b
+    }
+}
+
+struct CompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compare",
+        abstract: "Compare logits with reference logits: KL divergence, Δp, top-1 and top-5 agreement, perplexity.",
+        discussion: """
+            The reference is a dump (FILE.h5[:/group]) with input_ids and logits. The test is another dump with logits \
+            for the same input_ids, or a model folder, which is then run on the reference's input_ids.
+            """)
+
+    @Argument(help: "Reference logits: FILE.h5 or FILE.h5:/group.")
+    var reference: String
+
+    @Argument(help: "Test logits (FILE.h5[:/group]) or a model folder (Hugging Face or k2pack).")
+    var test: String
+
+    @OptionGroup var forward: ForwardOptions
+
+    @Flag(help: "Print the statistics as JSON.")
+    var json = false
+
+    func run() throws {
+        let ref = try ReferenceDump(spec: reference)
+        guard ref.has("logits") else { throw ValidationError("\(ref.label) has no logits dataset") }
+        let refShape = try ref.file.readFloats(ref.group + "/logits", maxElements: ReferenceDump.maxElements)
+        guard refShape.shape.count == 3, refShape.shape[0] == ref.batch.sequences, refShape.shape[1] == ref.batch.tokens else {
+            throw ValidationError("\(ref.label): logits has shape \(refShape.shape), expected [\(ref.batch.sequences), \(ref.batch.tokens), vocab]")
+        }
+        let vocab = refShape.shape[2]
+        let testLogits: [Float]
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
+            let pass = try forward.forwardPass(model: test, declared: ref.dequant)
+            guard pass.weights.forward.vocabSize == vocab else {
+                throw ValidationError("\(test) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
+            }
+            var h = try pass.embed(ref.inputIDs)
+            for l in 0..<pass.weights.forward.numLayers { h = try pass.layer(l, input: h, batch: ref.batch).output }
+            testLogits = try pass.logits(pass.finalNorm(h))
+        } else {
+            let other = try ReferenceDump(spec: test)
+            guard other.inputIDs == ref.inputIDs else {
+                throw ValidationError("\(other.label) was made from other input_ids than \(ref.label)")
+            }
+            guard let logits = try other.activation("logits", width: vocab) else {
+                throw ValidationError("\(other.label) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
+            }
+            testLogits = logits
+        }
+        let stats = LogitStatistics(
+            ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, reference: refShape.values,
+            test: testLogits, vocab: vocab)
+        if json { try printJSON(stats) } else { print(stats.renderText()) }
+    }
+}
