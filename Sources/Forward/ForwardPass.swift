@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import TensorCore
 
 /// The reference forward pass of the DeepSeek-V3 / Kimi K2.x language model in float32, written for clarity:
 /// one function per block, shapes in comments. Activations are row-major `[rows, width]` with
@@ -39,7 +40,9 @@ public final class ForwardPass: @unchecked Sendable {
         self.weights = weights
         self.threads = max(1, threads)
         inverseFrequencies = weights.forward.rope.inverseFrequencies
-        Gemm.threads = self.threads
+        // Parallelism is ours (weight rows, experts, heads); OpenBLAS runs single-threaded inside each worker,
+        // which avoids its threads spinning against ours on small products.
+        Gemm.threads = 1
     }
 
     // MARK: - Whole model
@@ -184,11 +187,11 @@ public final class ForwardPass: @unchecked Sendable {
     // MARK: - MLPs and experts
 
     /// SwiGLU: `down(silu(gate·x) ⊙ up·x)`. x [rows, in] → [rows, out].
-    func mlp(_ x: [Float], gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix) -> [Float] {
-        var g = linear(x, gate)
-        let u = linear(x, up)
+    func mlp(_ x: [Float], gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix, workers: Int? = nil) -> [Float] {
+        var g = linear(x, gate, workers: workers)
+        let u = linear(x, up, workers: workers)
         for i in 0..<g.count { g[i] = g[i] / (1 + Foundation.exp(-g[i])) * u[i] }
-        return linear(g, down)
+        return linear(g, down, workers: workers)
     }
 
     /// Sigmoid router (correction bias for selection only, group limit, top-k, normalization, routed scaling)
@@ -227,18 +230,26 @@ public final class ForwardPass: @unchecked Sendable {
                 routeWeights[r * k + j] = w[j] * routing.scalingFactor
             }
         }
-        // Routed experts, in expert order: out[r] += w · expert(x[r]).
-        var out = [Float](repeating: 0, count: rows * H)
+        // Routed experts, computed in parallel (one expert per worker at a time), then summed in expert order:
+        // out[r] += w · expert(x[r]). The order of the sum does not depend on the thread count.
         var assigned = [[(row: Int, weight: Float)]](repeating: [], count: E)
         for r in 0..<rows { for j in 0..<k { assigned[Int(chosen[r * k + j])].append((r, routeWeights[r * k + j])) } }
-        for e in 0..<E where !assigned[e].isEmpty {
-            let list = assigned[e]
+        let active = (0..<E).filter { !assigned[$0].isEmpty }
+        let lists = active.map { assigned[$0] }
+        let matrices = try active.map { e throws(ForwardError) in
+            (try weights.matrix("routed_expert_gate", layer: layer, expert: e), try weights.matrix("routed_expert_up", layer: layer, expert: e),
+             try weights.matrix("routed_expert_down", layer: layer, expert: e))
+        }
+        let results = parallelMap(count: active.count, width: threads) { i -> [Float] in
+            let list = lists[i]
             var xe = [Float](repeating: 0, count: list.count * H)
-            for (i, item) in list.enumerated() { for d in 0..<H { xe[i * H + d] = x[item.row * H + d] } }
-            let ye = mlp(xe, gate: try weights.matrix("routed_expert_gate", layer: layer, expert: e),
-                         up: try weights.matrix("routed_expert_up", layer: layer, expert: e),
-                         down: try weights.matrix("routed_expert_down", layer: layer, expert: e))
-            for (i, item) in list.enumerated() { for d in 0..<H { out[item.row * H + d] += ye[i * H + d] * item.weight } }
+            for (j, item) in list.enumerated() { for d in 0..<H { xe[j * H + d] = x[item.row * H + d] } }
+            let (gate, up, down) = matrices[i]
+            return self.mlp(xe, gate: gate, up: up, down: down, workers: 1)
+        }
+        var out = [Float](repeating: 0, count: rows * H)
+        for (i, e) in active.enumerated() {
+            for (j, item) in assigned[e].enumerated() { for d in 0..<H { out[item.row * H + d] += results[i][j * H + d] * item.weight } }
         }
         if config.text.numSharedExperts > 0 {
             let shared = mlp(x, gate: try weights.matrix("shared_expert_gate", layer: layer),
@@ -267,40 +278,51 @@ public final class ForwardPass: @unchecked Sendable {
         }
     }
 
-    /// `y = x · Wᵀ`: x [rows, in] → y [rows, out]. W is decoded into float32 blocks of at most 16 MiB
-    /// (in parallel), each multiplied by OpenBLAS into its columns of y.
-    func linear(_ x: [Float], _ w: WeightMatrix) -> [Float] {
+    /// `y = x · Wᵀ`: x [rows, in] → y [rows, out]. W's rows are split among `workers` threads; each decodes
+    /// its rows into float32 blocks of at most 4 MiB and multiplies them (single-threaded OpenBLAS) into its
+    /// columns of y. Work is split by weight rows, so the result does not depend on the thread count.
+    func linear(_ x: [Float], _ w: WeightMatrix, workers: Int? = nil) -> [Float] {
         precondition(w.cols > 0 && x.count % w.cols == 0, "linear: input width does not match \(w.name)")
         let rows = x.count / w.cols
         var y = [Float](repeating: 0, count: rows * w.rows)
         guard rows > 0, w.rows > 0 else { return y }
-        let blockRows = max(1, min(w.rows, (4 << 20) / w.cols))
-        let block = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * w.cols)
-        defer { block.deallocate() }
-        let workers = threads
+        let blockRows = max(1, min(w.rows, (1 << 20) / w.cols))
+        // Small matrices are not worth a thread hand-off.
+        let width = w.rows * w.cols < (1 << 16) ? 1 : min(workers ?? threads, (w.rows + blockRows - 1) / blockRows)
+        let share = (w.rows + width - 1) / width
+        // Matrices larger than a block give their pages back as they go (routed experts are small and may be
+        // used again by the next token group; they are released with the layer).
+        let releaseAfterUse = w.rows > blockRows
+        let fused = rows <= FusedKernels.maxTokens && FusedKernels.supports(w)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                var start = 0
-                while start < w.rows {
-                    let count = min(blockRows, w.rows - start)
-                    let share = (count + workers - 1) / workers
-                    let base = start
-                    let target = UnsafeMutableSendable(block)
-                    DispatchQueue.concurrentPerform(iterations: min(workers, count)) { i in
-                        let lo = i * share, hi = min(count, lo + share)
-                        if lo < hi { w.decodeRows((base + lo)..<(base + hi), into: target.pointer + lo * w.cols) }
+                let input = UnsafeSendable(UnsafeMutablePointer(mutating: xp.baseAddress!)), output = UnsafeSendable(yp.baseAddress!)
+                let body: @Sendable (Int) -> Void = { worker in
+                    let block = UnsafeMutablePointer<Float>.allocate(capacity: fused ? 0 : blockRows * w.cols)
+                    defer { block.deallocate() }
+                    var start = worker * share
+                    let end = min(w.rows, start + share)
+                    while start < end {
+                        let count = min(blockRows, end - start)
+                        if fused {
+                            FusedKernels.rows(w, start..<(start + count), x: input.pointer, m: rows, y: output.pointer, ldy: w.rows)
+                        } else {
+                            w.decodeRows(start..<(start + count), into: block)
+                            Gemm.linear(input.pointer, block, output.pointer + start, m: rows, n: count, k: w.cols, ldy: w.rows)
+                        }
+                        if releaseAfterUse { w.releaseRows(start..<(start + count)) }
+                        start += count
                     }
-                    Gemm.linear(xp.baseAddress!, block, yp.baseAddress! + start, m: rows, n: count, k: w.cols, ldy: w.rows)
-                    start += count
                 }
+                if width == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: width, execute: body) }
             }
         }
         return y
     }
 }
 
-/// A raw pointer handed to worker threads that write disjoint ranges of it.
-struct UnsafeMutableSendable: @unchecked Sendable {
+/// A raw pointer handed to worker threads that read it or write disjoint ranges of it.
+struct UnsafeSendable: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
 }

@@ -29,11 +29,19 @@ public struct TensorView: @unchecked Sendable {
     public var dtype: DType
     public var shape: [Int]
     public var bytes: UnsafeRawBufferPointer
-    public init(name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+    /// Drops a byte range of this view (relative to its start) from the resident set once it has been used.
+    public var release: (@Sendable (Range<Int>) -> Void)?
+    public init(name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer, release: (@Sendable (Range<Int>) -> Void)? = nil) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
         self.bytes = bytes
+        self.release = release
+    }
+
+    /// Releases the bytes of rows `rows` of a row-major view whose rows are `rowBytes` long.
+    func releaseRows(_ rows: Range<Int>, rowBytes: Int) {
+        release?((rows.lowerBound * rowBytes)..<min(bytes.count, rows.upperBound * rowBytes))
     }
 }
 
@@ -109,6 +117,20 @@ public struct WeightMatrix: @unchecked Sendable {
                           dequant: dequant, highFirst: highFirst, into: out)
         case let .fp8Block(weight, scales, br, bc):
             Decode.fp8Block(weight: weight, scales: scales, rows: range, cols: cols, blockRows: br, blockCols: bc, into: out)
+        }
+    }
+
+    /// Drops the stored bytes behind rows `range` from the resident set (the page cache keeps them): a large
+    /// matrix (lm_head, 2.3 GB in K2.5) never sits in this process's memory whole.
+    public func releaseRows(_ range: Range<Int>) {
+        switch storage {
+        case .plain(let view):
+            view.releaseRows(range, rowBytes: cols * view.dtype.bitWidth / 8)
+        case let .packed(codes, scales, _, _, _, _):
+            codes.releaseRows(range, rowBytes: codes.bytes.count / max(rows, 1))
+            scales.releaseRows(range, rowBytes: scales.bytes.count / max(rows, 1))
+        case let .fp8Block(weight, _, _, _):
+            weight.releaseRows(range, rowBytes: cols)
         }
     }
 

@@ -65,8 +65,9 @@ public final class CheckpointTensorStore: TensorStore, @unchecked Sendable {
         guard let (shard, entry) = directory.entry(named: name) else { throw .missingTensor(name) }
         do {
             let bytes = try shard.bytes(of: entry)
-            viewed.add(shard.file, entry.rangeInFile)
-            return TensorView(name: name, dtype: entry.dtype, shape: entry.shape, bytes: bytes)
+            let file = shard.file, start = entry.rangeInFile.lowerBound
+            viewed.add(file, entry.rangeInFile)
+            return TensorView(name: name, dtype: entry.dtype, shape: entry.shape, bytes: bytes) { file.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) }
         } catch {
             throw .io(error.description)
         }
@@ -117,8 +118,11 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         let file = files[loc.file]
         do {
             let whole = try file.file.mapped()
-            viewed.add(file.file, loc.offset..<(loc.offset + loc.length))
-            return TensorView(name: name, dtype: loc.dtype, shape: loc.shape, bytes: UnsafeRawBufferPointer(rebasing: whole[loc.offset..<(loc.offset + loc.length)]))
+            let handle = file.file, start = loc.offset
+            viewed.add(handle, loc.offset..<(loc.offset + loc.length))
+            return TensorView(
+                name: name, dtype: loc.dtype, shape: loc.shape, bytes: UnsafeRawBufferPointer(rebasing: whole[loc.offset..<(loc.offset + loc.length)])
+            ) { handle.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) }
         } catch {
             throw .io("\(file.name): \(error.description)")
         }

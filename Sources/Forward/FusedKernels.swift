@@ -1,0 +1,92 @@
+import TensorCore
+
+/// Few-token products computed straight from the stored weights, without writing decoded floats to memory:
+/// when a handful of tokens go through a layer (decoding), reading the weights is all the work, and a decode
+/// pass followed by a matrix product reads and writes every weight twice more.
+enum FusedKernels {
+    /// Largest token count handled here; more tokens amortize a decoded block over a real matrix product.
+    static let maxTokens = 4
+
+    /// Whether `w` has a fused kernel (BF16 / F32 plain, INT4 exact with BF16 scales and whole groups of 8k).
+    static func supports(_ w: WeightMatrix) -> Bool {
+        switch w.storage {
+        case .plain(let view): return (view.dtype == .bf16 || view.dtype == .f32) && w.cols % 8 == 0
+        case let .packed(_, scales, group, bits, dequant, highFirst):
+            return bits == 4 && group % 8 == 0 && w.cols % group == 0 && dequant == .exact && !highFirst && scales.dtype == .bf16
+        case .fp8Block: return false
+        }
+    }
+
+    /// `y[t, r] = Σ_c x[t, c] · W[r, c]` for rows `rows` and tokens `0..<m`; y's row stride is `ldy`.
+    static func rows(_ w: WeightMatrix, _ rows: Range<Int>, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        let cols = w.cols
+        switch w.storage {
+        case .plain(let view) where view.dtype == .bf16:
+            let base = view.bytes.baseAddress!
+            for r in rows {
+                let row = base + 2 * r * cols
+                for t in 0..<m {
+                    let xt = UnsafeRawPointer(x + t * cols)
+                    var acc = SIMD8<Float>()
+                    var c = 0
+                    while c < cols {
+                        let bits = SIMD8<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: 2 * c, as: SIMD8<UInt16>.self)) &<< 16
+                        acc.addProduct(unsafeBitCast(bits, to: SIMD8<Float>.self), xt.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self))
+                        c += 8
+                    }
+                    y[t * ldy + r] = acc.sum()
+                }
+            }
+        case .plain(let view):
+            let base = view.bytes.baseAddress!
+            for r in rows {
+                let row = base + 4 * r * cols
+                for t in 0..<m {
+                    let xt = UnsafeRawPointer(x + t * cols)
+                    var acc = SIMD8<Float>()
+                    var c = 0
+                    while c < cols {
+                        acc.addProduct(row.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self), xt.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self))
+                        c += 8
+                    }
+                    y[t * ldy + r] = acc.sum()
+                }
+            }
+        case let .packed(codes, scales, group, _, _, _):
+            // Per group of `group` columns: s · Σ (nibble − 8) · x, eight nibbles (one word) at a time.
+            let words = codes.bytes.baseAddress!, scaleBase = scales.bytes.baseAddress!
+            let wordsPerRow = cols / 8, groups = cols / group, wordsPerGroup = group / 8
+            let shifts = SIMD8<UInt32>(0, 4, 8, 12, 16, 20, 24, 28)
+            let eight = SIMD8<Float>(repeating: 8)
+            for r in rows {
+                let rowWords = words + 4 * r * wordsPerRow
+                let rowScales = scaleBase + 2 * r * groups
+                for t in 0..<m {
+                    let xt = UnsafeRawPointer(x + t * cols)
+                    var total = SIMD8<Float>()
+                    for g in 0..<groups {
+                        var acc = SIMD8<Float>()
+                        for k in 0..<wordsPerGroup {
+                            let i = g * wordsPerGroup + k
+                            let word = UInt32(littleEndian: rowWords.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))
+                            let nibbles = (SIMD8<UInt32>(repeating: word) &>> shifts) & 0xF
+                            acc.addProduct(SIMD8<Float>(nibbles) - eight, xt.loadUnaligned(fromByteOffset: 32 * i, as: SIMD8<Float>.self))
+                        }
+                        let s = BFloat16Bits.toFloat(UInt16(littleEndian: rowScales.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self)))
+                        total.addProduct(acc, SIMD8<Float>(repeating: s))
+                    }
+                    y[t * ldy + r] = total.sum()
+                }
+            }
+        case .fp8Block:
+            preconditionFailure("FusedKernels.rows: no fused kernel for FP8 blocks (check supports first)")
+        }
+    }
+}
+
+extension SIMD8 where Scalar == Float {
+    /// `self += a · b` as a multiply and an add (a fused multiply-add would be a libm call per lane on the
+    /// baseline x86-64 target).
+    @inline(__always)
+    mutating func addProduct(_ a: SIMD8<Float>, _ b: SIMD8<Float>) { self += a * b }
+}
