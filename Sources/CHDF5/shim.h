@@ -18,6 +18,15 @@ static inline hid_t chdf5_link_create_plist(void) { return H5Pcreate(H5P_LINK_CR
 static inline void chdf5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 static inline hid_t chdf5_native_llong(void) { return H5T_NATIVE_LLONG; }
 
+/* Copies a C string into buf (NUL-terminated, truncated to cap-1); returns the copied length. */
+static inline long chdf5_copy_string(const char *value, char *buf, size_t cap) {
+    size_t n = strlen(value);
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, value, n);
+    buf[n] = 0;
+    return (long)n;
+}
+
 /* Reads a string attribute (fixed-length or variable-length) of object `obj` into `buf` (NUL-terminated,
    truncated to cap-1). Returns the string's length, or -1 when absent or not a string. */
 static inline long chdf5_read_string_attribute(hid_t file, const char *obj, const char *name, char *buf, size_t cap) {
@@ -32,24 +41,14 @@ static inline long chdf5_read_string_attribute(hid_t file, const char *obj, cons
             char *value = NULL;
             H5Tset_size(mem, H5T_VARIABLE);
             if (H5Aread(attr, mem, &value) >= 0 && value != NULL) {
-                size_t n = strlen(value);
-                if (n >= cap) n = cap - 1;
-                memcpy(buf, value, n);
-                buf[n] = 0;
-                result = (long)n;
+                result = chdf5_copy_string(value, buf, cap);
                 H5free_memory(value);
             }
         } else {
             size_t size = H5Tget_size(type);
             char *value = (char *)calloc(size + 1, 1);
             H5Tset_size(mem, size + 1);
-            if (value != NULL && H5Aread(attr, mem, value) >= 0) {
-                size_t n = strlen(value);
-                if (n >= cap) n = cap - 1;
-                memcpy(buf, value, n);
-                buf[n] = 0;
-                result = (long)n;
-            }
+            if (value != NULL && H5Aread(attr, mem, value) >= 0) result = chdf5_copy_string(value, buf, cap);
             free(value);
         }
         H5Tclose(mem);

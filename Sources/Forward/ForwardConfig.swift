@@ -3,17 +3,10 @@ import JSONCore
 import ModelConfig
 
 /// Everything the forward pass reads from the text config, with transformers' `DeepseekV3Config` defaults
-/// where a key is absent (so a config that omits a key means what it means to transformers).
+/// where a key is absent (so a config that omits a key means what it means to transformers). The dimensions
+/// (`hiddenSize`, `numHeads`, …) are the text config's, reached through it.
+@dynamicMemberLookup
 public struct ForwardConfig: Sendable {
-    public var hiddenSize: Int
-    public var numLayers: Int
-    public var numHeads: Int
-    public var qLoraRank: Int
-    public var kvLoraRank: Int
-    public var qkNopeHeadDim: Int
-    public var qkRopeHeadDim: Int
-    public var vHeadDim: Int
-    public var vocabSize: Int
     public var rmsNormEps: Float
     /// `q_a_layernorm` / `kv_a_layernorm` epsilon: transformers builds them without an eps argument (1e-6).
     public var latentNormEps: Float = 1e-6
@@ -31,7 +24,9 @@ public struct ForwardConfig: Sendable {
         public var scalingFactor: Float
     }
 
-    public var qkHeadDim: Int { qkNopeHeadDim + qkRopeHeadDim }
+    public subscript<T>(dynamicMember path: KeyPath<TextConfig, T>) -> T { text[keyPath: path] }
+
+    public var qkHeadDim: Int { text.qkNopeHeadDim + text.qkRopeHeadDim }
 
     /// `qk_head_dim^-0.5`, times `mscale(factor, mscale_all_dim)²` under YaRN (transformers' `yarn_apply_mscale`).
     public var softmaxScale: Float {
@@ -68,15 +63,6 @@ public struct ForwardConfig: Sendable {
         if let scoring = v["scoring_func"]?.stringValue, scoring != "sigmoid" {
             throw .unsupported("\(section).scoring_func \"\(scoring)\" (the reference pass implements sigmoid routing)")
         }
-        hiddenSize = text.hiddenSize
-        numLayers = text.numLayers
-        numHeads = text.numHeads
-        qLoraRank = text.qLoraRank
-        kvLoraRank = text.kvLoraRank
-        qkNopeHeadDim = text.qkNopeHeadDim
-        qkRopeHeadDim = text.qkRopeHeadDim
-        vHeadDim = text.vHeadDim
-        vocabSize = text.vocabSize
         self.text = text
         rmsNormEps = Float(try number("rms_norm_eps", 1e-6))
         ropeInterleave = try bool("rope_interleave", true)
@@ -85,7 +71,7 @@ public struct ForwardConfig: Sendable {
             experts: text.numRoutedExperts, topK: text.numExpertsPerToken, groups: try int("n_group", 8),
             topKGroups: try int("topk_group", 4), normalize: try bool("norm_topk_prob", true),
             scalingFactor: Float(try number("routed_scaling_factor", 2.5)))
-        guard qkRopeHeadDim % 2 == 0 else { throw .config(key: "\(section).qk_rope_head_dim", reason: "must be even, found \(qkRopeHeadDim)") }
+        guard text.qkRopeHeadDim % 2 == 0 else { throw .config(key: "\(section).qk_rope_head_dim", reason: "must be even, found \(text.qkRopeHeadDim)") }
         if text.numRoutedExperts > 0 {
             guard routing.experts % routing.groups == 0, routing.topKGroups <= routing.groups else {
                 throw .config(key: "\(section).n_group", reason: "\(routing.groups) groups (top \(routing.topKGroups)) do not divide \(routing.experts) experts")

@@ -23,35 +23,13 @@ enum FusedKernels {
         switch w.storage {
         case .plain(let view) where view.dtype == .bf16:
             let base = view.bytes.baseAddress!
-            for r in rows {
-                let row = base + 2 * r * cols
-                for t in 0..<m {
-                    let xt = UnsafeRawPointer(x + t * cols)
-                    var acc = SIMD8<Float>()
-                    var c = 0
-                    while c < cols {
-                        let bits = SIMD8<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: 2 * c, as: SIMD8<UInt16>.self)) &<< 16
-                        acc.addProduct(unsafeBitCast(bits, to: SIMD8<Float>.self), xt.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self))
-                        c += 8
-                    }
-                    y[t * ldy + r] = acc.sum()
-                }
+            dot(rows, m: m, cols: cols, x: x, y: y, ldy: ldy) { r, c in
+                let bits = SIMD8<UInt32>(truncatingIfNeeded: base.loadUnaligned(fromByteOffset: 2 * (r * cols + c), as: SIMD8<UInt16>.self)) &<< 16
+                return unsafeBitCast(bits, to: SIMD8<Float>.self)
             }
         case .plain(let view):
             let base = view.bytes.baseAddress!
-            for r in rows {
-                let row = base + 4 * r * cols
-                for t in 0..<m {
-                    let xt = UnsafeRawPointer(x + t * cols)
-                    var acc = SIMD8<Float>()
-                    var c = 0
-                    while c < cols {
-                        acc.addProduct(row.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self), xt.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self))
-                        c += 8
-                    }
-                    y[t * ldy + r] = acc.sum()
-                }
-            }
+            dot(rows, m: m, cols: cols, x: x, y: y, ldy: ldy) { r, c in base.loadUnaligned(fromByteOffset: 4 * (r * cols + c), as: SIMD8<Float>.self) }
         case let .packed(codes, scales, group, _, _, _):
             // Per group of `group` columns: s · Σ (nibble − 8) · x, eight nibbles (one word) at a time.
             let words = codes.bytes.baseAddress!, scaleBase = scales.bytes.baseAddress!
@@ -80,6 +58,29 @@ enum FusedKernels {
             }
         case .fp8Block:
             preconditionFailure("FusedKernels.rows: no fused kernel for FP8 blocks (check supports first)")
+        }
+    }
+}
+
+extension FusedKernels {
+    /// `y[t, r] = Σ_c x[t, c] · W[r, c]` over plain rows, eight columns at a time; `load(r, c)` gives
+    /// `W[r, c..<c+8]` as floats.
+    @inline(__always)
+    static func dot(
+        _ rows: Range<Int>, m: Int, cols: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, ldy: Int,
+        load: (Int, Int) -> SIMD8<Float>
+    ) {
+        for r in rows {
+            for t in 0..<m {
+                let xt = UnsafeRawPointer(x + t * cols)
+                var acc = SIMD8<Float>()
+                var c = 0
+                while c < cols {
+                    acc.addProduct(load(r, c), xt.loadUnaligned(fromByteOffset: 4 * c, as: SIMD8<Float>.self))
+                    c += 8
+                }
+                y[t * ldy + r] = acc.sum()
+            }
         }
     }
 }
