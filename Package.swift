@@ -32,7 +32,7 @@ let package = Package(
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
         // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "Checkpoint"], swiftSettings: strict),
+        .target(name: "PackFormat", dependencies: ["TensorCore", "Checkpoint", "Archive"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).

@@ -94,6 +94,9 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         }
         config = try ModelConfig.parse(Array(bytes))
         files = try manifest.files.map { try PackFile(path: folder + "/" + $0, name: $0) }
+        if let archive = files.first(where: \.isArchive) {
+            throw ForwardError.unsupported("\(archive.name) is a zstd archive (convert --compress); run the forward pass on the uncompressed k2pack folder or the Hugging Face folder")
+        }
         for (f, file) in files.enumerated() {
             for t in file.table.tensors {
                 if t.sources.count <= 1 {

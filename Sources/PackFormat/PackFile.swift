@@ -1,3 +1,4 @@
+import Archive
 import Checkpoint
 import Foundation
 import TensorCore
@@ -7,6 +8,11 @@ public final class PackFile: Sendable {
     public let name: String
     public let table: PackTable
     public let file: ReadOnlyFile
+    /// The compressed archive form (`.k2z`).
+    public let isArchive: Bool
+    /// Archive form: for each tensor and each of its sources, the range of its frames.
+    private let sourceFrames: [[Range<Int>]]
+    private let positions: [String: Int]
 
     public init(path: String, name: String? = nil) throws(PackError) {
         let name = name ?? URL(fileURLWithPath: path).lastPathComponent
@@ -16,16 +22,42 @@ public final class PackFile: Sendable {
         } catch {
             throw .io(path: path, operation: "open", reason: error.description)
         }
-        table = try Self.readTable(file, name: name)
+        (table, isArchive) = try Self.readTable(file, name: name)
+        sourceFrames = isArchive ? try table.tensors.map { t throws(PackError) in try Self.frameRanges(t, file: name) } : []
+        var positions: [String: Int] = [:]
+        for (i, t) in table.tensors.enumerated() where positions[t.name] == nil { positions[t.name] = i }
+        self.positions = positions
     }
 
-    static func readTable(_ file: ReadOnlyFile, name: String) throws(PackError) -> PackTable {
+    /// Frames must tile the tensor and start a new frame at every source boundary.
+    static func frameRanges(_ t: PackTensor, file: String) throws(PackError) -> [Range<Int>] {
+        guard let frames = t.frames else { throw .tensorInvalid(file: file, tensor: t.name, reason: "an archive tensor needs its frames") }
+        var ranges: [Range<Int>] = []
+        var f = 0
+        for source in t.sources {
+            let first = f
+            var covered = 0
+            while covered < source.length, f < frames.count {
+                covered += frames[f].size
+                f += 1
+            }
+            guard covered == source.length else {
+                throw .tensorInvalid(file: file, tensor: t.name, reason: "its frames do not end where source '\(source.name)' ends")
+            }
+            ranges.append(first..<f)
+        }
+        guard f == frames.count else { throw .tensorInvalid(file: file, tensor: t.name, reason: "it has \(frames.count - f) frame(s) beyond its sources") }
+        return ranges
+    }
+
+    static func readTable(_ file: ReadOnlyFile, name: String) throws(PackError) -> (PackTable, Bool) {
         guard file.byteCount >= PackSpec.fixedHeaderSize else {
             throw .notPack(file: name, reason: "\(file.byteCount) bytes is shorter than the \(PackSpec.fixedHeaderSize)-byte header")
         }
         let header: [UInt8]
         do { header = try file.read(count: PackSpec.fixedHeaderSize, at: 0) } catch { throw .io(path: name, operation: "read", reason: error.description) }
-        guard Array(header[0..<8]) == PackSpec.magic else { throw .notPack(file: name, reason: "wrong magic bytes") }
+        let isArchive = Array(header[0..<8]) == PackSpec.archiveMagic
+        guard Array(header[0..<8]) == PackSpec.magic || isArchive else { throw .notPack(file: name, reason: "wrong magic bytes") }
         func u64(_ at: Int) -> UInt64 { header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) } }
         let version = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
         guard version == PackSpec.version else { throw .unsupportedVersion(file: name, version: version) }
@@ -37,9 +69,11 @@ public final class PackFile: Sendable {
         guard fileLength == UInt64(file.byteCount) else {
             throw .headerInvalid(file: name, reason: "header records \(fileLength) bytes but the file has \(file.byteCount) (truncated or extended)")
         }
-        guard tableLength <= UInt64(PackSpec.maxTableLength), tableOffset >= UInt64(PackSpec.fixedHeaderSize),
-            tableOffset + tableLength <= dataOffset, dataOffset <= fileLength
-        else {
+        let fits = isArchive
+            ? dataOffset == UInt64(PackSpec.fixedHeaderSize) && tableOffset >= dataOffset && tableLength <= fileLength && tableOffset == fileLength - tableLength
+            : tableOffset >= UInt64(PackSpec.fixedHeaderSize) && tableLength <= UInt64(PackSpec.maxTableLength) && tableOffset + tableLength <= dataOffset
+                && dataOffset <= fileLength
+        guard tableLength <= UInt64(PackSpec.maxTableLength), fits else {
             throw .headerInvalid(file: name, reason: "table [\(tableOffset), +\(tableLength)) and data offset \(dataOffset) do not fit a \(fileLength)-byte file")
         }
         let tableBytes: [UInt8]
@@ -51,6 +85,13 @@ public final class PackFile: Sendable {
             table = try JSONDecoder().decode(PackTable.self, from: Data(tableBytes))
         } catch {
             throw .tableInvalid(file: name, reason: "\(error)")
+        }
+        guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
+            throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(table.compression ?? "")\" in an uncompressed file")
+        }
+        if isArchive {
+            try validateFrames(table, name: name, dataEnd: Int(tableOffset))
+            return (table, true)
         }
         // Every tensor: aligned, inside the data area, sized by its shape, not overlapping the next.
         var end = Int(dataOffset)
@@ -64,33 +105,94 @@ public final class PackFile: Sendable {
             guard t.sources.reduce(0, { $0 + $1.length }) == t.length else {
                 throw .tensorInvalid(file: name, tensor: t.name, reason: "its source slices do not add up to its length")
             }
+            guard t.frames == nil else { throw .tensorInvalid(file: name, tensor: t.name, reason: "frames in an uncompressed file") }
             end = stop
         }
-        return table
+        return (table, false)
     }
 
-    /// A tensor's bytes (a view of the mapping, valid while this object lives).
-    public func bytes(of tensor: PackTensor) throws(PackError) -> UnsafeRawBufferPointer {
-        do {
-            let whole = try file.mapped()
-            return UnsafeRawBufferPointer(rebasing: whole[tensor.offset..<(tensor.offset + tensor.length)])
-        } catch {
-            throw .io(path: name, operation: "map", reason: error.description)
+    /// Archive frames: inside the data area, in order, not overlapping, each at most `maxFrameSize` of content
+    /// (and not implausibly larger compressed), adding up to the tensor's length.
+    static func validateFrames(_ table: PackTable, name: String, dataEnd: Int) throws(PackError) {
+        var end = PackSpec.fixedHeaderSize
+        for t in table.tensors {
+            guard let bytes = CheckedMath.byteCount(shape: t.shape, dtype: t.dtype), bytes == t.length else {
+                throw .tensorInvalid(file: name, tensor: t.name, reason: "length \(t.length) does not match shape \(formatShape(t.shape)) \(t.dtype.rawValue)")
+            }
+            guard t.sources.reduce(0, { $0 + $1.length }) == t.length else {
+                throw .tensorInvalid(file: name, tensor: t.name, reason: "its source slices do not add up to its length")
+            }
+            var total = 0
+            for (i, frame) in (t.frames ?? []).enumerated() {
+                guard frame.size > 0, frame.size <= PackSpec.maxFrameSize, frame.length > 0, frame.length <= frame.size + frame.size / 64 + 4096,
+                    frame.offset >= end, let stop = CheckedMath.add(frame.offset, frame.length), stop <= dataEnd
+                else {
+                    throw .tensorInvalid(file: name, tensor: t.name, reason: "frame \(i) [\(frame.offset), +\(frame.length)) → \(frame.size) bytes is out of order, overlaps, runs past the data or is implausibly sized")
+                }
+                end = stop
+                total += frame.size
+            }
+            guard total == t.length else {
+                throw .tensorInvalid(file: name, tensor: t.name, reason: "its frames hold \(total) bytes, its shape needs \(t.length)")
+            }
         }
     }
 
-    /// A tensor's xxHash64 as stored in tables, computed in 64 MiB pieces that are dropped from this process
-    /// once hashed: a 2.8 GB expert stack never sits in memory whole.
+    /// Hands `body` the bytes of source `index` of a tensor in order, in pieces of at most 64 MiB: slices of the
+    /// mapping (dropped from this process once used) or, in an archive, its decompressed frames.
+    public func readSource(_ tensor: PackTensor, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let t = positions[tensor.name] else { throw PackError.tensorInvalid(file: name, tensor: tensor.name, reason: "not in this file") }
+        let stored = table.tensors[t]
+        let start = stored.sources[..<index].reduce(0) { $0 + $1.length }
+        let length = stored.sources[index].length
+        guard isArchive else {
+            let whole = try file.mapped()
+            var at = stored.offset + start
+            let end = at + length
+            while at < end {
+                let piece = at..<min(end, at + (64 << 20))
+                file.adviseSequential(piece)
+                try withExtendedLifetime(file) { try body(UnsafeRawBufferPointer(rebasing: whole[piece])) }
+                file.adviseDone(piece)
+                at = piece.upperBound
+            }
+            return
+        }
+        let frames = stored.frames ?? []
+        for f in sourceFrames[t][index] {
+            let frame = frames[f]
+            let compressed = try file.read(count: frame.length, at: frame.offset)
+            let content: [UInt8]
+            do {
+                content = try compressed.withUnsafeBytes { raw throws(Zstd.Failure) in try Zstd.decompress(raw, maxSize: frame.size) }
+            } catch {
+                throw PackError.tensorInvalid(file: name, tensor: stored.name, reason: "frame \(f): \(error)")
+            }
+            guard content.count == frame.size else {
+                throw PackError.tensorInvalid(file: name, tensor: stored.name, reason: "frame \(f) holds \(content.count) bytes, the table says \(frame.size)")
+            }
+            try content.withUnsafeBytes(body)
+        }
+    }
+
+    /// A whole tensor's bytes in memory (small tensors; large ones go through `readSource`).
+    public func contents(of tensor: PackTensor) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(tensor.length)
+        for i in tensor.sources.indices { try readSource(tensor, i) { bytes += $0 } }
+        return bytes
+    }
+
+    /// A tensor's xxHash64 as stored in tables, computed piece by piece: a 2.8 GB expert stack never sits in
+    /// memory whole.
     public func checksum(of tensor: PackTensor) throws(PackError) -> String {
-        let bytes = try bytes(of: tensor)
         var hash = XXHash64()
-        var at = 0
-        while at < bytes.count {
-            let end = min(bytes.count, at + (64 << 20))
-            file.adviseSequential((tensor.offset + at)..<(tensor.offset + end))
-            hash.update(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
-            file.adviseDone((tensor.offset + at)..<(tensor.offset + end))
-            at = end
+        do {
+            for i in tensor.sources.indices { try readSource(tensor, i) { hash.update($0) } }
+        } catch let error as PackError {
+            throw error
+        } catch {
+            throw .io(path: name, operation: "read", reason: "\(error)")
         }
         return XXHash64.hex(hash.finalize())
     }

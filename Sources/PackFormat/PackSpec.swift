@@ -13,8 +13,16 @@ import TensorCore
 ///    48   8  file length
 ///    56   8  xxHash64 of the table bytes
 ///    64..    zero up to the table; table; zero up to the data; tensors, each at a multiple of the alignment
+///
+/// The compressed archive form (`.k2z`, magic "K2PACKZ\0") has the same header; its data starts at 64 and is
+/// a run of independent zstd frames, at most 64 MiB of content each and never spanning two source tensors;
+/// the table follows the data and ends the file.
 public enum PackSpec {
     public static let magic: [UInt8] = Array("K2PACK".utf8) + [0, 0]
+    public static let archiveMagic: [UInt8] = Array("K2PACKZ".utf8) + [0]
+    public static let archiveExtension = "k2z"
+    /// Content of one archive frame at most: a reader never holds more than this decompressed.
+    public static let maxFrameSize = 64 << 20
     public static let version: UInt32 = 1
     public static let alignment = 4096
     public static let fixedHeaderSize = 64
@@ -45,6 +53,20 @@ public struct PackSource: Codable, Sendable, Equatable {
     }
 }
 
+/// One independently decodable zstd frame of an archived tensor.
+public struct PackFrame: Codable, Sendable, Equatable {
+    /// Absolute offset and length of the compressed frame in the file.
+    public var offset: Int
+    public var length: Int
+    /// Bytes it decompresses to.
+    public var size: Int
+    public init(offset: Int, length: Int, size: Int) {
+        self.offset = offset
+        self.length = length
+        self.size = size
+    }
+}
+
 /// One tensor stored in a k2pack file. A stacked tensor (routed experts, expert-major) has one source per
 /// expert, in order; its bytes are the sources' bytes concatenated.
 public struct PackTensor: Codable, Sendable, Equatable {
@@ -57,8 +79,11 @@ public struct PackTensor: Codable, Sendable, Equatable {
     /// xxHash64 of the tensor's bytes, 16 hex digits.
     public var xxh64: String
     public var sources: [PackSource]
+    /// Archive form only: the frames holding the tensor's bytes, in order (absent in `.k2p` files). In an
+    /// archive, `offset` is the first frame's and `length` the uncompressed length.
+    public var frames: [PackFrame]?
 
-    public init(name: String, dtype: DType, shape: [Int], offset: Int, length: Int, xxh64: String, sources: [PackSource]) {
+    public init(name: String, dtype: DType, shape: [Int], offset: Int, length: Int, xxh64: String, sources: [PackSource], frames: [PackFrame]? = nil) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
@@ -66,6 +91,7 @@ public struct PackTensor: Codable, Sendable, Equatable {
         self.length = length
         self.xxh64 = xxh64
         self.sources = sources
+        self.frames = frames
     }
 }
 
@@ -74,9 +100,14 @@ public struct PackTable: Codable, Sendable, Equatable {
     public var format = "k2pack"
     public var version = Int(PackSpec.version)
     public var alignment = PackSpec.alignment
+    /// "zstd" in the archive form; absent otherwise.
+    public var compression: String?
     public var tensors: [PackTensor]
 
-    public init(tensors: [PackTensor]) { self.tensors = tensors }
+    public init(tensors: [PackTensor], compression: String? = nil) {
+        self.tensors = tensors
+        self.compression = compression
+    }
 
     func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()

@@ -1,3 +1,4 @@
+import Archive
 import Foundation
 import TensorCore
 
@@ -52,24 +53,14 @@ public enum PackWriter {
         var (table, dataOffset, fileLength) = try layout(planned)
         let file = try AtomicFile(path: path)
         try file.setLength(fileLength)
-        let chunk = 64 << 20
         for (t, tensor) in table.tensors.enumerated() {
             var hash = XXHash64()
             var at = tensor.offset
             for source in tensor.sources {
-                let bytes = try read(source)
-                guard bytes.count == source.length else {
-                    throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' gave \(bytes.count) bytes, expected \(source.length)")
-                }
-                var offset = 0
-                while offset < bytes.count {
-                    let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(bytes.count, offset + chunk)])
+                try pieces(of: source, read: read, release: release, progress: progress) { piece in
                     hash.update(piece)
                     try file.write(piece, at: at)
-                    release(source, offset..<(offset + piece.count))
                     at += piece.count
-                    offset += piece.count
-                    progress(piece.count)
                 }
             }
             table.tensors[t].xxh64 = XXHash64.hex(hash.finalize())
@@ -82,13 +73,75 @@ public enum PackWriter {
         return table
     }
 
-    static func header(tableLength: Int, tableHash: UInt64, dataOffset: Int, fileLength: Int) -> [UInt8] {
-        var bytes = PackSpec.magic
+    /// Writes a compressed archive file (`.k2z`) atomically: every source slice becomes one or more independent
+    /// zstd frames of at most `PackSpec.maxFrameSize` bytes of content, so each source tensor can be read alone
+    /// and a reader's memory is bounded by one frame. Checksums are over the uncompressed bytes.
+    public static func writeArchive(
+        path: String, tensors planned: [PlannedTensor], level: Int32,
+        read: (PackSource) throws -> UnsafeRawBufferPointer,
+        release: (PackSource, Range<Int>) -> Void = { _, _ in },
+        progress: (Int) -> Void = { _ in }
+    ) throws -> PackTable {
+        let file = try AtomicFile(path: path)
+        var at = PackSpec.fixedHeaderSize
+        var tensors: [PackTensor] = []
+        for p in planned {
+            var hash = XXHash64()
+            var frames: [PackFrame] = []
+            for source in p.sources {
+                try pieces(of: source, read: read, release: release, progress: progress) { piece in
+                    hash.update(piece)
+                    let frame: [UInt8]
+                    do { frame = try Zstd.compress(piece, level: level) } catch { throw PackError.sourceInvalid(reason: "\(source.name): \(error)") }
+                    try file.write(frame, at: at)
+                    frames.append(PackFrame(offset: at, length: frame.count, size: piece.count))
+                    at += frame.count
+                }
+            }
+            tensors.append(PackTensor(
+                name: p.name, dtype: p.dtype, shape: p.shape, offset: frames.first?.offset ?? at, length: p.length,
+                xxh64: XXHash64.hex(hash.finalize()), sources: p.sources, frames: frames))
+        }
+        let table = PackTable(tensors: tensors, compression: "zstd")
+        let tableBytes = try table.encoded()
+        try file.write(tableBytes, at: at)
+        try file.write(
+            header(magic: PackSpec.archiveMagic, tableOffset: at, tableLength: tableBytes.count,
+                   tableHash: tableBytes.withUnsafeBytes { XXHash64.hash($0) }, dataOffset: PackSpec.fixedHeaderSize,
+                   fileLength: at + tableBytes.count), at: 0)
+        try file.commit()
+        return table
+    }
+
+    /// Hands `body` a source's bytes in pieces of at most `PackSpec.maxFrameSize`, releasing each afterwards.
+    static func pieces(
+        of source: PackSource, read: (PackSource) throws -> UnsafeRawBufferPointer, release: (PackSource, Range<Int>) -> Void,
+        progress: (Int) -> Void, _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        let bytes = try read(source)
+        guard bytes.count == source.length else {
+            throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' gave \(bytes.count) bytes, expected \(source.length)")
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(bytes.count, offset + PackSpec.maxFrameSize)])
+            try body(piece)
+            release(source, offset..<(offset + piece.count))
+            offset += piece.count
+            progress(piece.count)
+        }
+    }
+
+    static func header(
+        magic: [UInt8] = PackSpec.magic, tableOffset: Int = PackSpec.alignment, tableLength: Int, tableHash: UInt64, dataOffset: Int,
+        fileLength: Int
+    ) -> [UInt8] {
+        var bytes = magic
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
         put(PackSpec.version)
         put(UInt32(0))
         put(UInt64(PackSpec.alignment))
-        put(UInt64(PackSpec.alignment))
+        put(UInt64(tableOffset))
         put(UInt64(tableLength))
         put(UInt64(dataOffset))
         put(UInt64(fileLength))

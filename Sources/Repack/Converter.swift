@@ -15,7 +15,12 @@ public enum Converter {
     public struct Options: Sendable {
         public var resume = false
         public var threads = ProcessInfo.processInfo.activeProcessorCount
-        public init(resume: Bool = false) { self.resume = resume }
+        /// zstd level of the compressed archive form (`.k2z`); nil: the uncompressed, mmap-friendly form.
+        public var compressionLevel: Int32?
+        public init(resume: Bool = false, compressionLevel: Int32? = nil) {
+            self.resume = resume
+            self.compressionLevel = compressionLevel
+        }
     }
 
     public struct Report: Sendable, Codable {
@@ -24,11 +29,13 @@ public enum Converter {
         public var tensors: Int
         public var stackedTensors: Int
         public var bytes: Int
+        /// Size of the data files written (compressed in the archive form; tables and padding included).
+        public var fileBytes: Int
         public var seconds: Double
     }
 
     /// What goes into each output file, in order.
-    public static func plan(_ checkpoint: LoadedCheckpoint) -> [(file: String, tensors: [PlannedTensor])] {
+    public static func plan(_ checkpoint: LoadedCheckpoint, fileExtension: String = PackSpec.fileExtension) -> [(file: String, tensors: [PlannedTensor])] {
         let dir = checkpoint.directory
         enum Item { case single(PlannedTensor), stack(String) }
         var files: [String] = []
@@ -38,8 +45,8 @@ public enum Converter {
             guard let shard else { continue }
             for (e, entry) in shard.tensors.enumerated() {
                 let expected = checkpoint.expected(shard: s, entry: e)
-                let file = expected?.layer.map { "layer-" + String(format: "%04d", $0) + "." + PackSpec.fileExtension }
-                    ?? "globals." + PackSpec.fileExtension
+                let file = expected?.layer.map { "layer-" + String(format: "%04d", $0) + "." + fileExtension }
+                    ?? "globals." + fileExtension
                 if items[file] == nil {
                     files.append(file)
                     items[file] = []
@@ -85,7 +92,7 @@ public enum Converter {
         }
         try prepare(output: output, resume: options.resume)
         let dir = checkpoint.directory
-        let plan = plan(checkpoint)
+        let plan = plan(checkpoint, fileExtension: options.compressionLevel == nil ? PackSpec.fileExtension : PackSpec.archiveExtension)
         let shardByName = Dictionary(uniqueKeysWithValues: dir.shardNames.enumerated().compactMap { i, n in dir.shards[i].map { (n, $0) } })
         let total = plan.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.length } }
         let counter = ProgressCounter(total: total, report: progress)
@@ -98,20 +105,22 @@ public enum Converter {
                     counter.add(tensors.reduce(0) { $0 + $1.length })
                     return true
                 }
-                _ = try PackWriter.write(
-                    path: path, tensors: tensors,
-                    read: { source in
-                        guard let shard = shardByName[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
-                        let whole = try shard.file.mapped()
-                        let range = source.offset..<(source.offset + source.length)
-                        shard.file.adviseSequential(range)
-                        return UnsafeRawBufferPointer(rebasing: whole[range])
-                    },
-                    release: { source, copied in
-                        // Copied pages leave this process (the page cache keeps them): memory stays bounded.
-                        shardByName[source.shard]?.file.adviseDone((source.offset + copied.lowerBound)..<(source.offset + copied.upperBound))
-                    },
-                    progress: counter.add)
+                let read = { (source: PackSource) throws -> UnsafeRawBufferPointer in
+                    guard let shard = shardByName[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
+                    let whole = try shard.file.mapped()
+                    let range = source.offset..<(source.offset + source.length)
+                    shard.file.adviseSequential(range)
+                    return UnsafeRawBufferPointer(rebasing: whole[range])
+                }
+                let release = { (source: PackSource, copied: Range<Int>) -> Void in
+                    // Copied pages leave this process (the page cache keeps them): memory stays bounded.
+                    shardByName[source.shard]?.file.adviseDone((source.offset + copied.lowerBound)..<(source.offset + copied.upperBound))
+                }
+                if let level = options.compressionLevel {
+                    _ = try PackWriter.writeArchive(path: path, tensors: tensors, level: level, read: read, release: release, progress: counter.add)
+                } else {
+                    _ = try PackWriter.write(path: path, tensors: tensors, read: read, release: release, progress: counter.add)
+                }
                 return false
             }
         }
@@ -137,6 +146,7 @@ public enum Converter {
         return Report(
             files: plan.map(\.file), filesReused: reused, tensors: plan.reduce(0) { $0 + $1.tensors.count },
             stackedTensors: plan.reduce(0) { $0 + $1.tensors.filter { $0.sources.count > 1 }.count }, bytes: total,
+            fileBytes: try plan.reduce(0) { $0 + (try ReadOnlyFile(path: output + "/" + $1.file).byteCount) },
             seconds: Date().timeIntervalSince(start))
     }
 

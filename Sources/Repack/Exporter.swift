@@ -18,15 +18,11 @@ public enum Exporter {
         let start = Date()
         let manifest = try PackManifest.read(folder: input)
         let packs = try manifest.files.map { try PackFile(path: input + "/" + $0, name: $0) }
-        // Source tensor name → (pack, byte range in that pack's file).
-        var slices: [String: (pack: Int, range: Range<Int>)] = [:]
+        // Source tensor name → (pack, stored tensor, which of its sources).
+        var slices: [String: (pack: Int, tensor: PackTensor, index: Int)] = [:]
         for (p, pack) in packs.enumerated() {
             for tensor in pack.table.tensors {
-                var at = tensor.offset
-                for source in tensor.sources {
-                    slices[source.name] = (p, at..<(at + source.length))
-                    at += source.length
-                }
+                for (i, source) in tensor.sources.enumerated() { slices[source.name] = (p, tensor, i) }
             }
         }
         try Converter.prepare(output: output, resume: false)
@@ -46,20 +42,15 @@ public enum Exporter {
                 guard let slice = slices[entry.name] else {
                     throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
                 }
-                guard slice.range.count == entry.byteCount else {
-                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(slice.range.count) bytes, the header needs \(entry.byteCount)")
+                let length = slice.tensor.sources[slice.index].length
+                guard length == entry.byteCount else {
+                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(length) bytes, the header needs \(entry.byteCount)")
                 }
-                // In 64 MiB pieces, each dropped from this process once copied: memory stays bounded.
-                let pack = packs[slice.pack].file
-                var at = slice.range.lowerBound
-                while at < slice.range.upperBound {
-                    let piece = at..<min(slice.range.upperBound, at + (64 << 20))
-                    pack.adviseSequential(piece)
-                    try pack.withMapping { whole in
-                        try file.write(UnsafeRawBufferPointer(rebasing: whole[piece]), at: entry.rangeInFile.lowerBound + (at - slice.range.lowerBound))
-                    }
-                    pack.adviseDone(piece)
-                    at = piece.upperBound
+                // In pieces of at most 64 MiB (mapped slices dropped once copied, or decompressed frames).
+                var at = entry.rangeInFile.lowerBound
+                try packs[slice.pack].readSource(slice.tensor, slice.index) { piece in
+                    try file.write(piece, at: at)
+                    at += piece.count
                 }
                 counter.add(entry.byteCount)
             }

@@ -23,6 +23,8 @@ public struct PackInspectReport: Sendable, Codable {
     public var stackCount: Int
     public var tensorBytes: Int
     public var fileBytes: Int
+    /// "zstd" when the files are the compressed archive form.
+    public var compression: String?
     public var sourceShards: Int
 
     public init(folder: String) throws {
@@ -36,8 +38,10 @@ public struct PackInspectReport: Sendable, Codable {
         }
         var files: [FileSummary] = []
         var tensorBytes = 0
+        var compression: String?
         for name in manifest.files {
             let table = try PackFile(path: folder + "/" + name, name: name)
+            if table.isArchive { compression = table.table.compression }
             files.append(FileSummary(
                 name: name, tensors: table.table.tensors.count, stacks: table.table.tensors.filter { $0.sources.count > 1 }.count,
                 bytes: table.file.byteCount))
@@ -45,6 +49,7 @@ public struct PackInspectReport: Sendable, Codable {
         }
         self.files = files
         self.tensorBytes = tensorBytes
+        self.compression = compression
         tensorCount = files.reduce(0) { $0 + $1.tensors }
         stackCount = files.reduce(0) { $0 + $1.stacks }
         fileBytes = files.reduce(0) { $0 + $1.bytes }
@@ -57,7 +62,12 @@ public struct PackInspectReport: Sendable, Codable {
         if let layers, let routedExperts { out += ": \(layers) layers, \(routedExperts) routed experts" }
         out += "\n"
         out += "files          \(files.count), \(tensorCount) tensors (\(stackCount) expert-major stacks)\n"
-        out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (4096-byte alignment)\n"
+        if let compression {
+            let ratio = String(format: "%.3f", Double(tensorBytes) / Double(max(fileBytes, 1)))
+            out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (\(compression) archive, ratio \(ratio))\n"
+        } else {
+            out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (4096-byte alignment)\n"
+        }
         out += "source         \(sourceShards) Hugging Face shard\(sourceShards == 1 ? "" : "s") (headers kept for a byte-identical export)\n\n"
         let width = files.map(\.name.count).max() ?? 4
         for f in files {

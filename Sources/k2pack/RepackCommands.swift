@@ -20,6 +20,12 @@ struct ConvertCommand: ParsableCommand {
     @Flag(help: "Continue an interrupted conversion: finished files whose checksums verify are kept.")
     var resume = false
 
+    @Flag(help: "Write the compressed archive form (.k2z): independent zstd frames per tensor, not mmap-able; for storage and transfer.")
+    var compress = false
+
+    @Option(help: "zstd level for --compress (1–19).")
+    var level: Int32 = 3
+
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
@@ -28,11 +34,16 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         let (bar, progress) = progressReporter("convert", quiet: quiet || json)
-        let report = try Converter.convert(input: input, output: output, options: Converter.Options(resume: resume), progress: killSwitch(progress))
+        guard (1...19).contains(level) else { throw ValidationError("--level \(level): zstd levels 1 to 19") }
+        let options = Converter.Options(resume: resume, compressionLevel: compress ? level : nil)
+        let report = try Converter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()
         if json { try printJSON(report); return }
         let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e9 : 0
         print("wrote \(report.files.count) files (\(report.filesReused.count) kept from an earlier run), \(report.tensors) tensors (\(report.stackedTensors) expert stacks), \(report.bytes) bytes in \(String(format: "%.2f s, %.2f GB/s", report.seconds, rate))")
+        if compress {
+            print(String(format: "zstd level %d: %d tensor bytes in %d bytes of files, ratio %.3f", level, report.bytes, report.fileBytes, Double(report.bytes) / Double(max(report.fileBytes, 1))))
+        }
     }
 }
 

@@ -47,3 +47,23 @@ struct ParityCommandTests {
         #expect(bad.err.contains("k25-tiny.h5: no group /nope"), "\(bad.err)")
     }
 }
+
+@Suite("convert --compress on the command line")
+struct ArchiveCommandTests {
+    @Test("convert --compress reports its ratio, inspect shows it, parity refuses the archive and says why")
+    func archive() throws {
+        let dir = TemporaryDirectory()
+        let folder = dir.path + "/z"
+        let c = try run(["convert", "--compress", "--quiet", TestPaths.fixture("k25-tiny"), folder])
+        #expect(c.status == 0, "\(c.err)")
+        #expect(c.out.contains("zstd level 3:") && c.out.contains("ratio"))
+        let i = try run(["inspect", folder])
+        #expect(i.out.contains("zstd archive, ratio"), "\(i.out)")
+        let v = try run(["verify", folder])
+        #expect(v.status == 0 && v.out.contains("OK: no problems found"), "\(v.out)")
+        let p = try run(["parity", folder, "--reference", TestPaths.fixtures.appendingPathComponent("references/k25-tiny.h5").path + ":/exact"])
+        #expect(p.status == 1 && p.err.contains("is a zstd archive (convert --compress)"), "\(p.err)")
+        let bad = try run(["convert", "--compress", "--level", "40", TestPaths.fixture("k25-tiny"), dir.path + "/y"])
+        #expect(bad.status != 0 && bad.err.contains("--level 40: zstd levels 1 to 19"), "\(bad.err)")
+    }
+}

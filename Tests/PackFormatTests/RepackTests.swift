@@ -12,6 +12,16 @@ func firstDifference(_ a: Data, _ b: Data) -> String {
     return "first difference at byte \(i)"
 }
 
+/// Every file of `original` is in `copy`, byte for byte, and nothing else.
+func expectIdenticalFolders(_ original: String, _ copy: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let a = try folderContents(original), b = try folderContents(copy)
+    #expect(Set(b.keys) == Set(a.keys), sourceLocation: sourceLocation)
+    for (name, bytes) in a {
+        let other = try #require(b[name], "\(name) was not exported", sourceLocation: sourceLocation)
+        #expect(other == bytes, "\(name): \(firstDifference(other, bytes))", sourceLocation: sourceLocation)
+    }
+}
+
 @Suite("convert and export")
 struct RepackTests {
     @Test("export(convert(x)) is byte-identical to x, every file", arguments: ["k25-tiny", "k2-thinking-tiny", "deepseek-v3-tiny", "malformed/base"])
@@ -21,13 +31,7 @@ struct RepackTests {
         let exported = dir.path + "/exported"
         _ = try Converter.convert(input: TestPaths.fixture(fixture), output: packed)
         _ = try Exporter.export(input: packed, output: exported)
-        let original = try folderContents(TestPaths.fixture(fixture))
-        let again = try folderContents(exported)
-        #expect(Set(again.keys) == Set(original.keys))
-        for (name, bytes) in original {
-            let copy = try #require(again[name], "\(name) was not exported")
-            #expect(copy == bytes, "\(name): \(firstDifference(copy, bytes))")
-        }
+        try expectIdenticalFolders(TestPaths.fixture(fixture), exported)
     }
 
     @Test("routed experts are stacked expert-major, page-aligned, bit-exact")
@@ -50,7 +54,7 @@ struct RepackTests {
             let (shard, entry) = try #require(source.entry(named: s.name))
             expected += Array(try shard.bytes(of: entry))
         }
-        #expect(Array(try pack.bytes(of: stacked)) == expected)
+        #expect(try pack.contents(of: stacked) == expected)
         #expect(pack.verifyChecksums().isEmpty)
     }
 
