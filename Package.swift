@@ -49,6 +49,11 @@ let package = Package(
             name: "Repack",
             dependencies: ["Checkpoint", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
             swiftSettings: strict),
+        // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
+        .target(
+            name: "Requantize",
+            dependencies: ["Checkpoint", "Inspection", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
+            swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
@@ -57,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -67,11 +72,12 @@ let package = Package(
         .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "JSONCore", "TestSupport"]),
         .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),
-        .testTarget(name: "QuantizationTests", dependencies: ["Quantization"]),
+        .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "Checkpoint", "TestSupport"]),
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
         .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Checkpoint", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
-        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Repack", "TestSupport"]),
+        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Repack", "TestSupport"]),
+        .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

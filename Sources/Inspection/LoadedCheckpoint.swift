@@ -14,10 +14,12 @@ public struct LoadedCheckpoint: Sendable {
     public var positions: [[Int]] = []
     public var findings: [Finding]
 
-    public init(path: String) throws(CheckpointError) {
+    /// `ignoringQuantization`: expect every Linear as a plain `.weight`, whatever `quantization_config` says
+    /// (a "dequantized" copy whose config still claims to be compressed).
+    public init(path: String, ignoringQuantization: Bool = false) throws(CheckpointError) {
         // The config and its expected tensor list do not depend on the shards: build them while the
         // shard headers are read.
-        let planned = ConfigPlan()
+        let planned = ConfigPlan(ignoringQuantization: ignoringQuantization)
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) { planned.load(folder: path) }
         let directory: CheckpointDirectory
@@ -148,11 +150,15 @@ public struct LoadedCheckpoint: Sendable {
 private final class ConfigPlan: @unchecked Sendable {
     var result: Result<(ModelConfig, ExpectedTensorList), ConfigError>?
     var config: ModelConfig?
+    let ignoringQuantization: Bool
+
+    init(ignoringQuantization: Bool) { self.ignoringQuantization = ignoringQuantization }
 
     func load(folder: String) {
         guard let bytes = try? ReadOnlyFile(path: folder + "/" + CheckpointDirectory.configFileName).readAll() else { return }
         do throws(ConfigError) {
-            let config = try ModelConfig.parse(bytes)
+            var config = try ModelConfig.parse(bytes)
+            if ignoringQuantization { config.quantization = nil }
             self.config = config
             result = .success((config, try ExpectedTensorList(config: config)))
         } catch {

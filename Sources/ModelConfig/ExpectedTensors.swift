@@ -174,6 +174,9 @@ public struct ExpectedTensorList: Sendable {
         // Everything but the names is the same for every instance: build it once.
         let logical = [out, inFeatures]
         let plainDTypes = [plainDType]
+        // An unquantized Linear weight may also be float32, a lossless superset (what `dequantize --exact`
+        // writes); loaders convert it to the model dtype.
+        let weightDTypes = plainDType == .f32 ? plainDTypes : plainDTypes + [.f32]
         let biasShape = [out]
         let hasBias = spec.bias ?? false
         for inst in instances {
@@ -195,7 +198,7 @@ public struct ExpectedTensorList: Sendable {
                     tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst))
                 }
             case nil:
-                tensors.append(make(module + ".weight", spec.role, logical, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst))
+                tensors.append(make(module + ".weight", spec.role, logical, weightDTypes, .plain, module: module, logical: nil, method: nil, inst: inst))
             }
             if hasBias {
                 tensors.append(make(module + ".bias", spec.role, biasShape, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst))

@@ -1,4 +1,5 @@
 import Foundation
+import JSONCore
 import Manifests
 import TensorCore
 
@@ -75,10 +76,13 @@ public struct ArchitectureManifest: Codable, Sendable {
     public var textConfigKey: String?
     public var visionConfigKey: String?
     public var textPrefix: String
+    /// The manifest holding the architecture's native `quantization_config`, if k2pack can produce it.
+    public var nativeQuantization: String?
     public var parts: [ArchitecturePart]
 
     enum CodingKeys: String, CodingKey {
         case name, parts
+        case nativeQuantization = "native_quantization"
         case displayName = "display_name"
         case modelTypes = "model_types"
         case textConfigKey = "text_config_key"
@@ -99,6 +103,21 @@ public enum ManifestLibrary {
 
     public static func specs(named name: String) throws(ConfigError) -> [TensorSpec] {
         try decode(SpecFile.self, named: name).specs
+    }
+
+    /// The `quantization_config` JSON of a scheme manifest (`kimi_int4_scheme`).
+    public static func scheme(named name: String) throws(ConfigError) -> JSONValue {
+        guard let data = ManifestResources.data(named: name) else {
+            throw .manifest(name: name, reason: "not found among the shipped manifests")
+        }
+        let value: JSONValue
+        do throws(JSONError) { value = try JSONDocument.parse(Array(data)) } catch {
+            throw .manifest(name: name, reason: "is not valid JSON: \(error)")
+        }
+        guard let q = value["quantization_config"], q.objectValue != nil else {
+            throw .manifest(name: name, reason: "has no quantization_config object")
+        }
+        return q
     }
 
     static func decode<T: Decodable>(_ type: T.Type, named name: String) throws(ConfigError) -> T {

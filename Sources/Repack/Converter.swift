@@ -151,7 +151,7 @@ public enum Converter {
     }
 
     /// The output folder must be new or empty, unless resuming.
-    static func prepare(output: String, resume: Bool) throws {
+    public static func prepare(output: String, resume: Bool) throws {
         let fm = FileManager.default
         if fm.fileExists(atPath: output) {
             let contents = try fm.contentsOfDirectory(atPath: output)

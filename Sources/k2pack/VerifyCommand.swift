@@ -3,6 +3,7 @@ import Checkpoint
 import Foundation
 import Inspection
 import Repack
+import Requantize
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +12,8 @@ struct VerifyCommand: ParsableCommand {
         discussion: """
             Exits 0 when clean and 1 with a report naming each problem (file, tensor, found vs expected).
             With --sha256, every listed file is checked against its SHA-256 (sha256sum format).
+            With --requantize --bf16 DIR, the BF16 weights of DIR are quantized in memory by the compressed-tensors rule and \
+            compared with the checkpoint's INT4 codes and scales: agreement is reported per tensor, not assumed.
             """
     )
 
@@ -26,6 +29,12 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Shards scanned at once (default: the number of cores).")
     var threads: Int?
 
+    @Flag(help: "Compare the INT4 codes and scales with the BF16 weights of --bf16 quantized again (the reference rule).")
+    var requantize = false
+
+    @Option(help: "With --requantize: the BF16 checkpoint folder.")
+    var bf16: String?
+
     @Flag(help: "Print the report as JSON.")
     var json = false
 
@@ -34,9 +43,15 @@ struct VerifyCommand: ParsableCommand {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if requantize != (bf16 != nil) { throw ValidationError("--requantize and --bf16 DIR go together") }
     }
 
     func run() throws {
+        if requantize, let bf16 {
+            let report = try RequantizeCheck.run(int4: checkpoint, bf16: bf16)
+            if json { try printJSON(report) } else { print(report.renderText()) }
+            return
+        }
         var options = VerifyOptions(scanData: !headersOnly)
         if let threads { options.threads = threads }
         if let sha256List {

@@ -67,3 +67,27 @@ struct ArchiveCommandTests {
         #expect(bad.status != 0 && bad.err.contains("--level 40: zstd levels 1 to 19"), "\(bad.err)")
     }
 }
+
+@Suite("quantize, dequantize and verify --requantize on the command line")
+struct QuantizeCommandTests {
+    @Test("quantize → verify → parity; dequantize → verify --requantize reports the pinned counts")
+    func roundTrip() throws {
+        let dir = TemporaryDirectory()
+        let q = try run(["quantize", "--json", TestPaths.fixture("quantize/k2-thinking-bf16"), dir.path + "/q"])
+        #expect(q.status == 0, "\(q.err)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(q.out.utf8)) as? [String: Any])
+        #expect(object["quantized_modules"] as? Int == 48)
+        #expect(try run(["verify", "--quiet", dir.path + "/q"]).status == 0)
+        let p = try run(["parity", dir.path + "/q", "--reference", TestPaths.fixtures.appendingPathComponent("references/k2-thinking-tiny.h5").path + ":/exact"])
+        #expect(p.status == 0, "\(p.out)")
+        let d = try run(["dequantize", "--quiet", TestPaths.fixture("k2-thinking-tiny"), dir.path + "/d"])
+        #expect(d.status == 0 && d.out.contains("dequantized 48 modules to BF16"), "\(d.err)")
+        let r = try run(["verify", "--requantize", TestPaths.fixture("k2-thinking-tiny"), "--bf16", dir.path + "/d"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("codes:  937 of 98304 differ") && r.out.contains("scales: 3072 of 3072 differ"), "\(r.out)")
+        let bad = try run(["verify", "--requantize", TestPaths.fixture("k2-thinking-tiny")])
+        #expect(bad.status != 0 && bad.err.contains("--requantize and --bf16 DIR go together"))
+        let twice = try run(["quantize", TestPaths.fixture("k2-thinking-tiny"), dir.path + "/t"])
+        #expect(twice.status == 1 && twice.err.contains("is already quantized"), "\(twice.err)")
+    }
+}

@@ -1,0 +1,353 @@
+import Checkpoint
+import Dispatch
+import Foundation
+import Inspection
+import JSONCore
+import ModelConfig
+import PackFormat
+import Quantization
+import Repack
+import TensorCore
+
+/// Why quantize, dequantize or a requantize check cannot proceed, naming the file and tensor.
+public enum RequantizeError: Error, Equatable, Sendable, CustomStringConvertible {
+    case input(String)
+    case scheme(String)
+    case tensor(file: String, tensor: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .input(let reason): reason
+        case .scheme(let reason): "quantization scheme: \(reason)"
+        case let .tensor(file, tensor, reason): "\(file): tensor '\(tensor)': \(reason)"
+        }
+    }
+}
+
+/// Where the result goes.
+public enum OutputFormat: String, Sendable, CaseIterable, Codable {
+    case hf
+    case k2pack
+}
+
+/// Shared by quantize and dequantize: opening the input, writing shards, index, config and the other files.
+enum Rewrite {
+    /// Opens a checkpoint and refuses it when structurally broken.
+    static func open(_ path: String, ignoringQuantization: Bool = false) throws -> LoadedCheckpoint {
+        let checkpoint = try LoadedCheckpoint(path: path, ignoringQuantization: ignoringQuantization)
+        let errors = checkpoint.findings.filter { $0.severity == .error }
+        guard errors.isEmpty, checkpoint.config != nil else {
+            let first = errors.first.map { [$0.file, $0.tensor, $0.message].compactMap { $0 }.joined(separator: ": ") } ?? "no readable config.json"
+            throw RequantizeError.input("\(path) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first)")
+        }
+        return checkpoint
+    }
+
+    /// A tensor copied byte for byte, in 64 MiB pieces dropped from the process once written.
+    static func copy(_ shard: SafetensorsFile, _ entry: TensorEntry) -> OutputTensor {
+        OutputTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, length: entry.byteCount) { emit in
+            let bytes = try shard.bytes(of: entry)
+            var at = 0
+            while at < bytes.count {
+                let end = min(bytes.count, at + (64 << 20))
+                try emit(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
+                shard.file.adviseDone((entry.rangeInFile.lowerBound + at)..<(entry.rangeInFile.lowerBound + end))
+                at = end
+            }
+        }
+    }
+
+    /// Writes every shard (in parallel), the index when the input had one, config.json as given, and copies
+    /// every other regular file of the input folder (tokenizer, generation config, …) verbatim.
+    static func write(
+        _ checkpoint: LoadedCheckpoint, to output: String, shards: [(name: String, tensors: [OutputTensor])], config: JSONObject, threads: Int
+    ) throws -> Int {
+        try Converter.prepare(output: output, resume: false)
+        let results: [Result<Int, any Error>] = parallelMap(count: shards.count, width: threads) { i in
+            Result { try SafetensorsWriter.write(path: output + "/" + shards[i].name, tensors: shards[i].tensors) }
+        }
+        if let failure = results.first(where: { if case .failure = $0 { true } else { false } }), case .failure(let error) = failure {
+            // Nothing half-way: the shards that did finish go too (the folder was new or empty).
+            for (name, _) in shards { try? FileManager.default.removeItem(atPath: output + "/" + name) }
+            throw error
+        }
+        let bytes = try results.reduce(0) { $0 + (try $1.get()) }
+        let input = checkpoint.directory.path
+        if checkpoint.directory.index != nil {
+            try AtomicFile.write(IndexWriter.bytes(shards: shards), to: output + "/" + ShardIndex.fileName)
+        }
+        try AtomicFile.write(Array((JSONValue.object(config).serialized() + "\n").utf8), to: output + "/" + CheckpointDirectory.configFileName)
+        let written = Set(shards.map(\.name) + [ShardIndex.fileName, CheckpointDirectory.configFileName])
+        for name in try FileManager.default.contentsOfDirectory(atPath: input).sorted() where !written.contains(name) && !name.hasSuffix(".safetensors") {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: input + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue,
+                !name.hasPrefix(".")
+            else { continue }
+            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + name).readAll(), to: output + "/" + name)
+        }
+        return bytes
+    }
+
+    /// `body` writes an HF folder at the path it is given; with `.k2pack` that is a staging folder next to
+    /// `output`, converted into `output` and removed.
+    static func deliver(_ format: OutputFormat, to output: String, threads: Int, _ body: (String) throws -> Void) throws {
+        guard format == .k2pack else { return try body(output) }
+        let staging = output.hasSuffix("/") ? String(output.dropLast()) + ".hf-staging" : output + ".hf-staging"
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        try body(staging)
+        var options = Converter.Options()
+        options.threads = threads
+        _ = try Converter.convert(input: staging, output: output, options: options)
+    }
+
+    /// Rows `[0, rows)` in blocks, each block split among `threads` workers; `work(rows)` must only touch its rows.
+    static func parallelRows(_ rows: Int, block: Int, threads: Int, _ work: @Sendable (Range<Int>) -> Void) {
+        var start = 0
+        while start < rows {
+            let count = min(block, rows - start)
+            let share = (count + threads - 1) / threads
+            let base = start
+            DispatchQueue.concurrentPerform(iterations: min(threads, count)) { i in
+                let lo = base + i * share, hi = min(base + count, lo + share)
+                if lo < hi { work(lo..<hi) }
+            }
+            start += count
+        }
+    }
+}
+
+/// `k2pack quantize`: a BF16 checkpoint → native INT4 `pack-quantized`, bit-exact with compressed-tensors.
+public enum Quantizer {
+    public struct Options: Sendable {
+        public var format: OutputFormat = .hf
+        /// A `quantization_config` JSON file (bare or under a "quantization_config" key); nil: the architecture's
+        /// native scheme from its manifest.
+        public var schemeFile: String?
+        public var threads = ProcessInfo.processInfo.activeProcessorCount
+        public init(format: OutputFormat = .hf, schemeFile: String? = nil) {
+            self.format = format
+            self.schemeFile = schemeFile
+        }
+    }
+
+    public struct Report: Sendable, Codable {
+        public var scheme: String
+        public var quantizedModules: Int
+        public var copiedTensors: Int
+        public var inputBytes: Int
+        public var outputBytes: Int
+        public var notes: [String]
+        public var seconds: Double
+    }
+
+    /// The scheme's JSON and its parsed form.
+    static func scheme(for config: ModelConfig, file: String?) throws -> (json: JSONValue, scheme: QuantizationScheme) {
+        var json: JSONValue
+        var location: String
+        if let file {
+            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(file): cannot be read") }
+            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(file): \(error)") }
+            if let inner = json["quantization_config"] { json = inner }
+            location = file
+        } else {
+            guard let name = config.architecture.nativeQuantization else {
+                throw RequantizeError.scheme("\(config.architecture.displayName) has no native INT4 scheme k2pack can produce; pass --scheme FILE (a quantization_config)")
+            }
+            json = try ManifestLibrary.scheme(named: name)
+            location = "the \(config.architecture.displayName) manifest (\(name))"
+        }
+        let scheme = try QuantizationScheme.parse(json, location: location, file: file ?? name(of: config))
+        guard scheme.format == "pack-quantized" else {
+            throw RequantizeError.scheme("format \"\(scheme.format ?? "none")\" (k2pack writes pack-quantized)")
+        }
+        for group in scheme.groups {
+            let weights = json["config_groups"]?[group.name]?["weights"]
+            func check(_ key: String, _ expected: JSONValue, _ allowMissing: Bool = false) throws {
+                let value = weights?[key]
+                if allowMissing, value == nil || value == .null { return }
+                guard value == expected else {
+                    throw RequantizeError.scheme("config group \(group.name): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
+                }
+            }
+            try check("num_bits", .number("4"))
+            try check("type", .string("int"))
+            try check("symmetric", .bool(true))
+            try check("strategy", .string("group"))
+            try check("dynamic", .bool(false), true)
+            try check("observer", .string("minmax"), true)
+            guard case let .packQuantized(_, groupSize, _) = group.method, groupSize > 0, groupSize % 8 == 0 else {
+                throw RequantizeError.scheme("config group \(group.name): the group size must be a positive multiple of 8")
+            }
+        }
+        return (json, scheme)
+    }
+
+    private static func name(of config: ModelConfig) -> String { config.architecture.name }
+
+    /// config.json with `scheme` where the architecture keeps it (inside the text config for K2.5), any stale
+    /// copy removed.
+    static func config(_ raw: JSONObject, architecture: ArchitectureManifest, setting scheme: JSONValue?) -> JSONObject {
+        var top = raw
+        top.remove("quantization_config")
+        if let key = architecture.textConfigKey, var text = top[key]?.objectValue {
+            text.remove("quantization_config")
+            if let scheme { text.set("quantization_config", scheme) }
+            top.set(key, .object(text))
+        } else if let scheme {
+            top.set("quantization_config", scheme)
+        }
+        return top
+    }
+
+    public static func quantize(input: String, output: String, options: Options = Options(), progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
+        let start = Date()
+        var notes: [String] = []
+        var checkpoint = try LoadedCheckpoint(path: input)
+        if let config = checkpoint.config, config.quantization != nil {
+            let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
+            guard plain.findings.allSatisfy({ $0.severity != .error }) else {
+                throw RequantizeError.input("\(input) is already quantized (\(config.quantization!.summary)); nothing to quantize")
+            }
+            notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")
+            checkpoint = plain
+        }
+        checkpoint = notes.isEmpty ? try Rewrite.open(input) : try Rewrite.open(input, ignoringQuantization: true)
+        let config = checkpoint.config!
+        let (schemeJSON, scheme) = try scheme(for: config, file: options.schemeFile)
+        var quantized = config
+        quantized.quantization = scheme
+        let target = try ExpectedTensorList(config: quantized)
+        var groups: [String: Int] = [:]
+        for t in target.tensors where t.form == .packed {
+            if let module = t.module, case let .packQuantized(_, groupSize, _)? = t.method { groups[module] = groupSize }
+        }
+
+        let dir = checkpoint.directory
+        let total = dir.shards.compactMap { $0 }.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+        let counter = ProgressCounter(total: total, report: progress)
+        var modules = 0, copied = 0
+        var shards: [(name: String, tensors: [OutputTensor])] = []
+        for (s, shard) in dir.shards.enumerated() {
+            guard let shard else { continue }
+            var tensors: [OutputTensor] = []
+            for entry in shard.tensors {
+                let module = entry.name.hasSuffix(".weight") ? String(entry.name.dropLast(".weight".count)) : nil
+                if let module, let group = groups[module] {
+                    tensors += try quantizedTensors(shard: shard, entry: entry, module: module, groupSize: group, threads: options.threads, counter: counter)
+                    modules += 1
+                } else {
+                    var t = Rewrite.copy(shard, entry)
+                    let produce = t.produce
+                    t.produce = { emit in try produce { try emit($0); counter.add($0.count) } }
+                    tensors.append(t)
+                    copied += 1
+                }
+            }
+            shards.append((dir.shardNames[s], tensors))
+        }
+        let outputConfig = Self.config(config.raw, architecture: config.architecture, setting: schemeJSON)
+        var written = 0
+        try Rewrite.deliver(options.format, to: output, threads: options.threads) { folder in
+            written = try Rewrite.write(checkpoint, to: folder, shards: shards, config: outputConfig, threads: options.threads)
+        }
+        return Report(
+            scheme: scheme.summary, quantizedModules: modules, copiedTensors: copied, inputBytes: total, outputBytes: written, notes: notes,
+            seconds: Date().timeIntervalSince(start))
+    }
+
+    /// `module.weight` (BF16 [out, in]) → `weight_packed` I32 [out, in/8], `weight_scale` BF16 [out, in/group],
+    /// `weight_shape` I32 [2], as in the real K2.5 files. Rows are quantized in parallel blocks; the scales of a
+    /// whole tensor (1/16 of its size) are kept until its codes are written.
+    static func quantizedTensors(
+        shard: SafetensorsFile, entry: TensorEntry, module: String, groupSize: Int, threads: Int, counter: ProgressCounter
+    ) throws -> [OutputTensor] {
+        guard entry.dtype == .bf16, entry.shape.count == 2, entry.shape[1] % groupSize == 0 else {
+            throw RequantizeError.tensor(
+                file: shard.name, tensor: entry.name,
+                reason: "quantizing needs a BF16 [out, in] matrix with in a multiple of \(groupSize); found \(entry.dtype.rawValue) \(formatShape(entry.shape))")
+        }
+        let rows = entry.shape[0], cols = entry.shape[1]
+        let scales = ScaleBuffer(count: rows * (cols / groupSize))
+        let failure = FailureSlot()
+        let packed = OutputTensor(name: module + ".weight_packed", dtype: .i32, shape: [rows, cols / 8], length: rows * cols / 2) { emit in
+            let weights = SharedBytes(try shard.bytes(of: entry))
+            scales.allocate()
+            let blockRows = max(1, (16 << 20) / max(cols / 2, 1))
+            var words = [UInt32](repeating: 0, count: min(rows, blockRows) * cols / 8)
+            var at = 0
+            while at < rows {
+                let count = min(blockRows, rows - at)
+                let base = at
+                words.withUnsafeMutableBufferPointer { out in
+                    let target = UnsafeSendableWords(out.baseAddress!)
+                    Rewrite.parallelRows(count, block: count, threads: threads) { range in
+                        for r in range {
+                            let row = UnsafeBufferPointer(start: (weights.bytes.baseAddress! + 2 * (base + r) * cols).assumingMemoryBound(to: UInt16.self), count: cols)
+                            do throws(Int4Quantizer.Failure) {
+                                try Int4Quantizer.quantizeRow(
+                                    row, groupSize: groupSize, words: UnsafeMutableBufferPointer(start: target.pointer + r * cols / 8, count: cols / 8),
+                                    scales: UnsafeMutableBufferPointer(start: scales.pointer + (base + r) * (cols / groupSize), count: cols / groupSize))
+                            } catch {
+                                failure.record(row: base + r, error)
+                            }
+                        }
+                    }
+                }
+                if let (row, error) = failure.first, case let .notFinite(column, _) = error {
+                    throw RequantizeError.tensor(file: shard.name, tensor: entry.name, reason: "row \(row), column \(column): \(error)")
+                }
+                try words.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[0..<(count * cols / 2)])) }
+                shard.file.adviseDone((entry.rangeInFile.lowerBound + 2 * at * cols)..<(entry.rangeInFile.lowerBound + 2 * (at + count) * cols))
+                counter.add(2 * count * cols)
+                at += count
+            }
+        }
+        let scale = OutputTensor(name: module + ".weight_scale", dtype: .bf16, shape: [rows, cols / groupSize], length: 2 * rows * (cols / groupSize)) { emit in
+            try emit(UnsafeRawBufferPointer(start: scales.pointer, count: 2 * scales.count))
+            scales.free()
+        }
+        let shape = OutputTensor(name: module + ".weight_shape", dtype: .i32, shape: [2], length: 8) { emit in
+            let values = [Int32(rows), Int32(cols)]
+            try values.withUnsafeBytes { try emit($0) }
+        }
+        return [packed, scale, shape]
+    }
+}
+
+/// The scales of one tensor, filled by the row workers (disjoint ranges), written after its codes. Allocated
+/// only while that tensor is being written, so memory holds one tensor's scales at a time.
+final class ScaleBuffer: @unchecked Sendable {
+    private(set) var pointer = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
+    let count: Int
+    init(count: Int) { self.count = count }
+    func allocate() {
+        pointer.deallocate()
+        pointer = .allocate(capacity: max(count, 1))
+    }
+    func free() {
+        pointer.deallocate()
+        pointer = .allocate(capacity: 1)
+    }
+    deinit { pointer.deallocate() }
+}
+
+/// The first failure among row workers (lowest row wins, so the message does not depend on scheduling).
+final class FailureSlot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: (row: Int, error: Int4Quantizer.Failure)?
+    func record(row: Int, _ error: Int4Quantizer.Failure) {
+        lock.lock()
+        if value == nil || row < value!.row { value = (row, error) }
+        lock.unlock()
+    }
+    var first: (row: Int, error: Int4Quantizer.Failure)? {
+        lock.lock()
+        defer { lock.unlock() }
+        return value
+    }
+}
+
+struct UnsafeSendableWords: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<UInt32>
+    init(_ pointer: UnsafeMutablePointer<UInt32>) { self.pointer = pointer }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import Requantize
+
+extension OutputFormat: ExpressibleByArgument {}
+
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Quantize a BF16 checkpoint to native INT4 pack-quantized, bit-exact with compressed-tensors.",
+        discussion: """
+            The scheme is the architecture's native one (Kimi K2.5 / K2-Thinking: INT4 symmetric, group 32, routed experts \
+            only), or --scheme FILE (a quantization_config). Exactly the Linear weights it targets, minus its ignore list, \
+            are quantized; every other tensor is copied byte for byte. A config that still carries a quantization_config \
+            over plain .weight tensors is recognized and treated as BF16.
+            """)
+
+    @Argument(help: "The BF16 Hugging Face checkpoint folder.")
+    var input: String
+
+    @Argument(help: "The output folder (new or empty).")
+    var output: String
+
+    @Option(help: "Output layout: hf (safetensors shards) or k2pack.")
+    var format: OutputFormat = .hf
+
+    @Option(help: "A quantization_config JSON file to apply instead of the architecture's native scheme.")
+    var scheme: String?
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    func run() throws {
+        let (bar, progress) = progressReporter("quantize", quiet: quiet || json)
+        let report = try Quantizer.quantize(input: input, output: output, options: Quantizer.Options(format: format, schemeFile: scheme), progress: progress)
+        bar?.finish()
+        if json { try printJSON(report); return }
+        for note in report.notes { print("note: \(note)") }
+        print("quantized \(report.quantizedModules) modules (\(report.scheme)), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
+    }
+}
+
+struct DequantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dequantize",
+        abstract: "Turn every pack-quantized module back into a plain .weight: bf16(q·scale) as compressed-tensors does, or --exact float32.",
+        discussion: "One streaming pass from the INT4 folder; the output config has no quantization_config at any level.")
+
+    @Argument(help: "The INT4 Hugging Face checkpoint folder.")
+    var input: String
+
+    @Argument(help: "The output folder (new or empty).")
+    var output: String
+
+    @Option(help: "Output layout: hf (safetensors shards) or k2pack.")
+    var format: OutputFormat = .hf
+
+    @Flag(help: "Write float32 q·scale (exact) instead of BF16.")
+    var exact = false
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    func run() throws {
+        let (bar, progress) = progressReporter("dequantize", quiet: quiet || json)
+        let report = try Dequantizer.dequantize(input: input, output: output, options: Dequantizer.Options(format: format, exact: exact), progress: progress)
+        bar?.finish()
+        if json { try printJSON(report); return }
+        print("dequantized \(report.dequantizedModules) modules to \(report.dtype), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
+    }
+}
