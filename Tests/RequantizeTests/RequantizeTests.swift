@@ -69,9 +69,14 @@ struct RequantizeTests {
         #expect(!(try String(contentsOfFile: out + "/config.json", encoding: .utf8)).contains("quantization_config"))
         let p = try parity(out, "/bf16", fixture: "k2-thinking-tiny")
         #expect(p.pass, "parity of the dequantized output failed at layer \(p.firstFailingLayer ?? -1)")
-        // K2.5: the nested text_config's quantization_config goes too.
+        // K2.5: the nested text_config's quantization_config goes too, and quantizing puts it back there.
         _ = try Dequantizer.dequantize(input: TestPaths.fixture("k25-tiny"), output: dir.path + "/d25")
         #expect(!(try String(contentsOfFile: dir.path + "/d25/config.json", encoding: .utf8)).contains("quantization_config"))
+        let again = try Quantizer.quantize(input: dir.path + "/d25", output: dir.path + "/q25")
+        #expect(again.quantizedModules == 48)
+        let config = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.path + "/q25/config.json"))) as? [String: Any])
+        #expect(config["quantization_config"] == nil)
+        #expect((config["text_config"] as? [String: Any])?["quantization_config"] != nil, "K2.5 keeps its scheme inside text_config")
     }
 
     @Test("--exact writes float32 q·scale, which rounds to the BF16 output")
