@@ -26,49 +26,69 @@ public enum Int4Quantizer {
     }
 
     /// Quantizes one row of BF16 bits (length a multiple of `groupSize`, `groupSize` a multiple of 8) into
-    /// packed words (`row.count / 8`) and BF16 scale bits (`row.count / groupSize`).
+    /// packed words (`row.count / 8`) and BF16 scale bits (`row.count / groupSize`). Eight values at a time; every
+    /// step is exact float32 arithmetic or an explicit round-to-nearest-even, so the result is the scalar rule's.
     public static func quantizeRow(
         _ row: UnsafeBufferPointer<UInt16>, groupSize: Int, words: UnsafeMutableBufferPointer<UInt32>,
         scales: UnsafeMutableBufferPointer<UInt16>
     ) throws(Failure) {
         precondition(groupSize % 8 == 0 && row.count % groupSize == 0, "quantizeRow: the group must divide the row and hold whole words")
+        let base = UnsafeRawPointer(row.baseAddress!)
+        let magic = SIMD8<Float>(repeating: 12_582_912)  // 1.5·2²³
         for g in 0..<(row.count / groupSize) {
             let start = g * groupSize
-            var lo: Float = 0, hi: Float = 0
-            for c in start..<(start + groupSize) {
-                let bits = row[c]
-                guard bits & 0x7F80 != 0x7F80 else { throw .notFinite(column: c, bits: bits) }
-                let v = BFloat16Bits.toFloat(bits)
-                lo = min(lo, v)
-                hi = max(hi, v)
+            // amax = max(|min(w, 0)|, max(w, 0)) = max |w|: the largest magnitude's bits (finite BF16 order by
+            // their low 15 bits); an exponent of all ones is NaN or infinity.
+            var largest: UInt16 = 0
+            for c in start..<(start + groupSize) { largest = max(largest, row[c] & 0x7FFF) }
+            if largest >= 0x7F80 {
+                let c = (start..<(start + groupSize)).first { row[$0] & 0x7F80 == 0x7F80 }!
+                throw .notFinite(column: c, bits: row[c])
             }
-            let amax = max(-lo, hi)
-            var scaleBits = BFloat16Bits.fromFloat(amax / 7.5)
+            var scaleBits = BFloat16Bits.fromFloat(BFloat16Bits.toFloat(largest) / 7.5)
             if scaleBits & 0x7FFF == 0 { scaleBits = zeroScaleGuard }
             scales[g] = scaleBits
-            let scale = BFloat16Bits.toFloat(scaleBits)
-            for w in 0..<(groupSize / 8) {
+            let scale = SIMD8<Float>(repeating: BFloat16Bits.toFloat(scaleBits))
+            for c in stride(from: start, to: start + groupSize, by: 8) {
+                let bits = SIMD8<UInt32>(truncatingIfNeeded: base.loadUnaligned(fromByteOffset: 2 * c, as: SIMD8<UInt16>.self)) &<< 16
+                let x = roundedToBFloat16(unsafeBitCast(bits, to: SIMD8<Float>.self) / scale)
+                // Round half to even by adding 1.5·2²³ (the float's low bits are then the integer's two's
+                // complement; |x| stays far below 2²²), then clamp to [−8, 7]: for integers that is the same as
+                // clamping first. q + 8 is the nibble.
+                let r = unsafeBitCast(x + magic, to: SIMD8<UInt32>.self)
                 var word: UInt32 = 0
                 for k in 0..<8 {
-                    let c = start + 8 * w + k
-                    let x = BFloat16Bits.toFloat(BFloat16Bits.fromFloat(BFloat16Bits.toFloat(row[c]) / scale))
-                    let q = min(max(x, -8), 7).rounded(.toNearestOrEven)
-                    word |= UInt32(Int(q) + 8) << UInt32(4 * k)
+                    let q = Int32(bitPattern: r[k] &- 0x4B40_0000)
+                    word |= UInt32(truncatingIfNeeded: (q < -8 ? -8 : (q > 7 ? 7 : q)) + 8) << UInt32(4 * k)
                 }
-                words[start / 8 + w] = word
+                words[c / 8] = word
             }
         }
     }
 
-    /// Dequantizes one packed row: `q · scale` in float32 (exact), or that product rounded to BF16.
+    /// Float32 → nearest BF16 (ties to even), as float32: finite inputs only.
+    @inline(__always)
+    static func roundedToBFloat16(_ v: SIMD8<Float>) -> SIMD8<Float> {
+        let bits = unsafeBitCast(v, to: SIMD8<UInt32>.self)
+        let lsb = (bits &>> 16) & 1
+        return unsafeBitCast(((bits &+ 0x7FFF &+ lsb) &>> 16) &<< 16, to: SIMD8<Float>.self)
+    }
+
+    /// Dequantizes one packed row: `q · scale` in float32 (exact), or that product rounded to BF16. Eight codes
+    /// (one word) at a time; a nibble becomes a float by the 1.5·2²³ trick, with no conversion instruction.
     public static func dequantizeRow(
         words: UnsafeBufferPointer<UInt32>, scales: UnsafeBufferPointer<UInt16>, groupSize: Int, exact: Bool,
         into out: UnsafeMutableBufferPointer<Float>
     ) {
-        for c in 0..<out.count {
-            let q = Float(Int((words[c / 8] >> UInt32(4 * (c % 8))) & 0xF) - 8)
-            let v = q * BFloat16Bits.toFloat(scales[c / groupSize])
-            out[c] = exact ? v : BFloat16Bits.toFloat(BFloat16Bits.fromFloat(v))
+        precondition(out.count % 8 == 0 && groupSize % 8 == 0, "dequantizeRow: whole words and whole groups")
+        let shifts = SIMD8<UInt32>(0, 4, 8, 12, 16, 20, 24, 28)
+        let magic = SIMD8<Float>(repeating: 12_582_912 + 8)
+        let target = UnsafeMutableRawPointer(out.baseAddress!)
+        for w in 0..<(out.count / 8) {
+            let nibbles = (SIMD8<UInt32>(repeating: UInt32(littleEndian: words[w])) &>> shifts) & 0xF
+            let q = unsafeBitCast(nibbles | 0x4B40_0000, to: SIMD8<Float>.self) - magic
+            let v = q * SIMD8<Float>(repeating: BFloat16Bits.toFloat(scales[8 * w / groupSize]))
+            target.storeBytes(of: exact ? v : roundedToBFloat16(v), toByteOffset: 32 * w, as: SIMD8<Float>.self)
         }
     }
 }

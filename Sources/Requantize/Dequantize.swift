@@ -61,32 +61,20 @@ public enum Dequantizer {
         let config = checkpoint.config!
         guard config.quantization != nil else { throw RequantizeError.input("\(input) has no quantization_config: nothing to dequantize") }
         let modules = try modules(checkpoint)
-        let dir = checkpoint.directory
-        let total = dir.shards.compactMap { $0 }.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+        let total = Rewrite.tensorBytes(checkpoint)
         let counter = ProgressCounter(total: total, report: progress)
         let outType: DType = options.exact ? .f32 : .bf16
-        var done = 0, copied = 0
-        var shards: [(name: String, tensors: [OutputTensor])] = []
-        for (s, shard) in dir.shards.enumerated() {
-            guard let shard else { continue }
-            var tensors: [OutputTensor] = []
-            for entry in shard.tensors {
-                let suffixes = [".weight_packed", ".weight_scale", ".weight_shape"]
-                if let suffix = suffixes.first(where: { entry.name.hasSuffix($0) }), let m = modules[String(entry.name.dropLast(suffix.count))] {
-                    // The module's weight takes the place of its codes; scales and shape are consumed.
-                    guard suffix == ".weight_packed" else { continue }
-                    let module = String(entry.name.dropLast(suffix.count))
-                    tensors.append(weight(module, m, exact: options.exact, dtype: outType, threads: options.threads, counter: counter))
-                    done += 1
-                } else {
-                    var t = Rewrite.copy(shard, entry)
-                    let produce = t.produce
-                    t.produce = { emit in try produce { try emit($0); counter.add($0.count) } }
-                    tensors.append(t)
-                    copied += 1
-                }
+        var done = 0
+        let (shards, copied) = try Rewrite.plan(checkpoint, counter: counter) { _, entry in
+            // The module's weight takes the place of its codes; its scales and shape are consumed.
+            for suffix in [".weight_packed", ".weight_scale", ".weight_shape"] where entry.name.hasSuffix(suffix) {
+                let module = String(entry.name.dropLast(suffix.count))
+                guard let m = modules[module] else { return nil }
+                guard suffix == ".weight_packed" else { return [] }
+                done += 1
+                return [weight(module, m, exact: options.exact, dtype: outType, threads: options.threads, counter: counter)]
             }
-            shards.append((dir.shardNames[s], tensors))
+            return nil
         }
         let outputConfig = Quantizer.config(config.raw, architecture: config.architecture, setting: nil)
         var written = 0
@@ -136,6 +124,7 @@ public enum Dequantizer {
                 at += count
             }
             m.codes.shard.file.adviseDone(m.codes.entry.rangeInFile)
+            m.scales.shard.file.adviseDone(m.scales.entry.rangeInFile)
             counter.add(m.scales.entry.byteCount + 8)
         }
     }

@@ -57,6 +57,39 @@ enum Rewrite {
         }
     }
 
+    /// The output shards: each input tensor is replaced by what `replace` returns for it (nil: copied byte for
+    /// byte, `[]`: dropped), in the input's shard and data order. Returns the shards and the copied count.
+    static func plan(
+        _ checkpoint: LoadedCheckpoint, counter: ProgressCounter,
+        replace: (SafetensorsFile, TensorEntry) throws -> [OutputTensor]?
+    ) throws -> (shards: [(name: String, tensors: [OutputTensor])], copied: Int) {
+        let dir = checkpoint.directory
+        var shards: [(name: String, tensors: [OutputTensor])] = []
+        var copied = 0
+        for (s, shard) in dir.shards.enumerated() {
+            guard let shard else { continue }
+            var tensors: [OutputTensor] = []
+            for entry in shard.tensors {
+                if let replacement = try replace(shard, entry) {
+                    tensors += replacement
+                    continue
+                }
+                var t = copy(shard, entry)
+                let produce = t.produce
+                t.produce = { emit in try produce { try emit($0); counter.add($0.count) } }
+                tensors.append(t)
+                copied += 1
+            }
+            shards.append((dir.shardNames[s], tensors))
+        }
+        return (shards, copied)
+    }
+
+    /// Bytes of every tensor of the input (the progress total).
+    static func tensorBytes(_ checkpoint: LoadedCheckpoint) -> Int {
+        checkpoint.directory.shards.compactMap { $0 }.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+    }
+
     /// Writes every shard (in parallel), the index when the input had one, config.json as given, and copies
     /// every other regular file of the input folder (tokenizer, generation config, …) verbatim.
     static func write(
@@ -222,28 +255,13 @@ public enum Quantizer {
             if let module = t.module, case let .packQuantized(_, groupSize, _)? = t.method { groups[module] = groupSize }
         }
 
-        let dir = checkpoint.directory
-        let total = dir.shards.compactMap { $0 }.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
+        let total = Rewrite.tensorBytes(checkpoint)
         let counter = ProgressCounter(total: total, report: progress)
-        var modules = 0, copied = 0
-        var shards: [(name: String, tensors: [OutputTensor])] = []
-        for (s, shard) in dir.shards.enumerated() {
-            guard let shard else { continue }
-            var tensors: [OutputTensor] = []
-            for entry in shard.tensors {
-                let module = entry.name.hasSuffix(".weight") ? String(entry.name.dropLast(".weight".count)) : nil
-                if let module, let group = groups[module] {
-                    tensors += try quantizedTensors(shard: shard, entry: entry, module: module, groupSize: group, threads: options.threads, counter: counter)
-                    modules += 1
-                } else {
-                    var t = Rewrite.copy(shard, entry)
-                    let produce = t.produce
-                    t.produce = { emit in try produce { try emit($0); counter.add($0.count) } }
-                    tensors.append(t)
-                    copied += 1
-                }
-            }
-            shards.append((dir.shardNames[s], tensors))
+        var modules = 0
+        let (shards, copied) = try Rewrite.plan(checkpoint, counter: counter) { shard, entry in
+            guard entry.name.hasSuffix(".weight"), case let module = String(entry.name.dropLast(".weight".count)), let group = groups[module] else { return nil }
+            modules += 1
+            return try quantizedTensors(shard: shard, entry: entry, module: module, groupSize: group, threads: options.threads, counter: counter)
         }
         let outputConfig = Self.config(config.raw, architecture: config.architecture, setting: schemeJSON)
         var written = 0

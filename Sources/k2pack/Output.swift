@@ -1,8 +1,25 @@
+import ArgumentParser
 import Foundation
 
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// `--json` and `--quiet`, shared by the commands that report and show progress.
+struct ReportOptions: ParsableArguments {
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @Flag(help: "No progress bar.")
+    var quiet = false
+
+    /// A progress bar labelled `label`, unless quiet or printing JSON, and the callback that feeds it.
+    func progress(_ label: String) -> (bar: ProgressBar?, callback: (@Sendable (Int, Int) -> Void)?) {
+        guard !quiet, !json else { return (nil, nil) }
+        let bar = ProgressBar(label: label)
+        return (bar, { done, total in bar.update(done, of: total) })
+    }
+}
 
 /// Prints a value as pretty, key-sorted JSON on standard output.
 func printJSON<T: Encodable>(_ value: T) throws {
@@ -13,13 +30,6 @@ func printJSON<T: Encodable>(_ value: T) throws {
     let data = try encoder.encode(value)
     FileHandle.standardOutput.write(data)
     FileHandle.standardOutput.write(Data("\n".utf8))
-}
-
-/// A progress bar labelled `label` (none when `quiet`) and the callback that feeds it.
-func progressReporter(_ label: String, quiet: Bool) -> (bar: ProgressBar?, callback: (@Sendable (Int, Int) -> Void)?) {
-    guard !quiet else { return (nil, nil) }
-    let bar = ProgressBar(label: label)
-    return (bar, { done, total in bar.update(done, of: total) })
 }
 
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal.

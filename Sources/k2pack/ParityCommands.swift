@@ -60,24 +60,20 @@ struct ParityCommand: ParsableCommand {
     @Option(help: "Write an SVG chart of the error per layer.")
     var plot: String?
 
-    @Flag(help: "Print the report as JSON.")
-    var json = false
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var reporting: ReportOptions
 
     func run() throws {
         let dump = try ReferenceDump(spec: reference)
         let pass = try forward.forwardPass(model: model, declared: dump.dequant)
         let slice = try layers.map(parseLayers)
-        let bar = quiet || json ? nil : ProgressBar(label: "parity", unit: "layers")
+        let bar = reporting.quiet || reporting.json ? nil : ProgressBar(label: "parity", unit: "layers")
         let report = try ParityRun.run(
             model: model, forward: pass, reference: dump,
             tolerance: Tolerance(atol: atol, rtol: rtol, routingMargin: routingMargin), layers: slice, isolated: !chainedOnly,
             progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
         if let plot { try AtomicFile.write(Array(report.renderSVG().utf8), to: plot) }
-        if json { try printJSON(report) } else { print(report.renderText()) }
+        if reporting.json { try printJSON(report) } else { print(report.renderText()) }
         if !report.pass { throw ExitCode(1) }
     }
 

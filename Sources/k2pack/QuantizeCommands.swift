@@ -27,17 +27,13 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: "A quantization_config JSON file to apply instead of the architecture's native scheme.")
     var scheme: String?
 
-    @Flag(help: "Print the summary as JSON.")
-    var json = false
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var reporting: ReportOptions
 
     func run() throws {
-        let (bar, progress) = progressReporter("quantize", quiet: quiet || json)
+        let (bar, progress) = reporting.progress("quantize")
         let report = try Quantizer.quantize(input: input, output: output, options: Quantizer.Options(format: format, schemeFile: scheme), progress: progress)
         bar?.finish()
-        if json { try printJSON(report); return }
+        if reporting.json { try printJSON(report); return }
         for note in report.notes { print("note: \(note)") }
         print("quantized \(report.quantizedModules) modules (\(report.scheme)), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
     }
@@ -61,17 +57,13 @@ struct DequantizeCommand: ParsableCommand {
     @Flag(help: "Write float32 q·scale (exact) instead of BF16.")
     var exact = false
 
-    @Flag(help: "Print the summary as JSON.")
-    var json = false
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var reporting: ReportOptions
 
     func run() throws {
-        let (bar, progress) = progressReporter("dequantize", quiet: quiet || json)
+        let (bar, progress) = reporting.progress("dequantize")
         let report = try Dequantizer.dequantize(input: input, output: output, options: Dequantizer.Options(format: format, exact: exact), progress: progress)
         bar?.finish()
-        if json { try printJSON(report); return }
+        if reporting.json { try printJSON(report); return }
         print("dequantized \(report.dequantizedModules) modules to \(report.dtype), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
     }
 }

@@ -26,19 +26,15 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "zstd level for --compress (1–19).")
     var level: Int32 = 3
 
-    @Flag(help: "Print the summary as JSON.")
-    var json = false
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var reporting: ReportOptions
 
     func run() throws {
-        let (bar, progress) = progressReporter("convert", quiet: quiet || json)
+        let (bar, progress) = reporting.progress("convert")
         guard (1...19).contains(level) else { throw ValidationError("--level \(level): zstd levels 1 to 19") }
         let options = Converter.Options(resume: resume, compressionLevel: compress ? level : nil)
         let report = try Converter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()
-        if json { try printJSON(report); return }
+        if reporting.json { try printJSON(report); return }
         let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e9 : 0
         print("wrote \(report.files.count) files (\(report.filesReused.count) kept from an earlier run), \(report.tensors) tensors (\(report.stackedTensors) expert stacks), \(report.bytes) bytes in \(String(format: "%.2f s, %.2f GB/s", report.seconds, rate))")
         if compress {
@@ -58,17 +54,13 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "The output folder (new or empty).")
     var output: String
 
-    @Flag(help: "Print the summary as JSON.")
-    var json = false
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var reporting: ReportOptions
 
     func run() throws {
-        let (bar, progress) = progressReporter("export", quiet: quiet || json)
+        let (bar, progress) = reporting.progress("export")
         let report = try Exporter.export(input: input, output: output, progress: killSwitch(progress))
         bar?.finish()
-        if json { try printJSON(report); return }
+        if reporting.json { try printJSON(report); return }
         print("wrote \(report.files.count) shards, \(report.bytes) bytes in \(String(format: "%.2f s", report.seconds))")
     }
 }

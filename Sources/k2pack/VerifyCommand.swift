@@ -35,11 +35,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "With --requantize: the BF16 checkpoint folder.")
     var bf16: String?
 
-    @Flag(help: "Print the report as JSON.")
-    var json = false
-
-    @Flag(help: "No progress bar.")
-    var quiet = false
+    @OptionGroup var reporting: ReportOptions
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
@@ -49,7 +45,7 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         if requantize, let bf16 {
             let report = try RequantizeCheck.run(int4: checkpoint, bf16: bf16)
-            if json { try printJSON(report) } else { print(report.renderText()) }
+            if reporting.json { try printJSON(report) } else { print(report.renderText()) }
             return
         }
         var options = VerifyOptions(scanData: !headersOnly)
@@ -58,14 +54,14 @@ struct VerifyCommand: ParsableCommand {
             let bytes = try ReadOnlyFile(path: sha256List).readAll()
             options.checksums = try ChecksumList.parse(String(decoding: bytes, as: UTF8.self), fileName: sha256List)
         }
-        let (bar, progress) = progressReporter("verify", quiet: quiet || json)
+        let (bar, progress) = reporting.progress("verify")
         let report =
             PackVerifier.isPackFolder(checkpoint)
             ? try PackVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
             : try Verifier.verify(path: checkpoint, options: options, progress: progress)
         bar?.finish()
         keepUntilExit(report)
-        if json {
+        if reporting.json {
             try printJSON(report)
         } else {
             print(report.renderText(), terminator: "")

@@ -84,7 +84,11 @@ def main() -> int:
 
 def sample(mode: str, src: Path, limit: int) -> int:
     index = src / "model.safetensors.index.json"
-    weight_map = json.loads(index.read_text())["weight_map"]
+    if index.exists():
+        weight_map = json.loads(index.read_text())["weight_map"]
+    else:
+        with safe_open(str(src / "model.safetensors"), framework="pt") as f:
+            weight_map = {n: "model.safetensors" for n in f.keys()}
     if mode == "quantize":
         names = [n for n in sorted(weight_map) if targeted(n)][:limit]
     else:
