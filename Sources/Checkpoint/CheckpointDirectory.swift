@@ -56,8 +56,16 @@ public final class CheckpointDirectory: Sendable {
         var warnings: [Warning] = []
         // The index and the shard headers are read at the same time: every `.safetensors` file in the folder is
         // opened while the index is parsed, then the index decides which of them make up the checkpoint.
-        let hasIndex = listing.contains(ShardIndex.fileName)
-        let files = listing.filter { $0.hasSuffix(".safetensors") }
+        // Files whose symlinks lead outside the folder are not opened (FolderLinks).
+        var outside: Set<String> = []
+        for name in listing where name.hasSuffix(".safetensors") || name == ShardIndex.fileName || name == Self.configFileName {
+            do throws(CheckpointError) { try FolderLinks.check(folder: path, name: name) } catch {
+                problems.append(error)
+                outside.insert(name)
+            }
+        }
+        let hasIndex = listing.contains(ShardIndex.fileName) && !outside.contains(ShardIndex.fileName)
+        let files = listing.filter { $0.hasSuffix(".safetensors") && !outside.contains($0) }
         enum Loaded: Sendable {
             case index(Result<ShardIndex, CheckpointError>)
             case shard(Result<SafetensorsFile, CheckpointError>)
@@ -99,13 +107,14 @@ public final class CheckpointDirectory: Sendable {
         } else {
             names = files
             guard !names.isEmpty else {
+                if let first = problems.first { throw first }
                 throw .notACheckpoint(path: path, reason: "no \(ShardIndex.fileName) and no .safetensors files")
             }
         }
         self.index = index
         self.shardNames = names
         self.configBytes =
-            listing.contains(Self.configFileName)
+            listing.contains(Self.configFileName) && !outside.contains(Self.configFileName)
             ? try ReadOnlyFile(path: path + "/" + Self.configFileName).readAll() : nil
 
         let opened: [Result<SafetensorsFile, CheckpointError>?] = names.map { byFile[$0] }

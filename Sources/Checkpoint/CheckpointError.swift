@@ -59,6 +59,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     /// A SHA-256 list entry disagrees with the file, or names a missing file.
     case checksumMismatch(file: String, expected: String, actual: String)
     case checksumListMalformed(file: String, line: Int, reason: String)
+    /// A file of the folder is a symlink that resolves outside it (and not into a cache snapshot's blobs/).
+    case outsideFolder(file: String, target: String)
 
     public var description: String {
         switch self {
@@ -120,6 +122,8 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
             return "\(file): SHA-256 mismatch: expected \(expected), found \(actual): the file is corrupt or a different version; re-download it"
         case let .checksumListMalformed(file, line, reason):
             return "\(file):\(line): \(reason)"
+        case let .outsideFolder(file, target):
+            return "\(file) is a symlink to \(target), outside the checkpoint folder (links are followed only into a Hugging Face cache snapshot's own blobs/; pass --allow-outside-symlinks to accept it)"
         }
     }
 
@@ -132,7 +136,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
             let .unknownDType(f, _, _), let .metadataNotString(f, _), let .shapeOverflow(f, _, _), let .misalignedSlice(f, _, _, _),
             let .offsetsReversed(f, _, _, _), let .sizeMismatch(f, _, _, _, _, _), let .offsetGap(f, _, _, _, _),
             let .offsetOverlap(f, _, _, _, _), let .truncated(f, _, _), let .trailingBytes(f, _, _),
-            let .indexMalformed(f, _), let .checksumMismatch(f, _, _), let .checksumListMalformed(f, _, _):
+            let .indexMalformed(f, _), let .checksumMismatch(f, _, _), let .checksumListMalformed(f, _, _), let .outsideFolder(f, _):
             f
         case let .unsafeShardName(index, _): index
         case let .shardMissing(shard, _, _), let .indexTensorNotInShard(_, shard, _), let .shardTensorNotInIndex(_, shard):

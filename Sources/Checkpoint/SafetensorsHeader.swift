@@ -46,7 +46,6 @@ public struct SafetensorsHeader: Sendable {
     }
 
     /// Parses and validates a header's JSON (`json` excludes the 8-byte length field).
-    /// Parses and validates a header's JSON (`json` excludes the 8-byte length field).
     public static func parse(
         json: UnsafeRawBufferPointer, fileName: String, fileLength: Int
     ) throws(CheckpointError) -> SafetensorsHeader {

@@ -48,6 +48,7 @@ public struct Finding: Sendable, Codable, Equatable, CustomStringConvertible {
         case .duplicateTensor: code = "duplicate_tensor"
         case .checksumMismatch: code = "checksum_mismatch"
         case .checksumListMalformed: code = "checksum_list_malformed"
+        case .outsideFolder: code = "outside_folder"
         }
         self.init(.error, code: code, file: error.file, tensor: Self.tensor(of: error), message: error.description)
     }

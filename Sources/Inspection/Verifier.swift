@@ -20,6 +20,8 @@ public struct VerifyReport: Sendable, Codable {
         public var listed: Int
         public var checked: Int
         public var mismatched: Int
+        /// "list" (--sha256) or "blob_names" (a Hugging Face cache snapshot's blobs are named by their SHA-256).
+        public var source = "list"
     }
 
     public var path: String
@@ -71,7 +73,8 @@ public struct VerifyReport: Sendable, Codable {
             out += "codes          \(shares.joined(separator: " "))\n"
         }
         if let c = checksums {
-            out += "sha256         \(c.checked) file\(c.checked == 1 ? "" : "s") checked against \(c.listed) listed, \(c.mismatched) mismatched\n"
+            let against = c.source == "blob_names" ? "the Hugging Face cache's blob names" : "\(c.listed) listed"
+            out += "sha256         \(c.checked) file\(c.checked == 1 ? "" : "s") checked against \(against), \(c.mismatched) mismatched\n"
         }
         out += renderFindings(findings)
         out += passed ? "\nOK: no problems found\n" : "\nFAILED: \(errorCount) problem\(errorCount == 1 ? "" : "s")\n"
@@ -101,6 +104,14 @@ public enum Verifier {
         let checkpoint = try LoadedCheckpoint(path: path)
         let dir = checkpoint.directory
         var findings = checkpoint.findings
+        // In a Hugging Face cache snapshot every shard's blob is named by its SHA-256: check against those names
+        // when no list was given.
+        var options = options
+        var source = "list"
+        if options.checksums == nil, options.scanData, let blobs = FolderLinks.blobDigests(folder: path, names: dir.shardNames) {
+            options.checksums = blobs
+            source = "blob_names"
+        }
         var int4: VerifyReport.Int4Summary?
         var checksums: VerifyReport.ChecksumSummary?
         var scanned = 0
@@ -120,7 +131,7 @@ public enum Verifier {
                 findings += extraFindings
                 checksums = VerifyReport.ChecksumSummary(
                     listed: list.digests.count, checked: result.checksummed + extraChecked,
-                    mismatched: findings.filter { $0.code == "checksum_mismatch" }.count)
+                    mismatched: findings.filter { $0.code == "checksum_mismatch" }.count, source: source)
             }
         }
         let shardCount = dir.shardNames.count

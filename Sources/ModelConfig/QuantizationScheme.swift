@@ -113,9 +113,11 @@ public struct QuantizationScheme: Sendable, Equatable {
     }
 }
 
-/// Compiled `re:` patterns, shared by all threads.
+/// Compiled `re:` patterns, shared by all threads. Bounded: a config is a handful of patterns, and a stream of
+/// hostile configs (the fuzzer is one) must not grow it without end.
 final class PatternCache: @unchecked Sendable {
     static let shared = PatternCache()
+    static let capacity = 256
     private let lock = NSLock()
     private var compiled: [String: PythonPattern] = [:]
 
@@ -124,6 +126,7 @@ final class PatternCache: @unchecked Sendable {
         defer { lock.unlock() }
         if let cached = compiled[text] { return cached }
         let made = PythonPattern(text)
+        if compiled.count >= Self.capacity { compiled.removeAll(keepingCapacity: true) }
         compiled[text] = made
         return made
     }

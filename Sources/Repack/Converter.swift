@@ -157,7 +157,12 @@ public enum Converter {
             let contents = try fm.contentsOfDirectory(atPath: output)
             if !contents.isEmpty, !resume { throw PackError.outputExists(path: output) }
         } else {
-            try fm.createDirectory(atPath: output, withIntermediateDirectories: true)
+            do {
+                try fm.createDirectory(atPath: output, withIntermediateDirectories: true)
+            } catch {
+                // Foundation's own description is a dump of its error domain; its localized text is the clear part.
+                throw PackError.io(path: output, operation: "create the folder", reason: error.localizedDescription)
+            }
         }
     }
 

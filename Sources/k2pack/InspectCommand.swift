@@ -23,7 +23,10 @@ struct InspectCommand: ParsableCommand {
         guard gpus > 0 else { throw ValidationError("--gpus must be positive") }
     }
 
+    @OptionGroup var folders: FolderOptions
+
     func run() throws {
+        folders.apply()
         if PackVerifier.isPackFolder(checkpoint) {
             let report = try PackInspectReport(folder: checkpoint)
             if json { try printJSON(report) } else { print(report.renderText(), terminator: "") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoint
 import Foundation
 
 #if canImport(Glibc)
@@ -19,6 +20,14 @@ struct ReportOptions: ParsableArguments {
         let bar = ProgressBar(label: label)
         return (bar, { done, total in bar.update(done, of: total) })
     }
+}
+
+/// How the checkpoint folder's symlinks are treated (shared by every command that reads one).
+struct FolderOptions: ParsableArguments {
+    @Flag(help: "Follow symlinks that lead outside the checkpoint folder (by default only a Hugging Face cache snapshot's links into its own blobs/ are followed).")
+    var allowOutsideSymlinks = false
+
+    func apply() { FolderLinks.allowOutside = allowOutsideSymlinks }
 }
 
 /// Prints a value as pretty, key-sorted JSON on standard output.

@@ -62,7 +62,10 @@ struct ParityCommand: ParsableCommand {
 
     @OptionGroup var reporting: ReportOptions
 
+    @OptionGroup var folders: FolderOptions
+
     func run() throws {
+        folders.apply()
         let dump = try ReferenceDump(spec: reference)
         let pass = try forward.forwardPass(model: model, declared: dump.dequant)
         let slice = try layers.map(parseLayers)
@@ -107,7 +110,10 @@ struct CompareCommand: ParsableCommand {
     @Flag(help: "Print the statistics as JSON.")
     var json = false
 
+    @OptionGroup var folders: FolderOptions
+
     func run() throws {
+        folders.apply()
         let ref = try ReferenceDump(spec: reference)
         guard ref.has("logits") else { throw ValidationError("\(ref.label) has no logits dataset") }
         let refShape = try ref.file.readFloats(ref.group + "/logits", maxElements: ReferenceDump.maxElements)

@@ -29,7 +29,10 @@ struct QuantizeCommand: ParsableCommand {
 
     @OptionGroup var reporting: ReportOptions
 
+    @OptionGroup var folders: FolderOptions
+
     func run() throws {
+        folders.apply()
         let (bar, progress) = reporting.progress("quantize")
         let report = try Quantizer.quantize(input: input, output: output, options: Quantizer.Options(format: format, schemeFile: scheme), progress: progress)
         bar?.finish()
@@ -59,7 +62,10 @@ struct DequantizeCommand: ParsableCommand {
 
     @OptionGroup var reporting: ReportOptions
 
+    @OptionGroup var folders: FolderOptions
+
     func run() throws {
+        folders.apply()
         let (bar, progress) = reporting.progress("dequantize")
         let report = try Dequantizer.dequantize(input: input, output: output, options: Dequantizer.Options(format: format, exact: exact), progress: progress)
         bar?.finish()

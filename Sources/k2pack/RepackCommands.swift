@@ -28,7 +28,10 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var reporting: ReportOptions
 
+    @OptionGroup var folders: FolderOptions
+
     func run() throws {
+        folders.apply()
         let (bar, progress) = reporting.progress("convert")
         guard (1...19).contains(level) else { throw ValidationError("--level \(level): zstd levels 1 to 19") }
         let options = Converter.Options(resume: resume, compressionLevel: compress ? level : nil)

@@ -42,7 +42,10 @@ struct VerifyCommand: ParsableCommand {
         if requantize != (bf16 != nil) { throw ValidationError("--requantize and --bf16 DIR go together") }
     }
 
+    @OptionGroup var folders: FolderOptions
+
     func run() throws {
+        folders.apply()
         if requantize, let bf16 {
             let report = try RequantizeCheck.run(int4: checkpoint, bf16: bf16)
             if reporting.json { try printJSON(report) } else { print(report.renderText()) }

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 
 /// Paths and file helpers shared by the test targets.
@@ -113,4 +114,25 @@ public func folderContents(_ folder: String) throws -> [String: Data] {
         }
     }
     return out
+}
+
+/// A copy of a fixture laid out as huggingface_hub caches it: `models--org--tiny/blobs/<hash>` and
+/// `models--org--tiny/snapshots/rev/<file>` → `../../blobs/<hash>`, large files' blobs named by their SHA-256
+/// (small ones by a 40-digit name, as git's SHA-1). Returns the snapshot folder and each file's blob path.
+public func makeCacheSnapshot(of fixture: String, in root: String) throws -> (snapshot: String, blobs: [String: String]) {
+    let repo = root + "/models--org--tiny", snap = repo + "/snapshots/rev"
+    try FileManager.default.createDirectory(atPath: repo + "/blobs", withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(atPath: snap, withIntermediateDirectories: true)
+    var blobs: [String: String] = [:]
+    for name in try FileManager.default.contentsOfDirectory(atPath: TestPaths.fixture(fixture)) {
+        let source = TestPaths.fixture(fixture) + "/" + name
+        let digest = try ReadOnlyFile(path: source).sha256Hex()
+        let blob = name.hasSuffix(".safetensors") ? digest : String(digest.prefix(40))
+        if !FileManager.default.fileExists(atPath: repo + "/blobs/" + blob) {
+            try FileManager.default.copyItem(atPath: source, toPath: repo + "/blobs/" + blob)
+        }
+        try FileManager.default.createSymbolicLink(atPath: snap + "/" + name, withDestinationPath: "../../blobs/" + blob)
+        blobs[name] = repo + "/blobs/" + blob
+    }
+    return (snap, blobs)
 }
