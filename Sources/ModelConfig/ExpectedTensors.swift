@@ -54,7 +54,7 @@ public struct ExpectedTensorList: Sendable {
     public var roleIDs: [Int]
 
     /// Refuses configs that imply more tensors than this (a hostile config claiming 10¹² experts).
-    public static let maxTensorCount = 20_000_000
+    public static let maxTensorCount = 1_000_000
 
     public init(config: ModelConfig) throws(ConfigError) {
         var tensors: [ExpectedTensor] = []

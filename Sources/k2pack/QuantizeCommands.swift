@@ -34,7 +34,7 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         folders.apply()
         let (bar, progress) = reporting.progress("quantize")
-        let report = try Quantizer.quantize(input: input, output: output, options: Quantizer.Options(format: format, schemeFile: scheme), progress: progress)
+        let report = try Quantizer.quantize(input: input, output: output, options: Quantizer.Options(format: format, schemeFile: scheme), progress: killSwitch(progress))
         bar?.finish()
         if reporting.json { try printJSON(report); return }
         for note in report.notes { print("note: \(note)") }
@@ -67,7 +67,7 @@ struct DequantizeCommand: ParsableCommand {
     func run() throws {
         folders.apply()
         let (bar, progress) = reporting.progress("dequantize")
-        let report = try Dequantizer.dequantize(input: input, output: output, options: Dequantizer.Options(format: format, exact: exact), progress: progress)
+        let report = try Dequantizer.dequantize(input: input, output: output, options: Dequantizer.Options(format: format, exact: exact), progress: killSwitch(progress))
         bar?.finish()
         if reporting.json { try printJSON(report); return }
         print("dequantized \(report.dequantizedModules) modules to \(report.dtype), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")

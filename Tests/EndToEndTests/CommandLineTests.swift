@@ -135,7 +135,7 @@ struct RepackCommandLineTests {
     }
 }
 
-@Suite("crash safety of convert")
+@Suite("crash safety of every writer")
 struct ConvertCrashTests {
     /// Runs the binary with an environment addition; returns the exit status and whether a signal ended it.
     func runKilled(_ arguments: [String], killAfter: Int) throws -> (status: Int32, signalled: Bool) {
@@ -177,5 +177,34 @@ struct ConvertCrashTests {
         let b = try folderContents(target)
         #expect(Set(a.keys) == Set(b.keys), "left over: \(Set(b.keys).symmetricDifference(a.keys))")
         for (name, data) in a { #expect(b[name] == data, "\(name)") }
+    }
+
+    /// The other writers, killed mid-way: nothing partial under a final name, the input untouched, and a rerun
+    /// gives the reference output byte for byte.
+    @Test("kill -9 of export, convert --compress, quantize and dequantize", arguments: [
+        (["convert", "--compress"], "k25-tiny", 150_000), (["quantize"], "quantize/k2-thinking-bf16", 120_000),
+        (["dequantize"], "k2-thinking-tiny", 100_000), (["export"], "k25-tiny", 150_000),
+    ])
+    func killOthers(_ command: [String], _ fixture: String, _ killAfter: Int) throws {
+        let dir = TemporaryDirectory()
+        var input = TestPaths.fixture(fixture)
+        if command == ["export"] {
+            input = dir.path + "/packed"
+            #expect(try run(["convert", "--quiet", TestPaths.fixture(fixture), input]).status == 0)
+        }
+        let reference = dir.path + "/reference", target = dir.path + "/target", again = dir.path + "/again"
+        #expect(try run(command + ["--quiet", input, reference]).status == 0)
+        let inputBefore = try folderContents(input)
+        let killed = try runKilled(command + ["--quiet", input, target], killAfter: killAfter)
+        #expect(killed.signalled && killed.status == SIGKILL, "\(command): status \(killed.status)")
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: target)) ?? [] where !name.hasPrefix(".") {
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: target + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            #expect(fm.contents(atPath: target + "/" + name) == fm.contents(atPath: reference + "/" + name), "\(command): \(name) under its final name is partial")
+        }
+        #expect(try folderContents(input) == inputBefore, "\(command): the input changed")
+        #expect(try run(command + ["--quiet", input, again]).status == 0)
+        #expect(try folderContents(again) == folderContents(reference), "\(command): a rerun differs")
     }
 }

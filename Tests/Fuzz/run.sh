@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 target=${1:?target: FuzzSafetensors FuzzIndex FuzzConfig FuzzPackFile FuzzReferenceDump}
 seconds=${2:-600}
-swift build -c debug -Xswiftc -sanitize=fuzzer,address --product "$target" 2>&1 | grep -v "Cannot export local symbol" | tail -2
+# FUZZ_NO_BUILD=1 skips the build (several targets running at once must not rebuild the same tree).
+if [ -z "${FUZZ_NO_BUILD:-}" ]; then
+    swift build -c debug -Xswiftc -sanitize=fuzzer,address --product "$target" 2>&1 | grep -v "Cannot export local symbol" | tail -2
+fi
 work=${FUZZ_WORK:-/tmp/k2pack-fuzz}/$target
 mkdir -p "$work" "findings/$target"
 ".build/debug/$target" "$work" "corpus/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \

@@ -129,7 +129,7 @@ struct ModelConfigTests {
             .wrongType(file: "config.json", section: "config", key: "vocab_size", expected: "an integer", found: "3.0, which is not a whole number"))
     }
 
-    @Test("a config implying more than 20 million tensors is refused before expanding")
+    @Test("a config implying more than a million tensors (5× the real K2.5) is refused before expanding")
     func tooManyTensors() throws {
         let config = try parse("{\"model_type\": \"kimi_k2\", \(textMembers(extra: packQuantized, dropping: "n_routed_experts").replacingOccurrences(of: "\"num_hidden_layers\": 3", with: "\"num_hidden_layers\": 10000")), \"n_routed_experts\": 1000}")
         #expect(throws: ConfigError.self) { _ = try ExpectedTensorList(config: config) }
