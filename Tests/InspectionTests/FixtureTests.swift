@@ -122,19 +122,34 @@ struct ChecksumTests {
         #expect(report.checksums?.mismatched == 0)
     }
 
-    @Test("one flipped bit in a shard's data names that shard")
+    @Test("one flipped bit anywhere in a shard's data names that shard (24 seeded positions)")
     func bitFlip() throws {
         let dir = TemporaryDirectory()
         let copy = dir.copy(fixture: "k25-tiny")
-        let shard = copy + "/model-00003-of-000006.safetensors"
-        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: shard)))
-        bytes[bytes.count - 1000] ^= 0x10
-        try Data(bytes).write(to: URL(fileURLWithPath: shard))
-        let report = try Verifier.verify(path: copy, options: VerifyOptions(checksums: try list(for: "k25-tiny")))
-        let mismatches = report.findings.filter { $0.code == "checksum_mismatch" }
-        #expect(mismatches.count == 1)
-        #expect(mismatches.first?.file == "model-00003-of-000006.safetensors")
-        #expect(mismatches.first?.message.contains("SHA-256 mismatch") ?? false)
+        let list = try list(for: "k25-tiny")
+        let shards = try FileManager.default.contentsOfDirectory(atPath: copy).filter { $0.hasSuffix(".safetensors") }.sorted()
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(truncatingIfNeeded: state >> 33)
+        }
+        for _ in 0..<24 {
+            let shard = shards[next() % shards.count]
+            let url = URL(fileURLWithPath: copy + "/" + shard)
+            var bytes = try Array(Data(contentsOf: url))
+            let dataStart = 8 + Int(bytes[0..<8].withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) })
+            let position = dataStart + next() % (bytes.count - dataStart)
+            let bit = UInt8(1) << UInt8(next() % 8)
+            bytes[position] ^= bit
+            try Data(bytes).write(to: url)
+            let report = try Verifier.verify(path: copy, options: VerifyOptions(checksums: list))
+            let mismatches = report.findings.filter { $0.code == "checksum_mismatch" }
+            #expect(mismatches.count == 1 && mismatches.first?.file == shard, "byte \(position) of \(shard): \(mismatches.map(\.message))")
+            #expect(mismatches.first?.message.contains("SHA-256 mismatch") ?? false)
+            bytes[position] ^= bit
+            try Data(bytes).write(to: url)
+        }
+        #expect(try Verifier.verify(path: copy, options: VerifyOptions(checksums: list)).passed)
     }
 
     @Test("malformed lists are refused with the line number")
