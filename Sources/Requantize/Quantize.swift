@@ -34,7 +34,10 @@ public enum OutputFormat: String, Sendable, CaseIterable, Codable {
 enum Rewrite {
     /// Opens a checkpoint and refuses it when structurally broken.
     static func open(_ path: String, ignoringQuantization: Bool = false) throws -> LoadedCheckpoint {
-        let checkpoint = try LoadedCheckpoint(path: path, ignoringQuantization: ignoringQuantization)
+        try refuseBroken(LoadedCheckpoint(path: path, ignoringQuantization: ignoringQuantization), path: path)
+    }
+
+    static func refuseBroken(_ checkpoint: LoadedCheckpoint, path: String) throws -> LoadedCheckpoint {
         let errors = checkpoint.findings.filter { $0.severity == .error }
         guard errors.isEmpty, checkpoint.config != nil else {
             let first = errors.first.map { [$0.file, $0.tensor, $0.message].compactMap { $0 }.joined(separator: ": ") } ?? "no readable config.json"
@@ -189,7 +192,7 @@ public enum Quantizer {
             json = try ManifestLibrary.scheme(named: name)
             location = "the \(config.architecture.displayName) manifest (\(name))"
         }
-        let scheme = try QuantizationScheme.parse(json, location: location, file: file ?? name(of: config))
+        let scheme = try QuantizationScheme.parse(json, location: location, file: file ?? config.architecture.name)
         guard scheme.format == "pack-quantized" else {
             throw RequantizeError.scheme("format \"\(scheme.format ?? "none")\" (k2pack writes pack-quantized)")
         }
@@ -215,8 +218,6 @@ public enum Quantizer {
         return (json, scheme)
     }
 
-    private static func name(of config: ModelConfig) -> String { config.architecture.name }
-
     /// config.json with `scheme` where the architecture keeps it (inside the text config for K2.5), any stale
     /// copy removed.
     static func config(_ raw: JSONObject, architecture: ArchitectureManifest, setting scheme: JSONValue?) -> JSONObject {
@@ -236,15 +237,15 @@ public enum Quantizer {
         let start = Date()
         var notes: [String] = []
         var checkpoint = try LoadedCheckpoint(path: input)
-        if let config = checkpoint.config, config.quantization != nil {
+        if let existing = checkpoint.config?.quantization {
             let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
             guard plain.findings.allSatisfy({ $0.severity != .error }) else {
-                throw RequantizeError.input("\(input) is already quantized (\(config.quantization!.summary)); nothing to quantize")
+                throw RequantizeError.input("\(input) is already quantized (\(existing.summary)); nothing to quantize")
             }
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")
             checkpoint = plain
         }
-        checkpoint = notes.isEmpty ? try Rewrite.open(input) : try Rewrite.open(input, ignoringQuantization: true)
+        checkpoint = try Rewrite.refuseBroken(checkpoint, path: input)
         let config = checkpoint.config!
         let (schemeJSON, scheme) = try scheme(for: config, file: options.schemeFile)
         var quantized = config
