@@ -16,5 +16,5 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then
 fi
 work=${FUZZ_WORK:-/tmp/k2pack-fuzz}/$target
 mkdir -p "$work" "findings/$target"
-".build/debug/$target" "$work" "corpus/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+ASAN_OPTIONS=detect_leaks=0 ".build/debug/$target" "$work" "corpus/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -malloc_limit_mb=2048 -detect_leaks=0 -artifact_prefix="findings/$target/" -print_final_stats=1 2>&1 | tee "$work.log" | tail -25
