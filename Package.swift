@@ -56,6 +56,8 @@ let package = Package(
             name: "Requantize",
             dependencies: ["Checkpoint", "Inspection", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
             swiftSettings: strict),
+        // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
+        .target(name: "Shard", dependencies: ["Checkpoint", "Inspection", "ModelConfig", "TensorCore"], swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
@@ -64,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -78,8 +80,9 @@ let package = Package(
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
         .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Checkpoint", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
-        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Repack", "TestSupport"]),
+        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
+        .testTarget(name: "ShardTests", dependencies: ["Shard", "Inspection", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

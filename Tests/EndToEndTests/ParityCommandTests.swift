@@ -91,3 +91,21 @@ struct QuantizeCommandTests {
         #expect(twice.status == 1 && twice.err.contains("is already quantized"), "\(twice.err)")
     }
 }
+
+@Suite("shard --dry-run on the command line")
+struct ShardCommandTests {
+    @Test("the plan prints per rank; impossible splits and missing --dry-run are clear errors")
+    func plan() throws {
+        let r = try run(["shard", TestPaths.fixture("k25-tiny"), "--gpus", "2", "--ep", "2", "--tp", "1", "--dry-run"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("2 ranks = tp 1 × ep 2") && r.out.contains("experts 4..<8") && r.out.contains("balance"), "\(r.out)")
+        let j = try run(["shard", TestPaths.fixture("deepseek-v3-tiny"), "--gpus", "4", "--tp", "2", "--dry-run", "--json"])
+        #expect(j.status == 0, "\(j.err)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [String: Any])
+        #expect((object["ranks"] as? [Any])?.count == 4)
+        let bad = try run(["shard", TestPaths.fixture("k25-tiny"), "--gpus", "3", "--ep", "3", "--dry-run"])
+        #expect(bad.status == 1 && bad.err.contains("8 routed experts do not divide into 3 expert-parallel groups"), "\(bad.err)")
+        let write = try run(["shard", TestPaths.fixture("k25-tiny"), "out", "--gpus", "2"])
+        #expect(write.status != 0 && write.err.contains("use --dry-run"), "\(write.err)")
+    }
+}

@@ -1,0 +1,149 @@
+import Checkpoint
+import Inspection
+import ModelConfig
+import TensorCore
+
+/// How a node's GPUs split the model: `tp × ep` ranks; rank `r` is tensor-parallel rank `r % tp` of expert
+/// group `r / tp`.
+public struct ShardLayout: Sendable, Codable, Equatable {
+    public var tp: Int
+    public var ep: Int
+    public var ranks: Int { tp * ep }
+    public init(tp: Int, ep: Int) {
+        self.tp = tp
+        self.ep = ep
+    }
+}
+
+/// Why a split is impossible, naming the tensor and the numbers.
+public enum ShardError: Error, Equatable, Sendable, CustomStringConvertible {
+    case layout(String)
+    case indivisible(tensor: String, reason: String)
+    case input(String)
+
+    public var description: String {
+        switch self {
+        case .layout(let reason): "cannot split the model: \(reason)"
+        case let .indivisible(tensor, reason): "cannot split \(tensor): \(reason)"
+        case .input(let reason): reason
+        }
+    }
+}
+
+/// Which part of every tensor each rank holds, from the architecture manifest's `tp` / `tp_unit` / `ep` rules
+/// (never from names or sizes in code):
+/// - `column` / `vocab`: dimension 0 split in `tp` equal blocks (of whole `tp_unit`s, e.g. heads);
+/// - `row`: dimension 1 split likewise (for INT4, in whole quantization groups);
+/// - `replicate`: every rank;
+/// - routed experts (`ep`): whole experts in `ep` contiguous blocks; with `ep` = 1 they are split by their
+///   `tp` rule instead.
+public struct ShardPlan: Sendable, Encodable {
+    /// One tensor's share on one rank: the whole tensor, or `range` along `dimension`.
+    public struct Piece: Sendable, Codable, Equatable {
+        public var tensor: String
+        public var dimension: Int?
+        public var range: [Int]?
+        public var bytes: Int
+    }
+
+    public struct Rank: Sendable, Codable {
+        public var rank: Int
+        public var tpRank: Int
+        public var epRank: Int
+        public var tensors: Int
+        public var bytes: Int
+        /// The routed experts it holds, `[first, end)`.
+        public var experts: [Int]?
+    }
+
+    public var layout: ShardLayout
+    public var checkpointBytes: Int
+    public var ranks: [Rank]
+    /// Largest rank's bytes over the smallest's.
+    public var balance: Double
+    public var pieces: [[Piece]]
+
+    enum CodingKeys: String, CodingKey { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
+
+    public init(_ checkpoint: LoadedCheckpoint, layout: ShardLayout) throws {
+        guard layout.tp >= 1, layout.ep >= 1, layout.ranks <= 4096 else {
+            throw ShardError.layout("tp \(layout.tp) × ep \(layout.ep) is not a plausible layout")
+        }
+        guard let config = checkpoint.config, checkpoint.expected != nil else { throw ShardError.input("the checkpoint has no usable config.json") }
+        let text = config.text
+        if layout.ep > 1 {
+            guard text.numRoutedExperts > 0, text.numRoutedExperts % layout.ep == 0 else {
+                throw ShardError.layout("\(text.numRoutedExperts) routed experts do not divide into \(layout.ep) expert-parallel groups")
+            }
+        }
+        let perGroup = layout.ep > 1 ? text.numRoutedExperts / layout.ep : text.numRoutedExperts
+        var pieces = [[Piece]](repeating: [], count: layout.ranks)
+        var total = 0
+        let dir = checkpoint.directory
+        for (s, shard) in dir.shards.enumerated() {
+            guard let shard else { continue }
+            for (e, entry) in shard.tensors.enumerated() {
+                total += entry.byteCount
+                let expected = checkpoint.expected(shard: s, entry: e)
+                var rule = expected?.tp ?? .replicate
+                var ranks = Array(0..<layout.ranks)
+                if let expected, expected.expertParallel, let expert = expected.expert, layout.ep > 1 {
+                    let group = expert / perGroup
+                    ranks = (0..<layout.tp).map { group * layout.tp + $0 }
+                    rule = .replicate  // whole experts within their group
+                }
+                if expected?.form == .shape { rule = .replicate }
+                let split = try Self.split(entry, rule: rule, expected: expected, tp: layout.tp)
+                for r in ranks { pieces[r].append(split[r % layout.tp]) }
+            }
+        }
+        self.layout = layout
+        checkpointBytes = total
+        self.pieces = pieces
+        ranks = pieces.enumerated().map { r, list in
+            Rank(rank: r, tpRank: r % layout.tp, epRank: r / layout.tp, tensors: list.count, bytes: list.reduce(0) { $0 + $1.bytes },
+                 experts: layout.ep > 1 ? [(r / layout.tp) * perGroup, (r / layout.tp + 1) * perGroup] : nil)
+        }
+        let sizes = ranks.map(\.bytes)
+        balance = Double(sizes.max() ?? 0) / Double(max(sizes.min() ?? 1, 1))
+    }
+
+    /// The `tp` pieces of one tensor under `rule`.
+    static func split(_ entry: TensorEntry, rule: TPRule, expected: ExpectedTensor?, tp: Int) throws -> [Piece] {
+        let whole = Piece(tensor: entry.name, dimension: nil, range: nil, bytes: entry.byteCount)
+        guard tp > 1 else { return [whole] }
+        let dimension: Int
+        switch rule {
+        case .replicate: return Array(repeating: whole, count: tp)
+        case .column, .vocab: dimension = 0
+        case .row: dimension = 1
+        }
+        guard dimension < entry.shape.count else {
+            throw ShardError.indivisible(tensor: entry.name, reason: "its \(entry.shape.count)-D shape has no dimension \(dimension) to split")
+        }
+        let size = entry.shape[dimension]
+        // The unit a split must respect: heads (tp_unit), and for INT4 along the input, whole groups / words.
+        var units = expected?.tpUnit ?? size
+        if dimension == 1, let logical = expected?.logicalShape, case let .packQuantized(_, group, _)? = expected?.method {
+            units = min(units, logical[1] / max(group, 1))
+        }
+        guard units > 0, units % tp == 0, size % units == 0 else {
+            throw ShardError.indivisible(
+                tensor: entry.name,
+                reason: "dimension \(dimension) (\(size)) holds \(units) indivisible unit\(units == 1 ? "" : "s") (heads, quantization groups or rows), not a multiple of tp \(tp)")
+        }
+        let share = size / tp
+        return (0..<tp).map { Piece(tensor: entry.name, dimension: dimension, range: [$0 * share, ($0 + 1) * share], bytes: entry.byteCount / tp) }
+    }
+
+    /// The plan as text: bytes per rank, balance, and what each rank holds.
+    public func renderText() -> String {
+        var out = "shard plan: \(layout.ranks) ranks = tp \(layout.tp) × ep \(layout.ep), \(formatBytes(checkpointBytes)) of tensors\n"
+        for r in ranks {
+            let experts = r.experts.map { "experts \($0[0])..<\($0[1])" } ?? (layout.tp > 1 ? "experts split by their tp rule" : "all experts")
+            out += "  rank \(String(r.rank).leftPadded(3))  tp \(r.tpRank) ep \(r.epRank)  \(formatBytes(r.bytes).leftPadded(12))  \(String(r.tensors).leftPadded(7)) tensors  \(experts)\n"
+        }
+        out += String(format: "balance: largest / smallest rank = %.3f\n", balance)
+        return out
+    }
+}
