@@ -52,6 +52,14 @@ public struct LoadedCheckpoint: Sendable {
         }
     }
 
+    /// Why the folder cannot be used for anything that reads tensor data (structural errors, or no usable
+    /// config.json), naming the first problem; nil when it can. Every finding's message names its file and tensor.
+    public var unusableReason: String? {
+        let errors = findings.filter { $0.severity == .error }
+        guard !errors.isEmpty || config == nil else { return nil }
+        return "\(directory.path) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(errors.first?.message ?? "no readable config.json")"
+    }
+
     /// The expected tensor a header entry corresponds to.
     public func expected(shard: Int, entry: Int) -> ExpectedTensor? {
         guard let expected, shard < positions.count, positions[shard][entry] >= 0 else { return nil }

@@ -25,11 +25,8 @@ public enum ModelStore {
             return Opened(kind: .k2pack, config: store.config, store: store)
         }
         let checkpoint = try LoadedCheckpoint(path: path)
-        let errors = checkpoint.findings.filter { $0.severity == .error }
-        guard errors.isEmpty, let config = checkpoint.config else {
-            let first = errors.first.map { [$0.file, $0.tensor, $0.message].compactMap { $0 }.joined(separator: ": ") } ?? "no readable config.json"
-            throw ForwardError.input("\(path) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first)")
-        }
+        if let reason = checkpoint.unusableReason { throw ForwardError.input(reason) }
+        guard let config = checkpoint.config else { throw ForwardError.input("\(path): no readable config.json") }
         return Opened(kind: .huggingFace, config: config, store: CheckpointTensorStore(checkpoint.directory))
     }
 }

@@ -85,11 +85,7 @@ public enum Converter {
     ) throws -> Report {
         let start = Date()
         let checkpoint = try LoadedCheckpoint(path: input)
-        let errors = checkpoint.findings.filter { $0.severity == .error }
-        guard errors.isEmpty, checkpoint.config != nil else {
-            throw PackError.sourceInvalid(
-                reason: "\(input) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(errors.first?.message ?? "no readable config.json")")
-        }
+        if let reason = checkpoint.unusableReason { throw PackError.sourceInvalid(reason: reason) }
         try prepare(output: output, resume: options.resume)
         let dir = checkpoint.directory
         let plan = plan(checkpoint, fileExtension: options.compressionLevel == nil ? PackSpec.fileExtension : PackSpec.archiveExtension)

@@ -34,15 +34,11 @@ public enum OutputFormat: String, Sendable, CaseIterable, Codable {
 enum Rewrite {
     /// Opens a checkpoint and refuses it when structurally broken.
     static func open(_ path: String, ignoringQuantization: Bool = false) throws -> LoadedCheckpoint {
-        try refuseBroken(LoadedCheckpoint(path: path, ignoringQuantization: ignoringQuantization), path: path)
+        try refuseBroken(LoadedCheckpoint(path: path, ignoringQuantization: ignoringQuantization))
     }
 
-    static func refuseBroken(_ checkpoint: LoadedCheckpoint, path: String) throws -> LoadedCheckpoint {
-        let errors = checkpoint.findings.filter { $0.severity == .error }
-        guard errors.isEmpty, checkpoint.config != nil else {
-            let first = errors.first.map { [$0.file, $0.tensor, $0.message].compactMap { $0 }.joined(separator: ": ") } ?? "no readable config.json"
-            throw RequantizeError.input("\(path) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first)")
-        }
+    static func refuseBroken(_ checkpoint: LoadedCheckpoint) throws -> LoadedCheckpoint {
+        if let reason = checkpoint.unusableReason { throw RequantizeError.input(reason) }
         return checkpoint
     }
 
@@ -245,7 +241,7 @@ public enum Quantizer {
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")
             checkpoint = plain
         }
-        checkpoint = try Rewrite.refuseBroken(checkpoint, path: input)
+        checkpoint = try Rewrite.refuseBroken(checkpoint)
         let config = checkpoint.config!
         let (schemeJSON, scheme) = try scheme(for: config, file: options.schemeFile)
         var quantized = config
