@@ -38,7 +38,7 @@ let package = Package(
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).
-        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig"], swiftSettings: strict),
+        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
         // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
         .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
         // inspect and verify: reports over a checkpoint.

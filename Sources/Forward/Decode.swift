@@ -1,3 +1,4 @@
+import Quantization
 import TensorCore
 
 /// Stored dtypes → float32, in place from the mapped bytes (little-endian, unaligned-safe).
@@ -52,29 +53,16 @@ enum Decode {
         let mask = UInt32((1 << bits) - 1)
         let offset = Float(1 << (bits - 1))
         let words = codes.bytes.baseAddress!
-        let fastPath = bits == 4 && group % 8 == 0 && cols % group == 0 && !highFirst && dequant == .exact && scales.dtype == .bf16
-        var levels = [Float](repeating: 0, count: 1 << bits)
+        // The common case (INT4, BF16 scales, whole words and groups) is the shared row dequantizer.
+        let shared = bits == 4 && group % 8 == 0 && cols % 8 == 0 && !highFirst && scales.dtype == .bf16
         for r in rows {
             let dst = out + (r - rows.lowerBound) * cols
             let rowWords = words + 4 * r * wordsPerRow
-            if fastPath {
-                // Per group: 16 code values × scale in a table, then 8 nibbles per word by lookup.
-                let scaleBase = scales.bytes.baseAddress! + 2 * r * groupsPerRow
-                for g in 0..<groupsPerRow {
-                    let s = BFloat16Bits.toFloat(UInt16(littleEndian: scaleBase.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self)))
-                    for v in 0..<16 { levels[v] = (Float(v) - 8) * s }
-                    levels.withUnsafeBufferPointer { table in
-                        let firstWord = g * group / 8
-                        for w in 0..<(group / 8) {
-                            var word = UInt32(littleEndian: rowWords.loadUnaligned(fromByteOffset: 4 * (firstWord + w), as: UInt32.self))
-                            let o = dst + (firstWord + w) * 8
-                            for k in 0..<8 {
-                                o[k] = table[Int(word & 0xF)]
-                                word >>= 4
-                            }
-                        }
-                    }
-                }
+            if shared {
+                Int4Quantizer.dequantizeRow(
+                    words: UnsafeRawBufferPointer(start: rowWords, count: 4 * wordsPerRow),
+                    scales: UnsafeRawBufferPointer(start: scales.bytes.baseAddress! + 2 * r * groupsPerRow, count: 2 * groupsPerRow),
+                    groupSize: group, exact: dequant == .exact, into: UnsafeMutableBufferPointer(start: dst, count: cols))
                 continue
             }
             for c in 0..<cols {

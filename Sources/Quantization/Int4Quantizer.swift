@@ -25,25 +25,28 @@ public enum Int4Quantizer {
         }
     }
 
-    /// Quantizes one row of BF16 bits (length a multiple of `groupSize`, `groupSize` a multiple of 8) into
-    /// packed words (`row.count / 8`) and BF16 scale bits (`row.count / groupSize`). Eight values at a time; every
-    /// step is exact float32 arithmetic or an explicit round-to-nearest-even, so the result is the scalar rule's.
+    /// Quantizes one row of little-endian BF16 values (`row` holds 2 bytes per value, at any alignment: mapped
+    /// tensor data need not be aligned; the count a multiple of `groupSize`, itself a multiple of 8) into packed
+    /// words (`count / 8`) and BF16 scale bits (`count / groupSize`). Eight values at a time; every step is exact
+    /// float32 arithmetic or an explicit round-to-nearest-even, so the result is the scalar rule's.
     public static func quantizeRow(
-        _ row: UnsafeBufferPointer<UInt16>, groupSize: Int, words: UnsafeMutableBufferPointer<UInt32>,
+        _ row: UnsafeRawBufferPointer, groupSize: Int, words: UnsafeMutableBufferPointer<UInt32>,
         scales: UnsafeMutableBufferPointer<UInt16>
     ) throws(Failure) {
-        precondition(groupSize % 8 == 0 && row.count % groupSize == 0, "quantizeRow: the group must divide the row and hold whole words")
-        let base = UnsafeRawPointer(row.baseAddress!)
+        let count = row.count / 2
+        precondition(groupSize % 8 == 0 && count % groupSize == 0, "quantizeRow: the group must divide the row and hold whole words")
+        let base = row.baseAddress!
+        func value(_ c: Int) -> UInt16 { UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * c, as: UInt16.self)) }
         let magic = SIMD8<Float>(repeating: 12_582_912)  // 1.5·2²³
-        for g in 0..<(row.count / groupSize) {
+        for g in 0..<(count / groupSize) {
             let start = g * groupSize
             // amax = max(|min(w, 0)|, max(w, 0)) = max |w|: the largest magnitude's bits (finite BF16 order by
             // their low 15 bits); an exponent of all ones is NaN or infinity.
             var largest: UInt16 = 0
-            for c in start..<(start + groupSize) { largest = max(largest, row[c] & 0x7FFF) }
+            for c in start..<(start + groupSize) { largest = max(largest, value(c) & 0x7FFF) }
             if largest >= 0x7F80 {
-                let c = (start..<(start + groupSize)).first { row[$0] & 0x7F80 == 0x7F80 }!
-                throw .notFinite(column: c, bits: row[c])
+                let c = (start..<(start + groupSize)).first { value($0) & 0x7F80 == 0x7F80 }!
+                throw .notFinite(column: c, bits: value(c))
             }
             var scaleBits = BFloat16Bits.fromFloat(BFloat16Bits.toFloat(largest) / 7.5)
             if scaleBits & 0x7FFF == 0 { scaleBits = zeroScaleGuard }
@@ -74,10 +77,11 @@ public enum Int4Quantizer {
         return unsafeBitCast(((bits &+ 0x7FFF &+ lsb) &>> 16) &<< 16, to: SIMD8<Float>.self)
     }
 
-    /// Dequantizes one packed row: `q · scale` in float32 (exact), or that product rounded to BF16. Eight codes
-    /// (one word) at a time; a nibble becomes a float by the 1.5·2²³ trick, with no conversion instruction.
+    /// Dequantizes one packed row: `q · scale` in float32 (exact), or that product rounded to BF16. `words`
+    /// (little-endian I32) and `scales` (little-endian BF16) are read at any alignment. Eight codes (one word) at a
+    /// time; a nibble becomes a float by the 1.5·2²³ trick, with no conversion instruction.
     public static func dequantizeRow(
-        words: UnsafeBufferPointer<UInt32>, scales: UnsafeBufferPointer<UInt16>, groupSize: Int, exact: Bool,
+        words: UnsafeRawBufferPointer, scales: UnsafeRawBufferPointer, groupSize: Int, exact: Bool,
         into out: UnsafeMutableBufferPointer<Float>
     ) {
         precondition(out.count % 8 == 0 && groupSize % 8 == 0, "dequantizeRow: whole words and whole groups")
@@ -85,9 +89,11 @@ public enum Int4Quantizer {
         let magic = SIMD8<Float>(repeating: 12_582_912 + 8)
         let target = UnsafeMutableRawPointer(out.baseAddress!)
         for w in 0..<(out.count / 8) {
-            let nibbles = (SIMD8<UInt32>(repeating: UInt32(littleEndian: words[w])) &>> shifts) & 0xF
+            let word = UInt32(littleEndian: words.loadUnaligned(fromByteOffset: 4 * w, as: UInt32.self))
+            let nibbles = (SIMD8<UInt32>(repeating: word) &>> shifts) & 0xF
             let q = unsafeBitCast(nibbles | 0x4B40_0000, to: SIMD8<Float>.self) - magic
-            let v = q * SIMD8<Float>(repeating: BFloat16Bits.toFloat(scales[8 * w / groupSize]))
+            let scale = UInt16(littleEndian: scales.loadUnaligned(fromByteOffset: 2 * (8 * w / groupSize), as: UInt16.self))
+            let v = q * SIMD8<Float>(repeating: BFloat16Bits.toFloat(scale))
             target.storeBytes(of: exact ? v : roundedToBFloat16(v), toByteOffset: 32 * w, as: SIMD8<Float>.self)
         }
     }

@@ -105,8 +105,8 @@ public enum Dequantizer {
                         for r in range {
                             row.withUnsafeMutableBufferPointer { dst in
                                 Int4Quantizer.dequantizeRow(
-                                    words: UnsafeBufferPointer(start: (codes.bytes.baseAddress! + 4 * (base + r) * (m.cols / 8)).assumingMemoryBound(to: UInt32.self), count: m.cols / 8),
-                                    scales: UnsafeBufferPointer(start: (scales.bytes.baseAddress! + 2 * (base + r) * groups).assumingMemoryBound(to: UInt16.self), count: groups),
+                                    words: UnsafeRawBufferPointer(start: codes.bytes.baseAddress! + 4 * (base + r) * (m.cols / 8), count: m.cols / 2),
+                                    scales: UnsafeRawBufferPointer(start: scales.bytes.baseAddress! + 2 * (base + r) * groups, count: 2 * groups),
                                     groupSize: m.groupSize, exact: exact, into: dst)
                             }
                             let dst = target.pointer + r * m.cols * width
@@ -176,7 +176,7 @@ public enum RequantizeCheck {
             var words = [UInt32](repeating: 0, count: m.cols / 8), ourScales = [UInt16](repeating: 0, count: groups)
             var result = TensorResult(module: name, codes: m.rows * m.cols, codesDiffering: 0, largestCodeStep: 0, scales: m.rows * groups, scalesDiffering: 0)
             for r in 0..<m.rows {
-                let row = UnsafeBufferPointer(start: (weights.baseAddress! + 2 * r * m.cols).assumingMemoryBound(to: UInt16.self), count: m.cols)
+                let row = UnsafeRawBufferPointer(start: weights.baseAddress! + 2 * r * m.cols, count: 2 * m.cols)
                 do throws(Int4Quantizer.Failure) {
                     try words.withUnsafeMutableBufferPointer { w throws(Int4Quantizer.Failure) in
                         try ourScales.withUnsafeMutableBufferPointer { s throws(Int4Quantizer.Failure) in try Int4Quantizer.quantizeRow(row, groupSize: m.groupSize, words: w, scales: s) }

@@ -297,7 +297,7 @@ public enum Quantizer {
                     let target = UnsafeSendableWords(out.baseAddress!)
                     Rewrite.parallelRows(count, block: count, threads: threads) { range in
                         for r in range {
-                            let row = UnsafeBufferPointer(start: (weights.bytes.baseAddress! + 2 * (base + r) * cols).assumingMemoryBound(to: UInt16.self), count: cols)
+                            let row = UnsafeRawBufferPointer(start: weights.bytes.baseAddress! + 2 * (base + r) * cols, count: 2 * cols)
                             do throws(Int4Quantizer.Failure) {
                                 try Int4Quantizer.quantizeRow(
                                     row, groupSize: groupSize, words: UnsafeMutableBufferPointer(start: target.pointer + r * cols / 8, count: cols / 8),

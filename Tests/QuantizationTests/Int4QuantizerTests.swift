@@ -37,7 +37,7 @@ struct Int4QuantizerTests {
                 try ourWords.withUnsafeMutableBufferPointer { op in
                     try ourScales.withUnsafeMutableBufferPointer { sp in
                         try Int4Quantizer.quantizeRow(
-                            UnsafeBufferPointer(rebasing: wp[(r * cols)..<((r + 1) * cols)]), groupSize: 32,
+                            UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: wp[(r * cols)..<((r + 1) * cols)])), groupSize: 32,
                             words: UnsafeMutableBufferPointer(rebasing: op[(r * cols / 8)..<((r + 1) * cols / 8)]),
                             scales: UnsafeMutableBufferPointer(rebasing: sp[(r * cols / 32)..<((r + 1) * cols / 32)]))
                     }
@@ -49,8 +49,8 @@ struct Int4QuantizerTests {
                     scales.withUnsafeBufferPointer { sp in
                         row.withUnsafeMutableBufferPointer {
                             Int4Quantizer.dequantizeRow(
-                                words: UnsafeBufferPointer(rebasing: wp[(r * cols / 8)..<((r + 1) * cols / 8)]),
-                                scales: UnsafeBufferPointer(rebasing: sp[(r * cols / 32)..<((r + 1) * cols / 32)]), groupSize: 32, exact: mode, into: $0)
+                                words: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: wp[(r * cols / 8)..<((r + 1) * cols / 8)])),
+                                scales: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: sp[(r * cols / 32)..<((r + 1) * cols / 32)])), groupSize: 32, exact: mode, into: $0)
                         }
                     }
                 }
@@ -78,6 +78,37 @@ struct Int4QuantizerTests {
         #expect(scales[0] == Int4Quantizer.zeroScaleGuard && scales[1] == Int4Quantizer.zeroScaleGuard, "all-zero and ±0 groups get the guard 2^-7")
     }
 
+    @Test("rows read from odd addresses (mapped tensor data need not be aligned) give the same codes and values")
+    func unaligned() throws {
+        let input = try SafetensorsFile(path: Self.inputs, name: "edge-cases.safetensors")
+        let (w, shape) = try Self.read(input, "edge.random.weight", as: UInt16.self)
+        let cols = shape[1]
+        let bytes = w.prefix(cols).withUnsafeBytes { Array($0) }
+        let shifted = [UInt8](repeating: 0, count: 1) + bytes
+        var a = [UInt32](repeating: 0, count: cols / 8), b = a
+        var sa = [UInt16](repeating: 0, count: cols / 32), sb = sa
+        try bytes.withUnsafeBytes { raw in
+            try a.withUnsafeMutableBufferPointer { w in try sa.withUnsafeMutableBufferPointer { try Int4Quantizer.quantizeRow(raw, groupSize: 32, words: w, scales: $0) } }
+        }
+        try shifted.withUnsafeBytes { raw in
+            try b.withUnsafeMutableBufferPointer { w in
+                try sb.withUnsafeMutableBufferPointer { try Int4Quantizer.quantizeRow(UnsafeRawBufferPointer(rebasing: raw[1...]), groupSize: 32, words: w, scales: $0) }
+            }
+        }
+        #expect(a == b && sa == sb)
+        let wordBytes = [UInt8](repeating: 0, count: 3) + a.withUnsafeBytes { Array($0) }, scaleBytes = [UInt8](repeating: 0, count: 1) + sa.withUnsafeBytes { Array($0) }
+        var aligned = [Float](repeating: 0, count: cols), odd = aligned
+        a.withUnsafeBytes { wr in sa.withUnsafeBytes { sr in aligned.withUnsafeMutableBufferPointer { Int4Quantizer.dequantizeRow(words: wr, scales: sr, groupSize: 32, exact: true, into: $0) } } }
+        wordBytes.withUnsafeBytes { wr in
+            scaleBytes.withUnsafeBytes { sr in
+                odd.withUnsafeMutableBufferPointer {
+                    Int4Quantizer.dequantizeRow(words: UnsafeRawBufferPointer(rebasing: wr[3...]), scales: UnsafeRawBufferPointer(rebasing: sr[1...]), groupSize: 32, exact: true, into: $0)
+                }
+            }
+        }
+        #expect(aligned == odd)
+    }
+
     @Test("NaN and infinity are refused with their column")
     func notFinite() throws {
         for (bits, column) in [(UInt16(0x7FC0), 5), (UInt16(0x7F80), 40), (UInt16(0xFF80), 63)] {
@@ -87,7 +118,7 @@ struct Int4QuantizerTests {
             #expect(throws: Int4Quantizer.Failure.notFinite(column: column, bits: bits)) {
                 try row.withUnsafeBufferPointer { r in
                     try words.withUnsafeMutableBufferPointer { w in
-                        try scales.withUnsafeMutableBufferPointer { s in try Int4Quantizer.quantizeRow(r, groupSize: 32, words: w, scales: s) }
+                        try scales.withUnsafeMutableBufferPointer { s in try Int4Quantizer.quantizeRow(UnsafeRawBufferPointer(r), groupSize: 32, words: w, scales: s) }
                     }
                 }
             }
