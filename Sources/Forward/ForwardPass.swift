@@ -76,6 +76,13 @@ public final class ForwardPass: @unchecked Sendable {
         return y
     }
 
+    /// The whole model: token ids [rows] → logits [rows, vocab], layer by layer.
+    public func logits(for ids: [Int32], batch: Batch) throws(ForwardError) -> [Float] {
+        var h = try embed(ids)
+        for l in 0..<config.numLayers { h = try layer(l, input: h, batch: batch).output }
+        return try logits(finalNorm(h))
+    }
+
     // MARK: - Decoder layer
 
     /// `h += attention(rmsnorm(h)); h += mlp(rmsnorm(h))`, input and output [rows, hidden].

@@ -61,6 +61,16 @@ public final class ReferenceDump: @unchecked Sendable {
         return values
     }
 
+    /// `logits` [B, T, V], the vocabulary read from the dataset, or nil when the dump has none.
+    public func logits() throws(HDF5File.HDF5Error) -> (values: [Float], vocab: Int)? {
+        guard has("logits") else { return nil }
+        let (values, shape) = try file.readFloats(group + "/logits", maxElements: Self.maxElements)
+        guard shape.count == 3, shape[0] == batch.sequences, shape[1] == batch.tokens else {
+            throw HDF5File.HDF5Error(path: label, reason: "logits has shape \(shape), expected [\(batch.sequences), \(batch.tokens), vocab]")
+        }
+        return (values, shape[2])
+    }
+
     /// `layers/{i}/topk_indices` [B, T, k] as expert ids, checked against the expert count.
     public func topK(layer: Int, k: Int, experts: Int) throws(HDF5File.HDF5Error) -> [Int32]? {
         let name = "layers/\(layer)/topk_indices"

@@ -115,12 +115,7 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         folders.apply()
         let ref = try ReferenceDump(spec: reference)
-        guard ref.has("logits") else { throw ValidationError("\(ref.label) has no logits dataset") }
-        let refShape = try ref.file.readFloats(ref.group + "/logits", maxElements: ReferenceDump.maxElements)
-        guard refShape.shape.count == 3, refShape.shape[0] == ref.batch.sequences, refShape.shape[1] == ref.batch.tokens else {
-            throw ValidationError("\(ref.label): logits has shape \(refShape.shape), expected [\(ref.batch.sequences), \(ref.batch.tokens), vocab]")
-        }
-        let vocab = refShape.shape[2]
+        guard let (refLogits, vocab) = try ref.logits() else { throw ValidationError("\(ref.label) has no logits dataset") }
         let testLogits: [Float]
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
@@ -128,21 +123,19 @@ struct CompareCommand: ParsableCommand {
             guard pass.weights.forward.vocabSize == vocab else {
                 throw ValidationError("\(test) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
             }
-            var h = try pass.embed(ref.inputIDs)
-            for l in 0..<pass.weights.forward.numLayers { h = try pass.layer(l, input: h, batch: ref.batch).output }
-            testLogits = try pass.logits(pass.finalNorm(h))
+            testLogits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
         } else {
             let other = try ReferenceDump(spec: test)
             guard other.inputIDs == ref.inputIDs else {
                 throw ValidationError("\(other.label) was made from other input_ids than \(ref.label)")
             }
-            guard let logits = try other.activation("logits", width: vocab) else {
+            guard let (logits, otherVocab) = try other.logits(), otherVocab == vocab else {
                 throw ValidationError("\(other.label) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
             }
             testLogits = logits
         }
         let stats = LogitStatistics(
-            ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, reference: refShape.values,
+            ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, reference: refLogits,
             test: testLogits, vocab: vocab)
         if json { try printJSON(stats) } else { print(stats.renderText()) }
     }
