@@ -74,19 +74,12 @@ public final class HDF5File {
 
     /// Reads a dataset as float32 with its shape (any numeric stored type is converted by HDF5).
     public func readFloats(_ name: String, maxElements: Int = 1 << 31) throws(HDF5Error) -> (values: [Float], shape: [Int]) {
-        try read(name, as: Float.self, type: chdf5_native_float(), maxElements: maxElements)
+        try read(name, as: Float.self, type: chdf5_native_float(), integersOnly: false, maxElements: maxElements)
     }
 
     /// Reads an integer dataset as Int64 with its shape (a float dataset is refused: ids must be exact).
     public func readInt64s(_ name: String, maxElements: Int = 1 << 31) throws(HDF5Error) -> (values: [Int64], shape: [Int]) {
-        let set = H5Dopen2(id, name, chdf5_p_default())
-        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(name)") }
-        let type = H5Dget_type(set)
-        let typeClass = H5Tget_class(type)
-        H5Tclose(type)
-        H5Dclose(set)
-        guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(name): expected an integer dataset") }
-        return try read(name, as: Int64.self, type: chdf5_native_llong(), maxElements: maxElements)
+        try read(name, as: Int64.self, type: chdf5_native_llong(), integersOnly: true, maxElements: maxElements)
     }
 
     /// Whether a dataset or group exists at `name` (every intermediate group checked).
@@ -100,10 +93,19 @@ public final class HDF5File {
         return String(decoding: buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    private func read<T: Numeric>(_ name: String, as: T.Type, type: hid_t, maxElements: Int) throws(HDF5Error) -> (values: [T], shape: [Int]) {
+    /// Opens the dataset once: its stored class (when `integersOnly`), its shape and size bound, then its values.
+    private func read<T: Numeric>(
+        _ name: String, as: T.Type, type: hid_t, integersOnly: Bool, maxElements: Int
+    ) throws(HDF5Error) -> (values: [T], shape: [Int]) {
         let set = H5Dopen2(id, name, chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(name)") }
         defer { H5Dclose(set) }
+        if integersOnly {
+            let stored = H5Dget_type(set)
+            let typeClass = H5Tget_class(stored)
+            H5Tclose(stored)
+            guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(name): expected an integer dataset") }
+        }
         let space = H5Dget_space(set)
         defer { H5Sclose(space) }
         let rank = H5Sget_simple_extent_ndims(space)
