@@ -24,24 +24,28 @@ extension JSONObject {
 }
 
 extension JSONValue {
-    /// Pretty-printed JSON (two-space indent, keys in their order, numbers in their exact source text), the
-    /// layout of transformers' `save_pretrained` when the keys are sorted.
-    public func serialized(indent: Int = 0) -> String {
-        let pad = String(repeating: " ", count: indent)
-        let inner = String(repeating: " ", count: indent + 2)
+    /// JSON text: pretty-printed at `indent` (two spaces a level, keys in their order, numbers in their exact
+    /// source text: the layout of transformers' `save_pretrained` when the keys are sorted), or on one line
+    /// when `indent` is nil (safetensors headers).
+    public func serialized(indent: Int? = 0) -> String {
         switch self {
         case .null: return "null"
         case .bool(let b): return b ? "true" : "false"
         case .number(let text): return text
         case .string(let s): return Self.quoted(s)
         case .array(let items):
-            if items.isEmpty { return "[]" }
-            return "[\n" + items.map { inner + $0.serialized(indent: indent + 2) }.joined(separator: ",\n") + "\n" + pad + "]"
+            return Self.container("[", "]", items.map { $0.serialized(indent: indent.map { $0 + 2 }) }, indent: indent)
         case .object(let object):
-            if object.count == 0 { return "{}" }
-            return "{\n" + object.entries.map { inner + Self.quoted($0.key) + ": " + $0.value.serialized(indent: indent + 2) }.joined(separator: ",\n")
-                + "\n" + pad + "}"
+            let members = object.entries.map { Self.quoted($0.key) + (indent == nil ? ":" : ": ") + $0.value.serialized(indent: indent.map { $0 + 2 }) }
+            return Self.container("{", "}", members, indent: indent)
         }
+    }
+
+    private static func container(_ open: String, _ close: String, _ members: [String], indent: Int?) -> String {
+        guard let indent else { return open + members.joined(separator: ",") + close }
+        if members.isEmpty { return open + close }
+        let pad = String(repeating: " ", count: indent), inner = String(repeating: " ", count: indent + 2)
+        return open + "\n" + members.map { inner + $0 }.joined(separator: ",\n") + "\n" + pad + close
     }
 
     /// A JSON string literal; non-ASCII characters are written as they are (UTF-8).

@@ -31,18 +31,9 @@ enum SafetensorsWriter {
             object.append(t.name, .object(entry))
             offset += t.length
         }
-        var json = Array(compact(.object(object)).utf8)
+        var json = Array(JSONValue.object(object).serialized(indent: nil).utf8)
         while json.count % 8 != 0 { json.append(0x20) }
         return withUnsafeBytes(of: UInt64(json.count).littleEndian) { Array($0) } + json
-    }
-
-    /// Single-line JSON (safetensors headers are not pretty-printed).
-    static func compact(_ value: JSONValue) -> String {
-        switch value {
-        case .array(let items): return "[" + items.map(compact).joined(separator: ",") + "]"
-        case .object(let o): return "{" + o.entries.map { JSONValue.string($0.key).serialized() + ":" + compact($0.value) }.joined(separator: ",") + "}"
-        default: return value.serialized()
-        }
     }
 
     /// Writes the file; returns its length. A producer that emits more or fewer bytes than declared is our bug.
