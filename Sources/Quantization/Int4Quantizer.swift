@@ -17,6 +17,13 @@ public enum Int4Quantizer {
     public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
         /// A NaN or infinity at `column` of the row: it would become a silent code.
         case notFinite(column: Int, bits: UInt16)
+        /// The column of the row where the problem is.
+        public var column: Int {
+            switch self {
+            case let .notFinite(column, _): column
+            }
+        }
+
         public var description: String {
             switch self {
             case let .notFinite(column, bits):

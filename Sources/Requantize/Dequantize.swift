@@ -182,8 +182,7 @@ public enum RequantizeCheck {
                         try ourScales.withUnsafeMutableBufferPointer { s throws(Int4Quantizer.Failure) in try Int4Quantizer.quantizeRow(row, groupSize: m.groupSize, words: w, scales: s) }
                     }
                 } catch {
-                    guard case let .notFinite(column, _) = error else { continue }
-                    throw RequantizeError.tensor(file: shard.name, tensor: entry.name, reason: "row \(r), column \(column): \(error)")
+                    throw RequantizeError.unquantizable(shard, entry, row: r, error)
                 }
                 for g in 0..<groups where ourScales[g] != UInt16(littleEndian: scales.loadUnaligned(fromByteOffset: 2 * (r * groups + g), as: UInt16.self)) {
                     result.scalesDiffering += 1

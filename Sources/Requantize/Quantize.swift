@@ -15,6 +15,11 @@ public enum RequantizeError: Error, Equatable, Sendable, CustomStringConvertible
     case scheme(String)
     case tensor(file: String, tensor: String, reason: String)
 
+    /// A weight that cannot be quantized, named by shard, tensor, row and column.
+    static func unquantizable(_ shard: SafetensorsFile, _ entry: TensorEntry, row: Int, _ failure: Int4Quantizer.Failure) -> RequantizeError {
+        .tensor(file: shard.name, tensor: entry.name, reason: "row \(row), column \(failure.column): \(failure)")
+    }
+
     public var description: String {
         switch self {
         case .input(let reason): reason
@@ -308,9 +313,7 @@ public enum Quantizer {
                         }
                     }
                 }
-                if let (row, error) = failure.first, case let .notFinite(column, _) = error {
-                    throw RequantizeError.tensor(file: shard.name, tensor: entry.name, reason: "row \(row), column \(column): \(error)")
-                }
+                if let (row, error) = failure.first { throw RequantizeError.unquantizable(shard, entry, row: row, error) }
                 try words.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[0..<(count * cols / 2)])) }
                 shard.file.adviseDone((entry.rangeInFile.lowerBound + 2 * at * cols)..<(entry.rangeInFile.lowerBound + 2 * (at + count) * cols))
                 counter.add(2 * count * cols)
