@@ -178,10 +178,6 @@ def build_model(model_dir: Path, dequant: str, dtype: torch.dtype, device: str, 
     return model, cfg, config, n_quantized
 
 
-def cfg_layers(model_dir: Path) -> int:
-    return text_section(json.loads((model_dir / "config.json").read_text()))[0]["num_hidden_layers"]
-
-
 def capture(model, cfg, ids: torch.Tensor) -> tuple[dict, float]:
     """Runs the model once with hooks; returns {dataset name: numpy array} and the smallest routing margin."""
     B, T = ids.shape
@@ -251,7 +247,7 @@ def make_reference(model_dir: Path, out: Path, group: str = "", dequant: str = "
     ids_t = torch.tensor(rows, dtype=torch.long)
     assert int(ids_t.max()) < cfg.vocab_size, "token id out of the vocabulary"
     dumps, margin = capture(model, cfg, ids_t)
-    if layers_limit is not None and layers_limit < cfg_layers(model_dir):
+    if layers_limit is not None and layers_limit < text_section(config)[0]["num_hidden_layers"]:
         dumps = {k: v for k, v in dumps.items() if k.startswith("layers/")}  # a truncated model's logits mean nothing
     attrs = {
         "dequant": dequant if n_quantized else "none",
