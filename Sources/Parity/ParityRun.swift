@@ -117,7 +117,9 @@ public enum ParityRun {
         for l in range {
             let refIn = try ref.activation("layers/\(l)/layer_in", width: H)
             var chained: [PartReport] = []
-            if let refIn, !(l == range.lowerBound && range.lowerBound > 0) { chained.append(compare("layer_in", h, refIn)) }
+            // A slice's first layer is fed the dump's own layer_in: its chained run already is the isolated one.
+            let fedFromDump = l == range.lowerBound && range.lowerBound > 0
+            if let refIn, !fedFromDump { chained.append(compare("layer_in", h, refIn)) }
             clock = Date()
             let ours = try forward.layer(l, input: h, batch: ref.batch)
             seconds += Date().timeIntervalSince(clock)
@@ -129,14 +131,14 @@ public enum ParityRun {
             var isolatedParts: [PartReport] = []
             var routed = ours
             var routedRun = "chained"
-            if isolated, let refIn, !(l == range.lowerBound && range.lowerBound > 0) {
+            if isolated, let refIn, !fedFromDump {
                 let alone = try forward.layer(l, input: refIn, batch: ref.batch)
                 let aloneOutputs = ["attn_out": alone.attentionOut, "mlp_out": alone.mlpOut, "layer_out": alone.output]
                 for part in parts { if let t = theirs[part] { isolatedParts.append(compare(part, aloneOutputs[part]!, t)) } }
                 routed = alone
                 routedRun = "isolated"
-            } else if l == range.lowerBound && range.lowerBound > 0 {
-                routedRun = "isolated"  // the slice starts from the reference's own input
+            } else if fedFromDump {
+                routedRun = "isolated"
             }
             var routing: RoutingReport?
             if let ourTopK = routed.topK, let margins = routed.margins,
