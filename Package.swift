@@ -57,7 +57,10 @@ let package = Package(
             dependencies: ["Checkpoint", "Inspection", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
             swiftSettings: strict),
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
-        .target(name: "Shard", dependencies: ["Checkpoint", "Inspection", "ModelConfig", "TensorCore"], swiftSettings: strict),
+        .target(
+            name: "Shard",
+            dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
@@ -82,7 +85,8 @@ let package = Package(
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
         .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
-        .testTarget(name: "ShardTests", dependencies: ["Shard", "Inspection", "TestSupport"]),
+        .testTarget(
+            name: "ShardTests", dependencies: ["Shard", "Inspection", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -7,11 +7,13 @@ import TensorCore
 /// `rows = batch × tokens`; every sequence starts at position 0, causal, no padding.
 /// Weights are decoded from their stored form a block of rows at a time, so memory stays bounded by one layer's
 /// largest block plus activations.
-public final class ForwardPass: @unchecked Sendable {
+public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
     public let weights: ModelWeights
     public let threads: Int
     private let inverseFrequencies: [Float]
     private var config: ForwardConfig { weights.forward }
+    public var forward: ForwardConfig { weights.forward }
+    public var dequant: Dequantization { weights.dequant }
 
     /// The shape of a batch of sequences.
     public struct Batch: Sendable, Equatable {
@@ -47,15 +49,19 @@ public final class ForwardPass: @unchecked Sendable {
 
     // MARK: - Whole model
 
-    /// `ids` [rows] → hidden states [rows, hidden].
+    /// `ids` [rows] → hidden states [rows, hidden]. A rank holding a block of the vocabulary fills the rows of
+    /// its own tokens and leaves the others zero (the ranks' sum is the whole lookup).
     public func embed(_ ids: [Int32]) throws(ForwardError) -> [Float] {
         let table = try weights.matrix("embedding", layer: nil)
+        let first = try weights.firstRow("embedding", layer: nil)
         var h = [Float](repeating: 0, count: ids.count * config.hiddenSize)
         for (r, id) in ids.enumerated() {
-            guard id >= 0, Int(id) < table.rows else {
-                throw .input("token id \(id) at position \(r) is outside the vocabulary of \(table.rows)")
+            guard id >= 0, Int(id) < config.vocabSize else {
+                throw .input("token id \(id) at position \(r) is outside the vocabulary of \(config.vocabSize)")
             }
-            h.withUnsafeMutableBufferPointer { table.decodeRows(Int(id)..<(Int(id) + 1), into: $0.baseAddress! + r * config.hiddenSize) }
+            let row = Int(id) - first
+            guard row >= 0, row < table.rows else { continue }
+            h.withUnsafeMutableBufferPointer { table.decodeRows(row..<(row + 1), into: $0.baseAddress! + r * config.hiddenSize) }
         }
         weights.store.releaseViewed()
         return h
@@ -68,48 +74,62 @@ public final class ForwardPass: @unchecked Sendable {
         return x
     }
 
-    /// lm_head: [rows, hidden] → logits [rows, vocab].
+    /// The slot lm_head reads (the embedding when they are tied).
+    var headSlot: String { config.text.tieWordEmbeddings ? "embedding" : "lm_head" }
+
+    /// lm_head: [rows, hidden] → logits [rows, vocab] (a rank: its block of the vocabulary).
     public func logits(_ normed: [Float]) throws(ForwardError) -> [Float] {
-        let head = config.text.tieWordEmbeddings ? try weights.matrix("embedding", layer: nil) : try weights.matrix("lm_head", layer: nil)
-        let y = linear(normed, head)
+        let y = linear(normed, try weights.matrix(headSlot, layer: nil))
         weights.store.releaseViewed()
         return y
-    }
-
-    /// The whole model: token ids [rows] → logits [rows, vocab], layer by layer.
-    public func logits(for ids: [Int32], batch: Batch) throws(ForwardError) -> [Float] {
-        var h = try embed(ids)
-        for l in 0..<config.numLayers { h = try layer(l, input: h, batch: batch).output }
-        return try logits(finalNorm(h))
     }
 
     // MARK: - Decoder layer
 
     /// `h += attention(rmsnorm(h)); h += mlp(rmsnorm(h))`, input and output [rows, hidden].
     public func layer(_ index: Int, input h: [Float], batch: Batch) throws(ForwardError) -> LayerResult {
+        let result = try decoderLayer(
+            index, input: h, batch: batch, attention: { x throws(ForwardError) in try self.attention(index, x, batch: batch) },
+            moe: { y throws(ForwardError) in try self.moe(index, y, rows: batch.rows) },
+            denseMLP: { y throws(ForwardError) in try self.denseMLP(index, y) })
+        weights.store.releaseViewed()
+        return result
+    }
+
+    /// One decoder layer around its attention and MLP blocks (this model's own, or a sharded model's sums of
+    /// its ranks'): the norms and residual adds are the same either way.
+    func decoderLayer(
+        _ index: Int, input h: [Float], batch: Batch, attention: ([Float]) throws(ForwardError) -> [Float],
+        moe: ([Float]) throws(ForwardError) -> (out: [Float], topK: [Int32], margins: [Float]),
+        denseMLP: ([Float]) throws(ForwardError) -> [Float]
+    ) throws(ForwardError) -> LayerResult {
         let H = config.hiddenSize
         precondition(h.count == batch.rows * H, "layer input does not match the batch")
         var x = h
         rmsNorm(&x, width: H, weight: try weights.vector("input_norm", layer: index), eps: config.rmsNormEps)
-        let attention = try attention(index, x, batch: batch)
+        let attention = try attention(x)
         var mid = h
         for i in 0..<mid.count { mid[i] += attention[i] }
         var y = mid
         rmsNorm(&y, width: H, weight: try weights.vector("post_attention_norm", layer: index), eps: config.rmsNormEps)
         var result = LayerResult(attentionOut: attention, mlpOut: [], output: [], topK: nil, margins: nil)
         if config.isMoELayer(index) {
-            let moe = try moe(index, y, rows: batch.rows)
+            let moe = try moe(y)
             result.mlpOut = moe.out
             result.topK = moe.topK
             result.margins = moe.margins
         } else {
-            result.mlpOut = try mlp(y, gate: weights.matrix("dense_mlp_gate", layer: index),
-                                    up: weights.matrix("dense_mlp_up", layer: index), down: weights.matrix("dense_mlp_down", layer: index))
+            result.mlpOut = try denseMLP(y)
         }
         for i in 0..<mid.count { mid[i] += result.mlpOut[i] }
         result.output = mid
-        weights.store.releaseViewed()
         return result
+    }
+
+    /// The dense layers' MLP. x [rows, hidden] → [rows, hidden].
+    func denseMLP(_ layer: Int, _ x: [Float]) throws(ForwardError) -> [Float] {
+        try mlp(x, gate: weights.matrix("dense_mlp_gate", layer: layer), up: weights.matrix("dense_mlp_up", layer: layer),
+                down: weights.matrix("dense_mlp_down", layer: layer))
     }
 
     // MARK: - MLA attention
@@ -117,12 +137,15 @@ public final class ForwardPass: @unchecked Sendable {
     /// Multi-head latent attention, plain (non-absorbed) form. x [rows, hidden] → [rows, hidden].
     func attention(_ layer: Int, _ x: [Float], batch: Batch) throws(ForwardError) -> [Float] {
         let c = config
-        let heads = c.numHeads, nope = c.qkNopeHeadDim, rope = c.qkRopeHeadDim, vDim = c.vHeadDim, qk = c.qkHeadDim
+        let nope = c.qkNopeHeadDim, rope = c.qkRopeHeadDim, vDim = c.vHeadDim, qk = c.qkHeadDim
         let latentEps = weights.variant.applies(to: layer) ? (weights.variant.latentNormEps ?? c.latentNormEps) : c.latentNormEps
+        // The heads are q_b's (a tensor-parallel rank holds a block of them).
+        let qb = try weights.matrix("attn_q_b", layer: layer)
+        let heads = qb.rows / qk
         // q = q_b · rmsnorm(q_a · x)                                  [rows, heads·(nope+rope)]
         var qa = linear(x, try weights.matrix("attn_q_a", layer: layer))
         rmsNorm(&qa, width: c.qLoraRank, weight: try weights.vector("attn_q_a_norm", layer: layer), eps: latentEps)
-        var q = linear(qa, try weights.matrix("attn_q_b", layer: layer))
+        var q = linear(qa, qb)
         // [c | k_rope] = kv_a · x                                      [rows, kv_lora + rope]; k_rope: one head
         let kva = linear(x, try weights.matrix("attn_kv_a", layer: layer))
         let rows = batch.rows
@@ -134,7 +157,11 @@ public final class ForwardPass: @unchecked Sendable {
         }
         rmsNorm(&latent, width: c.kvLoraRank, weight: try weights.vector("attn_kv_a_norm", layer: layer), eps: latentEps)
         // [k_nope | v] = kv_b · c                                     [rows, heads·(nope+v)]
-        let kv = linear(latent, try weights.matrix("attn_kv_b", layer: layer))
+        let kvb = try weights.matrix("attn_kv_b", layer: layer), o = try weights.matrix("attn_o", layer: layer)
+        guard qb.rows == heads * qk, kvb.rows == heads * (nope + vDim), o.cols == heads * vDim else {
+            throw .wrongTensor(name: kvb.name, reason: "q_b holds \(qb.rows / max(qk, 1)) heads, kv_b \(kvb.rows / max(nope + vDim, 1)) and o_proj \(o.cols / max(vDim, 1))")
+        }
+        let kv = linear(latent, kvb)
         // RoPE on q's rope slice (every head) and on k_rope, position = token index within its sequence.
         for r in 0..<rows {
             let position = Float(r % batch.tokens)
@@ -173,7 +200,7 @@ public final class ForwardPass: @unchecked Sendable {
                 }
             }
         }
-        return linear(context, try weights.matrix("attn_o", layer: layer))
+        return linear(context, o)
     }
 
     /// Rotates one head's rope slice in place: interleaved pairs `(x[2j], x[2j+1])` (DeepSeek's stored layout),
@@ -203,7 +230,11 @@ public final class ForwardPass: @unchecked Sendable {
 
     /// Sigmoid router (correction bias for selection only, group limit, top-k, normalization, routed scaling)
     /// and the weighted sum of the chosen experts, plus the shared expert. x [rows, hidden] → [rows, hidden].
-    func moe(_ layer: Int, _ x: [Float], rows: Int) throws(ForwardError) -> (out: [Float], topK: [Int32], margins: [Float]) {
+    /// A rank of a sharded model computes the experts it holds (`routed`) and its block of the shared expert
+    /// (`shared`); the router is everyone's.
+    func moe(_ layer: Int, _ x: [Float], rows: Int, routed: Bool = true, shared: Bool = true) throws(ForwardError)
+        -> (out: [Float], topK: [Int32], margins: [Float])
+    {
         let routing = config.routing, H = config.hiddenSize, E = routing.experts, k = routing.topK
         let variant = weights.variant.applies(to: layer) ? weights.variant : .none
         let logits = linear(x, try weights.matrix("router", layer: layer))           // [rows, E], float32
@@ -241,7 +272,8 @@ public final class ForwardPass: @unchecked Sendable {
         // out[r] += w · expert(x[r]). The order of the sum does not depend on the thread count.
         var assigned = [[(row: Int, weight: Float)]](repeating: [], count: E)
         for r in 0..<rows { for j in 0..<k { assigned[Int(chosen[r * k + j])].append((r, routeWeights[r * k + j])) } }
-        let active = (0..<E).filter { !assigned[$0].isEmpty }
+        let held = routed ? weights.experts.clamped(to: 0..<E) : 0..<0
+        let active = held.filter { !assigned[$0].isEmpty }
         let lists = active.map { assigned[$0] }
         let matrices = try active.map { e throws(ForwardError) in
             (try weights.matrix("routed_expert_gate", layer: layer, expert: e), try weights.matrix("routed_expert_up", layer: layer, expert: e),
@@ -258,7 +290,7 @@ public final class ForwardPass: @unchecked Sendable {
         for (i, e) in active.enumerated() {
             for (j, item) in assigned[e].enumerated() { for d in 0..<H { out[item.row * H + d] += results[i][j * H + d] * item.weight } }
         }
-        if config.text.numSharedExperts > 0 {
+        if shared, config.text.numSharedExperts > 0 {
             let shared = mlp(x, gate: try weights.matrix("shared_expert_gate", layer: layer),
                              up: try weights.matrix("shared_expert_up", layer: layer), down: try weights.matrix("shared_expert_down", layer: layer))
             for i in 0..<out.count { out[i] += shared[i] }
@@ -332,4 +364,25 @@ public final class ForwardPass: @unchecked Sendable {
 struct UnsafeSendable: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
+}
+
+/// A language model's forward pass, block by block: one model's (`ForwardPass`) or a sharded model's, whose
+/// ranks' partial results are combined as the collectives of a real deployment would (`ShardedForward`).
+public protocol LanguageModelPass: AnyObject, Sendable {
+    /// The whole model's configuration.
+    var forward: ForwardConfig { get }
+    var dequant: Dequantization { get }
+    func embed(_ ids: [Int32]) throws(ForwardError) -> [Float]
+    func layer(_ index: Int, input h: [Float], batch: ForwardPass.Batch) throws(ForwardError) -> ForwardPass.LayerResult
+    func finalNorm(_ h: [Float]) throws(ForwardError) -> [Float]
+    func logits(_ normed: [Float]) throws(ForwardError) -> [Float]
+}
+
+extension LanguageModelPass {
+    /// The whole model: token ids [rows] → logits [rows, vocab], layer by layer.
+    public func logits(for ids: [Int32], batch: ForwardPass.Batch) throws(ForwardError) -> [Float] {
+        var h = try embed(ids)
+        for l in 0..<forward.numLayers { h = try layer(l, input: h, batch: batch).output }
+        return try logits(finalNorm(h))
+    }
 }

@@ -151,6 +151,51 @@ public struct WeightMatrix: @unchecked Sendable {
     }
 }
 
+/// What one rank of a sharded model holds: its place in the layout, the routed experts it has, and for each
+/// split tensor the block `[start, end)` of one dimension it stores.
+public struct WeightPartition: Sendable {
+    public struct Block: Sendable, Equatable {
+        public var dimension: Int
+        public var start: Int
+        public var end: Int
+        public init(dimension: Int, start: Int, end: Int) {
+            self.dimension = dimension
+            self.start = start
+            self.end = end
+        }
+    }
+
+    public var tp: Int
+    public var ep: Int
+    public var tpRank: Int
+    public var epRank: Int
+    public var experts: Range<Int>
+    public var blocks: [String: Block]
+
+    public init(tp: Int, ep: Int, tpRank: Int, epRank: Int, experts: Range<Int>, blocks: [String: Block]) {
+        self.tp = tp
+        self.ep = ep
+        self.tpRank = tpRank
+        self.epRank = epRank
+        self.experts = experts
+        self.blocks = blocks
+    }
+
+    /// The tensor as this rank stores it: the split dimension cut to its block (and the logical `[out, in]` of
+    /// a quantized module in proportion).
+    func localize(_ t: ExpectedTensor) -> ExpectedTensor {
+        guard let b = blocks[t.name], b.dimension < t.shape.count, t.shape[b.dimension] > 0 else { return t }
+        var local = t
+        let whole = t.shape[b.dimension]
+        local.shape[b.dimension] = b.end - b.start
+        if var logical = local.logicalShape, b.dimension < logical.count {
+            logical[b.dimension] = logical[b.dimension] / whole * (b.end - b.start)
+            local.logicalShape = logical
+        }
+        return local
+    }
+}
+
 /// Finds each forward-pass slot's tensors through the architecture manifest (never by spelling names here).
 public final class ModelWeights: @unchecked Sendable {
     public let config: ModelConfig
@@ -158,6 +203,8 @@ public final class ModelWeights: @unchecked Sendable {
     public let store: any TensorStore
     public let dequant: Dequantization
     public let variant: ForwardVariant
+    /// Set for one rank of a sharded model.
+    public let partition: WeightPartition?
     private let expected: ExpectedTensorList
     private var slots: [SlotKey: [Int]] = [:]
 
@@ -167,7 +214,10 @@ public final class ModelWeights: @unchecked Sendable {
         var expert: Int?
     }
 
-    public init(config: ModelConfig, store: any TensorStore, dequant: Dequantization = .exact, variant: ForwardVariant = .none) throws(ForwardError) {
+    public init(
+        config: ModelConfig, store: any TensorStore, dequant: Dequantization = .exact, variant: ForwardVariant = .none,
+        partition: WeightPartition? = nil
+    ) throws(ForwardError) {
         self.config = config
         var forward = try ForwardConfig(config.text, section: config.architecture.textConfigKey ?? "config")
         if let beta = variant.betaFast { forward.rope.betaFast = beta }
@@ -175,8 +225,11 @@ public final class ModelWeights: @unchecked Sendable {
         self.store = store
         self.dequant = dequant
         self.variant = variant
+        self.partition = partition
         do {
-            expected = try ExpectedTensorList(config: config)
+            var list = try ExpectedTensorList(config: config)
+            if let partition { list.tensors = list.tensors.map(partition.localize) }
+            expected = list
         } catch {
             throw .config(key: "config", reason: error.description)
         }
@@ -210,6 +263,16 @@ public final class ModelWeights: @unchecked Sendable {
             throw .wrongTensor(name: t.name, reason: "\(view.bytes.count) bytes do not match its shape")
         }
         return view
+    }
+
+    /// The routed experts this model (or rank) holds.
+    public var experts: Range<Int> { partition?.experts ?? 0..<forward.routing.experts }
+
+    /// The first row a rank's block of the slot's matrix starts at in the whole matrix (0 when it is whole).
+    public func firstRow(_ slot: String, layer: Int?) throws(ForwardError) -> Int {
+        let parts = try tensors(slot, layer: layer, expert: nil)
+        guard let block = parts.lazy.compactMap({ self.partition?.blocks[$0.name] }).first, block.dimension == 0 else { return 0 }
+        return block.start
     }
 
     /// A 1-D float tensor (norm weights, router bias).

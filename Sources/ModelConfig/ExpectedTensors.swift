@@ -41,6 +41,8 @@ public struct ExpectedTensor: Sendable {
     /// For routed-expert tensors: the name of the expert-major stack they belong to, the expert index written
     /// as `*` (`…mlp.experts.*.gate_proj.weight_packed`).
     public var stackName: String?
+    /// Part of the vision tower (an architecture part read from the vision config).
+    public var vision = false
 }
 
 /// The complete list of tensors a config implies, in manifest order.
@@ -155,7 +157,7 @@ public struct ExpectedTensorList: Sendable {
             return ExpectedTensor(
                 name: name, role: isMTP ? "mtp" : role, slot: spec.slot ?? spec.role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
                 method: method, tp: spec.tp, tpUnit: tpUnit, expertParallel: expertParallel, layer: inst.layer,
-                expert: spec.repeat == .experts ? inst.index : nil, stackName: stack)
+                expert: spec.repeat == .experts ? inst.index : nil, stackName: stack, vision: part.config == .vision)
         }
 
         if spec.tensor != nil {

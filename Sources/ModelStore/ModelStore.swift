@@ -80,6 +80,8 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
     public let config: ModelConfig
     private let files: [PackFile]
     private var locations: [String: (file: Int, offset: Int, length: Int, dtype: DType, shape: [Int])] = [:]
+    /// A rank folder of a shard set: the block each split tensor's source holds.
+    public private(set) var blocks: [String: PackSlice] = [:]
     private let viewed = ViewedRanges()
 
     public init(folder: String) throws {
@@ -96,7 +98,9 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         }
         for (f, file) in files.enumerated() {
             for t in file.table.tensors {
-                if t.sources.count <= 1 {
+                for source in t.sources { if let slice = source.slice { blocks[source.name] = slice } }
+                // A tensor stored as itself (a stack, even of one expert, has a name of its own).
+                if t.sources.isEmpty || (t.sources.count == 1 && t.sources[0].name == t.name) {
                     locations[t.sources.first?.name ?? t.name] = (f, t.offset, t.length, t.dtype, t.shape)
                     continue
                 }

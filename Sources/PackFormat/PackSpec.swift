@@ -36,20 +36,68 @@ public enum PackSpec {
 }
 
 /// Where one slice of a stored tensor came from in the Hugging Face checkpoint.
-public struct PackSource: Codable, Sendable, Equatable {
+public struct PackSource: Codable, Sendable, Equatable, Hashable {
     /// The tensor's name in the source checkpoint.
     public var name: String
     /// The source shard file.
     public var shard: String
     /// Byte offset of its data in the source shard file.
     public var offset: Int
+    /// Bytes stored (all runs together).
     public var length: Int
+    /// Present when the stored bytes are one block of the source tensor along a dimension (a rank's share in a
+    /// `shard` output): which block, and where its bytes lie in the source.
+    public var slice: PackSlice?
 
-    public init(name: String, shard: String, offset: Int, length: Int) {
+    public init(name: String, shard: String, offset: Int, length: Int, slice: PackSlice? = nil) {
         self.name = name
         self.shard = shard
         self.offset = offset
         self.length = length
+        self.slice = slice
+    }
+
+    /// Bytes of each run (the whole length unless sliced).
+    public var runLength: Int { slice.map { length / max($0.runs, 1) } ?? length }
+    /// Source bytes from the first run's start to the last run's end (nil when the slice's numbers overflow).
+    public var span: Int? {
+        guard let slice, slice.runs > 1 else { return length }
+        guard let gaps = CheckedMath.multiply(slice.runs - 1, slice.stride) else { return nil }
+        return CheckedMath.add(gaps, runLength)
+    }
+}
+
+/// The block `[start, end)` along `dimension` of a source tensor, stored as `runs` equal runs of bytes that lie
+/// `stride` bytes apart in the source (one run when the block is contiguous, e.g. along dimension 0).
+public struct PackSlice: Codable, Sendable, Equatable, Hashable {
+    public var dimension: Int
+    public var start: Int
+    public var end: Int
+    public var runs: Int
+    public var stride: Int
+
+    public init(dimension: Int, start: Int, end: Int, runs: Int, stride: Int) {
+        self.dimension = dimension
+        self.start = start
+        self.end = end
+        self.runs = runs
+        self.stride = stride
+    }
+
+    /// Where the block of `[start, end)` along `dimension` of a row-major tensor lies: its first byte (from the
+    /// tensor's start), its runs, the bytes of each run and the distance between runs. Nil if it overflows.
+    public static func geometry(shape: [Int], elementBytes: Int, dimension: Int, start: Int, end: Int)
+        -> (offset: Int, runs: Int, runLength: Int, stride: Int)?
+    {
+        guard dimension >= 0, dimension < shape.count, start >= 0, start <= end, end <= shape[dimension] else { return nil }
+        guard let outer = CheckedMath.product(Array(shape[..<dimension])),
+            let innerElements = CheckedMath.product(Array(shape[(dimension + 1)...])),
+            let inner = CheckedMath.multiply(innerElements, elementBytes),
+            let stride = CheckedMath.multiply(inner, shape[dimension]),
+            let offset = CheckedMath.multiply(inner, start),
+            let run = CheckedMath.multiply(inner, end - start)
+        else { return nil }
+        return (offset, outer, run, stride)
     }
 }
 

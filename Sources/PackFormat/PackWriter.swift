@@ -114,23 +114,51 @@ public enum PackWriter {
     }
 
     /// Hands `body` a source's bytes in pieces of at most `PackSpec.maxFrameSize`, releasing each afterwards.
+    /// `read` returns the source's whole span; a sliced source's runs are gathered into pieces (so a rank's
+    /// share of a row-split matrix is copied in large writes, not one per row).
     static func pieces(
         of source: PackSource, read: (PackSource) throws -> UnsafeRawBufferPointer, release: (PackSource, Range<Int>) -> Void,
         progress: (Int) -> Void, _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let bytes = try read(source)
-        guard bytes.count == source.length else {
-            throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' gave \(bytes.count) bytes, expected \(source.length)")
+        guard let span = source.span, bytes.count == span else {
+            throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' gave \(bytes.count) bytes, expected \(source.span ?? -1)")
         }
-        var offset = 0
-        while offset < bytes.count {
-            let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<min(bytes.count, offset + PackSpec.maxFrameSize)])
-            try body(piece)
-            release(source, offset..<(offset + piece.count))
-            offset += piece.count
-            progress(piece.count)
+        let run = source.runLength
+        guard let slice = source.slice, slice.runs > 1, run < PackSpec.maxFrameSize else {
+            // Contiguous, or runs so long that each is copied on its own.
+            for r in 0..<(source.slice?.runs ?? 1) {
+                let start = r * (source.slice?.stride ?? 0)
+                var offset = 0
+                while offset < run {
+                    let end = min(run, offset + PackSpec.maxFrameSize)
+                    try body(UnsafeRawBufferPointer(rebasing: bytes[(start + offset)..<(start + end)]))
+                    release(source, (start + offset)..<(start + end))
+                    progress(end - offset)
+                    offset = end
+                }
+            }
+            return
+        }
+        let perPiece = max(1, gatherSize / run)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: perPiece * run, alignment: 64)
+        defer { buffer.deallocate() }
+        var first = 0
+        while first < slice.runs {
+            let count = min(perPiece, slice.runs - first)
+            for r in 0..<count {
+                let from = (first + r) * slice.stride
+                (buffer.baseAddress! + r * run).copyMemory(from: bytes.baseAddress! + from, byteCount: run)
+            }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<(count * run)]))
+            release(source, (first * slice.stride)..<((first + count - 1) * slice.stride + run))
+            progress(count * run)
+            first += count
         }
     }
+
+    /// Bytes gathered from a sliced source before each write.
+    static let gatherSize = 16 << 20
 
     static func header(
         magic: [UInt8] = PackSpec.magic, tableOffset: Int = PackSpec.alignment, tableLength: Int, tableHash: UInt64, dataOffset: Int,

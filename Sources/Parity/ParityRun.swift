@@ -81,10 +81,10 @@ public enum ParityRun {
     public static let parts = ["attn_out", "mlp_out", "layer_out"]
 
     public static func run(
-        model: String, forward: ForwardPass, reference ref: ReferenceDump, tolerance: Tolerance = Tolerance(),
+        model: String, forward: any LanguageModelPass, reference ref: ReferenceDump, tolerance: Tolerance = Tolerance(),
         layers slice: ClosedRange<Int>? = nil, isolated: Bool = true, progress: ((Int, Int) -> Void)? = nil
     ) throws -> ParityReport {
-        let config = forward.weights.forward
+        let config = forward.forward
         let H = config.hiddenSize, T = ref.batch.tokens, k = config.routing.topK
         let range = slice ?? 0...(config.numLayers - 1)
         guard range.lowerBound >= 0, range.upperBound < config.numLayers else {
@@ -169,7 +169,7 @@ public enum ParityRun {
         let pass = firstFailing == nil && (finalNorm?.pass ?? true) && (logits?.pass ?? true)
         let rows = Double(ref.batch.rows)
         return ParityReport(
-            model: model, reference: ref.label, dequant: forward.weights.dequant.rawValue, referenceDequant: ref.dequant,
+            model: model, reference: ref.label, dequant: forward.dequant.rawValue, referenceDequant: ref.dequant,
             referenceDType: ref.dtype, sequences: ref.batch.sequences, tokens: T, tolerance: tolerance, layers: reports,
             finalNorm: finalNorm, logits: logits, top1Agreement: top1, firstFailingLayer: firstFailing, pass: pass,
             forwardSeconds: seconds, tokensPerSecond: seconds > 0 ? rows / seconds : 0, notes: notes)

@@ -35,7 +35,12 @@ public enum Converter {
     }
 
     /// What goes into each output file, in order.
-    public static func plan(_ checkpoint: LoadedCheckpoint, fileExtension: String = PackSpec.fileExtension) -> [(file: String, tensors: [PlannedTensor])] {
+    /// `share`, when given, picks what a rank stores of each source tensor (its shape and source slice; nil: none
+    /// of it), and `experts` are the routed experts a file's stacks hold.
+    public static func plan(
+        _ checkpoint: LoadedCheckpoint, fileExtension: String = PackSpec.fileExtension, experts: Range<Int>? = nil,
+        share: ((TensorEntry, ExpectedTensor?, PackSource) -> (shape: [Int], source: PackSource)?)? = nil
+    ) -> [(file: String, tensors: [PlannedTensor])] {
         let dir = checkpoint.directory
         enum Item { case single(PlannedTensor), stack(String) }
         var files: [String] = []
@@ -51,8 +56,13 @@ public enum Converter {
                     files.append(file)
                     items[file] = []
                 }
-                let source = PackSource(name: entry.name, shard: dir.shardNames[s], offset: entry.rangeInFile.lowerBound, length: entry.byteCount)
-                let single = PlannedTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, sources: [source])
+                var source = PackSource(name: entry.name, shard: dir.shardNames[s], offset: entry.rangeInFile.lowerBound, length: entry.byteCount)
+                var shape = entry.shape
+                if let share {
+                    guard let mine = share(entry, expected, source) else { continue }
+                    (shape, source) = mine
+                }
+                let single = PlannedTensor(name: entry.name, dtype: entry.dtype, shape: shape, sources: [source])
                 if let stack = expected?.stackName, let expert = expected?.expert {
                     if stacks[stack] == nil { items[file]!.append(.stack(stack)) }
                     stacks[stack, default: []].append((expert, single))
@@ -61,8 +71,8 @@ public enum Converter {
                 }
             }
         }
-        let experts = checkpoint.config?.text.numRoutedExperts ?? 0
-        return files.map { file in
+        let experts = Array(experts ?? 0..<(checkpoint.config?.text.numRoutedExperts ?? 0))
+        return files.filter { !(items[$0]?.isEmpty ?? true) }.map { file in
             let tensors = items[file]!.flatMap { item -> [PlannedTensor] in
                 switch item {
                 case .single(let t): return [t]
@@ -70,10 +80,10 @@ public enum Converter {
                     let members = stacks[name]!.sorted { $0.expert < $1.expert }
                     let first = members[0].tensor
                     // Stack only a complete, uniform set; otherwise keep the experts as they are.
-                    guard members.count == experts, members.enumerated().allSatisfy({ $0.offset == $0.element.expert }),
+                    guard members.map(\.expert) == experts,
                         members.allSatisfy({ $0.tensor.dtype == first.dtype && $0.tensor.shape == first.shape })
                     else { return members.map(\.tensor) }
-                    return [PlannedTensor(name: name, dtype: first.dtype, shape: [experts] + first.shape, sources: members.flatMap(\.tensor.sources))]
+                    return [PlannedTensor(name: name, dtype: first.dtype, shape: [experts.count] + first.shape, sources: members.flatMap(\.tensor.sources))]
                 }
             }
             return (file, tensors)
@@ -89,7 +99,7 @@ public enum Converter {
         try prepare(output: output, resume: options.resume)
         let dir = checkpoint.directory
         let plan = plan(checkpoint, fileExtension: options.compressionLevel == nil ? PackSpec.fileExtension : PackSpec.archiveExtension)
-        let shardByName = Dictionary(uniqueKeysWithValues: dir.shardNames.enumerated().compactMap { i, n in dir.shards[i].map { (n, $0) } })
+        let reader = SourceReader(dir)
         let total = plan.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.length } }
         let counter = ProgressCounter(total: total, report: progress)
 
@@ -101,22 +111,7 @@ public enum Converter {
                     counter.add(tensors.reduce(0) { $0 + $1.length })
                     return true
                 }
-                let read = { (source: PackSource) throws -> UnsafeRawBufferPointer in
-                    guard let shard = shardByName[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
-                    let whole = try shard.file.mapped()
-                    let range = source.offset..<(source.offset + source.length)
-                    shard.file.adviseSequential(range)
-                    return UnsafeRawBufferPointer(rebasing: whole[range])
-                }
-                let release = { (source: PackSource, copied: Range<Int>) -> Void in
-                    // Copied pages leave this process (the page cache keeps them): memory stays bounded.
-                    shardByName[source.shard]?.file.adviseDone((source.offset + copied.lowerBound)..<(source.offset + copied.upperBound))
-                }
-                if let level = options.compressionLevel {
-                    _ = try PackWriter.writeArchive(path: path, tensors: tensors, level: level, read: read, release: release, progress: counter.add)
-                } else {
-                    _ = try PackWriter.write(path: path, tensors: tensors, read: read, release: release, progress: counter.add)
-                }
+                try reader.write(path: path, tensors: tensors, compressionLevel: options.compressionLevel, progress: counter.add)
                 return false
             }
         }
@@ -124,16 +119,7 @@ public enum Converter {
         for (i, result) in results.enumerated() where try result.get() { reused.append(plan[i].file) }
 
         // Verbatim source records, then the manifest last: its presence marks a finished conversion.
-        let sourceFolder = output + "/" + PackManifest.sourceFolder
-        try FileManager.default.createDirectory(atPath: sourceFolder, withIntermediateDirectories: true)
-        for (i, name) in dir.shardNames.enumerated() {
-            guard let shard = dir.shards[i] else { continue }
-            let header = try shard.file.read(count: shard.header.dataStartInFile, at: 0)
-            try AtomicFile.write(header, to: sourceFolder + "/" + name + PackManifest.headerSuffix)
-        }
-        if dir.index != nil {
-            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + ShardIndex.fileName).readAll(), to: sourceFolder + "/" + ShardIndex.fileName)
-        }
+        try keepSourceRecords(dir, input: input, output: output)
         if let config = dir.configBytes { try AtomicFile.write(config, to: output + "/" + CheckpointDirectory.configFileName) }
         let manifest = PackManifest(
             architecture: checkpoint.config?.architecture.name ?? "unknown", files: plan.map(\.file), sourceShards: dir.shardNames,
@@ -144,6 +130,20 @@ public enum Converter {
             stackedTensors: plan.reduce(0) { $0 + $1.tensors.filter { $0.sources.count > 1 }.count }, bytes: total,
             fileBytes: try plan.reduce(0) { $0 + (try ReadOnlyFile(path: output + "/" + $1.file).byteCount) },
             seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Keeps the source shards' headers (and index) verbatim under `source/`: what export and merge rebuild from.
+    public static func keepSourceRecords(_ dir: CheckpointDirectory, input: String, output: String) throws {
+        let sourceFolder = output + "/" + PackManifest.sourceFolder
+        try FileManager.default.createDirectory(atPath: sourceFolder, withIntermediateDirectories: true)
+        for (i, name) in dir.shardNames.enumerated() {
+            guard let shard = dir.shards[i] else { continue }
+            let header = try shard.file.read(count: shard.header.dataStartInFile, at: 0)
+            try AtomicFile.write(header, to: sourceFolder + "/" + name + PackManifest.headerSuffix)
+        }
+        if dir.index != nil {
+            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + ShardIndex.fileName).readAll(), to: sourceFolder + "/" + ShardIndex.fileName)
+        }
     }
 
     /// The output folder must be new or empty, unless resuming.
@@ -171,3 +171,33 @@ public enum Converter {
     }
 }
 
+
+/// Reads planned tensors' source slices from a checkpoint's mapped shards and writes k2pack files, dropping
+/// copied pages from the process as it goes (memory stays bounded; the page cache keeps them).
+public struct SourceReader: @unchecked Sendable {
+    let shards: [String: SafetensorsFile]
+
+    public init(_ dir: CheckpointDirectory) {
+        shards = Dictionary(uniqueKeysWithValues: dir.shardNames.enumerated().compactMap { i, n in dir.shards[i].map { (n, $0) } })
+    }
+
+    public func write(path: String, tensors: [PlannedTensor], compressionLevel: Int32? = nil, progress: (Int) -> Void) throws {
+        let read = { (source: PackSource) throws -> UnsafeRawBufferPointer in
+            guard let shard = shards[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
+            let whole = try shard.file.mapped()
+            guard let span = source.span, let end = CheckedMath.add(source.offset, span), source.offset >= 0, end <= whole.count else {
+                throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' lies outside the file")
+            }
+            shard.file.adviseSequential(source.offset..<end)
+            return UnsafeRawBufferPointer(rebasing: whole[source.offset..<end])
+        }
+        let release = { (source: PackSource, copied: Range<Int>) -> Void in
+            shards[source.shard]?.file.adviseDone((source.offset + copied.lowerBound)..<(source.offset + copied.upperBound))
+        }
+        if let level = compressionLevel {
+            _ = try PackWriter.writeArchive(path: path, tensors: tensors, level: level, read: read, release: release, progress: progress)
+        } else {
+            _ = try PackWriter.write(path: path, tensors: tensors, read: read, release: release, progress: progress)
+        }
+    }
+}

@@ -26,7 +26,6 @@ public enum Exporter {
             }
         }
         try Converter.prepare(output: output, resume: false)
-        let sourceFolder = input + "/" + PackManifest.sourceFolder
         let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
             let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
             return (shard, bytes, header)
@@ -56,13 +55,19 @@ public enum Exporter {
             }
             try file.commit()
         }
-        if manifest.sourceIndex {
-            try AtomicFile.write(try ReadOnlyFile(path: sourceFolder + "/" + ShardIndex.fileName).readAll(), to: output + "/" + ShardIndex.fileName)
+        try copyKeptRecords(from: input, sourceIndex: manifest.sourceIndex, to: output)
+        return Report(files: manifest.sourceShards, bytes: total, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.
+    public static func copyKeptRecords(from input: String, sourceIndex: Bool, to output: String) throws {
+        if sourceIndex {
+            let kept = input + "/" + PackManifest.sourceFolder + "/" + ShardIndex.fileName
+            try AtomicFile.write(try ReadOnlyFile(path: kept).readAll(), to: output + "/" + ShardIndex.fileName)
         }
         let configPath = input + "/" + CheckpointDirectory.configFileName
         if FileManager.default.fileExists(atPath: configPath) {
             try AtomicFile.write(try ReadOnlyFile(path: configPath).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
         }
-        return Report(files: manifest.sourceShards, bytes: total, seconds: Date().timeIntervalSince(start))
     }
 }

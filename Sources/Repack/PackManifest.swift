@@ -19,11 +19,23 @@ public struct PackManifest: Codable, Sendable, Equatable {
     public var sourceShards: [String]
     /// Whether the source had a `model.safetensors.index.json` (kept verbatim under `source/`).
     public var sourceIndex: Bool
+    /// Present in a rank folder of `k2pack shard`: which rank it is (its sources are that rank's slices; the
+    /// source headers are kept once, in the shard set's folder).
+    public var shard: ShardRecord?
 
     enum CodingKeys: String, CodingKey {
         case format, version, architecture, files
         case sourceShards = "source_shards"
         case sourceIndex = "source_index"
+        case shard
+    }
+
+    public init(architecture: String, files: [String], sourceShards: [String], sourceIndex: Bool, shard: ShardRecord? = nil) {
+        self.architecture = architecture
+        self.files = files
+        self.sourceShards = sourceShards
+        self.sourceIndex = sourceIndex
+        self.shard = shard
     }
 
     public static func read(folder: String) throws -> PackManifest {
@@ -54,7 +66,7 @@ public struct PackManifest: Codable, Sendable, Equatable {
         return (bytes, try result.get())
     }
 
-    func encoded() throws -> [UInt8] {
+    public func encoded() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return Array(try encoder.encode(self)) + [0x0A]
@@ -63,4 +75,31 @@ public struct PackManifest: Codable, Sendable, Equatable {
 
 func isPlainFileName(_ name: String) -> Bool {
     !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.contains("\0")
+}
+
+/// One rank of a shard set: rank `rank` = tensor-parallel rank `tpRank` of expert group `epRank`.
+public struct ShardRecord: Codable, Sendable, Equatable {
+    public var tp: Int
+    public var ep: Int
+    public var rank: Int
+    public var tpRank: Int
+    public var epRank: Int
+    /// The routed experts it holds, `[first, end)`.
+    public var experts: [Int]
+    /// Whether it holds the vision tower.
+    public var vision: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case tp, ep, rank, tpRank = "tp_rank", epRank = "ep_rank", experts, vision
+    }
+
+    public init(tp: Int, ep: Int, rank: Int, experts: [Int], vision: Bool) {
+        self.tp = tp
+        self.ep = ep
+        self.rank = rank
+        tpRank = rank % max(tp, 1)
+        epRank = rank / max(tp, 1)
+        self.experts = experts
+        self.vision = vision
+    }
 }

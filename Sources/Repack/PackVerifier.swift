@@ -45,7 +45,8 @@ public enum PackVerifier {
             }
         }
         findings += mismatches.compactMap { $0 }
-        findings += coverage(folder: folder, manifest: manifest, packs: packs)
+        // A rank of a shard set holds slices; its set's coverage is checked from the set's folder.
+        if manifest.shard == nil { findings += coverage(folder: folder, manifest: manifest, packs: packs) }
         if let config = FileManager.default.contents(atPath: folder + "/" + CheckpointDirectory.configFileName) {
             do throws(ConfigError) { _ = try ModelConfig.parse(Array(config)) } catch {
                 findings.append(Finding(code: "config", file: CheckpointDirectory.configFileName, message: error.description))

@@ -8,11 +8,16 @@ import TensorCore
 public struct ShardLayout: Sendable, Codable, Equatable {
     public var tp: Int
     public var ep: Int
+    /// Whether every rank holds the vision tower (else rank 0 alone).
+    public var visionOnEveryRank: Bool
     public var ranks: Int { tp * ep }
-    public init(tp: Int, ep: Int) {
+    public init(tp: Int, ep: Int, visionOnEveryRank: Bool = true) {
         self.tp = tp
         self.ep = ep
+        self.visionOnEveryRank = visionOnEveryRank
     }
+
+    enum CodingKeys: String, CodingKey { case tp, ep, visionOnEveryRank = "vision_on_every_rank" }
 }
 
 /// Why a split is impossible, naming the tensor and the numbers.
@@ -62,6 +67,8 @@ public struct ShardPlan: Sendable, Encodable {
     /// Largest rank's bytes over the smallest's.
     public var balance: Double
     public var pieces: [[Piece]]
+    /// Routed experts per expert group.
+    public var expertsPerGroup: Int
 
     enum CodingKeys: String, CodingKey { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
 
@@ -93,16 +100,18 @@ public struct ShardPlan: Sendable, Encodable {
                     rule = .replicate  // whole experts within their group
                 }
                 if expected?.form == .shape { rule = .replicate }
+                if expected?.vision == true, !layout.visionOnEveryRank { ranks = [0] }
                 let split = try Self.split(entry, rule: rule, expected: expected, tp: layout.tp)
                 for r in ranks { pieces[r].append(split[r % layout.tp]) }
             }
         }
         self.layout = layout
+        expertsPerGroup = perGroup
         checkpointBytes = total
         self.pieces = pieces
         ranks = pieces.enumerated().map { r, list in
             Rank(rank: r, tpRank: r % layout.tp, epRank: r / layout.tp, tensors: list.count, bytes: list.reduce(0) { $0 + $1.bytes },
-                 experts: layout.ep > 1 ? [(r / layout.tp) * perGroup, (r / layout.tp + 1) * perGroup] : nil)
+                 experts: [(r / layout.tp) * perGroup, (r / layout.tp + 1) * perGroup])
         }
         let sizes = ranks.map(\.bytes)
         balance = Double(sizes.max() ?? 0) / Double(max(sizes.min() ?? 1, 1))
@@ -120,6 +129,9 @@ public struct ShardPlan: Sendable, Encodable {
         }
         guard dimension < entry.shape.count else {
             throw ShardError.indivisible(tensor: entry.name, reason: "its \(entry.shape.count)-D shape has no dimension \(dimension) to split")
+        }
+        guard entry.dtype.bitWidth % 8 == 0 else {
+            throw ShardError.indivisible(tensor: entry.name, reason: "its \(entry.dtype.rawValue) elements are not whole bytes")
         }
         let size = entry.shape[dimension]
         // The unit a split must respect: heads (tp_unit), and for INT4 along the input, whole groups / words.
@@ -140,7 +152,7 @@ public struct ShardPlan: Sendable, Encodable {
     public func renderText() -> String {
         var out = "shard plan: \(layout.ranks) ranks = tp \(layout.tp) × ep \(layout.ep), \(formatBytes(checkpointBytes)) of tensors\n"
         for r in ranks {
-            let experts = r.experts.map { "experts \($0[0])..<\($0[1])" } ?? (layout.tp > 1 ? "experts split by their tp rule" : "all experts")
+            let experts = layout.ep > 1 ? r.experts.map { "experts \($0[0])..<\($0[1])" } ?? "" : (layout.tp > 1 ? "experts split by their tp rule" : "all experts")
             out += "  rank \(String(r.rank).leftPadded(3))  tp \(r.tpRank) ep \(r.epRank)  \(formatBytes(r.bytes).leftPadded(12))  \(String(r.tensors).leftPadded(7)) tensors  \(experts)\n"
         }
         out += String(format: "balance: largest / smallest rank = %.3f\n", balance)

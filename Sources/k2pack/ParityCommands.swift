@@ -4,6 +4,7 @@ import Foundation
 import ModelStore
 import PackFormat
 import Parity
+import Shard
 
 extension Dequantization: ExpressibleByArgument {}
 
@@ -21,6 +22,10 @@ struct ForwardOptions: ParsableArguments {
         let weights = try ModelWeights(config: opened.config, store: opened.store, dequant: mode)
         return ForwardPass(weights: weights, threads: threads)
     }
+
+    func sharded(_ folder: String, declared: String?) throws -> ShardedForward {
+        try ShardSet.open(folder: folder, dequant: dequant ?? declared.flatMap(Dequantization.init(rawValue:)) ?? .exact, threads: threads)
+    }
 }
 
 struct ParityCommand: ParsableCommand {
@@ -35,18 +40,24 @@ struct ParityCommand: ParsableCommand {
             """)
 
     @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder.")
-    var model: String
+    var model: String?
 
     @Option(help: "The reference dump: FILE.h5 or FILE.h5:/group.")
-    var reference: String
+    var reference: String?
+
+    @Option(help: "Run from a shard set's rank files (k2pack shard), all-reduce and all-gather simulated: against the dump, or without one against MODEL's unsharded pass.")
+    var shards: String?
+
+    @Option(help: "With --shards and a model: how many probe tokens (spread over the vocabulary) both passes run.")
+    var tokens = 16
 
     @OptionGroup var forward: ForwardOptions
 
     @Option(help: "Run only layers A..B (from the dump's layers/A/layer_in).")
     var layers: String?
 
-    @Option(help: "Largest absolute difference allowed.")
-    var atol = Tolerance().atol
+    @Option(help: "Largest absolute difference allowed (default 1e-4 against a dump; 1e-5 on logits, shards against the unsharded pass).")
+    var atol: Double?
 
     @Option(help: "Largest difference allowed relative to the reference tensor's largest magnitude.")
     var rtol = Tolerance().rtol
@@ -66,17 +77,37 @@ struct ParityCommand: ParsableCommand {
 
     func run() throws {
         folders.apply()
+        guard let reference else {
+            guard let shards, let model else { throw ValidationError("give --reference DUMP (and a model or --shards), or a model and --shards") }
+            return try runAgainstUnsharded(model: model, shards: shards)
+        }
+        guard (model == nil) != (shards == nil) else { throw ValidationError("with --reference, give either a model folder or --shards, not both") }
         let dump = try ReferenceDump(spec: reference)
-        let pass = try forward.forwardPass(model: model, declared: dump.dequant)
+        let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: dump.dequant) }
+            ?? forward.forwardPass(model: model!, declared: dump.dequant)
         let slice = try layers.map(parseLayers)
         let bar = reporting.quiet || reporting.json ? nil : ProgressBar(label: "parity", unit: "layers")
         let report = try ParityRun.run(
-            model: model, forward: pass, reference: dump,
-            tolerance: Tolerance(atol: atol, rtol: rtol, routingMargin: routingMargin), layers: slice, isolated: !chainedOnly,
+            model: shards ?? model!, forward: pass, reference: dump,
+            tolerance: Tolerance(atol: atol ?? Tolerance().atol, rtol: rtol, routingMargin: routingMargin), layers: slice, isolated: !chainedOnly,
             progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
         if let plot { try AtomicFile.write(Array(report.renderSVG().utf8), to: plot) }
         if reporting.json { try printJSON(report) } else { print(report.renderText()) }
+        if !report.pass { throw ExitCode(1) }
+    }
+
+    /// The sharded pass against the unsharded one on probe tokens: logits within --atol (default 1e-5 here).
+    func runAgainstUnsharded(model: String, shards: String) throws {
+        guard tokens >= 1, tokens <= 4096 else { throw ValidationError("--tokens must be in 1...4096") }
+        let whole = try forward.forwardPass(model: model, declared: nil)
+        let sharded = try forward.sharded(shards, declared: nil)
+        let ids = ModelAgreement.probeIDs(count: tokens, vocab: whole.forward.vocabSize)
+        let bar = reporting.quiet || reporting.json ? nil : ProgressBar(label: "parity", unit: "layers")
+        let atol = self.atol ?? 1e-5
+        let report = try ModelAgreement.run(sharded, against: whole, ids: ids, atol: atol, progress: bar.map { bar in { bar.update($0, of: $1) } })
+        bar?.finish()
+        if reporting.json { try printJSON(report) } else { print(report.renderText(test: shards, reference: model), terminator: "") }
         if !report.pass { throw ExitCode(1) }
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import Inspection
 import Repack
 import Requantize
+import Shard
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,7 +18,7 @@ struct VerifyCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "A Hugging Face checkpoint folder, or a k2pack folder made by `k2pack convert`.")
+    @Argument(help: "A Hugging Face checkpoint folder, a k2pack folder made by `k2pack convert`, or a shard set made by `k2pack shard` (or one of its rank folders).")
     var checkpoint: String
 
     @Option(name: .customLong("sha256"), help: "A sha256sum-format list of the checkpoint's files.")
@@ -59,7 +60,9 @@ struct VerifyCommand: ParsableCommand {
         }
         let (bar, progress) = reporting.progress("verify")
         let report =
-            PackVerifier.isPackFolder(checkpoint)
+            ShardSetManifest.isShardSet(checkpoint)
+            ? try ShardVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
+            : PackVerifier.isPackFolder(checkpoint)
             ? try PackVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
             : try Verifier.verify(path: checkpoint, options: options, progress: progress)
         bar?.finish()

@@ -2,12 +2,14 @@ import Foundation
 import TestSupport
 import Testing
 
-/// Runs the built `k2pack` and returns exit status, standard output and standard error.
-func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+/// Runs the built `k2pack` and returns exit status, standard output and standard error. A launcher's rank
+/// variables are removed from the environment (they change what `shard` writes) unless given in `environment`.
+func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
     let executable = try #require(TestPaths.executable, "k2pack is not built (swift build)")
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
+    process.environment = launcherFree(environment)
     let out = Pipe()
     let err = Pipe()
     process.standardOutput = out
@@ -17,6 +19,13 @@ func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: Stri
     let errData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+/// This process's environment without RANK/WORLD_SIZE/SLURM_PROCID/SLURM_NTASKS, plus `extra`.
+func launcherFree(_ extra: [String: String]) -> [String: String] {
+    var env = ProcessInfo.processInfo.environment
+    for key in ["RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"] { env[key] = nil }
+    return env.merging(extra) { $1 }
 }
 
 @Suite("the k2pack command line")
@@ -143,7 +152,7 @@ struct ConvertCrashTests {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["K2PACK_TEST_KILL_AFTER_BYTES": String(killAfter)]) { $1 }
+        process.environment = launcherFree(["K2PACK_TEST_KILL_AFTER_BYTES": String(killAfter)])
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -177,6 +186,34 @@ struct ConvertCrashTests {
         let b = try folderContents(target)
         #expect(Set(a.keys) == Set(b.keys), "left over: \(Set(b.keys).symmetricDifference(a.keys))")
         for (name, data) in a { #expect(b[name] == data, "\(name)") }
+    }
+
+    /// `shard` and `shard --merge`, killed mid-way: no file under a final name anywhere in the output is partial,
+    /// no rank looks finished, and a rerun gives the reference output.
+    @Test("kill -9 of shard and shard --merge", arguments: [(false, 1), (false, 250_000), (true, 1), (true, 200_000)])
+    func killShard(_ merging: Bool, _ killAfter: Int) throws {
+        let dir = TemporaryDirectory()
+        let fixture = TestPaths.fixture("k25-tiny")
+        var input = fixture
+        var command = ["shard", "--gpus", "4", "--tp", "2", "--quiet"]
+        if merging {
+            input = dir.path + "/set"
+            #expect(try run(command + [fixture, input]).status == 0)
+            command = ["shard", "--merge", "--quiet"]
+        }
+        let reference = dir.path + "/reference", target = dir.path + "/target", again = dir.path + "/again"
+        #expect(try run(command + [input, reference]).status == 0)
+        let inputBefore = try folderContents(input)
+        let killed = try runKilled(command + [input, target], killAfter: killAfter)
+        #expect(killed.signalled && killed.status == SIGKILL, "\(command): status \(killed.status)")
+        let expected = try folderContents(reference)
+        for (name, data) in try folderContents(target) where !(name as NSString).lastPathComponent.hasPrefix(".") {
+            #expect(data == expected[name], "\(command): \(name) under its final name is partial")
+            #expect(!name.hasSuffix("k2pack.json") && name != "shards.json", "\(command): \(name) marks a rank finished")
+        }
+        #expect(try folderContents(input) == inputBefore, "\(command): the input changed")
+        #expect(try run(command + [input, again]).status == 0)
+        #expect(try folderContents(again) == expected, "\(command): a rerun differs")
     }
 
     /// The other writers, killed mid-way: nothing partial under a final name, the input untouched, and a rerun

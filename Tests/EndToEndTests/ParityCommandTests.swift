@@ -92,7 +92,7 @@ struct QuantizeCommandTests {
     }
 }
 
-@Suite("shard --dry-run on the command line")
+@Suite("shard on the command line")
 struct ShardCommandTests {
     @Test("the plan prints per rank; impossible splits and missing --dry-run are clear errors")
     func plan() throws {
@@ -105,7 +105,65 @@ struct ShardCommandTests {
         #expect((object["ranks"] as? [Any])?.count == 4)
         let bad = try run(["shard", TestPaths.fixture("k25-tiny"), "--gpus", "3", "--ep", "3", "--dry-run"])
         #expect(bad.status == 1 && bad.err.contains("8 routed experts do not divide into 3 expert-parallel groups"), "\(bad.err)")
-        let write = try run(["shard", TestPaths.fixture("k25-tiny"), "out", "--gpus", "2"])
-        #expect(write.status != 0 && write.err.contains("use --dry-run"), "\(write.err)")
+        let none = try run(["shard", TestPaths.fixture("k25-tiny"), "--gpus", "2"])
+        #expect(none.status != 0 && none.err.contains("give an output folder, or --dry-run"), "\(none.err)")
+    }
+
+    @Test("shard, verify, parity --shards (against the unsharded pass and a dump), merge: the whole round on the command line")
+    func round() throws {
+        let dir = TemporaryDirectory()
+        let fixture = TestPaths.fixture("k25-tiny"), set = dir.path + "/set"
+        let w = try run(["shard", fixture, set, "--gpus", "4", "--tp", "2", "--ep", "2", "--vision", "rank0"])
+        #expect(w.status == 0, "\(w.err)")
+        #expect(w.out.contains("wrote all 4 ranks of tp 2 × ep 2"), "\(w.out)")
+        let v = try run(["verify", set])
+        #expect(v.status == 0 && v.out.contains("OK: no problems found"), "\(v.out)")
+        let p = try run(["parity", fixture, "--shards", set, "--quiet"])
+        #expect(p.status == 0 && p.out.contains("PASS: logits within 1e-05"), "\(p.out)\(p.err)")
+        let j = try run(["parity", fixture, "--shards", set, "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [String: Any])
+        #expect(object["pass"] as? Bool == true && ((object["logits"] as? [String: Any])?["max_abs"] as? Double ?? 1) <= 1e-5, "\(j.out)")
+        let d = try run(["parity", "--shards", set, "--reference", TestPaths.fixture("references/k25-tiny.h5") + ":/exact", "--quiet"])
+        #expect(d.status == 0 && d.out.contains("PASS"), "\(d.out)\(d.err)")
+        let m = try run(["shard", "--merge", set, dir.path + "/merged"])
+        #expect(m.status == 0 && m.out.contains("merged 4 ranks into 6 shards"), "\(m.out)\(m.err)")
+        #expect(try folderContents(dir.path + "/merged") == folderContents(fixture))
+        let both = try run(["parity", fixture, "--shards", set, "--reference", TestPaths.fixture("references/k25-tiny.h5")])
+        #expect(both.status != 0 && both.err.contains("either a model folder or --shards, not both"), "\(both.err)")
+    }
+
+    @Test("--rank and the launchers' variables: each process writes its own ranks; together they are the whole set")
+    func launchers() throws {
+        let dir = TemporaryDirectory()
+        let fixture = TestPaths.fixture("k2-thinking-tiny")
+        let whole = dir.path + "/whole", torch = dir.path + "/torch", slurm = dir.path + "/slurm", manual = dir.path + "/manual"
+        #expect(try run(["shard", fixture, whole, "--gpus", "4", "--ep", "4", "--quiet"]).status == 0)
+        for process in [1, 0] {
+            let r = try run(["shard", fixture, torch, "--gpus", "4", "--ep", "4"], environment: ["RANK": "\(process)", "WORLD_SIZE": "2"])
+            #expect(r.status == 0 && r.out.contains("wrote ranks \(process),\(process + 2) of tp 1 × ep 4"), "\(r.out)\(r.err)")
+        }
+        for process in 0..<4 {
+            let r = try run(["shard", fixture, slurm, "--gpus", "4", "--ep", "4", "--quiet"], environment: ["SLURM_PROCID": "\(process)", "SLURM_NTASKS": "4"])
+            #expect(r.status == 0, "\(r.err)")
+        }
+        for rank in [2, 3, 0, 1] {
+            let r = try run(["shard", fixture, manual, "--gpus", "4", "--ep", "4", "--rank", "\(rank)"], environment: ["RANK": "0", "WORLD_SIZE": "1"])
+            #expect(r.status == 0 && r.out.contains("wrote rank \(rank) of"), "\(r.out)\(r.err)")
+        }
+        let expected = try folderContents(whole)
+        #expect(try folderContents(torch) == expected)
+        #expect(try folderContents(slurm) == expected)
+        #expect(try folderContents(manual) == expected)
+
+        let outside = try run(["shard", fixture, manual, "--gpus", "4", "--ep", "4", "--rank", "4"])
+        #expect(outside.status != 0 && outside.err.contains("--rank 4 is outside 0..<4"), "\(outside.err)")
+        let again = try run(["shard", fixture, manual, "--gpus", "4", "--ep", "4", "--rank", "1"])
+        #expect(again.status == 1 && again.err.contains("rank-0001: already exists and is not empty"), "\(again.err)")
+        let half = try run(["shard", fixture, dir.path + "/x", "--gpus", "4", "--ep", "4"], environment: ["RANK": "1"])
+        #expect(half.status != 0 && half.err.contains("RANK=1 with WORLD_SIZE=unset is not a process of a launch"), "\(half.err)")
+        let idle = try run(["shard", fixture, dir.path + "/y", "--gpus", "2", "--ep", "2"], environment: ["SLURM_PROCID": "3", "SLURM_NTASKS": "4"])
+        #expect(idle.status != 0 && idle.err.contains("SLURM_PROCID 3 of 4 processes has no rank to write: there are 2"), "\(idle.err)")
+        let unfinished = try run(["shard", "--merge", dir.path + "/nothing", dir.path + "/z"])
+        #expect(unfinished.status == 1 && unfinished.err.contains("shards.json: missing: not a shard set"), "\(unfinished.err)")
     }
 }

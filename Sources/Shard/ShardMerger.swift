@@ -1,0 +1,175 @@
+import Checkpoint
+import Foundation
+import PackFormat
+import Repack
+import TensorCore
+
+/// `k2pack shard --merge`: a shard set → the Hugging Face checkpoint it was cut from, byte for byte.
+///
+/// Every source shard is rebuilt from its verbatim header; each of its tensors from the ranks' slices of it,
+/// which must tile it exactly (blocks of one dimension, in order, with the byte geometry their shape implies).
+/// A tensor held by several ranks (replicated, or an expert group on each of its tensor-parallel ranks) is taken
+/// once, and its copies must agree.
+public enum ShardMerger {
+    public struct Report: Sendable, Codable {
+        public var files: [String]
+        public var bytes: Int
+        public var ranks: Int
+        public var seconds: Double
+    }
+
+    /// One stored slice of a source tensor: which pack, which stored tensor, which of its sources.
+    struct Stored {
+        var pack: Int
+        var tensor: PackTensor
+        var index: Int
+        var source: PackSource { tensor.sources[index] }
+    }
+
+    /// A shard set checked for merging: its packs, and for every source shard its verbatim header and, for each
+    /// of the header's tensors in order, the stored slices that tile it.
+    struct Assembly {
+        var set: ShardSetManifest
+        var ranks: Int
+        var packs: [PackFile]
+        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[Stored]])]
+        var tensorBytes: Int { shards.reduce(0) { $0 + $1.header.describedLength } }
+    }
+
+    /// Opens every rank, checks that copies held by several ranks agree and that the slices tile every source
+    /// tensor exactly with nothing left over. Reads tables, not tensor data.
+    static func assemble(input: String) throws -> Assembly {
+        let set = try ShardSetManifest.read(folder: input)
+        let manifests = try set.rankManifests(folder: input)
+        var packs: [PackFile] = []
+        var slices: [String: [Stored]] = [:]
+        var copies: [[PackSource]: (rank: Int, xxh64: String)] = [:]
+        for (r, manifest) in manifests.enumerated() {
+            let folder = ShardSetManifest.rankFolder(r)
+            for name in manifest.files {
+                let pack = try PackFile(path: input + "/" + folder + "/" + name, name: folder + "/" + name)
+                if pack.isArchive { throw ShardError.input("\(pack.name): a shard set holds uncompressed k2pack files only") }
+                packs.append(pack)
+                for tensor in pack.table.tensors {
+                    // A copy held by several ranks: the same slices, so it must be the same bytes.
+                    if let first = copies[tensor.sources] {
+                        guard first.xxh64 == tensor.xxh64 else {
+                            throw ShardError.input("\(pack.name): '\(tensor.name)' differs from rank \(first.rank)'s copy (xxHash64 \(tensor.xxh64) vs \(first.xxh64))")
+                        }
+                        continue
+                    }
+                    copies[tensor.sources] = (r, tensor.xxh64)
+                    for i in tensor.sources.indices {
+                        slices[tensor.sources[i].name, default: []].append(Stored(pack: packs.count - 1, tensor: tensor, index: i))
+                    }
+                }
+            }
+        }
+        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[Stored]])] = []
+        for shard in set.sourceShards {
+            let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
+            let pieces = try header.tensors.map { entry in
+                try tiling(of: entry, shard: shard, slices: slices.removeValue(forKey: entry.name) ?? [])
+            }
+            shards.append((shard, bytes, header, pieces))
+        }
+        if let (name, extra) = slices.min(by: { $0.key < $1.key }) {
+            throw ShardError.input("\(packs[extra[0].pack].name): stores '\(name)', which no source header lists")
+        }
+        return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
+    }
+
+    public static func merge(input: String, output: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
+        let start = Date()
+        let assembly = try assemble(input: input)
+        try Converter.prepare(output: output, resume: false)
+        let counter = ProgressCounter(total: assembly.tensorBytes, report: progress)
+        for shard in assembly.shards {
+            let file = try AtomicFile(path: output + "/" + shard.name)
+            try file.setLength(shard.header.describedLength)
+            try file.write(shard.headerBytes, at: 0)
+            counter.add(shard.headerBytes.count)
+            for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
+                try write(pieces, of: entry, packs: assembly.packs, to: file)
+                counter.add(entry.byteCount)
+            }
+            try file.commit()
+        }
+        try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
+        return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// The stored slices of `entry`, in order, once they are shown to tile it exactly: one whole copy, or the
+    /// blocks `[0, a), [a, b), …, [z, size)` of one dimension, each where its shape puts it in the source.
+    static func tiling(of entry: TensorEntry, shard: String, slices: [Stored]) throws -> [Stored] {
+        func fail(_ reason: String) -> ShardError { .input("\(shard): tensor '\(entry.name)': \(reason)") }
+        guard !slices.isEmpty else { throw fail("no rank stores it") }
+        let start = entry.rangeInFile.lowerBound
+        if slices.count == 1, slices[0].source.slice == nil {
+            let s = slices[0].source
+            guard s.shard == shard, s.offset == start, s.length == entry.byteCount else {
+                throw fail("the stored copy is \(s.length) bytes at \(s.shard) offset \(s.offset), the header needs \(entry.byteCount) at \(start)")
+            }
+            return slices
+        }
+        let sorted = slices.sorted { ($0.source.slice?.start ?? -1) < ($1.source.slice?.start ?? -1) }
+        guard let dimension = sorted[0].source.slice?.dimension, dimension < entry.shape.count else {
+            throw fail("its \(slices.count) stored pieces are not blocks of one dimension")
+        }
+        var next = 0
+        for piece in sorted {
+            let s = piece.source
+            guard let slice = s.slice, slice.dimension == dimension, slice.start == next, s.shard == shard,
+                let g = PackSlice.geometry(
+                    shape: entry.shape, elementBytes: entry.dtype.bitWidth / 8, dimension: dimension, start: slice.start, end: slice.end),
+                slice.end > slice.start, g.runs == slice.runs, g.stride == slice.stride, CheckedMath.add(start, g.offset) == s.offset,
+                CheckedMath.multiply(g.runs, g.runLength) == s.length
+            else {
+                throw fail("the pieces along dimension \(dimension) do not tile it (a piece at \(s.slice.map { "[\($0.start), \($0.end))" } ?? "whole") where [\(next), …) was due, or with the wrong byte geometry)")
+            }
+            next = slice.end
+        }
+        guard next == entry.shape[dimension] else {
+            throw fail("the pieces cover [0, \(next)) of dimension \(dimension), which has \(entry.shape[dimension])")
+        }
+        return sorted
+    }
+
+    /// Writes a tiled tensor into its place in the output shard: contiguous pieces as they are; blocks along an
+    /// inner dimension by gathering whole source rows (every piece's run of each row) before each write.
+    static func write(_ pieces: [Stored], of entry: TensorEntry, packs: [PackFile], to file: AtomicFile) throws {
+        if pieces.allSatisfy({ ($0.source.slice?.runs ?? 1) == 1 }) {
+            for p in pieces {
+                var at = p.source.offset
+                try packs[p.pack].readSource(p.tensor, p.index) { bytes in
+                    try file.write(bytes, at: at)
+                    at += bytes.count
+                }
+            }
+            return
+        }
+        let slice = pieces[0].source.slice!
+        let rows = slice.runs, rowBytes = slice.stride
+        let perBlock = max(1, (16 << 20) / max(rowBytes, 1))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(rows, perBlock) * rowBytes, alignment: 64)
+        defer { buffer.deallocate() }
+        let mapped = try pieces.map { p -> (bytes: UnsafeRawBufferPointer, file: ReadOnlyFile, at: Int) in
+            let pack = packs[p.pack]
+            let at = p.tensor.offset + p.tensor.sources[..<p.index].reduce(0) { $0 + $1.length }
+            return (UnsafeRawBufferPointer(rebasing: try pack.file.mapped()[at..<(at + p.source.length)]), pack.file, at)
+        }
+        var first = 0
+        while first < rows {
+            let count = min(perBlock, rows - first)
+            for (p, m) in zip(pieces, mapped) {
+                let run = p.source.runLength, into = p.source.offset - entry.rangeInFile.lowerBound
+                for r in 0..<count {
+                    (buffer.baseAddress! + r * rowBytes + into).copyMemory(from: m.bytes.baseAddress! + (first + r) * run, byteCount: run)
+                }
+                m.file.adviseDone((m.at + first * run)..<(m.at + (first + count) * run))
+            }
+            try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(count * rowBytes)]), at: entry.rangeInFile.lowerBound + first * rowBytes)
+            first += count
+        }
+    }
+}

@@ -1,0 +1,69 @@
+import Forward
+import Foundation
+import ModelStore
+import Inspection
+import Repack
+
+/// A written shard set, opened for the forward pass: one pass per rank over its own folder.
+public enum ShardSet {
+    public static func open(folder: String, dequant: Dequantization = .exact, threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws
+        -> ShardedForward
+    {
+        let set = try ShardSetManifest.read(folder: folder)
+        let manifests = try set.rankManifests(folder: folder)
+        let passes = try manifests.enumerated().map { r, manifest -> ForwardPass in
+            let rankFolder = folder + "/" + ShardSetManifest.rankFolder(r)
+            let store = try PackTensorStore(folder: rankFolder)
+            let record = manifest.shard!  // rankManifests checked it
+            guard record.experts.count == 2, record.experts[0] >= 0, record.experts[0] <= record.experts[1] else {
+                throw ShardError.input("\(rankFolder)/\(PackManifest.fileName): experts \(record.experts) is not a range [first, end)")
+            }
+            let blocks = store.blocks.mapValues { WeightPartition.Block(dimension: $0.dimension, start: $0.start, end: $0.end) }
+            let partition = WeightPartition(
+                tp: record.tp, ep: record.ep, tpRank: record.tpRank, epRank: record.epRank,
+                experts: record.experts[0]..<record.experts[1], blocks: blocks)
+            let weights = try ModelWeights(config: store.config, store: store, dequant: dequant, partition: partition)
+            return ForwardPass(weights: weights, threads: threads)
+        }
+        return try ShardedForward(ranks: passes)
+    }
+}
+
+/// `k2pack verify` on a shard set: every rank's files and checksums, copies held by several ranks agreeing, and
+/// the slices tiling every source tensor exactly (what `--merge` needs).
+public enum ShardVerifier {
+    public static func verify(folder: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                              progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> VerifyReport {
+        let start = Date()
+        let set = try ShardSetManifest.read(folder: folder)
+        var findings: [Finding] = []
+        var files = 0, tensors = 0, bytes = 0
+        for r in 0..<set.layout.ranks {
+            let rankFolder = ShardSetManifest.rankFolder(r)
+            do {
+                let report = try PackVerifier.verify(folder: folder + "/" + rankFolder, threads: threads)
+                files += report.shardCount
+                tensors += report.tensorCount
+                bytes += report.bytesScanned
+                findings += report.findings.map { f in
+                    var f = f
+                    f.file = f.file.map { rankFolder + "/" + $0 }
+                    return f
+                }
+            } catch {
+                findings.append(Finding(code: "shard_rank", file: rankFolder, message: "\(rankFolder): \(error)"))
+            }
+            progress?(r + 1, set.layout.ranks)
+        }
+        if findings.isEmpty {
+            do { _ = try ShardMerger.assemble(input: folder) } catch {
+                findings.append(Finding(code: "shard_coverage", message: "\(error)"))
+            }
+        }
+        var report = VerifyReport(
+            path: folder, architecture: set.architecture, shardCount: files, tensorCount: tensors, bytesScanned: bytes,
+            seconds: Date().timeIntervalSince(start), findings: findings)
+        report.format = "k2pack-shards"
+        return report
+    }
+}

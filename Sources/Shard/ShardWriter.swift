@@ -1,0 +1,177 @@
+import Checkpoint
+import Foundation
+import Inspection
+import ModelConfig
+import PackFormat
+import Repack
+import TensorCore
+
+/// `shards.json`: the record of a shard set, in the set's folder. Rank `r`'s files are in `rank-NNNN/`, each a
+/// k2pack folder whose `k2pack.json` names its rank; the source headers (for `--merge`) are kept once, under
+/// `source/`, by whoever writes rank 0.
+public struct ShardSetManifest: Codable, Sendable, Equatable {
+    public static let fileName = "shards.json"
+    public var format = "k2pack-shards"
+    public var version = 1
+    public var architecture: String
+    public var layout: ShardLayout
+    public var sourceShards: [String]
+    public var sourceIndex: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case format, version, architecture, layout, sourceShards = "source_shards", sourceIndex = "source_index"
+    }
+
+    public static func rankFolder(_ rank: Int) -> String { "rank-" + String(format: "%04d", rank) }
+
+    public static func isShardSet(_ folder: String) -> Bool { FileManager.default.fileExists(atPath: folder + "/" + fileName) }
+
+    public static func read(folder: String) throws -> ShardSetManifest {
+        let path = folder + "/" + fileName
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ShardError.input("\(path): missing: not a shard set, or rank 0 has not finished writing it")
+        }
+        let manifest: ShardSetManifest
+        do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
+            throw ShardError.input("\(path): not a valid shard set record (\(error))")
+        }
+        guard manifest.format == "k2pack-shards", manifest.version == 1 else {
+            throw ShardError.input("\(path): format \(manifest.format) version \(manifest.version) is not supported (this build reads k2pack-shards 1)")
+        }
+        guard manifest.layout.tp >= 1, manifest.layout.ep >= 1, manifest.layout.tp <= 4096, manifest.layout.ep <= 4096,
+            manifest.layout.ranks <= 4096
+        else {
+            throw ShardError.input("\(path): tp \(manifest.layout.tp) × ep \(manifest.layout.ep) is not a plausible layout")
+        }
+        return manifest
+    }
+
+    /// Every rank's finished manifest, checked against the set's layout.
+    public func rankManifests(folder: String) throws -> [PackManifest] {
+        try (0..<layout.ranks).map { r in
+            let rankPath = folder + "/" + Self.rankFolder(r)
+            guard FileManager.default.fileExists(atPath: rankPath + "/" + PackManifest.fileName) else {
+                throw ShardError.input("\(rankPath): rank \(r) of \(layout.ranks) is missing or unfinished (no \(PackManifest.fileName))")
+            }
+            let manifest = try PackManifest.read(folder: rankPath)
+            guard let record = manifest.shard, record.rank == r, record.tp == layout.tp, record.ep == layout.ep else {
+                throw ShardError.input("\(rankPath)/\(PackManifest.fileName): does not describe rank \(r) of tp \(layout.tp) × ep \(layout.ep)")
+            }
+            return manifest
+        }
+    }
+
+    func encoded() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return Array(try encoder.encode(self)) + [0x0A]
+    }
+}
+
+/// `k2pack shard`: writes each rank's share of a Hugging Face checkpoint as a k2pack folder. A rank's tensors
+/// keep their checkpoint names; a split tensor's shape is its block's, and its source records which block of
+/// which source tensor it is (`PackSlice`), so the set is self-describing. Only the byte ranges a rank needs are
+/// read, so many processes can write the ranks of one set at once, each its own.
+public enum ShardWriter {
+    public struct Options: Sendable {
+        public var layout: ShardLayout
+        /// The ranks to write (nil: all).
+        public var ranks: [Int]?
+        public var threads = ProcessInfo.processInfo.activeProcessorCount
+        public init(layout: ShardLayout, ranks: [Int]? = nil) {
+            self.layout = layout
+            self.ranks = ranks
+        }
+    }
+
+    public struct Report: Sendable, Codable {
+        public var layout: ShardLayout
+        public var ranks: [Int]
+        public var files: Int
+        /// Tensor bytes written (replicated tensors count on every rank that holds them).
+        public var bytes: Int
+        public var seconds: Double
+    }
+
+    public static func write(
+        input: String, output: String, options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil
+    ) throws -> Report {
+        let start = Date()
+        let checkpoint = try LoadedCheckpoint(path: input)
+        if let reason = checkpoint.unusableReason { throw ShardError.input(reason) }
+        let layout = options.layout
+        let plan = try ShardPlan(checkpoint, layout: layout)
+        let ranks = options.ranks ?? Array(0..<layout.ranks)
+        for r in ranks where r < 0 || r >= layout.ranks {
+            throw ShardError.layout("rank \(r) is outside 0..<\(layout.ranks) (tp \(layout.tp) × ep \(layout.ep))")
+        }
+        // All ranks: a new or empty folder. Some ranks (one process of many): the set's folder may already hold
+        // other ranks; each rank folder written here must be new or empty.
+        if options.ranks == nil {
+            try Converter.prepare(output: output, resume: false)
+        } else {
+            try Converter.prepare(output: output, resume: true)
+        }
+        for r in ranks { try Converter.prepare(output: output + "/" + ShardSetManifest.rankFolder(r), resume: false) }
+
+        let architecture = checkpoint.config?.architecture.name ?? "unknown"
+        var jobs: [(rank: Int, file: String, tensors: [PlannedTensor])] = []
+        var filesOfRank: [Int: [String]] = [:]
+        for r in ranks {
+            let mine = Dictionary(plan.pieces[r].map { ($0.tensor, $0) }, uniquingKeysWith: { first, _ in first })
+            let experts = plan.ranks[r].experts.map { $0[0]..<$0[1] }
+            let files = Converter.plan(checkpoint, experts: experts) { entry, _, source in
+                mine[entry.name].map { share($0, of: entry, source: source) }
+            }
+            filesOfRank[r] = files.map(\.file)
+            jobs += files.map { (r, $0.file, $0.tensors) }
+        }
+        let work = jobs
+        let total = work.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.length } }
+        let counter = ProgressCounter(total: total, report: progress)
+        let reader = SourceReader(checkpoint.directory)
+        let results: [Result<Void, any Error>] = parallelMap(count: work.count, width: options.threads) { i in
+            Result {
+                let job = work[i]
+                let path = output + "/" + ShardSetManifest.rankFolder(job.rank) + "/" + job.file
+                try reader.write(path: path, tensors: job.tensors, progress: counter.add)
+            }
+        }
+        for result in results { try result.get() }
+
+        let dir = checkpoint.directory
+        if ranks.contains(0) {
+            try Converter.keepSourceRecords(dir, input: input, output: output)
+            if let config = dir.configBytes { try AtomicFile.write(config, to: output + "/" + CheckpointDirectory.configFileName) }
+            let set = ShardSetManifest(architecture: architecture, layout: layout, sourceShards: dir.shardNames, sourceIndex: dir.index != nil)
+            try AtomicFile.write(try set.encoded(), to: output + "/" + ShardSetManifest.fileName)
+        }
+        // Each rank's manifest last: its presence marks the rank finished.
+        for r in ranks {
+            let folder = output + "/" + ShardSetManifest.rankFolder(r)
+            if let config = dir.configBytes { try AtomicFile.write(config, to: folder + "/" + CheckpointDirectory.configFileName) }
+            let record = ShardRecord(
+                tp: layout.tp, ep: layout.ep, rank: r, experts: plan.ranks[r].experts ?? [0, 0],
+                vision: layout.visionOnEveryRank || r == 0)
+            let manifest = PackManifest(architecture: architecture, files: filesOfRank[r] ?? [], sourceShards: [], sourceIndex: false, shard: record)
+            try AtomicFile.write(try manifest.encoded(), to: folder + "/" + PackManifest.fileName)
+        }
+        return Report(layout: layout, ranks: ranks, files: jobs.count, bytes: total, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// A rank's piece of a source tensor: its shape and the slice of the source it is.
+    static func share(_ piece: ShardPlan.Piece, of entry: TensorEntry, source: PackSource) -> (shape: [Int], source: PackSource) {
+        guard let d = piece.dimension, let range = piece.range, range.count == 2 else { return (entry.shape, source) }
+        // The plan only splits whole-byte tensors along an existing dimension of a validated header.
+        guard let g = PackSlice.geometry(shape: entry.shape, elementBytes: entry.dtype.bitWidth / 8, dimension: d, start: range[0], end: range[1]) else {
+            preconditionFailure("shard plan produced an impossible slice of \(entry.name)")
+        }
+        var shape = entry.shape
+        shape[d] = range[1] - range[0]
+        var sliced = source
+        sliced.offset += g.offset
+        sliced.length = g.runs * g.runLength
+        sliced.slice = PackSlice(dimension: d, start: range[0], end: range[1], runs: g.runs, stride: g.stride)
+        return (shape, sliced)
+    }
+}
