@@ -141,7 +141,7 @@ public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
         let latentEps = weights.variant.applies(to: layer) ? (weights.variant.latentNormEps ?? c.latentNormEps) : c.latentNormEps
         // The heads are q_b's (a tensor-parallel rank holds a block of them).
         let qb = try weights.matrix("attn_q_b", layer: layer)
-        let heads = qb.rows / qk
+        let heads = qk > 0 ? qb.rows / qk : 0
         // q = q_b · rmsnorm(q_a · x)                                  [rows, heads·(nope+rope)]
         var qa = linear(x, try weights.matrix("attn_q_a", layer: layer))
         rmsNorm(&qa, width: c.qLoraRank, weight: try weights.vector("attn_q_a_norm", layer: layer), eps: latentEps)

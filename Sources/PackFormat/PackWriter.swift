@@ -140,7 +140,8 @@ public enum PackWriter {
             }
             return
         }
-        let perPiece = max(1, gatherSize / run)
+        // Bounded both in bytes gathered and in source bytes spanned (mapped pages are dropped after each piece).
+        let perPiece = max(1, min(gatherSize / run, gatherSize / max(slice.stride, 1)))
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: perPiece * run, alignment: 64)
         defer { buffer.deallocate() }
         var first = 0

@@ -1,5 +1,8 @@
 import Checkpoint
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import PackFormat
 import Repack
 import TensorCore
@@ -19,7 +22,7 @@ public enum ShardMerger {
     }
 
     /// One stored slice of a source tensor: which pack, which stored tensor, which of its sources.
-    struct Stored {
+    struct Stored: @unchecked Sendable {
         var pack: Int
         var tensor: PackTensor
         var index: Int
@@ -28,7 +31,7 @@ public enum ShardMerger {
 
     /// A shard set checked for merging: its packs, and for every source shard its verbatim header and, for each
     /// of the header's tensors in order, the stored slices that tile it.
-    struct Assembly {
+    struct Assembly: @unchecked Sendable {
         var set: ShardSetManifest
         var ranks: Int
         var packs: [PackFile]
@@ -79,21 +82,38 @@ public enum ShardMerger {
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }
 
-    public static func merge(input: String, output: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
+    public static func merge(
+        input: String, output: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+        progress: (@Sendable (Int, Int) -> Void)? = nil
+    ) throws -> Report {
         let start = Date()
         let assembly = try assemble(input: input)
         try Converter.prepare(output: output, resume: false)
         let counter = ProgressCounter(total: assembly.tensorBytes, report: progress)
-        for shard in assembly.shards {
-            let file = try AtomicFile(path: output + "/" + shard.name)
-            try file.setLength(shard.header.describedLength)
-            try file.write(shard.headerBytes, at: 0)
-            counter.add(shard.headerBytes.count)
-            for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
-                try write(pieces, of: entry, packs: assembly.packs, to: file)
-                counter.add(entry.byteCount)
+        let prefetch = Prefetch()
+        // Output shards in parallel; within one, tensors in the header's data order.
+        let results: [Result<Void, any Error>] = parallelMap(count: assembly.shards.count, width: threads) { i in
+            Result {
+                let shard = assembly.shards[i]
+                let file = try AtomicFile(path: output + "/" + shard.name)
+                try file.setLength(shard.header.describedLength)
+                try file.write(shard.headerBytes, at: 0)
+                counter.add(shard.headerBytes.count)
+                for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
+                    for p in pieces { prefetch.once(p.pack, assembly.packs[p.pack], p.tensor) }
+                    try write(pieces, of: entry, packs: assembly.packs, to: file)
+                    counter.add(entry.byteCount)
+                }
+                try file.commit()
             }
-            try file.commit()
+        }
+        if let failure = results.lazy.compactMap({ result -> (any Error)? in
+            if case .failure(let error) = result { return error }
+            return nil
+        }).first {
+            // Nothing half-way: the shards that did finish go too (the output folder was new or empty).
+            for shard in assembly.shards { unlink(output + "/" + shard.name) }
+            throw failure
         }
         try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
         return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: Date().timeIntervalSince(start))
@@ -171,5 +191,19 @@ public enum ShardMerger {
             try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(count * rowBytes)]), at: entry.rangeInFile.lowerBound + first * rowBytes)
             first += count
         }
+    }
+}
+
+/// Asks the kernel to read each stored tensor ahead once, when merging first needs it: a rank's stack is read
+/// as one sequential stream instead of one expert's slice at a time.
+final class Prefetch: @unchecked Sendable {
+    private let lock = NSLock()
+    private var seen: Set<[Int]> = []
+
+    func once(_ index: Int, _ pack: PackFile, _ tensor: PackTensor) {
+        lock.lock()
+        let first = seen.insert([index, tensor.offset]).inserted
+        lock.unlock()
+        if first { pack.file.adviseSequential(tensor.offset..<(tensor.offset + tensor.length)) }
     }
 }

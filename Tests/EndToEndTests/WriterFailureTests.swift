@@ -45,10 +45,12 @@ final class SmallMount {
 struct WriterFailureTests {
     /// (name, arguments before the output folder). `export` reads a k2pack folder made first on the normal disk.
     static func writers(_ scratch: String) throws -> [(String, [String])] {
-        let packed = scratch + "/packed"
+        let packed = scratch + "/packed", set = scratch + "/set"
         if !FileManager.default.fileExists(atPath: packed) {
             let r = try run(["convert", "--quiet", TestPaths.fixture("k25-tiny"), packed])
             #expect(r.status == 0, "\(r.err)")
+            let s = try run(["shard", "--quiet", "--gpus", "2", "--tp", "2", TestPaths.fixture("deepseek-v3-tiny"), set])
+            #expect(s.status == 0, "\(s.err)")
         }
         return [
             ("convert", ["convert", "--quiet", TestPaths.fixture("k25-tiny")]),
@@ -56,6 +58,8 @@ struct WriterFailureTests {
             ("export", ["export", "--quiet", packed]),
             ("quantize", ["quantize", "--quiet", TestPaths.fixture("quantize/k2-thinking-bf16")]),
             ("dequantize", ["dequantize", "--quiet", TestPaths.fixture("k2-thinking-tiny")]),
+            ("shard", ["shard", "--quiet", "--gpus", "2", "--ep", "2", TestPaths.fixture("k25-tiny")]),
+            ("shard --merge", ["shard", "--merge", "--quiet", set]),
         ]
     }
 
@@ -70,6 +74,9 @@ struct WriterFailureTests {
             #expect(r.err.contains("No space left on device"), "\(name): \(r.err)")
             let leftovers = mount.files().filter { $0.hasSuffix(".partial") || $0.contains("/.") }
             #expect(leftovers.isEmpty, "\(name) left \(leftovers)")
+            if name == "shard --merge" {
+                #expect(!mount.files().contains { $0.hasSuffix(".safetensors") }, "merge left finished shards of an unfinished checkpoint")
+            }
         }
     }
 
