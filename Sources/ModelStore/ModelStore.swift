@@ -84,9 +84,13 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
     public private(set) var blocks: [String: PackSlice] = [:]
     private let viewed = ViewedRanges()
 
-    public init(folder: String) throws {
+    /// `asRank`: open one rank folder of a shard set (its tensors are that rank's blocks).
+    public init(folder: String, asRank: Bool = false) throws {
         self.folder = folder
         let manifest = try PackManifest.read(folder: folder)
+        if let shard = manifest.shard, !asRank {
+            throw ForwardError.input("\(folder) is rank \(shard.rank) of a shard set: run the forward pass from the whole set (parity --shards SET)")
+        }
         let configPath = folder + "/" + CheckpointDirectory.configFileName
         guard let bytes = FileManager.default.contents(atPath: configPath) else {
             throw ForwardError.input("\(configPath): missing (a k2pack folder carries the source config.json)")

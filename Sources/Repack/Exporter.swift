@@ -17,6 +17,11 @@ public enum Exporter {
     public static func export(input: String, output: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
         let start = Date()
         let manifest = try PackManifest.read(folder: input)
+        if let shard = manifest.shard {
+            throw PackError.notPack(
+                file: input + "/" + PackManifest.fileName,
+                reason: "this is rank \(shard.rank) of a shard set; rebuild the checkpoint with `k2pack shard --merge` on the set's folder")
+        }
         let packs = try manifest.files.map { try PackFile(path: input + "/" + $0, name: $0) }
         // Source tensor name → (pack, stored tensor, which of its sources).
         var slices: [String: (pack: Int, tensor: PackTensor, index: Int)] = [:]

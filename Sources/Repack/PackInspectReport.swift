@@ -26,6 +26,8 @@ public struct PackInspectReport: Sendable, Codable {
     /// "zstd" when the files are the compressed archive form.
     public var compression: String?
     public var sourceShards: Int
+    /// A rank folder of a shard set: which rank.
+    public var shard: ShardRecord?
 
     public init(folder: String) throws {
         let manifest = try PackManifest.read(folder: folder)
@@ -54,6 +56,7 @@ public struct PackInspectReport: Sendable, Codable {
         stackCount = files.reduce(0) { $0 + $1.stacks }
         fileBytes = files.reduce(0) { $0 + $1.bytes }
         sourceShards = manifest.sourceShards.count
+        shard = manifest.shard
     }
 
     public func renderText() -> String {
@@ -68,7 +71,12 @@ public struct PackInspectReport: Sendable, Codable {
         } else {
             out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (4096-byte alignment)\n"
         }
-        out += "source         \(sourceShards) Hugging Face shard\(sourceShards == 1 ? "" : "s") (headers kept for a byte-identical export)\n\n"
+        if let shard {
+            out += "rank           \(shard.rank) of tp \(shard.tp) × ep \(shard.ep) (tp rank \(shard.tpRank), ep rank \(shard.epRank)); "
+                + "routed experts \(shard.experts.map(String.init).joined(separator: "..<")); vision tower \(shard.vision ? "yes" : "no")\n\n"
+        } else {
+            out += "source         \(sourceShards) Hugging Face shard\(sourceShards == 1 ? "" : "s") (headers kept for a byte-identical export)\n\n"
+        }
         let width = files.map(\.name.count).max() ?? 4
         for f in files {
             out += f.name.padding(toLength: width, withPad: " ", startingAt: 0)

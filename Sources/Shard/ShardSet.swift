@@ -3,6 +3,7 @@ import Foundation
 import ModelStore
 import Inspection
 import Repack
+import TensorCore
 
 /// A written shard set, opened for the forward pass: one pass per rank over its own folder.
 public enum ShardSet {
@@ -13,7 +14,7 @@ public enum ShardSet {
         let manifests = try set.rankManifests(folder: folder)
         let passes = try manifests.enumerated().map { r, manifest -> ForwardPass in
             let rankFolder = folder + "/" + ShardSetManifest.rankFolder(r)
-            let store = try PackTensorStore(folder: rankFolder)
+            let store = try PackTensorStore(folder: rankFolder, asRank: true)
             let record = manifest.shard!  // rankManifests checked it
             guard record.experts.count == 2, record.experts[0] >= 0, record.experts[0] <= record.experts[1] else {
                 throw ShardError.input("\(rankFolder)/\(PackManifest.fileName): experts \(record.experts) is not a range [first, end)")
@@ -65,5 +66,39 @@ public enum ShardVerifier {
             seconds: Date().timeIntervalSince(start), findings: findings)
         report.format = "k2pack-shards"
         return report
+    }
+}
+
+/// What `k2pack inspect` reports about a shard set: its layout and each rank's files, bytes and experts.
+public struct ShardSetInspectReport: Sendable, Codable {
+    public var path: String
+    public var format = "k2pack-shards"
+    public var architecture: String
+    public var layout: ShardLayout
+    public var sourceShards: Int
+    public var ranks: [PackInspectReport]
+
+    public init(folder: String) throws {
+        let set = try ShardSetManifest.read(folder: folder)
+        _ = try set.rankManifests(folder: folder)
+        path = folder
+        architecture = set.architecture
+        layout = set.layout
+        sourceShards = set.sourceShards.count
+        ranks = try (0..<set.layout.ranks).map { try PackInspectReport(folder: folder + "/" + ShardSetManifest.rankFolder($0)) }
+    }
+
+    public func renderText() -> String {
+        let total = ranks.reduce(0) { $0 + $1.tensorBytes }
+        var out = "shard set      \(path)\n"
+        out += "architecture   \(architecture)\n"
+        out += "layout         \(layout.ranks) ranks = tp \(layout.tp) × ep \(layout.ep); vision tower on \(layout.visionOnEveryRank ? "every rank" : "rank 0")\n"
+        out += "bytes          \(formatBytes(total)) of tensors over all ranks; \(sourceShards) source headers kept for --merge\n\n"
+        for r in ranks {
+            guard let s = r.shard else { continue }
+            out += "rank-\(String(format: "%04d", s.rank))  tp \(s.tpRank) ep \(s.epRank)  \(String(r.files.count).leftPadded(4)) files  "
+                + "\(String(r.tensorCount).leftPadded(7)) tensors  \(formatBytes(r.tensorBytes).leftPadded(12))  experts \(s.experts.map(String.init).joined(separator: "..<"))\n"
+        }
+        return out
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import Inspection
 import Repack
+import Shard
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,6 +28,11 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         folders.apply()
+        if ShardSetManifest.isShardSet(checkpoint) {
+            let report = try ShardSetInspectReport(folder: checkpoint)
+            if json { try printJSON(report) } else { print(report.renderText(), terminator: "") }
+            return
+        }
         if PackVerifier.isPackFolder(checkpoint) {
             let report = try PackInspectReport(folder: checkpoint)
             if json { try printJSON(report) } else { print(report.renderText(), terminator: "") }
