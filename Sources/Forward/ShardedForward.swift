@@ -88,7 +88,7 @@ public final class ShardedForward: LanguageModelPass, @unchecked Sendable {
             let part = try pass.logits(normed)
             let first = try pass.weights.firstRow(pass.headSlot, layer: nil)
             let width = part.count / max(rows, 1)
-            guard first + width <= vocab else { throw .input("a rank's lm_head rows [\(first), \(first + width)) run past the vocabulary of \(vocab)") }
+            guard first >= 0, first + width <= vocab else { throw .input("a rank's lm_head rows [\(first), \(first + width)) run past the vocabulary of \(vocab)") }
             for r in 0..<rows {
                 for j in 0..<width { out[r * vocab + first + j] = part[r * width + j] }
             }
