@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(
-            name: "ShardTests", dependencies: ["Shard", "Inspection", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
+            name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

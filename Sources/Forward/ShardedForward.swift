@@ -40,6 +40,7 @@ public final class ShardedForward: LanguageModelPass, @unchecked Sendable {
         for pass in passes {
             let part = try body(pass)
             if var sum = total {
+                guard part.count == sum.count else { throw .input("ranks' partial results differ in size (\(part.count) vs \(sum.count))") }
                 for i in 0..<sum.count { sum[i] += part[i] }
                 total = sum
             } else {

@@ -121,6 +121,9 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         }
     }
 
+    /// The stored dtype of a checkpoint tensor, when this folder holds it.
+    public func dtype(of name: String) -> DType? { locations[name]?.dtype }
+
     public func view(_ name: String) throws(ForwardError) -> TensorView {
         guard let loc = locations[name] else { throw .missingTensor(name) }
         let file = files[loc.file]

@@ -29,6 +29,16 @@ public final class PackFile: Sendable {
         self.positions = positions
     }
 
+    /// The sources' lengths added up (nil when one is negative or the sum overflows).
+    static func sourcesLength(_ t: PackTensor) -> Int? {
+        var total = 0
+        for s in t.sources {
+            guard s.length >= 0, let sum = CheckedMath.add(total, s.length) else { return nil }
+            total = sum
+        }
+        return total
+    }
+
     /// Frames must tile the tensor and start a new frame at every source boundary.
     static func frameRanges(_ t: PackTensor, file: String) throws(PackError) -> [Range<Int>] {
         guard let frames = t.frames else { throw .tensorInvalid(file: file, tensor: t.name, reason: "an archive tensor needs its frames") }
@@ -89,6 +99,10 @@ public final class PackFile: Sendable {
         guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
             throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(table.compression ?? "")\" in an uncompressed file")
         }
+        var names = Set<String>()
+        for t in table.tensors where !names.insert(t.name).inserted {
+            throw .tableInvalid(file: name, reason: "tensor '\(t.name)' is listed twice")
+        }
         if isArchive {
             try validateFrames(table, name: name, dataEnd: Int(tableOffset))
             return (table, true)
@@ -102,7 +116,7 @@ public final class PackFile: Sendable {
             guard t.offset % Int(alignment) == 0, t.offset >= end, let stop = CheckedMath.add(t.offset, t.length), stop <= file.byteCount else {
                 throw .tensorInvalid(file: name, tensor: t.name, reason: "data [\(t.offset), +\(t.length)) is misaligned, overlaps the previous tensor or runs past the file")
             }
-            guard t.sources.reduce(0, { $0 + $1.length }) == t.length else {
+            guard sourcesLength(t) == t.length else {
                 throw .tensorInvalid(file: name, tensor: t.name, reason: "its source slices do not add up to its length")
             }
             guard t.frames == nil else { throw .tensorInvalid(file: name, tensor: t.name, reason: "frames in an uncompressed file") }
@@ -119,7 +133,7 @@ public final class PackFile: Sendable {
             guard let bytes = CheckedMath.byteCount(shape: t.shape, dtype: t.dtype), bytes == t.length else {
                 throw .tensorInvalid(file: name, tensor: t.name, reason: "length \(t.length) does not match shape \(formatShape(t.shape)) \(t.dtype.rawValue)")
             }
-            guard t.sources.reduce(0, { $0 + $1.length }) == t.length else {
+            guard sourcesLength(t) == t.length else {
                 throw .tensorInvalid(file: name, tensor: t.name, reason: "its source slices do not add up to its length")
             }
             var total = 0

@@ -125,7 +125,7 @@ public enum PackWriter {
             throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' gave \(bytes.count) bytes, expected \(source.span ?? -1)")
         }
         let run = source.runLength
-        guard let slice = source.slice, slice.runs > 1, run < PackSpec.maxFrameSize else {
+        guard let slice = source.slice, slice.runs > 1, run > 0, run < PackSpec.maxFrameSize else {
             // Contiguous, or runs so long that each is copied on its own.
             for r in 0..<(source.slice?.runs ?? 1) {
                 let start = r * (source.slice?.stride ?? 0)

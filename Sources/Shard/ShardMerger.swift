@@ -100,7 +100,7 @@ public enum ShardMerger {
                 try file.write(shard.headerBytes, at: 0)
                 counter.add(shard.headerBytes.count)
                 for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
-                    for p in pieces { prefetch.once(p.pack, assembly.packs[p.pack], p.tensor) }
+                    for p in pieces { try prefetch.once(p.pack, assembly.packs[p.pack], p.tensor) }
                     try write(pieces, of: entry, packs: assembly.packs, to: file)
                     counter.add(entry.byteCount)
                 }
@@ -136,6 +136,10 @@ public enum ShardMerger {
         guard let dimension = sorted[0].source.slice?.dimension, dimension < entry.shape.count else {
             throw fail("its \(slices.count) stored pieces are not blocks of one dimension")
         }
+        let total = sorted.reduce(Optional(0)) { sum, p in sum.flatMap { CheckedMath.add($0, p.source.length) } }
+        guard entry.dtype.bitWidth % 8 == 0, total == entry.byteCount else {
+            throw fail("its \(slices.count) stored pieces do not add up to its \(entry.byteCount) bytes")
+        }
         var next = 0
         for piece in sorted {
             let s = piece.source
@@ -170,7 +174,25 @@ public enum ShardMerger {
         }
         let slice = pieces[0].source.slice!
         let rows = slice.runs, rowBytes = slice.stride
-        let perBlock = max(1, (16 << 20) / max(rowBytes, 1))
+        let perBlock = (16 << 20) / max(rowBytes, 1)
+        guard perBlock > 0 else {
+            // Rows longer than the gather buffer: each run goes straight to its place.
+            for p in pieces {
+                let run = p.source.runLength
+                var r = 0
+                try packs[p.pack].readSource(p.tensor, p.index) { bytes in
+                    var at = 0
+                    while at < bytes.count {
+                        let row = r / max(run, 1), offset = r % max(run, 1)
+                        let count = min(bytes.count - at, run - offset)
+                        try file.write(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + count)]), at: p.source.offset + row * rowBytes + offset)
+                        at += count
+                        r += count
+                    }
+                }
+            }
+            return
+        }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(rows, perBlock) * rowBytes, alignment: 64)
         defer { buffer.deallocate() }
         let mapped = try pieces.map { p -> (bytes: UnsafeRawBufferPointer, file: ReadOnlyFile, at: Int) in
@@ -194,16 +216,21 @@ public enum ShardMerger {
     }
 }
 
-/// Asks the kernel to read each stored tensor ahead once, when merging first needs it: a rank's stack is read
-/// as one sequential stream instead of one expert's slice at a time.
+/// The first time merging needs a stored tensor, reads it whole as one sequential stream (a rank's stack at once,
+/// not one expert's slice at a time) and checks its xxHash64: merge never writes bytes a checksum does not vouch
+/// for. The copy that follows reads them again from the page cache.
 final class Prefetch: @unchecked Sendable {
     private let lock = NSLock()
     private var seen: Set<[Int]> = []
 
-    func once(_ index: Int, _ pack: PackFile, _ tensor: PackTensor) {
+    func once(_ index: Int, _ pack: PackFile, _ tensor: PackTensor) throws {
         lock.lock()
         let first = seen.insert([index, tensor.offset]).inserted
         lock.unlock()
-        if first { pack.file.adviseSequential(tensor.offset..<(tensor.offset + tensor.length)) }
+        guard first else { return }
+        let actual = try pack.checksum(of: tensor)
+        guard actual == tensor.xxh64 else {
+            throw PackError.checksumMismatch(file: pack.name, tensor: tensor.name, expected: tensor.xxh64, actual: actual)
+        }
     }
 }

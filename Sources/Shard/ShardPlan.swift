@@ -92,17 +92,19 @@ public struct ShardPlan: Sendable, Encodable {
             for (e, entry) in shard.tensors.enumerated() {
                 total += entry.byteCount
                 let expected = checkpoint.expected(shard: s, entry: e)
-                var rule = expected?.tp ?? .replicate
                 var ranks = Array(0..<layout.ranks)
                 if let expected, expected.expertParallel, let expert = expected.expert, layout.ep > 1 {
                     let group = expert / perGroup
                     ranks = (0..<layout.tp).map { group * layout.tp + $0 }
-                    rule = .replicate  // whole experts within their group
                 }
-                if expected?.form == .shape { rule = .replicate }
                 if expected?.vision == true, !layout.visionOnEveryRank { ranks = [0] }
-                let split = try Self.split(entry, rule: rule, expected: expected, tp: layout.tp)
-                for r in ranks { pieces[r].append(split[r % layout.tp]) }
+                let blocks = try Self.blocks(name: entry.name, shape: entry.shape, dtype: entry.dtype, expected: expected, layout: layout)
+                for r in ranks {
+                    let block = blocks?[r % layout.tp]
+                    pieces[r].append(Piece(
+                        tensor: entry.name, dimension: block?.dimension, range: block.map { [$0.range.lowerBound, $0.range.upperBound] },
+                        bytes: block == nil ? entry.byteCount : entry.byteCount / layout.tp))
+                }
             }
         }
         self.layout = layout
@@ -117,35 +119,45 @@ public struct ShardPlan: Sendable, Encodable {
         balance = Double(sizes.max() ?? 0) / Double(max(sizes.min() ?? 1, 1))
     }
 
-    /// The `tp` pieces of one tensor under `rule`.
-    static func split(_ entry: TensorEntry, rule: TPRule, expected: ExpectedTensor?, tp: Int) throws -> [Piece] {
-        let whole = Piece(tensor: entry.name, dimension: nil, range: nil, bytes: entry.byteCount)
-        guard tp > 1 else { return [whole] }
+    /// The block each tensor-parallel rank holds of a tensor (nil: every rank holds it whole), by the manifest's
+    /// rule for it: routed experts stay whole when expert groups hold them, `weight_shape` always does. Throws
+    /// when the tensor cannot be split evenly in whole units (heads, quantization groups, FP8 blocks, bytes).
+    public static func blocks(name: String, shape: [Int], dtype: DType, expected: ExpectedTensor?, layout: ShardLayout) throws
+        -> [(dimension: Int, range: Range<Int>)]?
+    {
+        let tp = layout.tp
+        guard tp > 1, let expected, expected.form != .shape, !(expected.expertParallel && layout.ep > 1) else { return nil }
         let dimension: Int
-        switch rule {
-        case .replicate: return Array(repeating: whole, count: tp)
+        switch expected.tp {
+        case .replicate: return nil
         case .column, .vocab: dimension = 0
         case .row: dimension = 1
         }
-        guard dimension < entry.shape.count else {
-            throw ShardError.indivisible(tensor: entry.name, reason: "its \(entry.shape.count)-D shape has no dimension \(dimension) to split")
+        guard dimension < shape.count else {
+            throw ShardError.indivisible(tensor: name, reason: "its \(shape.count)-D shape has no dimension \(dimension) to split")
         }
-        guard entry.dtype.bitWidth % 8 == 0 else {
-            throw ShardError.indivisible(tensor: entry.name, reason: "its \(entry.dtype.rawValue) elements are not whole bytes")
+        guard dtype.bitWidth % 8 == 0 else {
+            throw ShardError.indivisible(tensor: name, reason: "its \(dtype.rawValue) elements are not whole bytes")
         }
-        let size = entry.shape[dimension]
-        // The unit a split must respect: heads (tp_unit), and for INT4 along the input, whole groups / words.
-        var units = expected?.tpUnit ?? size
-        if dimension == 1, let logical = expected?.logicalShape, case let .packQuantized(_, group, _)? = expected?.method {
-            units = min(units, logical[1] / max(group, 1))
+        let size = shape[dimension]
+        // The unit a split must respect: heads (tp_unit); for INT4 along the input, whole groups; an FP8 block
+        // scale follows its weight, which must split in whole blocks.
+        var units = expected.tpUnit ?? size
+        var blockRows = 1
+        switch expected.method {
+        case let .packQuantized(_, group, _)? where dimension == 1:
+            if let logical = expected.logicalShape { units = min(units, logical[1] / max(group, 1)) }
+        case let .fp8Block(br, bc)?:
+            if expected.form == .blockScale { units = size } else { blockRows = dimension == 0 ? br : bc }
+        default: break
         }
-        guard units > 0, units % tp == 0, size % units == 0 else {
+        guard units > 0, units % tp == 0, size % units == 0, (size / tp) % max(blockRows, 1) == 0 else {
             throw ShardError.indivisible(
-                tensor: entry.name,
-                reason: "dimension \(dimension) (\(size)) holds \(units) indivisible unit\(units == 1 ? "" : "s") (heads, quantization groups or rows), not a multiple of tp \(tp)")
+                tensor: name,
+                reason: "dimension \(dimension) (\(size)) holds \(units) indivisible unit\(units == 1 ? "" : "s") (heads, quantization groups or rows)\(blockRows > 1 ? " in FP8 blocks of \(blockRows)" : ""), not a multiple of tp \(tp)")
         }
         let share = size / tp
-        return (0..<tp).map { Piece(tensor: entry.name, dimension: dimension, range: [$0 * share, ($0 + 1) * share], bytes: entry.byteCount / tp) }
+        return (0..<tp).map { (dimension, ($0 * share)..<(($0 + 1) * share)) }
     }
 
     /// The plan as text: bytes per rank, balance, and what each rank holds.

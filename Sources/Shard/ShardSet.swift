@@ -1,5 +1,6 @@
 import Forward
 import Foundation
+import ModelConfig
 import ModelStore
 import Inspection
 import Repack
@@ -19,7 +20,7 @@ public enum ShardSet {
             guard record.experts.count == 2, record.experts[0] >= 0, record.experts[0] <= record.experts[1] else {
                 throw ShardError.input("\(rankFolder)/\(PackManifest.fileName): experts \(record.experts) is not a range [first, end)")
             }
-            let blocks = store.blocks.mapValues { WeightPartition.Block(dimension: $0.dimension, start: $0.start, end: $0.end) }
+            let blocks = try checkedBlocks(store, layout: set.layout, tpRank: record.tpRank, folder: rankFolder)
             let partition = WeightPartition(
                 tp: record.tp, ep: record.ep, tpRank: record.tpRank, epRank: record.epRank,
                 experts: record.experts[0]..<record.experts[1], blocks: blocks)
@@ -27,6 +28,29 @@ public enum ShardSet {
             return ForwardPass(weights: weights, threads: threads)
         }
         return try ShardedForward(ranks: passes)
+    }
+
+    /// The blocks a rank's tables say it holds, each checked to be exactly what the manifest's rules give this
+    /// rank (a table is untrusted: a block on the wrong dimension or out of range is refused, not computed with).
+    static func checkedBlocks(_ store: PackTensorStore, layout: ShardLayout, tpRank: Int, folder: String) throws -> [String: WeightPartition.Block] {
+        let expected: ExpectedTensorList
+        do { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.input("\(folder): \(error)") }
+        var blocks: [String: WeightPartition.Block] = [:]
+        for t in expected.tensors {
+            guard let dtype = store.dtype(of: t.name) else { continue }  // held by another rank
+            let want = try ShardPlan.blocks(name: t.name, shape: t.shape, dtype: dtype, expected: t, layout: layout)?[tpRank]
+            let have = store.blocks[t.name]
+            guard want?.dimension == have?.dimension, want?.range.lowerBound == have?.start, want?.range.upperBound == have?.end else {
+                func text(_ d: Int?, _ a: Int?, _ b: Int?) -> String { d.map { "[\(a ?? 0), \(b ?? 0)) of dimension \($0)" } ?? "the whole tensor" }
+                throw ShardError.input(
+                    "\(folder): '\(t.name)' is stored as \(text(have?.dimension, have?.start, have?.end)); the rules give tp rank \(tpRank) \(text(want?.dimension, want?.range.lowerBound, want?.range.upperBound))")
+            }
+            if let want { blocks[t.name] = WeightPartition.Block(dimension: want.dimension, start: want.range.lowerBound, end: want.range.upperBound) }
+        }
+        if let stray = store.blocks.keys.first(where: { blocks[$0] == nil }) {
+            throw ShardError.input("\(folder): '\(stray)' is stored as a block, but the rules give no tensor of that name a block")
+        }
+        return blocks
     }
 }
 

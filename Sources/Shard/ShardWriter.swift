@@ -1,5 +1,8 @@
 import Checkpoint
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Inspection
 import ModelConfig
 import PackFormat
@@ -42,6 +45,13 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
             manifest.layout.ranks <= 4096
         else {
             throw ShardError.input("\(path): tp \(manifest.layout.tp) × ep \(manifest.layout.ep) is not a plausible layout")
+        }
+        // Merge writes these names into its output folder: plain names only, each once.
+        for name in manifest.sourceShards where !ShardIndex.isPlainFileName(name) {
+            throw ShardError.input("\(path): source shard name \"\(name)\" is not a plain name inside the folder")
+        }
+        guard Set(manifest.sourceShards).count == manifest.sourceShards.count else {
+            throw ShardError.input("\(path): a source shard is listed twice")
         }
         return manifest
     }
@@ -112,7 +122,7 @@ public enum ShardWriter {
         } else {
             try Converter.prepare(output: output, resume: true)
         }
-        for r in ranks { try Converter.prepare(output: output + "/" + ShardSetManifest.rankFolder(r), resume: false) }
+        for r in ranks { try claim(output + "/" + ShardSetManifest.rankFolder(r)) }
 
         let architecture = checkpoint.config?.architecture.name ?? "unknown"
         var jobs: [(rank: Int, file: String, tensors: [PlannedTensor])] = []
@@ -157,6 +167,17 @@ public enum ShardWriter {
             try AtomicFile.write(try manifest.encoded(), to: folder + "/" + PackManifest.fileName)
         }
         return Report(layout: layout, ranks: ranks, files: jobs.count, bytes: total, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// Creates a rank's folder, failing if it exists: two processes told to write the same rank cannot both
+    /// write it (`mkdir` is atomic), and a rank already written is never written over.
+    static func claim(_ folder: String) throws {
+        guard mkdir(folder, 0o755) == 0 else {
+            if errno == EEXIST {
+                throw ShardError.input("\(folder): already exists (written before, or being written by another process); remove it to write this rank again")
+            }
+            throw PackError.io(path: folder, operation: "create the folder", reason: String(cString: strerror(errno)))
+        }
     }
 
     /// A rank's piece of a source tensor: its shape and the slice of the source it is.

@@ -56,7 +56,10 @@ struct ShardCommand: ParsableCommand {
     func run() throws {
         folders.apply()
         if merge { return try runMerge() }
-        guard let gpus, gpus >= 1 else { throw ValidationError("--gpus N (at least 1) is required") }
+        guard let gpus, gpus >= 1, gpus <= 4096 else { throw ValidationError("--gpus N (1 to 4096) is required") }
+        guard (tp ?? 1) >= 1, (tp ?? 1) <= 4096, (ep ?? 1) >= 1, (ep ?? 1) <= 4096 else {
+            throw ValidationError("--tp and --ep must be between 1 and 4096")
+        }
         let tp = self.tp ?? (ep.map { gpus / max($0, 1) } ?? gpus)
         let ep = self.ep ?? gpus / max(tp, 1)
         guard tp * ep == gpus else { throw ValidationError("--tp \(tp) × --ep \(ep) must equal --gpus \(gpus)") }

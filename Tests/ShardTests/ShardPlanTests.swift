@@ -1,4 +1,6 @@
 import Inspection
+import ModelConfig
+import Foundation
 import Shard
 import TestSupport
 import Testing
@@ -48,6 +50,38 @@ struct ShardPlanTests {
             Issue.record("halving a 32-wide INT4 group was accepted")
         } catch {
             #expect("\(error)".contains("down_proj.weight_") && "\(error)".contains("quantization groups"), "\(error)")
+        }
+    }
+}
+
+@Suite("FP8 block-scaled weights split in whole blocks")
+struct FP8BlockSplitTests {
+    func expected(block: Int) throws -> ExpectedTensorList {
+        let path = TestPaths.fixture("deepseek-v3-tiny") + "/config.json"
+        var text = try String(contentsOfFile: path, encoding: .utf8)
+        let fp8 = #""quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic", "weight_block_size": [\#(block), \#(block)]},"#
+        text = text.replacingOccurrences(of: "{", with: "{" + fp8, options: [], range: text.range(of: "{"))
+        return try ExpectedTensorList(config: ModelConfig.parse(Array(text.utf8)))
+    }
+
+    func blocks(_ list: ExpectedTensorList, _ name: String) throws -> [[Int]]? {
+        let t = try #require(list.byName[name].map { list.tensors[$0] }, "\(name) is not expected")
+        return try ShardPlan.blocks(name: name, shape: t.shape, dtype: t.dtypes[0], expected: t, layout: ShardLayout(tp: 2, ep: 1))?
+            .map { [$0.dimension, $0.range.lowerBound, $0.range.upperBound] }
+    }
+
+    @Test("a weight and its weight_scale_inv split at the same block boundaries; a split inside a block is refused")
+    func blockAligned() throws {
+        let list = try expected(block: 8)
+        #expect(try blocks(list, "model.layers.0.self_attn.q_b_proj.weight") == [[0, 0, 24], [0, 24, 48]])
+        #expect(try blocks(list, "model.layers.0.self_attn.q_b_proj.weight_scale_inv") == [[0, 0, 3], [0, 3, 6]])
+        #expect(try blocks(list, "model.layers.0.self_attn.o_proj.weight") == [[1, 0, 16], [1, 16, 32]])
+        #expect(try blocks(list, "model.layers.0.self_attn.o_proj.weight_scale_inv") == [[1, 0, 2], [1, 2, 4]])
+        let coarse = try expected(block: 16)
+        #expect(throws: ShardError.indivisible(
+            tensor: "model.layers.0.self_attn.q_b_proj.weight",
+            reason: "dimension 0 (48) holds 2 indivisible units (heads, quantization groups or rows) in FP8 blocks of 16, not a multiple of tp 2")) {
+            _ = try blocks(coarse, "model.layers.0.self_attn.q_b_proj.weight")
         }
     }
 }

@@ -70,7 +70,9 @@ struct ShardWriteTests {
         for r in [3, 1, 0, 2] { out = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [r]) }
         #expect(try folderContents(out) == folderContents(all))
         // A rank folder already written is not overwritten.
-        #expect(throws: PackError.outputExists(path: out + "/rank-0001")) { _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [1]) }
+        #expect(throws: ShardError.input("\(out)/rank-0001: already exists (written before, or being written by another process); remove it to write this rank again")) {
+            _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [1])
+        }
         #expect(throws: ShardError.layout("rank 4 is outside 0..<4 (tp 2 × ep 2)")) { _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [4]) }
     }
 
@@ -109,7 +111,63 @@ struct ShardWriteTests {
         #expect(agreement.layers[1].mlpOut.maxAbs > 1e-3, "layer 1's experts 4..<8 are missing")
     }
 
-    @Test("an unfinished rank, a missing file, copies that disagree: merge and verify refuse, naming them")
+    /// Rewrites a pack file with `change` applied to each tensor's bytes (a valid file: table and checksums
+    /// are recomputed), and optionally to the table entries.
+    func rewrite(_ path: String, sources: (PackTensor) -> [PackSource] = { $0.sources }, _ change: (PackTensor, inout [UInt8]) -> Void) throws {
+        let pack = try PackFile(path: path)
+        let planned = pack.table.tensors.map { PlannedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, sources: sources($0)) }
+        var buffers: [[UInt8]] = []
+        for t in pack.table.tensors {
+            var bytes = try pack.contents(of: t)
+            change(t, &bytes)
+            buffers.append(bytes)
+        }
+        try FileManager.default.removeItem(atPath: path)
+        // The writer reads each source's span in the source shard and gathers its runs: lay each stored slice out
+        // as that span, runs `stride` apart.
+        var spans: [[UInt8]] = []
+        for (t, bytes) in zip(planned, buffers) {
+            var at = 0
+            for source in t.sources {
+                let run = source.runLength, stride = source.slice?.stride ?? run
+                var span = [UInt8](repeating: 0, count: source.span ?? 0)
+                for r in 0..<(source.slice?.runs ?? 1) {
+                    span.replaceSubrange((r * stride)..<(r * stride + run), with: bytes[(at + r * run)..<(at + (r + 1) * run)])
+                }
+                at += source.length
+                spans.append(span)
+            }
+        }
+        let raw = spans.map { span -> UnsafeMutableRawBufferPointer in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(span.count, 1), alignment: 16)
+            buffer.copyBytes(from: span)
+            return buffer
+        }
+        defer { raw.forEach { $0.deallocate() } }
+        var next = 0
+        _ = try PackWriter.write(path: path, tensors: planned, read: { _ in
+            defer { next += 1 }
+            return UnsafeRawBufferPointer(rebasing: raw[next][0..<spans[next].count])
+        })
+    }
+
+    @Test("a block on the wrong dimension is refused before the forward pass computes with it")
+    func wrongBlock() throws {
+        let dir = TemporaryDirectory()
+        let out = try write("deepseek-v3-tiny", tp: 2, ep: 1, into: dir)
+        try rewrite(out + "/rank-0000/layer-0000.k2p", sources: { t in
+            t.sources.map { s in
+                var s = s
+                if s.name.hasSuffix("o_proj.weight") { s.slice?.dimension = 0 }
+                return s
+            }
+        }) { _, _ in }
+        #expect(throws: ShardError.input("\(out)/rank-0000: 'model.layers.0.self_attn.o_proj.weight' is stored as [0, 16) of dimension 0; the rules give tp rank 0 [0, 16) of dimension 1")) {
+            _ = try ShardSet.open(folder: out)
+        }
+    }
+
+    @Test("an unfinished rank, a missing file, copies that disagree, a flipped bit: merge and verify refuse, naming them")
     func damagedSets() throws {
         let dir = TemporaryDirectory()
         let out = try write("k25-tiny", tp: 1, ep: 2, into: dir)
@@ -131,27 +189,33 @@ struct ShardWriteTests {
 
         // A replicated tensor whose copy on rank 1 holds other bytes (a valid file, checksums and all).
         let layer = out + "/rank-0001/layer-0000.k2p"
-        let pack = try PackFile(path: layer)
-        let planned = pack.table.tensors.map { PlannedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape, sources: $0.sources) }
-        var buffers: [[UInt8]] = []
-        for t in pack.table.tensors {
-            var bytes = try pack.contents(of: t)
-            if t.name.hasSuffix("input_layernorm.weight") { bytes[0] ^= 1 }
-            buffers.append(bytes)
-        }
-        try fm.removeItem(atPath: layer)
-        var next = 0
-        let tampered = buffers
-        _ = try PackWriter.write(path: layer, tensors: planned, read: { _ in
-            defer { next += 1 }
-            return tampered[next].withUnsafeBytes { UnsafeRawBufferPointer(start: $0.baseAddress, count: $0.count) }
-        })
+        let pristine = try #require(fm.contents(atPath: layer))
+        try rewrite(layer) { t, bytes in if t.name.hasSuffix("input_layernorm.weight") { bytes[0] ^= 1 } }
         do {
             _ = try ShardMerger.merge(input: out, output: dir.path + "/m2")
             Issue.record("merge accepted disagreeing copies")
         } catch let error as ShardError {
             #expect(error.description.contains("rank-0001/layer-0000.k2p: 'language_model.model.layers.0.input_layernorm.weight' differs from rank 0's copy"), "\(error)")
         }
+
+        // A flipped bit in a rank's data (its table intact): merge checks every stored tensor it copies.
+        try pristine.write(to: URL(fileURLWithPath: layer))
+        let expertFile = out + "/rank-0001/layer-0001.k2p"
+        let stack = try #require(try PackFile(path: expertFile).table.tensors.first { $0.sources.count > 1 })
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: expertFile))
+        try handle.seek(toOffset: UInt64(stack.offset + 5))
+        let byte = try #require(try handle.read(upToCount: 1)).first! ^ 0x10
+        try handle.seek(toOffset: UInt64(stack.offset + 5))
+        try handle.write(contentsOf: Data([byte]))
+        try handle.close()
+        do {
+            _ = try ShardMerger.merge(input: out, output: dir.path + "/m5")
+            Issue.record("merge copied corrupt data")
+        } catch let error as PackError {
+            guard case .checksumMismatch(let file, let tensor, _, _) = error else { throw error }
+            #expect(file == "rank-0001/layer-0001.k2p" && tensor == stack.name, "\(error)")
+        }
+        #expect(try !fm.contentsOfDirectory(atPath: dir.path + "/m5").contains { $0.hasSuffix(".safetensors") }, "a finished shard was left behind")
 
         // An unfinished rank.
         try fm.removeItem(atPath: out + "/rank-0001/k2pack.json")
