@@ -88,9 +88,10 @@ public final class ReadOnlyFile: @unchecked Sendable {
         return buffer
     }
 
-    /// Hints that `range` of the mapping will be read sequentially soon.
+    /// Hints that `range` of the mapping will be read soon (the kernel reads it ahead). Not `MADV_SEQUENTIAL`:
+    /// on this kernel it leaves pages mapped beyond the ranges later dropped with `adviseDone` (measured: 164 MB
+    /// left resident after reading and dropping a 1.2 GB file 1 MiB at a time, 15 MB without it).
     public func adviseSequential(_ range: Range<Int>) {
-        advise(range, MADV_SEQUENTIAL)
         advise(range, MADV_WILLNEED)
     }
 
