@@ -107,15 +107,14 @@ public enum ShardMerger {
                 try file.commit()
             }
         }
-        if let failure = results.lazy.compactMap({ result -> (any Error)? in
-            if case .failure(let error) = result { return error }
-            return nil
-        }).first {
-            // Nothing half-way: the shards that did finish go too (the output folder was new or empty).
-            for shard in assembly.shards { unlink(output + "/" + shard.name) }
-            throw failure
+        do {
+            for result in results { try result.get() }
+            try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
+        } catch {
+            // Nothing half-way: what did finish goes too (the output folder was new or empty).
+            for name in assembly.shards.map(\.name) + [ShardIndex.fileName, CheckpointDirectory.configFileName] { unlink(output + "/" + name) }
+            throw error
         }
-        try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
         return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: Date().timeIntervalSince(start))
     }
 

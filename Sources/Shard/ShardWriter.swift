@@ -118,7 +118,9 @@ public enum ShardWriter {
         // All ranks: a new or empty folder. Some ranks (one process of many): the set's folder may already hold
         // other ranks; each rank folder written here must be new or empty.
         if options.ranks == nil {
-            try Converter.prepare(output: output, resume: false)
+            do { try Converter.prepare(output: output, resume: false) } catch PackError.outputExists {
+                throw ShardError.input("\(output): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
+            }
         } else {
             try Converter.prepare(output: output, resume: true)
         }

@@ -74,6 +74,9 @@ struct ShardWriteTests {
             _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [1])
         }
         #expect(throws: ShardError.layout("rank 4 is outside 0..<4 (tp 2 × ep 2)")) { _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [4]) }
+        #expect(throws: ShardError.input("\(out): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")) {
+            _ = try write("k25-tiny", tp: 2, ep: 2, into: one)
+        }
     }
 
     @Test("the vision tower on rank 0 only: other ranks hold none of it, and merge is still identical")
