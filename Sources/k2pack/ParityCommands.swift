@@ -45,7 +45,7 @@ struct ParityCommand: ParsableCommand {
     @Option(help: "The reference dump: FILE.h5 or FILE.h5:/group.")
     var reference: String?
 
-    @Option(help: "Run from a shard set's rank files (k2pack shard), all-reduce and all-gather simulated: against the dump, or without one against MODEL's unsharded pass.")
+    @Option(help: "Run from a shard set's rank files (k2pack shard), all-reduce and all-gather simulated: against the dump, or without one against MODEL's unsharded pass (the logits then pass within --atol, default 1e-5, or within --rtol times the largest logit, and the same experts must be chosen).")
     var shards: String?
 
     @Option(help: "With --shards and a model: how many probe tokens (spread over the vocabulary) both passes run.")
@@ -97,7 +97,8 @@ struct ParityCommand: ParsableCommand {
         if !report.pass { throw ExitCode(1) }
     }
 
-    /// The sharded pass against the unsharded one on probe tokens: logits within --atol (default 1e-5 here).
+    /// The sharded pass against the unsharded one on probe tokens: logits within --atol (default 1e-5 here) or
+    /// --rtol times the largest logit.
     func runAgainstUnsharded(model: String, shards: String) throws {
         guard tokens >= 1, tokens <= 4096 else { throw ValidationError("--tokens must be in 1...4096") }
         let whole = try forward.forwardPass(model: model, declared: nil)
@@ -105,7 +106,8 @@ struct ParityCommand: ParsableCommand {
         let ids = ModelAgreement.probeIDs(count: tokens, vocab: whole.forward.vocabSize)
         let bar = reporting.quiet || reporting.json ? nil : ProgressBar(label: "parity", unit: "layers")
         let atol = self.atol ?? 1e-5
-        let report = try ModelAgreement.run(sharded, against: whole, ids: ids, atol: atol, progress: bar.map { bar in { bar.update($0, of: $1) } })
+        let report = try ModelAgreement.run(
+            sharded, against: whole, ids: ids, atol: atol, rtol: rtol, progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
         if reporting.json { try printJSON(report) } else { print(report.renderText(test: shards, reference: model), terminator: "") }
         if !report.pass { throw ExitCode(1) }

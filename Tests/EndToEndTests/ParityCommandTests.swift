@@ -119,7 +119,7 @@ struct ShardCommandTests {
         let v = try run(["verify", set])
         #expect(v.status == 0 && v.out.contains("OK: no problems found"), "\(v.out)")
         let p = try run(["parity", fixture, "--shards", set, "--quiet"])
-        #expect(p.status == 0 && p.out.contains("PASS: logits within 1e-05"), "\(p.out)\(p.err)")
+        #expect(p.status == 0 && p.out.contains("PASS: logits max-abs") && p.out.contains("within 1e-05, or 1e-05 × the largest logit"), "\(p.out)\(p.err)")
         let j = try run(["parity", fixture, "--shards", set, "--json"])
         let object = try #require(try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [String: Any])
         #expect(object["pass"] as? Bool == true && ((object["logits"] as? [String: Any])?["max_abs"] as? Double ?? 1) <= 1e-5, "\(j.out)")
