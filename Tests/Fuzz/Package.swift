@@ -15,6 +15,7 @@ let package = Package(
         .executableTarget(name: "FuzzConfig", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzPackFile", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzReferenceDump", dependencies: [readers, "FuzzSupport"]),
+        .executableTarget(name: "FuzzShardSet", dependencies: [readers, "FuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
