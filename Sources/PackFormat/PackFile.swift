@@ -152,17 +152,32 @@ public final class PackFile: Sendable {
         }
     }
 
+    /// Where source `index` of a stored tensor lies in an uncompressed file: its sources are stored back to back.
+    public static func storedRange(_ tensor: PackTensor, _ index: Int) -> Range<Int> {
+        let start = tensor.offset + tensor.sources[..<index].reduce(0) { $0 + $1.length }
+        return start..<(start + tensor.sources[index].length)
+    }
+
+    /// Copies the bytes of source `index` of a tensor into `output` from byte `offset` on, in pieces of at most
+    /// 64 MiB (see `readSource`).
+    public func copySource(_ tensor: PackTensor, _ index: Int, to output: AtomicFile, at offset: Int) throws {
+        var at = offset
+        try readSource(tensor, index) { piece in
+            try output.write(piece, at: at)
+            at += piece.count
+        }
+    }
+
     /// Hands `body` the bytes of source `index` of a tensor in order, in pieces of at most 64 MiB: slices of the
     /// mapping (dropped from this process once used) or, in an archive, its decompressed frames.
     public func readSource(_ tensor: PackTensor, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let t = positions[tensor.name] else { throw PackError.tensorInvalid(file: name, tensor: tensor.name, reason: "not in this file") }
         let stored = table.tensors[t]
-        let start = stored.sources[..<index].reduce(0) { $0 + $1.length }
-        let length = stored.sources[index].length
         guard isArchive else {
             let whole = try file.mapped()
-            var at = stored.offset + start
-            let end = at + length
+            let range = Self.storedRange(stored, index)
+            var at = range.lowerBound
+            let end = range.upperBound
             while at < end {
                 let piece = at..<min(end, at + (64 << 20))
                 file.adviseSequential(piece)

@@ -51,11 +51,7 @@ public enum Exporter {
                     throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(length) bytes, the header needs \(entry.byteCount)")
                 }
                 // In pieces of at most 64 MiB (mapped slices dropped once copied, or decompressed frames).
-                var at = entry.rangeInFile.lowerBound
-                try packs[slice.pack].readSource(slice.tensor, slice.index) { piece in
-                    try file.write(piece, at: at)
-                    at += piece.count
-                }
+                try packs[slice.pack].copySource(slice.tensor, slice.index, to: file, at: entry.rangeInFile.lowerBound)
                 counter.add(entry.byteCount)
             }
             try file.commit()

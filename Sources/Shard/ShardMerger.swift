@@ -162,13 +162,7 @@ public enum ShardMerger {
     /// inner dimension by gathering whole source rows (every piece's run of each row) before each write.
     static func write(_ pieces: [Stored], of entry: TensorEntry, packs: [PackFile], to file: AtomicFile) throws {
         if pieces.allSatisfy({ ($0.source.slice?.runs ?? 1) == 1 }) {
-            for p in pieces {
-                var at = p.source.offset
-                try packs[p.pack].readSource(p.tensor, p.index) { bytes in
-                    try file.write(bytes, at: at)
-                    at += bytes.count
-                }
-            }
+            for p in pieces { try packs[p.pack].copySource(p.tensor, p.index, to: file, at: p.source.offset) }
             return
         }
         let slice = pieces[0].source.slice!
@@ -195,9 +189,8 @@ public enum ShardMerger {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(rows, perBlock) * rowBytes, alignment: 64)
         defer { buffer.deallocate() }
         let mapped = try pieces.map { p -> (bytes: UnsafeRawBufferPointer, file: ReadOnlyFile, at: Int) in
-            let pack = packs[p.pack]
-            let at = p.tensor.offset + p.tensor.sources[..<p.index].reduce(0) { $0 + $1.length }
-            return (UnsafeRawBufferPointer(rebasing: try pack.file.mapped()[at..<(at + p.source.length)]), pack.file, at)
+            let pack = packs[p.pack], range = PackFile.storedRange(p.tensor, p.index)
+            return (UnsafeRawBufferPointer(rebasing: try pack.file.mapped()[range]), pack.file, range.lowerBound)
         }
         var first = 0
         while first < rows {
