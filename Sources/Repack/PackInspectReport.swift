@@ -34,7 +34,9 @@ public struct PackInspectReport: Sendable, Codable {
         path = folder
         version = manifest.version
         architecture = manifest.architecture
-        if let bytes = FileManager.default.contents(atPath: folder + "/config.json"), let config = try? ModelConfig.parse(Array(bytes)) {
+        // A config.json that is present must pass the same checks as every other command's.
+        if let bytes = FileManager.default.contents(atPath: folder + "/config.json") {
+            let config = try ModelConfig.parse(Array(bytes))
             layers = config.text.numLayers
             routedExperts = config.text.numRoutedExperts
         }
