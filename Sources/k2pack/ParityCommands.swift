@@ -182,13 +182,13 @@ struct CompareCommand: ParsableCommand {
         folders.apply()
         let ref = try ReferenceDump(spec: reference)
         // The shape is checked before anything is read; the logits are then read in row blocks.
-        guard let vocab = try ref.logitsVocabulary() else { throw ValidationError("\(ref.label) has no logits dataset") }
+        guard let vocab = try ref.logitsVocabulary() else { throw ForwardError.input("\(ref.label) has no logits dataset") }
         let testSource: LogitStatistics.Source
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
             let pass = try forward.forwardPass(model: test, declared: ref.dequant)
             guard pass.weights.forward.vocabSize == vocab else {
-                throw ValidationError("\(test) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
+                throw ForwardError.input("\(test) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
             }
             forward.warnAboutWork(tokens: ref.batch, layers: pass.weights.forward.numLayers, source: ref.label)
             let logits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
@@ -196,14 +196,14 @@ struct CompareCommand: ParsableCommand {
         } else {
             let other = try ReferenceDump(spec: test)
             guard other.batch.sequences == ref.batch.sequences, other.batch.tokens == ref.batch.tokens else {
-                throw ValidationError(
+                throw ForwardError.input(
                     "\(other.label) has input_ids of shape [\(other.batch.sequences), \(other.batch.tokens)], \(ref.label) [\(ref.batch.sequences), \(ref.batch.tokens)]")
             }
             guard other.inputIDs == ref.inputIDs else {
-                throw ValidationError("\(other.label) was made from other input_ids than \(ref.label)")
+                throw ForwardError.input("\(other.label) was made from other input_ids than \(ref.label)")
             }
             guard let otherVocab = try other.logitsVocabulary(), otherVocab == vocab else {
-                throw ValidationError("\(other.label) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
+                throw ForwardError.input("\(other.label) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
             }
             testSource = other.logitSource(vocab: vocab)
         }
