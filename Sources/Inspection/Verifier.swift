@@ -54,7 +54,8 @@ public struct VerifyReport: Sendable, Codable {
     }
 
     public var passed: Bool { !findings.contains { $0.severity == .error } }
-    public var errorCount: Int { findings.filter { $0.severity == .error }.count }
+    /// Errors found, those summarised in a "… and N more" line included.
+    public var errorCount: Int { findings.filter { $0.severity == .error }.reduce(0) { $0 + ($1.more ?? 1) } }
 
     public func renderText() -> String {
         var out = "checkpoint     \(path)\n"
@@ -139,7 +140,7 @@ public enum Verifier {
         return VerifyReport(
             path: path, architecture: checkpoint.config?.architecture.name, shardCount: shardCount, tensorCount: tensorCount,
             expectedTensorCount: checkpoint.expected?.tensors.count, bytesScanned: scanned,
-            seconds: Date().timeIntervalSince(start), int4: int4, checksums: checksums, findings: findings)
+            seconds: Date().timeIntervalSince(start), int4: int4, checksums: checksums, findings: Finding.capped(findings))
     }
 
     /// Listed files beyond the shards (config.json, the index): checked when present.
