@@ -1,6 +1,7 @@
 import Archive
 import Checkpoint
 import Foundation
+import JSONCore
 import TensorCore
 
 /// A k2pack file opened for reading: header and table validated, data mapped on demand.
@@ -94,7 +95,7 @@ public final class PackFile: Sendable {
         do {
             table = try JSONDecoder().decode(PackTable.self, from: Data(tableBytes))
         } catch {
-            throw .tableInvalid(file: name, reason: "\(error)")
+            throw .tableInvalid(file: name, reason: DecodingErrorText.describe(error))
         }
         guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
             throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(table.compression ?? "")\" in an uncompressed file")

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import JSONCore
 import PackFormat
 
 /// `k2pack.json`: the folder-level record of a converted checkpoint, written last (its presence means the
@@ -43,7 +44,10 @@ public struct PackManifest: Codable, Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw PackError.notPack(file: path, reason: "no \(fileName): not a k2pack folder, or its conversion did not finish")
         }
-        let manifest = try JSONDecoder().decode(PackManifest.self, from: data)
+        let manifest: PackManifest
+        do { manifest = try JSONDecoder().decode(PackManifest.self, from: data) } catch {
+            throw PackError.notPack(file: path, reason: "not a valid \(fileName): \(DecodingErrorText.describe(error))")
+        }
         guard manifest.format == "k2pack", manifest.version == Int(PackSpec.version) else {
             throw PackError.unsupportedVersion(file: path, version: UInt32(clamping: manifest.version))
         }

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import JSONCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,7 +37,7 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
         }
         let manifest: ShardSetManifest
         do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
-            throw ShardError.input("\(path): not a valid shard set record (\(error))")
+            throw ShardError.input("\(path): not a valid shard set record: \(DecodingErrorText.describe(error))")
         }
         guard manifest.format == "k2pack-shards", manifest.version == 1 else {
             throw ShardError.input("\(path): format \(manifest.format) version \(manifest.version) is not supported (this build reads k2pack-shards 1)")

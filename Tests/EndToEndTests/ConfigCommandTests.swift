@@ -76,4 +76,26 @@ struct ConfigCommandTests {
             #expect((r.out + r.err).contains("\"num_experts_per_tok\": must be at least 1"), "\(command[0]):\n\(r.out)\(r.err)")
         }
     }
+
+    @Test("a k2pack.json or shards.json of the wrong types is named plainly, never as a raw DecodingError")
+    func recordMessages() throws {
+        let dir = TemporaryDirectory()
+        let pack = dir.path + "/pack", set = dir.path + "/set"
+        #expect(try run(["convert", "--quiet", TestPaths.fixture("k2-thinking-tiny"), pack]).status == 0)
+        #expect(try run(["shard", "--quiet", "--gpus", "2", "--ep", "2", TestPaths.fixture("k2-thinking-tiny"), set]).status == 0)
+        let edits: [(String, String, String, [String], String)] = [
+            (pack + "/k2pack.json", "\"source_index\" : true", "\"source_index\" : 3", ["inspect", pack], "key \"source_index\": expected a boolean, found number"),
+            (pack + "/k2pack.json", "\"source_index\" : 3", "\"source_index\" : null", ["verify", pack], "key \"source_index\": expected a boolean, found null"),
+            (set + "/shards.json", "\"format\"", "\"formats\"", ["verify", set], "missing required key \"format\""),
+        ]
+        for (path, old, new, command, expected) in edits {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            #expect(text.contains(old), "\(path) has no \(old)")
+            try text.replacingOccurrences(of: old, with: new).write(toFile: path, atomically: true, encoding: .utf8)
+            let r = try run(command)
+            #expect(r.status == 1, "\(command): status \(r.status)")
+            #expect((r.out + r.err).contains(expected), "\(command): \(r.out)\(r.err)")
+            #expect(!(r.out + r.err).contains("DecodingError"), "\(command): \(r.out)\(r.err)")
+        }
+    }
 }
