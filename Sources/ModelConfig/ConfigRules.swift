@@ -113,7 +113,9 @@ struct ConfigRuleChecker {
             guard d.isFinite, abs(d) <= Double(Float.greatestFiniteMagnitude) else {
                 throw invalid("\(text) is not a finite float32 number (the forward pass computes in float32)")
             }
-            guard d == 0 || Float(d) != 0 else { throw invalid("\(text) is too small for float32 (it would become 0)") }
+            guard d == 0 || abs(d) >= Double(Float.leastNormalMagnitude) else {
+                throw invalid("\(text) is too small for float32 (under \(Float.leastNormalMagnitude), it would lose its precision or become 0)")
+            }
             if let min = rule.min, d < min { throw invalid("must be at least \(Self.format(min)), found \(text)") }
             if let above = rule.above, d <= above { throw invalid("must be greater than \(Self.format(above)), found \(text)") }
             if let max = rule.max, d > max { throw invalid("must be at most \(Self.format(max)), found \(text)") }

@@ -23,16 +23,18 @@ public struct RopeParameters: Sendable {
         let blockKey = ["rope_parameters", "rope_scaling"].first { v[$0].map { !$0.isNull } ?? false }
         let block = blockKey.flatMap { v[$0]?.objectValue }
         let checker = ConfigRuleChecker(file: file, section: section)
-        func rule(_ key: String, _ type: ConfigKeyRule.Kind, above: Double? = nil, min: Double? = nil) -> ConfigKeyRule {
-            ConfigKeyRule(key: "\(blockKey ?? "rope_scaling").\(key)", type: type, min: min, above: above)
+        func rule(_ key: String, _ type: ConfigKeyRule.Kind, above: Double? = nil, min: Double? = nil, max: Double? = nil) -> ConfigKeyRule {
+            ConfigKeyRule(key: "\(blockKey ?? "rope_scaling").\(key)", type: type, min: min, above: above, max: max)
         }
-        func num(_ key: String, above: Double? = nil, min: Double? = nil) throws(ConfigError) -> Double? {
-            try checker.check(block?[key], rule(key, .number, above: above, min: min))?.doubleValue
+        // Bounds far outside any real model, which keep every frequency, amplitude and softmax scale finite in
+        // float32 (a mscale_all_dim of 1e30 would make the softmax scale infinite).
+        func num(_ key: String, above: Double? = nil, min: Double? = nil, max: Double) throws(ConfigError) -> Double? {
+            try checker.check(block?[key], rule(key, .number, above: above, min: min, max: max))?.doubleValue
         }
         func string(_ key: String) throws(ConfigError) -> String? {
             try checker.check(block?[key], rule(key, .string))?.stringValue
         }
-        let blockTheta = try num("rope_theta", above: 1)
+        let blockTheta = try num("rope_theta", above: 1, max: 1e12)
         theta = blockTheta ?? topTheta
         let ropeType = try string("rope_type"), oldType = try string("type")
         let type = ropeType ?? oldType ?? "default"
@@ -45,18 +47,18 @@ public struct RopeParameters: Sendable {
                 reason: "found \(ConfigRuleChecker.quoted(type)), expected \"default\" or \"yarn\" (the rope types the reference forward pass implements)")
         }
         guard kind == .yarn else { return }
-        factor = try num("factor", above: 0) ?? 1
-        guard let original = try num("original_max_position_embeddings", above: 0) else {
+        factor = try num("factor", above: 0, max: 1e6) ?? 1
+        guard let original = try num("original_max_position_embeddings", above: 0, max: 1e12) else {
             throw .missingKey(file: file, section: "\(section).\(blockKey ?? "rope_scaling")", key: "original_max_position_embeddings")
         }
         originalMaxPositions = original
         // transformers: `get("beta_fast") or 32` (a zero means the default too).
-        let fast = try num("beta_fast", min: 0), slow = try num("beta_slow", min: 0)
+        let fast = try num("beta_fast", min: 0, max: 1e6), slow = try num("beta_slow", min: 0, max: 1e6)
         betaFast = fast.flatMap { $0 == 0 ? nil : $0 } ?? 32
         betaSlow = slow.flatMap { $0 == 0 ? nil : $0 } ?? 1
-        mscale = try num("mscale")
-        mscaleAllDim = try num("mscale_all_dim")
-        attentionFactor = try num("attention_factor", above: 0)
+        mscale = try num("mscale", min: 0, max: 1000)
+        mscaleAllDim = try num("mscale_all_dim", min: 0, max: 1000)
+        attentionFactor = try num("attention_factor", above: 0, max: 1000)
         truncate = try checker.check(block?["truncate"], rule("truncate", .boolean))?.boolValue ?? true
     }
 

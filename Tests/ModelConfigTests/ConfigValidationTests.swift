@@ -61,7 +61,10 @@ struct ConfigValidationTests {
     func numbers() {
         refused("rms_norm_eps", "0", "must be greater than 0, found 0")
         refused("rms_norm_eps", "-1e-6", "must be greater than 0, found -1e-6")
-        refused("rms_norm_eps", "1e-60", "1e-60 is too small for float32 (it would become 0)")
+        refused("rms_norm_eps", "1e-60", "1e-60 is too small for float32 (under 1.1754944e-38, it would lose its precision or become 0)")
+        refused("rms_norm_eps", "1e-40", "1e-40 is too small for float32 (under 1.1754944e-38, it would lose its precision or become 0)")
+        refused("routed_scaling_factor", "1e7", "must be at most 1000000, found 1e7")
+        refused("rope_theta", "1e13", "must be at most 1000000000000, found 1e13")
         refused("rms_norm_eps", "1e999", "1e999 is not a finite float32 number (the forward pass computes in float32)")
         refused("rms_norm_eps", "2", "must be at most 1, found 2")
         refused("routed_scaling_factor", "0", "must be greater than 0, found 0")
@@ -112,6 +115,11 @@ struct ConfigValidationTests {
             yarn("\"truncate\": \"no\""),
             .wrongType(file: "config.json", section: "config", key: "rope_scaling.truncate", expected: "a boolean (true or false)", found: "a string \"no\""))
         expectConfigError(yarn("\"beta_fast\": -1"), invalid("rope_scaling.beta_fast", "must be at least 0, found -1"))
+        // Bounds that keep frequencies, amplitude and softmax scale finite in float32.
+        expectConfigError(yarn("\"mscale_all_dim\": 1e30"), invalid("rope_scaling.mscale_all_dim", "must be at most 1000, found 1e30"))
+        expectConfigError(yarn("\"mscale\": -1"), invalid("rope_scaling.mscale", "must be at least 0, found -1"))
+        expectConfigError(yarn("\"factor\": 1e-40"), invalid("rope_scaling.factor", "1e-40 is too small for float32 (under 1.1754944e-38, it would lose its precision or become 0)"))
+        expectConfigError(yarn("\"factor\": 1e7"), invalid("rope_scaling.factor", "must be at most 1000000, found 1e7"))
         expectConfigError(
             k2("rope_scaling", "{\"type\": \"yarn\", \"factor\": 4}"),
             .missingKey(file: "config.json", section: "config.rope_scaling", key: "original_max_position_embeddings"))
