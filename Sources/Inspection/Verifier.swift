@@ -50,7 +50,8 @@ public struct VerifyReport: Sendable, Codable {
         self.seconds = seconds
         self.int4 = int4
         self.checksums = checksums
-        self.findings = findings
+        // Every verifier (Hugging Face folder, k2pack folder, shard set) reports at most 1,000 per code.
+        self.findings = Finding.capped(findings)
     }
 
     public var passed: Bool { !findings.contains { $0.severity == .error } }
@@ -140,7 +141,7 @@ public enum Verifier {
         return VerifyReport(
             path: path, architecture: checkpoint.config?.architecture.name, shardCount: shardCount, tensorCount: tensorCount,
             expectedTensorCount: checkpoint.expected?.tensors.count, bytesScanned: scanned,
-            seconds: Date().timeIntervalSince(start), int4: int4, checksums: checksums, findings: Finding.capped(findings))
+            seconds: Date().timeIntervalSince(start), int4: int4, checksums: checksums, findings: findings)
     }
 
     /// Listed files beyond the shards (config.json, the index): checked when present.
