@@ -24,7 +24,7 @@ let package = Package(
         // Bottom layer: dtypes, shapes, checked size arithmetic. No I/O.
         .target(name: "TensorCore", swiftSettings: strict),
         // Strict, bounded JSON reading (duplicate keys, depth limit, exact integers).
-        .target(name: "JSONCore", swiftSettings: strict),
+        .target(name: "JSONCore", dependencies: ["TensorCore"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
         .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "CCrypto"], swiftSettings: strict),
         // Architecture facts as data (JSON resources).

@@ -13,12 +13,12 @@ public enum ForwardError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .missingTensor(let name): "tensor \(name) is missing from the checkpoint"
-        case .wrongTensor(let name, let reason): "tensor \(name): \(reason)"
-        case .config(let key, let reason): "config.json \(key): \(reason)"
-        case .unsupported(let what): "not supported by the reference forward pass: \(what)"
-        case .input(let reason): reason
-        case .io(let reason): reason
+        case .missingTensor(let name): "tensor \(displayed(name)) is missing from the checkpoint"
+        case .wrongTensor(let name, let reason): "tensor \(displayed(name)): \(displayed(reason, limit: nil))"
+        case .config(let key, let reason): "config.json \(displayed(key)): \(displayed(reason, limit: nil))"
+        case .unsupported(let what): "not supported by the reference forward pass: \(displayed(what, limit: nil))"
+        case .input(let reason): displayed(reason, limit: nil)
+        case .io(let reason): displayed(reason, limit: nil)
         }
     }
 }

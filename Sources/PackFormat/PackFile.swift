@@ -52,7 +52,7 @@ public final class PackFile: Sendable {
                 f += 1
             }
             guard covered == source.length else {
-                throw .tensorInvalid(file: file, tensor: t.name, reason: "its frames do not end where source '\(source.name)' ends")
+                throw .tensorInvalid(file: file, tensor: t.name, reason: "its frames do not end where source '\(displayed(source.name))' ends")
             }
             ranges.append(first..<f)
         }
@@ -97,11 +97,11 @@ public final class PackFile: Sendable {
             throw .tableInvalid(file: name, reason: "\(error)")
         }
         guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
-            throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(table.compression ?? "")\" in an uncompressed file")
+            throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(displayed(table.compression ?? ""))\" in an uncompressed file")
         }
         var names = Set<String>()
         for t in table.tensors where !names.insert(t.name).inserted {
-            throw .tableInvalid(file: name, reason: "tensor '\(t.name)' is listed twice")
+            throw .tableInvalid(file: name, reason: "tensor '\(displayed(t.name))' is listed twice")
         }
         if isArchive {
             try validateFrames(table, name: name, dataEnd: Int(tableOffset))

@@ -1,4 +1,5 @@
 import CHDF5
+import TensorCore
 
 /// Reading and writing float32 / int datasets in HDF5 files: the only importer of libhdf5.
 /// HDF5's own error printing is silenced; failures come back as `HDF5Error` naming file and dataset.
@@ -10,7 +11,7 @@ public final class HDF5File {
             self.path = path
             self.reason = reason
         }
-        public var description: String { "\(path): \(reason)" }
+        public var description: String { "\(displayed(path)): \(displayed(reason, limit: nil))" }
     }
 
     public let path: String

@@ -1,4 +1,5 @@
 import Forward
+import TensorCore
 
 /// A reference dump (docs/REFERENCE-DUMPS.md): `input_ids` [B, T] and optional activations under a group.
 public final class ReferenceDump: @unchecked Sendable {
@@ -30,7 +31,7 @@ public final class ReferenceDump: @unchecked Sendable {
         file = try HDF5File.open(path)
         self.group = group
         if !group.isEmpty, !file.exists(group) {
-            throw HDF5File.HDF5Error(path: path, reason: "no group \(group)")
+            throw HDF5File.HDF5Error(path: path, reason: "no group \(displayed(group))")
         }
         let name = group + "/input_ids"
         guard file.exists(name) else { throw HDF5File.HDF5Error(path: label, reason: "no input_ids dataset (the one dataset a dump must have)") }

@@ -183,10 +183,10 @@ public struct SourceReader: @unchecked Sendable {
 
     public func write(path: String, tensors: [PlannedTensor], compressionLevel: Int32? = nil, progress: (Int) -> Void) throws {
         let read = { (source: PackSource) throws -> UnsafeRawBufferPointer in
-            guard let shard = shards[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
+            guard let shard = shards[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(displayed(source.shard))") }
             let whole = try shard.file.mapped()
             guard let span = source.span, let end = CheckedMath.add(source.offset, span), source.offset >= 0, end <= whole.count else {
-                throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' lies outside the file")
+                throw PackError.sourceInvalid(reason: "\(displayed(source.shard)): '\(displayed(source.name))' lies outside the file")
             }
             shard.file.adviseSequential(source.offset..<end)
             return UnsafeRawBufferPointer(rebasing: whole[source.offset..<end])

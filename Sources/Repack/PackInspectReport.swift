@@ -60,14 +60,14 @@ public struct PackInspectReport: Sendable, Codable {
     }
 
     public func renderText() -> String {
-        var out = "k2pack folder  \(path) (format version \(version))\n"
-        out += "architecture   \(architecture)"
+        var out = "k2pack folder  \(displayed(path)) (format version \(version))\n"
+        out += "architecture   \(displayed(architecture))"
         if let layers, let routedExperts { out += ": \(layers) layers, \(routedExperts) routed experts" }
         out += "\n"
         out += "files          \(files.count), \(tensorCount) tensors (\(stackCount) expert-major stacks)\n"
         if let compression {
             let ratio = String(format: "%.3f", Double(tensorBytes) / Double(max(fileBytes, 1)))
-            out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (\(compression) archive, ratio \(ratio))\n"
+            out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (\(displayed(compression)) archive, ratio \(ratio))\n"
         } else {
             out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (4096-byte alignment)\n"
         }
@@ -77,9 +77,9 @@ public struct PackInspectReport: Sendable, Codable {
         } else {
             out += "source         \(sourceShards) Hugging Face shard\(sourceShards == 1 ? "" : "s") (headers kept for a byte-identical export)\n\n"
         }
-        let width = files.map(\.name.count).max() ?? 4
+        let width = files.map { displayed($0.name).count }.max() ?? 4
         for f in files {
-            out += f.name.padding(toLength: width, withPad: " ", startingAt: 0)
+            out += displayed(f.name).padding(toLength: width, withPad: " ", startingAt: 0)
                 + "  \(String(f.tensors).leftPadded(6)) tensors  \(String(f.stacks).leftPadded(4)) stacks  \(formatBytes(f.bytes).leftPadded(12))\n"
         }
         return out

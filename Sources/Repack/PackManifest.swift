@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import PackFormat
+import TensorCore
 
 /// `k2pack.json`: the folder-level record of a converted checkpoint, written last (its presence means the
 /// conversion finished).
@@ -48,7 +49,7 @@ public struct PackManifest: Codable, Sendable, Equatable {
             throw PackError.unsupportedVersion(file: path, version: UInt32(clamping: manifest.version))
         }
         for name in manifest.files + manifest.sourceShards where !isPlainFileName(name) {
-            throw PackError.notPack(file: path, reason: "file name \"\(name)\" is not a plain name inside the folder")
+            throw PackError.notPack(file: path, reason: "file name \"\(displayed(name))\" is not a plain name inside the folder")
         }
         return manifest
     }

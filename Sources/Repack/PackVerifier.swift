@@ -69,7 +69,7 @@ public enum PackVerifier {
                 for source in tensor.sources {
                     if stored.updateValue((pack.name, source.length), forKey: source.name) != nil {
                         findings.append(Finding(code: "pack_source_mismatch", file: pack.name, tensor: source.name,
-                                                message: "\(pack.name): source tensor '\(source.name)' is stored twice"))
+                                                message: "\(displayed(pack.name)): source tensor '\(displayed(source.name))' is stored twice"))
                     }
                 }
             }
@@ -85,18 +85,18 @@ public enum PackVerifier {
             for entry in header.tensors {
                 guard let (file, length) = stored.removeValue(forKey: entry.name) else {
                     findings.append(Finding(code: "pack_source_mismatch", file: shard, tensor: entry.name,
-                                            message: "\(shard): tensor '\(entry.name)' is in the source header but no file stores it"))
+                                            message: "\(displayed(shard)): tensor '\(displayed(entry.name))' is in the source header but no file stores it"))
                     continue
                 }
                 if length != entry.byteCount {
                     findings.append(Finding(code: "pack_source_mismatch", file: file, tensor: entry.name,
-                                            message: "\(file): tensor '\(entry.name)' is stored as \(length) bytes, the source header needs \(entry.byteCount)"))
+                                            message: "\(displayed(file)): tensor '\(displayed(entry.name))' is stored as \(length) bytes, the source header needs \(entry.byteCount)"))
                 }
             }
         }
         for (name, where_) in stored.sorted(by: { $0.key < $1.key }) {
             findings.append(Finding(code: "pack_source_mismatch", file: where_.file, tensor: name,
-                                    message: "\(where_.file): stores '\(name)', which no source header lists"))
+                                    message: "\(displayed(where_.file)): stores '\(displayed(name))', which no source header lists"))
         }
         return findings
     }

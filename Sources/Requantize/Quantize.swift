@@ -22,9 +22,9 @@ public enum RequantizeError: Error, Equatable, Sendable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .input(let reason): reason
-        case .scheme(let reason): "quantization scheme: \(reason)"
-        case let .tensor(file, tensor, reason): "\(file): tensor '\(tensor)': \(reason)"
+        case .input(let reason): displayed(reason, limit: nil)
+        case .scheme(let reason): "quantization scheme: \(displayed(reason, limit: nil))"
+        case let .tensor(file, tensor, reason): "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         }
     }
 }
@@ -182,8 +182,8 @@ public enum Quantizer {
         var json: JSONValue
         var location: String
         if let file {
-            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(file): cannot be read") }
-            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(file): \(error)") }
+            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(displayed(file)): cannot be read") }
+            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(displayed(file)): \(error)") }
             if let inner = json["quantization_config"] { json = inner }
             location = file
         } else {
@@ -195,7 +195,7 @@ public enum Quantizer {
         }
         let scheme = try QuantizationScheme.parse(json, location: location, file: file ?? config.architecture.name)
         guard scheme.format == "pack-quantized" else {
-            throw RequantizeError.scheme("format \"\(scheme.format ?? "none")\" (k2pack writes pack-quantized)")
+            throw RequantizeError.scheme("format \"\(displayed(scheme.format ?? "none"))\" (k2pack writes pack-quantized)")
         }
         for group in scheme.groups {
             let weights = json["config_groups"]?[group.name]?["weights"]
@@ -203,7 +203,7 @@ public enum Quantizer {
                 let value = weights?[key]
                 if allowMissing, value == nil || value == .null { return }
                 guard value == expected else {
-                    throw RequantizeError.scheme("config group \(group.name): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
+                    throw RequantizeError.scheme("config group \(displayed(group.name)): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
                 }
             }
             try check("num_bits", .number("4"))
@@ -213,7 +213,7 @@ public enum Quantizer {
             try check("dynamic", .bool(false), true)
             try check("observer", .string("minmax"), true)
             guard case let .packQuantized(_, groupSize, _) = group.method, groupSize > 0, groupSize % 8 == 0 else {
-                throw RequantizeError.scheme("config group \(group.name): the group size must be a positive multiple of 8")
+                throw RequantizeError.scheme("config group \(displayed(group.name)): the group size must be a positive multiple of 8")
             }
         }
         return (json, scheme)
@@ -241,7 +241,7 @@ public enum Quantizer {
         if let existing = checkpoint.config?.quantization {
             let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
             guard plain.findings.allSatisfy({ $0.severity != .error }) else {
-                throw RequantizeError.input("\(input) is already quantized (\(existing.summary)); nothing to quantize")
+                throw RequantizeError.input("\(displayed(input)) is already quantized (\(existing.summary)); nothing to quantize")
             }
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")
             checkpoint = plain

@@ -51,13 +51,13 @@ public enum ShardMerger {
             let folder = ShardSetManifest.rankFolder(r)
             for name in manifest.files {
                 let pack = try PackFile(path: input + "/" + folder + "/" + name, name: folder + "/" + name)
-                if pack.isArchive { throw ShardError.input("\(pack.name): a shard set holds uncompressed k2pack files only") }
+                if pack.isArchive { throw ShardError.input("\(displayed(pack.name)): a shard set holds uncompressed k2pack files only") }
                 packs.append(pack)
                 for tensor in pack.table.tensors {
                     // A copy held by several ranks: the same slices, so it must be the same bytes.
                     if let first = copies[tensor.sources] {
                         guard first.xxh64 == tensor.xxh64 else {
-                            throw ShardError.input("\(pack.name): '\(tensor.name)' differs from rank \(first.rank)'s copy (xxHash64 \(tensor.xxh64) vs \(first.xxh64))")
+                            throw ShardError.input("\(displayed(pack.name)): '\(displayed(tensor.name))' differs from rank \(first.rank)'s copy (xxHash64 \(tensor.xxh64) vs \(first.xxh64))")
                         }
                         continue
                     }
@@ -77,7 +77,7 @@ public enum ShardMerger {
             shards.append((shard, bytes, header, pieces))
         }
         if let (name, extra) = slices.min(by: { $0.key < $1.key }) {
-            throw ShardError.input("\(packs[extra[0].pack].name): stores '\(name)', which no source header lists")
+            throw ShardError.input("\(displayed(packs[extra[0].pack].name)): stores '\(displayed(name))', which no source header lists")
         }
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }
@@ -121,13 +121,13 @@ public enum ShardMerger {
     /// The stored slices of `entry`, in order, once they are shown to tile it exactly: one whole copy, or the
     /// blocks `[0, a), [a, b), …, [z, size)` of one dimension, each where its shape puts it in the source.
     static func tiling(of entry: TensorEntry, shard: String, slices: [Stored]) throws -> [Stored] {
-        func fail(_ reason: String) -> ShardError { .input("\(shard): tensor '\(entry.name)': \(reason)") }
+        func fail(_ reason: String) -> ShardError { .input("\(displayed(shard)): tensor '\(displayed(entry.name))': \(reason)") }
         guard !slices.isEmpty else { throw fail("no rank stores it") }
         let start = entry.rangeInFile.lowerBound
         if slices.count == 1, slices[0].source.slice == nil {
             let s = slices[0].source
             guard s.shard == shard, s.offset == start, s.length == entry.byteCount else {
-                throw fail("the stored copy is \(s.length) bytes at \(s.shard) offset \(s.offset), the header needs \(entry.byteCount) at \(start)")
+                throw fail("the stored copy is \(s.length) bytes at \(displayed(s.shard)) offset \(s.offset), the header needs \(entry.byteCount) at \(start)")
             }
             return slices
         }

@@ -32,26 +32,26 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
     public static func read(folder: String) throws -> ShardSetManifest {
         let path = folder + "/" + fileName
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ShardError.input("\(path): missing: not a shard set, or rank 0 has not finished writing it")
+            throw ShardError.input("\(displayed(path)): missing: not a shard set, or rank 0 has not finished writing it")
         }
         let manifest: ShardSetManifest
         do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
-            throw ShardError.input("\(path): not a valid shard set record (\(error))")
+            throw ShardError.input("\(displayed(path)): not a valid shard set record (\(error))")
         }
         guard manifest.format == "k2pack-shards", manifest.version == 1 else {
-            throw ShardError.input("\(path): format \(manifest.format) version \(manifest.version) is not supported (this build reads k2pack-shards 1)")
+            throw ShardError.input("\(displayed(path)): format \(displayed(manifest.format)) version \(manifest.version) is not supported (this build reads k2pack-shards 1)")
         }
         guard manifest.layout.tp >= 1, manifest.layout.ep >= 1, manifest.layout.tp <= 4096, manifest.layout.ep <= 4096,
             manifest.layout.ranks <= 4096
         else {
-            throw ShardError.input("\(path): tp \(manifest.layout.tp) × ep \(manifest.layout.ep) is not a plausible layout")
+            throw ShardError.input("\(displayed(path)): tp \(manifest.layout.tp) × ep \(manifest.layout.ep) is not a plausible layout")
         }
         // Merge writes these names into its output folder: plain names only, each once.
         for name in manifest.sourceShards where !ShardIndex.isPlainFileName(name) {
-            throw ShardError.input("\(path): source shard name \"\(name)\" is not a plain name inside the folder")
+            throw ShardError.input("\(displayed(path)): source shard name \"\(displayed(name))\" is not a plain name inside the folder")
         }
         guard Set(manifest.sourceShards).count == manifest.sourceShards.count else {
-            throw ShardError.input("\(path): a source shard is listed twice")
+            throw ShardError.input("\(displayed(path)): a source shard is listed twice")
         }
         return manifest
     }
@@ -61,11 +61,11 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
         try (0..<layout.ranks).map { r in
             let rankPath = folder + "/" + Self.rankFolder(r)
             guard FileManager.default.fileExists(atPath: rankPath + "/" + PackManifest.fileName) else {
-                throw ShardError.input("\(rankPath): rank \(r) of \(layout.ranks) is missing or unfinished (no \(PackManifest.fileName))")
+                throw ShardError.input("\(displayed(rankPath)): rank \(r) of \(layout.ranks) is missing or unfinished (no \(PackManifest.fileName))")
             }
             let manifest = try PackManifest.read(folder: rankPath)
             guard let record = manifest.shard, record.rank == r, record.tp == layout.tp, record.ep == layout.ep else {
-                throw ShardError.input("\(rankPath)/\(PackManifest.fileName): does not describe rank \(r) of tp \(layout.tp) × ep \(layout.ep)")
+                throw ShardError.input("\(displayed(rankPath))/\(PackManifest.fileName): does not describe rank \(r) of tp \(layout.tp) × ep \(layout.ep)")
             }
             return manifest
         }
@@ -119,7 +119,7 @@ public enum ShardWriter {
         // other ranks; each rank folder written here must be new or empty.
         if options.ranks == nil {
             do { try Converter.prepare(output: output, resume: false) } catch PackError.outputExists {
-                throw ShardError.input("\(output): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
+                throw ShardError.input("\(displayed(output)): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
             }
         } else {
             try Converter.prepare(output: output, resume: true)
@@ -176,7 +176,7 @@ public enum ShardWriter {
     static func claim(_ folder: String) throws {
         guard mkdir(folder, 0o755) == 0 else {
             if errno == EEXIST {
-                throw ShardError.input("\(folder): already exists (written before, or being written by another process); remove it to write this rank again")
+                throw ShardError.input("\(displayed(folder)): already exists (written before, or being written by another process); remove it to write this rank again")
             }
             throw PackError.io(path: folder, operation: "create the folder", reason: String(cString: strerror(errno)))
         }
