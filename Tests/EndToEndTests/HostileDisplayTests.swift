@@ -8,23 +8,11 @@ import Testing
 struct HostileDisplayTests {
     static let forged = "OK: no problems found"
 
-    /// Every scalar is "\n" or something a terminal only draws: no C0/C1 control, DEL, bidi or other format
-    /// character, no line or paragraph separator.
-    static func rawControls(_ text: String) -> [String] {
-        text.unicodeScalars.compactMap { s -> String? in
-            if s == "\n" { return nil }
-            switch s.properties.generalCategory {
-            case .control, .format, .lineSeparator, .paragraphSeparator: return "U+" + String(s.value, radix: 16, uppercase: true)
-            default: return nil
-            }
-        }
-    }
-
     /// Both streams are inert, and no line of either begins with the forged verdict (a passing verify prints
     /// it once, as its last line).
     static func expectSafe(_ r: (status: Int32, out: String, err: String), _ context: String, sourceLocation: SourceLocation = #_sourceLocation) {
         for (stream, text) in [("stdout", r.out), ("stderr", r.err)] {
-            let raw = rawControls(text)
+            let raw = rawTerminalControls(text)
             #expect(raw.isEmpty, "\(context): raw \(raw) on \(stream)", sourceLocation: sourceLocation)
             let verdicts = text.components(separatedBy: "\n").filter { $0.hasPrefix(forged) }.count
             let genuine = r.status == 0 && stream == "stdout" ? 1 : 0

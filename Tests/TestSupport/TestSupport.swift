@@ -136,3 +136,16 @@ public func makeCacheSnapshot(of fixture: String, in root: String) throws -> (sn
     }
     return (snap, blobs)
 }
+
+/// The scalars of `text` a terminal would act on rather than draw: C0/C1 controls and DEL (line feed aside),
+/// bidi and other format characters (category Cf), line and paragraph separators. Empty for text made with
+/// `displayed(_:)`.
+public func rawTerminalControls(_ text: String) -> [Unicode.Scalar] {
+    text.unicodeScalars.filter { s in
+        guard s != "\n" else { return false }
+        switch s.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: return true
+        default: return false
+        }
+    }
+}
