@@ -57,7 +57,7 @@ public final class ReferenceDump: @unchecked Sendable {
         let (values, shape) = try file.readFloats(group + "/" + name, maxElements: Self.maxElements)
         let expected = [batch.sequences, batch.tokens, width]
         guard shape == expected else {
-            throw HDF5File.HDF5Error(path: label, reason: "\(name) has shape \(shape), expected \(expected) (input_ids is [\(batch.sequences), \(batch.tokens)])")
+            throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) has shape \(shape), expected \(expected) (input_ids is [\(batch.sequences), \(batch.tokens)])")
         }
         return values
     }
@@ -78,9 +78,9 @@ public final class ReferenceDump: @unchecked Sendable {
         guard has(name) else { return nil }
         let (values, shape) = try file.readInt64s(group + "/" + name, maxElements: Self.maxElements)
         let expected = [batch.sequences, batch.tokens, k]
-        guard shape == expected else { throw HDF5File.HDF5Error(path: label, reason: "\(name) has shape \(shape), expected \(expected)") }
+        guard shape == expected else { throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) has shape \(shape), expected \(expected)") }
         if let bad = values.firstIndex(where: { $0 < 0 || $0 >= Int64(experts) }) {
-            throw HDF5File.HDF5Error(path: label, reason: "\(name) holds expert \(values[bad]), outside 0..<\(experts)")
+            throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) holds expert \(values[bad]), outside 0..<\(experts)")
         }
         return values.map { Int32($0) }
     }
