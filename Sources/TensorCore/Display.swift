@@ -17,7 +17,10 @@
 /// `…[N characters left out]…`, where N counts the original characters dropped; `limit: nil` never shortens.
 /// JSON output does not go through this: its escaping is already exact.
 public func displayed(_ text: some StringProtocol, limit: Int? = displayLimit) -> String {
-    joinedUnits(text.unicodeScalars.map(Unit.scalar), limit: limit)
+    // The common case, printable ASCII within the limit, is returned as it is without building pieces.
+    let utf8 = text.utf8
+    if utf8.count <= limit ?? Int.max, utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return String(text) }
+    return joinedUnits(text.unicodeScalars.map(Unit.scalar), limit: limit)
 }
 
 /// The same for raw bytes that may not be UTF-8 (a file name read from disk, a line of a list): each byte that
