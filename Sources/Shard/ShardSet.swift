@@ -85,6 +85,8 @@ public enum ShardVerifier {
                 findings.append(Finding(code: "shard_coverage", message: "\(error)"))
             }
         }
+        // The set's own copy of the carried files (each rank's is checked with the rank).
+        findings += PackVerifier.carriedFindings(set.carried, in: folder)
         var report = VerifyReport(
             path: folder, architecture: set.architecture, shardCount: files, tensorCount: tensors, bytesScanned: bytes,
             seconds: Date().timeIntervalSince(start), findings: findings)
