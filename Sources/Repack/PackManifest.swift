@@ -64,11 +64,22 @@ public struct PackManifest: Codable, Sendable, Equatable {
             throw PackError.notPack(
                 file: path, reason: "folder record version \(manifest.version) is not supported (this build reads versions \(versions.lowerBound) to \(versions.upperBound))")
         }
-        guard (manifest.version == 2) == (manifest.carriedFiles != nil), manifest.carriedFiles?.isEmpty != true else {
-            throw PackError.notPack(file: path, reason: "version \(manifest.version) with\(manifest.carriedFiles == nil ? "out" : "") a carried list (version 2 records a non-empty one, version 1 none)")
+        if let reason = carriedVersionProblem(version: manifest.version, carried: manifest.carriedFiles) {
+            throw PackError.notPack(file: path, reason: reason)
         }
         if let reason = manifest.namesProblem() { throw PackError.notPack(file: path, reason: reason) }
         return manifest
+    }
+
+    /// A record of version 1 lists no carried files; one of version 2 lists at least one.
+    public static func carriedVersionProblem(version: Int, carried: [CarriedFile]?) -> String? {
+        switch (version, carried) {
+        case (1, nil): nil
+        case (1, _): "version 1 records no carried files, but this record lists some"
+        case (_, nil): "version \(version) records carried files, but this record has no carried list"
+        case (_, let list?) where list.isEmpty: "version \(version) records carried files, but this record's carried list is empty"
+        default: nil
+        }
     }
 
     /// The names every folder record (and shard set record) must not take for its data files, source shards or

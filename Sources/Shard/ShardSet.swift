@@ -73,6 +73,7 @@ public enum ShardVerifier {
                 findings += report.findings.map { f in
                     var f = f
                     f.file = f.file.map { rankFolder + "/" + $0 }
+                    if f.code == "carried_file" { f.message = rankFolder + "/" + f.message }
                     return f
                 }
             } catch {

@@ -58,8 +58,8 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
         guard manifest.format == "k2pack-shards", PackManifest.versions.contains(manifest.version) else {
             throw ShardError.input("\(path): format \(manifest.format) version \(manifest.version) is not supported (this build reads k2pack-shards 1 and 2)")
         }
-        guard (manifest.version == 2) == (manifest.carriedFiles != nil), manifest.carriedFiles?.isEmpty != true else {
-            throw ShardError.input("\(path): version \(manifest.version) with\(manifest.carriedFiles == nil ? "out" : "") a carried list (version 2 records a non-empty one, version 1 none)")
+        if let reason = PackManifest.carriedVersionProblem(version: manifest.version, carried: manifest.carriedFiles) {
+            throw ShardError.input("\(path): \(reason)")
         }
         guard manifest.layout.tp >= 1, manifest.layout.ep >= 1, manifest.layout.tp <= 4096, manifest.layout.ep <= 4096,
             manifest.layout.ranks <= 4096
