@@ -29,6 +29,8 @@ public enum Converter {
         public var filesReused: [String]
         public var tensors: Int
         public var stackedTensors: Int
+        /// Files of the folder besides its tensors, carried byte for byte.
+        public var carriedFiles: Int
         public var bytes: Int
         /// Size of the data files written (compressed in the archive form; tables and padding included).
         public var fileBytes: Int
@@ -135,7 +137,7 @@ public enum Converter {
         try AtomicFile.write(try manifest.encoded(), to: output + "/" + PackManifest.fileName)
         return Report(
             files: plan.map(\.file), filesReused: reused, tensors: plan.reduce(0) { $0 + $1.tensors.count },
-            stackedTensors: plan.reduce(0) { $0 + $1.tensors.filter { $0.sources.count > 1 }.count }, bytes: total,
+            stackedTensors: plan.reduce(0) { $0 + $1.tensors.filter { $0.sources.count > 1 }.count }, carriedFiles: records.count, bytes: total,
             fileBytes: try plan.reduce(0) { $0 + (try ReadOnlyFile(path: output + "/" + $1.file).byteCount) },
             seconds: Date().timeIntervalSince(start))
     }

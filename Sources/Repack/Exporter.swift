@@ -12,6 +12,8 @@ import TensorCore
 public enum Exporter {
     public struct Report: Sendable, Codable {
         public var files: [String]
+        /// Files besides the checkpoint's shards, index and config.json, each checked against its SHA-256.
+        public var carriedFiles: Int
         public var bytes: Int
         public var seconds: Double
     }
@@ -64,7 +66,7 @@ public enum Exporter {
             }
             try copyKeptRecords(from: input, sourceIndex: manifest.sourceIndex, to: output)
             try CarriedFiles.copy(manifest.carried, from: input, to: output)
-            return Report(files: manifest.sourceShards, bytes: total, seconds: Date().timeIntervalSince(start))
+            return Report(files: manifest.sourceShards, carriedFiles: manifest.carried.count, bytes: total, seconds: Date().timeIntervalSince(start))
         } catch {
             // Nothing half-way: what did finish goes too (the output folder was new or empty).
             removeWritten(sourceShards: manifest.sourceShards, carried: manifest.carried, from: output)

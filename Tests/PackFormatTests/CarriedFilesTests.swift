@@ -115,6 +115,28 @@ struct CarriedFilesTests {
         }
     }
 
+    @Test("a carried file of a k2pack folder replaced by a symlink out of the folder is refused by export and named by verify")
+    func plantedLinkInPackFolder() throws {
+        let dir = TemporaryDirectory()
+        let outside = TemporaryDirectory()
+        let packed = dir.path + "/packed"
+        _ = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: packed)
+        // The outside file has the very bytes the record names: only the link rule stops it.
+        let target = outside.write("LICENSE", Array(try Data(contentsOf: URL(fileURLWithPath: packed + "/LICENSE"))))
+        try FileManager.default.removeItem(atPath: packed + "/LICENSE")
+        try FileManager.default.createSymbolicLink(atPath: packed + "/LICENSE", withDestinationPath: target)
+        let message = "LICENSE is a symlink to \(FolderLinksPath.resolved(target)), outside the checkpoint folder (links are followed only into a Hugging Face cache snapshot's own blobs/; pass --allow-outside-symlinks to accept it)"
+        do {
+            _ = try Exporter.export(input: packed, output: dir.path + "/out")
+            Issue.record("exported a file from outside the folder")
+        } catch {
+            #expect("\(error)" == message)
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/out").isEmpty)
+        let report = try PackVerifier.verify(folder: packed)
+        #expect(report.findings.map(\.message) == ["LICENSE: carried file cannot be read: " + message])
+    }
+
     /// A copy of k25-tiny with `change` applied, then convert into `out`.
     func convertChanged(_ change: (String) throws -> Void, dir: TemporaryDirectory) throws -> (input: String, output: String) {
         let input = dir.copy(fixture: "k25-tiny")
