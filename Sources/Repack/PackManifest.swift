@@ -126,7 +126,6 @@ public struct PackManifest: Codable, Sendable, Equatable {
     }
 }
 
-
 /// One rank of a shard set: rank `rank` = tensor-parallel rank `tpRank` of expert group `epRank`.
 public struct ShardRecord: Codable, Sendable, Equatable {
     public var tp: Int
