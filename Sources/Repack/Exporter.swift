@@ -31,7 +31,12 @@ public enum Exporter {
         var slices: [String: (pack: Int, tensor: PackTensor, index: Int)] = [:]
         for (p, pack) in packs.enumerated() {
             for tensor in pack.table.tensors {
-                for (i, source) in tensor.sources.enumerated() { slices[source.name] = (p, tensor, i) }
+                for (i, source) in tensor.sources.enumerated() {
+                    // Two stored copies of one source tensor: which one export wrote would be an accident of order.
+                    if let other = slices.updateValue((p, tensor, i), forKey: source.name) {
+                        throw PackError.tensorInvalid(file: pack.name, tensor: source.name, reason: "source tensor stored twice (also in \(packs[other.pack].name))")
+                    }
+                }
             }
         }
         try Converter.prepare(output: output, resume: false)

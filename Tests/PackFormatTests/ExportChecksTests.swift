@@ -132,6 +132,18 @@ struct ExportChecksTests {
         #expect(report == nil, "\(variant): verify accepted the record")
     }
 
+    @Test("a source tensor stored twice (a data file listed under two names) is refused, not exported from whichever came last")
+    func storedTwice() throws {
+        let dir = TemporaryDirectory()
+        let packed = try edited({ o in o["files"] = (o["files"] as! [String]) + ["layer-0000-copy.k2p"] }, dir: dir)
+        try FileManager.default.copyItem(atPath: packed + "/layer-0000.k2p", toPath: packed + "/layer-0000-copy.k2p")
+        let first = try #require(try PackFile(path: packed + "/layer-0000.k2p").table.tensors.first)
+        #expect(throws: PackError.tensorInvalid(file: "layer-0000-copy.k2p", tensor: first.sources[0].name, reason: "source tensor stored twice (also in layer-0000.k2p)")) {
+            _ = try Exporter.export(input: packed, output: dir.path + "/out")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    }
+
     @Test("names are compared as bytes: NFC and NFD spellings are two files, not one listed twice")
     func namesAsBytes() {
         let nfc = "caf\u{E9}.safetensors", nfd = "cafe\u{301}.safetensors"
