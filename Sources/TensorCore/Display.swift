@@ -20,13 +20,14 @@ public func displayed(_ text: some StringProtocol, limit: Int? = displayLimit) -
     // The common case, printable ASCII within the limit, is returned as it is without building pieces.
     let utf8 = text.utf8
     if utf8.count <= limit ?? Int.max, utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return String(text) }
-    return joinedUnits(text.unicodeScalars.map(Unit.scalar), limit: limit)
+    return render(text.unicodeScalars.lazy.map(Unit.scalar), limit: limit)
 }
 
 /// The same for raw bytes that may not be UTF-8 (a file name read from disk, a line of a list): each byte that
 /// is not part of a valid UTF-8 sequence is shown as `\xNN`; the valid parts as `displayed(_:)` shows them.
 public func displayed(utf8 bytes: some Sequence<UInt8>, limit: Int? = displayLimit) -> String {
     let bytes = Array(bytes)
+    if let text = String(validating: bytes, as: UTF8.self) { return displayed(text, limit: limit) }
     var units: [Unit] = []
     units.reserveCapacity(bytes.count)
     var i = 0
@@ -39,7 +40,7 @@ public func displayed(utf8 bytes: some Sequence<UInt8>, limit: Int? = displayLim
             i += 1
         }
     }
-    return joinedUnits(units, limit: limit)
+    return render(units, limit: limit)
 }
 
 /// Names longer than this (after escaping) are shortened in text reports and error messages.
@@ -56,6 +57,10 @@ private struct Piece {
 private enum Unit {
     case scalar(Unicode.Scalar)
     case byte(UInt8)
+
+    var scalar: Unicode.Scalar? {
+        if case .scalar(let s) = self { s } else { nil }
+    }
 }
 
 /// The well-formed UTF-8 scalar starting at `i` and its length in bytes (no overlong forms, no surrogates,
@@ -88,20 +93,67 @@ private func decodeScalar(_ bytes: [UInt8], at i: Int) -> (Unicode.Scalar, Int)?
     return (scalar, length)
 }
 
-private func joinedUnits(_ units: [Unit], limit: Int?) -> String {
-    var pieces: [Piece] = []
-    pieces.reserveCapacity(units.count)
-    func scalar(at i: Int) -> Unicode.Scalar? {
-        guard i >= 0, i < units.count, case .scalar(let s) = units[i] else { return nil }
-        return s
-    }
-    for i in units.indices {
+/// The units shown, keeping head and tail within `limit` when they are longer. Two passes over the units and
+/// no copy of them: a 100 MB name costs time, not memory.
+private func render<Units: BidirectionalCollection>(_ units: Units, limit: Int?) -> String where Units.Element == Unit {
+    func pieceAt(_ i: Units.Index) -> Piece {
         switch units[i] {
-        case .scalar(let s): pieces.append(piece(s, previous: scalar(at: i - 1), next: scalar(at: i + 1)))
-        case .byte(let b): pieces.append(Piece(text: "\\x" + hex(UInt32(b), digits: 2), width: 4))
+        case .byte(let b):
+            return Piece(text: "\\x" + hex(UInt32(b), digits: 2), width: 4)
+        case .scalar(let s):
+            let previous = i == units.startIndex ? nil : units[units.index(before: i)].scalar
+            let after = units.index(after: i)
+            let next = after == units.endIndex ? nil : units[after].scalar
+            return piece(s, previous: previous, next: next)
         }
     }
-    return joined(pieces, limit: limit)
+    var total = 0
+    var count = 0
+    var i = units.startIndex
+    while i != units.endIndex {
+        if case .scalar(let s) = units[i], s.value >= 0x20, s.value < 0x7F { total += 1 } else { total += pieceAt(i).width }
+        count += 1
+        i = units.index(after: i)
+    }
+    guard let limit, total > limit else {
+        var out = ""
+        var i = units.startIndex
+        while i != units.endIndex {
+            out += pieceAt(i).text
+            i = units.index(after: i)
+        }
+        return out
+    }
+    // The marker's length depends on the count left out; size it for the largest possible count.
+    let budget = max(2, limit - marker(count).unicodeScalars.count)
+    let headBudget = (budget + 1) / 2
+    let tailBudget = budget - headBudget
+    var front = ""
+    var head = 0
+    var width = 0
+    var at = units.startIndex
+    while at != units.endIndex {
+        let p = pieceAt(at)
+        guard width + p.width <= headBudget else { break }
+        front += p.text
+        width += p.width
+        head += 1
+        at = units.index(after: at)
+    }
+    var back: [String] = []
+    var tail = 0
+    width = 0
+    var end = units.endIndex
+    while tail < count - head {
+        let before = units.index(before: end)
+        let p = pieceAt(before)
+        guard width + p.width <= tailBudget else { break }
+        back.append(p.text)
+        width += p.width
+        tail += 1
+        end = before
+    }
+    return front + marker(count - head - tail) + back.reversed().joined()
 }
 
 private func piece(_ s: Unicode.Scalar, previous: Unicode.Scalar?, next: Unicode.Scalar?) -> Piece {
@@ -150,33 +202,6 @@ private func joinable(_ s: Unicode.Scalar) -> Bool {
 private func hex(_ value: UInt32, digits: Int) -> String {
     let text = String(value, radix: 16, uppercase: true)
     return String(repeating: "0", count: max(0, digits - text.count)) + text
-}
-
-/// The pieces joined, keeping head and tail within `limit` when they are longer.
-private func joined(_ pieces: [Piece], limit: Int?) -> String {
-    let total = pieces.reduce(0) { $0 + $1.width }
-    guard let limit, total > limit else { return pieces.map(\.text).joined() }
-    // The marker's length depends on the count left out; size it for the largest possible count.
-    let markerWidth = marker(pieces.count).unicodeScalars.count
-    let budget = max(2, limit - markerWidth)
-    let headBudget = (budget + 1) / 2
-    let tailBudget = budget - headBudget
-    var head = 0
-    var headWidth = 0
-    while head < pieces.count, headWidth + pieces[head].width <= headBudget {
-        headWidth += pieces[head].width
-        head += 1
-    }
-    var tail = 0
-    var tailWidth = 0
-    while tail < pieces.count - head, tailWidth + pieces[pieces.count - 1 - tail].width <= tailBudget {
-        tailWidth += pieces[pieces.count - 1 - tail].width
-        tail += 1
-    }
-    let dropped = pieces.count - head - tail
-    let front = pieces[..<head].map(\.text).joined()
-    let back = pieces[(pieces.count - tail)...].map(\.text).joined()
-    return front + marker(dropped) + back
 }
 
 private func marker(_ dropped: Int) -> String { "…[\(dropped) characters left out]…" }

@@ -126,3 +126,19 @@ func isInert(_ text: String) -> Bool { !text.unicodeScalars.contains("\n") && ra
 extension String {
     fileprivate var leftPadded4: String { String(repeating: "0", count: max(0, 4 - count)) + self }
 }
+
+@Suite struct DisplayLargeInputTests {
+    /// A hostile header can hold a name of megabytes: it is shortened in two passes, without a copy into pieces.
+    @Test func megabyteNames() {
+        let name = String(repeating: "\u{1B}x", count: 1 << 18)
+        let shown = displayed(name)
+        #expect(shown.unicodeScalars.count <= displayLimit)
+        #expect(shown.hasPrefix("\\x1Bx\\x1Bx"))
+        #expect(shown.hasSuffix("\\x1Bx"))
+        #expect(isInert(shown))
+        let bytes = [UInt8](repeating: 0xFF, count: 1 << 18)
+        let shownBytes = displayed(utf8: bytes)
+        #expect(shownBytes.unicodeScalars.count <= displayLimit)
+        #expect(shownBytes.hasPrefix("\\xFF\\xFF"))
+    }
+}
