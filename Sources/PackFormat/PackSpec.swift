@@ -175,7 +175,8 @@ public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
     case tensorInvalid(file: String, tensor: String, reason: String)
     case checksumMismatch(file: String, tensor: String, expected: String, actual: String)
     case sourceInvalid(reason: String)
-    case outputExists(path: String)
+    /// `resumable`: the command has `--resume` (convert), and the message says so.
+    case outputExists(path: String, resumable: Bool = false)
 
     public var description: String {
         switch self {
@@ -188,7 +189,8 @@ public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .tensorInvalid(file, tensor, reason): "\(file): tensor '\(tensor)': \(reason)"
         case let .checksumMismatch(file, tensor, expected, actual): "\(file): tensor '\(tensor)': data is corrupt: xxHash64 \(actual), table records \(expected)"
         case let .sourceInvalid(reason): "cannot convert: \(reason)"
-        case let .outputExists(path): "\(path): already exists and is not empty; choose a new folder (or --resume an interrupted convert)"
+        case let .outputExists(path, resumable):
+            "\(path): already exists and is not empty; choose a new folder" + (resumable ? " (or --resume an interrupted convert)" : "")
         }
     }
 }

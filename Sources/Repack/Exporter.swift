@@ -30,7 +30,7 @@ public enum Exporter {
                 for (i, source) in tensor.sources.enumerated() { slices[source.name] = (p, tensor, i) }
             }
         }
-        try Converter.prepare(output: output, resume: false)
+        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
         let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
             let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
             return (shard, bytes, header)
