@@ -2,6 +2,8 @@
 #include "csignals.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -28,13 +30,17 @@ struct map_slot {
 static struct temp_slot temps[TEMP_SLOTS];
 static struct map_slot maps[MAP_SLOTS];
 static volatile sig_atomic_t exit_status = 74;
+/// Set by the handler before it sweeps: no temporary file may be created after that.
+static _Atomic int dying = 0;
+/// Temporary files being created right now (the handler waits for these to finish before its sweep).
+static _Atomic int creating = 0;
 
 static int claim(_Atomic int *state) {
     int expected = FREE;
     return atomic_compare_exchange_strong(state, &expected, BUSY);
 }
 
-int k2_temp_register(const char *path) {
+static int temp_register(const char *path) {
     size_t n = strlen(path);
     if (n >= TEMP_PATH) return -1;
     for (int i = 0; i < TEMP_SLOTS; i++) {
@@ -44,6 +50,22 @@ int k2_temp_register(const char *path) {
         return i;
     }
     return -1;
+}
+
+int k2_temp_create(int folder, const char *name, int flags, int mode, const char *path, int *slot) {
+    *slot = -1;
+    atomic_fetch_add(&creating, 1);
+    if (atomic_load(&dying)) {
+        // The process is exiting from the handler on another thread: create nothing, wait for the end.
+        atomic_fetch_sub(&creating, 1);
+        for (;;) pause();
+    }
+    int fd = openat(folder, name, flags, mode);
+    int saved = errno;
+    if (fd >= 0) *slot = temp_register(path);
+    atomic_fetch_sub(&creating, 1);
+    errno = saved;
+    return fd;
 }
 
 void k2_temp_unregister(int slot) {
@@ -120,6 +142,11 @@ static void put_number(unsigned long long v) {
 
 static int remove_temporaries(void) {
     int removed = 0;
+    // No new temporary file from now on; those being created are waited for (a system call each, so the
+    // wait is short; bounded at about a second in case the fault is inside one).
+    atomic_store(&dying, 1);
+    struct timespec step = {0, 1000000};
+    for (int i = 0; i < 1000 && atomic_load(&creating) > 0; i++) nanosleep(&step, NULL);
     for (int i = 0; i < TEMP_SLOTS; i++) {
         if (atomic_load(&temps[i].state) != LIVE) continue;
         if (unlink(temps[i].path) == 0) removed++;

@@ -18,9 +18,15 @@ public enum FatalSignals {
         _ = k2_install_sigbus_handler(inputChangedExitCode)
     }
 
-    /// Records a temporary file being written, to be removed if the process dies of SIGBUS. Returns its slot
-    /// (negative when none is free; the file is then simply not removed by the handler).
-    public static func registerTemporary(_ path: String) -> Int32 { k2_temp_register(path) }
+    /// Creates a temporary file (`openat(folder, name, flags, mode)`) and records it as `path`, to be removed if
+    /// the process dies of SIGBUS, in one step the handler waits for (nothing is created after its sweep).
+    /// Returns the descriptor (negative, errno set, on failure) and the slot for `unregisterTemporary`
+    /// (negative when none is free: the file is then simply not removed by the handler).
+    public static func createTemporary(folder: Int32, name: String, flags: Int32, mode: mode_t, path: String) -> (fd: Int32, slot: Int32) {
+        var slot: Int32 = -1
+        let fd = k2_temp_create(folder, name, flags, Int32(mode), path, &slot)
+        return (fd, slot)
+    }
 
     public static func unregisterTemporary(_ slot: Int32) { k2_temp_unregister(slot) }
 

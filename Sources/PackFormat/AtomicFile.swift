@@ -33,17 +33,17 @@ public final class AtomicFile {
         guard folder >= 0 else {
             throw .io(path: path, operation: "open its folder", reason: String(cString: strerror(errno)))
         }
-        let fd: Int32
+        let created: (fd: Int32, slot: Int32)
         do throws(PackError) {
             try Self.checkFinalName(folder: folder, name: name, path: path)
-            fd = try Self.createTemporary(folder: folder, name: temporaryName, path: temporaryPath)
+            created = try Self.createTemporary(folder: folder, name: temporaryName, path: temporaryPath)
         } catch {
             close(folder)
             throw error
         }
         self.folder = folder
-        self.fd = fd
-        slot = FatalSignals.registerTemporary(temporaryPath)
+        fd = created.fd
+        slot = created.slot
     }
 
     deinit {
@@ -65,11 +65,11 @@ public final class AtomicFile {
 
     /// Creates the temporary file exclusively. A regular file of ours already there is what an interrupted run
     /// left: it is removed and created afresh. A link or anything else there is refused (never followed).
-    static func createTemporary(folder: Int32, name: String, path: String) throws(PackError) -> Int32 {
+    static func createTemporary(folder: Int32, name: String, path: String) throws(PackError) -> (fd: Int32, slot: Int32) {
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
         for attempt in 0..<2 {
-            let fd = openat(folder, name, flags, 0o644)
-            if fd >= 0 { return fd }
+            let created = FatalSignals.createTemporary(folder: folder, name: name, flags: flags, mode: 0o644, path: path)
+            if created.fd >= 0 { return created }
             guard errno == EEXIST, attempt == 0 else { break }
             var st = stat()
             guard fstatat(folder, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { continue }

@@ -7,9 +7,11 @@
 /// handler) and the input files mapped into memory (so the handler can name the one that changed).
 /// Registration is lock-free and thread-safe; the handler only reads, with async-signal-safe calls.
 
-/// Records a temporary file being written; returns a slot for k2_temp_unregister, or -1 when none is free
-/// (or the path is too long), in which case the file is not removed by the handler.
-int k2_temp_register(const char *path);
+/// Creates a temporary file (`openat(folder, name, flags, mode)`) and records it as `path` in one step that the
+/// handler waits for, so no file can be created after the handler's sweep and survive it. Returns the file
+/// descriptor (or -1 with errno set) and stores the slot for k2_temp_unregister in `*slot` (-1 when none is
+/// free, or the path is too long: the file is then not removed by the handler).
+int k2_temp_create(int folder, const char *name, int flags, int mode, const char *path, int *slot);
 void k2_temp_unregister(int slot);
 
 /// Records a read-only mapping of `length` bytes at `base` of the file `path`, open as `fd`; returns a slot for
