@@ -28,6 +28,9 @@ public struct PackInspectReport: Sendable, Codable {
     public var sourceShards: Int
     /// A rank folder of a shard set: which rank.
     public var shard: ShardRecord?
+    /// Files besides the tensors (tokenizer, remote code, docs, …), carried byte for byte, and their bytes.
+    public var carriedFiles: Int
+    public var carriedBytes: Int
 
     public init(folder: String) throws {
         let manifest = try PackManifest.read(folder: folder)
@@ -57,10 +60,12 @@ public struct PackInspectReport: Sendable, Codable {
         fileBytes = files.reduce(0) { $0 + $1.bytes }
         sourceShards = manifest.sourceShards.count
         shard = manifest.shard
+        carriedFiles = manifest.carried.count
+        carriedBytes = manifest.carried.reduce(0) { $0 + $1.size }
     }
 
     public func renderText() -> String {
-        var out = "k2pack folder  \(path) (format version \(version))\n"
+        var out = "k2pack folder  \(path) (folder record version \(version))\n"
         out += "architecture   \(architecture)"
         if let layers, let routedExperts { out += ": \(layers) layers, \(routedExperts) routed experts" }
         out += "\n"
@@ -76,6 +81,9 @@ public struct PackInspectReport: Sendable, Codable {
                 + "routed experts \(shard.experts.map(String.init).joined(separator: "..<")); vision tower \(shard.vision ? "yes" : "no")\n\n"
         } else {
             out += "source         \(sourceShards) Hugging Face shard\(sourceShards == 1 ? "" : "s") (headers kept for a byte-identical export)\n\n"
+        }
+        if carriedFiles > 0 {
+            out.insert(contentsOf: "carried        \(carriedFiles) other files, \(formatBytes(carriedBytes)) (tokenizer, remote code, docs, …), each with its SHA-256\n", at: out.index(out.endIndex, offsetBy: -1))
         }
         let width = files.map(\.name.count).max() ?? 4
         for f in files {

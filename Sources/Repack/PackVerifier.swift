@@ -6,7 +6,7 @@ import PackFormat
 import TensorCore
 
 /// `k2pack verify` on a k2pack folder: every file's header and table, every tensor's xxHash64, and that the
-/// stored slices cover exactly the tensors of the source headers kept for export.
+/// stored slices cover exactly the tensors of the source headers kept for export; every carried file's SHA-256.
 public enum PackVerifier {
     public static func isPackFolder(_ path: String) -> Bool {
         FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName)
@@ -47,6 +47,7 @@ public enum PackVerifier {
         findings += mismatches.compactMap { $0 }
         // A rank of a shard set holds slices; its set's coverage is checked from the set's folder.
         if manifest.shard == nil { findings += coverage(folder: folder, manifest: manifest, packs: packs) }
+        findings += carriedFindings(manifest.carried, in: folder)
         if let config = FileManager.default.contents(atPath: folder + "/" + CheckpointDirectory.configFileName) {
             do throws(ConfigError) { _ = try ModelConfig.parse(Array(config)) } catch {
                 findings.append(Finding(code: "config", file: CheckpointDirectory.configFileName, message: error.description))
@@ -99,6 +100,14 @@ public enum PackVerifier {
                                     message: "\(where_.file): stores '\(name)', which no source header lists"))
         }
         return findings
+    }
+
+    /// Every carried file recorded in a folder record, checked against its size and SHA-256: one finding
+    /// (`carried_file`) naming each one that changed, is missing or cannot be read.
+    public static func carriedFindings(_ files: [CarriedFile], in folder: String) -> [Finding] {
+        CarriedFiles.check(files, in: folder).map { file, problem in
+            Finding(code: "carried_file", file: file.path, message: "\(file.path): \(problem)")
+        }
     }
 
     static func fileName(of error: PackError) -> String? {

@@ -94,11 +94,12 @@ enum Rewrite {
         checkpoint.directory.shards.compactMap { $0 }.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
     }
 
-    /// Writes every shard (in parallel), the index when the input had one, config.json as given, and copies
-    /// every other regular file of the input folder (tokenizer, generation config, …) verbatim.
+    /// Writes every shard (in parallel), the index when the input had one, config.json as given, and carries
+    /// every other file of the input folder and its sub-folders verbatim (`CarriedFiles`).
     static func write(
         _ checkpoint: LoadedCheckpoint, to output: String, shards: [(name: String, tensors: [OutputTensor])], config: JSONObject, threads: Int
     ) throws -> Int {
+        let carried = try CarriedFiles.list(checkpoint: checkpoint.directory)  // refused before anything is written
         try OutputPaths.prepareFolder(output, inputs: [checkpoint.directory.path], existing: .empty)
         let results: [Result<Int, any Error>] = parallelMap(count: shards.count, width: threads) { i in
             Result { try SafetensorsWriter.write(path: output + "/" + shards[i].name, tensors: shards[i].tensors) }
@@ -115,19 +116,12 @@ enum Rewrite {
             throw error
         }
         let bytes = try results.reduce(0) { $0 + (try $1.get()) }
-        let input = checkpoint.directory.path
         if checkpoint.directory.index != nil {
             try AtomicFile.write(IndexWriter.bytes(shards: shards), to: output + "/" + ShardIndex.fileName)
         }
         try AtomicFile.write(Array((JSONValue.object(config).serialized() + "\n").utf8), to: output + "/" + CheckpointDirectory.configFileName)
-        let written = Set(shards.map(\.name) + [ShardIndex.fileName, CheckpointDirectory.configFileName])
-        for name in try FileManager.default.contentsOfDirectory(atPath: input).sorted() where !written.contains(name) && !name.hasSuffix(".safetensors") {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: input + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue,
-                !name.hasPrefix(".")
-            else { continue }
-            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + name).readAll(), to: output + "/" + name)
-        }
+        // Every other file of the input (tokenizer, generation config, remote code, docs/, …), byte for byte.
+        for path in carried { try CarriedFiles.copy(path, from: checkpoint.directory.path, to: output) }
         return bytes
     }
 

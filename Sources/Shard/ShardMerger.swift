@@ -98,7 +98,7 @@ public enum ShardMerger {
         let assembly = try assemble(input: input)
         try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
         let counter = ProgressCounter(total: assembly.tensorBytes, report: progress)
-        let prefetch = Prefetch()
+        let checked = ChecksumOnce()
         // Output shards in parallel; within one, tensors in the header's data order.
         let results: [Result<Void, any Error>] = parallelMap(count: assembly.shards.count, width: threads) { i in
             Result {
@@ -108,7 +108,7 @@ public enum ShardMerger {
                 try file.write(shard.headerBytes, at: 0)
                 counter.add(shard.headerBytes.count)
                 for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
-                    for p in pieces { try prefetch.once(p.pack, assembly.packs[p.pack], p.tensor) }
+                    for p in pieces { try checked.check(p.pack, assembly.packs[p.pack], p.tensor) }
                     try write(pieces, of: entry, packs: assembly.packs, to: file)
                     counter.add(entry.byteCount)
                 }
@@ -118,9 +118,10 @@ public enum ShardMerger {
         do {
             for result in results { try result.get() }
             try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
+            try CarriedFiles.copy(assembly.set.carried, from: input, to: output)
         } catch {
             // Nothing half-way: what did finish goes too (the output folder was new or empty).
-            for name in assembly.shards.map(\.name) + [ShardIndex.fileName, CheckpointDirectory.configFileName] { unlink(output + "/" + name) }
+            Exporter.removeWritten(sourceShards: assembly.shards.map(\.name), carried: assembly.set.carried, from: output)
             throw error
         }
         return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: Date().timeIntervalSince(start))
@@ -212,25 +213,6 @@ public enum ShardMerger {
             }
             try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(count * rowBytes)]), at: entry.rangeInFile.lowerBound + first * rowBytes)
             first += count
-        }
-    }
-}
-
-/// The first time merging needs a stored tensor, reads it whole as one sequential stream (a rank's stack at once,
-/// not one expert's slice at a time) and checks its xxHash64: merge never writes bytes a checksum does not vouch
-/// for. The copy that follows reads them again from the page cache.
-final class Prefetch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var seen: Set<[Int]> = []
-
-    func once(_ index: Int, _ pack: PackFile, _ tensor: PackTensor) throws {
-        lock.lock()
-        let first = seen.insert([index, tensor.offset]).inserted
-        lock.unlock()
-        guard first else { return }
-        let actual = try pack.checksum(of: tensor)
-        guard actual == tensor.xxh64 else {
-            throw PackError.checksumMismatch(file: pack.name, tensor: tensor.name, expected: tensor.xxh64, actual: actual)
         }
     }
 }

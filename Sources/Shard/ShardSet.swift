@@ -73,6 +73,7 @@ public enum ShardVerifier {
                 findings += report.findings.map { f in
                     var f = f
                     f.file = f.file.map { rankFolder + "/" + $0 }
+                    if f.code == "carried_file" { f.message = rankFolder + "/" + f.message }
                     return f
                 }
             } catch {
@@ -85,6 +86,8 @@ public enum ShardVerifier {
                 findings.append(Finding(code: "shard_coverage", message: "\(error)"))
             }
         }
+        // The set's own copy of the carried files (each rank's is checked with the rank).
+        findings += PackVerifier.carriedFindings(set.carried, in: folder)
         var report = VerifyReport(
             path: folder, architecture: set.architecture, shardCount: files, tensorCount: tensors, bytesScanned: bytes,
             seconds: Date().timeIntervalSince(start), findings: findings)

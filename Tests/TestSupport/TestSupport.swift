@@ -126,14 +126,20 @@ public func makeCacheSnapshot(of fixture: String, in root: String) throws -> (sn
     try FileManager.default.createDirectory(atPath: repo + "/blobs", withIntermediateDirectories: true)
     try FileManager.default.createDirectory(atPath: snap, withIntermediateDirectories: true)
     var blobs: [String: String] = [:]
-    for name in try FileManager.default.contentsOfDirectory(atPath: TestPaths.fixture(fixture)) {
+    // Files in sub-folders (docs/, figures/) link to the same blobs/, one `../` further up per level.
+    for name in try folderContents(TestPaths.fixture(fixture)).keys.sorted() {
         let source = TestPaths.fixture(fixture) + "/" + name
         let digest = try ReadOnlyFile(path: source).sha256Hex()
         let blob = name.hasSuffix(".safetensors") ? digest : String(digest.prefix(40))
         if !FileManager.default.fileExists(atPath: repo + "/blobs/" + blob) {
             try FileManager.default.copyItem(atPath: source, toPath: repo + "/blobs/" + blob)
         }
-        try FileManager.default.createSymbolicLink(atPath: snap + "/" + name, withDestinationPath: "../../blobs/" + blob)
+        let depth = name.split(separator: "/").count - 1
+        if depth > 0 {
+            try FileManager.default.createDirectory(atPath: snap + "/" + (name as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        }
+        let up = String(repeating: "../", count: depth + 2)
+        try FileManager.default.createSymbolicLink(atPath: snap + "/" + name, withDestinationPath: up + "blobs/" + blob)
         blobs[name] = repo + "/blobs/" + blob
     }
     return (snap, blobs)
