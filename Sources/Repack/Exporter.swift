@@ -39,7 +39,7 @@ public enum Exporter {
                 }
             }
         }
-        try Converter.prepare(output: output, resume: false)
+        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
         do {
             let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
                 let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
