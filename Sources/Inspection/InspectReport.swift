@@ -146,8 +146,8 @@ public struct InspectReport: Sendable, Codable {
     public func renderText() -> String {
         var out = ""
         func line(_ label: String, _ value: String) { out += label.padding(toLength: 15, withPad: " ", startingAt: 0) + value + "\n" }
-        line("checkpoint", path)
-        if let architecture, let architectureName { line("architecture", "\(architectureName) (\(architecture))") }
+        line("checkpoint", displayed(path))
+        if let architecture, let architectureName { line("architecture", "\(displayed(architectureName)) (\(displayed(architecture)))") }
         if let m = model {
             line("layers", "\(m.layers) (\(m.denseLayers) dense, \(m.moeLayers) MoE); hidden \(m.hiddenSize), \(m.attentionHeads) heads, vocab \(grouped(m.vocabSize))")
             line("experts", "\(m.routedExperts) routed, top-\(m.expertsPerToken), \(m.sharedExperts) shared")
@@ -190,11 +190,11 @@ func renderFindings(_ findings: [Finding], limit: Int = 20) -> String {
         for f in some {
             let shown = perCode[f.code, default: 0]
             perCode[f.code] = shown + (f.more ?? 1)
-            if f.more == nil, shown < limit { out += "  \(severity == .error ? "✗" : "!") \(f.message)\n" }
+            if f.more == nil, shown < limit { out += "  \(severity == .error ? "✗" : "!") \(displayed(f.message, limit: nil))\n" }
         }
         for (code, count) in perCode.sorted(by: { $0.key < $1.key }) where count > limit {
             let listed = some.filter { $0.code == code && $0.more == nil }.count
-            out += "  … and \(count - limit) more \(code) \(severity == .error ? "problems" : "warnings") (\(listed > limit ? "see --json" : "not listed"))\n"
+            out += "  … and \(count - limit) more \(displayed(code)) \(severity == .error ? "problems" : "warnings") (\(listed > limit ? "see --json" : "not listed"))\n"
         }
     }
     return out

@@ -1,4 +1,5 @@
 import JSONCore
+import TensorCore
 
 /// One key of a config section as the manifest describes it (`config_keys` in a spec manifest): its type,
 /// whether it must be present, its bounds, the values k2pack implements, and the default used when it is
@@ -152,11 +153,9 @@ struct ConfigRuleChecker {
         return "\(shown), which is not a whole number"
     }
 
-    /// A string from the config in quotes, control characters escaped, shortened past 40 characters.
-    static func quoted(_ s: String) -> String {
-        let short = s.count <= 40 ? s : String(s.prefix(37)) + "..."
-        return short.debugDescription
-    }
+    /// A string from the config in quotes, shown safely (`displayed`: control, bidi and format characters
+    /// escaped) and shortened past 40 characters.
+    static func quoted(_ s: String) -> String { "\"\(displayed(s, limit: 40))\"" }
 
     static func format(_ d: Double) -> String {
         d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : "\(d)"

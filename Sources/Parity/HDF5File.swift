@@ -2,6 +2,7 @@ import CHDF5
 #if canImport(Glibc)
 import Glibc
 #endif
+import TensorCore
 
 /// Reading and writing float32 / int datasets in HDF5 files: the only importer of libhdf5.
 /// HDF5's own error printing is silenced; failures come back as `HDF5Error` naming file and dataset.
@@ -13,7 +14,7 @@ public final class HDF5File {
             self.path = path
             self.reason = reason
         }
-        public var description: String { "\(path): \(reason)" }
+        public var description: String { "\(displayed(path)): \(displayed(reason, limit: nil))" }
     }
 
     public let path: String
@@ -67,7 +68,7 @@ public final class HDF5File {
     private func write(
         _ name: String, shape: [Int], type: hid_t, count: Int, _ pointer: () -> UnsafeRawPointer
     ) throws(HDF5Error) {
-        guard shape.reduce(1, *) == count else { throw HDF5Error(path: path, reason: "\(name): shape does not match the value count") }
+        guard shape.reduce(1, *) == count else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape does not match the value count") }
         var dims = shape.map { hsize_t($0) }
         let space = H5Screate_simple(Int32(dims.count), &dims, nil)
         defer { H5Sclose(space) }
@@ -75,11 +76,11 @@ public final class HDF5File {
         H5Pset_create_intermediate_group(links, 1)
         defer { H5Pclose(links) }
         let set = H5Dcreate2(id, name, type, space, links, chdf5_p_default(), chdf5_p_default())
-        guard set >= 0 else { throw HDF5Error(path: path, reason: "\(name): cannot create dataset") }
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
         defer { H5Dclose(set) }
         guard count > 0 else { return }
         guard H5Dwrite(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), pointer()) >= 0 else {
-            throw HDF5Error(path: path, reason: "\(name): write failed")
+            throw HDF5Error(path: path, reason: "\(displayed(name)): write failed")
         }
     }
 
@@ -103,7 +104,7 @@ public final class HDF5File {
                 return c.withUnsafeBufferPointer { chdf5_test_compressed_dataset(id, name, d.baseAddress, Int32(dims.count), $0.baseAddress) }
             }
         }
-        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(name): cannot create the test dataset") }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create the test dataset") }
     }
 
     /// Creates a soft link `name` → `target` in this file (for tests).
@@ -111,7 +112,7 @@ public final class HDF5File {
         let links = chdf5_test_lcpl()
         defer { H5Pclose(links) }
         guard H5Lcreate_soft(target, id, name, links, chdf5_p_default()) >= 0 else {
-            throw HDF5Error(path: path, reason: "\(name): cannot create a soft link")
+            throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create a soft link")
         }
     }
 
@@ -120,7 +121,7 @@ public final class HDF5File {
         let links = chdf5_test_lcpl()
         defer { H5Pclose(links) }
         guard H5Lcreate_external(file, object, id, name, links, chdf5_p_default()) >= 0 else {
-            throw HDF5Error(path: path, reason: "\(name): cannot create an external link")
+            throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create an external link")
         }
     }
 
@@ -160,10 +161,10 @@ public final class HDF5File {
         let at = String(decoding: bad.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         switch kind {
         case 1: return
-        case 0: throw HDF5Error(path: path, reason: "no dataset \(name)")
-        case 2: throw HDF5Error(path: path, reason: "\(at) is a soft link; a reference dump must hold its datasets itself (links are not followed)")
-        case 3: throw HDF5Error(path: path, reason: "\(at) is an external link to another file; a reference dump must hold its datasets itself (links are not followed)")
-        default: throw HDF5Error(path: path, reason: "\(at) is a user-defined link; a reference dump must hold its datasets itself (links are not followed)")
+        case 0: throw HDF5Error(path: path, reason: "no dataset \(displayed(name))")
+        case 2: throw HDF5Error(path: path, reason: "\(displayed(at)) is a soft link; a reference dump must hold its datasets itself (links are not followed)")
+        case 3: throw HDF5Error(path: path, reason: "\(displayed(at)) is an external link to another file; a reference dump must hold its datasets itself (links are not followed)")
+        default: throw HDF5Error(path: path, reason: "\(displayed(at)) is a user-defined link; a reference dump must hold its datasets itself (links are not followed)")
         }
     }
 
@@ -172,18 +173,18 @@ public final class HDF5File {
     private func openDataset(_ name: String) throws(HDF5Error) -> hid_t {
         try checkLinks(name)
         let set = H5Dopen2(id, name, chdf5_p_default())
-        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(name)") }
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
         switch chdf5_dataset_storage(set) {
         case 0: return set
         case 1:
             H5Dclose(set)
-            throw HDF5Error(path: path, reason: "\(name) keeps its data in external files; a reference dump must hold its data itself")
+            throw HDF5Error(path: path, reason: "\(displayed(name)) keeps its data in external files; a reference dump must hold its data itself")
         case 2:
             H5Dclose(set)
-            throw HDF5Error(path: path, reason: "\(name) is a virtual dataset (mapped from other datasets or files); a reference dump must hold its data itself")
+            throw HDF5Error(path: path, reason: "\(displayed(name)) is a virtual dataset (mapped from other datasets or files); a reference dump must hold its data itself")
         default:
             H5Dclose(set)
-            throw HDF5Error(path: path, reason: "\(name): cannot read its storage layout")
+            throw HDF5Error(path: path, reason: "\(displayed(name)): cannot read its storage layout")
         }
     }
 
@@ -196,13 +197,13 @@ public final class HDF5File {
 
     private func shape(of set: hid_t, _ name: String) throws(HDF5Error) -> [Int] {
         let space = H5Dget_space(set)
-        guard space >= 0 else { throw HDF5Error(path: path, reason: "\(name): cannot read its shape") }
+        guard space >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot read its shape") }
         defer { H5Sclose(space) }
         let rank = H5Sget_simple_extent_ndims(space)
-        guard rank >= 0, rank <= 8 else { throw HDF5Error(path: path, reason: "\(name): unsupported rank \(rank)") }
+        guard rank >= 0, rank <= 8 else { throw HDF5Error(path: path, reason: "\(displayed(name)): unsupported rank \(rank)") }
         var dims = [hsize_t](repeating: 0, count: Int(rank))
         H5Sget_simple_extent_dims(space, &dims, nil)
-        guard dims.allSatisfy({ $0 <= hsize_t(Int.max) }) else { throw HDF5Error(path: path, reason: "\(name): shape overflows") }
+        guard dims.allSatisfy({ $0 <= hsize_t(Int.max) }) else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape overflows") }
         return dims.map { Int($0) }
     }
 
@@ -214,11 +215,11 @@ public final class HDF5File {
         let shape = try shape(of: set, name)
         guard start.count == shape.count, count.count == shape.count,
             zip(zip(start, count), shape).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 <= $1 && $0.1 <= $1 - $0.0 })
-        else { throw HDF5Error(path: path, reason: "\(name): block \(start) + \(count) is outside its shape \(shape)") }
+        else { throw HDF5Error(path: path, reason: "\(displayed(name)): block \(start) + \(count) is outside its shape \(shape)") }
         var elements = 1
         for c in count {
             let (p, overflow) = elements.multipliedReportingOverflow(by: c)
-            guard !overflow, p <= maxElements else { throw HDF5Error(path: path, reason: "\(name): a block of \(count) exceeds \(maxElements) elements") }
+            guard !overflow, p <= maxElements else { throw HDF5Error(path: path, reason: "\(displayed(name)): a block of \(count) exceeds \(maxElements) elements") }
             elements = p
         }
         var values = [Float](repeating: 0, count: elements)
@@ -227,7 +228,7 @@ public final class HDF5File {
         let status = values.withUnsafeMutableBufferPointer { out in
             first.withUnsafeBufferPointer { a in sizes.withUnsafeBufferPointer { c in chdf5_read_float_block(set, Int32(shape.count), a.baseAddress, c.baseAddress, out.baseAddress) } }
         }
-        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(name): read failed (not numeric?)") }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): read failed (not numeric?)") }
         return values
     }
 
@@ -251,24 +252,24 @@ public final class HDF5File {
             let stored = H5Dget_type(set)
             let typeClass = H5Tget_class(stored)
             H5Tclose(stored)
-            guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(name): expected an integer dataset") }
+            guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(displayed(name)): expected an integer dataset") }
         }
         let shape = try shape(of: set, name)
         if let expected, shape != expected {
-            throw HDF5Error(path: path, reason: describe?(shape) ?? "\(name) has shape \(shape), expected \(expected)")
+            throw HDF5Error(path: path, reason: describe?(shape) ?? "\(displayed(name)) has shape \(shape), expected \(expected)")
         }
         var count: UInt64 = 1
         for d in shape {
             let (p, overflow) = count.multipliedReportingOverflow(by: UInt64(d))
-            guard !overflow else { throw HDF5Error(path: path, reason: "\(name): shape overflows") }
+            guard !overflow else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape overflows") }
             count = p
         }
         guard count <= UInt64(maxElements) else {
-            throw HDF5Error(path: path, reason: "\(name): \(count) elements exceeds the limit of \(maxElements)")
+            throw HDF5Error(path: path, reason: "\(displayed(name)): \(count) elements exceeds the limit of \(maxElements)")
         }
         var values = [T](repeating: 0, count: Int(count))
         let status = values.withUnsafeMutableBytes { H5Dread(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
-        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(name): read failed (not numeric?)") }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): read failed (not numeric?)") }
         return (values, shape)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Quant verification in the manner of llama-perplexity's KL-divergence report: test logits against reference
 /// logits at every position. Logits stay float32; log-probabilities are computed in float64.
@@ -59,10 +60,10 @@ public struct LogitStatistics: Codable, Sendable {
         public var description: String {
             switch self {
             case let .nonFinite(source, sequence, token, index, value):
-                "\(source)[\(sequence)][\(token)][\(index)] is \(value): logits must be finite for KL divergence and perplexity"
-            case let .emptyVocabulary(source): "\(source) has a vocabulary of 0 (its last dimension is empty): nothing to compare"
+                "\(displayed(source))[\(sequence)][\(token)][\(index)] is \(value): logits must be finite for KL divergence and perplexity"
+            case let .emptyVocabulary(source): "\(displayed(source)) has a vocabulary of 0 (its last dimension is empty): nothing to compare"
             case let .wrongBlock(source, rows, found, expected):
-                "\(source): rows \(rows.lowerBound)..<\(rows.upperBound) came back with \(found) values, expected \(expected)"
+                "\(displayed(source)): rows \(rows.lowerBound)..<\(rows.upperBound) came back with \(found) values, expected \(expected)"
             }
         }
     }

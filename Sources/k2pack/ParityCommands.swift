@@ -5,6 +5,7 @@ import ModelStore
 import PackFormat
 import Parity
 import Shard
+import TensorCore
 
 extension Dequantization: ExpressibleByArgument {}
 
@@ -33,7 +34,7 @@ struct ForwardOptions: ParsableArguments {
     /// Prints a warning with the projected work when a dump asks for a long float32 forward pass.
     func warnAboutWork(tokens batch: ForwardPass.Batch, layers: Int, source: String) {
         guard batch.rows > Self.warnRows || batch.tokens > Self.warnTokens else { return }
-        let message = "warning: \(source): input_ids holds \(batch.rows) tokens (\(batch.sequences) × \(batch.tokens)); the float32 reference pass "
+        let message = "warning: \(displayed(source)): input_ids holds \(batch.rows) tokens (\(batch.sequences) × \(batch.tokens)); the float32 reference pass "
             + "runs every one through \(layers) layers, with attention quadratic in the \(batch.tokens) tokens of each sequence "
             + "(\(batch.sequences) × \(batch.tokens)² = \(Double(batch.sequences) * Double(batch.tokens) * Double(batch.tokens)) query-key pairs per layer): "
             + "expect a long run; a dump of a few hundred tokens checks parity as well\n"
@@ -111,9 +112,13 @@ struct ParityCommand: ParsableCommand {
         folders.apply()
         guard let reference else {
             guard let shards, let model else { throw ValidationError("give --reference DUMP (and a model or --shards), or a model and --shards") }
+            guard plot == nil else { throw ValidationError("--plot charts the error per layer against a dump: it needs --reference") }
             return try runAgainstUnsharded(model: model, shards: shards)
         }
         guard (model == nil) != (shards == nil) else { throw ValidationError("with --reference, give either a model folder or --shards, not both") }
+        // Checked before the run (and again when written): never a link, device or folder, never inside an input.
+        let plotInputs = [model, shards, ReferenceDump.filePath(of: reference)].compactMap { $0 }
+        if let plot { try OutputPaths.checkFile(plot, inputs: plotInputs) }
         let dump = try ReferenceDump(spec: reference)
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: dump.dequant) }
             ?? forward.forwardPass(model: model!, declared: dump.dequant)
@@ -125,8 +130,11 @@ struct ParityCommand: ParsableCommand {
             tolerance: Tolerance(atol: atol ?? Tolerance().atol, rtol: rtol, routingMargin: routingMargin), layers: slice, isolated: !chainedOnly,
             progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
-        if let plot { try AtomicFile.write(Array(report.renderSVG().utf8), to: plot) }
-        if reporting.json { try printJSON(report) } else { print(report.renderText()) }
+        if let plot {
+            try OutputPaths.checkFile(plot, inputs: plotInputs)
+            try AtomicFile.write(Array(report.renderSVG().utf8), to: plot)
+        }
+        if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }
         if !report.pass { throw ExitCode(1) }
     }
 
@@ -142,7 +150,7 @@ struct ParityCommand: ParsableCommand {
         let report = try ModelAgreement.run(
             sharded, against: whole, ids: ids, atol: atol, rtol: rtol, progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
-        if reporting.json { try printJSON(report) } else { print(report.renderText(test: shards, reference: model), terminator: "") }
+        if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText(test: shards, reference: model)), terminator: "") }
         if !report.pass { throw ExitCode(1) }
     }
 
@@ -150,7 +158,7 @@ struct ParityCommand: ParsableCommand {
     func parseLayers(_ text: String) throws -> ClosedRange<Int> {
         let pieces = text.components(separatedBy: "..")
         guard pieces.count <= 2, let a = Int(pieces[0]), let b = Int(pieces[pieces.count - 1]), a >= 0, a <= b else {
-            throw ValidationError("--layers \(text): expected A..B with 0 ≤ A ≤ B, or a single layer")
+            throw ValidationError("--layers \(displayed(text)): expected A..B with 0 ≤ A ≤ B, or a single layer")
         }
         return a...b
     }
@@ -182,34 +190,34 @@ struct CompareCommand: ParsableCommand {
         folders.apply()
         let ref = try ReferenceDump(spec: reference)
         // The shape is checked before anything is read; the logits are then read in row blocks.
-        guard let vocab = try ref.logitsVocabulary() else { throw ForwardError.input("\(ref.label) has no logits dataset") }
+        guard let vocab = try ref.logitsVocabulary() else { throw ForwardError.input("\(displayed(ref.label)) has no logits dataset") }
         let testSource: LogitStatistics.Source
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
             let pass = try forward.forwardPass(model: test, declared: ref.dequant)
             guard pass.weights.forward.vocabSize == vocab else {
-                throw ForwardError.input("\(test) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
+                throw ForwardError.input("\(displayed(test)) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
             }
             forward.warnAboutWork(tokens: ref.batch, layers: pass.weights.forward.numLayers, source: ref.label)
             let logits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
-            testSource = .values(logits, vocab: vocab, label: "\(test) logits")
+            testSource = .values(logits, vocab: vocab, label: "\(displayed(test)) logits")
         } else {
             let other = try ReferenceDump(spec: test)
             guard other.batch.sequences == ref.batch.sequences, other.batch.tokens == ref.batch.tokens else {
                 throw ForwardError.input(
-                    "\(other.label) has input_ids of shape [\(other.batch.sequences), \(other.batch.tokens)], \(ref.label) [\(ref.batch.sequences), \(ref.batch.tokens)]")
+                    "\(displayed(other.label)) has input_ids of shape [\(other.batch.sequences), \(other.batch.tokens)], \(displayed(ref.label)) [\(ref.batch.sequences), \(ref.batch.tokens)]")
             }
             guard other.inputIDs == ref.inputIDs else {
-                throw ForwardError.input("\(other.label) was made from other input_ids than \(ref.label)")
+                throw ForwardError.input("\(displayed(other.label)) was made from other input_ids than \(displayed(ref.label))")
             }
             guard let otherVocab = try other.logitsVocabulary(), otherVocab == vocab else {
-                throw ForwardError.input("\(other.label) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
+                throw ForwardError.input("\(displayed(other.label)) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
             }
             testSource = other.logitSource(vocab: vocab)
         }
         let stats = try LogitStatistics(
             ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, vocab: vocab,
             reference: ref.logitSource(vocab: vocab), test: testSource)
-        if json { try printJSON(stats) } else { print(stats.renderText()) }
+        if json { try printJSON(stats) } else { print(terminalText(stats.renderText())) }
     }
 }

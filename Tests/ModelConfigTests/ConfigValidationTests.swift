@@ -54,7 +54,7 @@ struct ConfigValidationTests {
         refused("hidden_act", "\"SiLU\"", "found \"SiLU\", expected \"silu\" (the reference forward pass implements silu)")
         refused("scoring_func", "\"softmax\"", "found \"softmax\", expected \"sigmoid\" (the reference forward pass implements sigmoid routing)")
         // A control character in the value is shown escaped.
-        refused("hidden_act", "\"si\\u001b[2Jlu\"", "found \"si\\u{1B}[2Jlu\", expected \"silu\" (the reference forward pass implements silu)")
+        refused("hidden_act", "\"si\\u001b[2Jlu\"", "found \"si\\x1B[2Jlu\", expected \"silu\" (the reference forward pass implements silu)")
     }
 
     @Test("epsilon and scaling factor must be positive float32 numbers")
