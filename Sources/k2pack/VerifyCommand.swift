@@ -56,13 +56,20 @@ struct VerifyCommand: ParsableCommand {
         if let threads { options.threads = threads }
         if let sha256List {
             let bytes = try ReadOnlyFile(path: sha256List).readAll()
-            options.checksums = try ChecksumList.parse(String(decoding: bytes, as: UTF8.self), fileName: sha256List)
+            options.checksums = try ChecksumList.parse(bytes: bytes, fileName: sha256List)
+        }
+        let isShardSet = ShardSetManifest.isShardSet(checkpoint), isPack = PackVerifier.isPackFolder(checkpoint)
+        if sha256List != nil, isShardSet || isPack {
+            // The list names a Hugging Face checkpoint's files; accepting it here would check nothing.
+            throw ValidationError(
+                "--sha256 checks a Hugging Face checkpoint's files; \(checkpoint) is a \(isShardSet ? "shard set" : "k2pack folder") "
+                    + "(its files carry their own xxHash64 checksums, checked by verify; export it and verify the export with the list)")
         }
         let (bar, progress) = reporting.progress("verify")
         let report =
-            ShardSetManifest.isShardSet(checkpoint)
+            isShardSet
             ? try ShardVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
-            : PackVerifier.isPackFolder(checkpoint)
+            : isPack
             ? try PackVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
             : try Verifier.verify(path: checkpoint, options: options, progress: progress)
         bar?.finish()

@@ -1,0 +1,65 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// The read and check side of the reliability issue, on the real executable: exit codes and messages.
+@Suite("verify's checks on the command line")
+struct ReadCheckCommandTests {
+    /// Fixtures/SHA256SUMS lines for one fixture, joined by `separator`.
+    func list(for fixture: String, separator: String, dropping: String? = nil) throws -> [UInt8] {
+        let text = try String(contentsOf: TestPaths.fixtures.appendingPathComponent("SHA256SUMS"), encoding: .utf8)
+        let lines = text.split(separator: "\n").filter { $0.contains("  \(fixture)/") && !(dropping.map($0.hasSuffix) ?? false) }
+        return Array((lines.joined(separator: separator) + separator).utf8)
+    }
+
+    @Test("--sha256: a CRLF list checks every file; an empty list, one for other files or one missing a shard exits 1")
+    func sha256Lists() throws {
+        let dir = TemporaryDirectory()
+        let copy = dir.copy(fixture: "k25-tiny")
+        let crlf = dir.write("crlf.sha256", try list(for: "k25-tiny", separator: "\r\n"))
+        let good = try run(["verify", "--sha256", crlf, copy])
+        #expect(good.status == 0, "\(good.out)\(good.err)")
+        // A flipped byte is found through a CRLF list (before the fix, a CRLF list checked nothing).
+        let shard = copy + "/model-00003-of-000006.safetensors"
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: shard)))
+        bytes[bytes.count - 1] ^= 1
+        try Data(bytes).write(to: URL(fileURLWithPath: shard))
+        let flipped = try run(["verify", "--sha256", crlf, copy])
+        #expect(flipped.status == 1)
+        #expect(flipped.out.contains("model-00003-of-000006.safetensors: SHA-256 mismatch"), "\(flipped.out)")
+
+        let empty = dir.write("empty.sha256", [])
+        let e = try run(["verify", "--sha256", empty, TestPaths.fixture("k25-tiny")])
+        #expect(e.status != 0)
+        #expect(e.err.contains("empty.sha256:1: the list has no entries: it would check nothing"), "\(e.err)")
+
+        let other = dir.write("other.sha256", Array("\(String(repeating: "0", count: 64))  unrelated.bin\r\n".utf8))
+        let o = try run(["verify", "--sha256", other, TestPaths.fixture("k25-tiny")])
+        #expect(o.status == 1)
+        #expect(o.out.contains("model-00001-of-000006.safetensors: no SHA-256 listed for this shard"), "\(o.out)")
+
+        let partial = dir.write("partial.sha256", try list(for: "k25-tiny", separator: "\n", dropping: "model-00006-of-000006.safetensors"))
+        let p = try run(["verify", "--sha256", partial, TestPaths.fixture("k25-tiny")])
+        #expect(p.status == 1)
+        #expect(p.out.contains("model-00006-of-000006.safetensors: no SHA-256 listed for this shard"), "\(p.out)")
+        #expect(!p.out.contains("model-00005-of-000006.safetensors: no SHA-256"), "\(p.out)")
+    }
+
+    @Test("--sha256 with a k2pack folder or a shard set is refused (it would check nothing)")
+    func sha256OnPackFolders() throws {
+        let dir = TemporaryDirectory()
+        let packed = dir.path + "/packed"
+        let c = try run(["convert", TestPaths.fixture("deepseek-v3-tiny"), packed])
+        #expect(c.status == 0, "\(c.err)")
+        let list = dir.write("list.sha256", try list(for: "deepseek-v3-tiny", separator: "\n"))
+        let r = try run(["verify", "--sha256", list, packed])
+        #expect(r.status != 0)
+        #expect(r.err.contains("--sha256 checks a Hugging Face checkpoint's files; \(packed) is a k2pack folder"), "\(r.err)")
+        let set = dir.path + "/set"
+        let s = try run(["shard", TestPaths.fixture("deepseek-v3-tiny"), set, "--gpus", "2", "--tp", "2"])
+        #expect(s.status == 0, "\(s.err)")
+        let rs = try run(["verify", "--sha256", list, set])
+        #expect(rs.status != 0)
+        #expect(rs.err.contains("is a shard set"), "\(rs.err)")
+    }
+}
