@@ -180,11 +180,7 @@ struct DataScan {
             if rows.lowerBound == 0 { result.int4Modules += 1 }
             result.codes.merge(Int4CodeStats.scan(bytes, rows: rows.count, bytesPerRow: entry.shape[1] * 4, groupSize: groupSize))
         case .shape:
-            guard let logical = expected.logicalShape, entry.shape == [2] else { return }
-            let values: [Int] =
-                entry.dtype == .i64
-                ? (0..<2).map { Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
-                : (0..<2).map { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
+            guard let logical = expected.logicalShape, entry.shape == [2], let values = WeightShapeRecord.values(bytes, dtype: entry.dtype) else { return }
             if values != logical {
                 let module = expected.module ?? entry.name
                 result.findings.append(Finding(

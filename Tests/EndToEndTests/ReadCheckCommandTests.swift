@@ -62,4 +62,19 @@ struct ReadCheckCommandTests {
         #expect(rs.status != 0)
         #expect(rs.err.contains("is a shard set"), "\(rs.err)")
     }
+
+    @Test("dequantize exits 1 on every INT4 case verify rejects, names the tensor, and writes nothing",
+          arguments: ["nan_scale", "inf_scale", "zero_scale", "negative_scale", "wrong_weight_shape"])
+    func dequantizeRefuses(name: String) throws {
+        let dir = TemporaryDirectory()
+        let out = dir.path + "/out"
+        let v = try run(["verify", TestPaths.fixture("malformed/" + name)])
+        #expect(v.status == 1)
+        let r = try run(["dequantize", TestPaths.fixture("malformed/" + name), out])
+        #expect(r.status != 0, "\(r.out)")
+        #expect(r.err.contains("refusing to dequantize (run `k2pack verify`)"), "\(r.err)")
+        #expect(r.err.contains(name == "wrong_weight_shape" ? ".weight_shape': weight_shape holds" : ".weight_scale': row "), "\(r.err)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+        #expect(left.isEmpty, "left behind: \(left)")
+    }
 }
