@@ -59,7 +59,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     /// A SHA-256 list entry disagrees with the file, or names a missing file.
     case checksumMismatch(file: String, expected: String, actual: String)
     case checksumListMalformed(file: String, line: Int, reason: String)
-    /// A file of the folder is a symlink that resolves outside it (and not into a cache snapshot's blobs/).
+    /// A file of the folder resolves outside it through a symlink (and not into a cache snapshot's blobs/).
     case outsideFolder(file: String, target: String)
 
     public var description: String {
@@ -123,7 +123,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .checksumListMalformed(file, line, reason):
             return "\(file):\(line): \(reason)"
         case let .outsideFolder(file, target):
-            return "\(file) is a symlink to \(target), outside the checkpoint folder (links are followed only into a Hugging Face cache snapshot's own blobs/; pass --allow-outside-symlinks to accept it)"
+            return "\(file) resolves to \(target), outside the checkpoint folder (symlinks are followed only into a Hugging Face cache snapshot's own blobs/; pass --allow-outside-symlinks to accept it)"
         }
     }
 

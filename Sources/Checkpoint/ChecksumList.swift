@@ -1,4 +1,4 @@
-import TensorCore
+import JSONCore
 
 /// A `sha256sum`-format list: `<64 hex digits>  <file name>` per line (`*name` for binary mode).
 ///

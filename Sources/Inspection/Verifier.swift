@@ -1,3 +1,4 @@
+import JSONCore
 import Checkpoint
 import Foundation
 import ModelConfig
@@ -164,7 +165,7 @@ public enum Verifier {
                 continue
             }
             do {
-                let actual = try ReadOnlyFile(path: path).sha256Hex()
+                let actual = try ReadOnlyFile(folder: dir.path, name: name).sha256Hex()
                 checked += 1
                 if actual != digest { findings.append(Finding(CheckpointError.checksumMismatch(file: name, expected: digest, actual: actual))) }
             } catch let error as CheckpointError {

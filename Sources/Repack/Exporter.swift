@@ -22,7 +22,13 @@ public enum Exporter {
                 file: input + "/" + PackManifest.fileName,
                 reason: "this is rank \(shard.rank) of a shard set; rebuild the checkpoint with `k2pack shard --merge` on the set's folder")
         }
-        let packs = try manifest.files.map { try PackFile(path: input + "/" + $0, name: $0) }
+        let packs = try manifest.files.map { try PackFile(folder: input, name: $0) }
+        // Before anything is written: config.json, the kept source headers and the tables must agree (what verify
+        // checks, short of reading tensor data).
+        let problems = PackVerifier.sources(folder: input, manifest: manifest, packs: packs).filter { $0.severity == .error }
+        if let first = problems.first {
+            throw PackError.notPack(file: input, reason: "\(problems.count) problem\(problems.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first.message)")
+        }
         // Source tensor name → (pack, stored tensor, which of its sources).
         var slices: [String: (pack: Int, tensor: PackTensor, index: Int)] = [:]
         for (p, pack) in packs.enumerated() {
@@ -63,12 +69,12 @@ public enum Exporter {
     /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.
     public static func copyKeptRecords(from input: String, sourceIndex: Bool, to output: String) throws {
         if sourceIndex {
-            let kept = input + "/" + PackManifest.sourceFolder + "/" + ShardIndex.fileName
-            try AtomicFile.write(try ReadOnlyFile(path: kept).readAll(), to: output + "/" + ShardIndex.fileName)
+            let kept = PackManifest.sourceFolder + "/" + ShardIndex.fileName
+            try AtomicFile.write(try ReadOnlyFile(folder: input, name: kept).readAll(), to: output + "/" + ShardIndex.fileName)
         }
         let configPath = input + "/" + CheckpointDirectory.configFileName
         if FileManager.default.fileExists(atPath: configPath) {
-            try AtomicFile.write(try ReadOnlyFile(path: configPath).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
+            try AtomicFile.write(try ReadOnlyFile(folder: input, name: CheckpointDirectory.configFileName).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
         }
     }
 }

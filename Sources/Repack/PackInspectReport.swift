@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import ModelConfig
 import PackFormat
@@ -34,7 +35,10 @@ public struct PackInspectReport: Sendable, Codable {
         path = folder
         version = manifest.version
         architecture = manifest.architecture
-        if let bytes = FileManager.default.contents(atPath: folder + "/config.json"), let config = try? ModelConfig.parse(Array(bytes)) {
+        // config.json is required and must parse (through the folder guard), as verify requires.
+        let (config, problems) = PackVerifier.config(folder: folder)
+        if let problem = problems.first { throw PackError.notPack(file: folder, reason: problem.message) }
+        if let config {
             layers = config.text.numLayers
             routedExperts = config.text.numRoutedExperts
         }
@@ -42,7 +46,7 @@ public struct PackInspectReport: Sendable, Codable {
         var tensorBytes = 0
         var compression: String?
         for name in manifest.files {
-            let table = try PackFile(path: folder + "/" + name, name: name)
+            let table = try PackFile(folder: folder, name: name)
             if table.isArchive { compression = table.table.compression }
             files.append(FileSummary(
                 name: name, tensors: table.table.tensors.count, stacks: table.table.tensors.filter { $0.sources.count > 1 }.count,

@@ -120,7 +120,7 @@ enum Rewrite {
             guard FileManager.default.fileExists(atPath: input + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue,
                 !name.hasPrefix(".")
             else { continue }
-            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + name).readAll(), to: output + "/" + name)
+            try AtomicFile.write(try ReadOnlyFile(folder: input, name: name).readAll(), to: output + "/" + name)
         }
         return bytes
     }

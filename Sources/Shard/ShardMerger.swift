@@ -50,7 +50,7 @@ public enum ShardMerger {
         for (r, manifest) in manifests.enumerated() {
             let folder = ShardSetManifest.rankFolder(r)
             for name in manifest.files {
-                let pack = try PackFile(path: input + "/" + folder + "/" + name, name: folder + "/" + name)
+                let pack = try PackFile(folder: input, name: folder + "/" + name)
                 if pack.isArchive { throw ShardError.input("\(pack.name): a shard set holds uncompressed k2pack files only") }
                 packs.append(pack)
                 for tensor in pack.table.tensors {

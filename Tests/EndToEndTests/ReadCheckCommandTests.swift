@@ -77,4 +77,44 @@ struct ReadCheckCommandTests {
         let left = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
         #expect(left.isEmpty, "left behind: \(left)")
     }
+
+    @Test("every file of a k2pack folder is guarded: a .k2p, config.json, k2pack.json, a kept header, the source folder",
+          arguments: ["K2P", "config.json", "k2pack.json", "source/model.safetensors.header", "source"])
+    func packFolderLinks(item: String) throws {
+        let dir = TemporaryDirectory()
+        let packed = dir.path + "/packed"
+        let c = try run(["convert", TestPaths.fixture("deepseek-v3-tiny"), packed])
+        #expect(c.status == 0, "\(c.err)")
+        let name = item == "K2P" ? try #require(try FileManager.default.contentsOfDirectory(atPath: packed).sorted().first { $0.hasSuffix(".k2p") }) : item
+        let outside = dir.path + "/outside-" + name.replacingOccurrences(of: "/", with: "-")
+        try FileManager.default.moveItem(atPath: packed + "/" + name, toPath: outside)
+        try FileManager.default.createSymbolicLink(atPath: packed + "/" + name, withDestinationPath: outside)
+        // inspect reads the tables and config.json, not the kept source headers.
+        let inspects = item.hasPrefix("source") ? [] : [["inspect", packed]]
+        for command in [["verify", packed], ["export", packed, dir.path + "/exported"]] + inspects {
+            let r = try run(command)
+            #expect(r.status != 0, "\(command): \(r.out)")
+            #expect((r.out + r.err).contains("outside the checkpoint folder"), "\(command): \(r.out)\(r.err)")
+        }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir.path + "/exported")) ?? []).isEmpty)
+        // Allowed on request: the folder is then whole again.
+        let allowed = try run(["verify", "--allow-outside-symlinks", packed])
+        #expect(allowed.status == 0, "\(allowed.out)\(allowed.err)")
+    }
+
+    @Test("a shard set's shards.json and rank folders are guarded", arguments: ["shards.json", "rank-0001", "rank-0000/k2pack.json"])
+    func shardSetLinks(item: String) throws {
+        let dir = TemporaryDirectory()
+        let set = dir.path + "/set"
+        let s = try run(["shard", TestPaths.fixture("deepseek-v3-tiny"), set, "--gpus", "2", "--tp", "2"])
+        #expect(s.status == 0, "\(s.err)")
+        let outside = dir.path + "/outside-" + item.replacingOccurrences(of: "/", with: "-")
+        try FileManager.default.moveItem(atPath: set + "/" + item, toPath: outside)
+        try FileManager.default.createSymbolicLink(atPath: set + "/" + item, withDestinationPath: outside)
+        for command in [["verify", set], ["shard", "--merge", set, dir.path + "/merged"]] {
+            let r = try run(command)
+            #expect(r.status != 0, "\(command): \(r.out)")
+            #expect((r.out + r.err).contains("outside the checkpoint folder"), "\(command): \(r.out)\(r.err)")
+        }
+    }
 }
