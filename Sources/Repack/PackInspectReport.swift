@@ -27,6 +27,9 @@ public struct PackInspectReport: Sendable, Codable {
     /// "zstd" when the files are the compressed archive form.
     public var compression: String?
     public var sourceShards: Int
+    /// What is wrong with the folder's records (config.json, the kept source headers and the tables disagreeing),
+    /// found from headers alone, as inspect reports a Hugging Face folder's structural problems.
+    public var problems: [String] = []
     /// A rank folder of a shard set: which rank.
     public var shard: ShardRecord?
 
@@ -36,8 +39,8 @@ public struct PackInspectReport: Sendable, Codable {
         version = manifest.version
         architecture = manifest.architecture
         // config.json is required and must parse (through the folder guard), as verify requires.
-        let (config, problems) = PackVerifier.config(folder: folder)
-        if let problem = problems.first { throw PackError.notPack(file: folder, reason: problem.message) }
+        let (config, configProblems) = PackVerifier.config(folder: folder)
+        if let problem = configProblems.first { throw PackError.notPack(file: folder, reason: problem.message) }
         if let config {
             layers = config.text.numLayers
             routedExperts = config.text.numRoutedExperts
@@ -45,8 +48,10 @@ public struct PackInspectReport: Sendable, Codable {
         var files: [FileSummary] = []
         var tensorBytes = 0
         var compression: String?
+        var packs: [PackFile] = []
         for name in manifest.files {
             let table = try PackFile(folder: folder, name: name)
+            packs.append(table)
             if table.isArchive { compression = table.table.compression }
             files.append(FileSummary(
                 name: name, tensors: table.table.tensors.count, stacks: table.table.tensors.filter { $0.sources.count > 1 }.count,
@@ -61,6 +66,9 @@ public struct PackInspectReport: Sendable, Codable {
         fileBytes = files.reduce(0) { $0 + $1.bytes }
         sourceShards = manifest.sourceShards.count
         shard = manifest.shard
+        if manifest.shard == nil {
+            self.problems = PackVerifier.sources(folder: folder, manifest: manifest, packs: packs).filter { $0.severity == .error }.map(\.message)
+        }
     }
 
     public func renderText() -> String {
@@ -85,6 +93,11 @@ public struct PackInspectReport: Sendable, Codable {
         for f in files {
             out += f.name.padding(toLength: width, withPad: " ", startingAt: 0)
                 + "  \(String(f.tensors).leftPadded(6)) tensors  \(String(f.stacks).leftPadded(4)) stacks  \(formatBytes(f.bytes).leftPadded(12))\n"
+        }
+        if !problems.isEmpty {
+            out += "\n\(problems.count) problem\(problems.count == 1 ? "" : "s") (run `k2pack verify`):\n"
+            for message in problems.prefix(20) { out += "  ✗ \(message)\n" }
+            if problems.count > 20 { out += "  … and \(problems.count - 20) more (see --json)\n" }
         }
         return out
     }
