@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import JSONCore
 import PackFormat
 import TensorCore
 
@@ -30,10 +31,11 @@ public enum Exporter {
             throw PackError.notPack(file: input, reason: "\(problems.count) problem\(problems.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first.message)")
         }
         // Source tensor name → (pack, stored tensor, which of its sources).
-        var slices: [String: (pack: Int, tensor: PackTensor, index: Int)] = [:]
+        // Names compared as bytes: NFC and NFD spellings are different tensors.
+        var slices: [ByteName: (pack: Int, tensor: PackTensor, index: Int)] = [:]
         for (p, pack) in packs.enumerated() {
             for tensor in pack.table.tensors {
-                for (i, source) in tensor.sources.enumerated() { slices[source.name] = (p, tensor, i) }
+                for (i, source) in tensor.sources.enumerated() { slices[ByteName(source.name)] = (p, tensor, i) }
             }
         }
         try Converter.prepare(output: output, resume: false)
@@ -49,7 +51,7 @@ public enum Exporter {
             try file.write(headerBytes, at: 0)
             counter.add(headerBytes.count)
             for entry in header.tensors {
-                guard let slice = slices[entry.name] else {
+                guard let slice = slices[ByteName(entry.name)] else {
                     throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
                 }
                 let length = slice.tensor.sources[slice.index].length
