@@ -24,7 +24,7 @@ let package = Package(
         // Bottom layer: dtypes, shapes, checked size arithmetic. No I/O.
         .target(name: "TensorCore", swiftSettings: strict),
         // Strict, bounded JSON reading (duplicate keys, depth limit, exact integers).
-        .target(name: "JSONCore", swiftSettings: strict),
+        .target(name: "JSONCore", dependencies: ["TensorCore"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
         .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "CCrypto"], swiftSettings: strict),
         // Architecture facts as data (JSON resources).
@@ -75,7 +75,7 @@ let package = Package(
             swiftSettings: strict),
 
         .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "JSONCore", "TestSupport"]),
         .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),

@@ -108,10 +108,10 @@ public final class CheckpointDirectory: Sendable {
             for (name, result) in zip(extra, results) { byFile[ByteName(name)] = result }
             let listedShards = Set(names.map(ByteName.init))
             for file in files where !listedShards.contains(ByteName(file)) {
-                // An unlisted file is not part of the checkpoint: a problem opening it (outside the folder,
-                // unreadable) is reported only as part of the warning.
+                // An unlisted file is not part of the checkpoint, but one that resolves outside the folder is
+                // still reported as such (it was opened to be checked).
                 if case .failure(let error)? = byFile[ByteName(file)], case .outsideFolder = error { problems.append(error); continue }
-                warnings.append(Warning(code: "unlisted_shard", file: file, message: "\(file): a .safetensors file the index does not list; ignored"))
+                warnings.append(Warning(code: "unlisted_shard", file: file, message: "\(displayed(file)): a .safetensors file the index does not list; ignored"))
             }
         } else {
             names = files

@@ -1,4 +1,5 @@
 import JSONCore
+import TensorCore
 
 /// A `sha256sum`-format list: `<64 hex digits>  <file name>` per line (`*name` for binary mode).
 ///
@@ -44,7 +45,7 @@ public struct ChecksumList: Sendable, Equatable {
             guard let space = line.firstIndex(of: 0x20) else { throw malformed("expected '<sha256>  <file>'") }
             let hexBytes = line[..<space]
             guard hexBytes.count == 64, hexBytes.allSatisfy(isHexDigit) else {
-                throw malformed("'\(printable(hexBytes))' is not a 64-digit SHA-256")
+                throw malformed("'\(displayed(utf8: hexBytes))' is not a 64-digit SHA-256")
             }
             var rest = line[line.index(after: space)...]
             // One separator: a second space (text mode) or `*` (binary mode); tolerate extra spaces.
@@ -59,13 +60,13 @@ public struct ChecksumList: Sendable, Equatable {
             guard let name = String(validating: nameBytes, as: UTF8.self) else { throw malformed("the file name is not valid UTF-8") }
             // Lists often carry a folder prefix (./, model/): the checkpoint's files are matched by base name.
             let base = String(name.split(separator: "/").last ?? name[...])
-            guard !base.isEmpty, base != ".", base != ".." else { throw malformed("'\(printable(nameBytes[...]))' names no file") }
+            guard !base.isEmpty, base != ".", base != ".." else { throw malformed("'\(displayed(utf8: nameBytes))' names no file") }
             let hex = String(decoding: hexBytes, as: UTF8.self).lowercased()
             let key = ByteName(base)
             if let previous = digests[key] {
                 // The same name twice: harmless when the digests agree, ambiguous when they do not.
                 guard previous == hex else {
-                    throw malformed("'\(base)' is listed twice with different digests (first on line \(firstLine[key] ?? 0))")
+                    throw malformed("'\(displayed(base))' is listed twice with different digests (first on line \(firstLine[key] ?? 0))")
                 }
                 continue
             }
@@ -80,15 +81,6 @@ public struct ChecksumList: Sendable, Equatable {
 
     private static func isHexDigit(_ b: UInt8) -> Bool {
         (0x30...0x39).contains(b) || (0x41...0x46).contains(b) || (0x61...0x66).contains(b)
-    }
-
-    /// Printable ASCII kept, anything else shown as `\xNN` (a malformed line's text goes into the message).
-    private static func printable(_ bytes: ArraySlice<UInt8>) -> String {
-        var out = ""
-        for b in bytes.prefix(80) {
-            if b >= 0x20, b < 0x7F { out.unicodeScalars.append(Unicode.Scalar(b)) } else { out += "\\x" + String(b, radix: 16, uppercase: true).leftPadded(2) }
-        }
-        return bytes.count > 80 ? out + "…" : out
     }
 
     private static func unescape(_ bytes: [UInt8]) -> [UInt8]? {
@@ -110,8 +102,4 @@ public struct ChecksumList: Sendable, Equatable {
         }
         return out
     }
-}
-
-extension String {
-    fileprivate func leftPadded(_ width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
 }

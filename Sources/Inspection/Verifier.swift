@@ -58,8 +58,8 @@ public struct VerifyReport: Sendable, Codable {
     public var errorCount: Int { findings.filter { $0.severity == .error }.count }
 
     public func renderText() -> String {
-        var out = "checkpoint     \(path)\n"
-        if let architecture { out += "architecture   \(architecture)\n" }
+        var out = "checkpoint     \(displayed(path))\n"
+        if let architecture { out += "architecture   \(displayed(architecture))\n" }
         out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : "shard")\(shardCount == 1 ? "" : "s")"
         if let expectedTensorCount { out += " (config implies \(grouped(expectedTensorCount)))" }
         out += "\n"
@@ -154,14 +154,14 @@ public enum Verifier {
             findings.append(Finding(
                 userList ? .error : .warning, code: "checksum_not_listed", file: name,
                 message: userList
-                    ? "\(name): no SHA-256 listed for this shard: the list does not cover the checkpoint (a list for another version, or an incomplete one?)"
-                    : "\(name): no SHA-256 listed for this shard"))
+                    ? "\(displayed(name)): no SHA-256 listed for this shard: the list does not cover the checkpoint (a list for another version, or an incomplete one?)"
+                    : "\(displayed(name)): no SHA-256 listed for this shard"))
         }
         for (key, digest) in list.digests.sorted(by: { $0.key < $1.key }) where !shards.contains(key) {
             let name = key.string
             let path = dir.path + "/" + name
             guard FileManager.default.fileExists(atPath: path) else {
-                findings.append(Finding(.warning, code: "checksum_file_absent", file: name, message: "\(name): listed in the SHA-256 list but not in the checkpoint folder"))
+                findings.append(Finding(.warning, code: "checksum_file_absent", file: name, message: "\(displayed(name)): listed in the SHA-256 list but not in the checkpoint folder"))
                 continue
             }
             do {
@@ -171,7 +171,7 @@ public enum Verifier {
             } catch let error as CheckpointError {
                 findings.append(Finding(error))
             } catch {
-                findings.append(Finding(code: "io", file: name, message: "\(name): \(error)"))
+                findings.append(Finding(code: "io", file: name, message: "\(displayed(name)): \(error)"))
             }
         }
         return (findings, checked)

@@ -116,7 +116,7 @@ public struct QuantizationScheme: Sendable, Equatable {
         let ignore = ignoreList ?? []
         for pattern in ignore where pattern.hasPrefix("re:") && !PatternCache.shared.pattern(String(pattern.dropFirst(3))).isValid {
             throw .unsupportedQuantization(
-                file: file, reason: "ignore pattern \"\(pattern)\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
+                file: file, reason: "ignore pattern \"\(displayed(pattern))\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
         }
         switch method {
         case "compressed-tensors":
@@ -130,12 +130,12 @@ public struct QuantizationScheme: Sendable, Equatable {
             guard groupsObject.count > 0 else { throw .missingKey(file: file, section: section, key: "config_groups") }
             var groups: [Group] = []
             for (name, groupValue) in groupsObject.entries {
-                let where_ = "\(section).config_groups.\(name)"
+                let where_ = "\(section).config_groups.\(displayed(name))"
                 guard let g = groupValue.objectValue else { throw .notAnObject(file: file, key: where_) }
                 guard let targets = try strings(g, "targets", where_) else { throw .missingKey(file: file, section: where_, key: "targets") }
                 for t in targets where t.hasPrefix("re:") && !PatternCache.shared.pattern(String(t.dropFirst(3))).isValid {
                     throw .unsupportedQuantization(
-                        file: file, reason: "target pattern \"\(t)\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
+                        file: file, reason: "target pattern \"\(displayed(t))\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
                 }
                 guard let weightsValue = field(g, "weights", where_) else {
                     throw .missingKey(file: file, section: where_, key: "weights")
@@ -146,7 +146,7 @@ public struct QuantizationScheme: Sendable, Equatable {
                 let w = where_ + ".weights"
                 let groupFormat = try string(g, "format", where_) ?? format
                 guard groupFormat == "pack-quantized" else {
-                    throw .unsupportedQuantization(file: file, reason: "format \"\(groupFormat ?? "none")\" (k2pack reads pack-quantized)")
+                    throw .unsupportedQuantization(file: file, reason: "format \"\(displayed(groupFormat ?? "none"))\" (k2pack reads pack-quantized)")
                 }
                 let bits = try integer(weights, "num_bits", w)
                 guard let bits, bits == 4 || bits == 8 else {
@@ -175,7 +175,7 @@ public struct QuantizationScheme: Sendable, Equatable {
             // DeepSeek keeps the output head in BF16.
             return QuantizationScheme(quantMethod: method, format: object["fmt"]?.stringValue, groups: [group], ignore: ignore + ["lm_head"], location: location)
         default:
-            throw .unsupportedQuantization(file: file, reason: "quant_method \"\(method)\" (k2pack reads compressed-tensors and fp8)")
+            throw .unsupportedQuantization(file: file, reason: "quant_method \"\(displayed(method))\" (k2pack reads compressed-tensors and fp8)")
         }
     }
 

@@ -65,7 +65,7 @@ public final class PackFile: Sendable {
                 f += 1
             }
             guard covered == source.length else {
-                throw .tensorInvalid(file: file, tensor: t.name, reason: "its frames do not end where source '\(source.name)' ends")
+                throw .tensorInvalid(file: file, tensor: t.name, reason: "its frames do not end where source '\(displayed(source.name))' ends")
             }
             ranges.append(first..<f)
         }
@@ -114,7 +114,7 @@ public final class PackFile: Sendable {
             throw .tableInvalid(file: name, reason: "\(error)")
         }
         // The table repeats the format, version and alignment: all must agree with the header.
-        guard table.format == "k2pack" else { throw .tableInvalid(file: name, reason: "format \"\(table.format)\", expected \"k2pack\"") }
+        guard table.format == "k2pack" else { throw .tableInvalid(file: name, reason: "format \"\(displayed(table.format))\", expected \"k2pack\"") }
         guard table.version == Int(PackSpec.version) else {
             throw .tableInvalid(file: name, reason: "version \(table.version), expected \(PackSpec.version) (the header's)")
         }
@@ -122,11 +122,11 @@ public final class PackFile: Sendable {
             throw .tableInvalid(file: name, reason: "alignment \(table.alignment), but the header says \(alignment)")
         }
         guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
-            throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(table.compression ?? "")\" in an uncompressed file")
+            throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(displayed(table.compression ?? ""))\" in an uncompressed file")
         }
         var names = Set<ByteName>()
         for t in table.tensors where !names.insert(ByteName(t.name)).inserted {
-            throw .tableInvalid(file: name, reason: "tensor '\(t.name)' is listed twice")
+            throw .tableInvalid(file: name, reason: "tensor '\(displayed(t.name))' is listed twice")
         }
         if isArchive {
             try validateFrames(table, name: name, dataEnd: Int(tableOffset))

@@ -92,7 +92,7 @@ public enum PackWriter {
                 try pieces(of: source, read: read, release: release, progress: progress) { piece in
                     hash.update(piece)
                     let frame: [UInt8]
-                    do { frame = try Zstd.compress(piece, level: level) } catch { throw PackError.sourceInvalid(reason: "\(source.name): \(error)") }
+                    do { frame = try Zstd.compress(piece, level: level) } catch { throw PackError.sourceInvalid(reason: "\(displayed(source.name)): \(error)") }
                     try file.write(frame, at: at)
                     frames.append(PackFrame(offset: at, length: frame.count, size: piece.count))
                     at += frame.count
@@ -122,7 +122,7 @@ public enum PackWriter {
     ) throws {
         let bytes = try read(source)
         guard let span = source.span, bytes.count == span else {
-            throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' gave \(bytes.count) bytes, expected \(source.span ?? -1)")
+            throw PackError.sourceInvalid(reason: "\(displayed(source.shard)): '\(displayed(source.name))' gave \(bytes.count) bytes, expected \(source.span ?? -1)")
         }
         let run = source.runLength
         guard let slice = source.slice, slice.runs > 1, run > 0, run < PackSpec.maxFrameSize else {

@@ -7,7 +7,7 @@ import PackFormat
 import TensorCore
 
 /// `k2pack verify` on a k2pack folder: every file's header and table, every tensor's xxHash64, and that the
-/// stored slices cover exactly the tensors of the source headers kept for export.
+/// stored slices cover exactly the tensors of the source headers kept for export; every carried file's SHA-256.
 public enum PackVerifier {
     public static func isPackFolder(_ path: String) -> Bool {
         FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName)
@@ -52,6 +52,7 @@ public enum PackVerifier {
         } else {
             findings += config(folder: folder).findings
         }
+        findings += carriedFindings(manifest.carried, in: folder)
         var report = VerifyReport(
             path: folder, architecture: manifest.architecture, shardCount: manifest.files.count,
             tensorCount: packs.reduce(0) { $0 + $1.table.tensors.count }, bytesScanned: total,
@@ -106,7 +107,7 @@ public enum PackVerifier {
         if let config, config.architecture.name != manifest.architecture {
             findings.append(Finding(
                 code: "config", file: PackManifest.fileName,
-                message: "\(PackManifest.fileName): architecture \(manifest.architecture), but config.json describes \(config.architecture.name)"))
+                message: "\(PackManifest.fileName): architecture \(displayed(manifest.architecture)), but config.json describes \(config.architecture.name)"))
         }
         // Source tensor name → (shard, entry).
         var entries: [ByteName: (shard: Int, entry: TensorEntry)] = [:]
@@ -130,7 +131,7 @@ public enum PackVerifier {
     ) -> [Finding] {
         var findings: [Finding] = []
         func mismatch(_ file: String, _ tensor: String, _ message: String) {
-            findings.append(Finding(code: "pack_source_mismatch", file: file, tensor: tensor, message: "\(file): \(message)"))
+            findings.append(Finding(code: "pack_source_mismatch", file: file, tensor: tensor, message: "\(displayed(file)): \(message)"))
         }
         var stored = Set<ByteName>()
         for pack in packs {
@@ -138,28 +139,28 @@ public enum PackVerifier {
                 var sourceEntries: [TensorEntry] = []
                 for source in t.sources {
                     guard stored.insert(ByteName(source.name)).inserted else {
-                        mismatch(pack.name, source.name, "source tensor '\(source.name)' is stored twice")
+                        mismatch(pack.name, source.name, "source tensor '\(displayed(source.name))' is stored twice")
                         continue
                     }
                     guard let (s, entry) = entries[ByteName(source.name)] else {
                         // With a header unreadable (reported), its tensors cannot be matched.
-                        if complete { mismatch(pack.name, source.name, "stores '\(source.name)', which no source header lists") }
+                        if complete { mismatch(pack.name, source.name, "stores '\(displayed(source.name))', which no source header lists") }
                         continue
                     }
                     let shard = manifest.sourceShards[s]
                     if ByteName(source.shard) != ByteName(shard) {
-                        mismatch(pack.name, source.name, "source '\(source.name)' is recorded in \(source.shard), but its header is \(shard)'s")
+                        mismatch(pack.name, source.name, "source '\(displayed(source.name))' is recorded in \(displayed(source.shard)), but its header is \(displayed(shard))'s")
                     }
                     if source.offset != entry.rangeInFile.lowerBound {
-                        mismatch(pack.name, source.name, "source '\(source.name)' is recorded at byte \(source.offset) of \(shard), its header puts it at \(entry.rangeInFile.lowerBound)")
+                        mismatch(pack.name, source.name, "source '\(displayed(source.name))' is recorded at byte \(source.offset) of \(displayed(shard)), its header puts it at \(entry.rangeInFile.lowerBound)")
                     }
                     if source.slice != nil {
-                        mismatch(pack.name, source.name, "source '\(source.name)' is stored as a slice, outside a shard set")
+                        mismatch(pack.name, source.name, "source '\(displayed(source.name))' is stored as a slice, outside a shard set")
                     } else if source.length != entry.byteCount {
-                        mismatch(pack.name, source.name, "tensor '\(source.name)' is stored as \(source.length) bytes, the source header needs \(entry.byteCount)")
+                        mismatch(pack.name, source.name, "tensor '\(displayed(source.name))' is stored as \(source.length) bytes, the source header needs \(entry.byteCount)")
                     }
                     if entry.dtype != t.dtype {
-                        mismatch(pack.name, t.name, "tensor '\(t.name)' is stored as \(t.dtype.rawValue), its source '\(source.name)' is \(entry.dtype.rawValue)")
+                        mismatch(pack.name, t.name, "tensor '\(displayed(t.name))' is stored as \(t.dtype.rawValue), its source '\(displayed(source.name))' is \(entry.dtype.rawValue)")
                     }
                     sourceEntries.append(entry)
                 }
@@ -174,24 +175,32 @@ public enum PackVerifier {
                     name = stacks.count == 1 ? stacks.first! : nil
                     shape = sourceEntries.allSatisfy { $0.shape == first.shape } ? [sourceEntries.count] + first.shape : []
                     if expected != nil, name == nil {
-                        mismatch(pack.name, t.name, "tensor '\(t.name)' stacks sources that are not the experts of one stack")
+                        mismatch(pack.name, t.name, "tensor '\(displayed(t.name))' stacks sources that are not the experts of one stack")
                     }
                 }
                 if let name, ByteName(name) != ByteName(t.name) {
-                    mismatch(pack.name, t.name, "stored tensor '\(t.name)' holds '\(first.name)'\(t.sources.count > 1 ? " and \(t.sources.count - 1) more" : ""): it must be named '\(name)'")
+                    mismatch(pack.name, t.name, "stored tensor '\(displayed(t.name))' holds '\(displayed(first.name))'\(t.sources.count > 1 ? " and \(t.sources.count - 1) more" : ""): it must be named '\(displayed(name))'")
                 }
                 if shape != t.shape {
-                    mismatch(pack.name, t.name, "tensor '\(t.name)' is stored with shape \(formatShape(t.shape)), its sources give \(shape.isEmpty ? "experts of different shapes" : formatShape(shape))")
+                    mismatch(pack.name, t.name, "tensor '\(displayed(t.name))' is stored with shape \(formatShape(t.shape)), its sources give \(shape.isEmpty ? "experts of different shapes" : formatShape(shape))")
                 }
             }
         }
         if complete {
             for (key, value) in entries.sorted(by: { $0.key < $1.key }) where !stored.contains(key) {
                 let shard = manifest.sourceShards[value.shard]
-                mismatch(shard, key.string, "tensor '\(key.string)' is in the source header but no file stores it")
+                mismatch(shard, key.string, "tensor '\(displayed(key.string))' is in the source header but no file stores it")
             }
         }
         return findings
+    }
+
+    /// Every carried file recorded in a folder record, checked against its size and SHA-256: one finding
+    /// (`carried_file`) naming each one that changed, is missing or cannot be read.
+    public static func carriedFindings(_ files: [CarriedFile], in folder: String) -> [Finding] {
+        CarriedFiles.check(files, in: folder).map { file, problem in
+            Finding(code: "carried_file", file: file.path, message: "\(displayed(file.path)): \(problem)")
+        }
     }
 
     static func fileName(of error: PackError) -> String? {

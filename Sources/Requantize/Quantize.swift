@@ -22,9 +22,9 @@ public enum RequantizeError: Error, Equatable, Sendable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .input(let reason): reason
-        case .scheme(let reason): "quantization scheme: \(reason)"
-        case let .tensor(file, tensor, reason): "\(file): tensor '\(tensor)': \(reason)"
+        case .input(let reason): displayed(reason, limit: nil)
+        case .scheme(let reason): "quantization scheme: \(displayed(reason, limit: nil))"
+        case let .tensor(file, tensor, reason): "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         }
     }
 }
@@ -94,11 +94,12 @@ enum Rewrite {
         checkpoint.directory.shards.compactMap { $0 }.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
     }
 
-    /// Writes every shard (in parallel), the index when the input had one, config.json as given, and copies
-    /// every other regular file of the input folder (tokenizer, generation config, …) verbatim.
+    /// Writes every shard (in parallel), the index when the input had one, config.json as given, and carries
+    /// every other file of the input folder and its sub-folders verbatim (`CarriedFiles`).
     static func write(
         _ checkpoint: LoadedCheckpoint, to output: String, shards: [(name: String, tensors: [OutputTensor])], config: JSONObject, threads: Int
     ) throws -> Int {
+        let carried = try CarriedFiles.list(checkpoint: checkpoint.directory)  // refused before anything is written
         try Converter.prepare(output: output, resume: false)
         let results: [Result<Int, any Error>] = parallelMap(count: shards.count, width: threads) { i in
             Result { try SafetensorsWriter.write(path: output + "/" + shards[i].name, tensors: shards[i].tensors) }
@@ -109,19 +110,12 @@ enum Rewrite {
             throw error
         }
         let bytes = try results.reduce(0) { $0 + (try $1.get()) }
-        let input = checkpoint.directory.path
         if checkpoint.directory.index != nil {
             try AtomicFile.write(IndexWriter.bytes(shards: shards), to: output + "/" + ShardIndex.fileName)
         }
         try AtomicFile.write(Array((JSONValue.object(config).serialized() + "\n").utf8), to: output + "/" + CheckpointDirectory.configFileName)
-        let written = Set(shards.map(\.name) + [ShardIndex.fileName, CheckpointDirectory.configFileName])
-        for name in try FileManager.default.contentsOfDirectory(atPath: input).sorted() where !written.contains(name) && !name.hasSuffix(".safetensors") {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: input + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue,
-                !name.hasPrefix(".")
-            else { continue }
-            try AtomicFile.write(try ReadOnlyFile(folder: input, name: name).readAll(), to: output + "/" + name)
-        }
+        // Every other file of the input (tokenizer, generation config, remote code, docs/, …), byte for byte.
+        for path in carried { try CarriedFiles.copy(path, from: checkpoint.directory.path, to: output) }
         return bytes
     }
 
@@ -182,8 +176,8 @@ public enum Quantizer {
         var json: JSONValue
         var location: String
         if let file {
-            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(file): cannot be read") }
-            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(file): \(error)") }
+            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(displayed(file)): cannot be read") }
+            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(displayed(file)): \(error)") }
             if let inner = json["quantization_config"] { json = inner }
             location = file
         } else {
@@ -195,7 +189,7 @@ public enum Quantizer {
         }
         let scheme = try QuantizationScheme.parse(json, location: location, file: file ?? config.architecture.name)
         guard scheme.format == "pack-quantized" else {
-            throw RequantizeError.scheme("format \"\(scheme.format ?? "none")\" (k2pack writes pack-quantized)")
+            throw RequantizeError.scheme("format \"\(displayed(scheme.format ?? "none"))\" (k2pack writes pack-quantized)")
         }
         for group in scheme.groups {
             let weights = json["config_groups"]?[group.name]?["weights"]
@@ -203,7 +197,7 @@ public enum Quantizer {
                 let value = weights?[key]
                 if allowMissing, value == nil || value == .null { return }
                 guard value == expected else {
-                    throw RequantizeError.scheme("config group \(group.name): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
+                    throw RequantizeError.scheme("config group \(displayed(group.name)): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
                 }
             }
             try check("num_bits", .number("4"))
@@ -213,7 +207,7 @@ public enum Quantizer {
             try check("dynamic", .bool(false), true)
             try check("observer", .string("minmax"), true)
             guard case let .packQuantized(_, groupSize, _) = group.method, groupSize > 0, groupSize % 8 == 0 else {
-                throw RequantizeError.scheme("config group \(group.name): the group size must be a positive multiple of 8")
+                throw RequantizeError.scheme("config group \(displayed(group.name)): the group size must be a positive multiple of 8")
             }
         }
         return (json, scheme)
@@ -241,7 +235,7 @@ public enum Quantizer {
         if let existing = checkpoint.config?.quantization {
             let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
             guard plain.findings.allSatisfy({ $0.severity != .error }) else {
-                throw RequantizeError.input("\(input) is already quantized (\(existing.summary)); nothing to quantize")
+                throw RequantizeError.input("\(displayed(input)) is already quantized (\(existing.summary)); nothing to quantize")
             }
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")
             checkpoint = plain

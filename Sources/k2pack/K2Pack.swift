@@ -8,4 +8,7 @@ struct K2Pack: ParsableCommand {
         version: "0.1.0",
         subcommands: [InspectCommand.self, VerifyCommand.self, ConvertCommand.self, ExportCommand.self, ParityCommand.self, CompareCommand.self, QuantizeCommand.self, DequantizeCommand.self, ShardCommand.self]
     )
+
+    /// Every message goes through `terminalText` (Output.swift) on its way to the terminal.
+    static func main() { runCommand(Self.self) }
 }

@@ -66,7 +66,7 @@ struct ShardCommand: ParsableCommand {
         let layout = ShardLayout(tp: tp, ep: ep, visionOnEveryRank: vision == .every)
         if dryRun {
             let plan = try ShardPlan(LoadedCheckpoint(path: model), layout: layout)
-            if reporting.json { try printJSON(plan) } else { print(plan.renderText(), terminator: "") }
+            if reporting.json { try printJSON(plan) } else { print(terminalText(plan.renderText()), terminator: "") }
             return
         }
         guard let output else { throw ValidationError("give an output folder, or --dry-run to print the plan") }
@@ -90,7 +90,7 @@ struct ShardCommand: ParsableCommand {
         for (rankKey, sizeKey) in [("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")] {
             guard let text = env[rankKey] else { continue }
             guard let process = Int(text), let sizeText = env[sizeKey], let size = Int(sizeText), size >= 1, process >= 0, process < size else {
-                throw ValidationError("\(rankKey)=\(text) with \(sizeKey)=\(env[sizeKey] ?? "unset") is not a process of a launch; set both, or pass --rank")
+                throw ValidationError("\(rankKey)=\(displayed(text)) with \(sizeKey)=\(displayed(env[sizeKey] ?? "unset")) is not a process of a launch; set both, or pass --rank")
             }
             let mine = Array(stride(from: process, to: total, by: size))
             guard !mine.isEmpty else { throw ValidationError("\(rankKey) \(process) of \(size) processes has no rank to write: there are \(total)") }

@@ -43,7 +43,7 @@ extension FolderLinksTests {
         let text = try String(contentsOfFile: indexPath, encoding: .utf8)
         try text.replacingOccurrences(of: shard, with: "x.bin").write(toFile: indexPath, atomically: true, encoding: .utf8)
         let problem = try outsideProblem(folder, "x.bin")
-        #expect(problem.description.hasPrefix("x.bin resolves to \(dir.url.resolvingSymlinksInPath().path)/outside/secret.safetensors, outside the checkpoint folder"))
+        #expect(problem.description.hasPrefix("x.bin is a symlink to \(dir.url.resolvingSymlinksInPath().path)/outside/secret.safetensors, outside the checkpoint folder"))
         // A link to a system file: refused before it is parsed (no header error about it).
         try FileManager.default.removeItem(atPath: folder + "/x.bin")
         try FileManager.default.createSymbolicLink(atPath: folder + "/x.bin", withDestinationPath: "/etc/passwd")
