@@ -84,9 +84,19 @@ public enum PackVerifier {
     /// stored tensor is what its sources say (name, dtype, shape, offset, byte length); every source tensor is
     /// stored exactly once.
     static func sources(folder: String, manifest: PackManifest, packs: [PackFile]) -> [Finding] {
+        let kept = keptHeaders(folder: folder, sourceShards: manifest.sourceShards, architecture: manifest.architecture)
+        return kept.findings + storedAgainstSources(
+            manifest: manifest, packs: packs, entries: kept.entries, expected: kept.expected, complete: kept.complete)
+    }
+
+    /// The source headers kept in `folder` (a k2pack folder or a shard set) read and checked against the folder's
+    /// config.json, expanded through the architecture manifest: the expected-tensor check of a Hugging Face folder.
+    public static func keptHeaders(folder: String, sourceShards: [String], architecture: String) -> (
+        findings: [Finding], entries: [ByteName: (shard: Int, entry: TensorEntry)], expected: ExpectedTensorList?, complete: Bool
+    ) {
         var findings: [Finding] = []
         var headers: [[TensorEntry]?] = []
-        for shard in manifest.sourceShards {
+        for shard in sourceShards {
             do {
                 headers.append(try PackManifest.sourceHeader(folder: folder, shard: shard).header.tensors)
             } catch {
@@ -104,10 +114,10 @@ public enum PackVerifier {
                 findings.append(Finding(code: "config", file: CheckpointDirectory.configFileName, message: "\(error)"))
             }
         }
-        if let config, config.architecture.name != manifest.architecture {
+        if let config, config.architecture.name != architecture {
             findings.append(Finding(
-                code: "config", file: PackManifest.fileName,
-                message: "\(PackManifest.fileName): architecture \(displayed(manifest.architecture)), but config.json describes \(config.architecture.name)"))
+                code: "config", file: CheckpointDirectory.configFileName,
+                message: "\(CheckpointDirectory.configFileName): describes \(config.architecture.name), but the folder record says \(displayed(architecture))"))
         }
         // Source tensor name → (shard, entry).
         var entries: [ByteName: (shard: Int, entry: TensorEntry)] = [:]
@@ -117,12 +127,10 @@ public enum PackVerifier {
         if let expected {
             let positions = headers.map { ($0 ?? []).map { expected.byName[$0.name] ?? -1 } }
             findings += LoadedCheckpoint.structuralFindings(
-                shardNames: manifest.sourceShards, headers: headers, indexed: nil, locate: { entries[ByteName($0)]?.shard },
+                shardNames: sourceShards, headers: headers, indexed: nil, locate: { entries[ByteName($0)]?.shard },
                 expected, positions)
         }
-        findings += storedAgainstSources(manifest: manifest, packs: packs, entries: entries, expected: expected,
-                                          complete: !headers.contains { $0 == nil })
-        return findings
+        return (findings, entries, expected, !headers.contains { $0 == nil })
     }
 
     static func storedAgainstSources(

@@ -117,4 +117,36 @@ struct ReadCheckCommandTests {
             #expect((r.out + r.err).contains("outside the checkpoint folder"), "\(command): \(r.out)\(r.err)")
         }
     }
+
+    @Test("verify of a shard set checks its config.json and kept source headers against each other",
+          arguments: ["hidden size", "no config", "edited header"])
+    func shardSetRecords(change: String) throws {
+        let dir = TemporaryDirectory()
+        let set = dir.path + "/set"
+        let s = try run(["shard", TestPaths.fixture("deepseek-v3-tiny"), set, "--gpus", "2", "--tp", "2"])
+        #expect(s.status == 0, "\(s.err)")
+        #expect(try run(["verify", set]).status == 0)
+        let expected: String
+        switch change {
+        case "hidden size":
+            let path = set + "/config.json"
+            try String(contentsOfFile: path, encoding: .utf8).replacingOccurrences(of: "\"hidden_size\": 64", with: "\"hidden_size\": 96")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            expected = "model.safetensors: tensor 'model.embed_tokens.weight': shape [256, 64], expected [256, 96] from config.json"
+        case "no config":
+            try FileManager.default.removeItem(atPath: set + "/config.json")
+            expected = "no config.json"
+        default:
+            let path = set + "/source/model.safetensors.header"
+            let original = try Data(contentsOf: URL(fileURLWithPath: path))
+            let text = String(decoding: original.dropFirst(8), as: UTF8.self)
+            let edited = text.replacingOccurrences(of: "\"model.norm.weight\"", with: "\"model.norx.weight\"")
+            try #require(edited != text)
+            try (original.prefix(8) + Data(edited.utf8)).write(to: URL(fileURLWithPath: path))
+            expected = "tensor 'model.norm.weight' is missing"
+        }
+        let r = try run(["verify", set])
+        #expect(r.status == 1, "\(r.out)\(r.err)")
+        #expect(r.out.contains(expected), "\(r.out)")
+    }
 }
