@@ -12,7 +12,7 @@ struct VerifyCommand: ParsableCommand {
         abstract: "Check every byte range, the index, config↔tensor consistency and the INT4 experts of a checkpoint.",
         discussion: """
             Exits 0 when clean and 1 with a report naming each problem (file, tensor, found vs expected).
-            With --sha256, every listed file is checked against its SHA-256 (sha256sum format).
+            With --sha256, every listed file is checked against its SHA-256 (sha256sum format, LF or CRLF), and every shard must be listed.
             With --requantize --bf16 DIR, the BF16 weights of DIR are quantized in memory by the compressed-tensors rule and \
             compared with the checkpoint's INT4 codes and scales: agreement is reported per tensor, not assumed.
             """
