@@ -90,6 +90,12 @@ public enum CarriedFiles {
         return found
     }
 
+    /// The folder part of a relative path, "" for a bare name. Not `NSString`'s `deletingLastPathComponent`,
+    /// which traps on one-character paths ("a").
+    static func parent(of path: String) -> String {
+        path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
+    }
+
     static func kindName(_ kind: mode_t) -> String {
         switch kind {
         case S_IFIFO: "a FIFO"
@@ -110,9 +116,12 @@ public enum CarriedFiles {
             throw PackError.io(path: source + "/" + path, operation: "carry", reason: changed(expected, size: input.byteCount, sha256: nil))
         }
         let target = destination + "/" + path
-        let parent = (target as NSString).deletingLastPathComponent
-        do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
-            throw PackError.io(path: parent, operation: "create the folder", reason: error.localizedDescription)
+        // Sub-folders one at a time, each a real folder: a link planted at one of their names is refused, not
+        // followed out of the destination.
+        var folder = destination
+        for part in path.split(separator: "/").dropLast() {
+            folder += "/" + part
+            try OutputPaths.makeFolder(folder)
         }
         let output = try AtomicFile(path: target)
         let digest = SHA256Digest()
@@ -166,10 +175,10 @@ public enum CarriedFiles {
         var parents: Set<String> = []
         for path in paths {
             unlink(folder + "/" + path)
-            var parent = (path as NSString).deletingLastPathComponent
+            var parent = Self.parent(of: path)
             while !parent.isEmpty {
                 parents.insert(parent)
-                parent = (parent as NSString).deletingLastPathComponent
+                parent = Self.parent(of: parent)
             }
         }
         // Deepest first, so a folder's children go before it.
@@ -192,10 +201,10 @@ public enum CarriedFiles {
             guard seen.insert(Array(path.utf8)).inserted else { return "carried file \"\(displayed(path))\" is listed twice" }
         }
         for path in paths {
-            var parent = (path as NSString).deletingLastPathComponent
+            var parent = Self.parent(of: path)
             while !parent.isEmpty {
                 if seen.contains(Array(parent.utf8)) { return "carried file \"\(displayed(parent))\" is also a folder holding \"\(displayed(path))\"" }
-                parent = (parent as NSString).deletingLastPathComponent
+                parent = Self.parent(of: parent)
             }
         }
         return nil

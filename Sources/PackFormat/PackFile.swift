@@ -185,11 +185,17 @@ public final class PackFile: Sendable {
 
     /// Copies the bytes of source `index` of a tensor into `output` from byte `offset` on, in pieces of at most
     /// 64 MiB (see `readSource`).
+    /// A failure while this file changed under us (a write from a mapping that shrank fails) names this file.
     public func copySource(_ tensor: PackTensor, _ index: Int, to output: AtomicFile, at offset: Int) throws {
         var at = offset
-        try readSource(tensor, index) { piece in
-            try output.write(piece, at: at)
-            at += piece.count
+        do {
+            try readSource(tensor, index) { piece in
+                try output.write(piece, at: at)
+                at += piece.count
+            }
+        } catch {
+            try file.checkUnchanged()
+            throw error
         }
     }
 

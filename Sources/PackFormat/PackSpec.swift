@@ -175,7 +175,8 @@ public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
     case tensorInvalid(file: String, tensor: String, reason: String)
     case checksumMismatch(file: String, tensor: String, expected: String, actual: String)
     case sourceInvalid(reason: String)
-    case outputExists(path: String)
+    /// `resumable`: the command has `--resume` (convert), and the message says so.
+    case outputExists(path: String, resumable: Bool = false)
 
     public var description: String {
         switch self {
@@ -188,7 +189,8 @@ public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .tensorInvalid(file, tensor, reason): "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         case let .checksumMismatch(file, tensor, expected, actual): "\(displayed(file)): tensor '\(displayed(tensor))': data is corrupt: xxHash64 \(displayed(actual)), table records \(displayed(expected))"
         case let .sourceInvalid(reason): "cannot convert: \(displayed(reason, limit: nil))"
-        case let .outputExists(path): "\(displayed(path)): already exists and is not empty; choose a new folder (or --resume an interrupted convert)"
+        case let .outputExists(path, resumable):
+            "\(displayed(path)): already exists and is not empty; choose a new folder" + (resumable ? " (or --resume an interrupted convert)" : "")
         }
     }
 }

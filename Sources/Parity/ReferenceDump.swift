@@ -19,6 +19,11 @@ public final class ReferenceDump: @unchecked Sendable {
     /// Tokens per dump (B × T) accepted.
     public static let maxTokens = 1 << 20
 
+    /// The file of a `path` or `path:/group` spec.
+    public static func filePath(of spec: String) -> String {
+        spec.range(of: ":/", options: .backwards).map { String(spec[..<$0.lowerBound]) } ?? spec
+    }
+
     /// Opens `path` or `path:/group`.
     public init(spec: String) throws(HDF5File.HDF5Error) {
         var path = spec, group = ""

@@ -106,7 +106,7 @@ public enum Converter {
         if let reason = PackManifest.namesProblem(files: plan.map(\.file), sourceShards: dir.shardNames, carried: carried) {
             throw PackError.sourceInvalid(reason: "\(displayed(input)): \(reason)")
         }
-        try prepare(output: output, resume: options.resume)
+        try prepare(output: output, input: input, resume: options.resume)
         let reader = SourceReader(dir)
         let total = plan.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.length } }
         let counter = ProgressCounter(total: total, report: progress)
@@ -145,7 +145,7 @@ public enum Converter {
     /// Keeps the source shards' headers (and index) verbatim under `source/`: what export and merge rebuild from.
     public static func keepSourceRecords(_ dir: CheckpointDirectory, input: String, output: String) throws {
         let sourceFolder = output + "/" + PackManifest.sourceFolder
-        try FileManager.default.createDirectory(atPath: sourceFolder, withIntermediateDirectories: true)
+        try OutputPaths.makeFolder(sourceFolder)
         for (i, name) in dir.shardNames.enumerated() {
             guard let shard = dir.shards[i] else { continue }
             let header = try shard.file.read(count: shard.header.dataStartInFile, at: 0)
@@ -156,19 +156,13 @@ public enum Converter {
         }
     }
 
-    /// The output folder must be new or empty, unless resuming.
-    public static func prepare(output: String, resume: Bool) throws {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: output) {
-            let contents = try fm.contentsOfDirectory(atPath: output)
-            if !contents.isEmpty, !resume { throw PackError.outputExists(path: output) }
-        } else {
-            do {
-                try fm.createDirectory(atPath: output, withIntermediateDirectories: true)
-            } catch {
-                // Foundation's own description is a dump of its error domain; its localized text is the clear part.
-                throw PackError.io(path: output, operation: "create the folder", reason: error.localizedDescription)
-            }
+    /// The output folder must be new or empty, unless resuming; never a link, never overlapping the input.
+    public static func prepare(output: String, input: String, resume: Bool) throws {
+        do throws(PackError) {
+            try OutputPaths.prepareFolder(output, inputs: [input], existing: resume ? .resumable : .empty)
+        } catch {
+            guard case .outputExists(let path, _) = error else { throw error }
+            throw PackError.outputExists(path: path, resumable: true)
         }
     }
 
@@ -204,10 +198,23 @@ public struct SourceReader: @unchecked Sendable {
         let release = { (source: PackSource, copied: Range<Int>) -> Void in
             shards[source.shard]?.file.adviseDone((source.offset + copied.lowerBound)..<(source.offset + copied.upperBound))
         }
-        if let level = compressionLevel {
-            _ = try PackWriter.writeArchive(path: path, tensors: tensors, level: level, read: read, release: release, progress: progress)
-        } else {
-            _ = try PackWriter.write(path: path, tensors: tensors, read: read, release: release, progress: progress)
+        // A source rewritten or truncated while it was read (a sync, a re-download) must not become a file that
+        // looks finished: its length and modification time are checked before the file is renamed into place,
+        // and when writing failed (a write from a mapping that shrank fails with EFAULT), to say why.
+        let used = Set(tensors.flatMap { $0.sources.map(\.shard) })
+        let unchanged = { () throws -> Void in
+            for name in used.sorted() { try shards[name]?.file.checkUnchanged() }
+        }
+        do {
+            if let level = compressionLevel {
+                _ = try PackWriter.writeArchive(
+                    path: path, tensors: tensors, level: level, read: read, release: release, progress: progress, beforeCommit: unchanged)
+            } else {
+                _ = try PackWriter.write(path: path, tensors: tensors, read: read, release: release, progress: progress, beforeCommit: unchanged)
+            }
+        } catch {
+            try unchanged()
+            throw error
         }
     }
 }

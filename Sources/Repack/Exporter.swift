@@ -47,7 +47,7 @@ public enum Exporter {
         if let first = problems.first {
             throw PackError.notPack(file: input, reason: "\(problems.count) problem\(problems.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first.message)")
         }
-        try Converter.prepare(output: output, resume: false)
+        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
         do {
             let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
                 let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)

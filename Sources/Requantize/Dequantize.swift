@@ -111,7 +111,7 @@ public enum Dequantizer {
         }
         let outputConfig = Quantizer.config(config.raw, architecture: config.architecture, setting: nil)
         var written = 0
-        try Rewrite.deliver(options.format, to: output, threads: options.threads) { folder in
+        try Rewrite.deliver(options.format, input: input, to: output, threads: options.threads) { folder in
             written = try Rewrite.write(checkpoint, to: folder, shards: shards, config: outputConfig, threads: options.threads)
         }
         return Report(

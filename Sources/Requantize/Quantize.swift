@@ -100,13 +100,19 @@ enum Rewrite {
         _ checkpoint: LoadedCheckpoint, to output: String, shards: [(name: String, tensors: [OutputTensor])], config: JSONObject, threads: Int
     ) throws -> Int {
         let carried = try CarriedFiles.list(checkpoint: checkpoint.directory)  // refused before anything is written
-        try Converter.prepare(output: output, resume: false)
+        try OutputPaths.prepareFolder(output, inputs: [checkpoint.directory.path], existing: .empty)
         let results: [Result<Int, any Error>] = parallelMap(count: shards.count, width: threads) { i in
             Result { try SafetensorsWriter.write(path: output + "/" + shards[i].name, tensors: shards[i].tensors) }
         }
+        // An input shard rewritten while it was read (a sync, a re-download) makes the output a mix: refused.
+        let changed = Result { () throws(CheckpointError) in try checkpoint.directory.checkUnchanged() }
+        if case .failure(let error) = changed {
+            for (name, _) in shards { unlink(output + "/" + name) }
+            throw error
+        }
         if let failure = results.first(where: { if case .failure = $0 { true } else { false } }), case .failure(let error) = failure {
             // Nothing half-way: the shards that did finish go too (the folder was new or empty).
-            for (name, _) in shards { try? FileManager.default.removeItem(atPath: output + "/" + name) }
+            for (name, _) in shards { unlink(output + "/" + name) }
             throw error
         }
         let bytes = try results.reduce(0) { $0 + (try $1.get()) }
@@ -121,9 +127,17 @@ enum Rewrite {
 
     /// `body` writes an HF folder at the path it is given; with `.k2pack` that is a staging folder next to
     /// `output`, converted into `output` and removed.
-    static func deliver(_ format: OutputFormat, to output: String, threads: Int, _ body: (String) throws -> Void) throws {
+    /// The output is checked before any work: never overlapping the input, never a link, new or empty; the
+    /// staging folder must not exist (it is removed afterwards, so it must be ours).
+    static func deliver(_ format: OutputFormat, input: String, to output: String, threads: Int, _ body: (String) throws -> Void) throws {
+        try OutputPaths.checkFolder(output, inputs: [input])
         guard format == .k2pack else { return try body(output) }
-        let staging = output.hasSuffix("/") ? String(output.dropLast()) + ".hf-staging" : output + ".hf-staging"
+        let staging = OutputPaths.trimmed(output) + ".hf-staging"
+        try OutputPaths.refuseOverlap(output: staging, inputs: [input])
+        var st = stat()
+        guard lstat(staging, &st) != 0, errno == ENOENT else {
+            throw PackError.io(path: staging, operation: "stage the output there", reason: "something is already at this name (a staging folder an interrupted run left?); remove it")
+        }
         defer { try? FileManager.default.removeItem(atPath: staging) }
         try body(staging)
         var options = Converter.Options()
@@ -261,7 +275,7 @@ public enum Quantizer {
         }
         let outputConfig = Self.config(config.raw, architecture: config.architecture, setting: schemeJSON)
         var written = 0
-        try Rewrite.deliver(options.format, to: output, threads: options.threads) { folder in
+        try Rewrite.deliver(options.format, input: input, to: output, threads: options.threads) { folder in
             written = try Rewrite.write(checkpoint, to: folder, shards: shards, config: outputConfig, threads: options.threads)
         }
         return Report(

@@ -84,13 +84,21 @@ public enum ShardMerger {
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }
 
+    /// What `merge` would write, with every check `merge` makes first (the whole set assembled; the output
+    /// folder, when given, checked as merge would check it), writing nothing: `shard --merge --dry-run`.
+    public static func plan(input: String, output: String?) throws -> Report {
+        let assembly = try assemble(input: input)
+        if let output { try OutputPaths.checkFolder(output, inputs: [input]) }
+        return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: 0)
+    }
+
     public static func merge(
         input: String, output: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
         progress: (@Sendable (Int, Int) -> Void)? = nil
     ) throws -> Report {
         let start = Date()
         let assembly = try assemble(input: input)
-        try Converter.prepare(output: output, resume: false)
+        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
         let counter = ProgressCounter(total: assembly.tensorBytes, report: progress)
         let checked = ChecksumOnce()
         // Output shards in parallel; within one, tensors in the header's data order.

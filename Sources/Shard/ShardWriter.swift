@@ -131,6 +131,7 @@ public enum ShardWriter {
         input: String, output: String, options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil
     ) throws -> Report {
         let start = Date()
+        try OutputPaths.refuseOverlap(output: output, inputs: [input])
         let checkpoint = try LoadedCheckpoint(path: input)
         if let reason = checkpoint.unusableReason { throw ShardError.input(reason) }
         let layout = options.layout
@@ -164,11 +165,12 @@ public enum ShardWriter {
         // All ranks: a new or empty folder. Some ranks (one process of many): the set's folder may already hold
         // other ranks; each rank folder written here must be new or empty.
         if options.ranks == nil {
-            do { try Converter.prepare(output: output, resume: false) } catch PackError.outputExists {
+            do throws(PackError) { try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty) } catch {
+                guard case .outputExists = error else { throw error }
                 throw ShardError.input("\(displayed(output)): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
             }
         } else {
-            try Converter.prepare(output: output, resume: true)
+            try OutputPaths.prepareFolder(output, inputs: [input], existing: .shared)
         }
         for r in ranks { try claim(output + "/" + ShardSetManifest.rankFolder(r)) }
         let work = jobs

@@ -80,9 +80,13 @@ struct ParityCommand: ParsableCommand {
         folders.apply()
         guard let reference else {
             guard let shards, let model else { throw ValidationError("give --reference DUMP (and a model or --shards), or a model and --shards") }
+            guard plot == nil else { throw ValidationError("--plot charts the error per layer against a dump: it needs --reference") }
             return try runAgainstUnsharded(model: model, shards: shards)
         }
         guard (model == nil) != (shards == nil) else { throw ValidationError("with --reference, give either a model folder or --shards, not both") }
+        // Checked before the run (and again when written): never a link, device or folder, never inside an input.
+        let plotInputs = [model, shards, ReferenceDump.filePath(of: reference)].compactMap { $0 }
+        if let plot { try OutputPaths.checkFile(plot, inputs: plotInputs) }
         let dump = try ReferenceDump(spec: reference)
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: dump.dequant) }
             ?? forward.forwardPass(model: model!, declared: dump.dequant)
@@ -93,7 +97,10 @@ struct ParityCommand: ParsableCommand {
             tolerance: Tolerance(atol: atol ?? Tolerance().atol, rtol: rtol, routingMargin: routingMargin), layers: slice, isolated: !chainedOnly,
             progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
-        if let plot { try AtomicFile.write(Array(report.renderSVG().utf8), to: plot) }
+        if let plot {
+            try OutputPaths.checkFile(plot, inputs: plotInputs)
+            try AtomicFile.write(Array(report.renderSVG().utf8), to: plot)
+        }
         if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }
         if !report.pass { throw ExitCode(1) }
     }

@@ -41,7 +41,7 @@ struct ShardCommand: ParsableCommand {
     @Option(help: "Where the vision tower goes: every (every rank) or rank0.")
     var vision: VisionPlacement = .every
 
-    @Flag(help: "Print the plan; write nothing.")
+    @Flag(help: "Print the plan; write nothing (with --merge: check the set and print what would be merged).")
     var dryRun = false
 
     @Flag(help: "Rebuild the unsharded checkpoint from a shard set, byte for byte.")
@@ -100,6 +100,16 @@ struct ShardCommand: ParsableCommand {
     }
 
     func runMerge() throws {
+        for (flag, given) in [("--gpus", gpus != nil), ("--tp", tp != nil), ("--ep", ep != nil), ("--rank", rank != nil)] where given {
+            throw ValidationError("\(flag) does not apply to --merge (the set's layout is read from its shards.json)")
+        }
+        if dryRun {
+            // Plan only: every check merge makes, nothing written.
+            let report = try ShardMerger.plan(input: model, output: output)
+            if reporting.json { try printJSON(report); return }
+            print("would merge \(report.ranks) ranks into \(report.files.count) shards, \(formatBytes(report.bytes))\(output.map { " in \($0)" } ?? ""); nothing written (--dry-run)")
+            return
+        }
         guard let output else { throw ValidationError("--merge needs the shard set's folder and an output folder") }
         let (bar, progress) = reporting.progress("merge")
         let report = try ShardMerger.merge(input: model, output: output, progress: killSwitch(progress))

@@ -40,6 +40,8 @@ public final class TemporaryDirectory: @unchecked Sendable {
     @discardableResult
     public func write(_ name: String, _ bytes: [UInt8]) -> String {
         let file = url.appendingPathComponent(name)
+        // A name with folders in it ("full/x") gets its folders.
+        try! FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
         try! Data(bytes).write(to: file)
         return file.path
     }
@@ -154,4 +156,15 @@ public func rawTerminalControls(_ text: String) -> [Unicode.Scalar] {
         default: return false
         }
     }
+}
+
+/// A file's bytes as text, or nil when it cannot be read.
+public func fileText(_ path: String) -> String? {
+    FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// Whether anything (a link included, not followed) is at `path`.
+public func somethingAt(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
 }
