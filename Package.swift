@@ -37,7 +37,7 @@ let package = Package(
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
         // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "Checkpoint", "Archive", "JSONCore"], swiftSettings: strict),
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "Checkpoint", "Archive"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).
@@ -47,7 +47,7 @@ let package = Package(
         // inspect and verify: reports over a checkpoint.
         .target(
             name: "Inspection",
-            dependencies: ["TensorCore", "Checkpoint", "ModelConfig", "Quantization"],
+            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig", "Quantization"],
             swiftSettings: strict),
         // convert / export between Hugging Face folders and the k2pack format.
         .target(
