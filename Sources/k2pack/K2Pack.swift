@@ -6,6 +6,6 @@ struct K2Pack: ParsableCommand {
         commandName: "k2pack",
         abstract: "Inspect, verify, convert, shard and check Kimi K2.5-class MoE checkpoints.",
         version: "0.1.0",
-        subcommands: [InspectCommand.self, VerifyCommand.self, ConvertCommand.self, ExportCommand.self, ParityCommand.self, CompareCommand.self, QuantizeCommand.self, DequantizeCommand.self, ShardCommand.self]
+        subcommands: [InspectCommand.self, VerifyCommand.self, ConvertCommand.self, ExportCommand.self, ParityCommand.self, CompareCommand.self, QuantizeCommand.self, DequantizeCommand.self, ShardCommand.self, TokenizeCommand.self]
     )
 }
