@@ -19,8 +19,8 @@ enum TokenizerFixture {
         var pieces: [String]?
     }
 
-    static func corpus() throws -> (cases: [Case], decode: [(ids: [Int], text: String)]) {
-        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: folder + "/corpus.json")))
+    static func corpus(_ path: String = folder + "/corpus.json") throws -> (cases: [Case], decode: [(ids: [Int], text: String)]) {
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         let root = try JSONDocument.parse(bytes)
         var cases: [Case] = []
         for c in try #require(root["cases"]?.arrayValue) {
@@ -60,9 +60,24 @@ enum TokenizerFixture {
 struct CorpusTests {
     @Test("every corpus case encodes to tiktoken's ids")
     func corpusIDs() throws {
-        let tokenizer = try TokenizerFixture.tokenizer()
         let (cases, _) = try TokenizerFixture.corpus()
         #expect(cases.count >= 400)
+        try check(cases)
+    }
+
+    /// A larger corpus made by `make_tokenizer.py --extra N PATH SEED`, when K2PACK_TOKENIZER_CORPUS names it.
+    @Test("an extra corpus (K2PACK_TOKENIZER_CORPUS), when given", .enabled(if: ProcessInfo.processInfo.environment["K2PACK_TOKENIZER_CORPUS"] != nil))
+    func extraCorpus() throws {
+        let (cases, _) = try TokenizerFixture.corpus(ProcessInfo.processInfo.environment["K2PACK_TOKENIZER_CORPUS"]!)
+        try check(cases)
+        for c in cases where c.pieces != nil {
+            let ours = PreTokenizer().pieces(of: c.text)
+            #expect(ours == c.pieces!, "case \(c.name): ours \(ours.map(\.debugDescription)) tiktoken's \(c.pieces!.map(\.debugDescription))")
+        }
+    }
+
+    func check(_ cases: [TokenizerFixture.Case]) throws {
+        let tokenizer = try TokenizerFixture.tokenizer()
         var failures = 0
         for c in cases {
             let got = tokenizer.encode(c.text)
