@@ -74,13 +74,11 @@ public struct PreTokenizer: Sendable {
             return e
         }
         // 2 and 3: the optional prefix is tried taken first, then not taken.
-        let starts = isPrefix(s, pos) ? [pos + 1, pos] : [pos]
-        for st in starts {
-            if let e = upperThenLower(s, st, end) { return contraction(s, e, end) }
-        }
-        for st in starts {
-            if let e = upperRunThenLower(s, st, end) { return contraction(s, e, end) }
-        }
+        let prefixed = isPrefix(s, pos)
+        if prefixed, let e = upperThenLower(s, pos + 1, end) { return contraction(s, e, end) }
+        if let e = upperThenLower(s, pos, end) { return contraction(s, e, end) }
+        if prefixed, let e = upperRunThenLower(s, pos + 1, end) { return contraction(s, e, end) }
+        if let e = upperRunThenLower(s, pos, end) { return contraction(s, e, end) }
         // 4: \p{N}{1,3}
         if first & CharacterClasses.number != 0 {
             var e = pos + 1
