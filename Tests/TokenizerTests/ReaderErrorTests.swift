@@ -196,6 +196,34 @@ struct TokenizerConfigErrorTests {
     }
 }
 
+@Suite("special tokens in the text")
+struct SpecialTokenTests {
+    static let model = TokenizerFiles.model(TokenizerFiles.lines(extra: ["ab", "cd"]))
+
+    @Test("leftmost first; where two specials start at one place, the longer wins")
+    func longestFirst() throws {
+        let config = Array("{\"added_tokens_decoder\": {\"258\": \"[BOS]\", \"259\": \"[EOS]\", \"260\": \"<|x|>\", \"261\": \"<|x|>y\"}}".utf8)
+        let t = try TokenizerFiles.tokenizer(Self.model, config)
+        #expect(t.encode("<|x|>y") == [261])
+        #expect(t.encode("<|x|>z") == [260, Int(UInt8(ascii: "z"))])
+        #expect(t.encode("a<|x|>y<|x|>") == [97, 261, 260])
+        #expect(t.encode("<|x|") == [60, 124, 120, 124])
+        #expect(t.encode("[BOS[EOS]") == [91, 66, 79, 83, 259])
+    }
+
+    @Test("the text between specials is pre-tokenized on its own: (?!\\S) holds at a special")
+    func segments() throws {
+        let model = TokenizerFiles.model(TokenizerFiles.lines(extra: ["ab", "  "]))
+        let config = Array("{\"added_tokens_decoder\": {\"258\": \"[BOS]\", \"259\": \"[EOS]\"}}".utf8)
+        let t = try TokenizerFiles.tokenizer(model, config)
+        // Two spaces before [EOS] end their segment: one piece, one token. Before "x" the run gives one space
+        // to " x" (\s+(?!\S) backs off), so the two spaces are two pieces.
+        #expect(t.encode("ab  [EOS]") == [256, 257, 259])
+        #expect(t.encode("ab  x") == [256, 32, 32, 120])
+        #expect(t.encode("ab  ") == [256, 257])
+    }
+}
+
 @Suite("tokenizer folders, texts and ids")
 struct TokenizerInputErrorTests {
     @Test("a folder without the tokenizer files is refused")
