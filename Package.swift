@@ -9,7 +9,7 @@ let package = Package(
     products: [
         .executable(name: "k2pack", targets: ["k2pack"]),
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
-        .library(name: "K2PackReaders", targets: ["Checkpoint", "JSONCore", "ModelConfig", "PackFormat", "Parity", "Forward", "Shard"]),
+        .library(name: "K2PackReaders", targets: ["Checkpoint", "JSONCore", "ModelConfig", "PackFormat", "Parity", "Forward", "Shard", "Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -69,10 +69,12 @@ let package = Package(
             name: "ModelStore",
             dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
+        // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
+        .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -91,6 +93,7 @@ let package = Package(
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Parity"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -17,6 +17,7 @@ let package = Package(
         .executableTarget(name: "FuzzReferenceDump", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzShardSet", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzConfigValidation", dependencies: [readers, "FuzzSupport"]),
+        .executableTarget(name: "FuzzTokenizer", dependencies: [readers, "FuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
