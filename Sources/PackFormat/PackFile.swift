@@ -3,6 +3,12 @@ import Checkpoint
 import Foundation
 import TensorCore
 
+/// `0x` and 8 hex digits.
+func hex32(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
+}
+
 /// A k2pack file opened for reading: header and table validated, data mapped on demand.
 public final class PackFile: Sendable {
     public let name: String
@@ -71,6 +77,10 @@ public final class PackFile: Sendable {
         func u64(_ at: Int) -> UInt64 { header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) } }
         let version = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
         guard version == PackSpec.version else { throw .unsupportedVersion(file: name, version: version) }
+        let flags = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) }
+        guard flags == 0 else {
+            throw .headerInvalid(file: name, reason: "flags \(hex32(flags)) are not defined in version \(PackSpec.version)")
+        }
         let alignment = u64(16), tableOffset = u64(24), tableLength = u64(32), dataOffset = u64(40), fileLength = u64(48)
         let tableHash = u64(56)
         guard alignment >= 64, alignment <= 1 << 30, alignment & (alignment - 1) == 0 else {
@@ -81,8 +91,8 @@ public final class PackFile: Sendable {
         }
         let fits = isArchive
             ? dataOffset == UInt64(PackSpec.fixedHeaderSize) && tableOffset >= dataOffset && tableLength <= fileLength && tableOffset == fileLength - tableLength
-            : tableOffset >= UInt64(PackSpec.fixedHeaderSize) && tableLength <= UInt64(PackSpec.maxTableLength) && tableOffset + tableLength <= dataOffset
-                && dataOffset <= fileLength
+            : tableOffset >= UInt64(PackSpec.fixedHeaderSize) && tableLength <= UInt64(PackSpec.maxTableLength) && tableOffset <= dataOffset
+                && tableLength <= dataOffset - tableOffset && dataOffset <= fileLength
         guard tableLength <= UInt64(PackSpec.maxTableLength), fits else {
             throw .headerInvalid(file: name, reason: "table [\(tableOffset), +\(tableLength)) and data offset \(dataOffset) do not fit a \(fileLength)-byte file")
         }
