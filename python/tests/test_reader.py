@@ -33,7 +33,8 @@ import k2pack_reader as k2  # noqa: E402
 from k2pack_reader import reader as k2reader  # noqa: E402
 from k2pack_reader.xxh64 import PureXXH64  # noqa: E402
 
-BINARY = os.environ.get("K2PACK_BIN", os.path.join(REPO, ".build", "debug", "k2pack"))
+# K2PACK_BIN names the binary (a missing one is then an error); by default the debug build, skipped if absent.
+BINARY = os.path.abspath(os.environ.get("K2PACK_BIN", os.path.join(REPO, ".build", "debug", "k2pack")))
 FIXTURES = ["k25-tiny", "k2-thinking-tiny", "deepseek-v3-tiny"]
 # The shard layouts each fixture allows (the tiny INT4 experts have one quantization group per row: no tp split
 # without ep).
@@ -86,7 +87,9 @@ def run_binary(*args, check=True):
 def setUpModule():
     global WORK
     if not os.access(BINARY, os.X_OK):
-        raise unittest.SkipTest(f"no k2pack binary at {BINARY} (build it, or set K2PACK_BIN)")
+        if "K2PACK_BIN" in os.environ:
+            raise RuntimeError(f"K2PACK_BIN={os.environ['K2PACK_BIN']}: no executable there")
+        raise unittest.SkipTest(f"no k2pack binary at {BINARY} (swift build, or set K2PACK_BIN)")
     WORK = tempfile.mkdtemp(prefix="k2pack-pyreader-")
     for fixture in FIXTURES:
         source = os.path.join(REPO, "Fixtures", fixture)
