@@ -962,4 +962,8 @@ def open_pack(path: str):
     """A `ShardSet` for a set's root (`shards.json`), else a `PackFolder` (`k2pack.json`)."""
     if os.path.exists(os.path.join(path, SET_MANIFEST)):
         return ShardSet(path)
+    if not os.path.exists(os.path.join(path, MANIFEST)):
+        raise NotPackError(
+            path, f"no {MANIFEST} or {SET_MANIFEST}: not a k2pack folder or shard set, or its writer did not finish"
+        )
     return PackFolder(path)

@@ -499,7 +499,14 @@ class RefusalTests(unittest.TestCase):
             self.assert_refused(folder, error_type, message)
         folder = copy_of(OUT["k2-thinking-tiny", "pack"])
         os.remove(os.path.join(folder, "k2pack.json"))
-        self.assert_refused(folder, k2.NotPackError, "no k2pack.json: not a k2pack folder, or its conversion did not finish")
+        self.assert_refused(folder, k2.NotPackError,
+                            f"{folder}: not a k2pack file: no k2pack.json or shards.json: not a k2pack folder or shard set")
+        with self.assertRaises(k2.NotPackError) as caught:
+            k2.PackFolder(folder)
+        self.assertIn("no k2pack.json: not a k2pack folder, or its conversion did not finish", str(caught.exception))
+        with self.assertRaises(k2.ShardSetError) as caught:
+            k2.ShardSet(folder)
+        self.assertIn("shards.json: missing: not a shard set, or rank 0 has not finished writing it", str(caught.exception))
 
     def test_broken_headers_are_refused(self):
         pack = OUT["k2-thinking-tiny", "pack"]
