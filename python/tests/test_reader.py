@@ -381,6 +381,34 @@ class ChecksumTests(unittest.TestCase):
             self.assertIn(f"tensor '{info.name}'", str(caught.exception))
 
 
+class CommandLineTests(unittest.TestCase):
+    def module(self, *args):
+        env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "python"))
+        return subprocess.run([sys.executable, "-m", "k2pack_reader", *args], capture_output=True, text=True, env=env)
+
+    def test_lists_verifies_and_refuses(self):
+        result = self.module(OUT["k25-tiny", "tp2ep2"], "--verify")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        with k2.open_pack(OUT["k25-tiny", "tp2ep2"]).rank(3) as rank:
+            for info in rank.tensors():
+                self.assertIn(info.name + "\t" + info.dtype, result.stdout)
+        self.assertIn("# rank 3 (tp 1 of 2, ep 1 of 2), experts 4..<8", result.stdout)
+        self.assertIn("[48, 96) of dim 1", result.stdout)
+        self.assertIn("no checksum mismatches", result.stderr)
+        folder = copy_of(OUT["deepseek-v3-tiny", "pack"])
+        with k2.open_pack(folder) as pack:
+            info = pack.tensors()[-1]
+        patch(info.file, info.offset, b"\xff\xfe")
+        result = self.module(folder, "--verify")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"tensor '{info.name}': data is corrupt", result.stderr)
+        self.assertIn("1 checksum mismatch", result.stderr)
+        patch(os.path.join(folder, json.load(open(os.path.join(folder, "k2pack.json")))["files"][0]), 8, b"\x07")
+        result = self.module(folder)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("k2pack format version 7 is not supported (this reader reads version 1)", result.stderr)
+
+
 class RefusalTests(unittest.TestCase):
     """What the Swift reader refuses, the reader refuses: same conditions, the file and field named."""
 
