@@ -571,14 +571,21 @@ class PackFile:
         except KeyError:
             raise KeyError(f"{self.path}: no tensor '{name}'") from None
 
-    def stored_bytes(self, name: str, start: int = 0, stop: Optional[int] = None) -> np.ndarray:
-        """Bytes `[start, stop)` of a stored tensor as uint8: a memmap view (`.k2p`) or decompressed (`.k2z`,
-        only the frames that hold them). In an archive, `start` and `stop` must be source boundaries."""
+    def stored_bytes(self, name: str, start: int = 0, stop: Optional[int] = None, copy: bool = False) -> np.ndarray:
+        """Bytes `[start, stop)` of a stored tensor as uint8. `.k2p`: a view of the file's read-only mapping (the
+        kernel is asked to read the range ahead, `POSIX_FADV_WILLNEED`), or with `copy=True` a new writable
+        array filled by `pread` (large sequential reads, no page faults on the file). `.k2z`: decompressed, only
+        the frames that hold them (always a new array). In an archive, `start` and `stop` must be source
+        boundaries."""
         t = self._info(name)
         stop = t.length if stop is None else stop
         if not 0 <= start <= stop <= t.length:
             raise IndexError(f"{self.path}: tensor '{name}': bytes [{start}, {stop}) outside its {t.length}")
         if not self.is_archive:
+            if copy:
+                return self._read(t.offset + start, stop - start)
+            if stop > start and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(self._fd, t.offset + start, stop - start, os.POSIX_FADV_WILLNEED)
             return self._map[t.offset + start:t.offset + stop]
         # Archive: the sources covering [start, stop) (frames never span two sources).
         position = self._position[name]
@@ -600,6 +607,18 @@ class PackFile:
         for piece in pieces:
             out[at:at + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
             at += len(piece)
+        return out
+
+    def _read(self, offset: int, count: int) -> np.ndarray:
+        """`count` bytes at `offset` into a new array, by `preadv` straight into it (no intermediate copy)."""
+        out = np.empty(count, dtype=np.uint8)
+        view = memoryview(out)
+        done = 0
+        while done < count:
+            got = os.preadv(self._fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise K2PackError(f"{self.path}: cannot read: {count} bytes at {offset}: the file ended", self.path)
+            done += got
         return out
 
     def _frame(self, t: TensorInfo, index: int) -> bytes:
@@ -791,20 +810,31 @@ class PackFolder:
 
     # -- data --
 
-    def get(self, name: str, framework: str = "np", verify: bool = False):
+    def get(self, name: str, framework: str = "np", verify: bool = False, copy: bool = False):
         """A stored tensor. `.k2p`: a read-only view of the file's mapping (no copy; pages are read when
-        touched). `.k2z`: decompressed into a new array. BF16 comes back as uint16 bit patterns (numpy) or
-        torch.bfloat16 (framework="pt"); F8 as uint8; INT4-packed weights as the int32 words they are stored as.
-        `verify=True` checks the tensor's xxHash64 first (raises ChecksumMismatchError)."""
+        touched), or with `copy=True` a new writable array read with `pread` (the fastest way into memory).
+        `.k2z`: decompressed into a new array. BF16 comes back as uint16 bit patterns (numpy) or torch.bfloat16
+        (framework="pt"); F8 as uint8; INT4-packed weights as the int32 words they are stored as.
+        `verify=True` checks the tensor's xxHash64 (raises ChecksumMismatchError): of the very bytes returned
+        when they are a copy, else of the file before the view is handed out."""
         f = self._file(name)
         t = f.tensors[name]
-        if verify:
-            self._verify_one(f, name)
-        return _to_framework(_typed(f.stored_bytes(name), t.dtype, t.shape), t.dtype, framework)
+        if verify and (copy or f.is_archive):
+            raw = f.stored_bytes(name, copy=True)
+            hasher = XXH64()
+            hasher.update(raw)
+            if hasher.hexdigest() != t.xxh64:
+                raise ChecksumMismatchError(f.path, name, t.xxh64, hasher.hexdigest())
+        else:
+            if verify:
+                self._verify_one(f, name)
+            raw = f.stored_bytes(name, copy=copy)
+        return _to_framework(_typed(raw, t.dtype, t.shape), t.dtype, framework)
 
-    def experts(self, name: str, start: int, stop: int, framework: str = "np"):
+    def experts(self, name: str, start: int, stop: int, framework: str = "np", copy: bool = False):
         """Experts `start..<stop` (the checkpoint's expert numbers) of an expert-major stack, as one slice of
-        shape `[stop - start, ...]` (one contiguous byte range of a `.k2p` file: a view, no copy)."""
+        shape `[stop - start, ...]` (one contiguous byte range of a `.k2p` file: a view, no copy; `copy=True`
+        reads it into a new array)."""
         f = self._file(name)
         t = f.tensors[name]
         if not t.is_stack:
@@ -816,25 +846,25 @@ class PackFolder:
                 f"{f.path}: tensor '{name}': experts [{start}, {stop}) are not within the stack's [{first}, {first + count})"
             )
         per = t.length // count
-        raw = f.stored_bytes(name, (start - first) * per, (stop - first) * per)
+        raw = f.stored_bytes(name, (start - first) * per, (stop - first) * per, copy=copy)
         return _to_framework(_typed(raw, t.dtype, (stop - start,) + tuple(t.shape[1:])), t.dtype, framework)
 
-    def expert(self, name: str, expert: int, framework: str = "np"):
+    def expert(self, name: str, expert: int, framework: str = "np", copy: bool = False):
         """One expert of an expert-major stack (the checkpoint's expert number), shape `shape[1:]`."""
-        stack = self.experts(name, expert, expert + 1, framework)
+        stack = self.experts(name, expert, expert + 1, framework, copy)
         return stack[0]
 
-    def source(self, name: str, framework: str = "np"):
+    def source(self, name: str, framework: str = "np", copy: bool = False):
         """A checkpoint tensor by its own (source) name: a tensor stored as itself, one expert of a stack, or a
         rank's block of a split tensor (its slice: `source_info(name)`), in its stored shape."""
         f, t, i = self._source_entry(name)
         if t.is_stack:
             per = t.length // len(t.sources)
             shape = tuple(t.shape[1:])
-            raw = f.stored_bytes(t.name, i * per, (i + 1) * per)
+            raw = f.stored_bytes(t.name, i * per, (i + 1) * per, copy=copy)
         else:
             shape = t.shape
-            raw = f.stored_bytes(t.name)
+            raw = f.stored_bytes(t.name, copy=copy)
         return _to_framework(_typed(raw, t.dtype, shape), t.dtype, framework)
 
     def source_info(self, name: str) -> Source:

@@ -217,6 +217,12 @@ class FixtureContentTests(unittest.TestCase):
                     self.assertIsInstance(view, np.memmap, info.name)
                     self.assertFalse(view.flags.writeable)
                     self.assertEqual(tuple(view.shape), info.shape)
+                    # copy=True: read with pread into a new writable array, the same values.
+                    copied = pack.get(info.name, copy=True, verify=True)
+                    self.assertNotIsInstance(copied, np.memmap)
+                    self.assertTrue(copied.flags.writeable)
+                    self.assertFalse(np.shares_memory(copied, view))
+                    self.assertTrue(np.array_equal(copied, view), info.name)
 
     def test_archives_equal_the_checkpoint(self):
         if k2.zstd_backend() is None:
@@ -278,6 +284,11 @@ class FixtureContentTests(unittest.TestCase):
                         self.assertTrue(np.array_equal(block, want), f"{info.name} experts {lo}..<{hi}")
                         one = pack.expert(info.name, first + count - 1)
                         self.assertTrue(np.array_equal(one, original[info.sources[-1].name]), info.name)
+                        copied = pack.experts(info.name, lo, hi, copy=True)
+                        self.assertTrue(copied.flags.writeable)
+                        self.assertTrue(np.array_equal(copied, want), f"{info.name} experts {lo}..<{hi}, copied")
+                        self.assertTrue(np.array_equal(pack.source(info.sources[0].name, copy=True),
+                                                       original[info.sources[0].name]))
                         if not pack.is_archive:
                             self.assertIsInstance(block, np.memmap)
                         with self.assertRaises(IndexError) as caught:
@@ -358,6 +369,9 @@ class ChecksumTests(unittest.TestCase):
                 pack.verify()
             with self.assertRaises(k2.ChecksumMismatchError):
                 pack.get(info.name, verify=True)
+            with self.assertRaises(k2.ChecksumMismatchError) as caught:
+                pack.get(info.name, verify=True, copy=True)  # the copy's own bytes are hashed
+            self.assertIn(f"tensor '{info.name}': data is corrupt", str(caught.exception))
             pack.get(info.name)  # without verify=True the view is handed out unchecked
 
     def test_flipped_byte_is_named_in_every_form(self):
@@ -378,6 +392,9 @@ class ChecksumTests(unittest.TestCase):
         with k2.open_pack(folder) as pack:
             with self.assertRaises(k2.TensorError) as caught:  # a decode error or a checksum mismatch
                 pack.verify()
+            self.assertIn(f"tensor '{info.name}'", str(caught.exception))
+            with self.assertRaises(k2.TensorError) as caught:
+                pack.get(info.name, verify=True)
             self.assertIn(f"tensor '{info.name}'", str(caught.exception))
 
 

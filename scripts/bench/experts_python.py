@@ -2,7 +2,9 @@
 """Load one expert-parallel rank's routed-expert weights into memory, two ways, and time it.
 
     k2pack       python/k2pack_reader on the rank folder a `k2pack shard --ep N` wrote: for every expert stack,
-                 `pack.experts(name, first, end)` (a memmap view, one contiguous range) copied into a new array.
+                 `pack.experts(name, first, end)` (a memmap view, one contiguous range) copied with np.array;
+                 `--copy`: `pack.experts(..., copy=True)` (pread straight into a new array); `--verify`:
+                 `pack.get(name, copy=True, verify=True)` (the same, and the bytes' xxHash64 checked).
     safetensors  what a user without k2pack writes against the Hugging Face shards: the index says which shard
                  holds each expert tensor; `safe_open(shard, framework="np")` and `get_slice(name)[:]` for each
                  of the rank's experts, written into a preallocated [experts, ...] array per module (the
@@ -10,7 +12,7 @@
 
 Both end with the same bytes in the same arrays (`--check` compares them). Used in docs/BENCHMARKS.md:
 
-    python3 scripts/bench/experts_python.py k2pack RANK_FOLDER [--verify]
+    python3 scripts/bench/experts_python.py k2pack RANK_FOLDER [--copy | --verify]
     python3 scripts/bench/experts_python.py safetensors HF_FOLDER --first 0 --end 48
     python3 scripts/bench/experts_python.py check RANK_FOLDER HF_FOLDER
 """
@@ -33,16 +35,19 @@ import ml_dtypes  # noqa: E402,F401  (registers numpy's "bfloat16", which safete
 from safetensors import safe_open  # noqa: E402
 
 
-def load_k2pack(folder, verify=False):
+def load_k2pack(folder, copy=False, verify=False):
     pack = k2.open_pack(folder)
     first, end = pack.expert_range
     out = {}
     for info in pack.tensors():
         if not info.is_stack:
             continue
-        if verify:
-            pack.verify([info.name])
-        out[info.name] = np.array(pack.experts(info.name, first, end))
+        if verify:  # a rank's stack holds exactly its experts: its checksum covers what is loaded
+            out[info.name] = pack.get(info.name, copy=True, verify=True)
+        elif copy:
+            out[info.name] = pack.experts(info.name, first, end, copy=True)
+        else:
+            out[info.name] = np.array(pack.experts(info.name, first, end))
     return out
 
 
@@ -87,7 +92,8 @@ def main():
     p.add_argument("paths", nargs="+")
     p.add_argument("--first", type=int, default=0)
     p.add_argument("--end", type=int, default=48)
-    p.add_argument("--verify", action="store_true", help="k2pack: check each stack's xxHash64 before loading it")
+    p.add_argument("--copy", action="store_true", help="k2pack: copy=True (pread into new arrays), not view + np.array")
+    p.add_argument("--verify", action="store_true", help="k2pack: copy=True and check each stack's xxHash64")
     a = p.parse_args()
     if a.mode == "check":
         first, end = k2.open_pack(a.paths[0]).expert_range
@@ -101,8 +107,9 @@ def main():
         return
     start = time.perf_counter()
     if a.mode == "k2pack":
-        arrays = load_k2pack(a.paths[0], a.verify)
-        report("k2pack reader" + (" + xxHash64" if a.verify else ""), start, arrays)
+        arrays = load_k2pack(a.paths[0], a.copy, a.verify)
+        label = "copy=True + xxHash64" if a.verify else "copy=True (pread)" if a.copy else "view + np.array"
+        report("k2pack reader, " + label, start, arrays)
     else:
         arrays = load_safetensors(a.paths[0], a.first, a.end)
         report("safetensors get_slice", start, arrays)

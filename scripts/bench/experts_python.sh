@@ -19,12 +19,14 @@ echo "rank $rank: experts $first..<$end"
 "$py" "$here/experts_python.py" check "$folder" "$hf"
 echo "--- cold (page cache dropped before each)"
 drop; echo -n "cold  "; k2
+drop; echo -n "cold  "; k2 --copy
 drop; echo -n "cold  "; st
 drop; echo -n "cold  "; k2 --verify
 echo "--- warm"
 k2 >/dev/null; st >/dev/null
 for i in 1 2 3; do
     echo -n "warm  "; k2
+    echo -n "warm  "; k2 --copy
     echo -n "warm  "; st
     echo -n "warm  "; k2 --verify
 done
