@@ -78,12 +78,18 @@ def load_safetensors(folder, first, end):
     return out
 
 
-def report(label, start, arrays):
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def report(label, start, cpu_start, arrays):
     seconds = time.perf_counter() - start
+    cpu = cpu_seconds() - cpu_start
     total = sum(a.nbytes for a in arrays.values())
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{label}: {len(arrays)} stacks, {total / 1e9:.3f} GB in {seconds:.3f} s = {total / 1e9 / seconds:.3f} GB/s, "
-          f"peak RSS {rss:.0f} MB")
+          f"CPU (user + sys) {cpu:.3f} s, peak RSS {rss:.0f} MB")
 
 
 def main():
@@ -105,14 +111,14 @@ def main():
             assert mine[n].tobytes() == theirs[n].tobytes(), n
         print(f"identical: {len(names)} stacks of experts {first}..<{end}")
         return
-    start = time.perf_counter()
+    cpu_start, start = cpu_seconds(), time.perf_counter()
     if a.mode == "k2pack":
         arrays = load_k2pack(a.paths[0], a.copy, a.verify)
         label = "copy=True + xxHash64" if a.verify else "copy=True (pread)" if a.copy else "view + np.array"
-        report("k2pack reader, " + label, start, arrays)
+        report("k2pack reader, " + label, start, cpu_start, arrays)
     else:
         arrays = load_safetensors(a.paths[0], a.first, a.end)
-        report("safetensors get_slice", start, arrays)
+        report("safetensors get_slice", start, cpu_start, arrays)
 
 
 if __name__ == "__main__":
