@@ -20,13 +20,16 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Our own C: the SIGBUS handler and the registry of temporary files and mapped inputs it reads
+        // (async-signal-safe code Swift cannot express). Its one Swift importer is Checkpoint (FatalSignals).
+        .target(name: "CSignals"),
 
         // Bottom layer: dtypes, shapes, checked size arithmetic. No I/O.
         .target(name: "TensorCore", swiftSettings: strict),
         // Strict, bounded JSON reading (duplicate keys, depth limit, exact integers).
-        .target(name: "JSONCore", swiftSettings: strict),
+        .target(name: "JSONCore", dependencies: ["TensorCore"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
-        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "CCrypto"], swiftSettings: strict),
+        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "CCrypto", "CSignals"], swiftSettings: strict),
         // Architecture facts as data (JSON resources).
         .target(name: "Manifests", path: "Manifests", resources: [.copy("json")], swiftSettings: strict),
         // config.json → typed config; manifests → expected tensor list.
@@ -75,7 +78,7 @@ let package = Package(
             swiftSettings: strict),
 
         .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),
-        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "JSONCore", "TestSupport"]),
         .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),

@@ -102,7 +102,7 @@ public final class CheckpointDirectory: Sendable {
             for (name, result) in zip(extra, results) { byFile[name] = result }
             let listed = Set(names)
             for file in files where !listed.contains(file) {
-                warnings.append(Warning(code: "unlisted_shard", file: file, message: "\(file): a .safetensors file the index does not list; ignored"))
+                warnings.append(Warning(code: "unlisted_shard", file: file, message: "\(displayed(file)): a .safetensors file the index does not list; ignored"))
             }
         } else {
             names = files

@@ -65,65 +65,65 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     public var description: String {
         switch self {
         case let .io(path, operation, reason):
-            return "\(path): cannot \(operation): \(reason)"
+            return "\(displayed(path)): cannot \(operation): \(displayed(reason, limit: nil))"
         case let .notACheckpoint(path, reason):
-            return "\(path): not a checkpoint: \(reason)"
+            return "\(displayed(path)): not a checkpoint: \(displayed(reason, limit: nil))"
         case let .fileTooShort(file, count):
-            return "\(file): \(count) bytes is too short for a safetensors file (needs at least the 8-byte header length); truncated download?"
+            return "\(displayed(file)): \(count) bytes is too short for a safetensors file (needs at least the 8-byte header length); truncated download?"
         case let .lfsPointer(file):
-            return "\(file): is a git-LFS pointer file, not tensor data: the download fetched the pointer only (run `git lfs pull` or download the file itself)"
+            return "\(displayed(file)): is a git-LFS pointer file, not tensor data: the download fetched the pointer only (run `git lfs pull` or download the file itself)"
         case let .headerTooLarge(file, n, length):
-            return "\(file): header length \(n) exceeds the 100000000-byte limit (file is \(length) bytes); this is almost always a truncated download, a git-LFS pointer or not a safetensors file"
+            return "\(displayed(file)): header length \(n) exceeds the 100000000-byte limit (file is \(length) bytes); this is almost always a truncated download, a git-LFS pointer or not a safetensors file"
         case let .headerPastEnd(file, n, length):
-            return "\(file): header claims \(n) bytes but only \(max(0, length - 8)) follow the 8-byte length field (file is \(length) bytes): the file is shorter than its header, a truncated download or not a safetensors file"
+            return "\(displayed(file)): header claims \(n) bytes but only \(max(0, length - 8)) follow the 8-byte length field (file is \(length) bytes): the file is shorter than its header, a truncated download or not a safetensors file"
         case let .headerJSON(file, error):
-            return "\(file): header is not valid JSON: \(error.description)"
+            return "\(displayed(file)): header is not valid JSON: \(error.description)"
         case let .headerMalformed(file, reason):
-            return "\(file): malformed header: \(reason)"
+            return "\(displayed(file)): malformed header: \(displayed(reason, limit: nil))"
         case let .duplicateKey(file, tensor, offset):
-            return "\(file): header lists tensor '\(tensor)' twice (duplicate key at header byte \(offset)); readers disagree on which entry wins"
+            return "\(displayed(file)): header lists tensor '\(displayed(tensor))' twice (duplicate key at header byte \(offset)); readers disagree on which entry wins"
         case let .tensorEntryMalformed(file, tensor, reason):
-            return "\(file): tensor '\(tensor)': \(reason)"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         case let .unknownDType(file, tensor, dtype):
-            return "\(file): tensor '\(tensor)': unknown dtype \"\(dtype)\" (known: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': unknown dtype \"\(displayed(dtype))\" (known: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))"
         case let .metadataNotString(file, key):
-            return "\(file): __metadata__ value for \"\(key)\" is not a string (safetensors metadata maps strings to strings)"
+            return "\(displayed(file)): __metadata__ value for \"\(displayed(key))\" is not a string (safetensors metadata maps strings to strings)"
         case let .shapeOverflow(file, tensor, shape):
-            return "\(file): tensor '\(tensor)': shape \(formatShape(shape)) overflows a 64-bit byte count"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': shape \(formatShape(shape)) overflows a 64-bit byte count"
         case let .misalignedSlice(file, tensor, shape, dtype):
-            return "\(file): tensor '\(tensor)': shape \(formatShape(shape)) of \(dtype.rawValue) (\(dtype.bitWidth) bits each) does not fill whole bytes"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': shape \(formatShape(shape)) of \(dtype.rawValue) (\(dtype.bitWidth) bits each) does not fill whole bytes"
         case let .offsetsReversed(file, tensor, begin, end):
-            return "\(file): tensor '\(tensor)': data_offsets [\(begin), \(end)] end before they begin"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': data_offsets [\(begin), \(end)] end before they begin"
         case let .sizeMismatch(file, tensor, shape, dtype, expected, span):
-            return "\(file): tensor '\(tensor)': shape \(formatShape(shape)) \(dtype.rawValue) needs \(expected) bytes, data_offsets span \(span)"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': shape \(formatShape(shape)) \(dtype.rawValue) needs \(expected) bytes, data_offsets span \(span)"
         case let .offsetGap(file, tensor, previous, expectedBegin, begin):
-            let after = previous.map { "after '\($0)'" } ?? "at the start of the data"
-            return "\(file): tensor '\(tensor)': data begins at \(begin) but the previous tensor ends at \(expectedBegin) (\(after)): \(begin - expectedBegin) unused bytes"
+            let after = previous.map { "after '\(displayed($0))'" } ?? "at the start of the data"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': data begins at \(begin) but the previous tensor ends at \(expectedBegin) (\(after)): \(begin - expectedBegin) unused bytes"
         case let .offsetOverlap(file, tensor, previous, expectedBegin, begin):
-            return "\(file): tensor '\(tensor)': data begins at \(begin), inside '\(previous)' which ends at \(expectedBegin): overlapping tensors"
+            return "\(displayed(file)): tensor '\(displayed(tensor))': data begins at \(begin), inside '\(displayed(previous))' which ends at \(expectedBegin): overlapping tensors"
         case let .truncated(file, length, expected):
-            return "\(file): file is \(length) bytes but its header describes \(expected) bytes: truncated by \(expected - length) bytes (incomplete download?)"
+            return "\(displayed(file)): file is \(length) bytes but its header describes \(expected) bytes: truncated by \(expected - length) bytes (incomplete download?)"
         case let .trailingBytes(file, length, expected):
-            return "\(file): file is \(length) bytes but its header describes \(expected) bytes: \(length - expected) unexpected trailing bytes"
+            return "\(displayed(file)): file is \(length) bytes but its header describes \(expected) bytes: \(length - expected) unexpected trailing bytes"
         case let .indexMalformed(file, reason):
-            return "\(file): \(reason)"
+            return "\(displayed(file)): \(displayed(reason, limit: nil))"
         case let .unsafeShardName(index, shard):
-            return "\(index): shard name \"\(shard)\" is not a plain file name inside the checkpoint folder"
+            return "\(displayed(index)): shard name \"\(displayed(shard))\" is not a plain file name inside the checkpoint folder"
         case let .shardMissing(shard, count, example):
-            return "\(shard): missing: the index maps \(count) tensor\(count == 1 ? "" : "s") to it (e.g. '\(example)') but the file does not exist"
+            return "\(displayed(shard)): missing: the index maps \(count) tensor\(count == 1 ? "" : "s") to it (e.g. '\(displayed(example))') but the file does not exist"
         case let .indexTensorNotInShard(tensor, shard, foundIn):
-            let tail = foundIn.map { " (it is in \($0))" } ?? " (no shard holds it)"
-            return "\(shard): tensor '\(tensor)' is listed in the index for this shard but its header does not hold it\(tail)"
+            let tail = foundIn.map { " (it is in \(displayed($0)))" } ?? " (no shard holds it)"
+            return "\(displayed(shard)): tensor '\(displayed(tensor))' is listed in the index for this shard but its header does not hold it\(tail)"
         case let .shardTensorNotInIndex(tensor, shard):
-            return "\(shard): tensor '\(tensor)' is in this shard but not in the index"
+            return "\(displayed(shard)): tensor '\(displayed(tensor))' is in this shard but not in the index"
         case let .duplicateTensor(tensor, first, second):
-            return "tensor '\(tensor)' appears in both \(first) and \(second)"
+            return "tensor '\(displayed(tensor))' appears in both \(displayed(first)) and \(displayed(second))"
         case let .checksumMismatch(file, expected, actual):
-            return "\(file): SHA-256 mismatch: expected \(expected), found \(actual): the file is corrupt or a different version; re-download it"
+            return "\(displayed(file)): SHA-256 mismatch: expected \(displayed(expected)), found \(displayed(actual)): the file is corrupt or a different version; re-download it"
         case let .checksumListMalformed(file, line, reason):
-            return "\(file):\(line): \(reason)"
+            return "\(displayed(file)):\(line): \(displayed(reason, limit: nil))"
         case let .outsideFolder(file, target):
-            return "\(file) is a symlink to \(target), outside the checkpoint folder (links are followed only into a Hugging Face cache snapshot's own blobs/; pass --allow-outside-symlinks to accept it)"
+            return "\(displayed(file)) is a symlink to \(displayed(target)), outside the checkpoint folder (links are followed only into a Hugging Face cache snapshot's own blobs/; pass --allow-outside-symlinks to accept it)"
         }
     }
 

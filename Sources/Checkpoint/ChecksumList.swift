@@ -1,3 +1,5 @@
+import TensorCore
+
 /// A `sha256sum`-format list: `<64 hex digits>  <file name>` per line (`*name` for binary mode).
 public struct ChecksumList: Sendable, Equatable {
     /// File name → lowercase hex digest.
@@ -16,7 +18,7 @@ public struct ChecksumList: Sendable, Equatable {
             }
             let hex = parts[0].lowercased()
             guard hex.count == 64, hex.allSatisfy(\.isHexDigit) else {
-                throw .checksumListMalformed(file: fileName, line: number + 1, reason: "'\(parts[0])' is not a 64-digit SHA-256")
+                throw .checksumListMalformed(file: fileName, line: number + 1, reason: "'\(displayed(parts[0]))' is not a 64-digit SHA-256")
             }
             var name = parts[1].drop(while: { $0 == " " })
             if name.hasPrefix("*") { name = name.dropFirst() }

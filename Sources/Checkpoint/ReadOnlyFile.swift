@@ -12,13 +12,17 @@ public final class ReadOnlyFile: @unchecked Sendable {
     public let byteCount: Int
     private let fd: Int32
     private var mapping: UnsafeRawBufferPointer?
+    /// The mapping's slot in the SIGBUS handler's registry (FatalSignals).
+    private var mappingSlot: Int32 = -1
     private let mappingLock = NSLock()
+    /// Modification time when opened: with `byteCount`, what `changeSinceOpened` compares.
+    private let modified: timespec
 
     public init(path: String) throws(CheckpointError) {
         self.path = path
         // O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw CheckpointError.io(path: path, operation: "open", reason: errnoText()) }
+        guard fd >= 0 else { throw CheckpointError.io(path: path, operation: "open", reason: OpenFileLimit.explain(errno)) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             let reason = errnoText()
@@ -31,11 +35,33 @@ public final class ReadOnlyFile: @unchecked Sendable {
         }
         self.fd = fd
         self.byteCount = Int(st.st_size)
+        self.modified = st.st_mtim
     }
 
     deinit {
+        FatalSignals.unregisterMapping(mappingSlot)
         if let mapping, let base = mapping.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), mapping.count) }
         close(fd)
+    }
+
+    /// How the open file differs from when it was opened (its length or modification time), or nil when it
+    /// does not: another program rewrote or truncated it while we read it.
+    public func changeSinceOpened() -> String? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return "it can no longer be examined (\(errnoText()))" }
+        if Int(st.st_size) != byteCount { return "it was \(byteCount) bytes when opened, it is now \(st.st_size)" }
+        if st.st_mtim.tv_sec != modified.tv_sec || st.st_mtim.tv_nsec != modified.tv_nsec {
+            return "it was modified after it was opened"
+        }
+        return nil
+    }
+
+    /// Throws when the file changed since it was opened (see `changeSinceOpened`): what was read from it may
+    /// mix old and new bytes.
+    public func checkUnchanged() throws(CheckpointError) {
+        if let change = changeSinceOpened() {
+            throw CheckpointError.io(path: path, operation: "use it", reason: "the file changed while being read (\(change)); read it again once it is complete")
+        }
     }
 
     /// Reads exactly `count` bytes at `offset` into `buffer`.
@@ -85,6 +111,8 @@ public final class ReadOnlyFile: @unchecked Sendable {
         guard let p, p != MAP_FAILED else { throw CheckpointError.io(path: path, operation: "mmap", reason: errnoText()) }
         let buffer = UnsafeRawBufferPointer(start: p, count: byteCount)
         mapping = buffer
+        mappingSlot = FatalSignals.registerMapping(p, length: byteCount, fd: fd, path: path)
+        FatalSignals.afterMapping?(path)
         return buffer
     }
 

@@ -195,7 +195,7 @@ private struct HeaderParser {
                 func duplicate() -> CheckpointError {
                     .headerJSON(
                         file: fileName,
-                        error: JSONError(offset: keyOffset, reason: "duplicate key \"\(field)\" in tensor '\(name)'"))
+                        error: JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(field))\" in tensor '\(displayed(name))'"))
                 }
                 try json { s throws(JSONError) in try s.expect(UInt8(ascii: ":"), "':' after a key") }
                 switch field {

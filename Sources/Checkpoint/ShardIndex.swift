@@ -1,4 +1,5 @@
 import JSONCore
+import TensorCore
 
 /// `model.safetensors.index.json`: which shard file holds each tensor.
 public struct ShardIndex: Sendable {
@@ -44,7 +45,7 @@ public struct ShardIndex: Sendable {
                 repeat {
                     let keyOffset = scanner.position
                     let key = try scanner.parseString()
-                    guard seenKeys.insert(key).inserted else { throw JSONError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+                    guard seenKeys.insert(key).inserted else { throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(key))\"") }
                     try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
                     switch key {
                     case "weight_map":
@@ -88,7 +89,7 @@ public struct ShardIndex: Sendable {
             try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
             guard scanner.peek() == UInt8(ascii: "\"") else {
                 let value = try scanner.parseValue(depth: 2)
-                throw WrongShape(reason: "weight_map entry '\(tensor)' must be a file name string, found \(value.kindName)")
+                throw WrongShape(reason: "weight_map entry '\(displayed(tensor))' must be a file name string, found \(value.kindName)")
             }
             var shard = try scanner.parseString()
             if let known = interned[shard] {
@@ -98,7 +99,7 @@ public struct ShardIndex: Sendable {
                 interned[shard] = shard
             }
             guard map.updateValue(shard, forKey: tensor) == nil else {
-                throw JSONError(offset: keyOffset, reason: "duplicate key \"\(tensor)\"")
+                throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor))\"")
             }
         } while scanner.consume(UInt8(ascii: ","))
         try scanner.expect(UInt8(ascii: "}"), "',' or '}' in an object")

@@ -1,6 +1,7 @@
 import Foundation
 import JSONCore
 import ModelConfig
+import TensorCore
 
 /// Everything the forward pass reads from the text config, with transformers' `DeepseekV3Config` defaults
 /// where a key is absent (so a config that omits a key means what it means to transformers). The dimensions
@@ -58,10 +59,10 @@ public struct ForwardConfig: Sendable {
             return i
         }
         if let act = v["hidden_act"]?.stringValue, act != "silu" {
-            throw .unsupported("\(section).hidden_act \"\(act)\" (the reference pass implements silu)")
+            throw .unsupported("\(section).hidden_act \"\(displayed(act))\" (the reference pass implements silu)")
         }
         if let scoring = v["scoring_func"]?.stringValue, scoring != "sigmoid" {
-            throw .unsupported("\(section).scoring_func \"\(scoring)\" (the reference pass implements sigmoid routing)")
+            throw .unsupported("\(section).scoring_func \"\(displayed(scoring))\" (the reference pass implements sigmoid routing)")
         }
         self.text = text
         rmsNormEps = Float(try number("rms_norm_eps", 1e-6))
@@ -115,7 +116,7 @@ public struct RopeParameters: Sendable {
         switch type {
         case "default": kind = .plain
         case "yarn": kind = .yarn
-        default: throw .unsupported("\(section) rope type \"\(type)\" (the reference pass implements default and yarn)")
+        default: throw .unsupported("\(section) rope type \"\(displayed(type))\" (the reference pass implements default and yarn)")
         }
         guard kind == .yarn else { return }
         factor = try num(block, "factor") ?? 1

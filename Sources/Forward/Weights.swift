@@ -13,12 +13,12 @@ public enum ForwardError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .missingTensor(let name): "tensor \(name) is missing from the checkpoint"
-        case .wrongTensor(let name, let reason): "tensor \(name): \(reason)"
-        case .config(let key, let reason): "config.json \(key): \(reason)"
-        case .unsupported(let what): "not supported by the reference forward pass: \(what)"
-        case .input(let reason): reason
-        case .io(let reason): reason
+        case .missingTensor(let name): "tensor \(displayed(name)) is missing from the checkpoint"
+        case .wrongTensor(let name, let reason): "tensor \(displayed(name)): \(displayed(reason, limit: nil))"
+        case .config(let key, let reason): "config.json \(displayed(key)): \(displayed(reason, limit: nil))"
+        case .unsupported(let what): "not supported by the reference forward pass: \(displayed(what, limit: nil))"
+        case .input(let reason): displayed(reason, limit: nil)
+        case .io(let reason): displayed(reason, limit: nil)
         }
     }
 }
@@ -294,7 +294,7 @@ public final class ModelWeights: @unchecked Sendable {
         if let codes = parts.first(where: { $0.form == .packed }), let scales = parts.first(where: { $0.form == .scale }),
             let logical = codes.logicalShape, case let .packQuantized(bits, group, _)? = codes.method {
             let c = try checkedView(codes), s = try checkedView(scales)
-            guard bits == 4 || bits == 8, 32 % bits == 0 else { throw .unsupported("\(bits)-bit pack-quantized weights (\(codes.name))") }
+            guard bits == 4 || bits == 8, 32 % bits == 0 else { throw .unsupported("\(bits)-bit pack-quantized weights (\(displayed(codes.name)))") }
             guard Decode.isFloat(s.dtype) else { throw .wrongTensor(name: scales.name, reason: "scales must be a float dtype, found \(s.dtype.rawValue)") }
             return WeightMatrix(
                 name: codes.module ?? codes.name, rows: logical[0], cols: logical[1],
@@ -304,7 +304,7 @@ public final class ModelWeights: @unchecked Sendable {
         if let blocks = parts.first(where: { $0.form == .blockScale }), let weight = parts.first(where: { $0.form == .plain }),
             case let .fp8Block(br, bc)? = blocks.method {
             let w = try checkedView(weight), s = try checkedView(blocks)
-            guard w.dtype == .f8e4m3 else { throw .unsupported("FP8 block weights of dtype \(w.dtype.rawValue) (\(weight.name))") }
+            guard w.dtype == .f8e4m3 else { throw .unsupported("FP8 block weights of dtype \(w.dtype.rawValue) (\(displayed(weight.name)))") }
             guard Decode.isFloat(s.dtype) else { throw .wrongTensor(name: blocks.name, reason: "block scales must be a float dtype") }
             return WeightMatrix(name: weight.name, rows: w.shape[0], cols: w.shape[1], storage: .fp8Block(weight: w, scales: s, blockRows: br, blockCols: bc))
         }

@@ -169,7 +169,7 @@ struct DataScan {
                 let code = stats.nonFinite > 0 ? "scale_not_finite" : "scale_not_positive"
                 result.findings.append(Finding(
                     code: code, file: file, tensor: entry.name,
-                    message: "\(file): tensor '\(entry.name)': \(stats.badCount) of \(stats.count) scales are not finite and positive (\(stats.nonFinite) NaN/Inf, \(stats.nonPositive) zero or negative); first at [\(bad.index / columns), \(bad.index % columns)] = \(bad.value.isNaN ? "NaN" : "\(bad.value)")"))
+                    message: "\(displayed(file)): tensor '\(displayed(entry.name))': \(stats.badCount) of \(stats.count) scales are not finite and positive (\(stats.nonFinite) NaN/Inf, \(stats.nonPositive) zero or negative); first at [\(bad.index / columns), \(bad.index % columns)] = \(bad.value.isNaN ? "NaN" : "\(bad.value)")"))
             }
             if stats.minimum.isFinite {
                 result.scaleMin = min(result.scaleMin, stats.minimum)
@@ -189,7 +189,7 @@ struct DataScan {
                 let module = expected.module ?? entry.name
                 result.findings.append(Finding(
                     code: "wrong_weight_shape", file: file, tensor: entry.name,
-                    message: "\(file): tensor '\(entry.name)': weight_shape holds \(formatShape(values)) but weight_packed, weight_scale and config.json give \(formatShape(logical)) for '\(module)'"))
+                    message: "\(displayed(file)): tensor '\(displayed(entry.name))': weight_shape holds \(formatShape(values)) but weight_packed, weight_scale and config.json give \(formatShape(logical)) for '\(displayed(module))'"))
             }
         }
     }
@@ -218,7 +218,7 @@ struct DataScan {
             let t = totals[tensor]!
             return Finding(
                 code: "non_finite_values", file: t.file, tensor: tensor,
-                message: "\(t.file): tensor '\(tensor)': \(t.count) NaN/Inf value\(t.count == 1 ? "" : "s"), first at flat index \(t.first)")
+                message: "\(displayed(t.file)): tensor '\(displayed(tensor))': \(t.count) NaN/Inf value\(t.count == 1 ? "" : "s"), first at flat index \(t.first)")
         }
     }
 }

@@ -146,8 +146,8 @@ public struct InspectReport: Sendable, Codable {
     public func renderText() -> String {
         var out = ""
         func line(_ label: String, _ value: String) { out += label.padding(toLength: 15, withPad: " ", startingAt: 0) + value + "\n" }
-        line("checkpoint", path)
-        if let architecture, let architectureName { line("architecture", "\(architectureName) (\(architecture))") }
+        line("checkpoint", displayed(path))
+        if let architecture, let architectureName { line("architecture", "\(displayed(architectureName)) (\(displayed(architecture)))") }
         if let m = model {
             line("layers", "\(m.layers) (\(m.denseLayers) dense, \(m.moeLayers) MoE); hidden \(m.hiddenSize), \(m.attentionHeads) heads, vocab \(grouped(m.vocabSize))")
             line("experts", "\(m.routedExperts) routed, top-\(m.expertsPerToken), \(m.sharedExperts) shared")
@@ -187,10 +187,10 @@ func renderFindings(_ findings: [Finding], limit: Int = 20) -> String {
         var perCode: [String: Int] = [:]
         for f in some {
             perCode[f.code, default: 0] += 1
-            if perCode[f.code]! <= limit { out += "  \(severity == .error ? "✗" : "!") \(f.message)\n" }
+            if perCode[f.code]! <= limit { out += "  \(severity == .error ? "✗" : "!") \(displayed(f.message, limit: nil))\n" }
         }
         for (code, count) in perCode.sorted(by: { $0.key < $1.key }) where count > limit {
-            out += "  … and \(count - limit) more \(code) \(severity == .error ? "problems" : "warnings") (see --json)\n"
+            out += "  … and \(count - limit) more \(displayed(code)) \(severity == .error ? "problems" : "warnings") (see --json)\n"
         }
     }
     return out

@@ -57,7 +57,7 @@ public struct LoadedCheckpoint: Sendable {
     public var unusableReason: String? {
         let errors = findings.filter { $0.severity == .error }
         guard !errors.isEmpty || config == nil else { return nil }
-        return "\(directory.path) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(errors.first?.message ?? "no readable config.json")"
+        return "\(displayed(directory.path)) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(errors.first?.message ?? "no readable config.json")"
     }
 
     /// The expected tensor a header entry corresponds to.
@@ -92,7 +92,7 @@ public struct LoadedCheckpoint: Sendable {
                 guard position >= 0 else {
                     findings.append(Finding(
                         code: "unexpected_tensor", file: name, tensor: entry.name,
-                        message: "\(name): tensor '\(entry.name)' \(formatShape(entry.shape)) \(entry.dtype.rawValue) is not implied by config.json"))
+                        message: "\(displayed(name)): tensor '\(displayed(entry.name))' \(formatShape(entry.shape)) \(entry.dtype.rawValue) is not implied by config.json"))
                     continue
                 }
                 present[position] = true
@@ -100,12 +100,12 @@ public struct LoadedCheckpoint: Sendable {
                 if entry.shape != e.shape {
                     findings.append(Finding(
                         code: "wrong_shape", file: name, tensor: e.name,
-                        message: "\(name): tensor '\(e.name)': shape \(formatShape(entry.shape)), expected \(formatShape(e.shape)) from config.json (\(e.role))"))
+                        message: "\(displayed(name)): tensor '\(displayed(e.name))': shape \(formatShape(entry.shape)), expected \(formatShape(e.shape)) from config.json (\(e.role))"))
                 }
                 if !e.dtypes.contains(entry.dtype) {
                     findings.append(Finding(
                         code: "wrong_dtype", file: name, tensor: e.name,
-                        message: "\(name): tensor '\(e.name)': dtype \(entry.dtype.rawValue), expected \(e.dtypes.map(\.rawValue).joined(separator: " or ")) (\(e.role))"))
+                        message: "\(displayed(name)): tensor '\(displayed(e.name))': dtype \(entry.dtype.rawValue), expected \(e.dtypes.map(\.rawValue).joined(separator: " or ")) (\(e.role))"))
                 }
             }
         }
@@ -129,10 +129,10 @@ public struct LoadedCheckpoint: Sendable {
                 home = likelyShard(of: position, in: expected, dir)
                 homes[key] = home
             }
-            let place = home.map { " from \($0), which holds the rest of its \(e.layer == nil ? e.role : "layer")" } ?? ""
+            let place = home.map { " from \(displayed($0)), which holds the rest of its \(e.layer == nil ? e.role : "layer")" } ?? ""
             findings.append(Finding(
                 code: "missing_tensor", file: home, tensor: e.name,
-                message: "tensor '\(e.name)' is missing\(place): the config implies \(formatShape(e.shape)) \(dtypes) (\(e.role))"))
+                message: "tensor '\(displayed(e.name))' is missing\(place): the config implies \(formatShape(e.shape)) \(dtypes) (\(e.role))"))
         }
         return findings
     }

@@ -57,8 +57,8 @@ public struct VerifyReport: Sendable, Codable {
     public var errorCount: Int { findings.filter { $0.severity == .error }.count }
 
     public func renderText() -> String {
-        var out = "checkpoint     \(path)\n"
-        if let architecture { out += "architecture   \(architecture)\n" }
+        var out = "checkpoint     \(displayed(path))\n"
+        if let architecture { out += "architecture   \(displayed(architecture))\n" }
         out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : "shard")\(shardCount == 1 ? "" : "s")"
         if let expectedTensorCount { out += " (config implies \(grouped(expectedTensorCount)))" }
         out += "\n"
@@ -148,12 +148,12 @@ public enum Verifier {
         var checked = 0
         let shards = Set(dir.shardNames)
         for name in dir.shardNames where list.digests[name] == nil {
-            findings.append(Finding(.warning, code: "checksum_not_listed", file: name, message: "\(name): no SHA-256 listed for this shard"))
+            findings.append(Finding(.warning, code: "checksum_not_listed", file: name, message: "\(displayed(name)): no SHA-256 listed for this shard"))
         }
         for (name, digest) in list.digests.sorted(by: { $0.key < $1.key }) where !shards.contains(name) {
             let path = dir.path + "/" + name
             guard FileManager.default.fileExists(atPath: path) else {
-                findings.append(Finding(.warning, code: "checksum_file_absent", file: name, message: "\(name): listed in the SHA-256 list but not in the checkpoint folder"))
+                findings.append(Finding(.warning, code: "checksum_file_absent", file: name, message: "\(displayed(name)): listed in the SHA-256 list but not in the checkpoint folder"))
                 continue
             }
             do {
@@ -163,7 +163,7 @@ public enum Verifier {
             } catch let error as CheckpointError {
                 findings.append(Finding(error))
             } catch {
-                findings.append(Finding(code: "io", file: name, message: "\(name): \(error)"))
+                findings.append(Finding(code: "io", file: name, message: "\(displayed(name)): \(error)"))
             }
         }
         return (findings, checked)

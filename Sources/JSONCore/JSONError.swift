@@ -1,3 +1,5 @@
+import TensorCore
+
 /// A JSON document that breaks RFC 8259 or one of our bounds. `offset` is the byte position.
 public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
     public var offset: Int
@@ -8,5 +10,5 @@ public struct JSONError: Error, Equatable, Sendable, CustomStringConvertible {
         self.reason = reason
     }
 
-    public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+    public var description: String { "invalid JSON at byte \(offset): \(displayed(reason, limit: nil))" }
 }

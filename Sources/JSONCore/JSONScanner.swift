@@ -1,3 +1,5 @@
+import TensorCore
+
 /// A strict, allocation-light JSON reader over bytes (RFC 8259): no trailing commas, no comments,
 /// no NaN, no leading zeros, strings must be valid UTF-8, nesting is bounded.
 ///
@@ -243,7 +245,7 @@ public struct JSONScanner {
                 try expect(UInt8(ascii: ":"), "':' after an object key")
                 let value = try parseValue(depth: depth + 1)
                 if !object.append(key, value) {
-                    throw JSONError(offset: keyOffset, reason: "duplicate key \"\(key)\"")
+                    throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(key))\"")
                 }
             } while consume(UInt8(ascii: ","))
             try expect(UInt8(ascii: "}"), "',' or '}' in an object")

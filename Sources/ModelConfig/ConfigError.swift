@@ -1,4 +1,5 @@
 import JSONCore
+import TensorCore
 
 /// Problems with config.json, a manifest, or the pairing of the two.
 public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -16,26 +17,26 @@ public enum ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .missingConfig(path):
-            return "\(path): no config.json: k2pack needs the model's config.json next to its weights"
+            return "\(displayed(path)): no config.json: k2pack needs the model's config.json next to its weights"
         case let .invalidJSON(file, error):
-            return "\(file): not valid JSON: \(error.description)"
+            return "\(displayed(file)): not valid JSON: \(error.description)"
         case let .notAnObject(file, key):
-            return "\(file): \(key.map { "\"\($0)\"" } ?? "the document") must be a JSON object"
+            return "\(displayed(file)): \(key.map { "\"\(displayed($0))\"" } ?? "the document") must be a JSON object"
         case let .unknownArchitecture(modelType, known):
-            let found = modelType.map { "model_type \"\($0)\"" } ?? "no model_type"
+            let found = modelType.map { "model_type \"\(displayed($0))\"" } ?? "no model_type"
             return "config.json: \(found) is not a supported architecture (supported: \(known.joined(separator: ", ")))"
         case let .missingKey(file, section, key):
-            return "\(file): \(section) is missing required key \"\(key)\""
+            return "\(displayed(file)): \(displayed(section)) is missing required key \"\(displayed(key))\""
         case let .wrongType(file, section, key, expected, found):
-            return "\(file): \(section) key \"\(key)\" must be \(expected), found \(found)"
+            return "\(displayed(file)): \(displayed(section)) key \"\(displayed(key))\" must be \(expected), found \(displayed(found))"
         case let .invalidValue(file, section, key, reason):
-            return "\(file): \(section) key \"\(key)\": \(reason)"
+            return "\(displayed(file)): \(displayed(section)) key \"\(displayed(key))\": \(displayed(reason, limit: nil))"
         case let .unsupportedQuantization(file, reason):
-            return "\(file): unsupported quantization_config: \(reason)"
+            return "\(displayed(file)): unsupported quantization_config: \(displayed(reason, limit: nil))"
         case let .manifest(name, reason):
-            return "manifest \(name): \(reason)"
+            return "manifest \(displayed(name)): \(displayed(reason, limit: nil))"
         case let .expression(expression, reason):
-            return "shape expression \"\(expression)\": \(reason)"
+            return "shape expression \"\(displayed(expression))\": \(displayed(reason, limit: nil))"
         }
     }
 }

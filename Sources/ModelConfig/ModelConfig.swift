@@ -53,7 +53,7 @@ public struct ModelConfig: Sendable {
         let dtypeName = textObject["torch_dtype"]?.stringValue ?? textObject["dtype"]?.stringValue
             ?? object["torch_dtype"]?.stringValue ?? object["dtype"]?.stringValue ?? "bfloat16"
         guard let dtype = Self.dtype(torchName: dtypeName) else {
-            throw .invalidValue(file: file, section: textSection, key: "torch_dtype", reason: "unsupported dtype \"\(dtypeName)\"")
+            throw .invalidValue(file: file, section: textSection, key: "torch_dtype", reason: "unsupported dtype \"\(displayed(dtypeName))\"")
         }
         return ModelConfig(
             architecture: arch, raw: object, text: text, vision: vision, quantization: quantization, weightDType: dtype)

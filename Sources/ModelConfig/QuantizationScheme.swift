@@ -48,7 +48,7 @@ public struct QuantizationScheme: Sendable, Equatable {
         let ignore = (object["ignore"]?.arrayValue ?? object["modules_to_not_convert"]?.arrayValue ?? []).compactMap(\.stringValue)
         for pattern in ignore where pattern.hasPrefix("re:") && !PatternCache.shared.pattern(String(pattern.dropFirst(3))).isValid {
             throw .unsupportedQuantization(
-                file: file, reason: "ignore pattern \"\(pattern)\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
+                file: file, reason: "ignore pattern \"\(displayed(pattern))\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
         }
         switch method {
         case "compressed-tensors":
@@ -58,18 +58,18 @@ public struct QuantizationScheme: Sendable, Equatable {
             }
             var groups: [Group] = []
             for (name, g) in groupsObject.entries {
-                let where_ = "\(section).config_groups.\(name)"
+                let where_ = "\(section).config_groups.\(displayed(name))"
                 let targets = g["targets"]?.arrayValue?.compactMap(\.stringValue) ?? []
                 for t in targets where t.hasPrefix("re:") && !PatternCache.shared.pattern(String(t.dropFirst(3))).isValid {
                     throw .unsupportedQuantization(
-                        file: file, reason: "target pattern \"\(t)\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
+                        file: file, reason: "target pattern \"\(displayed(t))\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
                 }
                 guard let weights = g["weights"]?.objectValue else {
                     throw .missingKey(file: file, section: where_, key: "weights")
                 }
                 let groupFormat = g["format"]?.stringValue ?? format
                 guard groupFormat == "pack-quantized" else {
-                    throw .unsupportedQuantization(file: file, reason: "format \"\(groupFormat ?? "none")\" (k2pack reads pack-quantized)")
+                    throw .unsupportedQuantization(file: file, reason: "format \"\(displayed(groupFormat ?? "none"))\" (k2pack reads pack-quantized)")
                 }
                 guard let bits = weights["num_bits"]?.intValue, bits == 4 || bits == 8 else {
                     throw .unsupportedQuantization(file: file, reason: "\(where_).weights.num_bits must be 4 or 8")
@@ -96,7 +96,7 @@ public struct QuantizationScheme: Sendable, Equatable {
             // DeepSeek keeps the output head in BF16.
             return QuantizationScheme(quantMethod: method, format: object["fmt"]?.stringValue, groups: [group], ignore: ignore + ["lm_head"], location: location)
         default:
-            throw .unsupportedQuantization(file: file, reason: "quant_method \"\(method)\" (k2pack reads compressed-tensors and fp8)")
+            throw .unsupportedQuantization(file: file, reason: "quant_method \"\(displayed(method))\" (k2pack reads compressed-tensors and fp8)")
         }
     }
 

@@ -26,7 +26,7 @@ public enum ModelStore {
         }
         let checkpoint = try LoadedCheckpoint(path: path)
         if let reason = checkpoint.unusableReason { throw ForwardError.input(reason) }
-        guard let config = checkpoint.config else { throw ForwardError.input("\(path): no readable config.json") }
+        guard let config = checkpoint.config else { throw ForwardError.input("\(displayed(path)): no readable config.json") }
         return Opened(kind: .huggingFace, config: config, store: CheckpointTensorStore(checkpoint.directory))
     }
 }
@@ -89,16 +89,16 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         self.folder = folder
         let manifest = try PackManifest.read(folder: folder)
         if let shard = manifest.shard, !asRank {
-            throw ForwardError.input("\(folder) is rank \(shard.rank) of a shard set: run the forward pass from the whole set (parity --shards SET)")
+            throw ForwardError.input("\(displayed(folder)) is rank \(shard.rank) of a shard set: run the forward pass from the whole set (parity --shards SET)")
         }
         let configPath = folder + "/" + CheckpointDirectory.configFileName
         guard let bytes = FileManager.default.contents(atPath: configPath) else {
-            throw ForwardError.input("\(configPath): missing (a k2pack folder carries the source config.json)")
+            throw ForwardError.input("\(displayed(configPath)): missing (a k2pack folder carries the source config.json)")
         }
         config = try ModelConfig.parse(Array(bytes))
         files = try manifest.files.map { try PackFile(path: folder + "/" + $0, name: $0) }
         if let archive = files.first(where: \.isArchive) {
-            throw ForwardError.unsupported("\(archive.name) is a zstd archive (convert --compress); run the forward pass on the uncompressed k2pack folder or the Hugging Face folder")
+            throw ForwardError.unsupported("\(displayed(archive.name)) is a zstd archive (convert --compress); run the forward pass on the uncompressed k2pack folder or the Hugging Face folder")
         }
         for (f, file) in files.enumerated() {
             for t in file.table.tensors {
@@ -135,7 +135,7 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
                 name: name, dtype: loc.dtype, shape: loc.shape, bytes: UnsafeRawBufferPointer(rebasing: whole[loc.offset..<(loc.offset + loc.length)])
             ) { handle.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) }
         } catch {
-            throw .io("\(file.name): \(error.description)")
+            throw .io("\(displayed(file.name)): \(error.description)")
         }
     }
 

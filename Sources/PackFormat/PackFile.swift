@@ -58,7 +58,7 @@ public final class PackFile: Sendable {
                 f += 1
             }
             guard covered == source.length else {
-                throw .tensorInvalid(file: file, tensor: t.name, reason: "its frames do not end where source '\(source.name)' ends")
+                throw .tensorInvalid(file: file, tensor: t.name, reason: "its frames do not end where source '\(displayed(source.name))' ends")
             }
             ranges.append(first..<f)
         }
@@ -107,11 +107,11 @@ public final class PackFile: Sendable {
             throw .tableInvalid(file: name, reason: "\(error)")
         }
         guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
-            throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(table.compression ?? "")\" in an uncompressed file")
+            throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(displayed(table.compression ?? ""))\" in an uncompressed file")
         }
         var names = Set<String>()
         for t in table.tensors where !names.insert(t.name).inserted {
-            throw .tableInvalid(file: name, reason: "tensor '\(t.name)' is listed twice")
+            throw .tableInvalid(file: name, reason: "tensor '\(displayed(t.name))' is listed twice")
         }
         if isArchive {
             try validateFrames(table, name: name, dataEnd: Int(tableOffset))
@@ -170,11 +170,17 @@ public final class PackFile: Sendable {
 
     /// Copies the bytes of source `index` of a tensor into `output` from byte `offset` on, in pieces of at most
     /// 64 MiB (see `readSource`).
+    /// A failure while this file changed under us (a write from a mapping that shrank fails) names this file.
     public func copySource(_ tensor: PackTensor, _ index: Int, to output: AtomicFile, at offset: Int) throws {
         var at = offset
-        try readSource(tensor, index) { piece in
-            try output.write(piece, at: at)
-            at += piece.count
+        do {
+            try readSource(tensor, index) { piece in
+                try output.write(piece, at: at)
+                at += piece.count
+            }
+        } catch {
+            try file.checkUnchanged()
+            throw error
         }
     }
 

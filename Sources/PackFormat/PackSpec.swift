@@ -175,20 +175,22 @@ public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
     case tensorInvalid(file: String, tensor: String, reason: String)
     case checksumMismatch(file: String, tensor: String, expected: String, actual: String)
     case sourceInvalid(reason: String)
-    case outputExists(path: String)
+    /// `resumable`: the command has `--resume` (convert), and the message says so.
+    case outputExists(path: String, resumable: Bool = false)
 
     public var description: String {
         switch self {
-        case let .io(path, operation, reason): "\(path): cannot \(operation): \(reason)"
-        case let .notPack(file, reason): "\(file): not a k2pack file: \(reason)"
-        case let .unsupportedVersion(file, version): "\(file): k2pack format version \(version) is not supported (this build reads version \(PackSpec.version))"
-        case let .headerInvalid(file, reason): "\(file): invalid header: \(reason)"
-        case let .tableChecksum(file, expected, actual): "\(file): tensor table is corrupt: xxHash64 \(actual), header records \(expected)"
-        case let .tableInvalid(file, reason): "\(file): invalid tensor table: \(reason)"
-        case let .tensorInvalid(file, tensor, reason): "\(file): tensor '\(tensor)': \(reason)"
-        case let .checksumMismatch(file, tensor, expected, actual): "\(file): tensor '\(tensor)': data is corrupt: xxHash64 \(actual), table records \(expected)"
-        case let .sourceInvalid(reason): "cannot convert: \(reason)"
-        case let .outputExists(path): "\(path): already exists and is not empty; choose a new folder (or --resume an interrupted convert)"
+        case let .io(path, operation, reason): "\(displayed(path)): cannot \(operation): \(displayed(reason, limit: nil))"
+        case let .notPack(file, reason): "\(displayed(file)): not a k2pack file: \(displayed(reason, limit: nil))"
+        case let .unsupportedVersion(file, version): "\(displayed(file)): k2pack format version \(version) is not supported (this build reads version \(PackSpec.version))"
+        case let .headerInvalid(file, reason): "\(displayed(file)): invalid header: \(displayed(reason, limit: nil))"
+        case let .tableChecksum(file, expected, actual): "\(displayed(file)): tensor table is corrupt: xxHash64 \(displayed(actual)), header records \(displayed(expected))"
+        case let .tableInvalid(file, reason): "\(displayed(file)): invalid tensor table: \(displayed(reason, limit: nil))"
+        case let .tensorInvalid(file, tensor, reason): "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
+        case let .checksumMismatch(file, tensor, expected, actual): "\(displayed(file)): tensor '\(displayed(tensor))': data is corrupt: xxHash64 \(displayed(actual)), table records \(displayed(expected))"
+        case let .sourceInvalid(reason): "cannot convert: \(displayed(reason, limit: nil))"
+        case let .outputExists(path, resumable):
+            "\(displayed(path)): already exists and is not empty; choose a new folder" + (resumable ? " (or --resume an interrupted convert)" : "")
         }
     }
 }

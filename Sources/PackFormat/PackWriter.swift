@@ -43,12 +43,14 @@ public enum PackWriter {
 
     /// Writes a k2pack file atomically. `read` returns the bytes of a source slice (a mapped view, valid during
     /// the call); `release` is told each range of a source once it is copied (so mapped pages can be dropped
-    /// and memory stays bounded); `progress` is told how many bytes were copied.
+    /// and memory stays bounded); `progress` is told how many bytes were copied; `beforeCommit` may still refuse
+    /// the finished file (its sources changed while being read) before it is renamed into place.
     public static func write(
         path: String, tensors planned: [PlannedTensor],
         read: (PackSource) throws -> UnsafeRawBufferPointer,
         release: (PackSource, Range<Int>) -> Void = { _, _ in },
-        progress: (Int) -> Void = { _ in }
+        progress: (Int) -> Void = { _ in },
+        beforeCommit: () throws -> Void = {}
     ) throws -> PackTable {
         var (table, dataOffset, fileLength) = try layout(planned)
         let file = try AtomicFile(path: path)
@@ -69,6 +71,7 @@ public enum PackWriter {
         precondition(PackSpec.alignment + tableBytes.count <= dataOffset, "table grew after checksums were filled in")
         try file.write(tableBytes, at: PackSpec.alignment)
         try file.write(header(tableLength: tableBytes.count, tableHash: tableBytes.withUnsafeBytes { XXHash64.hash($0) }, dataOffset: dataOffset, fileLength: fileLength), at: 0)
+        try beforeCommit()
         try file.commit()
         return table
     }
@@ -80,7 +83,8 @@ public enum PackWriter {
         path: String, tensors planned: [PlannedTensor], level: Int32,
         read: (PackSource) throws -> UnsafeRawBufferPointer,
         release: (PackSource, Range<Int>) -> Void = { _, _ in },
-        progress: (Int) -> Void = { _ in }
+        progress: (Int) -> Void = { _ in },
+        beforeCommit: () throws -> Void = {}
     ) throws -> PackTable {
         let file = try AtomicFile(path: path)
         var at = PackSpec.fixedHeaderSize
@@ -92,7 +96,7 @@ public enum PackWriter {
                 try pieces(of: source, read: read, release: release, progress: progress) { piece in
                     hash.update(piece)
                     let frame: [UInt8]
-                    do { frame = try Zstd.compress(piece, level: level) } catch { throw PackError.sourceInvalid(reason: "\(source.name): \(error)") }
+                    do { frame = try Zstd.compress(piece, level: level) } catch { throw PackError.sourceInvalid(reason: "\(displayed(source.name)): \(error)") }
                     try file.write(frame, at: at)
                     frames.append(PackFrame(offset: at, length: frame.count, size: piece.count))
                     at += frame.count
@@ -109,6 +113,7 @@ public enum PackWriter {
             header(magic: PackSpec.archiveMagic, tableOffset: at, tableLength: tableBytes.count,
                    tableHash: tableBytes.withUnsafeBytes { XXHash64.hash($0) }, dataOffset: PackSpec.fixedHeaderSize,
                    fileLength: at + tableBytes.count), at: 0)
+        try beforeCommit()
         try file.commit()
         return table
     }
@@ -122,7 +127,7 @@ public enum PackWriter {
     ) throws {
         let bytes = try read(source)
         guard let span = source.span, bytes.count == span else {
-            throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' gave \(bytes.count) bytes, expected \(source.span ?? -1)")
+            throw PackError.sourceInvalid(reason: "\(displayed(source.shard)): '\(displayed(source.name))' gave \(bytes.count) bytes, expected \(source.span ?? -1)")
         }
         let run = source.runLength
         guard let slice = source.slice, slice.runs > 1, run > 0, run < PackSpec.maxFrameSize else {

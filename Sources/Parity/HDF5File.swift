@@ -1,4 +1,5 @@
 import CHDF5
+import TensorCore
 
 /// Reading and writing float32 / int datasets in HDF5 files: the only importer of libhdf5.
 /// HDF5's own error printing is silenced; failures come back as `HDF5Error` naming file and dataset.
@@ -10,7 +11,7 @@ public final class HDF5File {
             self.path = path
             self.reason = reason
         }
-        public var description: String { "\(path): \(reason)" }
+        public var description: String { "\(displayed(path)): \(displayed(reason, limit: nil))" }
     }
 
     public let path: String
@@ -57,7 +58,7 @@ public final class HDF5File {
     private func write(
         _ name: String, shape: [Int], type: hid_t, count: Int, _ pointer: () -> UnsafeRawPointer
     ) throws(HDF5Error) {
-        guard shape.reduce(1, *) == count else { throw HDF5Error(path: path, reason: "\(name): shape does not match the value count") }
+        guard shape.reduce(1, *) == count else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape does not match the value count") }
         var dims = shape.map { hsize_t($0) }
         let space = H5Screate_simple(Int32(dims.count), &dims, nil)
         defer { H5Sclose(space) }
@@ -65,10 +66,10 @@ public final class HDF5File {
         H5Pset_create_intermediate_group(links, 1)
         defer { H5Pclose(links) }
         let set = H5Dcreate2(id, name, type, space, links, chdf5_p_default(), chdf5_p_default())
-        guard set >= 0 else { throw HDF5Error(path: path, reason: "\(name): cannot create dataset") }
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
         defer { H5Dclose(set) }
         guard H5Dwrite(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), pointer()) >= 0 else {
-            throw HDF5Error(path: path, reason: "\(name): write failed")
+            throw HDF5Error(path: path, reason: "\(displayed(name)): write failed")
         }
     }
 
@@ -98,32 +99,32 @@ public final class HDF5File {
         _ name: String, as: T.Type, type: hid_t, integersOnly: Bool, maxElements: Int
     ) throws(HDF5Error) -> (values: [T], shape: [Int]) {
         let set = H5Dopen2(id, name, chdf5_p_default())
-        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(name)") }
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
         defer { H5Dclose(set) }
         if integersOnly {
             let stored = H5Dget_type(set)
             let typeClass = H5Tget_class(stored)
             H5Tclose(stored)
-            guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(name): expected an integer dataset") }
+            guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(displayed(name)): expected an integer dataset") }
         }
         let space = H5Dget_space(set)
         defer { H5Sclose(space) }
         let rank = H5Sget_simple_extent_ndims(space)
-        guard rank >= 0, rank <= 8 else { throw HDF5Error(path: path, reason: "\(name): unsupported rank \(rank)") }
+        guard rank >= 0, rank <= 8 else { throw HDF5Error(path: path, reason: "\(displayed(name)): unsupported rank \(rank)") }
         var dims = [hsize_t](repeating: 0, count: Int(rank))
         H5Sget_simple_extent_dims(space, &dims, nil)
         var count: UInt64 = 1
         for d in dims {
             let (p, overflow) = count.multipliedReportingOverflow(by: UInt64(d))
-            guard !overflow else { throw HDF5Error(path: path, reason: "\(name): shape overflows") }
+            guard !overflow else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape overflows") }
             count = p
         }
         guard count <= UInt64(maxElements) else {
-            throw HDF5Error(path: path, reason: "\(name): \(count) elements exceeds the limit of \(maxElements)")
+            throw HDF5Error(path: path, reason: "\(displayed(name)): \(count) elements exceeds the limit of \(maxElements)")
         }
         var values = [T](repeating: 0, count: Int(count))
         let status = values.withUnsafeMutableBytes { H5Dread(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
-        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(name): read failed (not numeric?)") }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): read failed (not numeric?)") }
         return (values, dims.map { Int($0) })
     }
 }

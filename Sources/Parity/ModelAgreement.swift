@@ -1,5 +1,6 @@
 import Forward
 import Foundation
+import TensorCore
 
 /// How closely two forward passes of the same model agree on the same input, layer by layer: a sharded model's
 /// against the unsharded one, where only the order of the collectives' sums may differ.
@@ -64,7 +65,7 @@ public struct ModelAgreement: Codable, Sendable {
     }
 
     public func renderText(test: String, reference: String) -> String {
-        var out = "\(test) vs \(reference): \(tokens) tokens\n"
+        var out = "\(displayed(test)) vs \(displayed(reference)): \(tokens) tokens\n"
         func line(_ name: String, _ c: Comparison) -> String {
             String(format: "  %@ max-abs %.3e  (at token %d, channel %d)\n", name.padding(toLength: 22, withPad: " ", startingAt: 0), c.maxAbs, c.worstAt[1], c.worstAt[2])
         }

@@ -1,14 +1,15 @@
 import Foundation
+import TensorCore
 
 extension ParityReport {
     /// The human-readable report: one line per layer and part, then the verdict.
     public func renderText() -> String {
         func e(_ x: Double) -> String { x.isFinite ? String(format: "%.2e", x) : "\(x)" }
         var lines: [String] = []
-        lines.append("parity \(model) vs \(reference)")
-        let declared = referenceDequant.map { " (reference: \($0))" } ?? ""
+        lines.append("parity \(displayed(model)) vs \(displayed(reference))")
+        let declared = referenceDequant.map { " (reference: \(displayed($0)))" } ?? ""
         lines.append("  dequant \(dequant)\(declared), \(sequences)×\(tokens) tokens, tolerance max-abs ≤ \(e(tolerance.atol)) and ≤ \(e(tolerance.rtol)) × reference max")
-        for note in notes { lines.append("  note: \(note)") }
+        for note in notes { lines.append("  note: \(displayed(note, limit: nil))") }
         lines.append("")
         lines.append("layer  kind   part            max-abs   mean-abs  rel-diff  cosine       isolated max-abs")
         for layer in layers {

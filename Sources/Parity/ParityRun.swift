@@ -1,5 +1,6 @@
 import Forward
 import Foundation
+import TensorCore
 
 /// One compared tensor of one layer.
 public struct PartReport: Codable, Sendable {
@@ -107,7 +108,7 @@ public enum ParityRun {
             h = try forward.embed(ref.inputIDs)
         } else {
             guard let start = try ref.activation("layers/\(range.lowerBound)/layer_in", width: H) else {
-                throw ForwardError.input("\(ref.label): starting at layer \(range.lowerBound) needs layers/\(range.lowerBound)/layer_in in the reference")
+                throw ForwardError.input("\(displayed(ref.label)): starting at layer \(range.lowerBound) needs layers/\(range.lowerBound)/layer_in in the reference")
             }
             h = start
         }

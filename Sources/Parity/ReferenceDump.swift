@@ -1,4 +1,5 @@
 import Forward
+import TensorCore
 
 /// A reference dump (docs/REFERENCE-DUMPS.md): `input_ids` [B, T] and optional activations under a group.
 public final class ReferenceDump: @unchecked Sendable {
@@ -18,6 +19,11 @@ public final class ReferenceDump: @unchecked Sendable {
     /// Tokens per dump (B × T) accepted.
     public static let maxTokens = 1 << 20
 
+    /// The file of a `path` or `path:/group` spec.
+    public static func filePath(of spec: String) -> String {
+        spec.range(of: ":/", options: .backwards).map { String(spec[..<$0.lowerBound]) } ?? spec
+    }
+
     /// Opens `path` or `path:/group`.
     public init(spec: String) throws(HDF5File.HDF5Error) {
         var path = spec, group = ""
@@ -30,7 +36,7 @@ public final class ReferenceDump: @unchecked Sendable {
         file = try HDF5File.open(path)
         self.group = group
         if !group.isEmpty, !file.exists(group) {
-            throw HDF5File.HDF5Error(path: path, reason: "no group \(group)")
+            throw HDF5File.HDF5Error(path: path, reason: "no group \(displayed(group))")
         }
         let name = group + "/input_ids"
         guard file.exists(name) else { throw HDF5File.HDF5Error(path: label, reason: "no input_ids dataset (the one dataset a dump must have)") }
@@ -56,7 +62,7 @@ public final class ReferenceDump: @unchecked Sendable {
         let (values, shape) = try file.readFloats(group + "/" + name, maxElements: Self.maxElements)
         let expected = [batch.sequences, batch.tokens, width]
         guard shape == expected else {
-            throw HDF5File.HDF5Error(path: label, reason: "\(name) has shape \(shape), expected \(expected) (input_ids is [\(batch.sequences), \(batch.tokens)])")
+            throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) has shape \(shape), expected \(expected) (input_ids is [\(batch.sequences), \(batch.tokens)])")
         }
         return values
     }
@@ -77,9 +83,9 @@ public final class ReferenceDump: @unchecked Sendable {
         guard has(name) else { return nil }
         let (values, shape) = try file.readInt64s(group + "/" + name, maxElements: Self.maxElements)
         let expected = [batch.sequences, batch.tokens, k]
-        guard shape == expected else { throw HDF5File.HDF5Error(path: label, reason: "\(name) has shape \(shape), expected \(expected)") }
+        guard shape == expected else { throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) has shape \(shape), expected \(expected)") }
         if let bad = values.firstIndex(where: { $0 < 0 || $0 >= Int64(experts) }) {
-            throw HDF5File.HDF5Error(path: label, reason: "\(name) holds expert \(values[bad]), outside 0..<\(experts)")
+            throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) holds expert \(values[bad]), outside 0..<\(experts)")
         }
         return values.map { Int32($0) }
     }

@@ -10,7 +10,8 @@ import TensorCore
 /// One file per decoder layer (`layer-0001.k2p`) and one for everything else (`globals.k2p`: embeddings, final
 /// norm, lm_head, vision tower, projector). Routed experts are stacked expert-major: for each layer and each of
 /// `gate/up/down_proj.{weight_packed, weight_scale, weight_shape}`, one tensor `[experts, …]` whose bytes are the
-/// experts' bytes in order, bit for bit. Source headers, index and config.json are kept verbatim.
+/// experts' bytes in order, bit for bit. Source headers, index and config.json are kept verbatim, and every other
+/// file of the folder (tokenizer, remote code, docs, …) is carried byte for byte with its SHA-256.
 public enum Converter {
     public struct Options: Sendable {
         public var resume = false
@@ -28,6 +29,8 @@ public enum Converter {
         public var filesReused: [String]
         public var tensors: Int
         public var stackedTensors: Int
+        /// Files of the folder besides its tensors, carried byte for byte.
+        public var carriedFiles: Int
         public var bytes: Int
         /// Size of the data files written (compressed in the archive form; tables and padding included).
         public var fileBytes: Int
@@ -96,9 +99,14 @@ public enum Converter {
         let start = Date()
         let checkpoint = try LoadedCheckpoint(path: input)
         if let reason = checkpoint.unusableReason { throw PackError.sourceInvalid(reason: reason) }
-        try prepare(output: output, resume: options.resume)
         let dir = checkpoint.directory
         let plan = plan(checkpoint, fileExtension: options.compressionLevel == nil ? PackSpec.fileExtension : PackSpec.archiveExtension)
+        // Every other file of the folder is carried; its names are checked with the plan's before anything is written.
+        let carried = try CarriedFiles.list(checkpoint: dir)
+        if let reason = PackManifest.namesProblem(files: plan.map(\.file), sourceShards: dir.shardNames, carried: carried) {
+            throw PackError.sourceInvalid(reason: "\(displayed(input)): \(reason)")
+        }
+        try prepare(output: output, input: input, resume: options.resume)
         let reader = SourceReader(dir)
         let total = plan.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.length } }
         let counter = ProgressCounter(total: total, report: progress)
@@ -121,13 +129,15 @@ public enum Converter {
         // Verbatim source records, then the manifest last: its presence marks a finished conversion.
         try keepSourceRecords(dir, input: input, output: output)
         if let config = dir.configBytes { try AtomicFile.write(config, to: output + "/" + CheckpointDirectory.configFileName) }
+        // Carried files are copied again on --resume (they are small); their checksums come from this copy.
+        let records = try carried.map { try CarriedFiles.copy($0, from: input, to: output) }
         let manifest = PackManifest(
             architecture: checkpoint.config?.architecture.name ?? "unknown", files: plan.map(\.file), sourceShards: dir.shardNames,
-            sourceIndex: dir.index != nil)
+            sourceIndex: dir.index != nil, carried: records)
         try AtomicFile.write(try manifest.encoded(), to: output + "/" + PackManifest.fileName)
         return Report(
             files: plan.map(\.file), filesReused: reused, tensors: plan.reduce(0) { $0 + $1.tensors.count },
-            stackedTensors: plan.reduce(0) { $0 + $1.tensors.filter { $0.sources.count > 1 }.count }, bytes: total,
+            stackedTensors: plan.reduce(0) { $0 + $1.tensors.filter { $0.sources.count > 1 }.count }, carriedFiles: records.count, bytes: total,
             fileBytes: try plan.reduce(0) { $0 + (try ReadOnlyFile(path: output + "/" + $1.file).byteCount) },
             seconds: Date().timeIntervalSince(start))
     }
@@ -135,7 +145,7 @@ public enum Converter {
     /// Keeps the source shards' headers (and index) verbatim under `source/`: what export and merge rebuild from.
     public static func keepSourceRecords(_ dir: CheckpointDirectory, input: String, output: String) throws {
         let sourceFolder = output + "/" + PackManifest.sourceFolder
-        try FileManager.default.createDirectory(atPath: sourceFolder, withIntermediateDirectories: true)
+        try OutputPaths.makeFolder(sourceFolder)
         for (i, name) in dir.shardNames.enumerated() {
             guard let shard = dir.shards[i] else { continue }
             let header = try shard.file.read(count: shard.header.dataStartInFile, at: 0)
@@ -146,19 +156,13 @@ public enum Converter {
         }
     }
 
-    /// The output folder must be new or empty, unless resuming.
-    public static func prepare(output: String, resume: Bool) throws {
-        let fm = FileManager.default
-        if fm.fileExists(atPath: output) {
-            let contents = try fm.contentsOfDirectory(atPath: output)
-            if !contents.isEmpty, !resume { throw PackError.outputExists(path: output) }
-        } else {
-            do {
-                try fm.createDirectory(atPath: output, withIntermediateDirectories: true)
-            } catch {
-                // Foundation's own description is a dump of its error domain; its localized text is the clear part.
-                throw PackError.io(path: output, operation: "create the folder", reason: error.localizedDescription)
-            }
+    /// The output folder must be new or empty, unless resuming; never a link, never overlapping the input.
+    public static func prepare(output: String, input: String, resume: Bool) throws {
+        do throws(PackError) {
+            try OutputPaths.prepareFolder(output, inputs: [input], existing: resume ? .resumable : .empty)
+        } catch {
+            guard case .outputExists(let path, _) = error else { throw error }
+            throw PackError.outputExists(path: path, resumable: true)
         }
     }
 
@@ -183,10 +187,10 @@ public struct SourceReader: @unchecked Sendable {
 
     public func write(path: String, tensors: [PlannedTensor], compressionLevel: Int32? = nil, progress: (Int) -> Void) throws {
         let read = { (source: PackSource) throws -> UnsafeRawBufferPointer in
-            guard let shard = shards[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(source.shard)") }
+            guard let shard = shards[source.shard] else { throw PackError.sourceInvalid(reason: "no shard \(displayed(source.shard))") }
             let whole = try shard.file.mapped()
             guard let span = source.span, let end = CheckedMath.add(source.offset, span), source.offset >= 0, end <= whole.count else {
-                throw PackError.sourceInvalid(reason: "\(source.shard): '\(source.name)' lies outside the file")
+                throw PackError.sourceInvalid(reason: "\(displayed(source.shard)): '\(displayed(source.name))' lies outside the file")
             }
             shard.file.adviseSequential(source.offset..<end)
             return UnsafeRawBufferPointer(rebasing: whole[source.offset..<end])
@@ -194,10 +198,23 @@ public struct SourceReader: @unchecked Sendable {
         let release = { (source: PackSource, copied: Range<Int>) -> Void in
             shards[source.shard]?.file.adviseDone((source.offset + copied.lowerBound)..<(source.offset + copied.upperBound))
         }
-        if let level = compressionLevel {
-            _ = try PackWriter.writeArchive(path: path, tensors: tensors, level: level, read: read, release: release, progress: progress)
-        } else {
-            _ = try PackWriter.write(path: path, tensors: tensors, read: read, release: release, progress: progress)
+        // A source rewritten or truncated while it was read (a sync, a re-download) must not become a file that
+        // looks finished: its length and modification time are checked before the file is renamed into place,
+        // and when writing failed (a write from a mapping that shrank fails with EFAULT), to say why.
+        let used = Set(tensors.flatMap { $0.sources.map(\.shard) })
+        let unchanged = { () throws -> Void in
+            for name in used.sorted() { try shards[name]?.file.checkUnchanged() }
+        }
+        do {
+            if let level = compressionLevel {
+                _ = try PackWriter.writeArchive(
+                    path: path, tensors: tensors, level: level, read: read, release: release, progress: progress, beforeCommit: unchanged)
+            } else {
+                _ = try PackWriter.write(path: path, tensors: tensors, read: read, release: release, progress: progress, beforeCommit: unchanged)
+            }
+        } catch {
+            try unchanged()
+            throw error
         }
     }
 }

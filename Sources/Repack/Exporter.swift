@@ -6,10 +6,14 @@ import TensorCore
 /// `k2pack export`: a k2pack folder → the Hugging Face folder it came from, byte for byte.
 ///
 /// Each source shard is rebuilt from its verbatim header (kept under `source/`) and, for every tensor in the
-/// header's data order, the matching slice of a stored tensor; config.json and the index are copied verbatim.
+/// header's data order, the matching slice of a stored tensor, whose xxHash64 is checked first; config.json, the
+/// index and the carried files are copied verbatim (each carried file checked against its SHA-256). A failure
+/// leaves nothing behind.
 public enum Exporter {
     public struct Report: Sendable, Codable {
         public var files: [String]
+        /// Files besides the checkpoint's shards, index and config.json, each checked against its SHA-256.
+        public var carriedFiles: Int
         public var bytes: Int
         public var seconds: Double
     }
@@ -27,37 +31,58 @@ public enum Exporter {
         var slices: [String: (pack: Int, tensor: PackTensor, index: Int)] = [:]
         for (p, pack) in packs.enumerated() {
             for tensor in pack.table.tensors {
-                for (i, source) in tensor.sources.enumerated() { slices[source.name] = (p, tensor, i) }
+                for (i, source) in tensor.sources.enumerated() {
+                    // Two stored copies of one source tensor: which one export wrote would be an accident of order.
+                    if let other = slices.updateValue((p, tensor, i), forKey: source.name) {
+                        throw PackError.tensorInvalid(file: pack.name, tensor: source.name, reason: "source tensor stored twice (also in \(displayed(packs[other.pack].name)))")
+                    }
+                }
             }
         }
-        try Converter.prepare(output: output, resume: false)
-        let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
-            let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
-            return (shard, bytes, header)
-        }
-        let total = headers.reduce(0) { $0 + $1.2.describedLength }
-        let counter = ProgressCounter(total: total, report: progress)
-        for (shard, headerBytes, header) in headers {
-            let file = try AtomicFile(path: output + "/" + shard)
-            try file.setLength(header.describedLength)
-            try file.write(headerBytes, at: 0)
-            counter.add(headerBytes.count)
-            for entry in header.tensors {
-                guard let slice = slices[entry.name] else {
-                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
-                }
-                let length = slice.tensor.sources[slice.index].length
-                guard length == entry.byteCount else {
-                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(length) bytes, the header needs \(entry.byteCount)")
-                }
-                // In pieces of at most 64 MiB (mapped slices dropped once copied, or decompressed frames).
-                try packs[slice.pack].copySource(slice.tensor, slice.index, to: file, at: entry.rangeInFile.lowerBound)
-                counter.add(entry.byteCount)
+        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
+        do {
+            let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
+                let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
+                return (shard, bytes, header)
             }
-            try file.commit()
+            let total = headers.reduce(0) { $0 + $1.2.describedLength }
+            let counter = ProgressCounter(total: total, report: progress)
+            let checked = ChecksumOnce()
+            for (shard, headerBytes, header) in headers {
+                let file = try AtomicFile(path: output + "/" + shard)
+                try file.setLength(header.describedLength)
+                try file.write(headerBytes, at: 0)
+                counter.add(headerBytes.count)
+                for entry in header.tensors {
+                    guard let slice = slices[entry.name] else {
+                        throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
+                    }
+                    let length = slice.tensor.sources[slice.index].length
+                    guard length == entry.byteCount else {
+                        throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(length) bytes, the header needs \(entry.byteCount)")
+                    }
+                    // The whole stored tensor's xxHash64 first (once), as merge does; then the copy, in pieces of
+                    // at most 64 MiB (mapped slices dropped once copied, or decompressed frames).
+                    try checked.check(slice.pack, packs[slice.pack], slice.tensor)
+                    try packs[slice.pack].copySource(slice.tensor, slice.index, to: file, at: entry.rangeInFile.lowerBound)
+                    counter.add(entry.byteCount)
+                }
+                try file.commit()
+            }
+            try copyKeptRecords(from: input, sourceIndex: manifest.sourceIndex, to: output)
+            try CarriedFiles.copy(manifest.carried, from: input, to: output)
+            return Report(files: manifest.sourceShards, carriedFiles: manifest.carried.count, bytes: total, seconds: Date().timeIntervalSince(start))
+        } catch {
+            // Nothing half-way: what did finish goes too (the output folder was new or empty).
+            removeWritten(sourceShards: manifest.sourceShards, carried: manifest.carried, from: output)
+            throw error
         }
-        try copyKeptRecords(from: input, sourceIndex: manifest.sourceIndex, to: output)
-        return Report(files: manifest.sourceShards, bytes: total, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// What export or merge may have written into `output` (a folder that was new or empty), removed after a
+    /// failure: the shards, the index, config.json and the carried files with the sub-folders made for them.
+    public static func removeWritten(sourceShards: [String], carried: [CarriedFile], from output: String) {
+        CarriedFiles.remove(sourceShards + [ShardIndex.fileName, CheckpointDirectory.configFileName] + carried.map(\.path), from: output)
     }
 
     /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.

@@ -28,6 +28,9 @@ public struct PackInspectReport: Sendable, Codable {
     public var sourceShards: Int
     /// A rank folder of a shard set: which rank.
     public var shard: ShardRecord?
+    /// Files besides the tensors (tokenizer, remote code, docs, …), carried byte for byte, and their bytes.
+    public var carriedFiles: Int
+    public var carriedBytes: Int
 
     public init(folder: String) throws {
         let manifest = try PackManifest.read(folder: folder)
@@ -57,17 +60,19 @@ public struct PackInspectReport: Sendable, Codable {
         fileBytes = files.reduce(0) { $0 + $1.bytes }
         sourceShards = manifest.sourceShards.count
         shard = manifest.shard
+        carriedFiles = manifest.carried.count
+        carriedBytes = manifest.carried.reduce(0) { $0 + $1.size }
     }
 
     public func renderText() -> String {
-        var out = "k2pack folder  \(path) (format version \(version))\n"
-        out += "architecture   \(architecture)"
+        var out = "k2pack folder  \(displayed(path)) (folder record version \(version))\n"
+        out += "architecture   \(displayed(architecture))"
         if let layers, let routedExperts { out += ": \(layers) layers, \(routedExperts) routed experts" }
         out += "\n"
         out += "files          \(files.count), \(tensorCount) tensors (\(stackCount) expert-major stacks)\n"
         if let compression {
             let ratio = String(format: "%.3f", Double(tensorBytes) / Double(max(fileBytes, 1)))
-            out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (\(compression) archive, ratio \(ratio))\n"
+            out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (\(displayed(compression)) archive, ratio \(ratio))\n"
         } else {
             out += "bytes          \(formatBytes(tensorBytes)) of tensors in \(formatBytes(fileBytes)) of files (4096-byte alignment)\n"
         }
@@ -77,9 +82,12 @@ public struct PackInspectReport: Sendable, Codable {
         } else {
             out += "source         \(sourceShards) Hugging Face shard\(sourceShards == 1 ? "" : "s") (headers kept for a byte-identical export)\n\n"
         }
-        let width = files.map(\.name.count).max() ?? 4
+        if carriedFiles > 0 {
+            out.insert(contentsOf: "carried        \(carriedFiles) other files, \(formatBytes(carriedBytes)) (tokenizer, remote code, docs, …), each with its SHA-256\n", at: out.index(out.endIndex, offsetBy: -1))
+        }
+        let width = files.map { displayed($0.name).count }.max() ?? 4
         for f in files {
-            out += f.name.padding(toLength: width, withPad: " ", startingAt: 0)
+            out += displayed(f.name).padding(toLength: width, withPad: " ", startingAt: 0)
                 + "  \(String(f.tensors).leftPadded(6)) tensors  \(String(f.stacks).leftPadded(4)) stacks  \(formatBytes(f.bytes).leftPadded(12))\n"
         }
         return out

@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import PackFormat
+import TensorCore
 
 /// `k2pack.json`: the folder-level record of a converted checkpoint, written last (its presence means the
 /// conversion finished).
@@ -9,6 +10,12 @@ public struct PackManifest: Codable, Sendable, Equatable {
     /// Folder holding the verbatim source headers (and index) that make export byte-identical.
     public static let sourceFolder = "source"
     public static let headerSuffix = ".header"
+    /// A shard set's record, in the set's folder (`ShardSetManifest`).
+    public static let setFileName = "shards.json"
+    /// Versions of this record a reader accepts: 1, and 2 when the folder carries files (`carried`; an older
+    /// reader, which knows only 1, refuses such a folder instead of exporting it without them). `.k2p` files
+    /// stay at `PackSpec.version`.
+    public static let versions = 1...2
 
     public var format = "k2pack"
     public var version = Int(PackSpec.version)
@@ -22,20 +29,30 @@ public struct PackManifest: Codable, Sendable, Equatable {
     /// Present in a rank folder of `k2pack shard`: which rank it is (its sources are that rank's slices; the
     /// source headers are kept once, in the shard set's folder).
     public var shard: ShardRecord?
+    /// The files it holds besides tensors, byte for byte (tokenizer, chat template, remote code, docs, …); absent
+    /// (version 1) when there are none.
+    public var carriedFiles: [CarriedFile]?
+
+    public var carried: [CarriedFile] { carriedFiles ?? [] }
 
     enum CodingKeys: String, CodingKey {
         case format, version, architecture, files
         case sourceShards = "source_shards"
         case sourceIndex = "source_index"
         case shard
+        case carriedFiles = "carried"
     }
 
-    public init(architecture: String, files: [String], sourceShards: [String], sourceIndex: Bool, shard: ShardRecord? = nil) {
+    public init(
+        architecture: String, files: [String], sourceShards: [String], sourceIndex: Bool, shard: ShardRecord? = nil, carried: [CarriedFile] = []
+    ) {
         self.architecture = architecture
         self.files = files
         self.sourceShards = sourceShards
         self.sourceIndex = sourceIndex
         self.shard = shard
+        carriedFiles = carried.isEmpty ? nil : carried
+        version = carried.isEmpty ? 1 : 2
     }
 
     public static func read(folder: String) throws -> PackManifest {
@@ -44,13 +61,50 @@ public struct PackManifest: Codable, Sendable, Equatable {
             throw PackError.notPack(file: path, reason: "no \(fileName): not a k2pack folder, or its conversion did not finish")
         }
         let manifest = try JSONDecoder().decode(PackManifest.self, from: data)
-        guard manifest.format == "k2pack", manifest.version == Int(PackSpec.version) else {
-            throw PackError.unsupportedVersion(file: path, version: UInt32(clamping: manifest.version))
+        guard manifest.format == "k2pack", versions.contains(manifest.version) else {
+            throw PackError.notPack(
+                file: path, reason: "folder record version \(manifest.version) is not supported (this build reads versions \(versions.lowerBound) to \(versions.upperBound))")
         }
-        for name in manifest.files + manifest.sourceShards where !isPlainFileName(name) {
-            throw PackError.notPack(file: path, reason: "file name \"\(name)\" is not a plain name inside the folder")
+        if let reason = carriedVersionProblem(version: manifest.version, carried: manifest.carriedFiles) {
+            throw PackError.notPack(file: path, reason: reason)
         }
+        if let reason = manifest.namesProblem() { throw PackError.notPack(file: path, reason: reason) }
         return manifest
+    }
+
+    /// A record of version 1 lists no carried files; one of version 2 lists at least one.
+    public static func carriedVersionProblem(version: Int, carried: [CarriedFile]?) -> String? {
+        switch (version, carried) {
+        case (1, nil): nil
+        case (1, _): "version 1 records no carried files, but this record lists some"
+        case (_, nil): "version \(version) records carried files, but this record has no carried list"
+        case (_, let list?) where list.isEmpty: "version \(version) records carried files, but this record's carried list is empty"
+        default: nil
+        }
+    }
+
+    /// The names every folder record (and shard set record) must not take for its data files, source shards or
+    /// carried files: the folder's own records, and what export writes besides the shards.
+    public static let reservedNames = [fileName, setFileName, CheckpointDirectory.configFileName, ShardIndex.fileName, sourceFolder]
+
+    /// Why the record's names are unsafe, or nil. Data files and source shards: plain names, each once (as
+    /// bytes), none reserved. Carried files: see `CarriedFiles.problem`; their top-level names may also not be a
+    /// data file, a source shard (export writes both into one folder) or one of `alsoReserved`.
+    public func namesProblem(alsoReserved: [String] = []) -> String? {
+        Self.namesProblem(files: files, sourceShards: sourceShards, carried: carried.map(\.path), alsoReserved: alsoReserved)
+    }
+
+    public static func namesProblem(files: [String], sourceShards: [String], carried: [String], alsoReserved: [String] = []) -> String? {
+        let reserved = Set(reservedNames.map { Array($0.utf8) })
+        for (list, what) in [(files, "data file"), (sourceShards, "source shard")] {
+            var seen: Set<[UInt8]> = []
+            for name in list {
+                guard ShardIndex.isPlainFileName(name) else { return "\(what) name \"\(displayed(name))\" is not a plain name inside the folder" }
+                guard !reserved.contains(Array(name.utf8)) else { return "\(what) name \"\(displayed(name))\" is reserved for the folder's own records" }
+                guard seen.insert(Array(name.utf8)).inserted else { return "\(what) \"\(displayed(name))\" is listed twice" }
+            }
+        }
+        return CarriedFiles.problem(paths: carried, reserved: reservedNames + files + sourceShards + alsoReserved)
     }
 
     /// The verbatim header kept for `shard` (length field and JSON), parsed once and validated.
@@ -71,10 +125,6 @@ public struct PackManifest: Codable, Sendable, Equatable {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return Array(try encoder.encode(self)) + [0x0A]
     }
-}
-
-func isPlainFileName(_ name: String) -> Bool {
-    !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.contains("\0")
 }
 
 /// One rank of a shard set: rank `rank` = tensor-parallel rank `tpRank` of expert group `epRank`.

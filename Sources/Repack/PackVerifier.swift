@@ -6,7 +6,7 @@ import PackFormat
 import TensorCore
 
 /// `k2pack verify` on a k2pack folder: every file's header and table, every tensor's xxHash64, and that the
-/// stored slices cover exactly the tensors of the source headers kept for export.
+/// stored slices cover exactly the tensors of the source headers kept for export; every carried file's SHA-256.
 public enum PackVerifier {
     public static func isPackFolder(_ path: String) -> Bool {
         FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName)
@@ -47,6 +47,7 @@ public enum PackVerifier {
         findings += mismatches.compactMap { $0 }
         // A rank of a shard set holds slices; its set's coverage is checked from the set's folder.
         if manifest.shard == nil { findings += coverage(folder: folder, manifest: manifest, packs: packs) }
+        findings += carriedFindings(manifest.carried, in: folder)
         if let config = FileManager.default.contents(atPath: folder + "/" + CheckpointDirectory.configFileName) {
             do throws(ConfigError) { _ = try ModelConfig.parse(Array(config)) } catch {
                 findings.append(Finding(code: "config", file: CheckpointDirectory.configFileName, message: error.description))
@@ -69,7 +70,7 @@ public enum PackVerifier {
                 for source in tensor.sources {
                     if stored.updateValue((pack.name, source.length), forKey: source.name) != nil {
                         findings.append(Finding(code: "pack_source_mismatch", file: pack.name, tensor: source.name,
-                                                message: "\(pack.name): source tensor '\(source.name)' is stored twice"))
+                                                message: "\(displayed(pack.name)): source tensor '\(displayed(source.name))' is stored twice"))
                     }
                 }
             }
@@ -85,20 +86,28 @@ public enum PackVerifier {
             for entry in header.tensors {
                 guard let (file, length) = stored.removeValue(forKey: entry.name) else {
                     findings.append(Finding(code: "pack_source_mismatch", file: shard, tensor: entry.name,
-                                            message: "\(shard): tensor '\(entry.name)' is in the source header but no file stores it"))
+                                            message: "\(displayed(shard)): tensor '\(displayed(entry.name))' is in the source header but no file stores it"))
                     continue
                 }
                 if length != entry.byteCount {
                     findings.append(Finding(code: "pack_source_mismatch", file: file, tensor: entry.name,
-                                            message: "\(file): tensor '\(entry.name)' is stored as \(length) bytes, the source header needs \(entry.byteCount)"))
+                                            message: "\(displayed(file)): tensor '\(displayed(entry.name))' is stored as \(length) bytes, the source header needs \(entry.byteCount)"))
                 }
             }
         }
         for (name, where_) in stored.sorted(by: { $0.key < $1.key }) {
             findings.append(Finding(code: "pack_source_mismatch", file: where_.file, tensor: name,
-                                    message: "\(where_.file): stores '\(name)', which no source header lists"))
+                                    message: "\(displayed(where_.file)): stores '\(displayed(name))', which no source header lists"))
         }
         return findings
+    }
+
+    /// Every carried file recorded in a folder record, checked against its size and SHA-256: one finding
+    /// (`carried_file`) naming each one that changed, is missing or cannot be read.
+    public static func carriedFindings(_ files: [CarriedFile], in folder: String) -> [Finding] {
+        CarriedFiles.check(files, in: folder).map { file, problem in
+            Finding(code: "carried_file", file: file.path, message: "\(displayed(file.path)): \(problem)")
+        }
     }
 
     static func fileName(of error: PackError) -> String? {

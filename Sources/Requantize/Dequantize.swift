@@ -59,7 +59,7 @@ public enum Dequantizer {
         let start = Date()
         let checkpoint = try Rewrite.open(input)
         let config = checkpoint.config!
-        guard config.quantization != nil else { throw RequantizeError.input("\(input) has no quantization_config: nothing to dequantize") }
+        guard config.quantization != nil else { throw RequantizeError.input("\(displayed(input)) has no quantization_config: nothing to dequantize") }
         let modules = try modules(checkpoint)
         let total = Rewrite.tensorBytes(checkpoint)
         let counter = ProgressCounter(total: total, report: progress)
@@ -78,7 +78,7 @@ public enum Dequantizer {
         }
         let outputConfig = Quantizer.config(config.raw, architecture: config.architecture, setting: nil)
         var written = 0
-        try Rewrite.deliver(options.format, to: output, threads: options.threads) { folder in
+        try Rewrite.deliver(options.format, input: input, to: output, threads: options.threads) { folder in
             written = try Rewrite.write(checkpoint, to: folder, shards: shards, config: outputConfig, threads: options.threads)
         }
         return Report(
@@ -160,7 +160,7 @@ public enum RequantizeCheck {
         let int4 = try Rewrite.open(int4Path)
         let bf16 = try Rewrite.open(bf16Path, ignoringQuantization: true)
         let modules = try Dequantizer.modules(int4)
-        guard !modules.isEmpty else { throw RequantizeError.input("\(int4Path) has no pack-quantized modules to compare") }
+        guard !modules.isEmpty else { throw RequantizeError.input("\(displayed(int4Path)) has no pack-quantized modules to compare") }
         var results: [TensorResult] = []
         for name in modules.keys.sorted() {
             let m = modules[name]!
@@ -214,7 +214,7 @@ extension RequantizeCheck.Report {
         var lines = ["module".padding(toLength: 60, withPad: " ", startingAt: 0) + "  codes differing        scales differing   largest step"]
         for m in modules {
             lines.append(
-                m.module.padding(toLength: 60, withPad: " ", startingAt: 0)
+                displayed(m.module).padding(toLength: 60, withPad: " ", startingAt: 0)
                     + "  \(String(m.codesDiffering).leftPadded(8)) (\(pct(m.codesDiffering, m.codes).leftPadded(8)))  \(String(m.scalesDiffering).leftPadded(7)) (\(pct(m.scalesDiffering, m.scales).leftPadded(8)))  \(m.largestCodeStep)")
         }
         lines.append("")

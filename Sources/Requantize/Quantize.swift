@@ -22,9 +22,9 @@ public enum RequantizeError: Error, Equatable, Sendable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .input(let reason): reason
-        case .scheme(let reason): "quantization scheme: \(reason)"
-        case let .tensor(file, tensor, reason): "\(file): tensor '\(tensor)': \(reason)"
+        case .input(let reason): displayed(reason, limit: nil)
+        case .scheme(let reason): "quantization scheme: \(displayed(reason, limit: nil))"
+        case let .tensor(file, tensor, reason): "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         }
     }
 }
@@ -94,42 +94,50 @@ enum Rewrite {
         checkpoint.directory.shards.compactMap { $0 }.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
     }
 
-    /// Writes every shard (in parallel), the index when the input had one, config.json as given, and copies
-    /// every other regular file of the input folder (tokenizer, generation config, …) verbatim.
+    /// Writes every shard (in parallel), the index when the input had one, config.json as given, and carries
+    /// every other file of the input folder and its sub-folders verbatim (`CarriedFiles`).
     static func write(
         _ checkpoint: LoadedCheckpoint, to output: String, shards: [(name: String, tensors: [OutputTensor])], config: JSONObject, threads: Int
     ) throws -> Int {
-        try Converter.prepare(output: output, resume: false)
+        let carried = try CarriedFiles.list(checkpoint: checkpoint.directory)  // refused before anything is written
+        try OutputPaths.prepareFolder(output, inputs: [checkpoint.directory.path], existing: .empty)
         let results: [Result<Int, any Error>] = parallelMap(count: shards.count, width: threads) { i in
             Result { try SafetensorsWriter.write(path: output + "/" + shards[i].name, tensors: shards[i].tensors) }
         }
+        // An input shard rewritten while it was read (a sync, a re-download) makes the output a mix: refused.
+        let changed = Result { () throws(CheckpointError) in try checkpoint.directory.checkUnchanged() }
+        if case .failure(let error) = changed {
+            for (name, _) in shards { unlink(output + "/" + name) }
+            throw error
+        }
         if let failure = results.first(where: { if case .failure = $0 { true } else { false } }), case .failure(let error) = failure {
             // Nothing half-way: the shards that did finish go too (the folder was new or empty).
-            for (name, _) in shards { try? FileManager.default.removeItem(atPath: output + "/" + name) }
+            for (name, _) in shards { unlink(output + "/" + name) }
             throw error
         }
         let bytes = try results.reduce(0) { $0 + (try $1.get()) }
-        let input = checkpoint.directory.path
         if checkpoint.directory.index != nil {
             try AtomicFile.write(IndexWriter.bytes(shards: shards), to: output + "/" + ShardIndex.fileName)
         }
         try AtomicFile.write(Array((JSONValue.object(config).serialized() + "\n").utf8), to: output + "/" + CheckpointDirectory.configFileName)
-        let written = Set(shards.map(\.name) + [ShardIndex.fileName, CheckpointDirectory.configFileName])
-        for name in try FileManager.default.contentsOfDirectory(atPath: input).sorted() where !written.contains(name) && !name.hasSuffix(".safetensors") {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: input + "/" + name, isDirectory: &isDirectory), !isDirectory.boolValue,
-                !name.hasPrefix(".")
-            else { continue }
-            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + name).readAll(), to: output + "/" + name)
-        }
+        // Every other file of the input (tokenizer, generation config, remote code, docs/, …), byte for byte.
+        for path in carried { try CarriedFiles.copy(path, from: checkpoint.directory.path, to: output) }
         return bytes
     }
 
     /// `body` writes an HF folder at the path it is given; with `.k2pack` that is a staging folder next to
     /// `output`, converted into `output` and removed.
-    static func deliver(_ format: OutputFormat, to output: String, threads: Int, _ body: (String) throws -> Void) throws {
+    /// The output is checked before any work: never overlapping the input, never a link, new or empty; the
+    /// staging folder must not exist (it is removed afterwards, so it must be ours).
+    static func deliver(_ format: OutputFormat, input: String, to output: String, threads: Int, _ body: (String) throws -> Void) throws {
+        try OutputPaths.checkFolder(output, inputs: [input])
         guard format == .k2pack else { return try body(output) }
-        let staging = output.hasSuffix("/") ? String(output.dropLast()) + ".hf-staging" : output + ".hf-staging"
+        let staging = OutputPaths.trimmed(output) + ".hf-staging"
+        try OutputPaths.refuseOverlap(output: staging, inputs: [input])
+        var st = stat()
+        guard lstat(staging, &st) != 0, errno == ENOENT else {
+            throw PackError.io(path: staging, operation: "stage the output there", reason: "something is already at this name (a staging folder an interrupted run left?); remove it")
+        }
         defer { try? FileManager.default.removeItem(atPath: staging) }
         try body(staging)
         var options = Converter.Options()
@@ -182,8 +190,8 @@ public enum Quantizer {
         var json: JSONValue
         var location: String
         if let file {
-            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(file): cannot be read") }
-            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(file): \(error)") }
+            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(displayed(file)): cannot be read") }
+            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(displayed(file)): \(error)") }
             if let inner = json["quantization_config"] { json = inner }
             location = file
         } else {
@@ -195,7 +203,7 @@ public enum Quantizer {
         }
         let scheme = try QuantizationScheme.parse(json, location: location, file: file ?? config.architecture.name)
         guard scheme.format == "pack-quantized" else {
-            throw RequantizeError.scheme("format \"\(scheme.format ?? "none")\" (k2pack writes pack-quantized)")
+            throw RequantizeError.scheme("format \"\(displayed(scheme.format ?? "none"))\" (k2pack writes pack-quantized)")
         }
         for group in scheme.groups {
             let weights = json["config_groups"]?[group.name]?["weights"]
@@ -203,7 +211,7 @@ public enum Quantizer {
                 let value = weights?[key]
                 if allowMissing, value == nil || value == .null { return }
                 guard value == expected else {
-                    throw RequantizeError.scheme("config group \(group.name): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
+                    throw RequantizeError.scheme("config group \(displayed(group.name)): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
                 }
             }
             try check("num_bits", .number("4"))
@@ -213,7 +221,7 @@ public enum Quantizer {
             try check("dynamic", .bool(false), true)
             try check("observer", .string("minmax"), true)
             guard case let .packQuantized(_, groupSize, _) = group.method, groupSize > 0, groupSize % 8 == 0 else {
-                throw RequantizeError.scheme("config group \(group.name): the group size must be a positive multiple of 8")
+                throw RequantizeError.scheme("config group \(displayed(group.name)): the group size must be a positive multiple of 8")
             }
         }
         return (json, scheme)
@@ -241,7 +249,7 @@ public enum Quantizer {
         if let existing = checkpoint.config?.quantization {
             let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
             guard plain.findings.allSatisfy({ $0.severity != .error }) else {
-                throw RequantizeError.input("\(input) is already quantized (\(existing.summary)); nothing to quantize")
+                throw RequantizeError.input("\(displayed(input)) is already quantized (\(existing.summary)); nothing to quantize")
             }
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")
             checkpoint = plain
@@ -267,7 +275,7 @@ public enum Quantizer {
         }
         let outputConfig = Self.config(config.raw, architecture: config.architecture, setting: schemeJSON)
         var written = 0
-        try Rewrite.deliver(options.format, to: output, threads: options.threads) { folder in
+        try Rewrite.deliver(options.format, input: input, to: output, threads: options.threads) { folder in
             written = try Rewrite.write(checkpoint, to: folder, shards: shards, config: outputConfig, threads: options.threads)
         }
         return Report(

@@ -51,13 +51,13 @@ public enum ShardMerger {
             let folder = ShardSetManifest.rankFolder(r)
             for name in manifest.files {
                 let pack = try PackFile(path: input + "/" + folder + "/" + name, name: folder + "/" + name)
-                if pack.isArchive { throw ShardError.input("\(pack.name): a shard set holds uncompressed k2pack files only") }
+                if pack.isArchive { throw ShardError.input("\(displayed(pack.name)): a shard set holds uncompressed k2pack files only") }
                 packs.append(pack)
                 for tensor in pack.table.tensors {
                     // A copy held by several ranks: the same slices, so it must be the same bytes.
                     if let first = copies[tensor.sources] {
                         guard first.xxh64 == tensor.xxh64 else {
-                            throw ShardError.input("\(pack.name): '\(tensor.name)' differs from rank \(first.rank)'s copy (xxHash64 \(tensor.xxh64) vs \(first.xxh64))")
+                            throw ShardError.input("\(displayed(pack.name)): '\(displayed(tensor.name))' differs from rank \(first.rank)'s copy (xxHash64 \(tensor.xxh64) vs \(first.xxh64))")
                         }
                         continue
                     }
@@ -77,9 +77,17 @@ public enum ShardMerger {
             shards.append((shard, bytes, header, pieces))
         }
         if let (name, extra) = slices.min(by: { $0.key < $1.key }) {
-            throw ShardError.input("\(packs[extra[0].pack].name): stores '\(name)', which no source header lists")
+            throw ShardError.input("\(displayed(packs[extra[0].pack].name)): stores '\(displayed(name))', which no source header lists")
         }
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
+    }
+
+    /// What `merge` would write, with every check `merge` makes first (the whole set assembled; the output
+    /// folder, when given, checked as merge would check it), writing nothing: `shard --merge --dry-run`.
+    public static func plan(input: String, output: String?) throws -> Report {
+        let assembly = try assemble(input: input)
+        if let output { try OutputPaths.checkFolder(output, inputs: [input]) }
+        return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: 0)
     }
 
     public static func merge(
@@ -88,9 +96,9 @@ public enum ShardMerger {
     ) throws -> Report {
         let start = Date()
         let assembly = try assemble(input: input)
-        try Converter.prepare(output: output, resume: false)
+        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
         let counter = ProgressCounter(total: assembly.tensorBytes, report: progress)
-        let prefetch = Prefetch()
+        let checked = ChecksumOnce()
         // Output shards in parallel; within one, tensors in the header's data order.
         let results: [Result<Void, any Error>] = parallelMap(count: assembly.shards.count, width: threads) { i in
             Result {
@@ -100,7 +108,7 @@ public enum ShardMerger {
                 try file.write(shard.headerBytes, at: 0)
                 counter.add(shard.headerBytes.count)
                 for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
-                    for p in pieces { try prefetch.once(p.pack, assembly.packs[p.pack], p.tensor) }
+                    for p in pieces { try checked.check(p.pack, assembly.packs[p.pack], p.tensor) }
                     try write(pieces, of: entry, packs: assembly.packs, to: file)
                     counter.add(entry.byteCount)
                 }
@@ -110,9 +118,10 @@ public enum ShardMerger {
         do {
             for result in results { try result.get() }
             try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
+            try CarriedFiles.copy(assembly.set.carried, from: input, to: output)
         } catch {
             // Nothing half-way: what did finish goes too (the output folder was new or empty).
-            for name in assembly.shards.map(\.name) + [ShardIndex.fileName, CheckpointDirectory.configFileName] { unlink(output + "/" + name) }
+            Exporter.removeWritten(sourceShards: assembly.shards.map(\.name), carried: assembly.set.carried, from: output)
             throw error
         }
         return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: Date().timeIntervalSince(start))
@@ -121,13 +130,13 @@ public enum ShardMerger {
     /// The stored slices of `entry`, in order, once they are shown to tile it exactly: one whole copy, or the
     /// blocks `[0, a), [a, b), …, [z, size)` of one dimension, each where its shape puts it in the source.
     static func tiling(of entry: TensorEntry, shard: String, slices: [Stored]) throws -> [Stored] {
-        func fail(_ reason: String) -> ShardError { .input("\(shard): tensor '\(entry.name)': \(reason)") }
+        func fail(_ reason: String) -> ShardError { .input("\(displayed(shard)): tensor '\(displayed(entry.name))': \(reason)") }
         guard !slices.isEmpty else { throw fail("no rank stores it") }
         let start = entry.rangeInFile.lowerBound
         if slices.count == 1, slices[0].source.slice == nil {
             let s = slices[0].source
             guard s.shard == shard, s.offset == start, s.length == entry.byteCount else {
-                throw fail("the stored copy is \(s.length) bytes at \(s.shard) offset \(s.offset), the header needs \(entry.byteCount) at \(start)")
+                throw fail("the stored copy is \(s.length) bytes at \(displayed(s.shard)) offset \(s.offset), the header needs \(entry.byteCount) at \(start)")
             }
             return slices
         }
@@ -204,25 +213,6 @@ public enum ShardMerger {
             }
             try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(count * rowBytes)]), at: entry.rangeInFile.lowerBound + first * rowBytes)
             first += count
-        }
-    }
-}
-
-/// The first time merging needs a stored tensor, reads it whole as one sequential stream (a rank's stack at once,
-/// not one expert's slice at a time) and checks its xxHash64: merge never writes bytes a checksum does not vouch
-/// for. The copy that follows reads them again from the page cache.
-final class Prefetch: @unchecked Sendable {
-    private let lock = NSLock()
-    private var seen: Set<[Int]> = []
-
-    func once(_ index: Int, _ pack: PackFile, _ tensor: PackTensor) throws {
-        lock.lock()
-        let first = seen.insert([index, tensor.offset]).inserted
-        lock.unlock()
-        guard first else { return }
-        let actual = try pack.checksum(of: tensor)
-        guard actual == tensor.xxh64 else {
-            throw PackError.checksumMismatch(file: pack.name, tensor: tensor.name, expected: tensor.xxh64, actual: actual)
         }
     }
 }

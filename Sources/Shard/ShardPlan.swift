@@ -28,9 +28,9 @@ public enum ShardError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .layout(let reason): "cannot split the model: \(reason)"
-        case let .indivisible(tensor, reason): "cannot split \(tensor): \(reason)"
-        case .input(let reason): reason
+        case .layout(let reason): "cannot split the model: \(displayed(reason, limit: nil))"
+        case let .indivisible(tensor, reason): "cannot split \(displayed(tensor)): \(displayed(reason, limit: nil))"
+        case .input(let reason): displayed(reason, limit: nil)
         }
     }
 }

@@ -18,7 +18,7 @@ public enum ShardSet {
             let store = try PackTensorStore(folder: rankFolder, asRank: true)
             let record = manifest.shard!  // rankManifests checked it
             guard record.experts.count == 2, record.experts[0] >= 0, record.experts[0] <= record.experts[1] else {
-                throw ShardError.input("\(rankFolder)/\(PackManifest.fileName): experts \(record.experts) is not a range [first, end)")
+                throw ShardError.input("\(displayed(rankFolder))/\(PackManifest.fileName): experts \(record.experts) is not a range [first, end)")
             }
             let blocks = try checkedBlocks(store, layout: set.layout, tpRank: record.tpRank, folder: rankFolder)
             let partition = WeightPartition(
@@ -34,7 +34,7 @@ public enum ShardSet {
     /// rank (a table is untrusted: a block on the wrong dimension or out of range is refused, not computed with).
     static func checkedBlocks(_ store: PackTensorStore, layout: ShardLayout, tpRank: Int, folder: String) throws -> [String: WeightPartition.Block] {
         let expected: ExpectedTensorList
-        do { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.input("\(folder): \(error)") }
+        do { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.input("\(displayed(folder)): \(error)") }
         var blocks: [String: WeightPartition.Block] = [:]
         for t in expected.tensors {
             guard let dtype = store.dtype(of: t.name) else { continue }  // held by another rank
@@ -43,12 +43,12 @@ public enum ShardSet {
             guard want?.dimension == have?.dimension, want?.range.lowerBound == have?.start, want?.range.upperBound == have?.end else {
                 func text(_ d: Int?, _ a: Int?, _ b: Int?) -> String { d.map { "[\(a ?? 0), \(b ?? 0)) of dimension \($0)" } ?? "the whole tensor" }
                 throw ShardError.input(
-                    "\(folder): '\(t.name)' is stored as \(text(have?.dimension, have?.start, have?.end)); the rules give tp rank \(tpRank) \(text(want?.dimension, want?.range.lowerBound, want?.range.upperBound))")
+                    "\(displayed(folder)): '\(displayed(t.name))' is stored as \(text(have?.dimension, have?.start, have?.end)); the rules give tp rank \(tpRank) \(text(want?.dimension, want?.range.lowerBound, want?.range.upperBound))")
             }
             if let want { blocks[t.name] = WeightPartition.Block(dimension: want.dimension, start: want.range.lowerBound, end: want.range.upperBound) }
         }
         if let stray = store.blocks.keys.first(where: { blocks[$0] == nil }) {
-            throw ShardError.input("\(folder): '\(stray)' is stored as a block, but the rules give no tensor of that name a block")
+            throw ShardError.input("\(displayed(folder)): '\(displayed(stray))' is stored as a block, but the rules give no tensor of that name a block")
         }
         return blocks
     }
@@ -73,10 +73,11 @@ public enum ShardVerifier {
                 findings += report.findings.map { f in
                     var f = f
                     f.file = f.file.map { rankFolder + "/" + $0 }
+                    if f.code == "carried_file" { f.message = rankFolder + "/" + f.message }
                     return f
                 }
             } catch {
-                findings.append(Finding(code: "shard_rank", file: rankFolder, message: "\(rankFolder): \(error)"))
+                findings.append(Finding(code: "shard_rank", file: rankFolder, message: "\(displayed(rankFolder)): \(error)"))
             }
             progress?(r + 1, set.layout.ranks)
         }
@@ -85,6 +86,8 @@ public enum ShardVerifier {
                 findings.append(Finding(code: "shard_coverage", message: "\(error)"))
             }
         }
+        // The set's own copy of the carried files (each rank's is checked with the rank).
+        findings += PackVerifier.carriedFindings(set.carried, in: folder)
         var report = VerifyReport(
             path: folder, architecture: set.architecture, shardCount: files, tensorCount: tensors, bytesScanned: bytes,
             seconds: Date().timeIntervalSince(start), findings: findings)
@@ -114,8 +117,8 @@ public struct ShardSetInspectReport: Sendable, Codable {
 
     public func renderText() -> String {
         let total = ranks.reduce(0) { $0 + $1.tensorBytes }
-        var out = "shard set      \(path)\n"
-        out += "architecture   \(architecture)\n"
+        var out = "shard set      \(displayed(path))\n"
+        out += "architecture   \(displayed(architecture))\n"
         out += "layout         \(layout.ranks) ranks = tp \(layout.tp) × ep \(layout.ep); vision tower on \(layout.visionOnEveryRank ? "every rank" : "rank 0")\n"
         out += "bytes          \(formatBytes(total)) of tensors over all ranks; \(sourceShards) source headers kept for --merge\n\n"
         for r in ranks {

@@ -13,17 +13,34 @@ import TensorCore
 /// k2pack folder whose `k2pack.json` names its rank; the source headers (for `--merge`) are kept once, under
 /// `source/`, by whoever writes rank 0.
 public struct ShardSetManifest: Codable, Sendable, Equatable {
-    public static let fileName = "shards.json"
+    public static let fileName = PackManifest.setFileName
     public var format = "k2pack-shards"
     public var version = 1
     public var architecture: String
     public var layout: ShardLayout
     public var sourceShards: [String]
     public var sourceIndex: Bool
+    /// The checkpoint's files besides tensors, kept in the set's folder for `--merge` (and in every rank's);
+    /// absent (version 1) when there are none, version 2 otherwise, as in `k2pack.json`.
+    public var carriedFiles: [CarriedFile]?
+
+    public var carried: [CarriedFile] { carriedFiles ?? [] }
 
     enum CodingKeys: String, CodingKey {
-        case format, version, architecture, layout, sourceShards = "source_shards", sourceIndex = "source_index"
+        case format, version, architecture, layout, sourceShards = "source_shards", sourceIndex = "source_index", carriedFiles = "carried"
     }
+
+    public init(architecture: String, layout: ShardLayout, sourceShards: [String], sourceIndex: Bool, carried: [CarriedFile] = []) {
+        self.architecture = architecture
+        self.layout = layout
+        self.sourceShards = sourceShards
+        self.sourceIndex = sourceIndex
+        carriedFiles = carried.isEmpty ? nil : carried
+        version = carried.isEmpty ? 1 : 2
+    }
+
+    /// The names of the rank folders of a layout: a carried file may not take one.
+    public static func rankFolders(_ layout: ShardLayout) -> [String] { (0..<layout.ranks).map(rankFolder) }
 
     public static func rankFolder(_ rank: Int) -> String { "rank-" + String(format: "%04d", rank) }
 
@@ -32,26 +49,28 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
     public static func read(folder: String) throws -> ShardSetManifest {
         let path = folder + "/" + fileName
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ShardError.input("\(path): missing: not a shard set, or rank 0 has not finished writing it")
+            throw ShardError.input("\(displayed(path)): missing: not a shard set, or rank 0 has not finished writing it")
         }
         let manifest: ShardSetManifest
         do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
-            throw ShardError.input("\(path): not a valid shard set record (\(error))")
+            throw ShardError.input("\(displayed(path)): not a valid shard set record (\(error))")
         }
-        guard manifest.format == "k2pack-shards", manifest.version == 1 else {
-            throw ShardError.input("\(path): format \(manifest.format) version \(manifest.version) is not supported (this build reads k2pack-shards 1)")
+        guard manifest.format == "k2pack-shards", PackManifest.versions.contains(manifest.version) else {
+            throw ShardError.input("\(displayed(path)): format \(displayed(manifest.format)) version \(manifest.version) is not supported (this build reads k2pack-shards 1 and 2)")
+        }
+        if let reason = PackManifest.carriedVersionProblem(version: manifest.version, carried: manifest.carriedFiles) {
+            throw ShardError.input("\(displayed(path)): \(reason)")
         }
         guard manifest.layout.tp >= 1, manifest.layout.ep >= 1, manifest.layout.tp <= 4096, manifest.layout.ep <= 4096,
             manifest.layout.ranks <= 4096
         else {
-            throw ShardError.input("\(path): tp \(manifest.layout.tp) × ep \(manifest.layout.ep) is not a plausible layout")
+            throw ShardError.input("\(displayed(path)): tp \(manifest.layout.tp) × ep \(manifest.layout.ep) is not a plausible layout")
         }
-        // Merge writes these names into its output folder: plain names only, each once.
-        for name in manifest.sourceShards where !ShardIndex.isPlainFileName(name) {
-            throw ShardError.input("\(path): source shard name \"\(name)\" is not a plain name inside the folder")
-        }
-        guard Set(manifest.sourceShards).count == manifest.sourceShards.count else {
-            throw ShardError.input("\(path): a source shard is listed twice")
+        // Merge writes these names into its output folder: plain names only, each once (as bytes), none reserved.
+        if let reason = PackManifest.namesProblem(
+            files: [], sourceShards: manifest.sourceShards, carried: manifest.carried.map(\.path), alsoReserved: rankFolders(manifest.layout))
+        {
+            throw ShardError.input("\(displayed(path)): \(reason)")
         }
         return manifest
     }
@@ -61,11 +80,11 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
         try (0..<layout.ranks).map { r in
             let rankPath = folder + "/" + Self.rankFolder(r)
             guard FileManager.default.fileExists(atPath: rankPath + "/" + PackManifest.fileName) else {
-                throw ShardError.input("\(rankPath): rank \(r) of \(layout.ranks) is missing or unfinished (no \(PackManifest.fileName))")
+                throw ShardError.input("\(displayed(rankPath)): rank \(r) of \(layout.ranks) is missing or unfinished (no \(PackManifest.fileName))")
             }
             let manifest = try PackManifest.read(folder: rankPath)
             guard let record = manifest.shard, record.rank == r, record.tp == layout.tp, record.ep == layout.ep else {
-                throw ShardError.input("\(rankPath)/\(PackManifest.fileName): does not describe rank \(r) of tp \(layout.tp) × ep \(layout.ep)")
+                throw ShardError.input("\(displayed(rankPath))/\(PackManifest.fileName): does not describe rank \(r) of tp \(layout.tp) × ep \(layout.ep)")
             }
             return manifest
         }
@@ -107,25 +126,22 @@ public enum ShardWriter {
         input: String, output: String, options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil
     ) throws -> Report {
         let start = Date()
+        try OutputPaths.refuseOverlap(output: output, inputs: [input])
         let checkpoint = try LoadedCheckpoint(path: input)
         if let reason = checkpoint.unusableReason { throw ShardError.input(reason) }
         let layout = options.layout
         let plan = try ShardPlan(checkpoint, layout: layout)
         let ranks = options.ranks ?? Array(0..<layout.ranks)
+        // The checkpoint's other files go into the set's folder and every rank's (each rank is self-contained).
+        let carried = try CarriedFiles.list(checkpoint: checkpoint.directory)
+        if let reason = PackManifest.namesProblem(
+            files: [], sourceShards: checkpoint.directory.shardNames, carried: carried, alsoReserved: ShardSetManifest.rankFolders(layout))
+        {
+            throw ShardError.input("\(displayed(input)): \(reason)")
+        }
         for r in ranks where r < 0 || r >= layout.ranks {
             throw ShardError.layout("rank \(r) is outside 0..<\(layout.ranks) (tp \(layout.tp) × ep \(layout.ep))")
         }
-        // All ranks: a new or empty folder. Some ranks (one process of many): the set's folder may already hold
-        // other ranks; each rank folder written here must be new or empty.
-        if options.ranks == nil {
-            do { try Converter.prepare(output: output, resume: false) } catch PackError.outputExists {
-                throw ShardError.input("\(output): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
-            }
-        } else {
-            try Converter.prepare(output: output, resume: true)
-        }
-        for r in ranks { try claim(output + "/" + ShardSetManifest.rankFolder(r)) }
-
         let architecture = checkpoint.config?.architecture.name ?? "unknown"
         var jobs: [(rank: Int, file: String, tensors: [PlannedTensor])] = []
         var filesOfRank: [Int: [String]] = [:]
@@ -136,8 +152,22 @@ public enum ShardWriter {
                 mine[entry.name].map { share($0, of: entry, source: source) }
             }
             filesOfRank[r] = files.map(\.file)
+            if let reason = PackManifest.namesProblem(files: files.map(\.file), sourceShards: [], carried: carried) {
+                throw ShardError.input("\(displayed(input)): \(reason)")
+            }
             jobs += files.map { (r, $0.file, $0.tensors) }
         }
+        // All ranks: a new or empty folder. Some ranks (one process of many): the set's folder may already hold
+        // other ranks; each rank folder written here must be new or empty.
+        if options.ranks == nil {
+            do throws(PackError) { try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty) } catch {
+                guard case .outputExists = error else { throw error }
+                throw ShardError.input("\(displayed(output)): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
+            }
+        } else {
+            try OutputPaths.prepareFolder(output, inputs: [input], existing: .shared)
+        }
+        for r in ranks { try claim(output + "/" + ShardSetManifest.rankFolder(r)) }
         let work = jobs
         let total = work.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.length } }
         let counter = ProgressCounter(total: total, report: progress)
@@ -155,17 +185,21 @@ public enum ShardWriter {
         if ranks.contains(0) {
             try Converter.keepSourceRecords(dir, input: input, output: output)
             if let config = dir.configBytes { try AtomicFile.write(config, to: output + "/" + CheckpointDirectory.configFileName) }
-            let set = ShardSetManifest(architecture: architecture, layout: layout, sourceShards: dir.shardNames, sourceIndex: dir.index != nil)
+            let records = try carried.map { try CarriedFiles.copy($0, from: input, to: output) }
+            let set = ShardSetManifest(
+                architecture: architecture, layout: layout, sourceShards: dir.shardNames, sourceIndex: dir.index != nil, carried: records)
             try AtomicFile.write(try set.encoded(), to: output + "/" + ShardSetManifest.fileName)
         }
         // Each rank's manifest last: its presence marks the rank finished.
         for r in ranks {
             let folder = output + "/" + ShardSetManifest.rankFolder(r)
             if let config = dir.configBytes { try AtomicFile.write(config, to: folder + "/" + CheckpointDirectory.configFileName) }
+            let records = try carried.map { try CarriedFiles.copy($0, from: input, to: folder) }
             let record = ShardRecord(
                 tp: layout.tp, ep: layout.ep, rank: r, experts: plan.ranks[r].experts ?? [0, 0],
                 vision: layout.visionOnEveryRank || r == 0)
-            let manifest = PackManifest(architecture: architecture, files: filesOfRank[r] ?? [], sourceShards: [], sourceIndex: false, shard: record)
+            let manifest = PackManifest(
+                architecture: architecture, files: filesOfRank[r] ?? [], sourceShards: [], sourceIndex: false, shard: record, carried: records)
             try AtomicFile.write(try manifest.encoded(), to: folder + "/" + PackManifest.fileName)
         }
         return Report(layout: layout, ranks: ranks, files: jobs.count, bytes: total, seconds: Date().timeIntervalSince(start))
@@ -176,7 +210,7 @@ public enum ShardWriter {
     static func claim(_ folder: String) throws {
         guard mkdir(folder, 0o755) == 0 else {
             if errno == EEXIST {
-                throw ShardError.input("\(folder): already exists (written before, or being written by another process); remove it to write this rank again")
+                throw ShardError.input("\(displayed(folder)): already exists (written before, or being written by another process); remove it to write this rank again")
             }
             throw PackError.io(path: folder, operation: "create the folder", reason: String(cString: strerror(errno)))
         }

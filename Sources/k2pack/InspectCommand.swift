@@ -30,12 +30,12 @@ struct InspectCommand: ParsableCommand {
         folders.apply()
         if ShardSetManifest.isShardSet(checkpoint) {
             let report = try ShardSetInspectReport(folder: checkpoint)
-            if json { try printJSON(report) } else { print(report.renderText(), terminator: "") }
+            if json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             return
         }
         if PackVerifier.isPackFolder(checkpoint) {
             let report = try PackInspectReport(folder: checkpoint)
-            if json { try printJSON(report) } else { print(report.renderText(), terminator: "") }
+            if json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             return
         }
         let loaded = try LoadedCheckpoint(path: checkpoint)
@@ -44,7 +44,7 @@ struct InspectCommand: ParsableCommand {
         if json {
             try printJSON(report)
         } else {
-            print(report.renderText(), terminator: "")
+            print(terminalText(report.renderText()), terminator: "")
         }
         if report.findings.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
     }

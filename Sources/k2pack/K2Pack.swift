@@ -1,4 +1,9 @@
 import ArgumentParser
+import Checkpoint
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @main
 struct K2Pack: ParsableCommand {
@@ -8,4 +13,32 @@ struct K2Pack: ParsableCommand {
         version: "0.1.0",
         subcommands: [InspectCommand.self, VerifyCommand.self, ConvertCommand.self, ExportCommand.self, ParityCommand.self, CompareCommand.self, QuantizeCommand.self, DequantizeCommand.self, ShardCommand.self]
     )
+
+    /// Start-up (every message then goes through `terminalText`, Output.swift, on its way to the terminal): the SIGBUS handler (an input shrinking under its mapping is reported by name, unfinished
+    /// output removed, exit 74) and the open-file limit raised to the hard limit (every shard is held open).
+    static func main() {
+        FatalSignals.install()
+        OpenFileLimit.raiseToHardLimit()
+        installTestHooks()
+        runCommand(Self.self)
+    }
+
+    /// `K2PACK_TEST_WHEN_MAPPED=shrink:NAME` or `grow:NAME`: the moment a file whose name is NAME is mapped,
+    /// truncate it to half its length (the next access past that raises SIGBUS) or append a byte to it (no
+    /// fault; the change is seen when the file is checked). Tests use it to change an input at an exact point
+    /// of a real run, with no timing. Unset, this changes nothing.
+    static func installTestHooks() {
+        guard let spec = ProcessInfo.processInfo.environment["K2PACK_TEST_WHEN_MAPPED"] else { return }
+        let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return }
+        let (action, name) = (parts[0], parts[1])
+        FatalSignals.afterMapping = { path in
+            guard path.split(separator: "/").last.map(String.init) == name, let size = try? ReadOnlyFile(path: path).byteCount else { return }
+            if action == "shrink" {
+                _ = truncate(path, off_t(size / 2))
+            } else if action == "grow" {
+                _ = truncate(path, off_t(size + 1))
+            }
+        }
+    }
 }

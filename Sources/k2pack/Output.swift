@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Foundation
+import TensorCore
 
 #if canImport(Glibc)
 import Glibc
@@ -39,6 +40,45 @@ func printJSON<T: Encodable>(_ value: T) throws {
     let data = try encoder.encode(value)
     FileHandle.standardOutput.write(data)
     FileHandle.standardOutput.write(Data("\n".utf8))
+}
+
+/// A text report or message made safe for the terminal line by line: every line goes through `displayed(_:)`
+/// unshortened, so only the text's own line breaks remain. Names are displayed (and shortened) where they are
+/// interpolated; this is the net for anything that was not.
+func terminalText(_ text: String) -> String {
+    var lines: [String] = []
+    var line = String.UnicodeScalarView()
+    for scalar in text.unicodeScalars {
+        if scalar == "\n" {
+            lines.append(displayed(String(line), limit: nil))
+            line = String.UnicodeScalarView()
+        } else {
+            line.append(scalar)
+        }
+    }
+    lines.append(displayed(String(line), limit: nil))
+    return lines.joined(separator: "\n")
+}
+
+/// What `ParsableCommand.main()` does, with every message (ours, a library's, or the argument parser's, which
+/// repeats the command line) passed through `terminalText` first: no error reaches the terminal raw.
+func runCommand<Command: ParsableCommand>(_: Command.Type, arguments: [String]? = nil) -> Never {
+    do {
+        var command = try Command.parseAsRoot(arguments)
+        try command.run()
+        exit(0)
+    } catch {
+        let code = Command.exitCode(for: error)
+        let message = terminalText(Command.fullMessage(for: error))
+        if !message.isEmpty {
+            if code == .success {
+                print(message)
+            } else {
+                FileHandle.standardError.write(Data((message + "\n").utf8))
+            }
+        }
+        exit(code.rawValue)
+    }
 }
 
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal.

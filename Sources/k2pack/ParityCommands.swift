@@ -5,6 +5,7 @@ import ModelStore
 import PackFormat
 import Parity
 import Shard
+import TensorCore
 
 extension Dequantization: ExpressibleByArgument {}
 
@@ -79,9 +80,13 @@ struct ParityCommand: ParsableCommand {
         folders.apply()
         guard let reference else {
             guard let shards, let model else { throw ValidationError("give --reference DUMP (and a model or --shards), or a model and --shards") }
+            guard plot == nil else { throw ValidationError("--plot charts the error per layer against a dump: it needs --reference") }
             return try runAgainstUnsharded(model: model, shards: shards)
         }
         guard (model == nil) != (shards == nil) else { throw ValidationError("with --reference, give either a model folder or --shards, not both") }
+        // Checked before the run (and again when written): never a link, device or folder, never inside an input.
+        let plotInputs = [model, shards, ReferenceDump.filePath(of: reference)].compactMap { $0 }
+        if let plot { try OutputPaths.checkFile(plot, inputs: plotInputs) }
         let dump = try ReferenceDump(spec: reference)
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: dump.dequant) }
             ?? forward.forwardPass(model: model!, declared: dump.dequant)
@@ -92,8 +97,11 @@ struct ParityCommand: ParsableCommand {
             tolerance: Tolerance(atol: atol ?? Tolerance().atol, rtol: rtol, routingMargin: routingMargin), layers: slice, isolated: !chainedOnly,
             progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
-        if let plot { try AtomicFile.write(Array(report.renderSVG().utf8), to: plot) }
-        if reporting.json { try printJSON(report) } else { print(report.renderText()) }
+        if let plot {
+            try OutputPaths.checkFile(plot, inputs: plotInputs)
+            try AtomicFile.write(Array(report.renderSVG().utf8), to: plot)
+        }
+        if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }
         if !report.pass { throw ExitCode(1) }
     }
 
@@ -109,7 +117,7 @@ struct ParityCommand: ParsableCommand {
         let report = try ModelAgreement.run(
             sharded, against: whole, ids: ids, atol: atol, rtol: rtol, progress: bar.map { bar in { bar.update($0, of: $1) } })
         bar?.finish()
-        if reporting.json { try printJSON(report) } else { print(report.renderText(test: shards, reference: model), terminator: "") }
+        if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText(test: shards, reference: model)), terminator: "") }
         if !report.pass { throw ExitCode(1) }
     }
 
@@ -117,7 +125,7 @@ struct ParityCommand: ParsableCommand {
     func parseLayers(_ text: String) throws -> ClosedRange<Int> {
         let pieces = text.components(separatedBy: "..")
         guard pieces.count <= 2, let a = Int(pieces[0]), let b = Int(pieces[pieces.count - 1]), a >= 0, a <= b else {
-            throw ValidationError("--layers \(text): expected A..B with 0 ≤ A ≤ B, or a single layer")
+            throw ValidationError("--layers \(displayed(text)): expected A..B with 0 ≤ A ≤ B, or a single layer")
         }
         return a...b
     }
@@ -148,28 +156,28 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         folders.apply()
         let ref = try ReferenceDump(spec: reference)
-        guard let (refLogits, vocab) = try ref.logits() else { throw ValidationError("\(ref.label) has no logits dataset") }
+        guard let (refLogits, vocab) = try ref.logits() else { throw ValidationError("\(displayed(ref.label)) has no logits dataset") }
         let testLogits: [Float]
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
             let pass = try forward.forwardPass(model: test, declared: ref.dequant)
             guard pass.weights.forward.vocabSize == vocab else {
-                throw ValidationError("\(test) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
+                throw ValidationError("\(displayed(test)) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
             }
             testLogits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
         } else {
             let other = try ReferenceDump(spec: test)
             guard other.inputIDs == ref.inputIDs else {
-                throw ValidationError("\(other.label) was made from other input_ids than \(ref.label)")
+                throw ValidationError("\(displayed(other.label)) was made from other input_ids than \(displayed(ref.label))")
             }
             guard let (logits, otherVocab) = try other.logits(), otherVocab == vocab else {
-                throw ValidationError("\(other.label) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
+                throw ValidationError("\(displayed(other.label)) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
             }
             testLogits = logits
         }
         let stats = LogitStatistics(
             ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, reference: refLogits,
             test: testLogits, vocab: vocab)
-        if json { try printJSON(stats) } else { print(stats.renderText()) }
+        if json { try printJSON(stats) } else { print(terminalText(stats.renderText())) }
     }
 }

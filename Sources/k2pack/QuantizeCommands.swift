@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Requantize
+import TensorCore
 
 extension OutputFormat: ExpressibleByArgument {}
 
@@ -37,8 +38,8 @@ struct QuantizeCommand: ParsableCommand {
         let report = try Quantizer.quantize(input: input, output: output, options: Quantizer.Options(format: format, schemeFile: scheme), progress: killSwitch(progress))
         bar?.finish()
         if reporting.json { try printJSON(report); return }
-        for note in report.notes { print("note: \(note)") }
-        print("quantized \(report.quantizedModules) modules (\(report.scheme)), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
+        for note in report.notes { print("note: \(displayed(note, limit: nil))") }
+        print("quantized \(report.quantizedModules) modules (\(displayed(report.scheme))), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
     }
 }
 

@@ -39,7 +39,7 @@ struct ConvertCommand: ParsableCommand {
         bar?.finish()
         if reporting.json { try printJSON(report); return }
         let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e9 : 0
-        print("wrote \(report.files.count) files (\(report.filesReused.count) kept from an earlier run), \(report.tensors) tensors (\(report.stackedTensors) expert stacks), \(report.bytes) bytes in \(String(format: "%.2f s, %.2f GB/s", report.seconds, rate))")
+        print("wrote \(report.files.count) files (\(report.filesReused.count) kept from an earlier run), \(report.tensors) tensors (\(report.stackedTensors) expert stacks), \(report.carriedFiles) other files carried, \(report.bytes) bytes in \(String(format: "%.2f s, %.2f GB/s", report.seconds, rate))")
         if compress {
             print(String(format: "zstd level %d: %d tensor bytes in %d bytes of files, ratio %.3f", level, report.bytes, report.fileBytes, Double(report.bytes) / Double(max(report.fileBytes, 1))))
         }
@@ -64,7 +64,7 @@ struct ExportCommand: ParsableCommand {
         let report = try Exporter.export(input: input, output: output, progress: killSwitch(progress))
         bar?.finish()
         if reporting.json { try printJSON(report); return }
-        print("wrote \(report.files.count) shards, \(report.bytes) bytes in \(String(format: "%.2f s", report.seconds))")
+        print("wrote \(report.files.count) shards and \(report.carriedFiles) carried files (each checked against its SHA-256), \(report.bytes) bytes in \(String(format: "%.2f s", report.seconds))")
     }
 }
 

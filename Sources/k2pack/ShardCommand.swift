@@ -41,7 +41,7 @@ struct ShardCommand: ParsableCommand {
     @Option(help: "Where the vision tower goes: every (every rank) or rank0.")
     var vision: VisionPlacement = .every
 
-    @Flag(help: "Print the plan; write nothing.")
+    @Flag(help: "Print the plan; write nothing (with --merge: check the set and print what would be merged).")
     var dryRun = false
 
     @Flag(help: "Rebuild the unsharded checkpoint from a shard set, byte for byte.")
@@ -66,7 +66,7 @@ struct ShardCommand: ParsableCommand {
         let layout = ShardLayout(tp: tp, ep: ep, visionOnEveryRank: vision == .every)
         if dryRun {
             let plan = try ShardPlan(LoadedCheckpoint(path: model), layout: layout)
-            if reporting.json { try printJSON(plan) } else { print(plan.renderText(), terminator: "") }
+            if reporting.json { try printJSON(plan) } else { print(terminalText(plan.renderText()), terminator: "") }
             return
         }
         guard let output else { throw ValidationError("give an output folder, or --dry-run to print the plan") }
@@ -90,7 +90,7 @@ struct ShardCommand: ParsableCommand {
         for (rankKey, sizeKey) in [("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")] {
             guard let text = env[rankKey] else { continue }
             guard let process = Int(text), let sizeText = env[sizeKey], let size = Int(sizeText), size >= 1, process >= 0, process < size else {
-                throw ValidationError("\(rankKey)=\(text) with \(sizeKey)=\(env[sizeKey] ?? "unset") is not a process of a launch; set both, or pass --rank")
+                throw ValidationError("\(rankKey)=\(displayed(text)) with \(sizeKey)=\(displayed(env[sizeKey] ?? "unset")) is not a process of a launch; set both, or pass --rank")
             }
             let mine = Array(stride(from: process, to: total, by: size))
             guard !mine.isEmpty else { throw ValidationError("\(rankKey) \(process) of \(size) processes has no rank to write: there are \(total)") }
@@ -100,6 +100,16 @@ struct ShardCommand: ParsableCommand {
     }
 
     func runMerge() throws {
+        for (flag, given) in [("--gpus", gpus != nil), ("--tp", tp != nil), ("--ep", ep != nil), ("--rank", rank != nil)] where given {
+            throw ValidationError("\(flag) does not apply to --merge (the set's layout is read from its shards.json)")
+        }
+        if dryRun {
+            // Plan only: every check merge makes, nothing written.
+            let report = try ShardMerger.plan(input: model, output: output)
+            if reporting.json { try printJSON(report); return }
+            print("would merge \(report.ranks) ranks into \(report.files.count) shards, \(formatBytes(report.bytes))\(output.map { " in \($0)" } ?? ""); nothing written (--dry-run)")
+            return
+        }
         guard let output else { throw ValidationError("--merge needs the shard set's folder and an output folder") }
         let (bar, progress) = reporting.progress("merge")
         let report = try ShardMerger.merge(input: model, output: output, progress: killSwitch(progress))

@@ -49,7 +49,7 @@ struct VerifyCommand: ParsableCommand {
         folders.apply()
         if requantize, let bf16 {
             let report = try RequantizeCheck.run(int4: checkpoint, bf16: bf16)
-            if reporting.json { try printJSON(report) } else { print(report.renderText()) }
+            if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }
             return
         }
         var options = VerifyOptions(scanData: !headersOnly)
@@ -70,7 +70,7 @@ struct VerifyCommand: ParsableCommand {
         if reporting.json {
             try printJSON(report)
         } else {
-            print(report.renderText(), terminator: "")
+            print(terminalText(report.renderText()), terminator: "")
         }
         if !report.passed { throw ExitCode(1) }
     }

@@ -73,7 +73,7 @@ struct RepackTests {
         var bytes = try Data(contentsOf: URL(fileURLWithPath: interrupted + "/layer-0002.k2p"))
         bytes[bytes.count - 100] ^= 0xFF
         try bytes.write(to: URL(fileURLWithPath: interrupted + "/layer-0002.k2p"))
-        #expect(throws: PackError.outputExists(path: interrupted)) {
+        #expect(throws: PackError.outputExists(path: interrupted, resumable: true)) {
             _ = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: interrupted)
         }
         let report = try Converter.convert(input: TestPaths.fixture("k25-tiny"), output: interrupted, options: .init(resume: true))

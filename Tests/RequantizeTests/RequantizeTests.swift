@@ -79,6 +79,25 @@ struct RequantizeTests {
         #expect((config["text_config"] as? [String: Any])?["quantization_config"] != nil, "K2.5 keeps its scheme inside text_config")
     }
 
+    @Test("quantize and dequantize carry every non-tensor file, sub-folders included, in both output formats")
+    func carriedFiles() throws {
+        let dir = TemporaryDirectory()
+        let fixture = try folderContents(TestPaths.fixture("k25-tiny"))
+        let carried = fixture.filter { !$0.key.hasSuffix(".safetensors") && $0.key != "config.json" && $0.key != "model.safetensors.index.json" }
+        #expect(carried.count == 18 && carried.keys.contains("docs/deploy_guidance.md") && carried.keys.contains(".gitattributes"))
+        _ = try Dequantizer.dequantize(input: TestPaths.fixture("k25-tiny"), output: dir.path + "/d25")
+        _ = try Quantizer.quantize(input: dir.path + "/d25", output: dir.path + "/q25")
+        for folder in ["d25", "q25"] {
+            let out = try folderContents(dir.path + "/" + folder)
+            for (path, bytes) in carried { #expect(out[path] == bytes, "\(folder): \(path)") }
+        }
+        _ = try Dequantizer.dequantize(input: TestPaths.fixture("k25-tiny"), output: dir.path + "/p25", options: .init(format: .k2pack))
+        let packed = try folderContents(dir.path + "/p25")
+        for (path, bytes) in carried { #expect(packed[path] == bytes, "k2pack form: \(path)") }
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.path + "/p25/k2pack.json"))) as? [String: Any])
+        #expect((record["carried"] as? [[String: Any]])?.compactMap { $0["path"] as? String }.sorted() == carried.keys.sorted())
+    }
+
     @Test("--exact writes float32 q·scale, which rounds to the BF16 output")
     func exact() throws {
         let dir = TemporaryDirectory()

@@ -40,6 +40,8 @@ public final class TemporaryDirectory: @unchecked Sendable {
     @discardableResult
     public func write(_ name: String, _ bytes: [UInt8]) -> String {
         let file = url.appendingPathComponent(name)
+        // A name with folders in it ("full/x") gets its folders.
+        try! FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
         try! Data(bytes).write(to: file)
         return file.path
     }
@@ -124,15 +126,45 @@ public func makeCacheSnapshot(of fixture: String, in root: String) throws -> (sn
     try FileManager.default.createDirectory(atPath: repo + "/blobs", withIntermediateDirectories: true)
     try FileManager.default.createDirectory(atPath: snap, withIntermediateDirectories: true)
     var blobs: [String: String] = [:]
-    for name in try FileManager.default.contentsOfDirectory(atPath: TestPaths.fixture(fixture)) {
+    // Files in sub-folders (docs/, figures/) link to the same blobs/, one `../` further up per level.
+    for name in try folderContents(TestPaths.fixture(fixture)).keys.sorted() {
         let source = TestPaths.fixture(fixture) + "/" + name
         let digest = try ReadOnlyFile(path: source).sha256Hex()
         let blob = name.hasSuffix(".safetensors") ? digest : String(digest.prefix(40))
         if !FileManager.default.fileExists(atPath: repo + "/blobs/" + blob) {
             try FileManager.default.copyItem(atPath: source, toPath: repo + "/blobs/" + blob)
         }
-        try FileManager.default.createSymbolicLink(atPath: snap + "/" + name, withDestinationPath: "../../blobs/" + blob)
+        let depth = name.split(separator: "/").count - 1
+        if depth > 0 {
+            try FileManager.default.createDirectory(atPath: snap + "/" + (name as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        }
+        let up = String(repeating: "../", count: depth + 2)
+        try FileManager.default.createSymbolicLink(atPath: snap + "/" + name, withDestinationPath: up + "blobs/" + blob)
         blobs[name] = repo + "/blobs/" + blob
     }
     return (snap, blobs)
+}
+
+/// The scalars of `text` a terminal would act on rather than draw: C0/C1 controls and DEL (line feed aside),
+/// bidi and other format characters (category Cf), line and paragraph separators. Empty for text made with
+/// `displayed(_:)`.
+public func rawTerminalControls(_ text: String) -> [Unicode.Scalar] {
+    text.unicodeScalars.filter { s in
+        guard s != "\n" else { return false }
+        switch s.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator: return true
+        default: return false
+        }
+    }
+}
+
+/// A file's bytes as text, or nil when it cannot be read.
+public func fileText(_ path: String) -> String? {
+    FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// Whether anything (a link included, not followed) is at `path`.
+public func somethingAt(_ path: String) -> Bool {
+    var st = stat()
+    return lstat(path, &st) == 0
 }

@@ -9,6 +9,7 @@
 
 from .reader import (
     FORMAT_VERSION,
+    CarriedFile,
     ChecksumMismatchError,
     Frame,
     HeaderError,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FORMAT_VERSION",
+    "CarriedFile",
     "ChecksumMismatchError",
     "Frame",
     "HeaderError",

@@ -32,6 +32,7 @@ __all__ = [
     "Slice",
     "Source",
     "Frame",
+    "CarriedFile",
     "TensorInfo",
     "PackFile",
     "PackFolder",
@@ -50,6 +51,10 @@ MAX_TABLE_LENGTH = 256 << 20
 MAX_FRAME_SIZE = 64 << 20
 MANIFEST = "k2pack.json"
 SET_MANIFEST = "shards.json"
+# Folder records (k2pack.json, shards.json): version 2 adds the `carried` list; .k2p/.k2z files stay version 1.
+RECORD_VERSIONS = (1, 2)
+# Names a record may not give a data file, a source shard or a carried file's first component.
+RESERVED_NAMES = [MANIFEST, SET_MANIFEST, "config.json", "model.safetensors.index.json", "source"]
 INT_MAX = (1 << 63) - 1  # the Swift reader's Int: sums past it are refused as overflow
 
 # safetensors dtype spelling -> (bits per element, numpy dtype of the stored words). BF16 has no numpy type and
@@ -97,10 +102,9 @@ class NotPackError(K2PackError):
 
 
 class UnsupportedVersionError(K2PackError):
-    def __init__(self, file: str, version: Any, field: str = "version", what: str = "k2pack format") -> None:
-        super().__init__(
-            f"{file}: {what} version {version} is not supported (this reader reads version {FORMAT_VERSION})", file, field
-        )
+    def __init__(self, file: str, version: Any, field: str = "version", what: str = "k2pack format",
+                 reads: str = f"version {FORMAT_VERSION}") -> None:
+        super().__init__(f"{file}: {what} version {version} is not supported (this reader reads {reads})", file, field)
         self.version = version
 
 
@@ -171,6 +175,15 @@ class Frame:
     offset: int
     length: int
     size: int
+
+
+@dataclass(frozen=True)
+class CarriedFile:
+    """A file the folder holds besides tensors (tokenizer, chat template, remote code, …), byte for byte."""
+
+    path: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -700,9 +713,66 @@ def _to_framework(array: np.ndarray, dtype: str, framework: str):
     return tensor
 
 
-def _check_plain(name: Any, path: str, what: str) -> None:
-    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\x00" in name:
-        raise NotPackError(path, f'{what} "{name}" is not a plain name inside the folder', what)
+def _plain(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\x00" not in name
+
+
+def _carried_version_problem(version: int, carried: Optional[list]) -> Optional[str]:
+    """A record of version 1 lists no carried files; one of version 2 lists at least one."""
+    if version == 1:
+        return None if carried is None else "version 1 records no carried files, but this record lists some"
+    if carried is None:
+        return f"version {version} records carried files, but this record has no carried list"
+    if not carried:
+        return f"version {version} records carried files, but this record's carried list is empty"
+    return None
+
+
+def _carried_problem(paths: Sequence[str], reserved: Sequence[str]) -> Optional[str]:
+    seen = set()
+    for path in paths:
+        parts = path.split("/")
+        if not all(_plain(p) for p in parts):
+            return f'carried file "{path}" is not a plain relative path inside the folder'
+        if parts[0] in reserved:
+            return f'carried file "{path}" takes the name "{parts[0]}", which the folder uses for its own records'
+        if path in seen:
+            return f'carried file "{path}" is listed twice'
+        seen.add(path)
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in seen:
+                return f'carried file "{parent}" is also a folder holding "{path}"'
+            parent = parent.rpartition("/")[0]
+    return None
+
+
+def _names_problem(files: Sequence[str], source_shards: Sequence[str], carried: Sequence[str],
+                   also_reserved: Sequence[str] = ()) -> Optional[str]:
+    """The Swift reader's rule for a record's names (str equality is code-point equality: compared as bytes)."""
+    for names, what in ((files, "data file"), (source_shards, "source shard")):
+        seen = set()
+        for name in names:
+            if not _plain(name):
+                return f'{what} name "{name}" is not a plain name inside the folder'
+            if name in RESERVED_NAMES:
+                return f'{what} name "{name}" is reserved for the folder\'s own records'
+            if name in seen:
+                return f'{what} "{name}" is listed twice'
+            seen.add(name)
+    return _carried_problem(carried, RESERVED_NAMES + list(files) + list(source_shards) + list(also_reserved))
+
+
+def _decode_carried(doc: dict, where: str) -> Optional[List[CarriedFile]]:
+    carried = _require(doc, "carried", list, where, optional=True)
+    if carried is None:
+        return None
+    return [
+        CarriedFile(_require(c, "path", str, f"{where} carried[{i}]"), _require(c, "size", int, f"{where} carried[{i}]"),
+                    _require(c, "sha256", str, f"{where} carried[{i}]"))
+        for i, c in enumerate(carried)
+    ]
 
 
 # ---- a folder -----------------------------------------------------------------------------------------------
@@ -743,14 +813,19 @@ class PackFolder:
             for name in files + self.source_shards:
                 if not isinstance(name, str):
                     raise ValueError(f"{MANIFEST}: a file name is not a string")
+            carried = _decode_carried(doc, MANIFEST)
         except (ValueError, UnicodeDecodeError) as error:
             raise NotPackError(manifest_path, f"not a valid folder record ({error})") from None
-        if fmt != "k2pack" or version != FORMAT_VERSION:
-            if fmt != "k2pack":
-                raise UnsupportedVersionError(manifest_path, version, "format", what=f"format '{fmt}'")
-            raise UnsupportedVersionError(manifest_path, version)
-        for name in files + self.source_shards:
-            _check_plain(name, manifest_path, "file name")
+        if fmt != "k2pack":
+            raise UnsupportedVersionError(manifest_path, version, "format", what=f"format '{fmt}'", reads="k2pack")
+        if version not in RECORD_VERSIONS:
+            raise UnsupportedVersionError(manifest_path, version, what="folder record", reads="versions 1 to 2")
+        problem = _carried_version_problem(version, carried) or _names_problem(
+            files, self.source_shards, [c.path for c in carried or []])
+        if problem:
+            raise NotPackError(manifest_path, problem, "carried" if "carried" in problem else "files")
+        self.record_version = version
+        self.carried: List[CarriedFile] = carried or []
         self.shard: Optional[Dict[str, Any]] = shard
         if shard is not None:
             experts = shard["experts"]
@@ -906,6 +981,34 @@ class PackFolder:
             raise errors[0]
         return errors
 
+    def verify_carried(self) -> List[K2PackError]:
+        """Each carried file's size and SHA-256 against the record; returns the problems (empty: all match).
+        A carried file reached through a link that leads out of the folder is a problem, not read."""
+        import hashlib
+
+        problems: List[K2PackError] = []
+        root = os.path.realpath(self.path)
+        for c in self.carried:
+            path = os.path.join(self.path, c.path)
+            real = os.path.realpath(path)
+            if os.path.commonpath([root, real]) != root:
+                problems.append(K2PackError(f"{path}: carried file leads out of the folder (to {real})", path, "carried"))
+                continue
+            try:
+                digest, size = hashlib.sha256(), 0
+                with open(real, "rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+                        size += len(block)
+            except OSError as error:
+                problems.append(K2PackError(f"{path}: carried file cannot be read: {error.strerror}", path, "carried"))
+                continue
+            if size != c.size or digest.hexdigest() != c.sha256:
+                problems.append(K2PackError(
+                    f"{path}: carried file changed: {size} bytes, SHA-256 {digest.hexdigest()}; the record says "
+                    f"{c.size} bytes, {c.sha256}", path, "carried"))
+        return problems
+
     def close(self) -> None:
         for f in self.files:
             f.close()
@@ -946,23 +1049,25 @@ class ShardSet:
             self.source_index = _require(doc, "source_index", bool, SET_MANIFEST)
             if not all(isinstance(s, str) for s in self.source_shards):
                 raise ValueError("source_shards holds a non-string")
+            carried = _decode_carried(doc, SET_MANIFEST)
         except (ValueError, UnicodeDecodeError) as error:
             raise ShardSetError(f"{manifest_path}: not a valid shard set record ({error})", manifest_path) from None
-        if fmt != "k2pack-shards" or version != 1:
+        if fmt != "k2pack-shards" or version not in RECORD_VERSIONS:
             raise ShardSetError(
-                f"{manifest_path}: format {fmt} version {version} is not supported (this reader reads k2pack-shards 1)",
+                f"{manifest_path}: format {fmt} version {version} is not supported (this reader reads k2pack-shards 1 and 2)",
                 manifest_path,
                 "version",
             )
+        problem = _carried_version_problem(version, carried)
+        if problem:
+            raise ShardSetError(f"{manifest_path}: {problem}", manifest_path, "carried")
         if not (1 <= self.tp <= 4096 and 1 <= self.ep <= 4096 and self.tp * self.ep <= 4096):
             raise ShardSetError(f"{manifest_path}: tp {self.tp} × ep {self.ep} is not a plausible layout", manifest_path, "layout")
-        for name in self.source_shards:
-            if name in ("", ".", "..") or "/" in name or "\x00" in name:
-                raise ShardSetError(
-                    f'{manifest_path}: source shard name "{name}" is not a plain name inside the folder', manifest_path
-                )
-        if len(set(self.source_shards)) != len(self.source_shards):
-            raise ShardSetError(f"{manifest_path}: a source shard is listed twice", manifest_path)
+        problem = _names_problem([], self.source_shards, [c.path for c in carried or []],
+                                 [f"rank-{r:04d}" for r in range(self.tp * self.ep)])
+        if problem:
+            raise ShardSetError(f"{manifest_path}: {problem}", manifest_path, "source_shards")
+        self.carried: List[CarriedFile] = carried or []
 
     @property
     def ranks(self) -> int:

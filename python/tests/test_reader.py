@@ -420,7 +420,9 @@ class CommandLineTests(unittest.TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn(f"tensor '{info.name}': data is corrupt", result.stderr)
         self.assertIn("1 checksum mismatch", result.stderr)
-        patch(os.path.join(folder, json.load(open(os.path.join(folder, "k2pack.json")))["files"][0]), 8, b"\x07")
+        with open(os.path.join(folder, "k2pack.json")) as handle:
+            first_file = json.load(handle)["files"][0]
+        patch(os.path.join(folder, first_file), 8, b"\x07")
         result = self.module(folder)
         self.assertEqual(result.returncode, 2)
         self.assertIn("k2pack format version 7 is not supported (this reader reads version 1)", result.stderr)
@@ -471,41 +473,90 @@ class RefusalTests(unittest.TestCase):
                                     f"{path}: invalid header: flags 0x{flags:08x} are not defined in version 1", "flags",
                                     swift_message=f"flags 0x{flags:08x} are not defined in version 1")
 
-    def test_future_folder_and_set_records_are_refused(self):
-        for version, fmt in [(2, "k2pack"), (0, "k2pack")]:
-            folder = copy_of(OUT["k25-tiny", "pack"])
-            manifest = os.path.join(folder, "k2pack.json")
-            with open(manifest) as handle:
-                doc = json.load(handle)
-            doc["version"], doc["format"] = version, fmt
-            with open(manifest, "w") as handle:
-                json.dump(doc, handle)
-            self.assert_refused(folder, k2.UnsupportedVersionError,
-                                f"{manifest}: k2pack format version {version} is not supported", "version")
-        folder = copy_of(OUT["k25-tiny", "pack"])
-        manifest = os.path.join(folder, "k2pack.json")
-        with open(manifest) as handle:
+    def edit_record(self, folder, name, change):
+        path = os.path.join(folder, name)
+        with open(path) as handle:
             doc = json.load(handle)
-        doc["format"] = "k3pack"
-        with open(manifest, "w") as handle:
+        change(doc)
+        with open(path, "w") as handle:
             json.dump(doc, handle)
-        self.assert_refused(folder, k2.UnsupportedVersionError, "format 'k3pack' version 1 is not supported", "format")
+        return path
+
+    def test_future_folder_and_set_records_are_refused(self):
+        # k25-tiny carries files (tokenizer, remote code, docs/…): its records are version 2.
         for change, message in [
-            (lambda d: d.update(version=2), "format k2pack-shards version 2 is not supported (this reader reads k2pack-shards 1)"),
-            (lambda d: d.update(format="k2pack"), "format k2pack version 1 is not supported"),
+            (lambda d: d.update(version=3), "folder record version 3 is not supported (this reader reads versions 1 to 2)"),
+            (lambda d: d.update(version=0), "folder record version 0 is not supported (this reader reads versions 1 to 2)"),
+        ]:
+            folder = copy_of(OUT["k25-tiny", "pack"])
+            manifest = self.edit_record(folder, "k2pack.json", change)
+            self.assert_refused(folder, k2.UnsupportedVersionError, f"{manifest}: {message}", "version",
+                                swift_message="folder record version")
+        folder = copy_of(OUT["k25-tiny", "pack"])
+        manifest = self.edit_record(folder, "k2pack.json", lambda d: d.update(format="k3pack"))
+        self.assert_refused(folder, k2.UnsupportedVersionError, "format 'k3pack' version 2 is not supported", "format")
+        for change, message in [
+            (lambda d: d.update(version=1), "version 1 records no carried files, but this record lists some"),
+            (lambda d: d.pop("carried"), "version 2 records carried files, but this record has no carried list"),
+            (lambda d: d.update(carried=[]), "version 2 records carried files, but this record's carried list is empty"),
+            (lambda d: d["carried"].append(dict(d["carried"][0])), "is listed twice"),
+            (lambda d: d["carried"].append({"path": "../up.txt", "size": 1, "sha256": "0" * 64}),
+             'carried file "../up.txt" is not a plain relative path inside the folder'),
+            (lambda d: d["carried"].append({"path": "source/x", "size": 1, "sha256": "0" * 64}),
+             'carried file "source/x" takes the name "source", which the folder uses for its own records'),
+            (lambda d: d["carried"].append({"path": "docs", "size": 1, "sha256": "0" * 64}),
+             'carried file "docs" is also a folder holding "docs/'),
+            (lambda d: d["carried"].append({"path": d["files"][0], "size": 1, "sha256": "0" * 64}),
+             "which the folder uses for its own records"),
+        ]:
+            folder = copy_of(OUT["k25-tiny", "pack"])
+            manifest = self.edit_record(folder, "k2pack.json", change)
+            error = self.assert_refused(folder, k2.NotPackError, message)
+            self.assertTrue(str(error).startswith(f"{manifest}: not a k2pack file: "), str(error))
+        # k2-thinking-tiny carries nothing: version 1, and a version 2 without a list is refused.
+        folder = copy_of(OUT["k2-thinking-tiny", "pack"])
+        manifest = self.edit_record(folder, "k2pack.json", lambda d: d.update(version=2))
+        self.assert_refused(folder, k2.NotPackError, "version 2 records carried files, but this record has no carried list")
+        for change, message in [
+            (lambda d: d.update(version=3), "format k2pack-shards version 3 is not supported (this reader reads k2pack-shards 1 and 2)"),
+            (lambda d: d.update(format="k2pack"), "format k2pack version 2 is not supported"),
+            (lambda d: d.update(version=1), "version 1 records no carried files, but this record lists some"),
             (lambda d: d["layout"].update(tp=0), "tp 0 × ep 2 is not a plausible layout"),
             (lambda d: d["source_shards"].append("../escape.safetensors"),
              'source shard name "../escape.safetensors" is not a plain name inside the folder'),
-            (lambda d: d["source_shards"].append(d["source_shards"][0]), "a source shard is listed twice"),
+            (lambda d: d["source_shards"].append("a\\b"), 'source shard name "a\\b" is not a plain name inside the folder'),
+            (lambda d: d["source_shards"].append("config.json"), 'source shard name "config.json" is reserved'),
+            (lambda d: d["source_shards"].append(d["source_shards"][0]),
+             'source shard "model-00001-of-000006.safetensors" is listed twice'),
+            (lambda d: d["carried"].append({"path": "rank-0001/x", "size": 1, "sha256": "0" * 64}),
+             'carried file "rank-0001/x" takes the name "rank-0001", which the folder uses for its own records'),
         ]:
             folder = copy_of(OUT["k25-tiny", "tp2ep2"])
-            manifest = os.path.join(folder, "shards.json")
-            with open(manifest) as handle:
-                doc = json.load(handle)
-            change(doc)
-            with open(manifest, "w") as handle:
-                json.dump(doc, handle)
+            manifest = self.edit_record(folder, "shards.json", change)
             self.assert_refused(folder, k2.ShardSetError, f"{manifest}: {message}")
+
+    def test_carried_files_are_listed_and_checked(self):
+        with k2.open_pack(OUT["k25-tiny", "pack"]) as pack:
+            self.assertEqual(pack.record_version, 2)
+            paths = [c.path for c in pack.carried]
+            self.assertIn("tiktoken.model", paths)
+            self.assertTrue(any(p.startswith("docs/") for p in paths), paths)
+            self.assertEqual(pack.verify_carried(), [])
+        with k2.open_pack(OUT["k2-thinking-tiny", "pack"]) as pack:
+            self.assertEqual((pack.record_version, pack.carried), (1, []))
+        folder = copy_of(OUT["k25-tiny", "pack"])
+        with k2.open_pack(folder) as pack:
+            victim = os.path.join(folder, pack.carried[0].path)
+            with open(victim, "rb") as handle:
+                first = handle.read(1)
+            patch(victim, 0, bytes([first[0] ^ 0x01]))
+            os.remove(os.path.join(folder, pack.carried[1].path))
+            problems = pack.verify_carried()
+        self.assertEqual(len(problems), 2, [str(p) for p in problems])
+        self.assertIn(f"{victim}: carried file changed: ", str(problems[0]))
+        self.assertIn("carried file cannot be read", str(problems[1]))
+        rank = k2.open_pack(OUT["k25-tiny", "tp2ep2"]).rank(1)
+        self.assertEqual(rank.verify_carried(), [])  # each rank is self-contained
 
     def test_rank_records_are_checked_against_the_set(self):
         folder = copy_of(OUT["k25-tiny", "tp2ep2"])
@@ -528,9 +579,13 @@ class RefusalTests(unittest.TestCase):
 
     def test_folder_records_are_checked(self):
         for change, error_type, message in [
-            (lambda d: d["files"].append("../x.k2p"), k2.NotPackError, 'file name "../x.k2p" is not a plain name inside the folder'),
+            (lambda d: d["files"].append("../x.k2p"), k2.NotPackError, 'data file name "../x.k2p" is not a plain name inside the folder'),
             (lambda d: d["files"].append("a\x00b"), k2.NotPackError, "is not a plain name inside the folder"),
-            (lambda d: d["source_shards"].append(".."), k2.NotPackError, 'file name ".." is not a plain name inside the folder'),
+            (lambda d: d["files"].append("a\\b.k2p"), k2.NotPackError, 'data file name "a\\b.k2p" is not a plain name'),
+            (lambda d: d["files"].append("k2pack.json"), k2.NotPackError, 'data file name "k2pack.json" is reserved for the folder\'s own records'),
+            (lambda d: d["files"].append(d["files"][0]), k2.NotPackError, 'data file "layer-0000.k2p" is listed twice'),
+            (lambda d: d["source_shards"].append(".."), k2.NotPackError, 'source shard name ".." is not a plain name inside the folder'),
+            (lambda d: d["source_shards"].append("source"), k2.NotPackError, 'source shard name "source" is reserved'),
             (lambda d: d.pop("architecture"), k2.NotPackError, "not a valid folder record (k2pack.json has no 'architecture')"),
             (lambda d: d.update(files="layer-0000.k2p"), k2.NotPackError, "'files' is not an array"),
         ]:

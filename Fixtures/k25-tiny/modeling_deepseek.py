@@ -1,0 +1,1 @@
+# stand-in for the remote-code DeepSeek-V3 modeling

@@ -1,0 +1,1 @@
+# stand-in for the remote-code Kimi K2.5 modeling

@@ -1,0 +1,3 @@
+# stand-in for the remote-code tiktoken tokenizer
+class TikTokenTokenizer:
+    pass
