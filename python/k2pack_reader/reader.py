@@ -269,12 +269,10 @@ def _int_list(value: Any, key: str, where: str) -> List[int]:
     return value
 
 
-def _decode_table(raw: bytes, file: str) -> Tuple[List[TensorInfo], Optional[str]]:
+def _decode_table(raw: bytes, file: str) -> Tuple[List[TensorInfo], Optional[str], Dict[str, Any]]:
     try:
         doc = json.loads(raw.decode("utf-8"))
-        _require(doc, "format", str, "table")
-        _require(doc, "version", int, "table")
-        _require(doc, "alignment", int, "table")
+        repeated = {key: _require(doc, key, kind, "table") for key, kind in (("format", str), ("version", int), ("alignment", int))}
         compression = _require(doc, "compression", str, "table", optional=True)
         tensors = []
         for i, t in enumerate(_require(doc, "tensors", list, "table")):
@@ -319,7 +317,7 @@ def _decode_table(raw: bytes, file: str) -> Tuple[List[TensorInfo], Optional[str
                     file,
                 )
             )
-        return tensors, compression
+        return tensors, compression, repeated
     except (ValueError, UnicodeDecodeError) as error:  # json.JSONDecodeError is a ValueError
         raise TableError(file, str(error)) from None
 
@@ -440,7 +438,12 @@ class PackFile:
             raise UnsupportedVersionError(file, version)
         flags = int.from_bytes(header[12:16], "little")
         if flags != 0:
-            raise HeaderError(file, f"flags 0x{flags:08x} are not defined in version {FORMAT_VERSION}", "flags")
+            raise HeaderError(
+                file,
+                f"flags 0x{flags:x} are not defined in version {FORMAT_VERSION} (must be 0): written by a newer or "
+                "different tool",
+                "flags",
+            )
         u64 = lambda at: int.from_bytes(header[at:at + 8], "little")  # noqa: E731
         alignment, table_offset, table_length = u64(16), u64(24), u64(32)
         data_offset, file_length, table_hash = u64(40), u64(48), u64(56)
@@ -477,7 +480,14 @@ class PackFile:
         actual = hasher.intdigest()
         if actual != table_hash:
             raise TableChecksumError(file, format(table_hash, "016x"), format(actual, "016x"))
-        tensors, compression = _decode_table(raw, file)
+        tensors, compression, repeated = _decode_table(raw, file)
+        # The table repeats the format, version and alignment: all must agree with the header.
+        if repeated["format"] != "k2pack":
+            raise TableError(file, f'format "{repeated["format"]}", expected "k2pack"', "format")
+        if repeated["version"] != FORMAT_VERSION:
+            raise TableError(file, f"version {repeated['version']}, expected {FORMAT_VERSION} (the header's)", "version")
+        if repeated["alignment"] != alignment:
+            raise TableError(file, f"alignment {repeated['alignment']}, but the header says {alignment}", "alignment")
         if (compression == "zstd") != self.is_archive or (compression is not None and not self.is_archive):
             raise TableError(
                 file,
@@ -832,8 +842,12 @@ class PackFolder:
             if len(experts) != 2 or not 0 <= experts[0] <= experts[1]:
                 raise NotPackError(manifest_path, f"experts {experts} is not a range [first, end)", "shard.experts")
         self.files: List[PackFile] = []
+        root = os.path.realpath(path)
         try:
             for name in files:
+                target = os.path.realpath(os.path.join(path, name))
+                if os.path.commonpath([root, target]) != root:  # as the Swift reader: never read outside the folder
+                    raise NotPackError(os.path.join(path, name), f"{name} is a symlink to {target}, outside the folder")
                 self.files.append(PackFile(os.path.join(path, name), name))
         except BaseException:
             self.close()

@@ -469,9 +469,9 @@ class RefusalTests(unittest.TestCase):
                 folder = copy_of(OUT["deepseek-v3-tiny", form])
                 path = self.first_file(folder, suffix)
                 patch(path, 12, struct.pack("<I", flags))
-                self.assert_refused(folder, k2.HeaderError,
-                                    f"{path}: invalid header: flags 0x{flags:08x} are not defined in version 1", "flags",
-                                    swift_message=f"flags 0x{flags:08x} are not defined in version 1")
+                message = f"flags 0x{flags:x} are not defined in version 1 (must be 0): written by a newer or different tool"
+                self.assert_refused(folder, k2.HeaderError, f"{path}: invalid header: {message}", "flags",
+                                    swift_message=message)
 
     def edit_record(self, folder, name, change):
         path = os.path.join(folder, name)
@@ -598,6 +598,12 @@ class RefusalTests(unittest.TestCase):
                 json.dump(doc, handle)
             self.assert_refused(folder, error_type, message)
         folder = copy_of(OUT["k2-thinking-tiny", "pack"])
+        outside = os.path.join(WORK, "outside-layer.k2p")
+        data_file = self.first_file(folder, ".k2p")
+        shutil.move(data_file, outside)
+        os.symlink(outside, data_file)
+        self.assert_refused(folder, k2.NotPackError, f"is a symlink to {outside}, outside the folder")
+        folder = copy_of(OUT["k2-thinking-tiny", "pack"])
         os.remove(os.path.join(folder, "k2pack.json"))
         self.assert_refused(folder, k2.NotPackError,
                             f"{folder}: not a k2pack file: no k2pack.json or shards.json: not a k2pack folder or shard set")
@@ -652,6 +658,10 @@ class RefusalTests(unittest.TestCase):
         cases = [
             (lambda t: t["tensors"].append(dict(t["tensors"][0])), k2.TableError, "is listed twice", None),
             (lambda t: t.update(compression="zstd"), k2.TableError, 'compression "zstd" in an uncompressed file', "compression"),
+            (lambda t: t.update(format="k3pack"), k2.TableError, 'invalid tensor table: format "k3pack", expected "k2pack"', "format"),
+            (lambda t: t.update(version=2), k2.TableError, "invalid tensor table: version 2, expected 1 (the header's)", "version"),
+            (lambda t: t.update(alignment=8192), k2.TableError, "invalid tensor table: alignment 8192, but the header says 4096", "alignment"),
+            (lambda t: t.update(version="1"), k2.TableError, "'version' is not int", None),
             (lambda t: t.pop("tensors"), k2.TableError, "invalid tensor table: table has no 'tensors'", None),
             (set_(0, "dtype", "F7"), k2.TableError, "dtype 'F7' is not a safetensors dtype", None),
             (set_(0, "shape", [1, "2"]), k2.TableError, "'shape' is not an array of integers", None),
