@@ -75,3 +75,105 @@ static inline int chdf5_path_exists(hid_t file, const char *path) {
     }
     return 1;
 }
+
+/* Checks every link along `path` without following any that is not a hard link: returns 0 when a component
+   is absent, 1 when every component is a hard link, 2 at a soft link, 3 at an external link (to another file),
+   4 at a user-defined link. The first non-hard component's path is copied to `bad` (NUL-terminated). */
+static inline int chdf5_path_links(hid_t file, const char *path, char *bad, size_t badcap) {
+    char buffer[1024];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buffer) return 0;
+    memcpy(buffer, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buffer[i] == '/' || buffer[i] == 0) {
+            char saved = buffer[i];
+            buffer[i] = 0;
+            if (!(i == 1 && buffer[0] == '/')) {
+                if (H5Lexists(file, buffer, H5P_DEFAULT) <= 0) return 0;
+                H5L_info_t info;
+                if (H5Lget_info(file, buffer, &info, H5P_DEFAULT) < 0) return 0;
+                if (info.type != H5L_TYPE_HARD) {
+                    if (badcap > 0) chdf5_copy_string(buffer, bad, badcap);
+                    return info.type == H5L_TYPE_SOFT ? 2 : info.type == H5L_TYPE_EXTERNAL ? 3 : 4;
+                }
+            }
+            buffer[i] = saved;
+        }
+    }
+    return 1;
+}
+
+/* How an open dataset stores its data: 0 in this file, 1 in external raw files (H5Pset_external), 2 a virtual
+   dataset (mapped from other datasets, possibly other files), -1 when it cannot be told. */
+static inline int chdf5_dataset_storage(hid_t set) {
+    hid_t dcpl = H5Dget_create_plist(set);
+    if (dcpl < 0) return -1;
+    int result = 0;
+    if (H5Pget_layout(dcpl) == H5D_VIRTUAL) result = 2;
+    else if (H5Pget_external_count(dcpl) != 0) result = 1;
+    H5Pclose(dcpl);
+    return result;
+}
+
+/* For tests and fuzzing: hostile layouts a reference dump must not be able to use. Each returns >= 0 on success
+   (intermediate groups are created). */
+static inline hid_t chdf5_test_lcpl(void) {
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    return lcpl;
+}
+static inline int chdf5_test_external_dataset(hid_t file, const char *name, const hsize_t *dims, int rank, const char *external) {
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t lcpl = chdf5_test_lcpl();
+    int ok = H5Pset_external(dcpl, external, 0, H5F_UNLIMITED) >= 0;
+    hid_t set = ok ? H5Dcreate2(file, name, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT) : -1;
+    if (set >= 0) H5Dclose(set);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    return set >= 0 ? 0 : -1;
+}
+
+static inline int chdf5_test_virtual_dataset(hid_t file, const char *name, const hsize_t *dims, int rank, const char *source_file, const char *source_set) {
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t source = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t lcpl = chdf5_test_lcpl();
+    int ok = H5Pset_virtual(dcpl, space, source_file, source_set, source) >= 0;
+    hid_t set = ok ? H5Dcreate2(file, name, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT) : -1;
+    if (set >= 0) H5Dclose(set);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(source);
+    H5Sclose(space);
+    return set >= 0 ? 0 : -1;
+}
+
+/* A chunked, deflate-compressed float dataset never written: its (zero) fill value makes a huge shape cost a
+   few bytes on disk. */
+static inline int chdf5_test_compressed_dataset(hid_t file, const char *name, const hsize_t *dims, int rank, const hsize_t *chunk) {
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t lcpl = chdf5_test_lcpl();
+    int ok = H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_deflate(dcpl, 9) >= 0;
+    hid_t set = ok ? H5Dcreate2(file, name, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT) : -1;
+    if (set >= 0) H5Dclose(set);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    return set >= 0 ? 0 : -1;
+}
+
+/* Reads the block [start, start + count) of a float dataset (any rank ≤ 8) into `out`. */
+static inline herr_t chdf5_read_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, float *out) {
+    hid_t file_space = H5Dget_space(set);
+    if (file_space < 0) return -1;
+    herr_t status = H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t memory = H5Screate_simple(rank, count, NULL);
+    if (status >= 0 && memory >= 0) status = H5Dread(set, H5T_NATIVE_FLOAT, memory, file_space, H5P_DEFAULT, out);
+    else status = -1;
+    if (memory >= 0) H5Sclose(memory);
+    H5Sclose(file_space);
+    return status;
+}

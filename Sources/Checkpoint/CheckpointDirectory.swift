@@ -80,7 +80,13 @@ public final class CheckpointDirectory: Sendable {
         let loaded: [Loaded] = parallelMap(count: files.count + offset) { i in
             if i < offset {
                 return .index(Result { () throws(CheckpointError) -> ShardIndex in
-                    try ShardIndex.parse(try ReadOnlyFile(folder: path, name: ShardIndex.fileName).readAll())
+                    let file = try ReadOnlyFile(folder: path, name: ShardIndex.fileName)
+                    guard file.byteCount <= ShardIndex.maxBytes else {
+                        throw .indexMalformed(
+                            file: ShardIndex.fileName,
+                            reason: "\(file.byteCount) bytes, more than k2pack reads for an index (\(ShardIndex.maxBytes); \(ShardIndex.maxEntries) entries fit in it)")
+                    }
+                    return try ShardIndex.parse(try file.readAll())
                 })
             }
             let file = files[i - offset]

@@ -4,6 +4,12 @@ import TensorCore
 /// `model.safetensors.index.json`: which shard file holds each tensor.
 public struct ShardIndex: Sendable {
     public static let fileName = "model.safetensors.index.json"
+    /// Most `weight_map` entries accepted: a checkpoint's config may imply at most 1,000,000 tensors
+    /// (`ExpectedTensorList.maxTensorCount`, 5× the real K2.5), so a longer index cannot describe one.
+    public static let maxEntries = 1_000_000
+    /// Largest index file read: 1,000,000 entries of 120-byte names and a shard name fit well within it (the real
+    /// K2.5 index is about 20 MB).
+    public static let maxBytes = 192 << 20
 
     /// `metadata.total_size`, when present.
     public var totalSize: Int?
@@ -21,14 +27,14 @@ public struct ShardIndex: Sendable {
 
     /// Parses an index; shard names must be plain file names (no directories, no `..`).
     /// `weight_map` is read straight into a dictionary (the real index has 208,550 entries).
-    public static func parse(_ bytes: [UInt8], fileName: String = ShardIndex.fileName) throws(CheckpointError) -> ShardIndex {
+    public static func parse(_ bytes: [UInt8], fileName: String = ShardIndex.fileName, maxEntries: Int = ShardIndex.maxEntries) throws(CheckpointError) -> ShardIndex {
         let result: Result<ShardIndex, CheckpointError> = bytes.withUnsafeBytes { raw in
-            Result { () throws(CheckpointError) -> ShardIndex in try parse(raw, fileName: fileName) }
+            Result { () throws(CheckpointError) -> ShardIndex in try parse(raw, fileName: fileName, maxEntries: maxEntries) }
         }
         return try result.get()
     }
 
-    static func parse(_ raw: UnsafeRawBufferPointer, fileName: String) throws(CheckpointError) -> ShardIndex {
+    static func parse(_ raw: UnsafeRawBufferPointer, fileName: String, maxEntries: Int = ShardIndex.maxEntries) throws(CheckpointError) -> ShardIndex {
         var scanner = JSONScanner(bytes: raw, maxDepth: 8)
         func invalid(_ error: JSONError) -> CheckpointError {
             .indexMalformed(file: fileName, reason: "not valid JSON: \(error.description)")
@@ -50,7 +56,7 @@ public struct ShardIndex: Sendable {
                     try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
                     switch key {
                     case "weight_map":
-                        weightMap = try parseWeightMap(&scanner, fileName: fileName)
+                        weightMap = try parseWeightMap(&scanner, fileName: fileName, maxEntries: maxEntries)
                     case "metadata":
                         totalSize = try parseTotalSize(scanner.parseValue(depth: 1))
                     default:
@@ -73,14 +79,14 @@ public struct ShardIndex: Sendable {
         return ShardIndex(totalSize: totalSize, weightMap: weightMap)
     }
 
-    private static func parseWeightMap(_ scanner: inout JSONScanner, fileName: String) throws -> [ByteName: String] {
+    private static func parseWeightMap(_ scanner: inout JSONScanner, fileName: String, maxEntries: Int) throws -> [ByteName: String] {
         guard scanner.peek() == UInt8(ascii: "{") else {
             let value = try scanner.parseValue(depth: 1)
             throw WrongShape(reason: "\"weight_map\" must be an object, found \(value.kindName)")
         }
         scanner.skipOne()
         var map: [ByteName: String] = [:]
-        map.reserveCapacity(scanner.bytes.count / 100)
+        map.reserveCapacity(min(scanner.bytes.count / 100, maxEntries))
         // Shard names repeat: intern them so 208k entries share a few dozen strings.
         var interned: [ByteName: String] = [:]
         if scanner.consume(UInt8(ascii: "}")) { return map }
@@ -98,6 +104,9 @@ public struct ShardIndex: Sendable {
             } else {
                 guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
                 interned[ByteName(shard)] = shard
+            }
+            guard map.count < maxEntries else {
+                throw WrongShape(reason: "weight_map has more than \(maxEntries) entries (a config implies at most \(maxEntries) tensors)")
             }
             guard map.updateValue(shard, forKey: ByteName(tensor)) == nil else {
                 throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor))\"")

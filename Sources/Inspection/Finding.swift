@@ -11,6 +11,8 @@ public struct Finding: Sendable, Codable, Equatable, CustomStringConvertible {
     public var file: String?
     public var tensor: String?
     public var message: String
+    /// On a summary line only: how many more findings of this code (and severity) were left out.
+    public var more: Int?
 
     public init(_ severity: Severity = .error, code: String, file: String? = nil, tensor: String? = nil, message: String) {
         self.severity = severity
@@ -18,6 +20,45 @@ public struct Finding: Sendable, Codable, Equatable, CustomStringConvertible {
         self.file = file
         self.tensor = tensor
         self.message = message
+    }
+
+    /// Findings listed per code (and severity) before the rest are summarised in one line.
+    public static let perCodeLimit = 1_000
+
+    /// The first `limit` findings of each code and severity, in order, then one summary per code that had more
+    /// ("… and N more"), so a hostile checkpoint (a million missing tensors) gives a report of bounded size.
+    /// Applying it again changes nothing.
+    public static func capped(_ findings: [Finding], limit: Int = perCodeLimit) -> [Finding] {
+        struct Key: Hashable { var code: String, severity: Severity }
+        var kept: [Finding] = []
+        var counts: [Key: Int] = [:]
+        var dropped: [Key: Int] = [:]
+        var order: [Key] = []
+        for finding in findings {
+            let key = Key(code: finding.code, severity: finding.severity)
+            if let more = finding.more {
+                if dropped[key] == nil { order.append(key) }
+                dropped[key, default: 0] += more
+                continue
+            }
+            let n = counts[key, default: 0]
+            counts[key] = n + 1
+            if n < limit {
+                kept.append(finding)
+            } else {
+                if dropped[key] == nil { order.append(key) }
+                dropped[key, default: 0] += 1
+            }
+        }
+        for key in order {
+            let n = dropped[key] ?? 0
+            var summary = Finding(
+                key.severity, code: key.code,
+                message: "… and \(n) more \(key.code) \(key.severity == .error ? "problem" : "warning")\(n == 1 ? "" : "s") (the first \(limit) are listed)")
+            summary.more = n
+            kept.append(summary)
+        }
+        return kept
     }
 
     public var description: String { message }

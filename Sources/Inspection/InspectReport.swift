@@ -183,14 +183,18 @@ func renderFindings(_ findings: [Finding], limit: Int = 20) -> String {
     for severity in [Finding.Severity.error, .warning] {
         let some = findings.filter { $0.severity == severity }
         guard !some.isEmpty else { continue }
-        out += "\(some.count) \(severity == .error ? "problem" : "warning")\(some.count == 1 ? "" : "s"):\n"
+        // A summary line ("… and N more", `Finding.capped`) stands for N findings.
+        let total = some.reduce(0) { $0 + ($1.more ?? 1) }
+        out += "\(total) \(severity == .error ? "problem" : "warning")\(total == 1 ? "" : "s"):\n"
         var perCode: [String: Int] = [:]
         for f in some {
-            perCode[f.code, default: 0] += 1
-            if perCode[f.code]! <= limit { out += "  \(severity == .error ? "✗" : "!") \(displayed(f.message, limit: nil))\n" }
+            let shown = perCode[f.code, default: 0]
+            perCode[f.code] = shown + (f.more ?? 1)
+            if f.more == nil, shown < limit { out += "  \(severity == .error ? "✗" : "!") \(displayed(f.message, limit: nil))\n" }
         }
         for (code, count) in perCode.sorted(by: { $0.key < $1.key }) where count > limit {
-            out += "  … and \(count - limit) more \(displayed(code)) \(severity == .error ? "problems" : "warnings") (see --json)\n"
+            let listed = some.filter { $0.code == code && $0.more == nil }.count
+            out += "  … and \(count - limit) more \(displayed(code)) \(severity == .error ? "problems" : "warnings") (\(listed > limit ? "see --json" : "not listed"))\n"
         }
     }
     return out

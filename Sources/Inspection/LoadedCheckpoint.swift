@@ -13,6 +13,7 @@ public struct LoadedCheckpoint: Sendable {
     /// For each opened shard and header entry: its position in `expected.tensors`, or -1 when the config does
     /// not imply it. Computed once (one lookup per tensor) and shared by inspect, verify and the data scan.
     public var positions: [[Int]] = []
+    /// What is wrong, at most `Finding.perCodeLimit` per code (the rest summarised), so the report stays bounded.
     public var findings: [Finding]
 
     /// `ignoringQuantization`: expect every Linear as a plain `.weight`, whatever `quantization_config` says
@@ -37,6 +38,7 @@ public struct LoadedCheckpoint: Sendable {
         }
         guard directory.configBytes != nil else {
             findings.append(Finding(ConfigError.missingConfig(path: path)))
+            findings = Finding.capped(findings)
             return
         }
         switch planned.result {
@@ -51,6 +53,7 @@ public struct LoadedCheckpoint: Sendable {
         case nil:
             findings.append(Finding(ConfigError.missingConfig(path: path)))
         }
+        findings = Finding.capped(findings)
     }
 
     /// Why the folder cannot be used for anything that reads tensor data (structural errors, or no usable

@@ -51,11 +51,13 @@ public struct VerifyReport: Sendable, Codable {
         self.seconds = seconds
         self.int4 = int4
         self.checksums = checksums
-        self.findings = findings
+        // Every verifier (Hugging Face folder, k2pack folder, shard set) reports at most 1,000 per code.
+        self.findings = Finding.capped(findings)
     }
 
     public var passed: Bool { !findings.contains { $0.severity == .error } }
-    public var errorCount: Int { findings.filter { $0.severity == .error }.count }
+    /// Errors found, those summarised in a "… and N more" line included.
+    public var errorCount: Int { findings.filter { $0.severity == .error }.reduce(0) { $0 + ($1.more ?? 1) } }
 
     public func renderText() -> String {
         var out = "checkpoint     \(displayed(path))\n"

@@ -59,6 +59,13 @@ public struct TensorSpec: Codable, Sendable {
 
 public struct SpecFile: Codable, Sendable {
     public var specs: [TensorSpec]
+    /// What the config section this manifest is expanded over must hold (types, bounds, defaults).
+    public var configKeys: [ConfigKeyRule]?
+
+    enum CodingKeys: String, CodingKey {
+        case specs
+        case configKeys = "config_keys"
+    }
 }
 
 public struct ArchitecturePart: Codable, Sendable {
@@ -103,6 +110,11 @@ public enum ManifestLibrary {
 
     public static func specs(named name: String) throws(ConfigError) -> [TensorSpec] {
         try decode(SpecFile.self, named: name).specs
+    }
+
+    /// The `config_keys` rules of a spec manifest (none when it has none).
+    public static func configRules(named name: String) throws(ConfigError) -> [ConfigKeyRule] {
+        try decode(SpecFile.self, named: name).configKeys ?? []
     }
 
     /// The `quantization_config` JSON of a scheme manifest (`kimi_int4_scheme`).

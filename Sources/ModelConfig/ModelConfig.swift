@@ -37,7 +37,9 @@ public struct ModelConfig: Sendable {
             textObject = nestedObject
             textSection = key
         }
-        let text = try TextConfig(textObject, section: textSection, file: file)
+        var rules: [ConfigKeyRule] = []
+        for part in arch.parts where part.config == .text { rules += try ManifestLibrary.configRules(named: part.specs) }
+        let text = try TextConfig(textObject, rules: rules, section: textSection, file: file)
         var vision: JSONObject?
         if let key = arch.visionConfigKey {
             guard let v = object[key] else { throw .missingKey(file: file, section: "config", key: key) }
@@ -100,25 +102,33 @@ public struct TextConfig: Sendable {
     public var numNextNLayers: Int
     public var tieWordEmbeddings: Bool
 
-    /// The keys whose absence makes a config unusable.
-    public static let requiredKeys = [
-        "hidden_size", "num_hidden_layers", "num_attention_heads", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
-        "qk_rope_head_dim", "v_head_dim", "intermediate_size", "moe_intermediate_size", "n_routed_experts",
-        "num_experts_per_tok", "n_shared_experts", "first_k_dense_replace", "vocab_size",
-    ]
+    /// The text config's keys after checking against the manifest's `config_keys` (defaults filled in).
+    public var resolved: [String: JSONValue]
+    /// The routing settings (`n_group`, `topk_group`, `norm_topk_prob`, `routed_scaling_factor`).
+    public var expertGroups: Int
+    public var topKGroups: Int
+    public var normalizeTopK: Bool
+    public var routedScalingFactor: Double
+    public var rmsNormEps: Double
+    public var ropeInterleave: Bool
+    public var rope: RopeParameters
 
-    init(_ object: JSONObject, section: String, file: String) throws(ConfigError) {
+    /// Checks `object` against the manifest rules and the relations between keys the forward pass relies on;
+    /// every refusal names the file, the section, the key, and what was found against what was expected.
+    init(_ object: JSONObject, rules: [ConfigKeyRule], section: String, file: String) throws(ConfigError) {
         values = object
-        func int(_ key: String, default fallback: Int? = nil) throws(ConfigError) -> Int {
-            guard let value = object[key], !value.isNull else {
-                if let fallback { return fallback }
-                throw .missingKey(file: file, section: section, key: key)
-            }
-            guard let v = value.intValue else {
-                let found = value.doubleValue.map { "\(value.numberText ?? "\($0)"), which is not a whole number" } ?? value.kindName
-                throw .wrongType(file: file, section: section, key: key, expected: "an integer", found: found)
-            }
-            guard v >= 0 else { throw .invalidValue(file: file, section: section, key: key, reason: "must not be negative, found \(v)") }
+        let resolved = try ConfigRuleChecker(file: file, section: section).resolve(object, rules: rules)
+        self.resolved = resolved
+        func int(_ key: String) throws(ConfigError) -> Int {
+            guard let v = resolved[key]?.intValue else { throw .manifest(name: "config_keys", reason: "no integer rule for \(key)") }
+            return v
+        }
+        func number(_ key: String) throws(ConfigError) -> Double {
+            guard let v = resolved[key]?.doubleValue else { throw .manifest(name: "config_keys", reason: "no number rule for \(key)") }
+            return v
+        }
+        func bool(_ key: String) throws(ConfigError) -> Bool {
+            guard let v = resolved[key]?.boolValue else { throw .manifest(name: "config_keys", reason: "no boolean rule for \(key)") }
             return v
         }
         hiddenSize = try int("hidden_size")
@@ -135,28 +145,35 @@ public struct TextConfig: Sendable {
         numExpertsPerToken = try int("num_experts_per_tok")
         numSharedExperts = try int("n_shared_experts")
         firstDenseLayers = try int("first_k_dense_replace")
-        moeLayerFrequency = try int("moe_layer_freq", default: 1)
+        moeLayerFrequency = try int("moe_layer_freq")
         vocabSize = try int("vocab_size")
-        numNextNLayers = try int("num_nextn_predict_layers", default: 0)
-        // Bounds far above any real model, so a hostile config cannot make us allocate per layer or expert.
-        for (key, value, limit) in [("num_hidden_layers", numLayers, 10_000), ("n_routed_experts", numRoutedExperts, 1_000_000), ("num_nextn_predict_layers", numNextNLayers, 64)] where value > limit {
-            throw .invalidValue(file: file, section: section, key: key, reason: "\(value) is implausible (k2pack accepts at most \(limit))")
+        numNextNLayers = try int("num_nextn_predict_layers")
+        tieWordEmbeddings = try bool("tie_word_embeddings")
+        expertGroups = try int("n_group")
+        topKGroups = try int("topk_group")
+        normalizeTopK = try bool("norm_topk_prob")
+        routedScalingFactor = try number("routed_scaling_factor")
+        rmsNormEps = try number("rms_norm_eps")
+        ropeInterleave = try bool("rope_interleave")
+        rope = try RopeParameters(object, topTheta: try number("rope_theta"), dim: qkRopeHeadDim, section: section, file: file)
+        try checkRouting(section: section, file: file)
+    }
+
+    /// The relations between routing keys: each refusal names the key and both numbers.
+    func checkRouting(section: String, file: String) throws(ConfigError) {
+        func invalid(_ key: String, _ reason: String) -> ConfigError { .invalidValue(file: file, section: section, key: key, reason: reason) }
+        let experts = numRoutedExperts, k = numExpertsPerToken, groups = expertGroups, kept = topKGroups
+        guard experts > 0 else { return }
+        guard k >= 1 else { throw invalid("num_experts_per_tok", "must be at least 1 when n_routed_experts is \(experts), found \(k)") }
+        guard k <= experts else { throw invalid("num_experts_per_tok", "\(k) exceeds n_routed_experts \(experts)") }
+        guard experts % groups == 0 else { throw invalid("n_group", "\(groups) groups do not divide n_routed_experts \(experts)") }
+        guard groups == 1 || experts / groups >= 2 else {
+            throw invalid("n_group", "\(groups) groups of \(experts / groups) expert: each group needs at least 2 (its score is the sum of its top 2)")
         }
-        if let tie = object["tie_word_embeddings"], !tie.isNull {
-            guard let b = tie.boolValue else {
-                throw .wrongType(file: file, section: section, key: "tie_word_embeddings", expected: "a boolean", found: tie.kindName)
-            }
-            tieWordEmbeddings = b
-        } else {
-            tieWordEmbeddings = false
-        }
-        guard moeLayerFrequency > 0 else {
-            throw .invalidValue(file: file, section: section, key: "moe_layer_freq", reason: "must be positive")
-        }
-        guard numExpertsPerToken <= numRoutedExperts else {
-            throw .invalidValue(
-                file: file, section: section, key: "num_experts_per_tok",
-                reason: "\(numExpertsPerToken) exceeds n_routed_experts \(numRoutedExperts)")
+        guard kept <= groups else { throw invalid("topk_group", "\(kept) exceeds n_group \(groups)") }
+        let reachable = kept * (experts / groups)
+        guard k <= reachable else {
+            throw invalid("num_experts_per_tok", "\(k) exceeds the \(reachable) experts in the topk_group \(kept) kept groups of \(experts / groups)")
         }
     }
 

@@ -111,7 +111,7 @@ public final class PackFile: Sendable {
         do {
             table = try JSONDecoder().decode(PackTable.self, from: Data(tableBytes))
         } catch {
-            throw .tableInvalid(file: name, reason: "\(error)")
+            throw .tableInvalid(file: name, reason: DecodingErrorText.describe(error))
         }
         // The table repeats the format, version and alignment: all must agree with the header.
         guard table.format == "k2pack" else { throw .tableInvalid(file: name, reason: "format \"\(displayed(table.format))\", expected \"k2pack\"") }

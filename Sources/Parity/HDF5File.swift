@@ -1,4 +1,7 @@
 import CHDF5
+#if canImport(Glibc)
+import Glibc
+#endif
 import TensorCore
 
 /// Reading and writing float32 / int datasets in HDF5 files: the only importer of libhdf5.
@@ -26,8 +29,15 @@ public final class HDF5File {
 
     deinit { H5Fclose(id) }
 
+    /// Opens a regular file read-only (a FIFO, a device or a folder is refused before libhdf5 reads a byte: a
+    /// FIFO would block the reader forever).
     public static func open(_ path: String) throws(HDF5Error) -> HDF5File {
         _ = silenced
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw HDF5Error(path: path, reason: "cannot open: no such file") }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw HDF5Error(path: path, reason: "not a regular file (a FIFO, device or folder); a reference dump is an HDF5 file")
+        }
         let id = H5Fopen(path, chdf5_acc_rdonly(), chdf5_p_default())
         guard id >= 0 else { throw HDF5Error(path: path, reason: "cannot open as HDF5") }
         return HDF5File(path: path, id: id)
@@ -68,8 +78,50 @@ public final class HDF5File {
         let set = H5Dcreate2(id, name, type, space, links, chdf5_p_default(), chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
         defer { H5Dclose(set) }
+        guard count > 0 else { return }
         guard H5Dwrite(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), pointer()) >= 0 else {
             throw HDF5Error(path: path, reason: "\(displayed(name)): write failed")
+        }
+    }
+
+    /// For tests and fuzzing: the layouts a reference dump must not be able to use, or must not make us allocate
+    /// for (a never-written compressed dataset of a huge shape is a few bytes on disk).
+    public enum TestLayout: Sendable {
+        case externalStorage(file: String)
+        case virtual(file: String, dataset: String)
+        case compressed(chunk: [Int])
+    }
+
+    /// Creates a float dataset of `shape` in one of the `TestLayout`s (for tests and fuzzing).
+    public func create(_ name: String, shape: [Int], layout: TestLayout) throws(HDF5Error) {
+        let dims = shape.map { hsize_t($0) }
+        let status: Int32 = dims.withUnsafeBufferPointer { d in
+            switch layout {
+            case .externalStorage(let file): return chdf5_test_external_dataset(id, name, d.baseAddress, Int32(dims.count), file)
+            case .virtual(let file, let dataset): return chdf5_test_virtual_dataset(id, name, d.baseAddress, Int32(dims.count), file, dataset)
+            case .compressed(let chunk):
+                let c = chunk.map { hsize_t($0) }
+                return c.withUnsafeBufferPointer { chdf5_test_compressed_dataset(id, name, d.baseAddress, Int32(dims.count), $0.baseAddress) }
+            }
+        }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create the test dataset") }
+    }
+
+    /// Creates a soft link `name` → `target` in this file (for tests).
+    public func linkSoft(_ name: String, to target: String) throws(HDF5Error) {
+        let links = chdf5_test_lcpl()
+        defer { H5Pclose(links) }
+        guard H5Lcreate_soft(target, id, name, links, chdf5_p_default()) >= 0 else {
+            throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create a soft link")
+        }
+    }
+
+    /// Creates an external link `name` → `file`:`object` (for tests).
+    public func linkExternal(_ name: String, file: String, object: String) throws(HDF5Error) {
+        let links = chdf5_test_lcpl()
+        defer { H5Pclose(links) }
+        guard H5Lcreate_external(file, object, id, name, links, chdf5_p_default()) >= 0 else {
+            throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create an external link")
         }
     }
 
@@ -78,13 +130,107 @@ public final class HDF5File {
         try read(name, as: Float.self, type: chdf5_native_float(), integersOnly: false, maxElements: maxElements)
     }
 
+    /// Reads a float dataset that must have shape `expected`; a dataset of any other shape is refused (with
+    /// `describe`'s message) before anything is allocated.
+    public func readFloats(_ name: String, expected: [Int], maxElements: Int = 1 << 31, describe: (([Int]) -> String)? = nil) throws(HDF5Error) -> [Float] {
+        try read(name, as: Float.self, type: chdf5_native_float(), integersOnly: false, maxElements: maxElements, expected: expected, describe: describe).values
+    }
+
     /// Reads an integer dataset as Int64 with its shape (a float dataset is refused: ids must be exact).
     public func readInt64s(_ name: String, maxElements: Int = 1 << 31) throws(HDF5Error) -> (values: [Int64], shape: [Int]) {
         try read(name, as: Int64.self, type: chdf5_native_llong(), integersOnly: true, maxElements: maxElements)
     }
 
-    /// Whether a dataset or group exists at `name` (every intermediate group checked).
-    public func exists(_ name: String) -> Bool { chdf5_path_exists(id, name) != 0 }
+    /// Reads an integer dataset that must have shape `expected` (refused before anything is allocated otherwise).
+    public func readInt64s(_ name: String, expected: [Int], maxElements: Int = 1 << 31, describe: (([Int]) -> String)? = nil) throws(HDF5Error) -> [Int64] {
+        try read(name, as: Int64.self, type: chdf5_native_llong(), integersOnly: true, maxElements: maxElements, expected: expected, describe: describe).values
+    }
+
+    /// Whether a dataset or group exists at `name` (every intermediate group checked, no link followed). A soft,
+    /// external or user-defined link counts as present, so that reading it is refused by name (`checkLinks`).
+    public func exists(_ name: String) -> Bool {
+        var bad = [CChar](repeating: 0, count: 1024)
+        return bad.withUnsafeMutableBufferPointer { chdf5_path_links(id, name, $0.baseAddress, $0.count) } != 0
+    }
+
+    /// Refuses a path that is absent or passes through anything but hard links: a soft link, an external link
+    /// (another file: `/etc/passwd`, a FIFO) or a user-defined link is never followed.
+    public func checkLinks(_ name: String) throws(HDF5Error) {
+        var bad = [CChar](repeating: 0, count: 1024)
+        let kind = bad.withUnsafeMutableBufferPointer { chdf5_path_links(id, name, $0.baseAddress, $0.count) }
+        let at = String(decoding: bad.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        switch kind {
+        case 1: return
+        case 0: throw HDF5Error(path: path, reason: "no dataset \(displayed(name))")
+        case 2: throw HDF5Error(path: path, reason: "\(displayed(at)) is a soft link; a reference dump must hold its datasets itself (links are not followed)")
+        case 3: throw HDF5Error(path: path, reason: "\(displayed(at)) is an external link to another file; a reference dump must hold its datasets itself (links are not followed)")
+        default: throw HDF5Error(path: path, reason: "\(displayed(at)) is a user-defined link; a reference dump must hold its datasets itself (links are not followed)")
+        }
+    }
+
+    /// Opens a dataset whose data lies in this file: external raw storage (`H5Pset_external`: any file, a FIFO,
+    /// `/dev/zero`) and virtual datasets (mapped from other files) are refused before any data is read.
+    private func openDataset(_ name: String) throws(HDF5Error) -> hid_t {
+        try checkLinks(name)
+        let set = H5Dopen2(id, name, chdf5_p_default())
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
+        switch chdf5_dataset_storage(set) {
+        case 0: return set
+        case 1:
+            H5Dclose(set)
+            throw HDF5Error(path: path, reason: "\(displayed(name)) keeps its data in external files; a reference dump must hold its data itself")
+        case 2:
+            H5Dclose(set)
+            throw HDF5Error(path: path, reason: "\(displayed(name)) is a virtual dataset (mapped from other datasets or files); a reference dump must hold its data itself")
+        default:
+            H5Dclose(set)
+            throw HDF5Error(path: path, reason: "\(displayed(name)): cannot read its storage layout")
+        }
+    }
+
+    /// The shape of a dataset, read without reading any data.
+    public func shape(_ name: String) throws(HDF5Error) -> [Int] {
+        let set = try openDataset(name)
+        defer { H5Dclose(set) }
+        return try shape(of: set, name)
+    }
+
+    private func shape(of set: hid_t, _ name: String) throws(HDF5Error) -> [Int] {
+        let space = H5Dget_space(set)
+        guard space >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot read its shape") }
+        defer { H5Sclose(space) }
+        let rank = H5Sget_simple_extent_ndims(space)
+        guard rank >= 0, rank <= 8 else { throw HDF5Error(path: path, reason: "\(displayed(name)): unsupported rank \(rank)") }
+        var dims = [hsize_t](repeating: 0, count: Int(rank))
+        H5Sget_simple_extent_dims(space, &dims, nil)
+        guard dims.allSatisfy({ $0 <= hsize_t(Int.max) }) else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape overflows") }
+        return dims.map { Int($0) }
+    }
+
+    /// Reads the block `[start, start + count)` of a float dataset (converted to float32 by HDF5); the block is
+    /// checked against the dataset's shape and `maxElements` before anything is allocated.
+    public func readFloatBlock(_ name: String, start: [Int], count: [Int], maxElements: Int = 1 << 28) throws(HDF5Error) -> [Float] {
+        let set = try openDataset(name)
+        defer { H5Dclose(set) }
+        let shape = try shape(of: set, name)
+        guard start.count == shape.count, count.count == shape.count,
+            zip(zip(start, count), shape).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 <= $1 && $0.1 <= $1 - $0.0 })
+        else { throw HDF5Error(path: path, reason: "\(displayed(name)): block \(start) + \(count) is outside its shape \(shape)") }
+        var elements = 1
+        for c in count {
+            let (p, overflow) = elements.multipliedReportingOverflow(by: c)
+            guard !overflow, p <= maxElements else { throw HDF5Error(path: path, reason: "\(displayed(name)): a block of \(count) exceeds \(maxElements) elements") }
+            elements = p
+        }
+        var values = [Float](repeating: 0, count: elements)
+        guard elements > 0 else { return values }
+        let first = start.map { hsize_t($0) }, sizes = count.map { hsize_t($0) }
+        let status = values.withUnsafeMutableBufferPointer { out in
+            first.withUnsafeBufferPointer { a in sizes.withUnsafeBufferPointer { c in chdf5_read_float_block(set, Int32(shape.count), a.baseAddress, c.baseAddress, out.baseAddress) } }
+        }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): read failed (not numeric?)") }
+        return values
+    }
 
     /// A string attribute of the object at `object` ("/" for the root), or nil when absent.
     public func stringAttribute(_ attribute: String, of object: String) -> String? {
@@ -94,12 +240,13 @@ public final class HDF5File {
         return String(decoding: buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Opens the dataset once: its stored class (when `integersOnly`), its shape and size bound, then its values.
+    /// Opens the dataset once: its stored class (when `integersOnly`), its shape (which must equal `expected`
+    /// where given) and size bound, then its values: nothing is allocated before the shape is known good.
     private func read<T: Numeric>(
-        _ name: String, as: T.Type, type: hid_t, integersOnly: Bool, maxElements: Int
+        _ name: String, as: T.Type, type: hid_t, integersOnly: Bool, maxElements: Int, expected: [Int]? = nil,
+        describe: (([Int]) -> String)? = nil
     ) throws(HDF5Error) -> (values: [T], shape: [Int]) {
-        let set = H5Dopen2(id, name, chdf5_p_default())
-        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
+        let set = try openDataset(name)
         defer { H5Dclose(set) }
         if integersOnly {
             let stored = H5Dget_type(set)
@@ -107,14 +254,12 @@ public final class HDF5File {
             H5Tclose(stored)
             guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(displayed(name)): expected an integer dataset") }
         }
-        let space = H5Dget_space(set)
-        defer { H5Sclose(space) }
-        let rank = H5Sget_simple_extent_ndims(space)
-        guard rank >= 0, rank <= 8 else { throw HDF5Error(path: path, reason: "\(displayed(name)): unsupported rank \(rank)") }
-        var dims = [hsize_t](repeating: 0, count: Int(rank))
-        H5Sget_simple_extent_dims(space, &dims, nil)
+        let shape = try shape(of: set, name)
+        if let expected, shape != expected {
+            throw HDF5Error(path: path, reason: describe?(shape) ?? "\(displayed(name)) has shape \(shape), expected \(expected)")
+        }
         var count: UInt64 = 1
-        for d in dims {
+        for d in shape {
             let (p, overflow) = count.multipliedReportingOverflow(by: UInt64(d))
             guard !overflow else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape overflows") }
             count = p
@@ -125,6 +270,6 @@ public final class HDF5File {
         var values = [T](repeating: 0, count: Int(count))
         let status = values.withUnsafeMutableBytes { H5Dread(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
         guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): read failed (not numeric?)") }
-        return (values, dims.map { Int($0) })
+        return (values, shape)
     }
 }

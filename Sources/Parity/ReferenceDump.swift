@@ -57,33 +57,75 @@ public final class ReferenceDump: @unchecked Sendable {
     public func has(_ name: String) -> Bool { file.exists(group + "/" + name) }
 
     /// A float dataset of shape [B, T, width], or nil when the dump does not have it.
+    /// The dataset's shape is checked against the model's (`width`) before anything is read or allocated: a
+    /// compressed dataset of a huge shape in a small file costs nothing.
     public func activation(_ name: String, width: Int) throws(HDF5File.HDF5Error) -> [Float]? {
         guard has(name) else { return nil }
-        let (values, shape) = try file.readFloats(group + "/" + name, maxElements: Self.maxElements)
         let expected = [batch.sequences, batch.tokens, width]
-        guard shape == expected else {
-            throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) has shape \(shape), expected \(expected) (input_ids is [\(batch.sequences), \(batch.tokens)])")
+        return try relabel { () throws(HDF5File.HDF5Error) in
+            try file.readFloats(group + "/" + name, expected: expected, maxElements: Self.maxElements) { shape in
+                "\(displayed(name)) has shape \(shape), expected \(expected) (input_ids is [\(self.batch.sequences), \(self.batch.tokens)])"
+            }
         }
-        return values
     }
 
-    /// `logits` [B, T, V], the vocabulary read from the dataset, or nil when the dump has none.
-    public func logits() throws(HDF5File.HDF5Error) -> (values: [Float], vocab: Int)? {
+    /// Largest vocabulary accepted in a dump's logits (100× the real K2.5's 163,840).
+    public static let maxVocabulary = 1 << 24
+
+    /// The vocabulary of `logits` [B, T, V] from its shape alone (nothing is read), or nil when the dump has none.
+    /// The shape must be [B, T, V] with B, T those of `input_ids` and 1 ≤ V ≤ `maxVocabulary`.
+    public func logitsVocabulary() throws(HDF5File.HDF5Error) -> Int? {
         guard has("logits") else { return nil }
-        let (values, shape) = try file.readFloats(group + "/logits", maxElements: Self.maxElements)
+        let shape = try relabel { () throws(HDF5File.HDF5Error) in try file.shape(group + "/logits") }
         guard shape.count == 3, shape[0] == batch.sequences, shape[1] == batch.tokens else {
-            throw HDF5File.HDF5Error(path: label, reason: "logits has shape \(shape), expected [\(batch.sequences), \(batch.tokens), vocab]")
+            throw HDF5File.HDF5Error(path: label, reason: "logits has shape \(shape), expected [\(batch.sequences), \(batch.tokens), vocab] (input_ids is [\(batch.sequences), \(batch.tokens)])")
         }
-        return (values, shape[2])
+        guard shape[2] >= 1 else { throw HDF5File.HDF5Error(path: label, reason: "logits has shape \(shape): a vocabulary of 0") }
+        guard shape[2] <= Self.maxVocabulary else {
+            throw HDF5File.HDF5Error(path: label, reason: "logits has a vocabulary of \(shape[2]), more than k2pack accepts (\(Self.maxVocabulary))")
+        }
+        return shape[2]
+    }
+
+    /// Runs `body`, naming the dump (`file.h5:/group`) rather than the bare file in its errors.
+    func relabel<T>(_ body: () throws(HDF5File.HDF5Error) -> T) throws(HDF5File.HDF5Error) -> T {
+        do { return try body() } catch { throw HDF5File.HDF5Error(path: error.path == file.path ? label : error.path, reason: error.reason) }
+    }
+
+    /// Rows `b·T + t` in `range` of `logits` [B, T, V], read a sequence piece at a time (never the whole dataset).
+    public func logitRows(_ range: Range<Int>, vocab: Int) throws(HDF5File.HDF5Error) -> [Float] {
+        var out: [Float] = []
+        out.reserveCapacity(range.count * vocab)
+        var r = range.lowerBound
+        while r < range.upperBound {
+            let b = r / batch.tokens, t = r % batch.tokens
+            let n = min(range.upperBound - r, batch.tokens - t)
+            out += try relabel { () throws(HDF5File.HDF5Error) in try file.readFloatBlock(group + "/logits", start: [b, t, 0], count: [1, n, vocab], maxElements: LogitStatistics.blockElements) }
+            r += n
+        }
+        return out
+    }
+
+    /// The logits as a source for `LogitStatistics`, read in row blocks.
+    public func logitSource(vocab: Int) -> LogitStatistics.Source {
+        LogitStatistics.Source(label: "\(label) logits") { range in try self.logitRows(range, vocab: vocab) }
+    }
+
+    /// `logits` [B, T, V] read whole, the vocabulary read from the dataset's shape first, or nil when none.
+    public func logits() throws(HDF5File.HDF5Error) -> (values: [Float], vocab: Int)? {
+        guard let vocab = try logitsVocabulary() else { return nil }
+        let values = try relabel { () throws(HDF5File.HDF5Error) in try file.readFloats(group + "/logits", expected: [batch.sequences, batch.tokens, vocab], maxElements: Self.maxElements) }
+        return (values, vocab)
     }
 
     /// `layers/{i}/topk_indices` [B, T, k] as expert ids, checked against the expert count.
     public func topK(layer: Int, k: Int, experts: Int) throws(HDF5File.HDF5Error) -> [Int32]? {
         let name = "layers/\(layer)/topk_indices"
         guard has(name) else { return nil }
-        let (values, shape) = try file.readInt64s(group + "/" + name, maxElements: Self.maxElements)
         let expected = [batch.sequences, batch.tokens, k]
-        guard shape == expected else { throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) has shape \(shape), expected \(expected)") }
+        let values = try relabel { () throws(HDF5File.HDF5Error) in
+            try file.readInt64s(group + "/" + name, expected: expected, maxElements: Self.maxElements) { shape in "\(displayed(name)) has shape \(shape), expected \(expected)" }
+        }
         if let bad = values.firstIndex(where: { $0 < 0 || $0 >= Int64(experts) }) {
             throw HDF5File.HDF5Error(path: label, reason: "\(displayed(name)) holds expert \(values[bad]), outside 0..<\(experts)")
         }

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import JSONCore
 import PackFormat
 import TensorCore
 
@@ -61,7 +62,10 @@ public struct PackManifest: Codable, Sendable, Equatable {
             throw PackError.notPack(file: path, reason: "no \(fileName): not a k2pack folder, or its conversion did not finish")
         }
         let data = Data(try ReadOnlyFile(folder: folder, name: fileName).readAll())
-        let manifest = try JSONDecoder().decode(PackManifest.self, from: data)
+        let manifest: PackManifest
+        do { manifest = try JSONDecoder().decode(PackManifest.self, from: data) } catch {
+            throw PackError.notPack(file: path, reason: "not a valid \(fileName): \(DecodingErrorText.describe(error))")
+        }
         guard manifest.format == "k2pack", versions.contains(manifest.version) else {
             throw PackError.notPack(
                 file: path, reason: "folder record version \(manifest.version) is not supported (this build reads versions \(versions.lowerBound) to \(versions.upperBound))")

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import JSONCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -55,7 +56,7 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
         let data = Data(try ReadOnlyFile(folder: folder, name: fileName).readAll())
         let manifest: ShardSetManifest
         do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
-            throw ShardError.input("\(displayed(path)): not a valid shard set record (\(error))")
+            throw ShardError.input("\(displayed(path)): not a valid shard set record: \(DecodingErrorText.describe(error))")
         }
         guard manifest.format == "k2pack-shards", PackManifest.versions.contains(manifest.version) else {
             throw ShardError.input("\(displayed(path)): format \(displayed(manifest.format)) version \(manifest.version) is not supported (this build reads k2pack-shards 1 and 2)")

@@ -21,7 +21,7 @@ struct InspectCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard gpus > 0 else { throw ValidationError("--gpus must be positive") }
+        guard gpus >= 1, gpus <= 4096 else { throw ValidationError("--gpus \(gpus): expected 1 to 4096") }
     }
 
     @OptionGroup var folders: FolderOptions

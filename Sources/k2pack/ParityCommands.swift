@@ -17,6 +17,30 @@ struct ForwardOptions: ParsableArguments {
     @Option(help: "Threads for matrix products and weight decoding.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
+    /// Largest `--threads` accepted (far above any machine's cores; a thread pool of 2⁶² would never start).
+    static let maxThreads = 4096
+
+    func validate() throws {
+        guard threads >= 1, threads <= Self.maxThreads else {
+            throw ValidationError("--threads \(threads): expected 1 to \(Self.maxThreads) (this machine has \(ProcessInfo.processInfo.activeProcessorCount) cores)")
+        }
+    }
+
+    /// Tokens (B × T) above which the reference pass is slow enough to warn about, and tokens per sequence above
+    /// which its attention (quadratic in T) is.
+    static let warnRows = 8192
+    static let warnTokens = 4096
+
+    /// Prints a warning with the projected work when a dump asks for a long float32 forward pass.
+    func warnAboutWork(tokens batch: ForwardPass.Batch, layers: Int, source: String) {
+        guard batch.rows > Self.warnRows || batch.tokens > Self.warnTokens else { return }
+        let message = "warning: \(displayed(source)): input_ids holds \(batch.rows) tokens (\(batch.sequences) × \(batch.tokens)); the float32 reference pass "
+            + "runs every one through \(layers) layers, with attention quadratic in the \(batch.tokens) tokens of each sequence "
+            + "(\(batch.sequences) × \(batch.tokens)² = \(Double(batch.sequences) * Double(batch.tokens) * Double(batch.tokens)) query-key pairs per layer): "
+            + "expect a long run; a dump of a few hundred tokens checks parity as well\n"
+        FileHandle.standardError.write(Data(message.utf8))
+    }
+
     func forwardPass(model: String, declared: String?) throws -> ForwardPass {
         let opened = try ModelStore.open(model)
         let mode = dequant ?? declared.flatMap(Dequantization.init(rawValue:)) ?? .exact
@@ -76,6 +100,14 @@ struct ParityCommand: ParsableCommand {
 
     @OptionGroup var folders: FolderOptions
 
+    func validate() throws {
+        for (name, value) in [("--atol", atol), ("--rtol", rtol), ("--routing-margin", routingMargin)] {
+            if let value, !(value.isFinite && value >= 0) {
+                throw ValidationError("\(name) \(value): expected a finite number ≥ 0")
+            }
+        }
+    }
+
     func run() throws {
         folders.apply()
         guard let reference else {
@@ -90,6 +122,7 @@ struct ParityCommand: ParsableCommand {
         let dump = try ReferenceDump(spec: reference)
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: dump.dequant) }
             ?? forward.forwardPass(model: model!, declared: dump.dequant)
+        if !reporting.quiet { forward.warnAboutWork(tokens: dump.batch, layers: pass.forward.numLayers, source: dump.label) }
         let slice = try layers.map(parseLayers)
         let bar = reporting.quiet || reporting.json ? nil : ProgressBar(label: "parity", unit: "layers")
         let report = try ParityRun.run(
@@ -156,28 +189,35 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         folders.apply()
         let ref = try ReferenceDump(spec: reference)
-        guard let (refLogits, vocab) = try ref.logits() else { throw ValidationError("\(displayed(ref.label)) has no logits dataset") }
-        let testLogits: [Float]
+        // The shape is checked before anything is read; the logits are then read in row blocks.
+        guard let vocab = try ref.logitsVocabulary() else { throw ForwardError.input("\(displayed(ref.label)) has no logits dataset") }
+        let testSource: LogitStatistics.Source
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
             let pass = try forward.forwardPass(model: test, declared: ref.dequant)
             guard pass.weights.forward.vocabSize == vocab else {
-                throw ValidationError("\(displayed(test)) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
+                throw ForwardError.input("\(displayed(test)) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
             }
-            testLogits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
+            forward.warnAboutWork(tokens: ref.batch, layers: pass.weights.forward.numLayers, source: ref.label)
+            let logits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
+            testSource = .values(logits, vocab: vocab, label: "\(displayed(test)) logits")
         } else {
             let other = try ReferenceDump(spec: test)
+            guard other.batch.sequences == ref.batch.sequences, other.batch.tokens == ref.batch.tokens else {
+                throw ForwardError.input(
+                    "\(displayed(other.label)) has input_ids of shape [\(other.batch.sequences), \(other.batch.tokens)], \(displayed(ref.label)) [\(ref.batch.sequences), \(ref.batch.tokens)]")
+            }
             guard other.inputIDs == ref.inputIDs else {
-                throw ValidationError("\(displayed(other.label)) was made from other input_ids than \(displayed(ref.label))")
+                throw ForwardError.input("\(displayed(other.label)) was made from other input_ids than \(displayed(ref.label))")
             }
-            guard let (logits, otherVocab) = try other.logits(), otherVocab == vocab else {
-                throw ValidationError("\(displayed(other.label)) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
+            guard let otherVocab = try other.logitsVocabulary(), otherVocab == vocab else {
+                throw ForwardError.input("\(displayed(other.label)) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
             }
-            testLogits = logits
+            testSource = other.logitSource(vocab: vocab)
         }
-        let stats = LogitStatistics(
-            ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, reference: refLogits,
-            test: testLogits, vocab: vocab)
+        let stats = try LogitStatistics(
+            ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, vocab: vocab,
+            reference: ref.logitSource(vocab: vocab), test: testSource)
         if json { try printJSON(stats) } else { print(terminalText(stats.renderText())) }
     }
 }

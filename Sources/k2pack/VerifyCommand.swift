@@ -39,7 +39,7 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var reporting: ReportOptions
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let threads, threads < 1 || threads > 4096 { throw ValidationError("--threads \(threads): expected 1 to 4096") }
         if requantize != (bf16 != nil) { throw ValidationError("--requantize and --bf16 DIR go together") }
     }
 

@@ -48,6 +48,6 @@ struct CLibraryTests {
         #expect(throws: HDF5File.HDF5Error(path: path, reason: "no dataset missing")) { _ = try file.readFloats("missing") }
         #expect(try file.readInt64s("input_ids").values == [5, 6])
         #expect(throws: HDF5File.HDF5Error(path: path, reason: "layers/0/layer_out: expected an integer dataset")) { _ = try file.readInt64s("layers/0/layer_out") }
-        #expect(throws: HDF5File.HDF5Error(path: "/nonexistent.h5", reason: "cannot open as HDF5")) { _ = try HDF5File.open("/nonexistent.h5") }
+        #expect(throws: HDF5File.HDF5Error(path: "/nonexistent.h5", reason: "cannot open: no such file")) { _ = try HDF5File.open("/nonexistent.h5") }
     }
 }

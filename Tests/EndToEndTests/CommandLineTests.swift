@@ -96,7 +96,7 @@ struct CommandLineTests {
     func badGPUs() throws {
         let r = try run(["inspect", "--gpus", "0", TestPaths.fixture("k25-tiny")])
         #expect(r.status != 0)
-        #expect(r.err.contains("--gpus must be positive"), "\(r.err)")
+        #expect(r.err.contains("--gpus 0: expected 1 to 4096"), "\(r.err)")
     }
 }
 

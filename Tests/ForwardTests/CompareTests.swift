@@ -44,7 +44,7 @@ struct CompareTests {
         let ref = try ReferenceDump(spec: ParityHarness.reference(fixture, "/exact"))
         let test = try ReferenceDump(spec: ParityHarness.reference(fixture, "/bf16"))
         let a = try #require(try ref.activation("logits", width: 256)), b = try #require(try test.activation("logits", width: 256))
-        let stats = LogitStatistics(ids: ref.inputIDs, sequences: 2, tokens: 8, reference: a, test: b, vocab: 256)
+        let stats = try LogitStatistics(ids: ref.inputIDs, sequences: 2, tokens: 8, reference: a, test: b, vocab: 256)
         #expect(stats.positions == expected.positions && stats.nextTokenPositions == expected.next_token_positions)
         // KLD near 1e-9 comes from differences of float32 log-probabilities: agree to 1e-4 relative.
         for (name, ours, theirs) in [("kld", stats.kld, expected.kld), ("delta_p", stats.deltaP, expected.delta_p)] {
@@ -66,10 +66,10 @@ struct CompareTests {
     }
 
     @Test("hand-computed: two positions, three tokens")
-    func handComputed() {
+    func handComputed() throws {
         // Position 0: reference uniform, test logits [0, ln 2, 0] → p = [1/4, 1/2, 1/4]; position 1 identical.
         let ln2 = Float(log(2.0))
-        let stats = LogitStatistics(ids: [1, 2], sequences: 1, tokens: 2, reference: [0, 0, 0, 5, 0, 0], test: [0, ln2, 0, 5, 0, 0], vocab: 3)
+        let stats = try LogitStatistics(ids: [1, 2], sequences: 1, tokens: 2, reference: [0, 0, 0, 5, 0, 0], test: [0, ln2, 0, 5, 0, 0], vocab: 3)
         // KL(uniform ‖ [1/4, 1/2, 1/4]) = 1/3·ln(2/3) + 2/3·ln(4/3).
         let kl0 = (1.0 / 3) * log(2.0 / 3) + (2.0 / 3) * log(4.0 / 3)
         #expect(abs(stats.kld.max - kl0) < 1e-7, "KLD \(stats.kld.max), expected \(kl0)")

@@ -38,12 +38,14 @@ struct KernelTests {
     @Test("unsupported configs are named")
     func unsupported() throws {
         let json = #"{"model_type": "kimi_k2", "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "q_lora_rank": 32, "kv_lora_rank": 32, "qk_nope_head_dim": 16, "qk_rope_head_dim": 8, "v_head_dim": 16, "intermediate_size": 96, "moe_intermediate_size": 32, "n_routed_experts": 8, "num_experts_per_tok": 2, "n_shared_experts": 1, "first_k_dense_replace": 1, "vocab_size": 256, "scoring_func": "softmax"}"#
-        let text = try ModelConfig.parse(Array(json.utf8)).text
-        #expect(throws: ForwardError.unsupported("config.scoring_func \"softmax\" (the reference pass implements sigmoid routing)")) {
-            _ = try ForwardConfig(text)
+        // Refused when config.json is read (every command, verify included), before any forward config exists.
+        #expect(throws: ConfigError.invalidValue(
+            file: "config.json", section: "config", key: "scoring_func",
+            reason: "found \"softmax\", expected \"sigmoid\" (the reference forward pass implements sigmoid routing)")) {
+            _ = try ForwardConfig(ModelConfig.parse(Array(json.utf8)).text)
         }
         let groups = json.replacingOccurrences(of: #""scoring_func": "softmax""#, with: #""n_group": 3, "topk_group": 1"#)
-        #expect(throws: ForwardError.config(key: "config.n_group", reason: "3 groups (top 1) do not divide 8 experts")) {
+        #expect(throws: ConfigError.invalidValue(file: "config.json", section: "config", key: "n_group", reason: "3 groups do not divide n_routed_experts 8")) {
             _ = try ForwardConfig(ModelConfig.parse(Array(groups.utf8)).text)
         }
     }

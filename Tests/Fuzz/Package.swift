@@ -16,6 +16,7 @@ let package = Package(
         .executableTarget(name: "FuzzPackFile", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzReferenceDump", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzShardSet", dependencies: [readers, "FuzzSupport"]),
+        .executableTarget(name: "FuzzConfigValidation", dependencies: [readers, "FuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -8,7 +8,7 @@
 # and -rss_limit_mb / -malloc_limit_mb catch any real one.
 set -euo pipefail
 cd "$(dirname "$0")"
-target=${1:?target: FuzzSafetensors FuzzIndex FuzzConfig FuzzPackFile FuzzReferenceDump FuzzShardSet}
+target=${1:?target: FuzzSafetensors FuzzIndex FuzzConfig FuzzPackFile FuzzReferenceDump FuzzShardSet FuzzConfigValidation}
 seconds=${2:-600}
 # FUZZ_NO_BUILD=1 skips the build (several targets running at once must not rebuild the same tree).
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then

@@ -9,7 +9,7 @@ func textMembers(extra: String = "", dropping: String? = nil) -> String {
         "\"kv_lora_rank\": 32", "\"qk_nope_head_dim\": 16", "\"qk_rope_head_dim\": 8", "\"v_head_dim\": 16",
         "\"intermediate_size\": 96", "\"moe_intermediate_size\": 32", "\"n_routed_experts\": 8",
         "\"num_experts_per_tok\": 2", "\"n_shared_experts\": 1", "\"first_k_dense_replace\": 1", "\"vocab_size\": 256",
-        "\"topk_method\": \"noaux_tc\"", "\"torch_dtype\": \"bfloat16\"",
+        "\"topk_method\": \"noaux_tc\"", "\"torch_dtype\": \"bfloat16\"", "\"n_group\": 1", "\"topk_group\": 1",
     ]
     if let dropping { members.removeAll { $0.hasPrefix("\"\(dropping)\"") } }
     if !extra.isEmpty { members.append(extra) }
@@ -103,7 +103,7 @@ struct ModelConfigTests {
     func otherErrors() {
         expectConfigError(
             "{\"model_type\": \"kimi_k2\", \(textMembers(dropping: "vocab_size", ))," + " \"vocab_size\": \"big\"}",
-            .wrongType(file: "config.json", section: "config", key: "vocab_size", expected: "an integer", found: "a string"))
+            .wrongType(file: "config.json", section: "config", key: "vocab_size", expected: "an integer", found: "a string \"big\""))
         expectConfigError("{\"model_type\": \"llama\"}", .unknownArchitecture(modelType: "llama", known: ["kimi_k25", "kimi_k2", "deepseek_v3"]))
         expectConfigError("{\"model_type\": ", .invalidJSON(file: "config.json", error: JSONError(offset: 15, reason: "unexpected end of input, expected a value")))
         expectConfigError(
@@ -126,7 +126,10 @@ struct ModelConfigTests {
             .invalidValue(file: "config.json", section: "config", key: "num_hidden_layers", reason: "1000000000000 is implausible (k2pack accepts at most 10000)"))
         expectConfigError(
             "{\"model_type\": \"kimi_k2\", \(textMembers(dropping: "vocab_size")), \"vocab_size\": 3.0}",
-            .wrongType(file: "config.json", section: "config", key: "vocab_size", expected: "an integer", found: "3.0, which is not a whole number"))
+            .wrongType(file: "config.json", section: "config", key: "vocab_size", expected: "an integer", found: "3.0, a whole number written with a fraction or exponent (write 3)"))
+        expectConfigError(
+            "{\"model_type\": \"kimi_k2\", \(textMembers(dropping: "vocab_size")), \"vocab_size\": 3.5}",
+            .wrongType(file: "config.json", section: "config", key: "vocab_size", expected: "an integer", found: "3.5, which is not a whole number"))
     }
 
     @Test("a config implying more than a million tensors (5× the real K2.5) is refused before expanding")
