@@ -98,8 +98,8 @@ public final class PackFile: Sendable {
         }
         let fits = isArchive
             ? dataOffset == UInt64(PackSpec.fixedHeaderSize) && tableOffset >= dataOffset && tableLength <= fileLength && tableOffset == fileLength - tableLength
-            : tableOffset >= UInt64(PackSpec.fixedHeaderSize) && tableLength <= UInt64(PackSpec.maxTableLength) && tableOffset + tableLength <= dataOffset
-                && dataOffset <= fileLength
+            : tableOffset >= UInt64(PackSpec.fixedHeaderSize) && tableLength <= UInt64(PackSpec.maxTableLength) && tableOffset <= dataOffset
+                && tableLength <= dataOffset - tableOffset && dataOffset <= fileLength
         guard tableLength <= UInt64(PackSpec.maxTableLength), fits else {
             throw .headerInvalid(file: name, reason: "table [\(tableOffset), +\(tableLength)) and data offset \(dataOffset) do not fit a \(fileLength)-byte file")
         }

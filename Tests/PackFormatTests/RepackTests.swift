@@ -148,6 +148,43 @@ struct PackFileTests {
         expectPackError(try variant("tiny", { $0 = $0.prefix(10) })) { $0 == .notPack(file: "f.k2p", reason: "10 bytes is shorter than the 64-byte header") }
     }
 
+    @Test("undefined flags are refused, naming the flags, in both forms (the Python reader refuses the same)")
+    func undefinedFlags() throws {
+        let (dir, path) = try converted()
+        _ = try Converter.convert(input: TestPaths.fixture("k2-thinking-tiny"), output: dir.path + "/z", options: Converter.Options(compressionLevel: 3))
+        for (source, label) in [(path, "k2p"), (dir.path + "/z/layer-0001.k2z", "k2z")] {
+            let original = try Data(contentsOf: URL(fileURLWithPath: source))
+            for (byte, value, text) in [(12, UInt8(1), "0x1"), (13, UInt8(0x80), "0x8000"), (15, UInt8(0x80), "0x80000000")] {
+                var d = original
+                d[byte] = value
+                let p = dir.path + "/flags-\(label)-\(byte)"
+                try d.write(to: URL(fileURLWithPath: p))
+                expectPackError(p) {
+                    $0 == .headerInvalid(file: "f.k2p", reason: "flags \(text) are not defined in version 1 (must be 0): written by a newer or different tool")
+                }
+            }
+        }
+    }
+
+    @Test("a table offset or length that would overflow is refused, not trapped")
+    func overflowingTablePosition() throws {
+        let (dir, path) = try converted()
+        let original = try Data(contentsOf: URL(fileURLWithPath: path))
+        func put(_ value: UInt64, at offset: Int, in d: inout Data) {
+            withUnsafeBytes(of: value.littleEndian) { d.replaceSubrange(offset..<(offset + 8), with: $0) }
+        }
+        for (field, value) in [(24, UInt64.max - 15), (24, UInt64.max), (24, UInt64(1) << 63), (32, UInt64.max)] {
+            var d = original
+            put(value, at: field, in: &d)
+            let p = dir.path + "/overflow-\(field)-\(value)"
+            try d.write(to: URL(fileURLWithPath: p))
+            expectPackError(p) {
+                guard case .headerInvalid(let file, let reason) = $0 else { return false }
+                return file == "f.k2p" && reason.contains("do not fit a \(original.count)-byte file") && reason.contains("\(value)")
+            }
+        }
+    }
+
     @Test("a flipped byte in tensor data is named by its checksum")
     func dataCorruption() throws {
         let (folder, path) = try converted()
