@@ -3,12 +3,13 @@ import Parity
 
 /// The reference reader's shape and dtype handling: the input chooses the datasets of a dump (names, ranks,
 /// shapes, integer or float, values), which is written with libhdf5 and read back through ReferenceDump.
+let path = ScratchFile.file(".h5")
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ input: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data = input, size > 0 else { return 0 }
     var input = Array(UnsafeBufferPointer(start: data, count: size))[...]
     func next() -> Int { input.isEmpty ? 0 : Int(input.removeFirst()) }
-    let path = ScratchFile.path + ".h5"
     do {
         let file = try HDF5File.create(path)
         let names = ["input_ids", "logits", "final_norm_out", "layers/0/layer_in", "layers/0/attn_out", "layers/1/topk_indices", "layers/1/mlp_out"]
