@@ -37,7 +37,7 @@ let package = Package(
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
         // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "Checkpoint", "Archive"], swiftSettings: strict),
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "Checkpoint", "Archive"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).
@@ -47,12 +47,12 @@ let package = Package(
         // inspect and verify: reports over a checkpoint.
         .target(
             name: "Inspection",
-            dependencies: ["TensorCore", "Checkpoint", "ModelConfig", "Quantization"],
+            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig", "Quantization"],
             swiftSettings: strict),
         // convert / export between Hugging Face folders and the k2pack format.
         .target(
             name: "Repack",
-            dependencies: ["Checkpoint", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
+            dependencies: ["Checkpoint", "JSONCore", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
@@ -62,7 +62,7 @@ let package = Package(
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
         .target(
             name: "Shard",
-            dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["Checkpoint", "Forward", "Inspection", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(

@@ -1,3 +1,4 @@
+import JSONCore
 import Foundation
 import TensorCore
 
@@ -31,8 +32,8 @@ public final class CheckpointDirectory: Sendable {
         public var file: String
         public var message: String
     }
-    /// Tensor name → location, over all opened shards (first occurrence wins).
-    public let locations: [String: TensorLocation]
+    /// Tensor name (as bytes) → location, over all opened shards (first occurrence wins).
+    public let locations: [ByteName: TensorLocation]
 
     public static let configFileName = "config.json"
 
@@ -56,16 +57,20 @@ public final class CheckpointDirectory: Sendable {
         var warnings: [Warning] = []
         // The index and the shard headers are read at the same time: every `.safetensors` file in the folder is
         // opened while the index is parsed, then the index decides which of them make up the checkpoint.
-        // Files whose symlinks lead outside the folder are not opened (FolderLinks).
-        var outside: Set<String> = []
-        for name in listing where name.hasSuffix(".safetensors") || name == ShardIndex.fileName || name == Self.configFileName {
+        // Every file is opened through `ReadOnlyFile(folder:name:)`, which refuses one that resolves outside the
+        // folder (FolderLinks); the index and config.json are screened first, so that an index outside the folder
+        // is reported and the folder read as if it had none. Names are compared as bytes (ByteName).
+        let present = Set(listing.map(ByteName.init))
+        func listed(_ name: String) -> Bool { present.contains(ByteName(name)) }
+        var outside: Set<ByteName> = []
+        for name in [ShardIndex.fileName, Self.configFileName] where listed(name) {
             do throws(CheckpointError) { try FolderLinks.check(folder: path, name: name) } catch {
                 problems.append(error)
-                outside.insert(name)
+                outside.insert(ByteName(name))
             }
         }
-        let hasIndex = listing.contains(ShardIndex.fileName) && !outside.contains(ShardIndex.fileName)
-        let files = listing.filter { $0.hasSuffix(".safetensors") && !outside.contains($0) }
+        let hasIndex = listed(ShardIndex.fileName) && !outside.contains(ByteName(ShardIndex.fileName))
+        let files = listing.filter { $0.hasSuffix(".safetensors") }
         enum Loaded: Sendable {
             case index(Result<ShardIndex, CheckpointError>)
             case shard(Result<SafetensorsFile, CheckpointError>)
@@ -75,33 +80,37 @@ public final class CheckpointDirectory: Sendable {
         let loaded: [Loaded] = parallelMap(count: files.count + offset) { i in
             if i < offset {
                 return .index(Result { () throws(CheckpointError) -> ShardIndex in
-                    try ShardIndex.parse(try ReadOnlyFile(path: path + "/" + ShardIndex.fileName).readAll())
+                    try ShardIndex.parse(try ReadOnlyFile(folder: path, name: ShardIndex.fileName).readAll())
                 })
             }
             let file = files[i - offset]
             return .shard(Result { () throws(CheckpointError) -> SafetensorsFile in
-                try SafetensorsFile(path: path + "/" + file, name: file)
+                try SafetensorsFile(folder: path, name: file)
             })
         }
-        var byFile: [String: Result<SafetensorsFile, CheckpointError>] = [:]
+        var byFile: [ByteName: Result<SafetensorsFile, CheckpointError>] = [:]
         var index: ShardIndex?
         for (i, item) in loaded.enumerated() {
             switch item {
             case .index(let result): index = try result.get()
-            case .shard(let result): byFile[files[i - offset]] = result
+            case .shard(let result): byFile[ByteName(files[i - offset])] = result
             }
         }
         let names: [String]
         if let index {
             names = index.shardNames
-            // Files the index names that were not parsed above (no .safetensors suffix): they are shards too.
-            let extra = names.filter { listing.contains($0) && byFile[$0] == nil }
+            // Files the index names that were not parsed above (no .safetensors suffix): they are shards too,
+            // opened the same way (an index entry `x.bin` → a link outside the folder is refused like any shard).
+            let extra = names.filter { listed($0) && byFile[ByteName($0)] == nil }
             let results = parallelMap(count: extra.count) { i in
-                Result { () throws(CheckpointError) -> SafetensorsFile in try SafetensorsFile(path: path + "/" + extra[i], name: extra[i]) }
+                Result { () throws(CheckpointError) -> SafetensorsFile in try SafetensorsFile(folder: path, name: extra[i]) }
             }
-            for (name, result) in zip(extra, results) { byFile[name] = result }
-            let listed = Set(names)
-            for file in files where !listed.contains(file) {
+            for (name, result) in zip(extra, results) { byFile[ByteName(name)] = result }
+            let listedShards = Set(names.map(ByteName.init))
+            for file in files where !listedShards.contains(ByteName(file)) {
+                // An unlisted file is not part of the checkpoint, but one that resolves outside the folder is
+                // still reported as such (it was opened to be checked).
+                if case .failure(let error)? = byFile[ByteName(file)], case .outsideFolder = error { problems.append(error); continue }
                 warnings.append(Warning(code: "unlisted_shard", file: file, message: "\(displayed(file)): a .safetensors file the index does not list; ignored"))
             }
         } else {
@@ -114,10 +123,10 @@ public final class CheckpointDirectory: Sendable {
         self.index = index
         self.shardNames = names
         self.configBytes =
-            listing.contains(Self.configFileName) && !outside.contains(Self.configFileName)
-            ? try ReadOnlyFile(path: path + "/" + Self.configFileName).readAll() : nil
+            listed(Self.configFileName) && !outside.contains(ByteName(Self.configFileName))
+            ? try ReadOnlyFile(folder: path, name: Self.configFileName).readAll() : nil
 
-        let opened: [Result<SafetensorsFile, CheckpointError>?] = names.map { byFile[$0] }
+        let opened: [Result<SafetensorsFile, CheckpointError>?] = names.map { byFile[ByteName($0)] }
         var shards: [SafetensorsFile?] = []
         var missing: [Int] = []
         for (i, result) in opened.enumerated() {
@@ -135,15 +144,16 @@ public final class CheckpointDirectory: Sendable {
         self.shards = shards
 
         // Locations, and tensors that appear in two shards.
-        var locations: [String: TensorLocation] = [:]
+        var locations: [ByteName: TensorLocation] = [:]
         locations.reserveCapacity(index?.weightMap.count ?? 0)
         for (s, shard) in shards.enumerated() {
             guard let shard else { continue }
             for (e, entry) in shard.tensors.enumerated() {
-                if let first = locations[entry.name] {
+                let key = ByteName(entry.name)
+                if let first = locations[key] {
                     problems.append(.duplicateTensor(tensor: entry.name, firstShard: names[first.shard], secondShard: names[s]))
                 } else {
-                    locations[entry.name] = TensorLocation(shard: s, entry: e)
+                    locations[key] = TensorLocation(shard: s, entry: e)
                 }
             }
         }
@@ -167,7 +177,7 @@ public final class CheckpointDirectory: Sendable {
     /// Index ⇄ headers: every index entry is in the named shard, every shard tensor is in the index.
     private static func crossCheck(
         index: ShardIndex, names: [String], shards: [SafetensorsFile?], missing: [Int],
-        locations: [String: TensorLocation]
+        locations: [ByteName: TensorLocation]
     ) -> [CheckpointError] {
         var problems: [CheckpointError] = []
         // One lookup per shard tensor: in the index, and under this shard's name?
@@ -175,35 +185,37 @@ public final class CheckpointDirectory: Sendable {
         for (s, shard) in shards.enumerated() {
             guard let shard else { continue }
             for entry in shard.tensors {
-                guard let listed = index.weightMap[entry.name] else {
+                guard let listed = index.weightMap[ByteName(entry.name)] else {
                     problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
                     continue
                 }
-                if listed == names[s] { matched += 1 }
+                if ByteName(listed) == ByteName(names[s]) { matched += 1 }
             }
         }
         // Index entries not accounted for: their shard is missing, unreadable, or does not hold them.
         if matched != index.weightMap.count {
-            let opened = Set(names.indices.filter { shards[$0] != nil }.map { names[$0] })
-            let missingNames = Set(missing.map { names[$0] })
-            var missingCounts: [String: (count: Int, example: String)] = [:]
+            var position: [ByteName: Int] = [:]
+            for (i, name) in names.enumerated() { position[ByteName(name)] = i }
+            let missingNames = Set(missing.map { ByteName(names[$0]) })
+            var missingCounts: [ByteName: (count: Int, example: ByteName)] = [:]
             for (tensor, shardName) in index.weightMap {
-                if missingNames.contains(shardName) {
-                    let prior = missingCounts[shardName]
-                    missingCounts[shardName] = ((prior?.count ?? 0) + 1, min(prior?.example ?? tensor, tensor))
+                let shardKey = ByteName(shardName)
+                if missingNames.contains(shardKey) {
+                    let prior = missingCounts[shardKey]
+                    missingCounts[shardKey] = ((prior?.count ?? 0) + 1, min(prior?.example ?? tensor, tensor))
                     continue
                 }
-                guard opened.contains(shardName) else { continue }  // unreadable shard: reported already
+                guard let s = position[shardKey], let shard = shards[s] else { continue }  // unreadable shard: reported already
                 let location = locations[tensor]
-                if let location, names[location.shard] == shardName { continue }
-                let holds = location != nil && shards[names.firstIndex(of: shardName)!]!.tensors.contains { $0.name == tensor }
+                if let location, location.shard == s { continue }
+                let holds = location != nil && shard.tensors.contains { ByteName($0.name) == tensor }
                 if !holds {
-                    problems.append(.indexTensorNotInShard(tensor: tensor, shard: shardName, foundIn: location.map { names[$0.shard] }))
+                    problems.append(.indexTensorNotInShard(tensor: tensor.string, shard: shardName, foundIn: location.map { names[$0.shard] }))
                 }
             }
             for name in missingCounts.keys.sorted() {
                 let info = missingCounts[name]!
-                problems.append(.shardMissing(shard: name, tensorCount: info.count, example: info.example))
+                problems.append(.shardMissing(shard: name.string, tensorCount: info.count, example: info.example.string))
             }
         }
         // The index is a dictionary: sort what was found so reports are stable.
@@ -213,7 +225,7 @@ public final class CheckpointDirectory: Sendable {
 
     /// The header entry and shard of a tensor, if any opened shard holds it.
     public func entry(named name: String) -> (shard: SafetensorsFile, entry: TensorEntry)? {
-        guard let location = locations[name], let shard = shards[location.shard] else { return nil }
+        guard let location = locations[ByteName(name)], let shard = shards[location.shard] else { return nil }
         return (shard, shard.tensors[location.entry])
     }
 

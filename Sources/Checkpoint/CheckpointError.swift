@@ -59,7 +59,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     /// A SHA-256 list entry disagrees with the file, or names a missing file.
     case checksumMismatch(file: String, expected: String, actual: String)
     case checksumListMalformed(file: String, line: Int, reason: String)
-    /// A file of the folder is a symlink that resolves outside it (and not into a cache snapshot's blobs/).
+    /// A file of the folder resolves outside it through a symlink (and not into a cache snapshot's blobs/).
     case outsideFolder(file: String, target: String)
 
     public var description: String {

@@ -6,11 +6,14 @@ import Darwin
 #endif
 
 /// An open file for reading: exact positional reads and a whole-file read-only mapping.
-/// Closes (and unmaps) on deinit.
+/// Closes (and unmaps) on deinit. Files of an input folder are opened with `init(folder:name:)` (checked to be
+/// inside the folder); `init(path:)` is for a file the user names directly (a `--sha256` list, a `--scheme` file).
 public final class ReadOnlyFile: @unchecked Sendable {
     public let path: String
     public let byteCount: Int
     private let fd: Int32
+    /// The open descriptor (for checks on what was opened).
+    var descriptor: Int32 { fd }
     private var mapping: UnsafeRawBufferPointer?
     /// The mapping's slot in the SIGBUS handler's registry (FatalSignals).
     private var mappingSlot: Int32 = -1

@@ -9,8 +9,17 @@ public final class SafetensorsFile: Sendable {
     public var tensors: [TensorEntry] { header.tensors }
 
     /// Opens `path`, reading only the header; `name` is how messages refer to the file.
-    public init(path: String, name: String) throws(CheckpointError) {
-        let file = try ReadOnlyFile(path: path)
+    public convenience init(path: String, name: String) throws(CheckpointError) {
+        try self.init(file: try ReadOnlyFile(path: path), name: name)
+    }
+
+    /// Opens the file `name` of the input folder `folder` (refused when it resolves outside it), reading only
+    /// the header.
+    public convenience init(folder: String, name: String) throws(CheckpointError) {
+        try self.init(file: try ReadOnlyFile(folder: folder, name: name), name: name)
+    }
+
+    init(file: ReadOnlyFile, name: String) throws(CheckpointError) {
         let prefixCount = min(8, file.byteCount)
         let prefix = try file.read(count: prefixCount, at: 0)
         let headerLength = try prefix.withBytes { (raw) throws(CheckpointError) -> Int in

@@ -140,7 +140,8 @@ private struct HeaderParser {
     mutating func parseHeader() throws(CheckpointError) -> ([TensorEntry], [String: String]) {
         var tensors: [TensorEntry] = []
         var metadata: [String: String] = [:]
-        var seen = Set<String>()
+        // Tensor names compared as bytes: NFC and NFD spellings are two tensors (as in safetensors), not duplicates.
+        var seen = Set<ByteName>()
         // A tensor entry takes at least ~60 bytes of JSON; sizing up front avoids rehashing.
         seen.reserveCapacity(scanner.bytes.count / 128)
         tensors.reserveCapacity(scanner.bytes.count / 128)
@@ -149,7 +150,7 @@ private struct HeaderParser {
             repeat {
                 let keyOffset = scanner.position
                 let key = try json { s throws(JSONError) in try s.parseString() }
-                guard seen.insert(key).inserted else { throw .duplicateKey(file: fileName, tensor: key, offset: keyOffset) }
+                guard seen.insert(ByteName(key)).inserted else { throw .duplicateKey(file: fileName, tensor: key, offset: keyOffset) }
                 try json { s throws(JSONError) in try s.expect(UInt8(ascii: ":"), "':' after a key") }
                 if key == "__metadata__" {
                     metadata = try parseMetadata()

@@ -7,15 +7,16 @@ public struct ShardIndex: Sendable {
 
     /// `metadata.total_size`, when present.
     public var totalSize: Int?
-    /// Tensor name → shard file name.
-    public var weightMap: [String: String]
-    /// Shard file names in first-seen order of the sorted tensor names.
+    /// Tensor name → shard file name. Names are compared as bytes: canonically equivalent spellings (NFC and
+    /// NFD) are different tensors, as they are to Python and safetensors.
+    public var weightMap: [ByteName: String]
+    /// The distinct shard file names (as bytes), in byte order.
     public var shardNames: [String]
 
-    public init(totalSize: Int?, weightMap: [String: String]) {
+    public init(totalSize: Int?, weightMap: [ByteName: String]) {
         self.totalSize = totalSize
         self.weightMap = weightMap
-        self.shardNames = Array(Set(weightMap.values)).sorted()
+        self.shardNames = Set(weightMap.values.map(ByteName.init)).sorted().map(\.string)
     }
 
     /// Parses an index; shard names must be plain file names (no directories, no `..`).
@@ -32,9 +33,9 @@ public struct ShardIndex: Sendable {
         func invalid(_ error: JSONError) -> CheckpointError {
             .indexMalformed(file: fileName, reason: "not valid JSON: \(error.description)")
         }
-        var weightMap: [String: String]?
+        var weightMap: [ByteName: String]?
         var totalSize: Int?
-        var seenKeys = Set<String>()
+        var seenKeys = Set<ByteName>()
         do {
             guard scanner.peek() == UInt8(ascii: "{") else {
                 let value = try scanner.parseValue()
@@ -45,7 +46,7 @@ public struct ShardIndex: Sendable {
                 repeat {
                     let keyOffset = scanner.position
                     let key = try scanner.parseString()
-                    guard seenKeys.insert(key).inserted else { throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(key))\"") }
+                    guard seenKeys.insert(ByteName(key)).inserted else { throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(key))\"") }
                     try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
                     switch key {
                     case "weight_map":
@@ -72,16 +73,16 @@ public struct ShardIndex: Sendable {
         return ShardIndex(totalSize: totalSize, weightMap: weightMap)
     }
 
-    private static func parseWeightMap(_ scanner: inout JSONScanner, fileName: String) throws -> [String: String] {
+    private static func parseWeightMap(_ scanner: inout JSONScanner, fileName: String) throws -> [ByteName: String] {
         guard scanner.peek() == UInt8(ascii: "{") else {
             let value = try scanner.parseValue(depth: 1)
             throw WrongShape(reason: "\"weight_map\" must be an object, found \(value.kindName)")
         }
         scanner.skipOne()
-        var map: [String: String] = [:]
+        var map: [ByteName: String] = [:]
         map.reserveCapacity(scanner.bytes.count / 100)
         // Shard names repeat: intern them so 208k entries share a few dozen strings.
-        var interned: [String: String] = [:]
+        var interned: [ByteName: String] = [:]
         if scanner.consume(UInt8(ascii: "}")) { return map }
         repeat {
             let keyOffset = scanner.position
@@ -92,13 +93,13 @@ public struct ShardIndex: Sendable {
                 throw WrongShape(reason: "weight_map entry '\(displayed(tensor))' must be a file name string, found \(value.kindName)")
             }
             var shard = try scanner.parseString()
-            if let known = interned[shard] {
+            if let known = interned[ByteName(shard)] {
                 shard = known
             } else {
                 guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
-                interned[shard] = shard
+                interned[ByteName(shard)] = shard
             }
-            guard map.updateValue(shard, forKey: tensor) == nil else {
+            guard map.updateValue(shard, forKey: ByteName(tensor)) == nil else {
                 throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor))\"")
             }
         } while scanner.consume(UInt8(ascii: ","))

@@ -50,7 +50,7 @@ struct DataScan {
         var total = 0
         for (s, shard) in dir.shards.enumerated() {
             guard let shard else { continue }
-            let digesting = options.checksums?.digests[dir.shardNames[s]] != nil
+            let digesting = options.checksums?.digest(for: dir.shardNames[s]) != nil
             if digesting {
                 // Each shard's digest is read in file order by one worker while others check its tensors.
                 plan.append(.digest(shard: s))
@@ -108,7 +108,7 @@ struct DataScan {
     private func digest(shard s: Int, done: ProgressCounter) -> Result {
         var result = Result()
         let dir = checkpoint.directory
-        guard let shard = dir.shards[s], let expectedHex = options.checksums?.digests[dir.shardNames[s]] else { return result }
+        guard let shard = dir.shards[s], let expectedHex = options.checksums?.digest(for: dir.shardNames[s]) else { return result }
         let name = dir.shardNames[s]
         guard let data = mapping(of: shard, into: &result) else { return result }
         let digest = SHA256Digest()
@@ -145,7 +145,7 @@ struct DataScan {
         check(
             entry, expected: checkpoint.expected(shard: s, entry: e), bytes, rows: rows,
             elementOffset: rows.lowerBound * (rowBytes / max(1, entry.dtype.byteWidth)), file: dir.shardNames[s], into: &result)
-        if options.checksums?.digests[dir.shardNames[s]] == nil { shard.file.adviseDone(range) }
+        if options.checksums?.digest(for: dir.shardNames[s]) == nil { shard.file.adviseDone(range) }
         done.add(bytes.count)
         return result
     }
@@ -180,11 +180,7 @@ struct DataScan {
             if rows.lowerBound == 0 { result.int4Modules += 1 }
             result.codes.merge(Int4CodeStats.scan(bytes, rows: rows.count, bytesPerRow: entry.shape[1] * 4, groupSize: groupSize))
         case .shape:
-            guard let logical = expected.logicalShape, entry.shape == [2] else { return }
-            let values: [Int] =
-                entry.dtype == .i64
-                ? (0..<2).map { Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
-                : (0..<2).map { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
+            guard let logical = expected.logicalShape, entry.shape == [2], let values = WeightShapeRecord.values(bytes, dtype: entry.dtype) else { return }
             if values != logical {
                 let module = expected.module ?? entry.name
                 result.findings.append(Finding(

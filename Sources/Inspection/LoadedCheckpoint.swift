@@ -1,3 +1,4 @@
+import JSONCore
 import Checkpoint
 import ModelConfig
 import Dispatch
@@ -82,12 +83,23 @@ public struct LoadedCheckpoint: Sendable {
 
     /// Every tensor the config implies is present with the right shape and dtype, and nothing else is.
     static func structuralFindings(_ dir: CheckpointDirectory, _ expected: ExpectedTensorList, _ positions: [[Int]]) -> [Finding] {
+        structuralFindings(
+            shardNames: dir.shardNames, headers: dir.shards.map { $0?.tensors }, indexed: dir.index?.weightMap,
+            locate: { dir.locations[ByteName($0)]?.shard }, expected, positions)
+    }
+
+    /// The same check over any set of headers (a Hugging Face folder's shards, the source headers a k2pack folder
+    /// keeps): `headers` parallel to `shardNames` (nil: unreadable), `locate` the shard holding a tensor name.
+    public static func structuralFindings(
+        shardNames: [String], headers: [[TensorEntry]?], indexed: [ByteName: String]?, locate: (String) -> Int?,
+        _ expected: ExpectedTensorList, _ positions: [[Int]]
+    ) -> [Finding] {
         var findings: [Finding] = []
         var present = [Bool](repeating: false, count: expected.tensors.count)
-        for (s, shard) in dir.shards.enumerated() {
-            guard let shard else { continue }
-            let name = dir.shardNames[s]
-            for (i, entry) in shard.tensors.enumerated() {
+        for (s, tensors) in headers.enumerated() {
+            guard let tensors else { continue }
+            let name = shardNames[s]
+            for (i, entry) in tensors.enumerated() {
                 let position = positions[s][i]
                 guard position >= 0 else {
                     findings.append(Finding(
@@ -112,13 +124,12 @@ public struct LoadedCheckpoint: Sendable {
         guard present.contains(false) else { return findings }
         // Tensors of unreadable shards are reported through the shard; tensors the index places in a shard
         // that lacks them are reported by the index cross-check.
-        let unreadable = dir.shardNames.indices.contains { dir.shards[$0] == nil }
-        let indexed = dir.index?.weightMap
+        let unreadable = headers.contains { $0 == nil }
         // Home shards are looked up once per layer (or per role outside the layers): a hostile config can
         // imply a million missing tensors.
         var homes: [String: String?] = [:]
         for (position, e) in expected.tensors.enumerated() where !present[position] {
-            if indexed?[e.name] != nil { continue }
+            if indexed?[ByteName(e.name)] != nil { continue }
             if indexed == nil, unreadable { continue }
             let dtypes = e.dtypes.map(\.rawValue).joined(separator: " or ")
             let key = e.layer.map { "layer \($0)" } ?? "role \(e.role)"
@@ -126,7 +137,7 @@ public struct LoadedCheckpoint: Sendable {
             if let known = homes[key] {
                 home = known
             } else {
-                home = likelyShard(of: position, in: expected, dir)
+                home = likelyShard(of: position, in: expected, locate: locate).map { shardNames[$0] }
                 homes[key] = home
             }
             let place = home.map { " from \(displayed($0)), which holds the rest of its \(e.layer == nil ? e.role : "layer")" } ?? ""
@@ -139,7 +150,7 @@ public struct LoadedCheckpoint: Sendable {
 
     /// Where a missing tensor belongs: the shard of the nearest present tensor of the same decoder layer, or for
     /// tensors outside the layers, of the same role (vision tower, projector).
-    static func likelyShard(of position: Int, in expected: ExpectedTensorList, _ dir: CheckpointDirectory) -> String? {
+    static func likelyShard(of position: Int, in expected: ExpectedTensorList, locate: (String) -> Int?) -> Int? {
         let target = expected.tensors[position]
         let count = expected.tensors.count
         for distance in 1...min(count, 4096) {
@@ -147,7 +158,7 @@ public struct LoadedCheckpoint: Sendable {
                 let neighbour = expected.tensors[candidate]
                 let related = target.layer != nil ? neighbour.layer == target.layer : (neighbour.layer == nil && neighbour.role == target.role)
                 guard related else { continue }
-                if let location = dir.locations[neighbour.name] { return dir.shardNames[location.shard] }
+                if let shard = locate(neighbour.name) { return shard }
             }
         }
         return nil
@@ -163,7 +174,7 @@ private final class ConfigPlan: @unchecked Sendable {
     init(ignoringQuantization: Bool) { self.ignoringQuantization = ignoringQuantization }
 
     func load(folder: String) {
-        guard let bytes = try? ReadOnlyFile(path: folder + "/" + CheckpointDirectory.configFileName).readAll() else { return }
+        guard let bytes = try? ReadOnlyFile(folder: folder, name: CheckpointDirectory.configFileName).readAll() else { return }
         do throws(ConfigError) {
             var config = try ModelConfig.parse(bytes)
             if ignoringQuantization { config.quantization = nil }

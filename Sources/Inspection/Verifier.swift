@@ -1,3 +1,4 @@
+import JSONCore
 import Checkpoint
 import Foundation
 import ModelConfig
@@ -127,7 +128,7 @@ public enum Verifier {
                     scaleMax: result.scaleMax.isFinite ? result.scaleMax : nil)
             }
             if let list = options.checksums {
-                let (extraFindings, extraChecked) = checkExtraFiles(dir: dir, list: list)
+                let (extraFindings, extraChecked) = checkExtraFiles(dir: dir, list: list, userList: source == "list")
                 findings += extraFindings
                 checksums = VerifyReport.ChecksumSummary(
                     listed: list.digests.count, checked: result.checksummed + extraChecked,
@@ -142,22 +143,29 @@ public enum Verifier {
             seconds: Date().timeIntervalSince(start), int4: int4, checksums: checksums, findings: findings)
     }
 
+    /// Every shard must be covered by a list the user gave (a shard it does not name is an error: the check the
+    /// user asked for did not happen); in a cache snapshot, a shard without a SHA-256 blob name is a warning.
     /// Listed files beyond the shards (config.json, the index): checked when present.
-    static func checkExtraFiles(dir: CheckpointDirectory, list: ChecksumList) -> (findings: [Finding], checked: Int) {
+    static func checkExtraFiles(dir: CheckpointDirectory, list: ChecksumList, userList: Bool = true) -> (findings: [Finding], checked: Int) {
         var findings: [Finding] = []
         var checked = 0
-        let shards = Set(dir.shardNames)
-        for name in dir.shardNames where list.digests[name] == nil {
-            findings.append(Finding(.warning, code: "checksum_not_listed", file: name, message: "\(displayed(name)): no SHA-256 listed for this shard"))
+        let shards = Set(dir.shardNames.map(ByteName.init))
+        for name in dir.shardNames where list.digest(for: name) == nil {
+            findings.append(Finding(
+                userList ? .error : .warning, code: "checksum_not_listed", file: name,
+                message: userList
+                    ? "\(displayed(name)): no SHA-256 listed for this shard: the list does not cover the checkpoint (a list for another version, or an incomplete one?)"
+                    : "\(displayed(name)): no SHA-256 listed for this shard"))
         }
-        for (name, digest) in list.digests.sorted(by: { $0.key < $1.key }) where !shards.contains(name) {
+        for (key, digest) in list.digests.sorted(by: { $0.key < $1.key }) where !shards.contains(key) {
+            let name = key.string
             let path = dir.path + "/" + name
             guard FileManager.default.fileExists(atPath: path) else {
                 findings.append(Finding(.warning, code: "checksum_file_absent", file: name, message: "\(displayed(name)): listed in the SHA-256 list but not in the checkpoint folder"))
                 continue
             }
             do {
-                let actual = try ReadOnlyFile(path: path).sha256Hex()
+                let actual = try ReadOnlyFile(folder: dir.path, name: name).sha256Hex()
                 checked += 1
                 if actual != digest { findings.append(Finding(CheckpointError.checksumMismatch(file: name, expected: digest, actual: actual))) }
             } catch let error as CheckpointError {

@@ -66,7 +66,8 @@ public enum JSONValue: Sendable, Equatable {
 /// A JSON object: ordered entries plus keyed lookup.
 public struct JSONObject: Sendable, Equatable {
     public private(set) var entries: [(key: String, value: JSONValue)]
-    private var index: [String: Int]
+    /// Keys compared as bytes: canonically equivalent spellings (NFC and NFD) are different keys, as in Python.
+    private var index: [ByteName: Int]
 
     public init() {
         entries = []
@@ -76,14 +77,14 @@ public struct JSONObject: Sendable, Equatable {
     /// Appends an entry; returns false (and changes nothing) when the key already exists.
     @discardableResult
     public mutating func append(_ key: String, _ value: JSONValue) -> Bool {
-        guard index[key] == nil else { return false }
-        index[key] = entries.count
+        guard index[ByteName(key)] == nil else { return false }
+        index[ByteName(key)] = entries.count
         entries.append((key, value))
         return true
     }
 
     public subscript(key: String) -> JSONValue? {
-        guard let i = index[key] else { return nil }
+        guard let i = index[ByteName(key)] else { return nil }
         return entries[i].value
     }
 
@@ -92,6 +93,6 @@ public struct JSONObject: Sendable, Equatable {
 
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         lhs.entries.count == rhs.entries.count
-            && zip(lhs.entries, rhs.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+            && zip(lhs.entries, rhs.entries).allSatisfy { ByteName($0.key) == ByteName($1.key) && $0.value == $1.value }
     }
 }

@@ -25,18 +25,48 @@ public struct QuantizationScheme: Sendable, Equatable {
     public var location: String
 
     /// The group that quantizes `module` (its name relative to the text model, its class), or nil.
+    ///
+    /// compressed-tensors' rule: a module matched by `ignore` is left alone; otherwise, of the targets that match
+    /// it, an exact module name ranks first, then a `re:` pattern, then a class name, and at equal rank the target
+    /// listed first wins. Targets map to groups as a Python dict built group by group: a target named by several
+    /// groups belongs to the last of them (keeping the place where it was first listed).
     public func group(for module: String, className: String) -> Group? {
         if ignore.contains(where: { Self.matches(module, className: className, target: $0) }) { return nil }
-        return groups.first { g in g.targets.contains { Self.matches(module, className: className, target: $0) } }
+        var best: (rank: Int, group: Int)?
+        for (target, group) in targetGroups {
+            guard let rank = Self.rank(module, className: className, target: target) else { continue }
+            if best == nil || rank < best!.rank { best = (rank, group) }
+        }
+        return best.map { groups[$0.group] }
+    }
+
+    /// Every target in first-listed order, with the group it belongs to (the last group that names it).
+    var targetGroups: [(target: String, group: Int)] {
+        var order: [ByteName] = []
+        var owner: [ByteName: Int] = [:]
+        for (g, group) in groups.enumerated() {
+            for target in group.targets {
+                let key = ByteName(target)
+                if owner.updateValue(g, forKey: key) == nil { order.append(key) }
+            }
+        }
+        return order.map { ($0.string, owner[$0]!) }
+    }
+
+    /// 0 for an exact module name, 1 for a matching `re:` pattern, 2 for the class name; nil when it does not match.
+    static func rank(_ module: String, className: String, target: String) -> Int? {
+        if target.hasPrefix("re:") {
+            return PatternCache.shared.prefixMatches(String(target.dropFirst(3)), module) ? 1 : nil
+        }
+        if ByteName(target) == ByteName(module) { return 0 }
+        if ByteName(target) == ByteName(className) { return 2 }
+        return nil
     }
 
     /// compressed-tensors matching: `re:` patterns with Python `re.match` semantics (anchored at the start),
-    /// otherwise an exact module name or class name.
+    /// otherwise an exact module name or class name (compared as bytes, as Python compares strings).
     public static func matches(_ module: String, className: String, target: String) -> Bool {
-        if target.hasPrefix("re:") {
-            return PatternCache.shared.prefixMatches(String(target.dropFirst(3)), module)
-        }
-        return target == module || target == className
+        rank(module, className: className, target: target) != nil
     }
 
     public static func parse(_ value: JSONValue, location: String, file: String) throws(ConfigError) -> QuantizationScheme {
@@ -45,42 +75,91 @@ public struct QuantizationScheme: Sendable, Equatable {
         guard let method = object["quant_method"]?.stringValue else {
             throw .missingKey(file: file, section: section, key: "quant_method")
         }
-        let ignore = (object["ignore"]?.arrayValue ?? object["modules_to_not_convert"]?.arrayValue ?? []).compactMap(\.stringValue)
+        // Every field we read must have the type compressed-tensors gives it: its pydantic models coerce some
+        // wrong types (the string "false" becomes False), so a wrong type would be read differently by us.
+        func field(_ o: JSONObject, _ key: String, _ section: String) -> JSONValue? {
+            guard let v = o[key], !v.isNull else { return nil }
+            return v
+        }
+        func string(_ o: JSONObject, _ key: String, _ section: String) throws(ConfigError) -> String? {
+            guard let v = field(o, key, section) else { return nil }
+            guard let s = v.stringValue else { throw .wrongType(file: file, section: section, key: key, expected: "a string", found: v.kindName) }
+            return s
+        }
+        func strings(_ o: JSONObject, _ key: String, _ section: String) throws(ConfigError) -> [String]? {
+            guard let v = field(o, key, section) else { return nil }
+            guard let items = v.arrayValue else { throw .wrongType(file: file, section: section, key: key, expected: "an array of strings", found: v.kindName) }
+            var out: [String] = []
+            for item in items {
+                guard let s = item.stringValue else {
+                    throw .wrongType(file: file, section: section, key: key, expected: "an array of strings", found: "an array holding \(item.kindName)")
+                }
+                out.append(s)
+            }
+            return out
+        }
+        func integer(_ o: JSONObject, _ key: String, _ section: String) throws(ConfigError) -> Int? {
+            guard let v = field(o, key, section) else { return nil }
+            guard let n = v.intValue else { throw .wrongType(file: file, section: section, key: key, expected: "an integer", found: v.numberText ?? v.kindName) }
+            return n
+        }
+        func boolean(_ o: JSONObject, _ key: String, _ section: String) throws(ConfigError) -> Bool? {
+            guard let v = field(o, key, section) else { return nil }
+            guard let b = v.boolValue else {
+                let found = v.stringValue.map { "the string \"\($0)\"" } ?? v.kindName
+                throw .wrongType(file: file, section: section, key: key, expected: "true or false", found: found)
+            }
+            return b
+        }
+        var ignoreList = try strings(object, "ignore", section)
+        if ignoreList == nil { ignoreList = try strings(object, "modules_to_not_convert", section) }
+        let ignore = ignoreList ?? []
         for pattern in ignore where pattern.hasPrefix("re:") && !PatternCache.shared.pattern(String(pattern.dropFirst(3))).isValid {
             throw .unsupportedQuantization(
                 file: file, reason: "ignore pattern \"\(displayed(pattern))\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
         }
         switch method {
         case "compressed-tensors":
-            let format = object["format"]?.stringValue
-            guard let groupsObject = object["config_groups"]?.objectValue, groupsObject.count > 0 else {
+            let format = try string(object, "format", section)
+            guard let groupsValue = field(object, "config_groups", section) else {
                 throw .missingKey(file: file, section: section, key: "config_groups")
             }
+            guard let groupsObject = groupsValue.objectValue else {
+                throw .wrongType(file: file, section: section, key: "config_groups", expected: "an object", found: groupsValue.kindName)
+            }
+            guard groupsObject.count > 0 else { throw .missingKey(file: file, section: section, key: "config_groups") }
             var groups: [Group] = []
-            for (name, g) in groupsObject.entries {
+            for (name, groupValue) in groupsObject.entries {
                 let where_ = "\(section).config_groups.\(displayed(name))"
-                let targets = g["targets"]?.arrayValue?.compactMap(\.stringValue) ?? []
+                guard let g = groupValue.objectValue else { throw .notAnObject(file: file, key: where_) }
+                guard let targets = try strings(g, "targets", where_) else { throw .missingKey(file: file, section: where_, key: "targets") }
                 for t in targets where t.hasPrefix("re:") && !PatternCache.shared.pattern(String(t.dropFirst(3))).isValid {
                     throw .unsupportedQuantization(
                         file: file, reason: "target pattern \"\(displayed(t))\" is not a valid regular expression, or nests quantifiers (catastrophic backtracking)")
                 }
-                guard let weights = g["weights"]?.objectValue else {
+                guard let weightsValue = field(g, "weights", where_) else {
                     throw .missingKey(file: file, section: where_, key: "weights")
                 }
-                let groupFormat = g["format"]?.stringValue ?? format
+                guard let weights = weightsValue.objectValue else {
+                    throw .wrongType(file: file, section: where_, key: "weights", expected: "an object", found: weightsValue.kindName)
+                }
+                let w = where_ + ".weights"
+                let groupFormat = try string(g, "format", where_) ?? format
                 guard groupFormat == "pack-quantized" else {
                     throw .unsupportedQuantization(file: file, reason: "format \"\(displayed(groupFormat ?? "none"))\" (k2pack reads pack-quantized)")
                 }
-                guard let bits = weights["num_bits"]?.intValue, bits == 4 || bits == 8 else {
+                let bits = try integer(weights, "num_bits", w)
+                guard let bits, bits == 4 || bits == 8 else {
                     throw .unsupportedQuantization(file: file, reason: "\(where_).weights.num_bits must be 4 or 8")
                 }
-                guard weights["strategy"]?.stringValue == "group", let groupSize = weights["group_size"]?.intValue, groupSize > 0 else {
+                let strategy = try string(weights, "strategy", w), groupSize = try integer(weights, "group_size", w)
+                guard strategy == "group", let groupSize, groupSize > 0 else {
                     throw .unsupportedQuantization(file: file, reason: "\(where_): only the group strategy with a positive group_size is supported")
                 }
-                guard weights["type"]?.stringValue ?? "int" == "int" else {
+                guard try string(weights, "type", w) ?? "int" == "int" else {
                     throw .unsupportedQuantization(file: file, reason: "\(where_).weights.type must be int")
                 }
-                let symmetric = weights["symmetric"]?.boolValue ?? true
+                let symmetric = try boolean(weights, "symmetric", w) ?? true
                 guard symmetric else {
                     throw .unsupportedQuantization(file: file, reason: "\(where_): asymmetric (zero-point) schemes are not supported")
                 }

@@ -92,11 +92,11 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
             throw ForwardError.input("\(displayed(folder)) is rank \(shard.rank) of a shard set: run the forward pass from the whole set (parity --shards SET)")
         }
         let configPath = folder + "/" + CheckpointDirectory.configFileName
-        guard let bytes = FileManager.default.contents(atPath: configPath) else {
+        guard FileManager.default.fileExists(atPath: configPath) else {
             throw ForwardError.input("\(displayed(configPath)): missing (a k2pack folder carries the source config.json)")
         }
-        config = try ModelConfig.parse(Array(bytes))
-        files = try manifest.files.map { try PackFile(path: folder + "/" + $0, name: $0) }
+        config = try ModelConfig.parse(try ReadOnlyFile(folder: folder, name: CheckpointDirectory.configFileName).readAll())
+        files = try manifest.files.map { try PackFile(folder: folder, name: $0) }
         if let archive = files.first(where: \.isArchive) {
             throw ForwardError.unsupported("\(displayed(archive.name)) is a zstd archive (convert --compress); run the forward pass on the uncompressed k2pack folder or the Hugging Face folder")
         }

@@ -111,8 +111,7 @@ public enum CarriedFiles {
     /// differs is refused before it is renamed into place. Returns what was copied.
     @discardableResult
     public static func copy(_ path: String, from source: String, to destination: String, expected: CarriedFile? = nil) throws -> CarriedFile {
-        try FolderLinks.check(folder: source, name: path)
-        let input = try ReadOnlyFile(path: source + "/" + path)
+        let input = try ReadOnlyFile(folder: source, name: path)
         if let expected, expected.size != input.byteCount {
             throw PackError.io(path: source + "/" + path, operation: "carry", reason: changed(expected, size: input.byteCount, sha256: nil))
         }
@@ -155,8 +154,7 @@ public enum CarriedFiles {
     public static func check(_ files: [CarriedFile], in folder: String) -> [(file: CarriedFile, problem: String)] {
         files.compactMap { file in
             do {
-                try FolderLinks.check(folder: folder, name: file.path)
-                let input = try ReadOnlyFile(path: folder + "/" + file.path)
+                let input = try ReadOnlyFile(folder: folder, name: file.path)
                 guard input.byteCount == file.size else { return (file, changed(file, size: input.byteCount, sha256: nil)) }
                 let actual = try input.sha256Hex()
                 return actual == file.sha256 ? nil : (file, changed(file, size: input.byteCount, sha256: actual))

@@ -1,6 +1,7 @@
 import Archive
 import Checkpoint
 import Foundation
+import JSONCore
 import TensorCore
 
 /// A k2pack file opened for reading: header and table validated, data mapped on demand.
@@ -12,20 +13,32 @@ public final class PackFile: Sendable {
     public let isArchive: Bool
     /// Archive form: for each tensor and each of its sources, the range of its frames.
     private let sourceFrames: [[Range<Int>]]
-    private let positions: [String: Int]
+    private let positions: [ByteName: Int]
 
-    public init(path: String, name: String? = nil) throws(PackError) {
-        let name = name ?? URL(fileURLWithPath: path).lastPathComponent
-        self.name = name
-        do {
-            file = try ReadOnlyFile(path: path)
-        } catch {
-            throw .io(path: path, operation: "open", reason: error.description)
+    public convenience init(path: String, name: String? = nil) throws(PackError) {
+        let file: ReadOnlyFile
+        do { file = try ReadOnlyFile(path: path) } catch { throw .io(path: path, operation: "open", reason: error.description) }
+        try self.init(file: file, name: name ?? URL(fileURLWithPath: path).lastPathComponent)
+    }
+
+    /// Opens the file `name` (a relative path) of the input folder `folder`, refused when it resolves outside
+    /// the folder (`ReadOnlyFile(folder:name:)`).
+    public convenience init(folder: String, name: String) throws(PackError) {
+        let file: ReadOnlyFile
+        do { file = try ReadOnlyFile(folder: folder, name: name) } catch {
+            if case .outsideFolder = error { throw .notPack(file: name, reason: error.description) }
+            throw .io(path: folder + "/" + name, operation: "open", reason: error.description)
         }
+        try self.init(file: file, name: name)
+    }
+
+    init(file: ReadOnlyFile, name: String) throws(PackError) {
+        self.name = name
+        self.file = file
         (table, isArchive) = try Self.readTable(file, name: name)
         sourceFrames = isArchive ? try table.tensors.map { t throws(PackError) in try Self.frameRanges(t, file: name) } : []
-        var positions: [String: Int] = [:]
-        for (i, t) in table.tensors.enumerated() where positions[t.name] == nil { positions[t.name] = i }
+        var positions: [ByteName: Int] = [:]
+        for (i, t) in table.tensors.enumerated() where positions[ByteName(t.name)] == nil { positions[ByteName(t.name)] = i }
         self.positions = positions
     }
 
@@ -71,6 +84,10 @@ public final class PackFile: Sendable {
         func u64(_ at: Int) -> UInt64 { header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: at, as: UInt64.self)) } }
         let version = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
         guard version == PackSpec.version else { throw .unsupportedVersion(file: name, version: version) }
+        let flags = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) }
+        guard flags == 0 else {
+            throw .headerInvalid(file: name, reason: "flags 0x\(String(flags, radix: 16)) are not defined in version \(PackSpec.version) (must be 0): written by a newer or different tool")
+        }
         let alignment = u64(16), tableOffset = u64(24), tableLength = u64(32), dataOffset = u64(40), fileLength = u64(48)
         let tableHash = u64(56)
         guard alignment >= 64, alignment <= 1 << 30, alignment & (alignment - 1) == 0 else {
@@ -96,11 +113,19 @@ public final class PackFile: Sendable {
         } catch {
             throw .tableInvalid(file: name, reason: "\(error)")
         }
+        // The table repeats the format, version and alignment: all must agree with the header.
+        guard table.format == "k2pack" else { throw .tableInvalid(file: name, reason: "format \"\(displayed(table.format))\", expected \"k2pack\"") }
+        guard table.version == Int(PackSpec.version) else {
+            throw .tableInvalid(file: name, reason: "version \(table.version), expected \(PackSpec.version) (the header's)")
+        }
+        guard table.alignment == Int(alignment) else {
+            throw .tableInvalid(file: name, reason: "alignment \(table.alignment), but the header says \(alignment)")
+        }
         guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
             throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(displayed(table.compression ?? ""))\" in an uncompressed file")
         }
-        var names = Set<String>()
-        for t in table.tensors where !names.insert(t.name).inserted {
+        var names = Set<ByteName>()
+        for t in table.tensors where !names.insert(ByteName(t.name)).inserted {
             throw .tableInvalid(file: name, reason: "tensor '\(displayed(t.name))' is listed twice")
         }
         if isArchive {
@@ -177,7 +202,7 @@ public final class PackFile: Sendable {
     /// Hands `body` the bytes of source `index` of a tensor in order, in pieces of at most 64 MiB: slices of the
     /// mapping (dropped from this process once used) or, in an archive, its decompressed frames.
     public func readSource(_ tensor: PackTensor, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
-        guard let t = positions[tensor.name] else { throw PackError.tensorInvalid(file: name, tensor: tensor.name, reason: "not in this file") }
+        guard let t = positions[ByteName(tensor.name)] else { throw PackError.tensorInvalid(file: name, tensor: tensor.name, reason: "not in this file") }
         let stored = table.tensors[t]
         guard isArchive else {
             let whole = try file.mapped()

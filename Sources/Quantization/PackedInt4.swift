@@ -164,3 +164,18 @@ public struct ScaleStats: Sendable, Equatable {
         return s
     }
 }
+
+/// The two values of a compressed-tensors `weight_shape` record (`[out, in]`, stored as I32 or I64).
+public enum WeightShapeRecord {
+    /// nil when the record is not two I32 or I64 values.
+    public static func values(_ bytes: UnsafeRawBufferPointer, dtype: DType) -> [Int]? {
+        switch dtype {
+        case .i64 where bytes.count == 16:
+            return (0..<2).map { Int(Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
+        case .i32 where bytes.count == 8:
+            return (0..<2).map { Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
+        default:
+            return nil
+        }
+    }
+}

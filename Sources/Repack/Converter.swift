@@ -152,7 +152,7 @@ public enum Converter {
             try AtomicFile.write(header, to: sourceFolder + "/" + name + PackManifest.headerSuffix)
         }
         if dir.index != nil {
-            try AtomicFile.write(try ReadOnlyFile(path: input + "/" + ShardIndex.fileName).readAll(), to: sourceFolder + "/" + ShardIndex.fileName)
+            try AtomicFile.write(try ReadOnlyFile(folder: input, name: ShardIndex.fileName).readAll(), to: sourceFolder + "/" + ShardIndex.fileName)
         }
     }
 

@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import JSONCore
 import PackFormat
 import TensorCore
 
@@ -26,18 +27,25 @@ public enum Exporter {
                 file: input + "/" + PackManifest.fileName,
                 reason: "this is rank \(shard.rank) of a shard set; rebuild the checkpoint with `k2pack shard --merge` on the set's folder")
         }
-        let packs = try manifest.files.map { try PackFile(path: input + "/" + $0, name: $0) }
-        // Source tensor name → (pack, stored tensor, which of its sources).
-        var slices: [String: (pack: Int, tensor: PackTensor, index: Int)] = [:]
+        let packs = try manifest.files.map { try PackFile(folder: input, name: $0) }
+        // Source tensor name (as bytes: NFC and NFD spellings are different tensors) → (pack, stored tensor, which
+        // of its sources).
+        var slices: [ByteName: (pack: Int, tensor: PackTensor, index: Int)] = [:]
         for (p, pack) in packs.enumerated() {
             for tensor in pack.table.tensors {
                 for (i, source) in tensor.sources.enumerated() {
                     // Two stored copies of one source tensor: which one export wrote would be an accident of order.
-                    if let other = slices.updateValue((p, tensor, i), forKey: source.name) {
+                    if let other = slices.updateValue((p, tensor, i), forKey: ByteName(source.name)) {
                         throw PackError.tensorInvalid(file: pack.name, tensor: source.name, reason: "source tensor stored twice (also in \(displayed(packs[other.pack].name)))")
                     }
                 }
             }
+        }
+        // Before anything is written: config.json, the kept source headers and the tables must agree (what verify
+        // checks, short of reading tensor data).
+        let problems = PackVerifier.sources(folder: input, manifest: manifest, packs: packs).filter { $0.severity == .error }
+        if let first = problems.first {
+            throw PackError.notPack(file: input, reason: "\(problems.count) problem\(problems.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first.message)")
         }
         try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
         do {
@@ -54,7 +62,7 @@ public enum Exporter {
                 try file.write(headerBytes, at: 0)
                 counter.add(headerBytes.count)
                 for entry in header.tensors {
-                    guard let slice = slices[entry.name] else {
+                    guard let slice = slices[ByteName(entry.name)] else {
                         throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
                     }
                     let length = slice.tensor.sources[slice.index].length
@@ -88,12 +96,12 @@ public enum Exporter {
     /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.
     public static func copyKeptRecords(from input: String, sourceIndex: Bool, to output: String) throws {
         if sourceIndex {
-            let kept = input + "/" + PackManifest.sourceFolder + "/" + ShardIndex.fileName
-            try AtomicFile.write(try ReadOnlyFile(path: kept).readAll(), to: output + "/" + ShardIndex.fileName)
+            let kept = PackManifest.sourceFolder + "/" + ShardIndex.fileName
+            try AtomicFile.write(try ReadOnlyFile(folder: input, name: kept).readAll(), to: output + "/" + ShardIndex.fileName)
         }
         let configPath = input + "/" + CheckpointDirectory.configFileName
         if FileManager.default.fileExists(atPath: configPath) {
-            try AtomicFile.write(try ReadOnlyFile(path: configPath).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
+            try AtomicFile.write(try ReadOnlyFile(folder: input, name: CheckpointDirectory.configFileName).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import ModelConfig
 import PackFormat
@@ -26,6 +27,9 @@ public struct PackInspectReport: Sendable, Codable {
     /// "zstd" when the files are the compressed archive form.
     public var compression: String?
     public var sourceShards: Int
+    /// What is wrong with the folder's records (config.json, the kept source headers and the tables disagreeing),
+    /// found from headers alone, as inspect reports a Hugging Face folder's structural problems.
+    public var problems: [String] = []
     /// A rank folder of a shard set: which rank.
     public var shard: ShardRecord?
     /// Files besides the tensors (tokenizer, remote code, docs, …), carried byte for byte, and their bytes.
@@ -37,15 +41,20 @@ public struct PackInspectReport: Sendable, Codable {
         path = folder
         version = manifest.version
         architecture = manifest.architecture
-        if let bytes = FileManager.default.contents(atPath: folder + "/config.json"), let config = try? ModelConfig.parse(Array(bytes)) {
+        // config.json is required and must parse (through the folder guard), as verify requires.
+        let (config, configProblems) = PackVerifier.config(folder: folder)
+        if let problem = configProblems.first { throw PackError.notPack(file: folder, reason: problem.message) }
+        if let config {
             layers = config.text.numLayers
             routedExperts = config.text.numRoutedExperts
         }
         var files: [FileSummary] = []
         var tensorBytes = 0
         var compression: String?
+        var packs: [PackFile] = []
         for name in manifest.files {
-            let table = try PackFile(path: folder + "/" + name, name: name)
+            let table = try PackFile(folder: folder, name: name)
+            packs.append(table)
             if table.isArchive { compression = table.table.compression }
             files.append(FileSummary(
                 name: name, tensors: table.table.tensors.count, stacks: table.table.tensors.filter { $0.sources.count > 1 }.count,
@@ -62,6 +71,9 @@ public struct PackInspectReport: Sendable, Codable {
         shard = manifest.shard
         carriedFiles = manifest.carried.count
         carriedBytes = manifest.carried.reduce(0) { $0 + $1.size }
+        if manifest.shard == nil {
+            self.problems = PackVerifier.sources(folder: folder, manifest: manifest, packs: packs).filter { $0.severity == .error }.map(\.message)
+        }
     }
 
     public func renderText() -> String {
@@ -89,6 +101,11 @@ public struct PackInspectReport: Sendable, Codable {
         for f in files {
             out += displayed(f.name).padding(toLength: width, withPad: " ", startingAt: 0)
                 + "  \(String(f.tensors).leftPadded(6)) tensors  \(String(f.stacks).leftPadded(4)) stacks  \(formatBytes(f.bytes).leftPadded(12))\n"
+        }
+        if !problems.isEmpty {
+            out += "\n\(problems.count) problem\(problems.count == 1 ? "" : "s") (run `k2pack verify`):\n"
+            for message in problems.prefix(20) { out += "  ✗ \(message)\n" }
+            if problems.count > 20 { out += "  … and \(problems.count - 20) more (see --json)\n" }
         }
         return out
     }

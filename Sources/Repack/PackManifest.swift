@@ -57,9 +57,10 @@ public struct PackManifest: Codable, Sendable, Equatable {
 
     public static func read(folder: String) throws -> PackManifest {
         let path = folder + "/" + fileName
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard FileManager.default.fileExists(atPath: path) else {
             throw PackError.notPack(file: path, reason: "no \(fileName): not a k2pack folder, or its conversion did not finish")
         }
+        let data = Data(try ReadOnlyFile(folder: folder, name: fileName).readAll())
         let manifest = try JSONDecoder().decode(PackManifest.self, from: data)
         guard manifest.format == "k2pack", versions.contains(manifest.version) else {
             throw PackError.notPack(
@@ -69,8 +70,24 @@ public struct PackManifest: Codable, Sendable, Equatable {
             throw PackError.notPack(file: path, reason: reason)
         }
         if let reason = manifest.namesProblem() { throw PackError.notPack(file: path, reason: reason) }
+        if manifest.shard == nil { try checkKeptIndex(folder: folder, sourceIndex: manifest.sourceIndex, record: path) }
         return manifest
     }
+
+    /// `source_index` must say whether the source index is kept: false with an index kept would drop it from
+    /// the export; true without one would fail the export half-way.
+    public static func checkKeptIndex(folder: String, sourceIndex: Bool, record: String) throws {
+        let kept = sourceFolder + "/" + ShardIndex.fileName
+        let exists = FileManager.default.fileExists(atPath: folder + "/" + kept)
+        guard exists == sourceIndex else {
+            throw PackError.notPack(
+                file: record,
+                reason: sourceIndex
+                    ? "source_index is true but \(kept) is missing"
+                    : "source_index is false but \(kept) is kept: the record and the folder disagree")
+        }
+    }
+
 
     /// A record of version 1 lists no carried files; one of version 2 lists at least one.
     public static func carriedVersionProblem(version: Int, carried: [CarriedFile]?) -> String? {
@@ -113,7 +130,7 @@ public struct PackManifest: Codable, Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw PackError.notPack(file: path, reason: "the source header kept for export is missing")
         }
-        let bytes = try ReadOnlyFile(path: path).readAll()
+        let bytes = try ReadOnlyFile(folder: folder, name: sourceFolder + "/" + shard + headerSuffix).readAll()
         let result = bytes.withUnsafeBytes { raw in
             Result { () throws(CheckpointError) -> SafetensorsHeader in try SafetensorsHeader.parse(detached: raw, fileName: shard) }
         }

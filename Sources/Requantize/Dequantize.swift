@@ -50,9 +50,42 @@ public enum Dequantizer {
                     file: scales.shard.name, tensor: scales.entry.name,
                     reason: "k2pack dequantizes BF16 scales over whole groups of whole words; found \(scales.entry.dtype.rawValue), in = \(logical[1]), group \(groupSize)")
             }
+            try checkShapeRecord(checkpoint, module: module, logical: logical)
+            try checkScales(scales, groups: logical[1] / groupSize)
             modules[module] = Module(codes: codes, scales: scales, groupSize: groupSize, rows: logical[0], cols: logical[1])
         }
         return modules
+    }
+
+    /// `weight_shape` must hold the module's `[out, in]` (what verify checks): compressed-tensors decompresses to
+    /// the recorded shape, so a wrong record is a different model.
+    static func checkShapeRecord(_ checkpoint: LoadedCheckpoint, module: String, logical: [Int]) throws {
+        let name = module + ".weight_shape"
+        guard let (shard, entry) = checkpoint.directory.entry(named: name) else {
+            throw RequantizeError.tensor(file: ShardIndex.fileName, tensor: name, reason: "missing: the module's weight_shape record is needed to dequantize it")
+        }
+        guard let values = WeightShapeRecord.values(try shard.bytes(of: entry), dtype: entry.dtype) else {
+            throw RequantizeError.tensor(
+                file: shard.name, tensor: name, reason: "weight_shape must be two I32 or I64 values, found \(formatShape(entry.shape)) \(entry.dtype.rawValue)")
+        }
+        guard values == logical else {
+            throw RequantizeError.tensor(
+                file: shard.name, tensor: name,
+                reason: "weight_shape holds \(formatShape(values)) but weight_packed, weight_scale and config.json give \(formatShape(logical)); refusing to dequantize (run `k2pack verify`)")
+        }
+    }
+
+    /// Every scale must be finite and > 0 (what verify checks): a NaN, infinite, zero or negative scale would be
+    /// written out as NaN, infinite or zero weights. Refused before anything is written, by row and group.
+    static func checkScales(_ scales: (shard: SafetensorsFile, entry: TensorEntry), groups: Int) throws {
+        let stats = ScaleStats.scanBF16(try scales.shard.bytes(of: scales.entry))
+        scales.shard.file.adviseDone(scales.entry.rangeInFile)
+        guard let bad = stats.firstBad else { return }
+        let value = bad.value.isNaN ? "NaN" : "\(bad.value)"
+        throw RequantizeError.tensor(
+            file: scales.shard.name, tensor: scales.entry.name,
+            reason: "row \(bad.index / max(groups, 1)), group \(bad.index % max(groups, 1)): scale \(value) is not finite and positive "
+                + "(\(stats.badCount) of \(stats.count) scales are bad); refusing to dequantize (run `k2pack verify`)")
     }
 
     public static func dequantize(input: String, output: String, options: Options = Options(), progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {

@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import JSONCore
 import PackFormat
 import Repack
 import TensorCore
@@ -45,12 +46,13 @@ public enum ShardMerger {
         let set = try ShardSetManifest.read(folder: input)
         let manifests = try set.rankManifests(folder: input)
         var packs: [PackFile] = []
-        var slices: [String: [Stored]] = [:]
+        // Names compared as bytes: NFC and NFD spellings are different tensors.
+        var slices: [ByteName: [Stored]] = [:]
         var copies: [[PackSource]: (rank: Int, xxh64: String)] = [:]
         for (r, manifest) in manifests.enumerated() {
             let folder = ShardSetManifest.rankFolder(r)
             for name in manifest.files {
-                let pack = try PackFile(path: input + "/" + folder + "/" + name, name: folder + "/" + name)
+                let pack = try PackFile(folder: input, name: folder + "/" + name)
                 if pack.isArchive { throw ShardError.input("\(displayed(pack.name)): a shard set holds uncompressed k2pack files only") }
                 packs.append(pack)
                 for tensor in pack.table.tensors {
@@ -63,7 +65,7 @@ public enum ShardMerger {
                     }
                     copies[tensor.sources] = (r, tensor.xxh64)
                     for i in tensor.sources.indices {
-                        slices[tensor.sources[i].name, default: []].append(Stored(pack: packs.count - 1, tensor: tensor, index: i))
+                        slices[ByteName(tensor.sources[i].name), default: []].append(Stored(pack: packs.count - 1, tensor: tensor, index: i))
                     }
                 }
             }
@@ -72,12 +74,12 @@ public enum ShardMerger {
         for shard in set.sourceShards {
             let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
             let pieces = try header.tensors.map { entry in
-                try tiling(of: entry, shard: shard, slices: slices.removeValue(forKey: entry.name) ?? [])
+                try tiling(of: entry, shard: shard, slices: slices.removeValue(forKey: ByteName(entry.name)) ?? [])
             }
             shards.append((shard, bytes, header, pieces))
         }
         if let (name, extra) = slices.min(by: { $0.key < $1.key }) {
-            throw ShardError.input("\(displayed(packs[extra[0].pack].name)): stores '\(displayed(name))', which no source header lists")
+            throw ShardError.input("\(displayed(packs[extra[0].pack].name)): stores '\(displayed(name.string))', which no source header lists")
         }
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }

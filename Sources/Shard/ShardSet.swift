@@ -81,6 +81,9 @@ public enum ShardVerifier {
             }
             progress?(r + 1, set.layout.ranks)
         }
+        // The set's config.json and kept source headers: the tensors the config implies, with their shapes and
+        // dtypes, and nothing else (the ranks' slices are then checked to tile them).
+        findings += PackVerifier.keptHeaders(folder: folder, sourceShards: set.sourceShards, architecture: set.architecture).findings
         if findings.isEmpty {
             do { _ = try ShardMerger.assemble(input: folder) } catch {
                 findings.append(Finding(code: "shard_coverage", message: "\(error)"))

@@ -4,6 +4,7 @@ import Foundation
 import Glibc
 #endif
 import Inspection
+import JSONCore
 import ModelConfig
 import PackFormat
 import Repack
@@ -48,9 +49,10 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
 
     public static func read(folder: String) throws -> ShardSetManifest {
         let path = folder + "/" + fileName
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard FileManager.default.fileExists(atPath: path) else {
             throw ShardError.input("\(displayed(path)): missing: not a shard set, or rank 0 has not finished writing it")
         }
+        let data = Data(try ReadOnlyFile(folder: folder, name: fileName).readAll())
         let manifest: ShardSetManifest
         do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
             throw ShardError.input("\(displayed(path)): not a valid shard set record (\(error))")
@@ -72,6 +74,7 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
         {
             throw ShardError.input("\(displayed(path)): \(reason)")
         }
+        try PackManifest.checkKeptIndex(folder: folder, sourceIndex: manifest.sourceIndex, record: path)
         return manifest
     }
 
@@ -82,6 +85,8 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
             guard FileManager.default.fileExists(atPath: rankPath + "/" + PackManifest.fileName) else {
                 throw ShardError.input("\(displayed(rankPath)): rank \(r) of \(layout.ranks) is missing or unfinished (no \(PackManifest.fileName))")
             }
+            // The rank folder itself must lie inside the set (its files are then checked inside the rank folder).
+            try FolderLinks.check(folder: folder, name: Self.rankFolder(r))
             let manifest = try PackManifest.read(folder: rankPath)
             guard let record = manifest.shard, record.rank == r, record.tp == layout.tp, record.ep == layout.ep else {
                 throw ShardError.input("\(displayed(rankPath))/\(PackManifest.fileName): does not describe rank \(r) of tp \(layout.tp) × ep \(layout.ep)")

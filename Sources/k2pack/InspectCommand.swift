@@ -36,6 +36,7 @@ struct InspectCommand: ParsableCommand {
         if PackVerifier.isPackFolder(checkpoint) {
             let report = try PackInspectReport(folder: checkpoint)
             if json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
+            if !report.problems.isEmpty { throw ExitCode(1) }
             return
         }
         let loaded = try LoadedCheckpoint(path: checkpoint)

@@ -12,7 +12,7 @@ struct VerifyCommand: ParsableCommand {
         abstract: "Check every byte range, the index, config↔tensor consistency and the INT4 experts of a checkpoint.",
         discussion: """
             Exits 0 when clean and 1 with a report naming each problem (file, tensor, found vs expected).
-            With --sha256, every listed file is checked against its SHA-256 (sha256sum format).
+            With --sha256, every listed file is checked against its SHA-256 (sha256sum format, LF or CRLF), and every shard must be listed.
             With --requantize --bf16 DIR, the BF16 weights of DIR are quantized in memory by the compressed-tensors rule and \
             compared with the checkpoint's INT4 codes and scales: agreement is reported per tensor, not assumed.
             """
@@ -56,13 +56,20 @@ struct VerifyCommand: ParsableCommand {
         if let threads { options.threads = threads }
         if let sha256List {
             let bytes = try ReadOnlyFile(path: sha256List).readAll()
-            options.checksums = try ChecksumList.parse(String(decoding: bytes, as: UTF8.self), fileName: sha256List)
+            options.checksums = try ChecksumList.parse(bytes: bytes, fileName: sha256List)
+        }
+        let isShardSet = ShardSetManifest.isShardSet(checkpoint), isPack = PackVerifier.isPackFolder(checkpoint)
+        if sha256List != nil, isShardSet || isPack {
+            // The list names a Hugging Face checkpoint's files; accepting it here would check nothing.
+            throw ValidationError(
+                "--sha256 checks a Hugging Face checkpoint's files; \(checkpoint) is a \(isShardSet ? "shard set" : "k2pack folder") "
+                    + "(its files carry their own xxHash64 checksums, checked by verify; export it and verify the export with the list)")
         }
         let (bar, progress) = reporting.progress("verify")
         let report =
-            ShardSetManifest.isShardSet(checkpoint)
+            isShardSet
             ? try ShardVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
-            : PackVerifier.isPackFolder(checkpoint)
+            : isPack
             ? try PackVerifier.verify(folder: checkpoint, threads: options.threads, progress: progress)
             : try Verifier.verify(path: checkpoint, options: options, progress: progress)
         bar?.finish()

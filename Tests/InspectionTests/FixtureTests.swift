@@ -162,5 +162,65 @@ struct ChecksumTests {
         #expect(throws: CheckpointError.checksumListMalformed(file: "l", line: 1, reason: "expected '<sha256>  <file>'")) {
             _ = try ChecksumList.parse("justonefield\n", fileName: "l")
         }
+        let a = String(repeating: "a", count: 64), b = String(repeating: "b", count: 64)
+        // Each malformed line is named by its number, CRLF or not.
+        let cases: [(String, Int, String)] = [
+            ("\(a)  f\r\nxyz  g\r\n", 2, "'xyz' is not a 64-digit SHA-256"),
+            ("# comment\r\n\r\n\(a)  \r\n", 3, "missing file name"),
+            ("\(a)  f\n\(b)  ./f\n", 2, "'f' is listed twice with different digests (first on line 1)"),
+            ("\(a)  f\n\(a.dropLast())g  h\n", 2, "'\(a.dropLast())g' is not a 64-digit SHA-256"),
+            ("\(a)  \u{1B}[2J\n\(a)\u{1B}  x\n", 2, "'\(a)\\x1B' is not a 64-digit SHA-256"),
+            ("\\\(a)  bad\\q\n", 1, "bad escape in the file name (only \\\\ and \\n are allowed)"),
+            ("\(a)  dir/..\n", 1, "'dir/..' names no file"),
+            ("", 1, "the list has no entries: it would check nothing"),
+            ("# only a comment\r\n\r\n", 3, "the list has no entries: it would check nothing"),
+        ]
+        for (text, line, reason) in cases {
+            #expect(throws: CheckpointError.checksumListMalformed(file: "l", line: line, reason: reason), "\(text.debugDescription)") {
+                _ = try ChecksumList.parse(text, fileName: "l")
+            }
+        }
+        #expect(throws: CheckpointError.checksumListMalformed(file: "l", line: 1, reason: "the file name is not valid UTF-8")) {
+            _ = try ChecksumList.parse(bytes: Array("\(a)  ".utf8) + [0xFF, 0xFE, 0x0A], fileName: "l")
+        }
+    }
+
+    @Test("CRLF, binary-mode, escaped and prefixed lines are read as sha256sum writes them")
+    func listForms() throws {
+        let a = String(repeating: "a", count: 64), b = String(repeating: "B", count: 64)
+        let list = try ChecksumList.parse("\(a)  one.safetensors\r\n\(b) *./model/two.safetensors\r\n\\\(a)  back\\\\slash\r\n\(a)  one.safetensors\n", fileName: "l")
+        #expect(list.digests.count == 3)
+        #expect(list.digest(for: "one.safetensors") == a)
+        #expect(list.digest(for: "two.safetensors") == b.lowercased())
+        #expect(list.digest(for: "back\\slash") == a)
+        // Names equal under canonical equivalence are different files: NFC and NFD "é" are two entries.
+        let both = try ChecksumList.parse("\(a)  caf\u{E9}\n\(b)  cafe\u{301}\n", fileName: "l")
+        #expect(both.digests.count == 2)
+        #expect(both.digest(for: "caf\u{E9}") == a)
+        #expect(both.digest(for: "cafe\u{301}") == b.lowercased())
+    }
+
+    @Test("a list that does not cover every shard fails, naming each shard it misses")
+    func coverage() throws {
+        let text = try String(contentsOf: TestPaths.fixtures.appendingPathComponent("SHA256SUMS"), encoding: .utf8)
+        let lines = text.split(separator: "\n").filter { $0.contains("  k25-tiny/") }
+        // CRLF: every line still checked.
+        let crlf = try ChecksumList.parse(lines.joined(separator: "\r\n") + "\r\n", fileName: "list")
+        let clean = try Verifier.verify(path: TestPaths.fixture("k25-tiny"), options: VerifyOptions(checksums: crlf))
+        #expect(clean.passed, "\(clean.findings.map(\.message))")
+        #expect(clean.checksums?.checked == 24)  // as in `clean`: the list also names files in sub-folders
+        // One shard left out, then a list for other files only: each uncovered shard is an error.
+        let dropped = lines.filter { !$0.hasSuffix("model-00002-of-000006.safetensors") }
+        for listed in [dropped, lines.filter { !$0.contains(".safetensors") }, ["\(String(repeating: "0", count: 64))  other.bin"]] {
+            let list = try ChecksumList.parse(listed.joined(separator: "\n"), fileName: "list")
+            let report = try Verifier.verify(path: TestPaths.fixture("k25-tiny"), options: VerifyOptions(checksums: list))
+            #expect(!report.passed)
+            let uncovered = report.findings.filter { $0.code == "checksum_not_listed" }
+            #expect(uncovered.allSatisfy { $0.severity == .error })
+            #expect(uncovered.count == (listed.count == dropped.count ? 1 : 6), "\(uncovered.map(\.message))")
+            for f in uncovered {
+                #expect(f.message == "\(f.file ?? ""): no SHA-256 listed for this shard: the list does not cover the checkpoint (a list for another version, or an incomplete one?)")
+            }
+        }
     }
 }

@@ -1,0 +1,97 @@
+import JSONCore
+import ModelConfig
+import Testing
+
+/// compressed-tensors' group choice and field types (issue 15, item 6).
+@Suite("quantization groups as compressed-tensors chooses them")
+struct QuantizationGroupTests {
+    func scheme(_ groups: String, ignore: String = "[]") throws -> QuantizationScheme {
+        let json = #"{"quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": \#(ignore), "config_groups": {\#(groups)}}"#
+        let value = try JSONDocument.parse(Array(json.utf8))
+        return try QuantizationScheme.parse(value, location: "top level", file: "config.json")
+    }
+
+    func group(_ name: String, targets: [String], groupSize: Int) -> String {
+        let list = targets.map { "\"\($0.replacingOccurrences(of: "\\", with: "\\\\"))\"" }.joined(separator: ", ")
+        return #""\#(name)": {"targets": [\#(list)], "weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group", "group_size": \#(groupSize)}}"#
+    }
+
+    @Test("an exact name beats a re: pattern, which beats the class name, whatever the group order")
+    func ranking() throws {
+        let exact = "model.layers.1.mlp.down_proj"
+        // Every order of the three groups chooses the same one for each module.
+        let parts = [group("by_class", targets: ["Linear"], groupSize: 32), group("by_regex", targets: ["re:.*mlp.*"], groupSize: 64),
+                     group("by_name", targets: [exact], groupSize: 128)]
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2], [2, 0, 1]] {
+            let s = try scheme(order.map { parts[$0] }.joined(separator: ", "))
+            #expect(s.group(for: exact, className: "Linear")?.name == "by_name", "\(order)")
+            #expect(s.group(for: "model.layers.1.mlp.up_proj", className: "Linear")?.name == "by_regex", "\(order)")
+            #expect(s.group(for: "model.layers.1.self_attn.o_proj", className: "Linear")?.name == "by_class", "\(order)")
+            #expect(s.group(for: "model.layers.1.self_attn.o_proj", className: "Embedding") == nil, "\(order)")
+        }
+    }
+
+    @Test("the same target in two groups belongs to the last; at equal rank the first-listed target wins")
+    func identicalTargets() throws {
+        let s = try scheme([group("a", targets: ["Linear"], groupSize: 32), group("b", targets: ["Linear"], groupSize: 64)].joined(separator: ", "))
+        #expect(s.group(for: "x.q_proj", className: "Linear")?.name == "b")
+        let three = try scheme([group("a", targets: ["re:.*proj", "Linear"], groupSize: 32), group("b", targets: ["re:x.*"], groupSize: 64),
+                                group("c", targets: ["re:.*proj"], groupSize: 128)].joined(separator: ", "))
+        // re:.*proj was listed first (by a) and now belongs to c; re:x.* (b) comes after it.
+        #expect(three.group(for: "x.q_proj", className: "Linear")?.name == "c")
+        #expect(three.group(for: "x.norm", className: "Linear")?.name == "b")
+        #expect(three.group(for: "y.norm", className: "Linear")?.name == "a")
+        // ignore wins over every target.
+        let ignored = try scheme(group("a", targets: ["x.q_proj"], groupSize: 32), ignore: #"["re:x\\..*"]"#)
+        #expect(ignored.group(for: "x.q_proj", className: "Linear") == nil)
+        // Names are compared as bytes: an NFD spelling is not the NFC module's exact name.
+        let nfd = try scheme(group("a", targets: ["caf\u{65}\u{301}"], groupSize: 32))
+        #expect(nfd.group(for: "caf\u{E9}", className: "Linear") == nil)
+        #expect(nfd.group(for: "caf\u{65}\u{301}", className: "Linear")?.name == "a")
+    }
+
+    @Test("wrong-typed fields are refused by name, never read as a default")
+    func wrongTypes() {
+        let base = #"{"targets": ["Linear"], "weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group", "group_size": 32}}"#
+        let w = "quantization_config.config_groups.g.weights"
+        let cases: [(String, ConfigError)] = [
+            (base.replacingOccurrences(of: "\"symmetric\": true", with: "\"symmetric\": \"false\""),
+             .wrongType(file: "config.json", section: w, key: "symmetric", expected: "true or false", found: "the string \"false\"")),
+            (base.replacingOccurrences(of: "\"symmetric\": true", with: "\"symmetric\": 0"),
+             .wrongType(file: "config.json", section: w, key: "symmetric", expected: "true or false", found: "a number")),
+            (base.replacingOccurrences(of: "\"num_bits\": 4", with: "\"num_bits\": \"4\""),
+             .wrongType(file: "config.json", section: w, key: "num_bits", expected: "an integer", found: "a string")),
+            (base.replacingOccurrences(of: "\"group_size\": 32", with: "\"group_size\": 32.5"),
+             .wrongType(file: "config.json", section: w, key: "group_size", expected: "an integer", found: "32.5")),
+            (base.replacingOccurrences(of: "\"strategy\": \"group\"", with: "\"strategy\": [\"group\"]"),
+             .wrongType(file: "config.json", section: w, key: "strategy", expected: "a string", found: "an array")),
+            (base.replacingOccurrences(of: "\"type\": \"int\"", with: "\"type\": true"),
+             .wrongType(file: "config.json", section: w, key: "type", expected: "a string", found: "a boolean")),
+            (base.replacingOccurrences(of: "[\"Linear\"]", with: "\"Linear\""),
+             .wrongType(file: "config.json", section: "quantization_config.config_groups.g", key: "targets", expected: "an array of strings", found: "a string")),
+            (base.replacingOccurrences(of: "[\"Linear\"]", with: "[\"Linear\", 7]"),
+             .wrongType(file: "config.json", section: "quantization_config.config_groups.g", key: "targets", expected: "an array of strings", found: "an array holding a number")),
+            (base.replacingOccurrences(of: "\"targets\": [\"Linear\"], ", with: ""),
+             .missingKey(file: "config.json", section: "quantization_config.config_groups.g", key: "targets")),
+            (#"{"targets": ["Linear"], "weights": [4]}"#,
+             .wrongType(file: "config.json", section: "quantization_config.config_groups.g", key: "weights", expected: "an object", found: "an array")),
+        ]
+        for (groupJSON, expected) in cases {
+            let json = #"{"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {"g": \#(groupJSON)}}"#
+            #expect(throws: expected, "\(groupJSON)") {
+                _ = try QuantizationScheme.parse(try JSONDocument.parse(Array(json.utf8)), location: "top level", file: "config.json")
+            }
+        }
+        let top: [(String, ConfigError)] = [
+            (#""ignore": "lm_head""#, .wrongType(file: "config.json", section: "quantization_config", key: "ignore", expected: "an array of strings", found: "a string")),
+            (#""ignore": [null]"#, .wrongType(file: "config.json", section: "quantization_config", key: "ignore", expected: "an array of strings", found: "an array holding null")),
+            (#""format": 4"#, .wrongType(file: "config.json", section: "quantization_config", key: "format", expected: "a string", found: "a number")),
+        ]
+        for (member, expected) in top {
+            let json = #"{"quant_method": "compressed-tensors", \#(member), "config_groups": {"g": \#(base)}}"#
+            #expect(throws: expected, "\(member)") {
+                _ = try QuantizationScheme.parse(try JSONDocument.parse(Array(json.utf8)), location: "top level", file: "config.json")
+            }
+        }
+    }
+}
