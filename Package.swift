@@ -9,7 +9,7 @@ let package = Package(
     products: [
         .executable(name: "k2pack", targets: ["k2pack"]),
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
-        .library(name: "K2PackReaders", targets: ["Checkpoint", "JSONCore", "ModelConfig", "PackFormat", "Parity", "Forward", "Shard", "Tokenizer"]),
+        .library(name: "K2PackReaders", targets: ["Checkpoint", "JSONCore", "ModelConfig", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -5,12 +5,13 @@ import Parity
 /// shapes, integer or float, values, and layouts a dump must not use: soft and external links, external raw
 /// storage, virtual datasets), which is written with libhdf5 and read back through ReferenceDump; logits are
 /// then read in row blocks into the logit statistics.
+let path = ScratchFile.file(".h5")
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ input: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     guard let data = input, size > 0 else { return 0 }
     var input = Array(UnsafeBufferPointer(start: data, count: size))[...]
     func next() -> Int { input.isEmpty ? 0 : Int(input.removeFirst()) }
-    let path = ScratchFile.path + ".h5"
     do {
         let file = try HDF5File.create(path)
         let names = ["input_ids", "logits", "final_norm_out", "layers/0/layer_in", "layers/0/attn_out", "layers/1/topk_indices", "layers/1/mlp_out"]
