@@ -186,7 +186,7 @@ private struct HeaderParser {
         try json { s throws(JSONError) in try s.expect(UInt8(ascii: "{"), "'{'") }
         var dtypeText: String?
         var shape: [Int]?
-        var offsets: [Int]?
+        var offsets: (count: Int, begin: Int, end: Int)?
         var otherFields: Set<String>?  // rare: only entries with extra fields allocate this
         if !scanner.consume(UInt8(ascii: "}")) {
             repeat {
@@ -208,7 +208,7 @@ private struct HeaderParser {
                     shape = try parseIntArray(what: "shape", bad: bad)
                 case "data_offsets":
                     guard offsets == nil else { throw duplicate() }
-                    offsets = try parseIntArray(what: "data_offsets", bad: bad)
+                    offsets = try parseOffsets(bad: bad)
                 default:
                     guard otherFields?.insert(field).inserted ?? true else { throw duplicate() }
                     if otherFields == nil { otherFields = [field] }
@@ -225,7 +225,29 @@ private struct HeaderParser {
             throw .unknownDType(file: fileName, tensor: name, dtype: dtypeText)
         }
         return TensorEntry(
-            name: name, dtype: dtype, shape: shape, dataBegin: offsets[0], dataEnd: offsets[1], dataStartInFile: dataStart)
+            name: name, dtype: dtype, shape: shape, dataBegin: offsets.begin, dataEnd: offsets.end, dataStartInFile: dataStart)
+    }
+
+    /// `data_offsets` by the rules of `parseIntArray`, kept as its count and first two values (no array per entry).
+    private mutating func parseOffsets(bad: (String) -> CheckpointError) throws(CheckpointError) -> (count: Int, begin: Int, end: Int) {
+        let what = "data_offsets"
+        guard scanner.peek() == UInt8(ascii: "[") else { throw bad("\(what) must be an array of integers") }
+        scanner.skipOne()
+        var result = (count: 0, begin: 0, end: 0)
+        if scanner.consume(UInt8(ascii: "]")) { return result }
+        repeat {
+            guard result.count < 64 else { throw bad("\(what) has more than 64 entries") }
+            let value: Int
+            do {
+                value = try scanner.parseNonNegativeInt(what)
+            } catch {
+                throw bad(error.reason)
+            }
+            if result.count == 0 { result.begin = value } else if result.count == 1 { result.end = value }
+            result.count += 1
+        } while scanner.consume(UInt8(ascii: ","))
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), "',' or ']' in \(what)") }
+        return result
     }
 
     private mutating func parseIntArray(

@@ -81,6 +81,8 @@ public struct ShardIndex: Sendable {
         map.reserveCapacity(scanner.bytes.count / 100)
         // Shard names repeat: intern them so 208k entries share a few dozen strings.
         var interned: [String: String] = [:]
+        // Consecutive entries almost always name the same shard: compared with it first, no hashing.
+        var previous = ""
         if scanner.consume(UInt8(ascii: "}")) { return map }
         repeat {
             let keyOffset = scanner.position
@@ -91,11 +93,15 @@ public struct ShardIndex: Sendable {
                 throw WrongShape(reason: "weight_map entry '\(tensor)' must be a file name string, found \(value.kindName)")
             }
             var shard = try scanner.parseString()
-            if let known = interned[shard] {
+            if !previous.isEmpty, shard == previous {
+                shard = previous
+            } else if let known = interned[shard] {
                 shard = known
+                previous = known
             } else {
                 guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
                 interned[shard] = shard
+                previous = shard
             }
             guard map.updateValue(shard, forKey: tensor) == nil else {
                 throw JSONError(offset: keyOffset, reason: "duplicate key \"\(tensor)\"")
