@@ -191,7 +191,17 @@ private struct HeaderParser {
         if !scanner.consume(UInt8(ascii: "}")) {
             repeat {
                 let keyOffset = scanner.position
-                let field = try json { s throws(JSONError) in try s.parseString() }
+                // The three known keys are recognized without building a String.
+                let field: String
+                if scanner.consumeString("dtype") {
+                    field = "dtype"
+                } else if scanner.consumeString("shape") {
+                    field = "shape"
+                } else if scanner.consumeString("data_offsets") {
+                    field = "data_offsets"
+                } else {
+                    field = try json { s throws(JSONError) in try s.parseString() }
+                }
                 func duplicate() -> CheckpointError {
                     .headerJSON(
                         file: fileName,
@@ -246,7 +256,7 @@ private struct HeaderParser {
             if result.count == 0 { result.begin = value } else if result.count == 1 { result.end = value }
             result.count += 1
         } while scanner.consume(UInt8(ascii: ","))
-        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), "',' or ']' in \(what)") }
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), "',' or ']' in data_offsets") }
         return result
     }
 
@@ -265,7 +275,9 @@ private struct HeaderParser {
                 throw bad(error.reason)
             }
         } while scanner.consume(UInt8(ascii: ","))
-        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), "',' or ']' in \(what)") }
+        // The message is built only when it is needed (this runs once per tensor).
+        let closing = what == "shape" ? "',' or ']' in shape" : "',' or ']' in \(what)"
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), closing) }
         return values
     }
 }

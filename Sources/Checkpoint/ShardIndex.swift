@@ -92,6 +92,13 @@ public struct ShardIndex: Sendable {
                 let value = try scanner.parseValue(depth: 2)
                 throw WrongShape(reason: "weight_map entry '\(tensor)' must be a file name string, found \(value.kindName)")
             }
+            // The same shard as the entry before: matched on the bytes, no String built.
+            if !previous.isEmpty, previous.utf8.withContiguousStorageIfAvailable({ scanner.consumeString(equalTo: UnsafeRawBufferPointer($0)) }) == true {
+                guard map.updateValue(previous, forKey: tensor) == nil else {
+                    throw JSONError(offset: keyOffset, reason: "duplicate key \"\(tensor)\"")
+                }
+                continue
+            }
             var shard = try scanner.parseString()
             if !previous.isEmpty, shard == previous {
                 shard = previous
