@@ -267,6 +267,7 @@ private struct HeaderParser {
         scanner.skipOne()
         var values: [Int] = []
         if scanner.consume(UInt8(ascii: "]")) { return values }
+        values.reserveCapacity(4)  // one allocation for the usual 1 to 4 dimensions
         repeat {
             guard values.count < 64 else { throw bad("\(what) has more than 64 entries") }
             do {

@@ -147,20 +147,28 @@ public struct ExpectedTensorList: Sendable {
         func instantiate(_ inst: (layer: Int?, index: Int?)) -> String { nameTemplate.render(layer: inst.layer, index: inst.index) }
         // The stack name replaces the expert index by `*`: it depends on the layer only, so it is rendered once
         // per layer (`stackBase`) and the suffix after the module carries over.
+        // The full stack names of the current layer, by suffix: every expert of the layer shares them.
         var stackLayer: Int?? = .none
         var stackBase = ""
+        var layerStacks: [String: String] = [:]
         func stackName(_ inst: (layer: Int?, index: Int?)) -> String? {
             guard spec.repeat == .experts else { return nil }
             if stackLayer != .some(inst.layer) {
                 stackBase = nameTemplate.render(layer: inst.layer, index: nil, wildcard: "*")
                 stackLayer = .some(inst.layer)
+                layerStacks.removeAll(keepingCapacity: true)
             }
             return stackBase
         }
         func make(_ name: String, _ role: String, _ shape: [Int], _ dtypes: [DType], _ form: TensorForm,
                   module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?),
                   stackBase: String?, suffix: String = "") -> ExpectedTensor {
-            let stack: String? = stackBase.map { $0 + suffix }
+            let stack: String? = stackBase.map { base in
+                if let known = layerStacks[suffix] { return known }
+                let full = base + suffix
+                layerStacks[suffix] = full
+                return full
+            }
             // Everything stored in a multi-token-prediction layer is reported under one role.
             let isMTP = inst.layer.map { $0 >= text.numLayers } ?? false
             return ExpectedTensor(
