@@ -154,12 +154,14 @@ public final class CheckpointDirectory: Sendable {
         locations.reserveCapacity(index?.weightMap.count ?? 0)
         for (s, shard) in shards.enumerated() {
             guard let shard else { continue }
-            for (e, entry) in shard.tensors.enumerated() {
+            let tensors = shard.tensors
+            for e in tensors.indices {
+                let entry = tensors[e]
                 let key = ByteName(entry.name)
-                if let first = locations[key] {
+                // One hash per tensor: insert, and put the first location back in the rare case of a duplicate.
+                if let first = locations.updateValue(TensorLocation(shard: s, entry: e), forKey: key) {
+                    locations[key] = first
                     problems.append(.duplicateTensor(tensor: entry.name, firstShard: names[first.shard], secondShard: names[s]))
-                } else {
-                    locations[key] = TensorLocation(shard: s, entry: e)
                 }
             }
         }
@@ -186,10 +188,11 @@ public final class CheckpointDirectory: Sendable {
         locations: [ByteName: TensorLocation]
     ) -> [CheckpointError] {
         var problems: [CheckpointError] = []
-        // One lookup per shard tensor: in the index, and under this shard's name?
-        var matched = 0
-        for (s, shard) in shards.enumerated() {
-            guard let shard else { continue }
+        // One lookup per shard tensor: in the index, and under this shard's name? Shards in parallel.
+        let perShard = parallelMap(count: shards.count) { s -> (problems: [CheckpointError], matched: Int) in
+            guard let shard = shards[s] else { return ([], 0) }
+            var problems: [CheckpointError] = []
+            var matched = 0
             for entry in shard.tensors {
                 guard let listed = index.weightMap[ByteName(entry.name)] else {
                     problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
@@ -197,6 +200,12 @@ public final class CheckpointDirectory: Sendable {
                 }
                 if ByteName(listed) == ByteName(names[s]) { matched += 1 }
             }
+            return (problems, matched)
+        }
+        var matched = 0
+        for shard in perShard {
+            problems += shard.problems
+            matched += shard.matched
         }
         // Index entries not accounted for: their shard is missing, unreadable, or does not hold them.
         if matched != index.weightMap.count {
@@ -247,6 +256,18 @@ extension ReadOnlyFile {
         guard byteCount <= 256 << 20 else {
             throw .io(path: path, operation: "read", reason: "\(byteCount) bytes is too large for a JSON file (limit 256 MiB)")
         }
-        return try read(count: byteCount, at: 0)
+        // Not zero-filled first: every byte is read into it (or the read throws).
+        var failure: CheckpointError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
+            do throws(CheckpointError) {
+                try read(into: UnsafeMutableRawBufferPointer(buffer), at: 0)
+                count = byteCount
+            } catch {
+                failure = error
+                count = 0
+            }
+        }
+        if let failure { throw failure }
+        return bytes
     }
 }

@@ -187,12 +187,22 @@ private struct HeaderParser {
         try json { s throws(JSONError) in try s.expect(UInt8(ascii: "{"), "'{'") }
         var dtypeText: String?
         var shape: [Int]?
-        var offsets: [Int]?
+        var offsets: (count: Int, begin: Int, end: Int)?
         var otherFields: Set<String>?  // rare: only entries with extra fields allocate this
         if !scanner.consume(UInt8(ascii: "}")) {
             repeat {
                 let keyOffset = scanner.position
-                let field = try json { s throws(JSONError) in try s.parseString() }
+                // The three known keys are recognized without building a String.
+                let field: String
+                if scanner.consumeString("dtype") {
+                    field = "dtype"
+                } else if scanner.consumeString("shape") {
+                    field = "shape"
+                } else if scanner.consumeString("data_offsets") {
+                    field = "data_offsets"
+                } else {
+                    field = try json { s throws(JSONError) in try s.parseString() }
+                }
                 func duplicate() -> CheckpointError {
                     .headerJSON(
                         file: fileName,
@@ -209,7 +219,7 @@ private struct HeaderParser {
                     shape = try parseIntArray(what: "shape", bad: bad)
                 case "data_offsets":
                     guard offsets == nil else { throw duplicate() }
-                    offsets = try parseIntArray(what: "data_offsets", bad: bad)
+                    offsets = try parseOffsets(bad: bad)
                 default:
                     guard otherFields?.insert(field).inserted ?? true else { throw duplicate() }
                     if otherFields == nil { otherFields = [field] }
@@ -226,7 +236,29 @@ private struct HeaderParser {
             throw .unknownDType(file: fileName, tensor: name, dtype: dtypeText)
         }
         return TensorEntry(
-            name: name, dtype: dtype, shape: shape, dataBegin: offsets[0], dataEnd: offsets[1], dataStartInFile: dataStart)
+            name: name, dtype: dtype, shape: shape, dataBegin: offsets.begin, dataEnd: offsets.end, dataStartInFile: dataStart)
+    }
+
+    /// `data_offsets` by the rules of `parseIntArray`, kept as its count and first two values (no array per entry).
+    private mutating func parseOffsets(bad: (String) -> CheckpointError) throws(CheckpointError) -> (count: Int, begin: Int, end: Int) {
+        let what = "data_offsets"
+        guard scanner.peek() == UInt8(ascii: "[") else { throw bad("\(what) must be an array of integers") }
+        scanner.skipOne()
+        var result = (count: 0, begin: 0, end: 0)
+        if scanner.consume(UInt8(ascii: "]")) { return result }
+        repeat {
+            guard result.count < 64 else { throw bad("\(what) has more than 64 entries") }
+            let value: Int
+            do {
+                value = try scanner.parseNonNegativeInt(what)
+            } catch {
+                throw bad(error.reason)
+            }
+            if result.count == 0 { result.begin = value } else if result.count == 1 { result.end = value }
+            result.count += 1
+        } while scanner.consume(UInt8(ascii: ","))
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), "',' or ']' in data_offsets") }
+        return result
     }
 
     private mutating func parseIntArray(
@@ -236,6 +268,7 @@ private struct HeaderParser {
         scanner.skipOne()
         var values: [Int] = []
         if scanner.consume(UInt8(ascii: "]")) { return values }
+        values.reserveCapacity(4)  // one allocation for the usual 1 to 4 dimensions
         repeat {
             guard values.count < 64 else { throw bad("\(what) has more than 64 entries") }
             do {
@@ -244,7 +277,9 @@ private struct HeaderParser {
                 throw bad(error.reason)
             }
         } while scanner.consume(UInt8(ascii: ","))
-        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), "',' or ']' in \(what)") }
+        // The message is built only when it is needed (this runs once per tensor).
+        let closing = what == "shape" ? "',' or ']' in shape" : "',' or ']' in \(what)"
+        try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), closing) }
         return values
     }
 }

@@ -89,6 +89,16 @@ public struct ShardIndex: Sendable {
         map.reserveCapacity(min(scanner.bytes.count / 100, maxEntries))
         // Shard names repeat: intern them so 208k entries share a few dozen strings.
         var interned: [ByteName: String] = [:]
+        // Consecutive entries almost always name the same shard: compared with it first, on the bytes, no hashing.
+        var previous = ""
+        func insert(_ shard: String, for tensor: String, keyOffset: Int) throws {
+            guard map.count < maxEntries else {
+                throw WrongShape(reason: "weight_map has more than \(maxEntries) entries (a config implies at most \(maxEntries) tensors)")
+            }
+            guard map.updateValue(shard, forKey: ByteName(tensor)) == nil else {
+                throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor))\"")
+            }
+        }
         if scanner.consume(UInt8(ascii: "}")) { return map }
         repeat {
             let keyOffset = scanner.position
@@ -98,19 +108,21 @@ public struct ShardIndex: Sendable {
                 let value = try scanner.parseValue(depth: 2)
                 throw WrongShape(reason: "weight_map entry '\(displayed(tensor))' must be a file name string, found \(value.kindName)")
             }
+            // The same shard as the entry before: matched on the bytes, no String built.
+            if !previous.isEmpty, previous.utf8.withContiguousStorageIfAvailable({ scanner.consumeString(equalTo: UnsafeRawBufferPointer($0)) }) == true {
+                try insert(previous, for: tensor, keyOffset: keyOffset)
+                continue
+            }
             var shard = try scanner.parseString()
             if let known = interned[ByteName(shard)] {
                 shard = known
+                previous = known
             } else {
                 guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
                 interned[ByteName(shard)] = shard
+                previous = shard
             }
-            guard map.count < maxEntries else {
-                throw WrongShape(reason: "weight_map has more than \(maxEntries) entries (a config implies at most \(maxEntries) tensors)")
-            }
-            guard map.updateValue(shard, forKey: ByteName(tensor)) == nil else {
-                throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor))\"")
-            }
+            try insert(shard, for: tensor, keyOffset: keyOffset)
         } while scanner.consume(UInt8(ascii: ","))
         try scanner.expect(UInt8(ascii: "}"), "',' or '}' in an object")
         return map

@@ -45,7 +45,9 @@ public struct LoadedCheckpoint: Sendable {
         case .success(let (config, expected))?:
             self.config = config
             self.expected = expected
-            positions = directory.shards.map { shard in (shard?.tensors ?? []).map { expected.byName[$0.name] ?? -1 } }
+            // One lookup per tensor, shards in parallel.
+            let shards = directory.shards
+            positions = parallelMap(count: shards.count) { s in (shards[s]?.tensors ?? []).map { expected.byName[$0.name] ?? -1 } }
             findings += Self.structuralFindings(directory, expected, positions)
         case .failure(let error)?:
             if let partial = planned.config { self.config = partial }
@@ -75,10 +77,15 @@ public struct LoadedCheckpoint: Sendable {
     /// shape records.
     public static func parameterCount(of entry: TensorEntry, expected: ExpectedTensor?) -> Int {
         guard let e = expected else { return entry.elementCount }
-        switch e.form {
+        return parameterCount(of: entry, form: e.form, method: e.method)
+    }
+
+    /// The same, from the expected tensor's form and method (read in place, without copying the whole entry).
+    public static func parameterCount(of entry: TensorEntry, form: TensorForm, method: QuantizationScheme.Method?) -> Int {
+        switch form {
         case .plain: return entry.elementCount
         case .packed:
-            guard case let .packQuantized(bits, _, _)? = e.method, entry.dtype == .i32 else { return entry.elementCount }
+            guard case let .packQuantized(bits, _, _)? = method, entry.dtype == .i32 else { return entry.elementCount }
             return entry.elementCount * (32 / bits)
         case .scale, .shape, .blockScale: return 0
         }
@@ -111,13 +118,15 @@ public struct LoadedCheckpoint: Sendable {
                     continue
                 }
                 present[position] = true
-                let e = expected.tensors[position]
-                if entry.shape != e.shape {
+                // Fields are read in place; the whole expected entry is copied only to report a problem.
+                if entry.shape != expected.tensors[position].shape {
+                    let e = expected.tensors[position]
                     findings.append(Finding(
                         code: "wrong_shape", file: name, tensor: e.name,
                         message: "\(displayed(name)): tensor '\(displayed(e.name))': shape \(formatShape(entry.shape)), expected \(formatShape(e.shape)) from config.json (\(e.role))"))
                 }
-                if !e.dtypes.contains(entry.dtype) {
+                if !expected.tensors[position].dtypes.contains(entry.dtype) {
+                    let e = expected.tensors[position]
                     findings.append(Finding(
                         code: "wrong_dtype", file: name, tensor: e.name,
                         message: "\(displayed(name)): tensor '\(displayed(e.name))': dtype \(entry.dtype.rawValue), expected \(e.dtypes.map(\.rawValue).joined(separator: " or ")) (\(e.role))"))

@@ -293,6 +293,30 @@ public struct JSONScanner {
     }
 }
 
+extension JSONScanner {
+    /// When the next value is a string spelled exactly `utf8` (no escapes), consumes it and returns true;
+    /// otherwise consumes nothing but whitespace and returns false. Recognizes a known key or a repeated value
+    /// without building a String; a `utf8` holding a quote, a backslash or a control byte never matches, so
+    /// anything that is not plainly that string goes through `parseString` and its checks.
+    public mutating func consumeString(equalTo utf8: UnsafeRawBufferPointer) -> Bool {
+        skipWhitespace()
+        let n = utf8.count
+        guard n <= bytes.count - position - 2, bytes[position] == UInt8(ascii: "\""), bytes[position + n + 1] == UInt8(ascii: "\"")
+        else { return false }
+        for i in 0..<n {
+            let b = utf8[i]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || bytes[position + 1 + i] != b { return false }
+        }
+        position += n + 2
+        return true
+    }
+
+    /// `consumeString(equalTo:)` for a literal.
+    public mutating func consumeString(_ literal: StaticString) -> Bool {
+        consumeString(equalTo: UnsafeRawBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+    }
+}
+
 public enum JSONDocument {
     /// Parses a whole document (whitespace may surround it).
     public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) throws(JSONError) -> JSONValue {

@@ -66,9 +66,8 @@ public struct ExpectedTensorList: Sendable {
                 try Self.expand(spec, part: part, config: config, into: &tensors)
             }
         }
-        var byName: [String: Int] = [:]
-        byName.reserveCapacity(tensors.count)
-        for (i, t) in tensors.enumerated() where byName[t.name] == nil { byName[t.name] = i }
+        // One hash per name (the first occurrence wins).
+        let byName = Dictionary(tensors.indices.lazy.map { (tensors[$0].name, $0) }, uniquingKeysWith: { first, _ in first })
         var roles: [String] = []
         var roleIDs: [Int] = []
         roleIDs.reserveCapacity(tensors.count)
@@ -146,12 +145,30 @@ public struct ExpectedTensorList: Sendable {
 
         let nameTemplate = NameTemplate(part.prefix + (spec.tensor ?? spec.linear ?? ""))
         func instantiate(_ inst: (layer: Int?, index: Int?)) -> String { nameTemplate.render(layer: inst.layer, index: inst.index) }
+        // The stack name replaces the expert index by `*`: it depends on the layer only, so it is rendered once
+        // per layer (`stackBase`) and the suffix after the module carries over.
+        // The full stack names of the current layer, by suffix: every expert of the layer shares them.
+        var stackLayer: Int?? = .none
+        var stackBase = ""
+        var layerStacks: [String: String] = [:]
+        func stackName(_ inst: (layer: Int?, index: Int?)) -> String? {
+            guard spec.repeat == .experts else { return nil }
+            if stackLayer != .some(inst.layer) {
+                stackBase = nameTemplate.render(layer: inst.layer, index: nil, wildcard: "*")
+                stackLayer = .some(inst.layer)
+                layerStacks.removeAll(keepingCapacity: true)
+            }
+            return stackBase
+        }
         func make(_ name: String, _ role: String, _ shape: [Int], _ dtypes: [DType], _ form: TensorForm,
-                  module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?)) -> ExpectedTensor {
-            // The stack name replaces the expert index by `*`; the suffix after the module carries over.
-            let stack: String? = spec.repeat == .experts
-                ? nameTemplate.render(layer: inst.layer, index: nil, wildcard: "*") + name.dropFirst((module ?? name).count)
-                : nil
+                  module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?),
+                  stackBase: String?, suffix: String = "") -> ExpectedTensor {
+            let stack: String? = stackBase.map { base in
+                if let known = layerStacks[suffix] { return known }
+                let full = base + suffix
+                layerStacks[suffix] = full
+                return full
+            }
             // Everything stored in a multi-token-prediction layer is reported under one role.
             let isMTP = inst.layer.map { $0 >= text.numLayers } ?? false
             return ExpectedTensor(
@@ -162,8 +179,9 @@ public struct ExpectedTensorList: Sendable {
 
         if spec.tensor != nil {
             let shape = try (spec.shape ?? []).map(eval)
+            let dtypes = [plainDType]
             for inst in instances {
-                tensors.append(make(instantiate(inst), spec.role, shape, [plainDType], .plain, module: nil, logical: nil, method: nil, inst: inst))
+                tensors.append(make(instantiate(inst), spec.role, shape, dtypes, .plain, module: nil, logical: nil, method: nil, inst: inst, stackBase: stackName(inst)))
             }
             return
         }
@@ -181,29 +199,38 @@ public struct ExpectedTensorList: Sendable {
         let weightDTypes = plainDType == .f32 ? plainDTypes : plainDTypes + [.f32]
         let biasShape = [out]
         let hasBias = spec.bias ?? false
+        let matcher = part.quantizable ? config.quantization.map(QuantizationScheme.Matcher.init) : nil
+        // The stored forms depend on the method only (out and in are the spec's): looked up once per method.
+        var formsMethod: QuantizationScheme.Method?
+        var forms: [QuantizedForms.Form] = []
         for inst in instances {
             let module = instantiate(inst)
+            let stack = stackName(inst)
             var method: QuantizationScheme.Method?
-            if part.quantizable, let scheme = config.quantization {
-                let relative = module.hasPrefix(textPrefix) ? String(module.dropFirst(textPrefix.count)) : module
-                method = scheme.group(for: relative, className: "Linear")?.method
+            if let matcher {
+                // Manifest names are ASCII: the prefix is dropped by bytes.
+                let relative = module.utf8.starts(with: textPrefix.utf8)
+                    ? String(Substring(module.utf8.dropFirst(textPrefix.utf8.count))) : module
+                method = matcher.group(for: relative, className: "Linear")?.method
             }
-            switch method {
-            case let .packQuantized(bits, groupSize, _)?:
-                let forms = QuantizedForms.packed(out: out, in: inFeatures, bits: bits, groupSize: groupSize, scaleDType: config.weightDType)
-                for (suffix, shape, dtypes, form) in forms {
-                    tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst))
+            if let method, method != formsMethod {
+                switch method {
+                case let .packQuantized(bits, groupSize, _):
+                    forms = QuantizedForms.packed(out: out, in: inFeatures, bits: bits, groupSize: groupSize, scaleDType: config.weightDType)
+                case let .fp8Block(blockOut, blockIn):
+                    forms = QuantizedForms.fp8(out: out, in: inFeatures, blockOut: blockOut, blockIn: blockIn)
                 }
-            case let .fp8Block(blockOut, blockIn)?:
-                let forms = QuantizedForms.fp8(out: out, in: inFeatures, blockOut: blockOut, blockIn: blockIn)
+                formsMethod = method
+            }
+            if method != nil {
                 for (suffix, shape, dtypes, form) in forms {
-                    tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst))
+                    tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst, stackBase: stack, suffix: suffix))
                 }
-            case nil:
-                tensors.append(make(module + ".weight", spec.role, logical, weightDTypes, .plain, module: module, logical: nil, method: nil, inst: inst))
+            } else {
+                tensors.append(make(module + ".weight", spec.role, logical, weightDTypes, .plain, module: module, logical: nil, method: nil, inst: inst, stackBase: stack, suffix: ".weight"))
             }
             if hasBias {
-                tensors.append(make(module + ".bias", spec.role, biasShape, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst))
+                tensors.append(make(module + ".bias", spec.role, biasShape, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst, stackBase: stack, suffix: ".bias"))
             }
         }
     }
