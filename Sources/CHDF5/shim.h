@@ -58,24 +58,6 @@ static inline long chdf5_read_string_attribute(hid_t file, const char *obj, cons
     return result;
 }
 
-/* Whether `path` names an existing link, checking every intermediate group (H5Lexists alone fails on a
-   missing intermediate). */
-static inline int chdf5_path_exists(hid_t file, const char *path) {
-    char buffer[1024];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buffer) return 0;
-    memcpy(buffer, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buffer[i] == '/' || buffer[i] == 0) {
-            char saved = buffer[i];
-            buffer[i] = 0;
-            if (!(i == 1 && buffer[0] == '/') && H5Lexists(file, buffer, H5P_DEFAULT) <= 0) return 0;
-            buffer[i] = saved;
-        }
-    }
-    return 1;
-}
-
 /* Checks every link along `path` without following any that is not a hard link: returns 0 when a component
    is absent, 1 when every component is a hard link, 2 at a soft link, 3 at an external link (to another file),
    4 at a user-defined link. The first non-hard component's path is copied to `bad` (NUL-terminated). */

@@ -144,7 +144,7 @@ struct CorpusTests {
     func bpeAgree() throws {
         let tokenizer = try TokenizerFixture.tokenizer()
         let (cases, _) = try TokenizerFixture.corpus()
-        var rng = SplitMix(seed: 7)
+        var rng = SeededGenerator(seed: 7)
         let texts = cases.filter { $0.text.utf8.count > 4 && $0.text.utf8.count < 2000 }.map { Array($0.text.utf8) }
         for _ in 0..<3000 {
             let t = texts[Int(rng.next() % UInt64(texts.count))]
@@ -186,18 +186,5 @@ struct CorpusTests {
         #expect(c.folds(0x17F, to: 0))                             // ſ matches (?i:s)
         #expect(c.folds(0x53, to: 0) && c.folds(0x73, to: 0))
         #expect(!c.folds(0x212A, to: 0))                           // K sign: k, not s
-    }
-}
-
-/// A small deterministic generator for the tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
