@@ -11,7 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { FREE = 0, BUSY = 1, LIVE = 2 };
+/// SWEEP: the handler owns the slot (it is reading its path); nothing else may touch it again.
+enum { FREE = 0, BUSY = 1, LIVE = 2, SWEEP = 3 };
 enum { TEMP_SLOTS = 256, TEMP_PATH = 4096, MAP_SLOTS = 4096, MAP_PATH = 1024 };
 
 struct temp_slot {
@@ -70,7 +71,10 @@ int k2_temp_create(int folder, const char *name, int flags, int mode, const char
 
 void k2_temp_unregister(int slot) {
     if (slot < 0 || slot >= TEMP_SLOTS) return;
-    atomic_store(&temps[slot].state, BUSY);
+    // Only a LIVE slot is taken back: one the handler is sweeping (SWEEP) is left to it (the process is ending),
+    // so its path is never rewritten while the handler reads it.
+    int expected = LIVE;
+    if (!atomic_compare_exchange_strong(&temps[slot].state, &expected, BUSY)) return;
     temps[slot].path[0] = 0;
     atomic_store(&temps[slot].state, FREE);
 }
@@ -113,7 +117,7 @@ int k2_map_count(void) {
     return n;
 }
 
-// ---- the handler: write(2), fstat(2), unlink(2), signal(2) and _exit(2) only ----
+// ---- the handler: write(2), fstat(2), unlink(2), nanosleep(2), signal(2), raise(3) and _exit(2) only ----
 
 static void put(const char *text) {
     size_t n = 0;
@@ -148,7 +152,9 @@ static int remove_temporaries(void) {
     struct timespec step = {0, 1000000};
     for (int i = 0; i < 1000 && atomic_load(&creating) > 0; i++) nanosleep(&step, NULL);
     for (int i = 0; i < TEMP_SLOTS; i++) {
-        if (atomic_load(&temps[i].state) != LIVE) continue;
+        int expected = LIVE;
+        // Claimed before its path is read: a thread unregistering it at the same moment leaves it alone.
+        if (!atomic_compare_exchange_strong(&temps[i].state, &expected, SWEEP)) continue;
         if (unlink(temps[i].path) == 0) removed++;
     }
     return removed;
@@ -190,8 +196,12 @@ static void on_sigbus(int sig, siginfo_t *info, void *context) {
     if (removed > 0) put("; unfinished output files removed");
     put("\n");
     errno = saved;
-    // Returning re-runs the faulting access under the default action: the process ends as SIGBUS would.
+    // The default action from now on, and the signal raised again (pending until the handler returns): a real
+    // fault ends the process as SIGBUS would when the access re-runs, and so does a SIGBUS sent by another
+    // process (kill), which would not fault again. The process never carries on with its temporaries gone and
+    // `dying` set (k2_temp_create would wait forever).
     signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 int k2_install_sigbus_handler(int exit_code) {

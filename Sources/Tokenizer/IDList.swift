@@ -1,4 +1,5 @@
 import JSONCore
+import TensorCore
 
 /// Token ids given as text: decimal ids separated by white space or commas, or the JSON `tokenize --json`
 /// prints (`{"ids": [...]}`), or a JSON array.
@@ -6,8 +7,11 @@ public enum IDList {
     public static let maxIDs = 1 << 26
 
     public static func parse(_ text: String, source: String) throws(TokenizerError) -> [Int] {
-        let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
-        if trimmed.first == "{" || trimmed.first == "[" {
+        // Bytes, not Characters: "\r\n" is one Character in Swift, equal to neither "\r" nor "\n".
+        let bytes = Array(text.utf8)
+        func isSeparator(_ b: UInt8) -> Bool { b == 0x20 || b == 0x2C || b == 0x0A || b == 0x09 || b == 0x0D }
+        let first = bytes.first { !isSeparator($0) || $0 == 0x2C }
+        if first == UInt8(ascii: "{") || first == UInt8(ascii: "[") {
             let value: JSONValue
             do { value = try JSONDocument.parse(Array(text.utf8)) } catch {
                 throw TokenizerError(.badID, "\(source): \(error)")
@@ -15,6 +19,7 @@ public enum IDList {
             guard let list = value.arrayValue ?? value["ids"]?.arrayValue else {
                 throw TokenizerError(.badID, "\(source): expected {\"ids\": [...]} or a JSON array of ids, found \(value.kindName)")
             }
+            guard list.count <= maxIDs else { throw TokenizerError(.badID, "\(source): more than \(maxIDs) ids") }
             var ids: [Int] = []
             for (i, v) in list.enumerated() {
                 guard let id = v.intValue else {
@@ -25,9 +30,9 @@ public enum IDList {
             return ids
         }
         var ids: [Int] = []
-        for (i, word) in text.split(whereSeparator: { $0 == " " || $0 == "," || $0 == "\n" || $0 == "\t" || $0 == "\r" }).enumerated() {
-            guard word.count <= 18, word.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int(word) else {
-                throw TokenizerError(.badID, "\(source): entry \(i) '\(word.prefix(40))' is not a token id")
+        for (i, word) in bytes.split(whereSeparator: isSeparator).enumerated() {
+            guard word.count <= 18, word.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let id = Int(String(decoding: word, as: UTF8.self)) else {
+                throw TokenizerError(.badID, "\(source): entry \(i) '\(displayed(String(decoding: word.prefix(40), as: UTF8.self)))' is not a token id")
             }
             guard ids.count < maxIDs else { throw TokenizerError(.badID, "\(source): more than \(maxIDs) ids") }
             ids.append(id)

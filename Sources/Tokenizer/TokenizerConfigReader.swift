@@ -61,12 +61,13 @@ public enum TokenizerConfigReader {
                 names[id - first] = content
             }
         }
-        var idOfName: [String: Int] = [:]
+        // Names compared as bytes, as tiktoken does (two canonically equivalent spellings are two names).
+        var idOfName: [ByteName: Int] = [:]
         for (i, name) in names.enumerated() {
-            if let other = idOfName[name] {
+            if let other = idOfName[ByteName(name)] {
                 throw TokenizerError(.badConfig, "\(file): special ids \(first + other) and \(first + i) are both named '\(name)'")
             }
-            idOfName[name] = i
+            idOfName[ByteName(name)] = i
         }
         func special(_ key: String, default fallback: String?) throws(TokenizerError) -> Int? {
             var name = fallback
@@ -82,7 +83,7 @@ public enum TokenizerConfigReader {
                 }
             }
             guard let name else { return nil }
-            guard let i = idOfName[name] else {
+            guard let i = idOfName[ByteName(name)] else {
                 throw TokenizerError(.badConfig, "\(file): \(key) '\(name)' is not one of the \(count) special tokens (\(first)..<\(first + count))")
             }
             return first + i

@@ -19,14 +19,19 @@ struct K2Pack: ParsableCommand {
     static func main() {
         FatalSignals.install()
         OpenFileLimit.raiseToHardLimit()
+        #if DEBUG
         installTestHooks()
+        #endif
         runCommand(Self.self)
     }
 
     /// `K2PACK_TEST_WHEN_MAPPED=shrink:NAME` or `grow:NAME`: the moment a file whose name is NAME is mapped,
     /// truncate it to half its length (the next access past that raises SIGBUS) or append a byte to it (no
-    /// fault; the change is seen when the file is checked). Tests use it to change an input at an exact point
-    /// of a real run, with no timing. Unset, this changes nothing.
+    /// fault; the change is seen when the file is checked), or `signal:NAME` sends the process a SIGBUS that no
+    /// fault caused (as `kill -BUS` would). Tests use it to change an input at an exact point
+    /// of a real run, with no timing. Unset, this changes nothing. Debug builds only (`swift test` builds debug):
+    /// a release binary never truncates a file on an environment variable's say-so.
+    #if DEBUG
     static func installTestHooks() {
         guard let spec = ProcessInfo.processInfo.environment["K2PACK_TEST_WHEN_MAPPED"] else { return }
         let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
@@ -38,7 +43,10 @@ struct K2Pack: ParsableCommand {
                 _ = truncate(path, off_t(size / 2))
             } else if action == "grow" {
                 _ = truncate(path, off_t(size + 1))
+            } else if action == "signal" {
+                _ = raise(SIGBUS)
             }
         }
     }
+    #endif
 }

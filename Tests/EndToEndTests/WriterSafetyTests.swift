@@ -372,6 +372,24 @@ struct InputChangeTests {
         #expect(!somethingAt(out + "/config.json") && !somethingAt(out + "/model.safetensors.index.json"))
     }
 
+    @Test("a SIGBUS that no fault caused (kill -BUS) ends the process as SIGBUS does; it never carries on with its temporaries gone",
+          arguments: [["convert", "--quiet"], ["shard", "--quiet", "--gpus", "2", "--ep", "2"]])
+    func signalled(_ command: [String]) throws {
+        let dir = TemporaryDirectory()
+        let input = dir.path + "/in", out = dir.path + "/out"
+        try FileManager.default.copyItem(atPath: TestPaths.fixture("k25-tiny"), toPath: input)
+        // The child inherits this: no core file from the signal it dies of.
+        var noCore = rlimit(rlim_cur: 0, rlim_max: 0)
+        _ = getrlimit(Int32(RLIMIT_CORE.rawValue), &noCore)
+        noCore.rlim_cur = 0
+        _ = setrlimit(Int32(RLIMIT_CORE.rawValue), &noCore)
+        let r = try runChanging(command + [input, out], "signal", Self.shard2)
+        #expect(r.signalled && r.status == SIGBUS, "\(command): status \(r.status), signalled \(r.signalled): \(r.err)")
+        #expect(r.err.contains("k2pack: bus error (SIGBUS) outside any mapped input file"), "\(command): \(r.err)")
+        #expect(temporaries(under: dir.path).isEmpty, "\(command): left \(temporaries(under: dir.path))")
+        #expect(!somethingAt(out + "/k2pack.json") && !somethingAt(out + "/shards.json"), "\(command)")
+    }
+
     static let growCases: [([String], String, String)] = [
         (["convert", "--quiet"], "k25-tiny", shard2),
         (["convert", "--compress", "--quiet"], "k25-tiny", shard2),
