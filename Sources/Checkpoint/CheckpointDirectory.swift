@@ -254,7 +254,7 @@ extension ReadOnlyFile {
     /// The whole file's bytes (for small files: config.json, the index).
     public func readAll() throws(CheckpointError) -> [UInt8] {
         guard byteCount <= 256 << 20 else {
-            throw .io(path: path, operation: "read", reason: "\(byteCount) bytes is too large for a JSON file (limit 256 MiB)")
+            throw .io(path: path, operation: "read", reason: "\(byteCount) bytes is too large to read whole (limit 256 MiB)")
         }
         // Not zero-filled first: every byte is read into it (or the read throws).
         var failure: CheckpointError?

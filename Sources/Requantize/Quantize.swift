@@ -190,8 +190,10 @@ public enum Quantizer {
         var json: JSONValue
         var location: String
         if let file {
-            guard let data = FileManager.default.contents(atPath: file) else { throw RequantizeError.scheme("\(displayed(file)): cannot be read") }
-            do { json = try JSONDocument.parse(Array(data)) } catch { throw RequantizeError.scheme("\(displayed(file)): \(error)") }
+            // A regular file, size-checked before it is read (a FIFO or device is refused, never waited on).
+            let data: [UInt8]
+            do { data = try ReadOnlyFile(path: file).readAll() } catch { throw RequantizeError.scheme(error.description) }
+            do { json = try JSONDocument.parse(data) } catch { throw RequantizeError.scheme("\(displayed(file)): \(error)") }
             if let inner = json["quantization_config"] { json = inner }
             location = file
         } else {

@@ -150,3 +150,21 @@ struct ReadCheckCommandTests {
         #expect(r.out.contains(expected), "\(r.out)")
     }
 }
+
+@Suite("a --scheme file is read as a regular file")
+struct SchemeFileTests {
+    @Test("quantize --scheme refuses a FIFO, a folder and a missing file at once, naming it; nothing is written")
+    func notRegular() throws {
+        let dir = TemporaryDirectory()
+        let fifo = dir.path + "/scheme.fifo", folder = dir.path + "/scheme.d", missing = dir.path + "/none.json"
+        #expect(mkfifo(fifo, 0o644) == 0)
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
+        for (path, reason) in [(fifo, "not a regular file"), (folder, "not a regular file"), (missing, "No such file or directory")] {
+            let out = dir.path + "/out"
+            let r = try run(["quantize", "--quiet", TestPaths.fixture("quantize/k2-thinking-bf16"), out, "--scheme", path])
+            #expect(r.status == 1, "\(path): \(r.status) \(r.err)")
+            #expect(r.err.contains(path) && r.err.contains(reason), "\(path): \(r.err)")
+            #expect(!somethingAt(out + "/config.json") && !somethingAt(out + "/model.safetensors.index.json"), "\(path)")
+        }
+    }
+}
