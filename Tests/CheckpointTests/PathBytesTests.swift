@@ -71,4 +71,21 @@ struct PathBytesTests {
         let index = try ShardIndex.parse(index(shard: "..\u{301}"), fileName: "idx.json")
         #expect(index.shardNames.map { Array($0.utf8) } == [Array("..\u{301}".utf8)])
     }
+
+    @Test("a cache snapshot's NFC and NFD file names link to two blobs: both digests are kept, one per name")
+    func blobDigestsAsBytes() throws {
+        let dir = TemporaryDirectory()
+        let repo = dir.path + "/models--org--tiny", snap = repo + "/snapshots/rev"
+        let a = String(repeating: "a", count: 64), b = String(repeating: "b", count: 64)
+        dir.write("models--org--tiny/blobs/" + a, [1])
+        dir.write("models--org--tiny/blobs/" + b, [2])
+        try FileManager.default.createDirectory(atPath: snap, withIntermediateDirectories: true)
+        let nfc = "caf\u{E9}.safetensors", nfd = "cafe\u{301}.safetensors"
+        try FileManager.default.createSymbolicLink(atPath: snap + "/" + nfc, withDestinationPath: "../../blobs/" + a)
+        try FileManager.default.createSymbolicLink(atPath: snap + "/" + nfd, withDestinationPath: "../../blobs/" + b)
+        let list = try #require(FolderLinks.blobDigests(folder: snap, names: [nfc, nfd]))
+        #expect(list.digests.count == 2)
+        #expect(list.digest(for: nfc) == a)
+        #expect(list.digest(for: nfd) == b)
+    }
 }

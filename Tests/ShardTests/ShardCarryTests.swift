@@ -68,6 +68,18 @@ struct ShardCarryTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/merged").isEmpty, "merge left files behind")
     }
 
+    @Test("a checkpoint naming both the NFC and the NFD spelling of a shard is sharded (no trap) and merged back byte for byte")
+    func normalizationTwinsShard() throws {
+        let dir = TemporaryDirectory()
+        let (input, shards) = try normalizationTwins(in: dir)
+        let out = try write(tp: 1, ep: 2, into: dir, input: input)
+        #expect(try ShardVerifier.verify(folder: out).passed)
+        _ = try ShardMerger.merge(input: out, output: dir.path + "/merged")
+        for shard in shards {
+            #expect(FileManager.default.contents(atPath: dir.path + "/merged/" + shard.name) == shard.bytes, "\(Array(shard.name.unicodeScalars))")
+        }
+    }
+
     @Test("shards.json naming a file twice or taking a reserved or rank folder's name is refused", arguments: [
         ("duplicate source shard", "source shard \"model-00001-of-000006.safetensors\" is listed twice"),
         ("source shard config.json", "source shard name \"config.json\" is reserved for the folder's own records"),
