@@ -1,3 +1,4 @@
+import JSONCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -17,7 +18,7 @@ public enum FolderLinks {
     nonisolated(unsafe) public static var allowOutside = false
 
     /// The canonical path as bytes, or nil when it does not resolve.
-    static func resolved(_ path: String) -> [UInt8]? {
+    public static func resolved(_ path: String) -> [UInt8]? {
         guard let p = realpath(path, nil) else { return nil }
         defer { free(p) }
         return Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
@@ -32,7 +33,7 @@ public enum FolderLinks {
     }
 
     /// `path` lies strictly inside `root` (both canonical): `root` followed by `/`, compared byte for byte.
-    static func isInside(_ path: [UInt8], root: [UInt8]) -> Bool {
+    public static func isInside(_ path: [UInt8], root: [UInt8]) -> Bool {
         if root == [UInt8(ascii: "/")] { return path.count > 1 && path.first == UInt8(ascii: "/") }
         return path.count > root.count + 1 && path[root.count] == UInt8(ascii: "/") && path.starts(with: root)
     }
@@ -56,7 +57,8 @@ public enum FolderLinks {
         return false
     }
 
-    static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+    /// Path bytes as text for messages (invalid UTF-8 shown as U+FFFD).
+    public static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
     /// Refuses `name` (a file in `folder`, possibly under subfolders) when it resolves outside the folder, other
     /// than into a snapshot's own `blobs/`. A name that does not resolve is left to `open` to report.
@@ -75,14 +77,14 @@ public enum FolderLinks {
     /// checksum list, for the given files (nil when the folder is not a snapshot or no file links that way).
     public static func blobDigests(folder: String, names: [String]) -> ChecksumList? {
         guard let root = resolved(folder), let blobs = snapshotBlobs(root) else { return nil }
-        var digests: [String: String] = [:]
+        var digests: [ByteName: String] = [:]
         for name in names {
             guard let target = resolved(folder + "/" + name), isInside(target, root: blobs) else { continue }
             let blob = target[(blobs.count + 1)...]
             let lowerHex = blob.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
-            if blob.count == 64, lowerHex { digests[name] = text(Array(blob)) }
+            if blob.count == 64, lowerHex { digests[ByteName(name)] = text(Array(blob)) }
         }
-        return digests.isEmpty ? nil : ChecksumList(digests: digests)
+        return digests.isEmpty ? nil : ChecksumList(byteDigests: digests)
     }
 }
 

@@ -140,10 +140,9 @@ public struct ShardIndex: Sendable {
         throw WrongShape(reason: "metadata.total_size must be a non-negative integer")
     }
 
-    /// A name that stays inside its folder: no separators, not `.` or `..`, not empty, no NUL.
-    public static func isPlainFileName(_ name: String) -> Bool {
-        !name.isEmpty && name != "." && name != ".." && !name.contains("/") && !name.contains("\\") && !name.contains("\0")
-    }
+    /// A name that stays inside its folder: no separators, not `.` or `..`, not empty, no NUL; checked as bytes
+    /// (`PathBytes.isPlainName`), so a `/` followed by a combining mark is still a separator.
+    public static func isPlainFileName(_ name: String) -> Bool { PathBytes.isPlainName(name) }
 }
 
 /// Index problems raised inside the JSON scan (typed as JSONError there), turned into CheckpointError above.

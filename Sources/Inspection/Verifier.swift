@@ -151,7 +151,10 @@ public enum Verifier {
     static func checkExtraFiles(dir: CheckpointDirectory, list: ChecksumList, userList: Bool = true) -> (findings: [Finding], checked: Int) {
         var findings: [Finding] = []
         var checked = 0
-        let shards = Set(dir.shardNames.map(ByteName.init))
+        var used: Set<ByteName> = []
+        for name in dir.shardNames {
+            if let entry = list.entry(for: name) { used.insert(entry) }
+        }
         for name in dir.shardNames where list.digest(for: name) == nil {
             findings.append(Finding(
                 userList ? .error : .warning, code: "checksum_not_listed", file: name,
@@ -159,11 +162,12 @@ public enum Verifier {
                     ? "\(displayed(name)): no SHA-256 listed for this shard: the list does not cover the checkpoint (a list for another version, or an incomplete one?)"
                     : "\(displayed(name)): no SHA-256 listed for this shard"))
         }
-        for (key, digest) in list.digests.sorted(by: { $0.key < $1.key }) where !shards.contains(key) {
-            let name = key.string
-            let path = dir.path + "/" + name
-            guard FileManager.default.fileExists(atPath: path) else {
-                findings.append(Finding(.warning, code: "checksum_file_absent", file: name, message: "\(displayed(name)): listed in the SHA-256 list but not in the checkpoint folder"))
+        for (key, digest) in list.digests.sorted(by: { $0.key < $1.key }) where !used.contains(key) {
+            // The checkpoint file this entry stands for: its whole path, or the path after the list's common folder
+            // prefix (`model/docs/README.md` → `docs/README.md`).
+            let name = list.checkpointPath(of: key) { FileManager.default.fileExists(atPath: dir.path + "/" + $0) }
+            guard let name else {
+                findings.append(Finding(.warning, code: "checksum_file_absent", file: key.string, message: "\(displayed(key.string)): listed in the SHA-256 list but not in the checkpoint folder"))
                 continue
             }
             do {

@@ -90,12 +90,6 @@ public enum CarriedFiles {
         return found
     }
 
-    /// The folder part of a relative path, "" for a bare name. Not `NSString`'s `deletingLastPathComponent`,
-    /// which traps on one-character paths ("a").
-    static func parent(of path: String) -> String {
-        path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
-    }
-
     static func kindName(_ kind: mode_t) -> String {
         switch kind {
         case S_IFIFO: "a FIFO"
@@ -119,7 +113,7 @@ public enum CarriedFiles {
         // Sub-folders one at a time, each a real folder: a link planted at one of their names is refused, not
         // followed out of the destination.
         var folder = destination
-        for part in path.split(separator: "/").dropLast() {
+        for part in PathBytes.components(path).dropLast() where !part.isEmpty {
             folder += "/" + part
             try OutputPaths.makeFolder(folder)
         }
@@ -172,17 +166,18 @@ public enum CarriedFiles {
     /// Removes what a failed writer carried into `folder` (a folder that was new or empty), and the sub-folders
     /// it made when they are left empty.
     public static func remove(_ paths: [String], from folder: String) {
-        var parents: Set<String> = []
+        // Compared as bytes: NFC and NFD spellings are two folders.
+        var parents: Set<[UInt8]> = []
         for path in paths {
             unlink(folder + "/" + path)
-            var parent = Self.parent(of: path)
+            var parent = PathBytes.parent(of: path)
             while !parent.isEmpty {
-                parents.insert(parent)
-                parent = Self.parent(of: parent)
+                parents.insert(Array(parent.utf8))
+                parent = PathBytes.parent(of: parent)
             }
         }
         // Deepest first, so a folder's children go before it.
-        for parent in parents.sorted(by: { $0.count > $1.count }) { rmdir(folder + "/" + parent) }
+        for parent in parents.sorted(by: { $0.count > $1.count }) { rmdir(folder + "/" + String(decoding: parent, as: UTF8.self)) }
     }
 
     /// Why `paths` cannot be a record's carried files, or nil: each component a plain name (not empty, `.`,
@@ -193,18 +188,18 @@ public enum CarriedFiles {
         let reservedBytes = Set(reserved.map { Array($0.utf8) })
         var seen: Set<[UInt8]> = []
         for path in paths {
-            let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-            guard parts.allSatisfy(ShardIndex.isPlainFileName) else { return "carried file \"\(displayed(path))\" is not a plain relative path inside the folder" }
+            let parts = PathBytes.components(path)
+            guard parts.allSatisfy(PathBytes.isPlainName) else { return "carried file \"\(displayed(path))\" is not a plain relative path inside the folder" }
             guard !reservedBytes.contains(Array(parts[0].utf8)) else {
                 return "carried file \"\(displayed(path))\" takes the name \"\(displayed(parts[0]))\", which the folder uses for its own records"
             }
             guard seen.insert(Array(path.utf8)).inserted else { return "carried file \"\(displayed(path))\" is listed twice" }
         }
         for path in paths {
-            var parent = Self.parent(of: path)
+            var parent = PathBytes.parent(of: path)
             while !parent.isEmpty {
                 if seen.contains(Array(parent.utf8)) { return "carried file \"\(displayed(parent))\" is also a folder holding \"\(displayed(path))\"" }
-                parent = Self.parent(of: parent)
+                parent = PathBytes.parent(of: parent)
             }
         }
         return nil

@@ -16,21 +16,20 @@ public enum OutputPaths {
     /// existing ancestor, the rest appended (`.` and `..` applied to the part that does not exist, which the
     /// writer will create as plain folders). nil when it cannot be resolved (a dangling or looping link, no access).
     public static func resolved(_ path: String) -> [UInt8]? {
-        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        var existing = absolute.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let absolute = path.utf8.first == PathBytes.slash ? path : FileManager.default.currentDirectoryPath + "/" + path
+        // Components split on the byte `/` (PathBytes): a `/` followed by a combining mark is still a separator.
+        var existing = PathBytes.components(absolute).filter { !$0.isEmpty }
         var rest: [String] = []
         while true {
             let candidate = "/" + existing.joined(separator: "/")
-            if let p = realpath(candidate, nil) {
-                defer { free(p) }
-                var bytes = Array(UnsafeRawBufferPointer(start: p, count: strlen(p)))
+            if var bytes = FolderLinks.resolved(candidate) {
                 for component in rest {
-                    switch component {
-                    case ".": continue
-                    case "..":
-                        if let slash = bytes.lastIndex(of: 0x2F) { bytes.removeSubrange(max(slash, 1)...) }
+                    switch Array(component.utf8) {
+                    case [0x2E]: continue
+                    case [0x2E, 0x2E]:
+                        if let slash = bytes.lastIndex(of: PathBytes.slash) { bytes.removeSubrange(max(slash, 1)...) }
                     default:
-                        if bytes != [0x2F] { bytes.append(0x2F) }
+                        if bytes != [PathBytes.slash] { bytes.append(PathBytes.slash) }
                         bytes += Array(component.utf8)
                     }
                 }
@@ -43,12 +42,12 @@ public enum OutputPaths {
         }
     }
 
-    /// `inner` is `outer` or lies inside it (resolved paths as bytes).
+    /// `inner` is `outer` or lies inside it (resolved paths as bytes; `FolderLinks.isInside`).
     static func isWithin(_ inner: [UInt8], _ outer: [UInt8]) -> Bool {
-        inner == outer || outer == [0x2F] || (inner.count > outer.count && inner.starts(with: outer) && inner[outer.count] == 0x2F)
+        inner == outer || FolderLinks.isInside(inner, root: outer)
     }
 
-    static func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
+    static func text(_ bytes: [UInt8]) -> String { FolderLinks.text(bytes) }
 
     /// Refuses an output (folder or file) that is one of `inputs`, lies inside one, or holds one.
     public static func refuseOverlap(output: String, inputs: [String]) throws(PackError) {
@@ -169,24 +168,22 @@ public enum OutputPaths {
         if let contents = try? FileManager.default.contentsOfDirectory(atPath: path), !contents.isEmpty { throw .outputExists(path: output) }
     }
 
-    /// The folder part of a path ("." for a bare name, "/" for a name in the root). Not `NSString`'s
-    /// `deletingLastPathComponent`, which traps on some one-character paths.
+    /// The folder part of a path ("." for a bare name, "/" for a name in the root), split on the byte `/`
+    /// (`PathBytes.parent`). Not `NSString`'s `deletingLastPathComponent`, which traps on some one-character paths.
     public static func folder(of path: String) -> String {
         let p = trimmed(path)
-        guard let slash = p.lastIndex(of: "/") else { return "." }
-        return slash == p.startIndex ? "/" : String(p[..<slash])
+        guard p.utf8.contains(PathBytes.slash) else { return "." }
+        let parent = PathBytes.parent(of: p)
+        return parent.isEmpty ? "/" : parent
     }
 
-    /// The last component of a path.
-    public static func name(of path: String) -> String {
-        let p = trimmed(path)
-        return p.lastIndex(of: "/").map { String(p[p.index(after: $0)...]) } ?? p
-    }
+    /// The last component of a path (after the last byte `/`).
+    public static func name(of path: String) -> String { PathBytes.lastComponent(trimmed(path)) }
 
-    /// The path without trailing slashes (`out/` would follow a link at `out`).
+    /// The path without trailing slashes (`out/` would follow a link at `out`), as bytes.
     public static func trimmed(_ path: String) -> String {
-        var p = Substring(path)
-        while p.count > 1, p.hasSuffix("/") { p = p.dropLast() }
-        return String(p)
+        var bytes = Array(path.utf8)
+        while bytes.count > 1, bytes.last == PathBytes.slash { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -118,9 +118,10 @@ struct ChecksumTests {
     func clean() throws {
         let report = try Verifier.verify(path: TestPaths.fixture("k25-tiny"), options: VerifyOptions(checksums: try list(for: "k25-tiny")))
         #expect(report.passed, "\(report.findings)")
-        // 6 shards, config.json, the index and the 16 other top-level files (the list matches by base name, so the
-        // two files in docs/ and figures/ are listed but looked for at the top: warnings, not errors).
-        #expect(report.checksums?.checked == 24)
+        // 6 shards, config.json, the index, the 16 other top-level files and the two in docs/ and figures/ (the list's
+        // lines all start "k25-tiny/": each is matched to the checkpoint path after that common prefix).
+        #expect(report.checksums?.checked == 26)
+        #expect(report.findings.isEmpty, "\(report.findings.map(\.message))")
         #expect(report.checksums?.mismatched == 0)
     }
 
@@ -208,7 +209,7 @@ struct ChecksumTests {
         let crlf = try ChecksumList.parse(lines.joined(separator: "\r\n") + "\r\n", fileName: "list")
         let clean = try Verifier.verify(path: TestPaths.fixture("k25-tiny"), options: VerifyOptions(checksums: crlf))
         #expect(clean.passed, "\(clean.findings.map(\.message))")
-        #expect(clean.checksums?.checked == 24)  // as in `clean`: the list also names files in sub-folders
+        #expect(clean.checksums?.checked == 26)  // as in `clean`: files in sub-folders are checked too
         // One shard left out, then a list for other files only: each uncovered shard is an error.
         let dropped = lines.filter { !$0.hasSuffix("model-00002-of-000006.safetensors") }
         for listed in [dropped, lines.filter { !$0.contains(".safetensors") }, ["\(String(repeating: "0", count: 64))  other.bin"]] {

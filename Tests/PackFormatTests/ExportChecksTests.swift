@@ -2,6 +2,7 @@ import Checkpoint
 import Foundation
 import PackFormat
 import Repack
+import TensorCore
 import TestSupport
 import Testing
 
@@ -87,6 +88,15 @@ struct ExportChecksTests {
             ("carried climbing out", "carried file \"docs/../../x\" is not a plain relative path inside the folder"),
             ("carried absolute", "carried file \"/etc/hostname\" is not a plain relative path inside the folder"),
             ("carried file and folder", "carried file \"docs\" is also a folder holding \"docs/deploy_guidance.md\""),
+            // A separator followed by a combining mark is one Swift Character that is not "/" or "\\": the names are
+            // checked as bytes, so each of these is still refused.
+            ("carried slash + U+0301", "carried file \"\(displayed("../\u{301}/x"))\" is not a plain relative path inside the folder"),
+            ("carried dot-dot slash + U+0301", "carried file \"\(displayed("docs/../\u{301}../x"))\" is not a plain relative path inside the folder"),
+            ("carried backslash + U+0301", "carried file \"\(displayed("docs\\\u{301}x"))\" is not a plain relative path inside the folder"),
+            ("carried dot-dot + U+0301", "carried file \"\(displayed("../\u{301}"))\" is not a plain relative path inside the folder"),
+            ("data file slash + U+0301", "data file name \"\(displayed("../\u{301}layer-0000.k2p"))\" is not a plain name inside the folder"),
+            ("source shard slash + U+0301", "source shard name \"\(displayed("x/\u{301}.safetensors"))\" is not a plain name inside the folder"),
+            ("source shard backslash + U+0308", "source shard name \"\(displayed("..\\\u{308}x.safetensors"))\" is not a plain name inside the folder"),
             ("version 3", "folder record version 3 is not supported (this build reads versions 1 to 2)"),
             ("version 1 with carried files", "version 1 records no carried files, but this record lists some"),
             ("version 2 with an empty list", "version 2 records carried files, but this record's carried list is empty"),
@@ -113,6 +123,13 @@ struct ExportChecksTests {
             case "carried climbing out": list.append(carried("docs/../../x"))
             case "carried absolute": list.append(carried("/etc/hostname"))
             case "carried file and folder": list.append(carried("docs"))
+            case "carried slash + U+0301": list.append(carried("../\u{301}/x"))
+            case "carried dot-dot slash + U+0301": list.append(carried("docs/../\u{301}../x"))
+            case "carried backslash + U+0301": list.append(carried("docs\\\u{301}x"))
+            case "carried dot-dot + U+0301": list.append(carried("../\u{301}"))
+            case "data file slash + U+0301": files[0] = "../\u{301}layer-0000.k2p"
+            case "source shard slash + U+0301": shards[2] = "x/\u{301}.safetensors"
+            case "source shard backslash + U+0308": shards[2] = "..\\\u{308}x.safetensors"
             case "version 3": o["version"] = 3
             case "version 1 with carried files": o["version"] = 1
             case "version 2 with an empty list": list = []

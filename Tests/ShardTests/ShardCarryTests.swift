@@ -3,6 +3,7 @@ import Inspection
 import PackFormat
 import Repack
 import Shard
+import TensorCore
 import TestSupport
 import Testing
 
@@ -67,6 +68,18 @@ struct ShardCarryTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/merged").isEmpty, "merge left files behind")
     }
 
+    @Test("a checkpoint naming both the NFC and the NFD spelling of a shard is sharded (no trap) and merged back byte for byte")
+    func normalizationTwinsShard() throws {
+        let dir = TemporaryDirectory()
+        let (input, shards) = try normalizationTwins(in: dir)
+        let out = try write(tp: 1, ep: 2, into: dir, input: input)
+        #expect(try ShardVerifier.verify(folder: out).passed)
+        _ = try ShardMerger.merge(input: out, output: dir.path + "/merged")
+        for shard in shards {
+            #expect(FileManager.default.contents(atPath: dir.path + "/merged/" + shard.name) == shard.bytes, "\(Array(shard.name.unicodeScalars))")
+        }
+    }
+
     @Test("shards.json naming a file twice or taking a reserved or rank folder's name is refused", arguments: [
         ("duplicate source shard", "source shard \"model-00001-of-000006.safetensors\" is listed twice"),
         ("source shard config.json", "source shard name \"config.json\" is reserved for the folder's own records"),
@@ -75,6 +88,10 @@ struct ShardCarryTests {
         ("carried source shard", "carried file \"model-00002-of-000006.safetensors\" takes the name \"model-00002-of-000006.safetensors\", which the folder uses for its own records"),
         ("carried index", "carried file \"model.safetensors.index.json\" takes the name \"model.safetensors.index.json\", which the folder uses for its own records"),
         ("version 1 with carried files", "version 1 records no carried files, but this record lists some"),
+        // Separators followed by a combining mark: one Swift Character, still a separator byte.
+        ("carried slash + U+0301", "carried file \"\(displayed("../\u{301}/x"))\" is not a plain relative path inside the folder"),
+        ("carried backslash + U+0301", "carried file \"\(displayed("a\\\u{301}b"))\" is not a plain relative path inside the folder"),
+        ("source shard slash + U+0301", "source shard name \"\(displayed("../\u{301}x.safetensors"))\" is not a plain name inside the folder"),
     ])
     func setRecordNames(_ variant: String, _ reason: String) throws {
         let dir = TemporaryDirectory()
@@ -91,6 +108,9 @@ struct ShardCarryTests {
         case "carried source shard": list.append(carried(shards[1]))
         case "carried index": list.append(carried("model.safetensors.index.json"))
         case "version 1 with carried files": o["version"] = 1
+        case "carried slash + U+0301": list.append(carried("../\u{301}/x"))
+        case "carried backslash + U+0301": list.append(carried("a\\\u{301}b"))
+        case "source shard slash + U+0301": shards[1] = "../\u{301}x.safetensors"
         default: Issue.record("unknown variant \(variant)")
         }
         o["source_shards"] = shards
