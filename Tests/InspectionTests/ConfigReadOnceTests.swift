@@ -18,7 +18,9 @@ struct ConfigReadOnceTests {
         let versions = [Data(original.utf8), Data(fewer.utf8)]
         // Another process (a sync, a re-download) replaces config.json atomically, back and forth.
         let stop = Atomic(false)
+        let finished = DispatchSemaphore(value: 0)
         let swapper = Thread {
+            defer { finished.signal() }
             var i = 0
             while !stop.value {
                 let temporary = folder + "/.config.json.swap"
@@ -28,7 +30,11 @@ struct ConfigReadOnceTests {
             }
         }
         swapper.start()
-        defer { stop.value = true }
+        // The swapper stops before the folder is removed.
+        defer {
+            stop.value = true
+            finished.wait()
+        }
         for round in 0..<60 {
             let loaded = try LoadedCheckpoint(path: folder)
             let bytes = try #require(loaded.directory.configBytes, "round \(round)")
