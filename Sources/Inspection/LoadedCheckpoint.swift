@@ -19,41 +19,36 @@ public struct LoadedCheckpoint: Sendable {
     /// `ignoringQuantization`: expect every Linear as a plain `.weight`, whatever `quantization_config` says
     /// (a "dequantized" copy whose config still claims to be compressed).
     public init(path: String, ignoringQuantization: Bool = false) throws(CheckpointError) {
-        // The config and its expected tensor list do not depend on the shards: build them while the
-        // shard headers are read.
-        let planned = ConfigPlan(ignoringQuantization: ignoringQuantization)
-        let group = DispatchGroup()
-        DispatchQueue.global().async(group: group) { planned.load(folder: path) }
-        let directory: CheckpointDirectory
-        do {
-            directory = try CheckpointDirectory(path: path)
-        } catch {
-            group.wait()
-            throw error
-        }
-        group.wait()
+        // config.json is read once, by the directory, and those bytes are the ones parsed here: the config that
+        // is validated is the one convert, quantize and shard copy to their output.
+        let directory = try CheckpointDirectory(path: path)
         self.directory = directory
         findings = directory.problems.map(Finding.init) + directory.warnings.map {
             Finding(.warning, code: $0.code, file: $0.file, message: $0.message)
         }
-        guard directory.configBytes != nil else {
+        guard let configBytes = directory.configBytes else {
             findings.append(Finding(ConfigError.missingConfig(path: path)))
             findings = Finding.capped(findings)
             return
         }
-        switch planned.result {
-        case .success(let (config, expected))?:
+        var parsed: ModelConfig?
+        let planned = Result { () throws(ConfigError) -> (ModelConfig, ExpectedTensorList) in
+            var config = try ModelConfig.parse(configBytes)
+            if ignoringQuantization { config.quantization = nil }
+            parsed = config
+            return (config, try ExpectedTensorList(config: config))
+        }
+        switch planned {
+        case .success(let (config, expected)):
             self.config = config
             self.expected = expected
             // One lookup per tensor, shards in parallel.
             let shards = directory.shards
             positions = parallelMap(count: shards.count) { s in (shards[s]?.tensors ?? []).map { expected.byName[$0.name] ?? -1 } }
             findings += Self.structuralFindings(directory, expected, positions)
-        case .failure(let error)?:
-            if let partial = planned.config { self.config = partial }
+        case .failure(let error):
+            if let parsed { self.config = parsed }
             findings.append(Finding(error))
-        case nil:
-            findings.append(Finding(ConfigError.missingConfig(path: path)))
         }
         findings = Finding.capped(findings)
     }
@@ -174,26 +169,5 @@ public struct LoadedCheckpoint: Sendable {
             }
         }
         return nil
-    }
-}
-
-/// config.json parsed and expanded into the expected tensor list, off the main thread.
-private final class ConfigPlan: @unchecked Sendable {
-    var result: Result<(ModelConfig, ExpectedTensorList), ConfigError>?
-    var config: ModelConfig?
-    let ignoringQuantization: Bool
-
-    init(ignoringQuantization: Bool) { self.ignoringQuantization = ignoringQuantization }
-
-    func load(folder: String) {
-        guard let bytes = try? ReadOnlyFile(folder: folder, name: CheckpointDirectory.configFileName).readAll() else { return }
-        do throws(ConfigError) {
-            var config = try ModelConfig.parse(bytes)
-            if ignoringQuantization { config.quantization = nil }
-            self.config = config
-            result = .success((config, try ExpectedTensorList(config: config)))
-        } catch {
-            result = .failure(error)
-        }
     }
 }

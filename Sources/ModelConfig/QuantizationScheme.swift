@@ -24,49 +24,17 @@ public struct QuantizationScheme: Sendable, Equatable {
     /// Where it was found: "text_config" or "top level".
     public var location: String
 
-    /// The group that quantizes `module` (its name relative to the text model, its class), or nil.
-    ///
-    /// compressed-tensors' rule: a module matched by `ignore` is left alone; otherwise, of the targets that match
-    /// it, an exact module name ranks first, then a `re:` pattern, then a class name, and at equal rank the target
-    /// listed first wins. Targets map to groups as a Python dict built group by group: a target named by several
-    /// groups belongs to the last of them (keeping the place where it was first listed).
+    /// The group that quantizes `module` (its name relative to the text model, its class), or nil, by
+    /// compressed-tensors' rule (see `Matcher`, its one implementation; build a `Matcher` once to ask for many
+    /// modules).
     public func group(for module: String, className: String) -> Group? {
-        if ignore.contains(where: { Self.matches(module, className: className, target: $0) }) { return nil }
-        var best: (rank: Int, group: Int)?
-        for (target, group) in targetGroups {
-            guard let rank = Self.rank(module, className: className, target: target) else { continue }
-            if best == nil || rank < best!.rank { best = (rank, group) }
-        }
-        return best.map { groups[$0.group] }
-    }
-
-    /// Every target in first-listed order, with the group it belongs to (the last group that names it).
-    var targetGroups: [(target: String, group: Int)] {
-        var order: [ByteName] = []
-        var owner: [ByteName: Int] = [:]
-        for (g, group) in groups.enumerated() {
-            for target in group.targets {
-                let key = ByteName(target)
-                if owner.updateValue(g, forKey: key) == nil { order.append(key) }
-            }
-        }
-        return order.map { ($0.string, owner[$0]!) }
-    }
-
-    /// 0 for an exact module name, 1 for a matching `re:` pattern, 2 for the class name; nil when it does not match.
-    static func rank(_ module: String, className: String, target: String) -> Int? {
-        if target.hasPrefix("re:") {
-            return PatternCache.shared.prefixMatches(String(target.dropFirst(3)), module) ? 1 : nil
-        }
-        if ByteName(target) == ByteName(module) { return 0 }
-        if ByteName(target) == ByteName(className) { return 2 }
-        return nil
+        Matcher(self).group(for: module, className: className)
     }
 
     /// compressed-tensors matching: `re:` patterns with Python `re.match` semantics (anchored at the start),
     /// otherwise an exact module name or class name (compared as bytes, as Python compares strings).
     public static func matches(_ module: String, className: String, target: String) -> Bool {
-        rank(module, className: className, target: target) != nil
+        Matcher.Target(target).rank(ByteName(module), className: ByteName(className)) != nil
     }
 
     public static func parse(_ value: JSONValue, location: String, file: String) throws(ConfigError) -> QuantizationScheme {
@@ -208,9 +176,5 @@ final class PatternCache: @unchecked Sendable {
         if compiled.count >= Self.capacity { compiled.removeAll(keepingCapacity: true) }
         compiled[text] = made
         return made
-    }
-
-    func prefixMatches(_ pattern: String, _ text: String) -> Bool {
-        self.pattern(pattern).matches(text)
     }
 }

@@ -82,15 +82,9 @@ public enum Exporter {
             return Report(files: manifest.sourceShards, carriedFiles: manifest.carried.count, bytes: total, seconds: Date().timeIntervalSince(start))
         } catch {
             // Nothing half-way: what did finish goes too (the output folder was new or empty).
-            removeWritten(sourceShards: manifest.sourceShards, carried: manifest.carried, from: output)
+            WrittenOutput.remove(shards: manifest.sourceShards, carried: manifest.carried.map(\.path), from: output)
             throw error
         }
-    }
-
-    /// What export or merge may have written into `output` (a folder that was new or empty), removed after a
-    /// failure: the shards, the index, config.json and the carried files with the sub-folders made for them.
-    public static func removeWritten(sourceShards: [String], carried: [CarriedFile], from output: String) {
-        CarriedFiles.remove(sourceShards + [ShardIndex.fileName, CheckpointDirectory.configFileName] + carried.map(\.path), from: output)
     }
 
     /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.

@@ -104,25 +104,23 @@ enum Rewrite {
         let results: [Result<Int, any Error>] = parallelMap(count: shards.count, width: threads) { i in
             Result { try SafetensorsWriter.write(path: output + "/" + shards[i].name, tensors: shards[i].tensors) }
         }
-        // An input shard rewritten while it was read (a sync, a re-download) makes the output a mix: refused.
-        let changed = Result { () throws(CheckpointError) in try checkpoint.directory.checkUnchanged() }
-        if case .failure(let error) = changed {
-            for (name, _) in shards { unlink(output + "/" + name) }
+        do {
+            // An input shard rewritten while it was read (a sync, a re-download) makes the output a mix: refused.
+            try checkpoint.directory.checkUnchanged()
+            let bytes = try results.reduce(0) { $0 + (try $1.get()) }
+            if checkpoint.directory.index != nil {
+                try AtomicFile.write(IndexWriter.bytes(shards: shards), to: output + "/" + ShardIndex.fileName)
+            }
+            try AtomicFile.write(Array((JSONValue.object(config).serialized() + "\n").utf8), to: output + "/" + CheckpointDirectory.configFileName)
+            // Every other file of the input (tokenizer, generation config, remote code, docs/, …), byte for byte.
+            for path in carried { try CarriedFiles.copy(path, from: checkpoint.directory.path, to: output) }
+            return bytes
+        } catch {
+            // Nothing half-way: whatever did finish goes too (the folder was new or empty), so no folder is left
+            // with shards, index and config but not every carried file.
+            WrittenOutput.remove(shards: shards.map(\.name), carried: carried, from: output)
             throw error
         }
-        if let failure = results.first(where: { if case .failure = $0 { true } else { false } }), case .failure(let error) = failure {
-            // Nothing half-way: the shards that did finish go too (the folder was new or empty).
-            for (name, _) in shards { unlink(output + "/" + name) }
-            throw error
-        }
-        let bytes = try results.reduce(0) { $0 + (try $1.get()) }
-        if checkpoint.directory.index != nil {
-            try AtomicFile.write(IndexWriter.bytes(shards: shards), to: output + "/" + ShardIndex.fileName)
-        }
-        try AtomicFile.write(Array((JSONValue.object(config).serialized() + "\n").utf8), to: output + "/" + CheckpointDirectory.configFileName)
-        // Every other file of the input (tokenizer, generation config, remote code, docs/, …), byte for byte.
-        for path in carried { try CarriedFiles.copy(path, from: checkpoint.directory.path, to: output) }
-        return bytes
     }
 
     /// `body` writes an HF folder at the path it is given; with `.k2pack` that is a staging folder next to

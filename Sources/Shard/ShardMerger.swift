@@ -123,7 +123,7 @@ public enum ShardMerger {
             try CarriedFiles.copy(assembly.set.carried, from: input, to: output)
         } catch {
             // Nothing half-way: what did finish goes too (the output folder was new or empty).
-            Exporter.removeWritten(sourceShards: assembly.shards.map(\.name), carried: assembly.set.carried, from: output)
+            WrittenOutput.remove(shards: assembly.shards.map(\.name), carried: assembly.set.carried.map(\.path), from: output)
             throw error
         }
         return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: Date().timeIntervalSince(start))

@@ -95,3 +95,43 @@ struct QuantizationGroupTests {
         }
     }
 }
+
+/// The expected tensor list (what inspect, verify, quantize and dequantize expect) chooses groups by the same rule.
+@Suite("expected tensors follow the group ranking")
+struct ExpectedTensorGroupRankingTests {
+    func config(groups: String) throws -> ModelConfig {
+        let q = #""quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {\#(groups)}, "ignore": ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"]}"#
+        return try ModelConfig.parse(Array("{\"model_type\": \"kimi_k2\", \(textMembers(extra: q))}".utf8))
+    }
+
+    func group(_ name: String, _ targets: [String], groupSize: Int) -> String {
+        let list = targets.map { "\"\($0.replacingOccurrences(of: "\\", with: "\\\\"))\"" }.joined(separator: ", ")
+        return #""\#(name)": {"targets": [\#(list)], "weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group", "group_size": \#(groupSize)}}"#
+    }
+
+    @Test("a class-name group listed first loses to a later exact-name group, and to a later re: group")
+    func classListedFirst() throws {
+        let exact = "model.layers.2.mlp.experts.7.down_proj"
+        let list = try ExpectedTensorList(config: config(groups: [
+            group("by_class", ["Linear"], groupSize: 32), group("by_regex", [#"re:.*experts\.6\..*"#], groupSize: 16),
+            group("by_name", [exact], groupSize: 8),
+        ].joined(separator: ", ")))
+        // down_proj: 64 out, 32 in. One scale column per group.
+        #expect(list["\(exact).weight_scale"]?.shape == [64, 4])
+        #expect(list["\(exact).weight_packed"]?.method == .packQuantized(bits: 4, groupSize: 8, symmetric: true))
+        #expect(list["model.layers.2.mlp.experts.6.down_proj.weight_scale"]?.shape == [64, 2])
+        #expect(list["model.layers.2.mlp.experts.6.gate_proj.weight_scale"]?.shape == [32, 4], "gate_proj: 64 in, groups of 16")
+        #expect(list["model.layers.2.mlp.experts.5.down_proj.weight_scale"]?.shape == [64, 1])
+        #expect(list["model.layers.1.mlp.experts.7.down_proj.weight_scale"]?.shape == [64, 1], "only layer 2's expert 7 is named")
+    }
+
+    @Test("a target named by two groups belongs to the last one in the expected list too")
+    func lastGroupOwnsTarget() throws {
+        let list = try ExpectedTensorList(config: config(groups: [
+            group("a", ["Linear"], groupSize: 32), group("b", ["Linear"], groupSize: 16),
+        ].joined(separator: ", ")))
+        #expect(list["model.layers.1.mlp.experts.0.up_proj.weight_scale"]?.shape == [32, 4])
+        #expect(list["model.layers.1.mlp.experts.0.down_proj.weight_scale"]?.shape == [64, 2])
+    }
+
+}
