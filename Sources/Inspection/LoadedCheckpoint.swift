@@ -1,7 +1,6 @@
 import JSONCore
 import Checkpoint
 import ModelConfig
-import Dispatch
 import TensorCore
 
 /// A checkpoint folder opened for inspection: its files, its config (when readable), the tensors the config
