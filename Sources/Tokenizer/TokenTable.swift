@@ -31,11 +31,17 @@ public struct TokenTable: Sendable {
         self.mask = mask
     }
 
+    /// A per-process key for the hash: `tiktoken.model` is untrusted, and with a fixed hash a file of colliding
+    /// tokens would make building (and every lookup) quadratic. Only slot order depends on it, never a result.
+    static let key = UInt64.random(in: 0 ... .max)
+
     @inline(__always) static func hash(_ p: UnsafePointer<UInt8>, _ count: Int) -> Int {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ key
         for i in 0..<count {
             h = (h ^ UInt64(p[i])) &* 0x0000_0100_0000_01b3
         }
+        h ^= key &* 0x9E37_79B9_7F4A_7C15
+        h = (h ^ (h >> 31)) &* 0xBF58_476D_1CE4_E5B9
         return Int(truncatingIfNeeded: h ^ (h >> 29))
     }
 
