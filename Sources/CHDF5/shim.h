@@ -104,32 +104,34 @@ static inline hid_t chdf5_test_lcpl(void) {
     H5Pset_create_intermediate_group(lcpl, 1);
     return lcpl;
 }
+/* Creates the float dataset `name` of `space` with the creation properties `dcpl` (when `ok`: they were set)
+   and closes it; 0 on success. The caller owns and closes `space` and `dcpl`. */
+static inline int chdf5_test_create(hid_t file, const char *name, hid_t space, hid_t dcpl, int ok) {
+    hid_t lcpl = chdf5_test_lcpl();
+    hid_t set = ok ? H5Dcreate2(file, name, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT) : -1;
+    if (set >= 0) H5Dclose(set);
+    H5Pclose(lcpl);
+    return set >= 0 ? 0 : -1;
+}
+
 static inline int chdf5_test_external_dataset(hid_t file, const char *name, const hsize_t *dims, int rank, const char *external) {
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t lcpl = chdf5_test_lcpl();
-    int ok = H5Pset_external(dcpl, external, 0, H5F_UNLIMITED) >= 0;
-    hid_t set = ok ? H5Dcreate2(file, name, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT) : -1;
-    if (set >= 0) H5Dclose(set);
+    int result = chdf5_test_create(file, name, space, dcpl, H5Pset_external(dcpl, external, 0, H5F_UNLIMITED) >= 0);
     H5Pclose(dcpl);
-    H5Pclose(lcpl);
     H5Sclose(space);
-    return set >= 0 ? 0 : -1;
+    return result;
 }
 
 static inline int chdf5_test_virtual_dataset(hid_t file, const char *name, const hsize_t *dims, int rank, const char *source_file, const char *source_set) {
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t source = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t lcpl = chdf5_test_lcpl();
-    int ok = H5Pset_virtual(dcpl, space, source_file, source_set, source) >= 0;
-    hid_t set = ok ? H5Dcreate2(file, name, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT) : -1;
-    if (set >= 0) H5Dclose(set);
+    int result = chdf5_test_create(file, name, space, dcpl, H5Pset_virtual(dcpl, space, source_file, source_set, source) >= 0);
     H5Pclose(dcpl);
-    H5Pclose(lcpl);
     H5Sclose(source);
     H5Sclose(space);
-    return set >= 0 ? 0 : -1;
+    return result;
 }
 
 /* A chunked, deflate-compressed float dataset never written: its (zero) fill value makes a huge shape cost a
@@ -137,14 +139,10 @@ static inline int chdf5_test_virtual_dataset(hid_t file, const char *name, const
 static inline int chdf5_test_compressed_dataset(hid_t file, const char *name, const hsize_t *dims, int rank, const hsize_t *chunk) {
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    hid_t lcpl = chdf5_test_lcpl();
-    int ok = H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_deflate(dcpl, 9) >= 0;
-    hid_t set = ok ? H5Dcreate2(file, name, H5T_NATIVE_FLOAT, space, lcpl, dcpl, H5P_DEFAULT) : -1;
-    if (set >= 0) H5Dclose(set);
+    int result = chdf5_test_create(file, name, space, dcpl, H5Pset_chunk(dcpl, rank, chunk) >= 0 && H5Pset_deflate(dcpl, 9) >= 0);
     H5Pclose(dcpl);
-    H5Pclose(lcpl);
     H5Sclose(space);
-    return set >= 0 ? 0 : -1;
+    return result;
 }
 
 /* Reads the block [start, start + count) of a float dataset (any rank ≤ 8) into `out`. */
