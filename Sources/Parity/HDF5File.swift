@@ -34,7 +34,9 @@ public final class HDF5File {
     public static func open(_ path: String) throws(HDF5Error) -> HDF5File {
         _ = silenced
         var status = stat()
-        guard stat(path, &status) == 0 else { throw HDF5Error(path: path, reason: "cannot open: no such file") }
+        guard stat(path, &status) == 0 else {
+            throw HDF5Error(path: path, reason: errno == ENOENT ? "cannot open: no such file" : "cannot open: \(String(cString: strerror(errno)))")
+        }
         guard status.st_mode & S_IFMT == S_IFREG else {
             throw HDF5Error(path: path, reason: "not a regular file (a FIFO, device or folder); a reference dump is an HDF5 file")
         }

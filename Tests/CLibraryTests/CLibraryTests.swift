@@ -49,5 +49,7 @@ struct CLibraryTests {
         #expect(try file.readInt64s("input_ids").values == [5, 6])
         #expect(throws: HDF5File.HDF5Error(path: path, reason: "layers/0/layer_out: expected an integer dataset")) { _ = try file.readInt64s("layers/0/layer_out") }
         #expect(throws: HDF5File.HDF5Error(path: "/nonexistent.h5", reason: "cannot open: no such file")) { _ = try HDF5File.open("/nonexistent.h5") }
+        // Any other reason is named as the system gives it, not called a missing file.
+        #expect(throws: HDF5File.HDF5Error(path: "/etc/passwd/dump.h5", reason: "cannot open: Not a directory")) { _ = try HDF5File.open("/etc/passwd/dump.h5") }
     }
 }
