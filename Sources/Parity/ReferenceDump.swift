@@ -26,10 +26,12 @@ public final class ReferenceDump: @unchecked Sendable {
 
     /// Opens `path` or `path:/group`.
     public init(spec: String) throws(HDF5File.HDF5Error) {
-        var path = spec, group = ""
-        if let split = spec.range(of: ":/", options: .backwards) {
-            path = String(spec[..<split.lowerBound])
-            group = "/" + spec[split.upperBound...].split(separator: "/").joined(separator: "/")
+        let path = Self.filePath(of: spec)
+        var group = ""
+        if path.utf8.count < spec.utf8.count {
+            // What follows the file's ":/", with empty components dropped.
+            let rest = String(decoding: spec.utf8.dropFirst(path.utf8.count + 2), as: UTF8.self)
+            group = "/" + rest.split(separator: "/").joined(separator: "/")
             if group == "/" { group = "" }
         }
         label = group.isEmpty ? path : "\(path):\(group)"
