@@ -2,11 +2,11 @@ import Quantization
 import TensorCore
 
 /// Stored dtypes → float32, in place from the mapped bytes (little-endian, unaligned-safe).
-enum Decode {
-    static func isFloat(_ dtype: DType) -> Bool { [.bf16, .f16, .f32, .f8e4m3].contains(dtype) }
+public enum Decode {
+    public static func isFloat(_ dtype: DType) -> Bool { [.bf16, .f16, .f32, .f8e4m3].contains(dtype) }
 
     /// Elements `[from, from + count)` of a plain float tensor.
-    static func plain(_ view: TensorView, from: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+    public static func plain(_ view: TensorView, from: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
         let base = view.bytes.baseAddress!
         switch view.dtype {
         case .bf16:

@@ -22,6 +22,15 @@ public struct ForwardConfig: Sendable {
         public var topKGroups: Int
         public var normalize: Bool
         public var scalingFactor: Float
+
+        public init(experts: Int, topK: Int, groups: Int, topKGroups: Int, normalize: Bool, scalingFactor: Float) {
+            self.experts = experts
+            self.topK = topK
+            self.groups = groups
+            self.topKGroups = topKGroups
+            self.normalize = normalize
+            self.scalingFactor = scalingFactor
+        }
     }
 
     public subscript<T>(dynamicMember path: KeyPath<TextConfig, T>) -> T { text[keyPath: path] }

@@ -8,10 +8,12 @@ import TensorCore
 /// Weights are decoded from their stored form a block of rows at a time, so memory stays bounded by one layer's
 /// largest block plus activations.
 public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
-    public let weights: ModelWeights
+    public let weights: any WeightSource
     public let threads: Int
-    private let inverseFrequencies: [Float]
-    private var config: ForwardConfig { weights.forward }
+    /// Test-only departures from the reference (`ForwardVariant`); `.none` on every public path.
+    let variant: ForwardVariant
+    let inverseFrequencies: [Float]
+    var config: ForwardConfig { weights.forward }
     public var forward: ForwardConfig { weights.forward }
     public var dequant: Dequantization { weights.dequant }
 
@@ -38,10 +40,23 @@ public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
         public var margins: [Float]?
     }
 
-    public init(weights: ModelWeights, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
-        self.weights = weights
+    /// What a MoE block produced: `[rows, hidden]`, and the routing (`[rows, top_k]` experts, per-row margins).
+    struct MoEOutput {
+        var out: [Float]
+        var topK: [Int32]
+        var margins: [Float]
+    }
+
+    public convenience init(weights: any WeightSource, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.init(weights: weights, threads: threads, variant: .none)
+    }
+
+    /// The test hook: a pass with deliberate bugs (`ForwardVariant`), for the parity tests.
+    init(weights: any WeightSource, threads: Int, variant: ForwardVariant) {
+        self.weights = variant == .none ? weights : VariantWeights(weights, variant: variant)
         self.threads = max(1, threads)
-        inverseFrequencies = weights.forward.rope.inverseFrequencies
+        self.variant = variant
+        inverseFrequencies = self.weights.forward.rope.inverseFrequencies
         // Parallelism is ours (weight rows, experts, heads); OpenBLAS runs single-threaded inside each worker,
         // which avoids its threads spinning against ours on small products.
         Gemm.threads = 1
@@ -52,8 +67,8 @@ public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
     /// `ids` [rows] → hidden states [rows, hidden]. A rank holding a block of the vocabulary fills the rows of
     /// its own tokens and leaves the others zero (the ranks' sum is the whole lookup).
     public func embed(_ ids: [Int32]) throws(ForwardError) -> [Float] {
-        let table = try weights.matrix("embedding", layer: nil)
-        let first = try weights.firstRow("embedding", layer: nil)
+        let table = try weights.matrix(.embedding, layer: nil)
+        let first = try weights.firstRow(.embedding, layer: nil)
         var h = [Float](repeating: 0, count: ids.count * config.hiddenSize)
         for (r, id) in ids.enumerated() {
             guard id >= 0, Int(id) < config.vocabSize else {
@@ -63,24 +78,24 @@ public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
             guard row >= 0, row < table.rows else { continue }
             h.withUnsafeMutableBufferPointer { table.decodeRows(row..<(row + 1), into: $0.baseAddress! + r * config.hiddenSize) }
         }
-        weights.store.releaseViewed()
+        weights.releaseViewed()
         return h
     }
 
     /// Final RMSNorm: [rows, hidden] → [rows, hidden].
     public func finalNorm(_ h: [Float]) throws(ForwardError) -> [Float] {
         var x = h
-        rmsNorm(&x, width: config.hiddenSize, weight: try weights.vector("final_norm", layer: nil), eps: config.rmsNormEps)
+        rmsNorm(&x, width: config.hiddenSize, weight: try weights.vector(.finalNorm, layer: nil), eps: config.rmsNormEps)
         return x
     }
 
     /// The slot lm_head reads (the embedding when they are tied).
-    var headSlot: String { config.text.tieWordEmbeddings ? "embedding" : "lm_head" }
+    var headSlot: WeightSlot { config.text.tieWordEmbeddings ? .embedding : .lmHead }
 
     /// lm_head: [rows, hidden] → logits [rows, vocab] (a rank: its block of the vocabulary).
     public func logits(_ normed: [Float]) throws(ForwardError) -> [Float] {
         let y = linear(normed, try weights.matrix(headSlot, layer: nil))
-        weights.store.releaseViewed()
+        weights.releaseViewed()
         return y
     }
 
@@ -88,219 +103,109 @@ public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
 
     /// `h += attention(rmsnorm(h)); h += mlp(rmsnorm(h))`, input and output [rows, hidden].
     public func layer(_ index: Int, input h: [Float], batch: Batch) throws(ForwardError) -> LayerResult {
-        let result = try decoderLayer(
-            index, input: h, batch: batch, attention: { x throws(ForwardError) in try self.attention(index, x, batch: batch) },
-            moe: { y throws(ForwardError) in try self.moe(index, y, rows: batch.rows) },
-            denseMLP: { y throws(ForwardError) in try self.denseMLP(index, y) })
-        weights.store.releaseViewed()
+        let w = try LayerWeights(weights, layer: index)
+        let result = try decoderLayer(w, input: h, batch: batch, blocks: OwnBlocks(pass: self, weights: w))
+        weights.releaseViewed()
         return result
     }
 
-    /// One decoder layer around its attention and MLP blocks (this model's own, or a sharded model's sums of
-    /// its ranks'): the norms and residual adds are the same either way.
-    func decoderLayer(
-        _ index: Int, input h: [Float], batch: Batch, attention: ([Float]) throws(ForwardError) -> [Float],
-        moe: ([Float]) throws(ForwardError) -> (out: [Float], topK: [Int32], margins: [Float]),
-        denseMLP: ([Float]) throws(ForwardError) -> [Float]
-    ) throws(ForwardError) -> LayerResult {
+    /// This pass's own blocks, computed from its bound weights.
+    struct OwnBlocks: DecoderBlocks {
+        let pass: ForwardPass
+        let weights: LayerWeights
+        func attention(_ x: [Float], batch: Batch) throws(ForwardError) -> [Float] {
+            try pass.attention(weights.attention, layer: weights.index, x, batch: batch)
+        }
+        func denseMLP(_ x: [Float]) throws(ForwardError) -> [Float] {
+            guard case .dense(let mlp) = weights.mlp else { preconditionFailure("denseMLP on a MoE layer") }
+            return pass.mlp(x, mlp)
+        }
+        func moe(_ x: [Float], rows: Int) throws(ForwardError) -> MoEOutput {
+            guard case .moe(let moe) = weights.mlp else { preconditionFailure("moe on a dense layer") }
+            return try pass.moe(moe, x, rows: rows)
+        }
+    }
+
+    /// One decoder layer around its attention and MLP blocks (this model's own, or a sharded model's combined
+    /// from its ranks'): the norms and residual adds are the same either way. `w` supplies the norms.
+    func decoderLayer(_ w: LayerWeights, input h: [Float], batch: Batch, blocks: some DecoderBlocks) throws(ForwardError) -> LayerResult {
         let H = config.hiddenSize
         precondition(h.count == batch.rows * H, "layer input does not match the batch")
         var x = h
-        rmsNorm(&x, width: H, weight: try weights.vector("input_norm", layer: index), eps: config.rmsNormEps)
-        let attention = try attention(x)
+        rmsNorm(&x, width: H, weight: w.inputNorm, eps: config.rmsNormEps)
+        let attention = try blocks.attention(x, batch: batch)
         var mid = h
         for i in 0..<mid.count { mid[i] += attention[i] }
         var y = mid
-        rmsNorm(&y, width: H, weight: try weights.vector("post_attention_norm", layer: index), eps: config.rmsNormEps)
+        rmsNorm(&y, width: H, weight: w.postAttentionNorm, eps: config.rmsNormEps)
         var result = LayerResult(attentionOut: attention, mlpOut: [], output: [], topK: nil, margins: nil)
-        if config.isMoELayer(index) {
-            let moe = try moe(y)
+        if config.isMoELayer(w.index) {
+            let moe = try blocks.moe(y, rows: batch.rows)
             result.mlpOut = moe.out
             result.topK = moe.topK
             result.margins = moe.margins
         } else {
-            result.mlpOut = try denseMLP(y)
+            result.mlpOut = try blocks.denseMLP(y)
         }
         for i in 0..<mid.count { mid[i] += result.mlpOut[i] }
         result.output = mid
         return result
     }
 
-    /// The dense layers' MLP. x [rows, hidden] → [rows, hidden].
-    func denseMLP(_ layer: Int, _ x: [Float]) throws(ForwardError) -> [Float] {
-        try mlp(x, gate: weights.matrix("dense_mlp_gate", layer: layer), up: weights.matrix("dense_mlp_up", layer: layer),
-                down: weights.matrix("dense_mlp_down", layer: layer))
-    }
-
-    // MARK: - MLA attention
-
-    /// Multi-head latent attention, plain (non-absorbed) form. x [rows, hidden] → [rows, hidden].
-    func attention(_ layer: Int, _ x: [Float], batch: Batch) throws(ForwardError) -> [Float] {
-        let c = config
-        let nope = c.qkNopeHeadDim, rope = c.qkRopeHeadDim, vDim = c.vHeadDim, qk = c.qkHeadDim
-        let latentEps = weights.variant.applies(to: layer) ? (weights.variant.latentNormEps ?? c.latentNormEps) : c.latentNormEps
-        // The heads are q_b's (a tensor-parallel rank holds a block of them).
-        let qb = try weights.matrix("attn_q_b", layer: layer)
-        let heads = qk > 0 ? qb.rows / qk : 0
-        // q = q_b · rmsnorm(q_a · x)                                  [rows, heads·(nope+rope)]
-        var qa = linear(x, try weights.matrix("attn_q_a", layer: layer))
-        rmsNorm(&qa, width: c.qLoraRank, weight: try weights.vector("attn_q_a_norm", layer: layer), eps: latentEps)
-        var q = linear(qa, qb)
-        // [c | k_rope] = kv_a · x                                      [rows, kv_lora + rope]; k_rope: one head
-        let kva = linear(x, try weights.matrix("attn_kv_a", layer: layer))
-        let rows = batch.rows
-        var latent = [Float](repeating: 0, count: rows * c.kvLoraRank)
-        var kRope = [Float](repeating: 0, count: rows * rope)
-        for r in 0..<rows {
-            for j in 0..<c.kvLoraRank { latent[r * c.kvLoraRank + j] = kva[r * (c.kvLoraRank + rope) + j] }
-            for j in 0..<rope { kRope[r * rope + j] = kva[r * (c.kvLoraRank + rope) + c.kvLoraRank + j] }
-        }
-        rmsNorm(&latent, width: c.kvLoraRank, weight: try weights.vector("attn_kv_a_norm", layer: layer), eps: latentEps)
-        // [k_nope | v] = kv_b · c                                     [rows, heads·(nope+v)]
-        let kvb = try weights.matrix("attn_kv_b", layer: layer), o = try weights.matrix("attn_o", layer: layer)
-        guard qb.rows == heads * qk, kvb.rows == heads * (nope + vDim), o.cols == heads * vDim else {
-            throw .wrongTensor(name: kvb.name, reason: "q_b holds \(qb.rows / max(qk, 1)) heads, kv_b \(kvb.rows / max(nope + vDim, 1)) and o_proj \(o.cols / max(vDim, 1))")
-        }
-        let kv = linear(latent, kvb)
-        // RoPE on q's rope slice (every head) and on k_rope, position = token index within its sequence.
-        for r in 0..<rows {
-            let position = Float(r % batch.tokens)
-            for h in 0..<heads { rotate(&q, at: (r * heads + h) * qk + nope, position: position) }
-            rotate(&kRope, at: r * rope, position: position)
-        }
-        // softmax(q·kᵀ · scale + causal mask) · v, per sequence and head  [rows, heads·v]
-        let scale = c.softmaxScale
-        var context = [Float](repeating: 0, count: rows * heads * vDim)
-        var scores = [Float](repeating: 0, count: batch.tokens)
-        for s in 0..<batch.sequences {
-            let first = s * batch.tokens
-            for h in 0..<heads {
-                for t in 0..<batch.tokens {
-                    let qRow = ((first + t) * heads + h) * qk
-                    var maxScore = -Float.infinity
-                    for u in 0...t {
-                        let kRow = ((first + u) * heads + h) * (nope + vDim)
-                        var dot: Float = 0
-                        for d in 0..<nope { dot += q[qRow + d] * kv[kRow + d] }
-                        for d in 0..<rope { dot += q[qRow + nope + d] * kRope[(first + u) * rope + d] }
-                        scores[u] = dot * scale
-                        maxScore = max(maxScore, scores[u])
-                    }
-                    var sum: Float = 0
-                    for u in 0...t {
-                        scores[u] = Foundation.exp(scores[u] - maxScore)
-                        sum += scores[u]
-                    }
-                    let out = ((first + t) * heads + h) * vDim
-                    for u in 0...t {
-                        let p = scores[u] / sum
-                        let vRow = ((first + u) * heads + h) * (nope + vDim) + nope
-                        for d in 0..<vDim { context[out + d] += p * kv[vRow + d] }
-                    }
-                }
-            }
-        }
-        return linear(context, o)
-    }
-
-    /// Rotates one head's rope slice in place: interleaved pairs `(x[2j], x[2j+1])` (DeepSeek's stored layout),
-    /// or halves `(x[j], x[j + rope/2])` when the config sets `rope_interleave` false.
-    private func rotate(_ v: inout [Float], at start: Int, position: Float) {
-        let half = config.qkRopeHeadDim / 2
-        let amplitude = config.rope.amplitude
-        for j in 0..<half {
-            let angle = position * inverseFrequencies[j]
-            let cos = Foundation.cos(angle) * amplitude, sin = Foundation.sin(angle) * amplitude
-            let (a, b) = config.ropeInterleave ? (start + 2 * j, start + 2 * j + 1) : (start + j, start + j + half)
-            let x0 = v[a], x1 = v[b]
-            v[a] = x0 * cos - x1 * sin
-            v[b] = x1 * cos + x0 * sin
-        }
-    }
-
     // MARK: - MLPs and experts
 
     /// SwiGLU: `down(silu(gate·x) ⊙ up·x)`. x [rows, in] → [rows, out].
-    func mlp(_ x: [Float], gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix, workers: Int? = nil) -> [Float] {
-        var g = linear(x, gate, workers: workers)
-        let u = linear(x, up, workers: workers)
+    func mlp(_ x: [Float], _ w: MLPWeights, workers: Int? = nil) -> [Float] {
+        var g = linear(x, w.gate, workers: workers)
+        let u = linear(x, w.up, workers: workers)
         for i in 0..<g.count { g[i] = g[i] / (1 + Foundation.exp(-g[i])) * u[i] }
-        return linear(g, down, workers: workers)
+        return linear(g, w.down, workers: workers)
     }
 
-    /// Sigmoid router (correction bias for selection only, group limit, top-k, normalization, routed scaling)
-    /// and the weighted sum of the chosen experts, plus the shared expert. x [rows, hidden] → [rows, hidden].
-    /// A rank of a sharded model computes the experts it holds (`routed`) and its block of the shared expert
-    /// (`shared`); the router is everyone's.
-    func moe(_ layer: Int, _ x: [Float], rows: Int, routed: Bool = true, shared: Bool = true) throws(ForwardError)
-        -> (out: [Float], topK: [Int32], margins: [Float])
-    {
+    /// Routing (`Router.route`) and the weighted sum of the chosen experts, plus the shared expert.
+    /// x [rows, hidden] → [rows, hidden]. A rank of a sharded model adds what its partition says it adds (the
+    /// experts it holds, its block of the shared expert); the router is everyone's.
+    func moe(_ w: MoEWeights, _ x: [Float], rows: Int) throws(ForwardError) -> MoEOutput {
         let routing = config.routing, H = config.hiddenSize, E = routing.experts, k = routing.topK
-        let variant = weights.variant.applies(to: layer) ? weights.variant : .none
-        let logits = linear(x, try weights.matrix("router", layer: layer))           // [rows, E], float32
-        let bias = weights.has("router_bias", layer: layer) ? try weights.vector("router_bias", layer: layer) : [Float](repeating: 0, count: E)
+        let logits = linear(x, w.router)           // [rows, E], float32
         var chosen = [Int32](repeating: 0, count: rows * k)
         var margins = [Float](repeating: 0, count: rows)
         var routeWeights = [Float](repeating: 0, count: rows * k)
-        let perGroup = E / routing.groups
+        let variantRoutes = variant.applies(to: w.layer) && (variant.routerBiasIgnored || variant.routerBiasInWeights)
         for r in 0..<rows {
-            let scores = (0..<E).map { 1 / (1 + Foundation.exp(-logits[r * E + $0])) }
-            var choice = (0..<E).map { variant.routerBiasIgnored ? scores[$0] : scores[$0] + bias[$0] }
-            if routing.groups > 1 {
-                // Group score = sum of its two best; keep the best topk_group groups.
-                let groupScores = (0..<routing.groups).map { g -> Float in
-                    let best = choice[(g * perGroup)..<((g + 1) * perGroup)].sorted(by: >)
-                    return best[0] + best[1]
-                }
-                let kept = Set(Self.topIndices(groupScores, routing.topKGroups))
-                for e in 0..<E where !kept.contains(e / perGroup) { choice[e] = -.infinity }
-            }
-            let top = Self.topIndices(choice, k + (k < E ? 1 : 0))
-            let picked = Array(top.prefix(k))
-            margins[r] = top.count > k && choice[top[k]].isFinite ? choice[top[k - 1]] - choice[top[k]] : .infinity
-            var w = picked.map { variant.routerBiasInWeights ? choice[$0] : scores[$0] }
-            if routing.normalize {
-                let sum = w.reduce(0, +) + 1e-20
-                w = w.map { $0 / sum }
-            }
+            let row = logits[(r * E)..<((r + 1) * E)]
+            let route = variantRoutes
+                ? variant.route(logits: row, bias: w.routerBias, routing: routing)
+                : Router.route(logits: row, bias: w.routerBias, routing: routing)
+            margins[r] = route.margin
             for j in 0..<k {
-                chosen[r * k + j] = Int32(picked[j])
-                routeWeights[r * k + j] = w[j] * routing.scalingFactor
+                chosen[r * k + j] = Int32(route.experts[j])
+                routeWeights[r * k + j] = route.weights[j]
             }
         }
         // Routed experts, computed in parallel (one expert per worker at a time), then summed in expert order:
         // out[r] += w · expert(x[r]). The order of the sum does not depend on the thread count.
         var assigned = [[(row: Int, weight: Float)]](repeating: [], count: E)
         for r in 0..<rows { for j in 0..<k { assigned[Int(chosen[r * k + j])].append((r, routeWeights[r * k + j])) } }
-        let held = routed ? weights.experts.clamped(to: 0..<E) : 0..<0
+        let held = (weights.partition?.addsRoutedExperts ?? true) ? weights.experts.clamped(to: 0..<E) : 0..<0
         let active = held.filter { !assigned[$0].isEmpty }
         let lists = active.map { assigned[$0] }
-        let matrices = try active.map { e throws(ForwardError) in
-            (try weights.matrix("routed_expert_gate", layer: layer, expert: e), try weights.matrix("routed_expert_up", layer: layer, expert: e),
-             try weights.matrix("routed_expert_down", layer: layer, expert: e))
-        }
+        let experts = try active.map { e throws(ForwardError) in try w.expert(e, in: weights) }
         let results = parallelMap(count: active.count, width: threads) { i -> [Float] in
             let list = lists[i]
             var xe = [Float](repeating: 0, count: list.count * H)
             for (j, item) in list.enumerated() { for d in 0..<H { xe[j * H + d] = x[item.row * H + d] } }
-            let (gate, up, down) = matrices[i]
-            return self.mlp(xe, gate: gate, up: up, down: down, workers: 1)
+            return self.mlp(xe, experts[i], workers: 1)
         }
         var out = [Float](repeating: 0, count: rows * H)
         for (i, e) in active.enumerated() {
             for (j, item) in assigned[e].enumerated() { for d in 0..<H { out[item.row * H + d] += results[i][j * H + d] * item.weight } }
         }
-        if shared, config.text.numSharedExperts > 0 {
-            let shared = mlp(x, gate: try weights.matrix("shared_expert_gate", layer: layer),
-                             up: try weights.matrix("shared_expert_up", layer: layer), down: try weights.matrix("shared_expert_down", layer: layer))
+        if weights.partition?.addsSharedExpert ?? true, let sharedWeights = w.shared {
+            let shared = mlp(x, sharedWeights)
             for i in 0..<out.count { out[i] += shared[i] }
         }
-        return (out, chosen, margins)
-    }
-
-    /// Indices of the `k` largest values, largest first (ties: lower index first).
-    static func topIndices(_ values: [Float], _ k: Int) -> [Int] {
-        Array(values.indices.sorted { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }.prefix(k))
+        return MoEOutput(out: out, topK: chosen, margins: margins)
     }
 
     // MARK: - Kernels
@@ -385,4 +290,13 @@ extension LanguageModelPass {
         for l in 0..<forward.numLayers { h = try layer(l, input: h, batch: batch).output }
         return try logits(finalNorm(h))
     }
+}
+
+/// A decoder layer's parallel blocks, as one pass computes them from its own weights (`ForwardPass.OwnBlocks`)
+/// or as a sharded model's ranks' partial results combine (`ShardedForward.CombinedBlocks`).
+protocol DecoderBlocks {
+    /// x = rmsnorm(h) [rows, hidden] → [rows, hidden].
+    func attention(_ x: [Float], batch: ForwardPass.Batch) throws(ForwardError) -> [Float]
+    func denseMLP(_ x: [Float]) throws(ForwardError) -> [Float]
+    func moe(_ x: [Float], rows: Int) throws(ForwardError) -> ForwardPass.MoEOutput
 }

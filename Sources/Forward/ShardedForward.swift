@@ -1,7 +1,7 @@
 import TensorCore
 
-/// The forward pass of a sharded model, run from its ranks' own weights with each parallel block's collective
-/// simulated in rank order:
+/// The forward pass of a sharded model, run from its ranks' own weights, each parallel block's partial results
+/// combined through `Collectives` (in this process: `InProcessCollectives`, in rank order):
 /// - embedding (vocabulary blocks): all-reduce of the ranks' lookups, each filling its own tokens' rows;
 /// - attention (head blocks; o_proj split on its input) and MLPs (gate/up on the output, down on the input):
 ///   all-reduce (sum) of the tensor-parallel ranks' partial outputs;
@@ -9,14 +9,16 @@ import TensorCore
 ///   them by their tp rule when there is one group);
 /// - lm_head (vocabulary blocks): all-gather of the ranks' logits.
 /// Blocks replicated across expert groups (attention, shared expert) are computed by group 0's ranks; the other
-/// groups' copies are the same bytes (`shard --merge` checks that they agree).
+/// groups' copies are the same bytes (`shard --merge` checks that they agree). What each rank adds to the MoE
+/// sum is its partition's (`WeightPartition.addsRoutedExperts`, `addsSharedExpert`).
 public final class ShardedForward: LanguageModelPass, @unchecked Sendable {
     /// One forward pass per rank, in rank order (rank r: tp rank r % tp of expert group r / tp).
     public let ranks: [ForwardPass]
+    public let collectives: any Collectives
     let tp: Int
     let ep: Int
 
-    public init(ranks: [ForwardPass]) throws(ForwardError) {
+    public init(ranks: [ForwardPass], collectives: any Collectives = InProcessCollectives()) throws(ForwardError) {
         guard let first = ranks.first?.weights.partition else { throw .input("a sharded model needs its ranks' partitions") }
         tp = first.tp
         ep = first.ep
@@ -27,56 +29,56 @@ public final class ShardedForward: LanguageModelPass, @unchecked Sendable {
         }
         guard ranks.count == tp * ep else { throw .input("tp \(tp) × ep \(ep) needs \(tp * ep) ranks, found \(ranks.count)") }
         self.ranks = ranks
+        self.collectives = collectives
     }
 
     public var forward: ForwardConfig { ranks[0].forward }
     public var dequant: Dequantization { ranks[0].dequant }
     /// Expert group 0's tensor-parallel ranks.
-    var tensorGroup: ArraySlice<ForwardPass> { ranks[0..<tp] }
-
-    /// The sum of `body` over `passes`, in their order.
-    func allReduce(_ passes: some Sequence<ForwardPass>, _ body: (ForwardPass) throws(ForwardError) -> [Float]) throws(ForwardError) -> [Float] {
-        var total: [Float]?
-        for pass in passes {
-            let part = try body(pass)
-            if var sum = total {
-                guard part.count == sum.count else { throw .input("ranks' partial results differ in size (\(part.count) vs \(sum.count))") }
-                for i in 0..<sum.count { sum[i] += part[i] }
-                total = sum
-            } else {
-                total = part
-            }
-        }
-        return total ?? []
-    }
+    var tensorGroup: Range<Int> { 0..<tp }
 
     public func embed(_ ids: [Int32]) throws(ForwardError) -> [Float] {
-        try allReduce(tensorGroup) { pass throws(ForwardError) in try pass.embed(ids) }
+        try collectives.allReduce(tensorGroup.map { r throws(ForwardError) in try ranks[r].embed(ids) })
     }
 
     public func layer(_ index: Int, input h: [Float], batch: ForwardPass.Batch) throws(ForwardError) -> ForwardPass.LayerResult {
-        let result = try ranks[0].decoderLayer(
-            index, input: h, batch: batch,
-            attention: { x throws(ForwardError) in
-                try self.allReduce(self.tensorGroup) { pass throws(ForwardError) in try pass.attention(index, x, batch: batch) }
-            },
-            moe: { y throws(ForwardError) in
-                var routing: (topK: [Int32], margins: [Float])?
-                let out = try self.allReduce(self.ranks) { pass throws(ForwardError) in
-                    let p = pass.weights.partition!
-                    let routed = self.ep == 1 || p.tpRank == 0, shared = p.epRank == 0
-                    guard routed || shared else { return [Float](repeating: 0, count: y.count) }
-                    let part = try pass.moe(index, y, rows: batch.rows, routed: routed, shared: shared)
-                    if routing == nil { routing = (part.topK, part.margins) }
-                    return part.out
-                }
-                return (out, routing?.topK ?? [], routing?.margins ?? [])
-            },
-            denseMLP: { y throws(ForwardError) in
-                try self.allReduce(self.tensorGroup) { pass throws(ForwardError) in try pass.denseMLP(index, y) }
-            })
-        for pass in ranks { pass.weights.store.releaseViewed() }
+        let bound = try ranks.map { pass throws(ForwardError) in try LayerWeights(pass.weights, layer: index) }
+        let result = try ranks[0].decoderLayer(bound[0], input: h, batch: batch, blocks: CombinedBlocks(model: self, weights: bound))
+        for pass in ranks { pass.weights.releaseViewed() }
         return result
+    }
+
+    /// The ranks' blocks of one layer, combined.
+    struct CombinedBlocks: DecoderBlocks {
+        let model: ShardedForward
+        /// Each rank's weights for the layer.
+        let weights: [LayerWeights]
+
+        func attention(_ x: [Float], batch: ForwardPass.Batch) throws(ForwardError) -> [Float] {
+            try model.collectives.allReduce(model.tensorGroup.map { r throws(ForwardError) in
+                try model.ranks[r].attention(weights[r].attention, layer: weights[r].index, x, batch: batch)
+            })
+        }
+
+        func denseMLP(_ x: [Float]) throws(ForwardError) -> [Float] {
+            try model.collectives.allReduce(model.tensorGroup.map { r throws(ForwardError) in
+                try ForwardPass.OwnBlocks(pass: model.ranks[r], weights: weights[r]).denseMLP(x)
+            })
+        }
+
+        /// Every rank routes; a rank that adds neither routed experts nor its block of the shared expert
+        /// contributes zeros. The routing reported is the first contributing rank's (all agree).
+        func moe(_ x: [Float], rows: Int) throws(ForwardError) -> ForwardPass.MoEOutput {
+            var routing: (topK: [Int32], margins: [Float])?
+            let partials = try model.ranks.indices.map { r throws(ForwardError) -> [Float] in
+                let pass = model.ranks[r], p = pass.weights.partition!
+                guard p.addsRoutedExperts || p.addsSharedExpert else { return [Float](repeating: 0, count: x.count) }
+                let part = try ForwardPass.OwnBlocks(pass: pass, weights: weights[r]).moe(x, rows: rows)
+                if routing == nil { routing = (part.topK, part.margins) }
+                return part.out
+            }
+            return ForwardPass.MoEOutput(out: try model.collectives.allReduce(partials), topK: routing?.topK ?? [], margins: routing?.margins ?? [])
+        }
     }
 
     public func finalNorm(_ h: [Float]) throws(ForwardError) -> [Float] { try ranks[0].finalNorm(h) }
@@ -84,16 +86,14 @@ public final class ShardedForward: LanguageModelPass, @unchecked Sendable {
     /// All-gather: each tensor-parallel rank's block of the vocabulary, put in its place.
     public func logits(_ normed: [Float]) throws(ForwardError) -> [Float] {
         let vocab = forward.vocabSize, rows = normed.count / max(forward.hiddenSize, 1)
-        var out = [Float](repeating: 0, count: rows * vocab)
-        for pass in tensorGroup {
+        let blocks = try tensorGroup.map { r throws(ForwardError) -> (first: Int, values: [Float]) in
+            let pass = ranks[r]
             let part = try pass.logits(normed)
             let first = try pass.weights.firstRow(pass.headSlot, layer: nil)
             let width = part.count / max(rows, 1)
             guard first >= 0, first + width <= vocab else { throw .input("a rank's lm_head rows [\(first), \(first + width)) run past the vocabulary of \(vocab)") }
-            for r in 0..<rows {
-                for j in 0..<width { out[r * vocab + first + j] = part[r * width + j] }
-            }
+            return (first, part)
         }
-        return out
+        return try collectives.allGather(blocks, rows: rows, columns: vocab)
     }
 }

@@ -1,5 +1,3 @@
-import Dispatch
-import ModelConfig
 import TensorCore
 
 /// Why the forward pass could not run.
@@ -45,51 +43,12 @@ public struct TensorView: @unchecked Sendable {
     }
 }
 
-/// Where tensors come from: a Hugging Face folder or a k2pack folder.
-public protocol TensorStore: AnyObject, Sendable {
-    /// The tensor stored under its checkpoint name.
-    func view(_ name: String) throws(ForwardError) -> TensorView
-    /// Drops the pages viewed so far from this process's resident set (the page cache keeps them):
-    /// called after every layer so memory stays bounded by one layer.
-    func releaseViewed()
-}
-
 /// How INT4 weights become float32.
 public enum Dequantization: String, Sendable, CaseIterable {
     /// `q · scale` in float32 (exact).
     case exact
     /// `bf16(q · scale)`, as compressed-tensors' decompressor and transformers' loader compute it.
     case bf16
-}
-
-/// Deliberate departures from the reference, for emulating other runtimes and for proving that `parity`
-/// catches each class of bug. All off by default.
-public struct ForwardVariant: Sendable, Equatable {
-    /// Layers the variant applies to (nil: every layer).
-    public var layers: Set<Int>?
-    /// Read INT4 nibbles high-first (the classic packing bug).
-    public var nibblesHighFirst = false
-    /// Latent-norm epsilon instead of transformers' 1e-6 (vLLM and SGLang pass rms_norm_eps).
-    public var latentNormEps: Float?
-    /// Override of the YaRN beta_fast (K2.5 uses 32, K2-Thinking 1).
-    public var betaFast: Double?
-    /// Use the router's correction bias in the expert weights too, not for selection only.
-    public var routerBiasInWeights = false
-    /// Ignore the router's correction bias altogether.
-    public var routerBiasIgnored = false
-
-    public init(layers: Set<Int>? = nil, nibblesHighFirst: Bool = false, latentNormEps: Float? = nil, betaFast: Double? = nil,
-                routerBiasInWeights: Bool = false, routerBiasIgnored: Bool = false) {
-        self.layers = layers
-        self.nibblesHighFirst = nibblesHighFirst
-        self.latentNormEps = latentNormEps
-        self.betaFast = betaFast
-        self.routerBiasInWeights = routerBiasInWeights
-        self.routerBiasIgnored = routerBiasIgnored
-    }
-
-    public static let none = ForwardVariant()
-    public func applies(to layer: Int) -> Bool { layers?.contains(layer) ?? true }
 }
 
 /// A weight matrix `[rows = out, cols = in]` decoded to float32 a block of rows at a time.
@@ -106,6 +65,13 @@ public struct WeightMatrix: @unchecked Sendable {
     public var rows: Int
     public var cols: Int
     public var storage: Storage
+
+    public init(name: String, rows: Int, cols: Int, storage: Storage) {
+        self.name = name
+        self.rows = rows
+        self.cols = cols
+        self.storage = storage
+    }
 
     /// Decodes rows `range` into `out` (row-major, `cols` floats per row).
     public func decodeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
@@ -180,139 +146,14 @@ public struct WeightPartition: Sendable {
         self.experts = experts
         self.blocks = blocks
     }
-
-    /// The tensor as this rank stores it: the split dimension cut to its block (and the logical `[out, in]` of
-    /// a quantized module in proportion).
-    func localize(_ t: ExpectedTensor) -> ExpectedTensor {
-        guard let b = blocks[t.name], b.dimension < t.shape.count, t.shape[b.dimension] > 0 else { return t }
-        var local = t
-        let whole = t.shape[b.dimension]
-        local.shape[b.dimension] = b.end - b.start
-        if var logical = local.logicalShape, b.dimension < logical.count {
-            logical[b.dimension] = logical[b.dimension] / whole * (b.end - b.start)
-            local.logicalShape = logical
-        }
-        return local
-    }
 }
 
-/// Finds each forward-pass slot's tensors through the architecture manifest (never by spelling names here).
-public final class ModelWeights: @unchecked Sendable {
-    public let config: ModelConfig
-    public let forward: ForwardConfig
-    public let store: any TensorStore
-    public let dequant: Dequantization
-    public let variant: ForwardVariant
-    /// Set for one rank of a sharded model.
-    public let partition: WeightPartition?
-    private let expected: ExpectedTensorList
-    private var slots: [SlotKey: [Int]] = [:]
-
-    struct SlotKey: Hashable {
-        var slot: String
-        var layer: Int?
-        var expert: Int?
-    }
-
-    public init(
-        config: ModelConfig, store: any TensorStore, dequant: Dequantization = .exact, variant: ForwardVariant = .none,
-        partition: WeightPartition? = nil
-    ) throws(ForwardError) {
-        self.config = config
-        var forward = try ForwardConfig(config.text, section: config.architecture.textConfigKey ?? "config")
-        if let beta = variant.betaFast { forward.rope.betaFast = beta }
-        self.forward = forward
-        self.store = store
-        self.dequant = dequant
-        self.variant = variant
-        self.partition = partition
-        do {
-            var list = try ExpectedTensorList(config: config)
-            if let partition { list.tensors = list.tensors.map(partition.localize) }
-            expected = list
-        } catch {
-            throw .config(key: "config", reason: error.description)
-        }
-        for (i, t) in expected.tensors.enumerated() {
-            slots[SlotKey(slot: t.slot, layer: t.layer, expert: t.expert), default: []].append(i)
-        }
-    }
-
-    /// Whether the manifest has this slot for the layer (optional tensors such as the router bias).
-    public func has(_ slot: String, layer: Int?, expert: Int? = nil) -> Bool {
-        slots[SlotKey(slot: slot, layer: layer, expert: expert)] != nil
-    }
-
-    private func tensors(_ slot: String, layer: Int?, expert: Int?) throws(ForwardError) -> [ExpectedTensor] {
-        guard let list = slots[SlotKey(slot: slot, layer: layer, expert: expert)] else {
-            let where_ = [layer.map { "layer \($0)" }, expert.map { "expert \($0)" }].compactMap { $0 }.joined(separator: ", ")
-            throw .unsupported("the architecture manifest has no \(slot) tensor\(where_.isEmpty ? "" : " for " + where_)")
-        }
-        return list.map { expected.tensors[$0] }
-    }
-
-    private func checkedView(_ t: ExpectedTensor) throws(ForwardError) -> TensorView {
-        let view = try store.view(t.name)
-        guard view.shape == t.shape else {
-            throw .wrongTensor(name: t.name, reason: "shape \(formatShape(view.shape)), expected \(formatShape(t.shape))")
-        }
-        guard t.dtypes.contains(view.dtype) else {
-            throw .wrongTensor(name: t.name, reason: "dtype \(view.dtype.rawValue), expected \(t.dtypes.map(\.rawValue).joined(separator: " or "))")
-        }
-        guard CheckedMath.byteCount(shape: view.shape, dtype: view.dtype) == view.bytes.count else {
-            throw .wrongTensor(name: t.name, reason: "\(view.bytes.count) bytes do not match its shape")
-        }
-        return view
-    }
-
-    /// The routed experts this model (or rank) holds.
-    public var experts: Range<Int> { partition?.experts ?? 0..<forward.routing.experts }
-
-    /// The first row a rank's block of the slot's matrix starts at in the whole matrix (0 when it is whole).
-    public func firstRow(_ slot: String, layer: Int?) throws(ForwardError) -> Int {
-        let parts = try tensors(slot, layer: layer, expert: nil)
-        guard let block = parts.lazy.compactMap({ self.partition?.blocks[$0.name] }).first, block.dimension == 0 else { return 0 }
-        return block.start
-    }
-
-    /// A 1-D float tensor (norm weights, router bias).
-    public func vector(_ slot: String, layer: Int?) throws(ForwardError) -> [Float] {
-        guard let t = try tensors(slot, layer: layer, expert: nil).first else { throw .missingTensor(slot) }
-        let view = try checkedView(t)
-        guard Decode.isFloat(view.dtype) else { throw .wrongTensor(name: t.name, reason: "dtype \(view.dtype.rawValue) is not a float type") }
-        let count = view.shape.reduce(1, *)
-        return [Float](unsafeUninitializedCapacity: count) { buffer, n in
-            Decode.plain(view, from: 0, count: count, into: buffer.baseAddress!)
-            n = count
-        }
-    }
-
-    /// A Linear weight (or an embedding table) in whatever form it is stored.
-    public func matrix(_ slot: String, layer: Int?, expert: Int? = nil) throws(ForwardError) -> WeightMatrix {
-        let parts = try tensors(slot, layer: layer, expert: expert)
-        let applies = layer.map(variant.applies) ?? true
-        if let codes = parts.first(where: { $0.form == .packed }), let scales = parts.first(where: { $0.form == .scale }),
-            let logical = codes.logicalShape, case let .packQuantized(bits, group, _)? = codes.method {
-            let c = try checkedView(codes), s = try checkedView(scales)
-            guard bits == 4 || bits == 8, 32 % bits == 0 else { throw .unsupported("\(bits)-bit pack-quantized weights (\(displayed(codes.name)))") }
-            guard Decode.isFloat(s.dtype) else { throw .wrongTensor(name: scales.name, reason: "scales must be a float dtype, found \(s.dtype.rawValue)") }
-            return WeightMatrix(
-                name: codes.module ?? codes.name, rows: logical[0], cols: logical[1],
-                storage: .packed(codes: c, scales: s, groupSize: group, bits: bits, dequant: dequant,
-                                 highFirst: variant.nibblesHighFirst && applies))
-        }
-        if let blocks = parts.first(where: { $0.form == .blockScale }), let weight = parts.first(where: { $0.form == .plain }),
-            case let .fp8Block(br, bc)? = blocks.method {
-            let w = try checkedView(weight), s = try checkedView(blocks)
-            guard w.dtype == .f8e4m3 else { throw .unsupported("FP8 block weights of dtype \(w.dtype.rawValue) (\(displayed(weight.name)))") }
-            guard Decode.isFloat(s.dtype) else { throw .wrongTensor(name: blocks.name, reason: "block scales must be a float dtype") }
-            return WeightMatrix(name: weight.name, rows: w.shape[0], cols: w.shape[1], storage: .fp8Block(weight: w, scales: s, blockRows: br, blockCols: bc))
-        }
-        guard let plain = parts.first(where: { $0.form == .plain }) else { throw .missingTensor("\(slot) weight") }
-        let view = try checkedView(plain)
-        guard view.shape.count == 2, Decode.isFloat(view.dtype), view.dtype != .f8e4m3 else {
-            throw .wrongTensor(name: plain.name, reason: "expected a 2-D float matrix, found \(formatShape(view.shape)) \(view.dtype.rawValue)")
-        }
-        return WeightMatrix(name: plain.name, rows: view.shape[0], cols: view.shape[1], storage: .plain(view))
-    }
+extension WeightPartition {
+    /// Whether this rank adds routed experts to the MoE sum: every rank when there is one expert group (the
+    /// ranks split the experts by their tp rule), else tensor-parallel rank 0 of each group (the group's other
+    /// ranks hold the same experts).
+    public var addsRoutedExperts: Bool { ep == 1 || tpRank == 0 }
+    /// Whether this rank adds its block of the shared expert: expert group 0's ranks (the other groups' copies
+    /// are the same bytes).
+    public var addsSharedExpert: Bool { epRank == 0 }
 }

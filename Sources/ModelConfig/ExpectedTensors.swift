@@ -95,7 +95,10 @@ public struct ExpectedTensorList: Sendable {
         let lookup: (String) -> JSONValue? = { config.lookup($0, in: part.config) }
         let section = part.config == .vision
             ? (config.architecture.visionConfigKey ?? "config") : (config.architecture.textConfigKey ?? "config")
-        if let condition = spec.when, !Self.holds(condition, lookup: lookup) { return }
+        if let rule = spec.when {
+            let condition = try SpecCondition(parsing: rule, manifest: part.specs)
+            if !condition.holds(lookup: lookup) { return }
+        }
         let text = config.text
         // (layer, expert-or-block) instances.
         var instances: [(layer: Int?, index: Int?)] = []
@@ -233,23 +236,6 @@ public struct ExpectedTensorList: Sendable {
                 tensors.append(make(module + ".bias", spec.role, biasShape, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst, stackBase: stack, suffix: ".bias"))
             }
         }
-    }
-
-    /// Evaluates `key == value` or `key != value` against the config; strings, booleans and numbers
-    /// compare by their text, and an absent or null key reads as `null`.
-    static func holds(_ condition: String, lookup: (String) -> JSONValue?) -> Bool {
-        let negated = condition.contains("!=")
-        let parts = condition.components(separatedBy: negated ? "!=" : "==").map { $0.trimmingCharacters(in: .whitespaces) }
-        guard parts.count == 2 else { return true }
-        let text: String
-        switch lookup(parts[0]) {
-        case .string(let s)?: text = s
-        case .bool(let b)?: text = b ? "true" : "false"
-        case .number(let n)?: text = n
-        case .null?, nil: text = "null"
-        default: return negated
-        }
-        return (text == parts[1]) != negated
     }
 }
 

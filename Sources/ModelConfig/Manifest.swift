@@ -108,8 +108,17 @@ public enum ManifestLibrary {
         try decode(ArchitectureList.self, named: "architectures").architectures
     }
 
+    /// A spec manifest's lines, each `when` rule checked to parse (`SpecCondition`).
     public static func specs(named name: String) throws(ConfigError) -> [TensorSpec] {
-        try decode(SpecFile.self, named: name).specs
+        try checked(decode(SpecFile.self, named: name).specs, manifest: name)
+    }
+
+    /// `specs` when every `when` rule among them parses; otherwise the first bad rule, naming `manifest`.
+    static func checked(_ specs: [TensorSpec], manifest: String) throws(ConfigError) -> [TensorSpec] {
+        for spec in specs {
+            if let rule = spec.when { _ = try SpecCondition(parsing: rule, manifest: manifest) }
+        }
+        return specs
     }
 
     /// The `config_keys` rules of a spec manifest (none when it has none).

@@ -14,7 +14,14 @@ public enum ModelStore {
     public struct Opened: Sendable {
         public var kind: Kind
         public var config: ModelConfig
+        /// The tensors the config implies, built once when the folder is opened.
+        public var expected: ExpectedTensorList
         public var store: any TensorStore
+
+        /// The forward pass's weights from this folder.
+        public func weights(dequant: Dequantization = .exact) throws(ForwardError) -> ManifestWeightSource {
+            try ManifestWeightSource(config: config, expected: expected, store: store, dequant: dequant)
+        }
     }
 
     /// Validates the folder's structure first (headers, index, config, tensor list) and refuses a broken one,
@@ -22,12 +29,16 @@ public enum ModelStore {
     public static func open(_ path: String) throws -> Opened {
         if FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName) {
             let store = try PackTensorStore(folder: path)
-            return Opened(kind: .k2pack, config: store.config, store: store)
+            let expected: ExpectedTensorList
+            do { expected = try ExpectedTensorList(config: store.config) } catch { throw ForwardError.config(key: "config", reason: error.description) }
+            return Opened(kind: .k2pack, config: store.config, expected: expected, store: store)
         }
         let checkpoint = try LoadedCheckpoint(path: path)
         if let reason = checkpoint.unusableReason { throw ForwardError.input(reason) }
-        guard let config = checkpoint.config else { throw ForwardError.input("\(displayed(path)): no readable config.json") }
-        return Opened(kind: .huggingFace, config: config, store: CheckpointTensorStore(checkpoint.directory))
+        guard let config = checkpoint.config, let expected = checkpoint.expected else {
+            throw ForwardError.input("\(displayed(path)): no readable config.json")
+        }
+        return Opened(kind: .huggingFace, config: config, expected: expected, store: CheckpointTensorStore(checkpoint.directory))
     }
 }
 

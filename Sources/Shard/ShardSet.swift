@@ -20,11 +20,14 @@ public enum ShardSet {
             guard record.experts.count == 2, record.experts[0] >= 0, record.experts[0] <= record.experts[1] else {
                 throw ShardError.input("\(displayed(rankFolder))/\(PackManifest.fileName): experts \(record.experts) is not a range [first, end)")
             }
-            let blocks = try checkedBlocks(store, layout: set.layout, tpRank: record.tpRank, folder: rankFolder)
+            // The rank's expected tensor list, built once: for its blocks' check and for its weights.
+            let expected: ExpectedTensorList
+            do { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.input("\(displayed(rankFolder)): \(error)") }
+            let blocks = try checkedBlocks(store, expected: expected, layout: set.layout, tpRank: record.tpRank, folder: rankFolder)
             let partition = WeightPartition(
                 tp: record.tp, ep: record.ep, tpRank: record.tpRank, epRank: record.epRank,
                 experts: record.experts[0]..<record.experts[1], blocks: blocks)
-            let weights = try ModelWeights(config: store.config, store: store, dequant: dequant, partition: partition)
+            let weights = try ManifestWeightSource(config: store.config, expected: expected, store: store, dequant: dequant, partition: partition)
             return ForwardPass(weights: weights, threads: threads)
         }
         return try ShardedForward(ranks: passes)
@@ -32,9 +35,9 @@ public enum ShardSet {
 
     /// The blocks a rank's tables say it holds, each checked to be exactly what the manifest's rules give this
     /// rank (a table is untrusted: a block on the wrong dimension or out of range is refused, not computed with).
-    static func checkedBlocks(_ store: PackTensorStore, layout: ShardLayout, tpRank: Int, folder: String) throws -> [String: WeightPartition.Block] {
-        let expected: ExpectedTensorList
-        do { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.input("\(displayed(folder)): \(error)") }
+    static func checkedBlocks(
+        _ store: PackTensorStore, expected: ExpectedTensorList, layout: ShardLayout, tpRank: Int, folder: String
+    ) throws -> [String: WeightPartition.Block] {
         var blocks: [String: WeightPartition.Block] = [:]
         for t in expected.tensors {
             guard let dtype = store.dtype(of: t.name) else { continue }  // held by another rank

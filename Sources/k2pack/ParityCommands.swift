@@ -44,8 +44,7 @@ struct ForwardOptions: ParsableArguments {
     func forwardPass(model: String, declared: String?) throws -> ForwardPass {
         let opened = try ModelStore.open(model)
         let mode = dequant ?? declared.flatMap(Dequantization.init(rawValue:)) ?? .exact
-        let weights = try ModelWeights(config: opened.config, store: opened.store, dequant: mode)
-        return ForwardPass(weights: weights, threads: threads)
+        return ForwardPass(weights: try opened.weights(dequant: mode), threads: threads)
     }
 
     func sharded(_ folder: String, declared: String?) throws -> ShardedForward {

@@ -1,5 +1,5 @@
 import Checkpoint
-import Forward
+@testable import Forward
 import Foundation
 import Parity
 import TestSupport

@@ -1,4 +1,4 @@
-import Forward
+@testable import Forward
 import Foundation
 import ModelStore
 import Parity
@@ -16,9 +16,9 @@ enum ParityHarness {
         layers: ClosedRange<Int>? = nil
     ) throws -> ParityReport {
         let opened = try ModelStore.open(path)
-        let weights = try ModelWeights(config: opened.config, store: opened.store, dequant: dequant, variant: variant)
+        let pass = ForwardPass(weights: try opened.weights(dequant: dequant), threads: 2, variant: variant)
         let dump = try ReferenceDump(spec: reference)
-        return try ParityRun.run(model: path, forward: ForwardPass(weights: weights, threads: 2), reference: dump, layers: layers)
+        return try ParityRun.run(model: path, forward: pass, reference: dump, layers: layers)
     }
 
     /// "layer 2 isolated mlp_out max-abs 3e-2 at [0, 5, 17]" for every failing part (for messages).

@@ -21,7 +21,7 @@ func tensors(_ folder: String) throws -> [String: (dtype: String, shape: [Int], 
 
 func parity(_ model: String, _ group: String, fixture: String) throws -> ParityReport {
     let opened = try ModelStore.open(model)
-    let weights = try ModelWeights(config: opened.config, store: opened.store, dequant: group == "/bf16" ? .bf16 : .exact)
+    let weights = try opened.weights(dequant: group == "/bf16" ? .bf16 : .exact)
     let dump = try ReferenceDump(spec: TestPaths.fixtures.appendingPathComponent("references/\(fixture).h5").path + ":" + group)
     return try ParityRun.run(model: model, forward: ForwardPass(weights: weights, threads: 2), reference: dump)
 }

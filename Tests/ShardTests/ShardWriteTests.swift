@@ -27,7 +27,7 @@ struct ShardWriteTests {
 
     func unsharded(_ fixture: String) throws -> ForwardPass {
         let opened = try ModelStore.open(TestPaths.fixture(fixture))
-        return ForwardPass(weights: try ModelWeights(config: opened.config, store: opened.store), threads: 2)
+        return ForwardPass(weights: try opened.weights(), threads: 2)
     }
 
     @Test("merge(shard(x)) == x, verify passes, and the sharded pass matches the unsharded one (logits ≤ 1e-5)", arguments: shardCases)
@@ -102,10 +102,10 @@ struct ShardWriteTests {
         let out = try write("k2-thinking-tiny", tp: 1, ep: 2, into: dir)
         let good = try ShardSet.open(folder: out, threads: 2)
         var ranks = good.ranks
-        let w = ranks[1].weights
+        let w = try #require(ranks[1].weights as? ManifestWeightSource)
         var partition = try #require(w.partition)
         partition.experts = 4..<4
-        ranks[1] = ForwardPass(weights: try ModelWeights(config: w.config, store: w.store, partition: partition), threads: 2)
+        ranks[1] = ForwardPass(weights: try ManifestWeightSource(config: w.config, expected: w.expected, store: w.store, partition: partition), threads: 2)
         let broken = try ShardedForward(ranks: ranks)
         let whole = try unsharded("k2-thinking-tiny")
         let agreement = try ModelAgreement.run(broken, against: whole, ids: ModelAgreement.probeIDs(count: 8, vocab: 256))
