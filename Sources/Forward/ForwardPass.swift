@@ -7,7 +7,7 @@ import TensorCore
 /// `rows = batch × tokens`; every sequence starts at position 0, causal, no padding.
 /// Weights are decoded from their stored form a block of rows at a time, so memory stays bounded by one layer's
 /// largest block plus activations.
-public final class ForwardPass: LanguageModelPass, @unchecked Sendable {
+public final class ForwardPass: LanguageModelPass {
     public let weights: any WeightSource
     public let threads: Int
     /// Test-only departures from the reference (`ForwardVariant`); `.none` on every public path.

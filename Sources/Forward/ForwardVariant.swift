@@ -33,7 +33,7 @@ struct ForwardVariant: Sendable, Equatable {
 
 /// Another source's weights as the variant would read them: INT4 nibbles high-first in its layers, and its
 /// YaRN beta_fast in the config.
-final class VariantWeights: WeightSource, @unchecked Sendable {
+final class VariantWeights: WeightSource {
     let base: any WeightSource
     let variant: ForwardVariant
     let forward: ForwardConfig

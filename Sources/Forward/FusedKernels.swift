@@ -13,7 +13,7 @@ enum FusedKernels {
         case .plain(let view): return (view.dtype == .bf16 || view.dtype == .f32) && w.cols % 8 == 0
         case let .packed(_, scales, group, bits, dequant, highFirst):
             return bits == 4 && group % 8 == 0 && w.cols % group == 0 && dequant == .exact && !highFirst && scales.dtype == .bf16
-        case .fp8Block: return false
+        case .fp8Block, .rows: return false
         }
     }
 
@@ -56,8 +56,8 @@ enum FusedKernels {
                     y[t * ldy + r] = total.sum()
                 }
             }
-        case .fp8Block:
-            preconditionFailure("FusedKernels.rows: no fused kernel for FP8 blocks (check supports first)")
+        case .fp8Block, .rows:
+            preconditionFailure("FusedKernels.rows: no fused kernel for this storage (check supports first)")
         }
     }
 }

@@ -11,7 +11,7 @@ import TensorCore
 /// Blocks replicated across expert groups (attention, shared expert) are computed by group 0's ranks; the other
 /// groups' copies are the same bytes (`shard --merge` checks that they agree). What each rank adds to the MoE
 /// sum is its partition's (`WeightPartition.addsRoutedExperts`, `addsSharedExpert`).
-public final class ShardedForward: LanguageModelPass, @unchecked Sendable {
+public final class ShardedForward: LanguageModelPass {
     /// One forward pass per rank, in rank order (rank r: tp rank r % tp of expert group r / tp).
     public let ranks: [ForwardPass]
     public let collectives: any Collectives

@@ -51,14 +51,26 @@ public enum Dequantization: String, Sendable, CaseIterable {
     case bf16
 }
 
+/// Rows of a stored matrix decoded by the weight source that serves it (`WeightMatrix.Storage.rows`): how a
+/// file format with its own encodings (GGUF's block quantizations) plugs in without changing the forward pass.
+public protocol MatrixRows: Sendable {
+    /// Decodes rows `range` into `out` (row-major, the matrix's `cols` floats per row).
+    func decodeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>)
+    /// Drops the stored bytes behind rows `range` from the resident set once used (may do nothing).
+    func releaseRows(_ range: Range<Int>)
+}
+
 /// A weight matrix `[rows = out, cols = in]` decoded to float32 a block of rows at a time.
-public struct WeightMatrix: @unchecked Sendable {
-    public enum Storage: @unchecked Sendable {
+public struct WeightMatrix: Sendable {
+    public enum Storage: Sendable {
         case plain(TensorView)
         /// pack-quantized: I32 words of `bits`-wide offset-binary codes, first element in the lowest bits.
         case packed(codes: TensorView, scales: TensorView, groupSize: Int, bits: Int, dequant: Dequantization, highFirst: Bool)
         /// FP8 E4M3 with float32 block scales (`weight_scale_inv`).
         case fp8Block(weight: TensorView, scales: TensorView, blockRows: Int, blockCols: Int)
+        /// A stored form this module does not decode itself (a new file format's own block quantization): its
+        /// source supplies the decoder.
+        case rows(any MatrixRows)
     }
 
     public var name: String
@@ -83,6 +95,8 @@ public struct WeightMatrix: @unchecked Sendable {
                           dequant: dequant, highFirst: highFirst, into: out)
         case let .fp8Block(weight, scales, br, bc):
             Decode.fp8Block(weight: weight, scales: scales, rows: range, cols: cols, blockRows: br, blockCols: bc, into: out)
+        case .rows(let decoder):
+            decoder.decodeRows(range, into: out)
         }
     }
 
@@ -97,6 +111,8 @@ public struct WeightMatrix: @unchecked Sendable {
             scales.releaseRows(range, rowBytes: scales.bytes.count / max(rows, 1))
         case let .fp8Block(weight, _, _, _):
             weight.releaseRows(range, rowBytes: cols)
+        case .rows(let decoder):
+            decoder.releaseRows(range)
         }
     }
 

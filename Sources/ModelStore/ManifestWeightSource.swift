@@ -14,7 +14,7 @@ public protocol TensorStore: AnyObject, Sendable {
 /// The forward pass's weights from a store of named tensors, each slot's tensors found through the
 /// architecture manifest (the expected tensor list of the opened checkpoint), never by spelling names. Every
 /// manifest slot of the language model is checked to be a `WeightSlot` when the source is made.
-public final class ManifestWeightSource: WeightSource, @unchecked Sendable {
+public final class ManifestWeightSource: WeightSource {
     public let config: ModelConfig
     public let forward: ForwardConfig
     public let store: any TensorStore
@@ -25,7 +25,7 @@ public final class ManifestWeightSource: WeightSource, @unchecked Sendable {
     public let expected: ExpectedTensorList
     /// The tensors as this source stores them (a rank's: its blocks).
     private let local: [ExpectedTensor]
-    private var slots: [SlotKey: [Int]] = [:]
+    private let slots: [SlotKey: [Int]]
 
     struct SlotKey: Hashable {
         var slot: WeightSlot
@@ -45,10 +45,12 @@ public final class ManifestWeightSource: WeightSource, @unchecked Sendable {
         self.partition = partition
         self.expected = expected
         local = partition.map { p in expected.tensors.map(p.localize) } ?? expected.tensors
+        var slots: [SlotKey: [Int]] = [:]
         for (i, t) in local.enumerated() where !t.vision {
             let slot = try WeightSlot(manifestSlot: t.slot, tensor: t.name)
             slots[SlotKey(slot: slot, layer: t.layer, expert: t.expert), default: []].append(i)
         }
+        self.slots = slots
     }
 
     public func has(_ slot: WeightSlot, layer: Int?) -> Bool {
