@@ -133,34 +133,21 @@ public struct WeightMatrix: Sendable {
     }
 }
 
-/// What one rank of a sharded model holds: its place in the layout, the routed experts it has, and for each
-/// split tensor the block `[start, end)` of one dimension it stores.
-public struct WeightPartition: Sendable {
-    public struct Block: Sendable, Equatable {
-        public var dimension: Int
-        public var start: Int
-        public var end: Int
-        public init(dimension: Int, start: Int, end: Int) {
-            self.dimension = dimension
-            self.start = start
-            self.end = end
-        }
-    }
-
+/// One rank's place in a sharded model: its tensor-parallel and expert-parallel position and the routed experts
+/// it holds. (Which block of each split tensor it stores is its weight source's business.)
+public struct WeightPartition: Sendable, Equatable {
     public var tp: Int
     public var ep: Int
     public var tpRank: Int
     public var epRank: Int
     public var experts: Range<Int>
-    public var blocks: [String: Block]
 
-    public init(tp: Int, ep: Int, tpRank: Int, epRank: Int, experts: Range<Int>, blocks: [String: Block]) {
+    public init(tp: Int, ep: Int, tpRank: Int, epRank: Int, experts: Range<Int>) {
         self.tp = tp
         self.ep = ep
         self.tpRank = tpRank
         self.epRank = epRank
         self.experts = experts
-        self.blocks = blocks
     }
 }
 

@@ -21,11 +21,25 @@ public final class ManifestWeightSource: WeightSource {
     public let dequant: Dequantization
     /// Set for one rank of a sharded model.
     public let partition: WeightPartition?
+    /// A rank's stored blocks: for each split tensor (by name), the block `[start, end)` of one dimension.
+    public let blocks: [String: Block]
     /// The whole model's expected tensors, as the caller opened them (not localized to a partition).
     public let expected: ExpectedTensorList
     /// The tensors as this source stores them (a rank's: its blocks).
     private let local: [ExpectedTensor]
     private let slots: [SlotKey: [Int]]
+
+    /// The block of one dimension a rank stores of a split tensor.
+    public struct Block: Sendable, Equatable {
+        public var dimension: Int
+        public var start: Int
+        public var end: Int
+        public init(dimension: Int, start: Int, end: Int) {
+            self.dimension = dimension
+            self.start = start
+            self.end = end
+        }
+    }
 
     struct SlotKey: Hashable {
         var slot: WeightSlot
@@ -34,17 +48,19 @@ public final class ManifestWeightSource: WeightSource {
     }
 
     /// `expected`: the tensors `config` implies (`LoadedCheckpoint.expected`, or built once by the caller).
+    /// `partition` and `blocks`: one rank of a sharded model, and the blocks its store holds.
     public init(
         config: ModelConfig, expected: ExpectedTensorList, store: any TensorStore, dequant: Dequantization = .exact,
-        partition: WeightPartition? = nil
+        partition: WeightPartition? = nil, blocks: [String: Block] = [:]
     ) throws(ForwardError) {
         self.config = config
         forward = try ForwardConfig(config.text, section: config.architecture.textConfigKey ?? "config")
         self.store = store
         self.dequant = dequant
         self.partition = partition
+        self.blocks = blocks
         self.expected = expected
-        local = partition.map { p in expected.tensors.map(p.localize) } ?? expected.tensors
+        local = blocks.isEmpty ? expected.tensors : expected.tensors.map { Self.localize($0, blocks: blocks) }
         var slots: [SlotKey: [Int]] = [:]
         for (i, t) in local.enumerated() where !t.vision {
             let slot = try WeightSlot(manifestSlot: t.slot, tensor: t.name)
@@ -81,7 +97,7 @@ public final class ManifestWeightSource: WeightSource {
 
     public func firstRow(_ slot: WeightSlot, layer: Int?) throws(ForwardError) -> Int {
         let parts = try tensors(slot, layer: layer, expert: nil)
-        guard let block = parts.lazy.compactMap({ self.partition?.blocks[$0.name] }).first, block.dimension == 0 else { return 0 }
+        guard let block = parts.lazy.compactMap({ self.blocks[$0.name] }).first, block.dimension == 0 else { return 0 }
         return block.start
     }
 
@@ -125,10 +141,10 @@ public final class ManifestWeightSource: WeightSource {
     public func releaseViewed() { store.releaseViewed() }
 }
 
-extension WeightPartition {
-    /// The tensor as this rank stores it: the split dimension cut to its block (and the logical `[out, in]` of
-    /// a quantized module in proportion).
-    func localize(_ t: ExpectedTensor) -> ExpectedTensor {
+extension ManifestWeightSource {
+    /// The tensor as a rank stores it: the split dimension cut to its block (and the logical `[out, in]` of a
+    /// quantized module in proportion).
+    static func localize(_ t: ExpectedTensor, blocks: [String: Block]) -> ExpectedTensor {
         guard let b = blocks[t.name], b.dimension < t.shape.count, t.shape[b.dimension] > 0 else { return t }
         var local = t
         let whole = t.shape[b.dimension]

@@ -25,9 +25,9 @@ public enum ShardSet {
             do { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.input("\(displayed(rankFolder)): \(error)") }
             let blocks = try checkedBlocks(store, expected: expected, layout: set.layout, tpRank: record.tpRank, folder: rankFolder)
             let partition = WeightPartition(
-                tp: record.tp, ep: record.ep, tpRank: record.tpRank, epRank: record.epRank,
-                experts: record.experts[0]..<record.experts[1], blocks: blocks)
-            let weights = try ManifestWeightSource(config: store.config, expected: expected, store: store, dequant: dequant, partition: partition)
+                tp: record.tp, ep: record.ep, tpRank: record.tpRank, epRank: record.epRank, experts: record.experts[0]..<record.experts[1])
+            let weights = try ManifestWeightSource(
+                config: store.config, expected: expected, store: store, dequant: dequant, partition: partition, blocks: blocks)
             return ForwardPass(weights: weights, threads: threads)
         }
         return try ShardedForward(ranks: passes)
@@ -37,8 +37,8 @@ public enum ShardSet {
     /// rank (a table is untrusted: a block on the wrong dimension or out of range is refused, not computed with).
     static func checkedBlocks(
         _ store: PackTensorStore, expected: ExpectedTensorList, layout: ShardLayout, tpRank: Int, folder: String
-    ) throws -> [String: WeightPartition.Block] {
-        var blocks: [String: WeightPartition.Block] = [:]
+    ) throws -> [String: ManifestWeightSource.Block] {
+        var blocks: [String: ManifestWeightSource.Block] = [:]
         for t in expected.tensors {
             guard let dtype = store.dtype(of: t.name) else { continue }  // held by another rank
             let want = try ShardPlan.blocks(name: t.name, shape: t.shape, dtype: dtype, expected: t, layout: layout)?[tpRank]
@@ -48,7 +48,7 @@ public enum ShardSet {
                 throw ShardError.input(
                     "\(displayed(folder)): '\(displayed(t.name))' is stored as \(text(have?.dimension, have?.start, have?.end)); the rules give tp rank \(tpRank) \(text(want?.dimension, want?.range.lowerBound, want?.range.upperBound))")
             }
-            if let want { blocks[t.name] = WeightPartition.Block(dimension: want.dimension, start: want.range.lowerBound, end: want.range.upperBound) }
+            if let want { blocks[t.name] = ManifestWeightSource.Block(dimension: want.dimension, start: want.range.lowerBound, end: want.range.upperBound) }
         }
         if let stray = store.blocks.keys.first(where: { blocks[$0] == nil }) {
             throw ShardError.input("\(displayed(folder)): '\(displayed(stray))' is stored as a block, but the rules give no tensor of that name a block")

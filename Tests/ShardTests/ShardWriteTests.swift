@@ -105,7 +105,8 @@ struct ShardWriteTests {
         let w = try #require(ranks[1].weights as? ManifestWeightSource)
         var partition = try #require(w.partition)
         partition.experts = 4..<4
-        ranks[1] = ForwardPass(weights: try ManifestWeightSource(config: w.config, expected: w.expected, store: w.store, partition: partition), threads: 2)
+        ranks[1] = ForwardPass(
+            weights: try ManifestWeightSource(config: w.config, expected: w.expected, store: w.store, partition: partition, blocks: w.blocks), threads: 2)
         let broken = try ShardedForward(ranks: ranks)
         let whole = try unsharded("k2-thinking-tiny")
         let agreement = try ModelAgreement.run(broken, against: whole, ids: ModelAgreement.probeIDs(count: 8, vocab: 256))
