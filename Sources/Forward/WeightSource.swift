@@ -31,6 +31,17 @@ public protocol WeightSource: AnyObject, Sendable {
     func releaseViewed()
 }
 
+/// Stored tensors by their checkpoint names (a Hugging Face folder, a k2pack folder, one rank of a shard set):
+/// the storage under `ModelStore.ManifestWeightSource`, and what the vision tower reads. The language model's
+/// forward pass never calls it; it asks its `WeightSource` for slots.
+public protocol TensorStore: AnyObject, Sendable {
+    /// The tensor stored under its checkpoint name.
+    func view(_ name: String) throws(ForwardError) -> TensorView
+    /// Drops the pages viewed so far from this process's resident set (the page cache keeps them):
+    /// called after every layer so memory stays bounded by one layer.
+    func releaseViewed()
+}
+
 extension WeightSource {
     public func matrix(_ slot: WeightSlot, layer: Int?) throws(ForwardError) -> WeightMatrix { try matrix(slot, layer: layer, expert: nil) }
 

@@ -2,15 +2,6 @@ import Forward
 import ModelConfig
 import TensorCore
 
-/// Stored tensors by their checkpoint names: a Hugging Face folder or a k2pack folder (or one rank of a shard
-/// set), the storage under a `ManifestWeightSource`.
-public protocol TensorStore: AnyObject, Sendable {
-    /// The tensor stored under its checkpoint name.
-    func view(_ name: String) throws(ForwardError) -> TensorView
-    /// Drops the pages viewed so far from this process's resident set (the page cache keeps them).
-    func releaseViewed()
-}
-
 /// The forward pass's weights from a store of named tensors, each slot's tensors found through the
 /// architecture manifest (the expected tensor list of the opened checkpoint), never by spelling names. Every
 /// manifest slot of the language model is checked to be a `WeightSlot` when the source is made.
