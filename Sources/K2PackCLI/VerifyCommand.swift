@@ -6,7 +6,7 @@ import Repack
 import Requantize
 import Shard
 
-struct VerifyCommand: ParsableCommand {
+struct VerifyCommand: ParsableCommand, ReadsFolders {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every byte range, the index, config↔tensor consistency and the INT4 experts of a checkpoint.",
@@ -46,7 +46,6 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
-        folders.apply()
         if requantize, let bf16 {
             let report = try RequantizeCheck.run(int4: checkpoint, bf16: bf16)
             if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }

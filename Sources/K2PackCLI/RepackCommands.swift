@@ -5,7 +5,7 @@ import Repack
 import Glibc
 #endif
 
-struct ConvertCommand: ParsableCommand {
+struct ConvertCommand: ParsableCommand, ReadsFolders {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Repack a Hugging Face checkpoint into the k2pack format (page-aligned, experts stacked expert-major, bit-exact).",
@@ -30,10 +30,12 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var folders: FolderOptions
 
-    func run() throws {
-        folders.apply()
-        let (bar, progress) = reporting.progress("convert")
+    func validate() throws {
         guard (1...19).contains(level) else { throw ValidationError("--level \(level): zstd levels 1 to 19") }
+    }
+
+    func run() throws {
+        let (bar, progress) = reporting.progress("convert")
         let options = Converter.Options(resume: resume, compressionLevel: compress ? level : nil)
         let report = try Converter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()

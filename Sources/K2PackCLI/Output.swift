@@ -7,9 +7,9 @@ import TensorCore
 import Glibc
 #endif
 
-/// `--json` and `--quiet`, shared by the commands that report and show progress.
+/// `--json` and `--quiet`: the one output option group, used by every command.
 struct ReportOptions: ParsableArguments {
-    @Flag(help: "Print the report as JSON.")
+    @Flag(help: "Print the result as JSON.")
     var json = false
 
     @Flag(help: "No progress bar.")
@@ -27,8 +27,12 @@ struct ReportOptions: ParsableArguments {
 struct FolderOptions: ParsableArguments {
     @Flag(help: "Follow symlinks that lead outside the checkpoint folder (by default only a Hugging Face cache snapshot's links into its own blobs/ are followed).")
     var allowOutsideSymlinks = false
+}
 
-    func apply() { FolderLinks.allowOutside = allowOutsideSymlinks }
+/// A command that reads input folders. Its `--allow-outside-symlinks` is applied once by `runCommand`, after
+/// parsing and before `run()`; commands themselves set no process-wide state.
+protocol ReadsFolders {
+    var folders: FolderOptions { get }
 }
 
 /// Prints a value as pretty, key-sorted JSON on standard output.
@@ -65,6 +69,7 @@ func terminalText(_ text: String) -> String {
 func runCommand<Command: ParsableCommand>(_: Command.Type, arguments: [String]? = nil) -> Never {
     do {
         var command = try Command.parseAsRoot(arguments)
+        if let reader = command as? any ReadsFolders { FolderLinks.allowOutside = reader.folders.allowOutsideSymlinks }
         try command.run()
         exit(0)
     } catch {
