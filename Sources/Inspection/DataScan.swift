@@ -113,7 +113,7 @@ struct DataScan {
         guard let data = mapping(of: shard, into: &result) else { return result }
         let digest = SHA256Digest()
         var offset = 0
-        let slice = 16 << 20
+        let slice = IOSizes.workBlock
         while offset < data.count {
             let end = min(data.count, offset + slice)
             shard.file.adviseSequential(offset..<min(data.count, end + slice))

@@ -20,7 +20,7 @@ struct InspectCommand: ParsableCommand, ReadsFolders {
     @OptionGroup var reporting: ReportOptions
 
     func validate() throws {
-        guard gpus >= 1, gpus <= 4096 else { throw ValidationError("--gpus \(gpus): expected 1 to 4096") }
+        guard gpus >= 1, gpus <= ShardLayout.maxRanks else { throw ValidationError("--gpus \(gpus): expected 1 to \(ShardLayout.maxRanks)") }
     }
 
     @OptionGroup var folders: FolderOptions

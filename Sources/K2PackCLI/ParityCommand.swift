@@ -80,7 +80,7 @@ enum ProbeTokens {
     static let range = 1...4096
 
     static func check(_ tokens: Int) throws {
-        guard range.contains(tokens) else { throw ValidationError("--tokens must be in 1...4096") }
+        guard range.contains(tokens) else { throw ValidationError("--tokens must be in \(range)") }
     }
 }
 

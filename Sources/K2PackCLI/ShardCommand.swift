@@ -48,9 +48,10 @@ struct LayoutOptions: ParsableArguments {
 
     /// The split these options describe, or the error naming what is wrong with them.
     func resolved() throws -> (layout: ShardLayout, gpus: Int) {
-        guard let gpus, gpus >= 1, gpus <= ShardLimits.maxRanks else { throw ValidationError("--gpus N (1 to 4096) is required") }
-        guard (tp ?? 1) >= 1, (tp ?? 1) <= ShardLimits.maxRanks, (ep ?? 1) >= 1, (ep ?? 1) <= ShardLimits.maxRanks else {
-            throw ValidationError("--tp and --ep must be between 1 and 4096")
+        let cap = ShardLayout.maxRanks
+        guard let gpus, gpus >= 1, gpus <= cap else { throw ValidationError("--gpus N (1 to \(cap)) is required") }
+        guard (tp ?? 1) >= 1, (tp ?? 1) <= cap, (ep ?? 1) >= 1, (ep ?? 1) <= cap else {
+            throw ValidationError("--tp and --ep must be between 1 and \(cap)")
         }
         let tp = self.tp ?? (ep.map { gpus / max($0, 1) } ?? gpus)
         let ep = self.ep ?? gpus / max(tp, 1)
@@ -62,11 +63,6 @@ struct LayoutOptions: ParsableArguments {
     var given: [String] {
         [("--gpus", gpus != nil), ("--tp", tp != nil), ("--ep", ep != nil)].filter(\.1).map(\.0)
     }
-}
-
-/// The rank cap of the command line (far above any real cluster; `--gpus`, `--tp`, `--ep`).
-enum ShardLimits {
-    static let maxRanks = 4096
 }
 
 /// `shard plan MODEL --gpus N`: print the plan, write nothing.

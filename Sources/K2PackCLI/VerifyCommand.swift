@@ -39,7 +39,9 @@ struct VerifyCommand: ParsableCommand, ReadsFolders {
     @OptionGroup var reporting: ReportOptions
 
     func validate() throws {
-        if let threads, threads < 1 || threads > 4096 { throw ValidationError("--threads \(threads): expected 1 to 4096") }
+        if let threads, threads < 1 || threads > ForwardOptions.maxThreads {
+            throw ValidationError("--threads \(threads): expected 1 to \(ForwardOptions.maxThreads)")
+        }
         if requantize != (bf16 != nil) { throw ValidationError("--requantize and --bf16 DIR go together") }
     }
 

@@ -125,7 +125,7 @@ public enum Dequantizer {
         return OutputTensor(name: module + ".weight", dtype: dtype, shape: [m.rows, m.cols], length: m.rows * m.cols * width) { emit in
             let codes = SharedBytes(try m.codes.shard.bytes(of: m.codes.entry)), scales = SharedBytes(try m.scales.shard.bytes(of: m.scales.entry))
             let groups = m.cols / m.groupSize
-            let blockRows = max(1, (16 << 20) / (m.cols * width))
+            let blockRows = max(1, IOSizes.workBlock / (m.cols * width))
             var block = [UInt8](repeating: 0, count: min(m.rows, blockRows) * m.cols * width)
             var at = 0
             while at < m.rows {

@@ -53,7 +53,7 @@ enum Rewrite {
             let bytes = try shard.bytes(of: entry)
             var at = 0
             while at < bytes.count {
-                let end = min(bytes.count, at + (64 << 20))
+                let end = min(bytes.count, at + IOSizes.copyPiece)
                 try emit(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
                 shard.file.adviseDone((entry.rangeInFile.lowerBound + at)..<(entry.rangeInFile.lowerBound + end))
                 at = end
@@ -300,7 +300,7 @@ public enum Quantizer {
         let packed = OutputTensor(name: module + ".weight_packed", dtype: .i32, shape: [rows, cols / 8], length: rows * cols / 2) { emit in
             let weights = SharedBytes(try shard.bytes(of: entry))
             scales.allocate()
-            let blockRows = max(1, (16 << 20) / max(cols / 2, 1))
+            let blockRows = max(1, IOSizes.workBlock / max(cols / 2, 1))
             var words = [UInt32](repeating: 0, count: min(rows, blockRows) * cols / 8)
             var at = 0
             while at < rows {

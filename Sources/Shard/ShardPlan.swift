@@ -11,6 +11,9 @@ public struct ShardLayout: Sendable, Codable, Equatable {
     /// Whether every rank holds the vision tower (else rank 0 alone).
     public var visionOnEveryRank: Bool
     public var ranks: Int { tp * ep }
+    /// The most ranks (and the largest tp or ep) of a layout: far above any real cluster, so that a plan's
+    /// per-rank tables stay small whatever the command line or a shards.json says.
+    public static let maxRanks = 4096
     public init(tp: Int, ep: Int, visionOnEveryRank: Bool = true) {
         self.tp = tp
         self.ep = ep
@@ -73,7 +76,7 @@ public struct ShardPlan: Sendable, Encodable {
     enum CodingKeys: String, CodingKey { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
 
     public init(_ checkpoint: LoadedCheckpoint, layout: ShardLayout) throws {
-        guard layout.tp >= 1, layout.ep >= 1, layout.ranks <= 4096 else {
+        guard layout.tp >= 1, layout.ep >= 1, layout.ranks <= ShardLayout.maxRanks else {
             throw ShardError.layout("tp \(layout.tp) × ep \(layout.ep) is not a plausible layout")
         }
         guard let config = checkpoint.config, checkpoint.expected != nil else { throw ShardError.input("the checkpoint has no usable config.json") }
