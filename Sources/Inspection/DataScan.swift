@@ -33,7 +33,7 @@ struct DataScan {
 
     let checkpoint: LoadedCheckpoint
     let options: VerifyOptions
-    let progress: (@Sendable (Int, Int) -> Void)?
+    let progress: ProgressCallback?
 
     /// One unit of work: a whole shard's SHA-256, or rows `rows` of one tensor.
     enum Item: Sendable {

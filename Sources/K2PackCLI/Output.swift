@@ -16,7 +16,7 @@ struct ReportOptions: ParsableArguments {
     var quiet = false
 
     /// A progress bar labelled `label`, unless quiet or printing JSON, and the callback that feeds it.
-    func progress(_ label: String) -> (bar: ProgressBar?, callback: (@Sendable (Int, Int) -> Void)?) {
+    func progress(_ label: String) -> (bar: ProgressBar?, callback: ProgressCallback?) {
         guard !quiet, !json else { return (nil, nil) }
         let bar = ProgressBar(label: label)
         return (bar, { done, total in bar.update(done, of: total) })

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Repack
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -72,7 +73,7 @@ struct ExportCommand: ParsableCommand {
 
 /// Crash-safety tests set `K2PACK_TEST_KILL_AFTER_BYTES` to have the real executable SIGKILL itself once that
 /// many bytes are copied: a kill at a chosen point, with no time-based guessing. Unset, this changes nothing.
-func killSwitch(_ progress: (@Sendable (Int, Int) -> Void)?) -> (@Sendable (Int, Int) -> Void)? {
+func killSwitch(_ progress: ProgressCallback?) -> ProgressCallback? {
     guard let limit = ProcessInfo.processInfo.environment["K2PACK_TEST_KILL_AFTER_BYTES"].flatMap(Int.init) else { return progress }
     return { done, total in
         progress?(done, total)
