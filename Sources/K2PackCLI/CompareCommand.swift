@@ -77,13 +77,13 @@ struct CompareCommand: ParsableCommand, ReadsFolders {
     func run() throws {
         let ref = try ReferenceDump(spec: reference)
         // The shape is checked before anything is read; the logits are then read in row blocks.
-        guard let vocab = try ref.logitsVocabulary() else { throw ForwardError.input("\(displayed(ref.label)) has no logits dataset") }
+        guard let vocab = try ref.logitsVocabulary() else { throw ParityError.noLogits(dump: ref.label) }
         let testSource: LogitStatistics.Source
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
             let pass = try forward.forwardPass(model: test, declared: ref.dequant)
             guard pass.weights.forward.vocabSize == vocab else {
-                throw ForwardError.input("\(displayed(test)) has a vocabulary of \(pass.weights.forward.vocabSize), the reference logits \(vocab)")
+                throw ParityError.vocabularyMismatch(model: test, found: pass.weights.forward.vocabSize, expected: vocab)
             }
             forward.warnAboutWork(tokens: ref.batch, layers: pass.weights.forward.numLayers, source: ref.label)
             let logits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
@@ -91,14 +91,14 @@ struct CompareCommand: ParsableCommand, ReadsFolders {
         } else {
             let other = try ReferenceDump(spec: test)
             guard other.batch.sequences == ref.batch.sequences, other.batch.tokens == ref.batch.tokens else {
-                throw ForwardError.input(
-                    "\(displayed(other.label)) has input_ids of shape [\(other.batch.sequences), \(other.batch.tokens)], \(displayed(ref.label)) [\(ref.batch.sequences), \(ref.batch.tokens)]")
+                throw ParityError.inputShapeMismatch(
+                    test: other.label, found: [other.batch.sequences, other.batch.tokens], reference: ref.label, expected: [ref.batch.sequences, ref.batch.tokens])
             }
             guard other.inputIDs == ref.inputIDs else {
-                throw ForwardError.input("\(displayed(other.label)) was made from other input_ids than \(displayed(ref.label))")
+                throw ParityError.otherInputIDs(test: other.label, reference: ref.label)
             }
             guard let otherVocab = try other.logitsVocabulary(), otherVocab == vocab else {
-                throw ForwardError.input("\(displayed(other.label)) has no logits dataset of shape [\(ref.batch.sequences), \(ref.batch.tokens), \(vocab)]")
+                throw ParityError.noMatchingLogits(dump: other.label, expected: [ref.batch.sequences, ref.batch.tokens, vocab])
             }
             testSource = other.logitSource(vocab: vocab)
         }

@@ -15,10 +15,11 @@ struct ReportOptions: ParsableArguments {
     @Flag(help: "No progress bar.")
     var quiet = false
 
-    /// A progress bar labelled `label`, unless quiet or printing JSON, and the callback that feeds it.
-    func progress(_ label: String) -> (bar: ProgressBar?, callback: ProgressCallback?) {
+    /// A progress bar labelled `label` (bytes, or a count of `unit`), unless quiet or printing JSON, and the
+    /// callback that feeds it.
+    func progress(_ label: String, unit: String? = nil) -> (bar: ProgressBar?, callback: ProgressCallback?) {
         guard !quiet, !json else { return (nil, nil) }
-        let bar = ProgressBar(label: label)
+        let bar = ProgressBar(label: label, unit: unit)
         return (bar, { done, total in bar.update(done, of: total) })
     }
 }

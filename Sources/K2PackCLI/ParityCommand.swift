@@ -212,12 +212,11 @@ enum ParityRuns {
             ?? forward.forwardPass(model: source, declared: referenceDump.dequant)
         if !reporting.quiet { forward.warnAboutWork(tokens: referenceDump.batch, layers: pass.forward.numLayers, source: referenceDump.label) }
         let slice = try dump.layerRange()
-        let bar = reporting.quiet || reporting.json ? nil : ProgressBar(label: "parity", unit: "layers")
+        let (bar, progress) = reporting.progress("parity", unit: "layers")
         let report = try ParityRun.run(
             model: source, forward: pass, reference: referenceDump,
             tolerance: Tolerance(atol: tolerance.atol ?? Tolerance().atol, rtol: tolerance.rtol, routingMargin: dump.routingMargin), layers: slice,
-            isolated: !dump.chainedOnly,
-            progress: bar.map { bar in { bar.update($0, of: $1) } })
+            isolated: !dump.chainedOnly, progress: progress)
         bar?.finish()
         if let plot = dump.plot {
             try OutputPaths.checkFile(plot, inputs: plotInputs)
@@ -235,9 +234,8 @@ enum ParityRuns {
         let whole = try forward.forwardPass(model: model, declared: nil)
         let sharded = try forward.sharded(shards, declared: nil)
         let ids = ModelAgreement.probeIDs(count: tokens, vocab: whole.forward.vocabSize)
-        let bar = reporting.quiet || reporting.json ? nil : ProgressBar(label: "parity", unit: "layers")
-        let report = try ModelAgreement.run(
-            sharded, against: whole, ids: ids, atol: tolerance.atol ?? 1e-5, rtol: tolerance.rtol, progress: bar.map { bar in { bar.update($0, of: $1) } })
+        let (bar, progress) = reporting.progress("parity", unit: "layers")
+        let report = try ModelAgreement.run(sharded, against: whole, ids: ids, atol: tolerance.atol ?? 1e-5, rtol: tolerance.rtol, progress: progress)
         bar?.finish()
         if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText(test: shards, reference: model)), terminator: "") }
         if !report.pass { throw ExitCode(1) }

@@ -41,6 +41,16 @@ import Testing
         for (error, fields) in cases { Self.check(error.description, fields: fields) }
     }
 
+    @Test func parityErrors() {
+        let h = Self.h
+        let cases: [(ParityError, Int)] = [
+            (.layersOutside(first: 1, last: 9, layers: 3), 0), (.missingLayerInput(dump: h, layer: 2), 1), (.noLogits(dump: h), 1),
+            (.vocabularyMismatch(model: h, found: 3, expected: 4), 1), (.inputShapeMismatch(test: h, found: [1, 2], reference: h, expected: [2, 1]), 2),
+            (.otherInputIDs(test: h, reference: h), 2), (.noMatchingLogits(dump: h, expected: [1, 2, 3]), 1),
+        ]
+        for (error, fields) in cases { Self.check(error.description, fields: fields) }
+    }
+
     @Test func shardErrors() {
         let h = Self.h
         let cases: [(ShardError, Int)] = [(.layout(h), 1), (.indivisible(tensor: h, reason: h), 2), (.input(h), 1)]
