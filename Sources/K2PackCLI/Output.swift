@@ -88,14 +88,14 @@ func runCommand<Command: ParsableCommand>(_: Command.Type, arguments: [String]? 
 }
 
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal.
-final class ProgressBar: @unchecked Sendable {
+final class ProgressBar: Sendable {
     private let label: String
     /// nil: bytes (GB, GB/s); else a count of these units.
     private let unit: String?
     private let enabled = isatty(STDERR_FILENO) != 0
     private let start = Date()
-    private let lock = NSLock()
-    private var lastDraw = Date.distantPast
+    /// When the bar was last drawn; held while drawing, so lines from several threads never interleave.
+    private let lastDraw = Locked(Date.distantPast)
 
     init(label: String, unit: String? = nil) {
         self.label = label
@@ -104,8 +104,10 @@ final class ProgressBar: @unchecked Sendable {
 
     func update(_ done: Int, of total: Int) {
         guard enabled else { return }
-        lock.lock()
-        defer { lock.unlock() }
+        lastDraw.withLock { lastDraw in draw(done, of: total, lastDraw: &lastDraw) }
+    }
+
+    private func draw(_ done: Int, of total: Int, lastDraw: inout Date) {
         let now = Date()
         guard now.timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
         lastDraw = now
