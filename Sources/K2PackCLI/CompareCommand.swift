@@ -53,7 +53,7 @@ struct ForwardOptions: ParsableArguments {
     }
 }
 
-struct CompareCommand: ParsableCommand, ReadsFolders {
+struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "compare",
         abstract: "Compare logits with reference logits: KL divergence, Δp, top-1 and top-5 agreement, perplexity.",

@@ -4,7 +4,7 @@ import Inspection
 import Repack
 import Shard
 
-struct InspectCommand: ParsableCommand, ReadsFolders {
+struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Summarize a checkpoint: architecture, counts, parameters and bytes by role, quantization, memory per GPU.",

@@ -24,6 +24,11 @@ struct ReportOptions: ParsableArguments {
     }
 }
 
+/// A command whose output options are the one `ReportOptions` group (every command).
+protocol Reports {
+    var reporting: ReportOptions { get }
+}
+
 /// How the checkpoint folder's symlinks are treated (shared by every command that reads one).
 struct FolderOptions: ParsableArguments {
     @Flag(help: "Follow symlinks that lead outside the checkpoint folder (by default only a Hugging Face cache snapshot's links into its own blobs/ are followed).")

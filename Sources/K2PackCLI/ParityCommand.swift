@@ -86,7 +86,7 @@ enum ProbeTokens {
 
 /// `parity dump [MODEL] --reference DUMP [--shards SET]`: the forward pass (of a model folder or of a shard set)
 /// against a reference dump, layer by layer.
-struct ParityDumpCommand: ParsableCommand, ReadsFolders {
+struct ParityDumpCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "dump",
         abstract: "Compare the forward pass of a model folder (or of a shard set, --shards) with a reference dump, layer by layer.")
@@ -118,7 +118,7 @@ struct ParityDumpCommand: ParsableCommand, ReadsFolders {
 }
 
 /// `parity shards MODEL SET`: a shard set's pass against MODEL's unsharded pass on probe tokens.
-struct ParityShardsCommand: ParsableCommand, ReadsFolders {
+struct ParityShardsCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "shards",
         abstract: "Run a shard set (k2pack shard) against its model's unsharded pass on probe tokens, all-reduce and all-gather simulated.",
@@ -147,7 +147,7 @@ struct ParityShardsCommand: ParsableCommand, ReadsFolders {
 
 /// The spelling before `parity dump` / `parity shards`: the mode is chosen by which of --reference and --shards
 /// are given. Hidden; kept so that README, docs, scripts and tests stay true.
-struct LegacyParityCommand: ParsableCommand, ReadsFolders {
+struct LegacyParityCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "legacy",
         abstract: "parity MODEL --reference DUMP, parity --shards SET --reference DUMP, or parity MODEL --shards SET.",

@@ -5,7 +5,7 @@ import TensorCore
 
 extension OutputFormat: ExpressibleByArgument {}
 
-struct QuantizeCommand: ParsableCommand, ReadsFolders {
+struct QuantizeCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
         abstract: "Quantize a BF16 checkpoint to native INT4 pack-quantized, bit-exact with compressed-tensors.",
@@ -42,7 +42,7 @@ struct QuantizeCommand: ParsableCommand, ReadsFolders {
     }
 }
 
-struct DequantizeCommand: ParsableCommand, ReadsFolders {
+struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "dequantize",
         abstract: "Turn every pack-quantized module back into a plain .weight: bf16(q·scale) as compressed-tensors does, or --exact float32.",

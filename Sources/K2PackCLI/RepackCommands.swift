@@ -6,7 +6,7 @@ import TensorCore
 import Glibc
 #endif
 
-struct ConvertCommand: ParsableCommand, ReadsFolders {
+struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Repack a Hugging Face checkpoint into the k2pack format (page-aligned, experts stacked expert-major, bit-exact).",
@@ -49,7 +49,7 @@ struct ConvertCommand: ParsableCommand, ReadsFolders {
     }
 }
 
-struct ExportCommand: ParsableCommand {
+struct ExportCommand: ParsableCommand, Reports {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write a k2pack folder back out as the Hugging Face checkpoint it came from, byte for byte.")

@@ -66,7 +66,7 @@ struct LayoutOptions: ParsableArguments {
 }
 
 /// `shard plan MODEL --gpus N`: print the plan, write nothing.
-struct ShardPlanCommand: ParsableCommand, ReadsFolders {
+struct ShardPlanCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(commandName: "plan", abstract: "Print the per-rank plan of a split; write nothing.")
 
     @Argument(help: "The Hugging Face checkpoint folder.")
@@ -82,7 +82,7 @@ struct ShardPlanCommand: ParsableCommand, ReadsFolders {
 }
 
 /// `shard write MODEL OUT --gpus N [--rank R]`: write the rank folders.
-struct ShardWriteCommand: ParsableCommand, ReadsFolders {
+struct ShardWriteCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(commandName: "write", abstract: "Write the rank folders of a split (all, --rank R, or this process's share under a launcher).")
 
     @Argument(help: "The Hugging Face checkpoint folder.")
@@ -111,7 +111,7 @@ struct ShardWriteCommand: ParsableCommand, ReadsFolders {
 }
 
 /// `shard merge SHARDS OUT`: rebuild the unsharded checkpoint (`--dry-run`: check and print only).
-struct ShardMergeCommand: ParsableCommand, ReadsFolders {
+struct ShardMergeCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(commandName: "merge", abstract: "Rebuild the unsharded checkpoint from a shard set, byte for byte.")
 
     @Argument(help: "The shard set's folder.")
@@ -135,7 +135,7 @@ struct ShardMergeCommand: ParsableCommand, ReadsFolders {
 
 /// The spelling before `shard plan` / `write` / `merge`: the mode is chosen by --merge and --dry-run. Hidden;
 /// kept so that README, docs, scripts and tests stay true.
-struct LegacyShardCommand: ParsableCommand, ReadsFolders {
+struct LegacyShardCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "legacy", abstract: "shard MODEL OUT --gpus N, shard MODEL --gpus N --dry-run, or shard --merge SHARDS OUT.",
         usage: """

@@ -3,7 +3,7 @@ import Foundation
 import JSONCore
 import Tokenizer
 
-struct TokenizeCommand: ParsableCommand {
+struct TokenizeCommand: ParsableCommand, Reports {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Token ids of a text with the model's own tokenizer (Kimi: tiktoken.model + tokenizer_config.json), or text of ids with --decode.",

@@ -6,7 +6,7 @@ import Repack
 import Requantize
 import Shard
 
-struct VerifyCommand: ParsableCommand, ReadsFolders {
+struct VerifyCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every byte range, the index, config↔tensor consistency and the INT4 experts of a checkpoint.",

@@ -155,6 +155,21 @@ struct CommandParsingTests {
         #expect(refusal(arguments)?.hasPrefix(message) == true, "\(arguments): \(refusal(arguments) ?? "accepted")")
     }
 
+    @Test("every command takes --json and --quiet from the one ReportOptions group")
+    func oneOutputGroup() throws {
+        let lines: [[String]] = [
+            ["inspect", "m"], ["verify", "m"], ["convert", "i", "o"], ["export", "p", "o"], ["quantize", "i", "o"], ["dequantize", "i", "o"],
+            ["compare", "r", "t"], ["tokenize", "m", "x"], ["parity", "m", "--reference", "r"], ["parity", "dump", "m", "--reference", "r"],
+            ["parity", "shards", "m", "s"], ["shard", "m", "o", "--gpus", "1"], ["shard", "plan", "m", "--gpus", "1"],
+            ["shard", "write", "m", "o", "--gpus", "1"], ["shard", "merge", "s", "o"],
+        ]
+        for line in lines {
+            let command = try parse(line + ["--json", "--quiet"])
+            let reporter = try #require(command as? any Reports, "\(line)")
+            #expect(reporter.reporting.json && reporter.reporting.quiet, "\(line)")
+        }
+    }
+
     /// Every command with `--allow-outside-symlinks` is one `runCommand` applies it for (ReadsFolders): a command
     /// that forgot the conformance would silently ignore the flag.
     @Test("every command that takes --allow-outside-symlinks is a ReadsFolders command")
