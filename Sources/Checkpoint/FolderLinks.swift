@@ -1,4 +1,5 @@
 import JSONCore
+import TensorCore
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -14,8 +15,14 @@ import Glibc
 /// with a `/` after the folder: as Swift `String`s, canonically equivalent names (NFC and NFD) compare equal and
 /// invalid UTF-8 is repaired to U+FFFD, so a sibling folder could pass as inside.
 public enum FolderLinks {
-    /// Set once by the command line, before any folder is opened.
-    nonisolated(unsafe) public static var allowOutside = false
+    /// Whether links out of the folder are followed (`--allow-outside-symlinks`). Set once by the command line's
+    /// entry point (`runCommand`, after parsing, before any folder is opened), never by a command; read under a
+    /// lock, so a change is never a data race.
+    public static var allowOutside: Bool {
+        get { outsidePolicy.withLock { $0 } }
+        set { outsidePolicy.withLock { $0 = newValue } }
+    }
+    private static let outsidePolicy = Locked(false)
 
     /// The canonical path as bytes, or nil when it does not resolve.
     public static func resolved(_ path: String) -> [UInt8]? {

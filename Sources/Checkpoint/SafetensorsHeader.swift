@@ -70,7 +70,7 @@ public struct SafetensorsHeader: Sendable {
     private static func parseUnvalidated(
         json: UnsafeRawBufferPointer, fileName: String, fileLength: Int
     ) throws(CheckpointError) -> SafetensorsHeader {
-        var parser = HeaderParser(scanner: JSONScanner(bytes: json, maxDepth: 16), fileName: fileName, dataStart: 8 + json.count)
+        var parser = HeaderParser(scanner: JSONScanner(bytes: json, maxDepth: JSONDepth.safetensorsHeader), fileName: fileName, dataStart: 8 + json.count)
         let (tensors, metadata) = try parser.parseHeader()
         return SafetensorsHeader(
             fileName: fileName, fileLength: fileLength, headerLength: json.count, tensors: tensors, metadata: metadata)

@@ -35,7 +35,7 @@ public struct ShardIndex: Sendable {
     }
 
     static func parse(_ raw: UnsafeRawBufferPointer, fileName: String, maxEntries: Int = ShardIndex.maxEntries) throws(CheckpointError) -> ShardIndex {
-        var scanner = JSONScanner(bytes: raw, maxDepth: 8)
+        var scanner = JSONScanner(bytes: raw, maxDepth: JSONDepth.shardIndex)
         func invalid(_ error: JSONError) -> CheckpointError {
             .indexMalformed(file: fileName, reason: "not valid JSON: \(error.description)")
         }

@@ -33,7 +33,7 @@ struct DataScan {
 
     let checkpoint: LoadedCheckpoint
     let options: VerifyOptions
-    let progress: (@Sendable (Int, Int) -> Void)?
+    let progress: ProgressCallback?
 
     /// One unit of work: a whole shard's SHA-256, or rows `rows` of one tensor.
     enum Item: Sendable {
@@ -113,7 +113,7 @@ struct DataScan {
         guard let data = mapping(of: shard, into: &result) else { return result }
         let digest = SHA256Digest()
         var offset = 0
-        let slice = 16 << 20
+        let slice = IOSizes.workBlock
         while offset < data.count {
             let end = min(data.count, offset + slice)
             shard.file.adviseSequential(offset..<min(data.count, end + slice))

@@ -101,7 +101,7 @@ public struct VerifyOptions: Sendable {
 public enum Verifier {
     /// Verifies a checkpoint folder. Throws only when the folder cannot be read as a checkpoint at all.
     public static func verify(
-        path: String, options: VerifyOptions = VerifyOptions(), progress: (@Sendable (Int, Int) -> Void)? = nil
+        path: String, options: VerifyOptions = VerifyOptions(), progress: ProgressCallback? = nil
     ) throws(CheckpointError) -> VerifyReport {
         let start = Date()
         let checkpoint = try LoadedCheckpoint(path: path)

@@ -11,7 +11,7 @@ public struct JSONScanner {
     public private(set) var position: Int
     public let maxDepth: Int
 
-    public init(bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) {
+    public init(bytes: UnsafeRawBufferPointer, maxDepth: Int = JSONDepth.standard) {
         self.bytes = bytes
         self.position = 0
         self.maxDepth = maxDepth
@@ -319,14 +319,14 @@ extension JSONScanner {
 
 public enum JSONDocument {
     /// Parses a whole document (whitespace may surround it).
-    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 64) throws(JSONError) -> JSONValue {
+    public static func parse(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = JSONDepth.standard) throws(JSONError) -> JSONValue {
         var scanner = JSONScanner(bytes: bytes, maxDepth: maxDepth)
         let value = try scanner.parseValue()
         try scanner.expectEnd()
         return value
     }
 
-    public static func parse(_ bytes: [UInt8], maxDepth: Int = 64) throws(JSONError) -> JSONValue {
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = JSONDepth.standard) throws(JSONError) -> JSONValue {
         let result = bytes.withUnsafeBytes { raw in Result { () throws(JSONError) -> JSONValue in try parse(raw, maxDepth: maxDepth) } }
         return try result.get()
     }

@@ -306,16 +306,15 @@ enum QuantizedForms {
         }
     }
 
-    final class FormCache: @unchecked Sendable {
-        private let lock = NSLock()
-        private var forms: [String: [Form]] = [:]
+    final class FormCache: Sendable {
+        private let forms = Locked([String: [Form]]())
         func get(_ key: String, _ make: () -> [Form]) -> [Form] {
-            lock.lock()
-            defer { lock.unlock() }
-            if let cached = forms[key] { return cached }
-            let made = make()
-            forms[key] = made
-            return made
+            forms.withLock { forms in
+                if let cached = forms[key] { return cached }
+                let made = make()
+                forms[key] = made
+                return made
+            }
         }
     }
 }

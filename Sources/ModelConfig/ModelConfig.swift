@@ -19,7 +19,7 @@ public struct ModelConfig: Sendable {
     public static func parse(_ bytes: [UInt8], file: String = ModelConfig.fileName) throws(ConfigError) -> ModelConfig {
         let root: JSONValue
         do {
-            root = try JSONDocument.parse(bytes, maxDepth: 32)
+            root = try JSONDocument.parse(bytes, maxDepth: JSONDepth.config)
         } catch {
             throw .invalidJSON(file: file, error: error)
         }

@@ -3,7 +3,7 @@ import Foundation
 /// A Python `re.match` pattern (anchored at the start, not the end), as compressed-tensors uses in `ignore` and
 /// `targets`. Patterns made only of literals, `\`-escaped punctuation, one group of literal alternatives and
 /// `.*` at the ends are matched exactly as substring or prefix tests; anything else goes to NSRegularExpression.
-final class PythonPattern: @unchecked Sendable {
+final class PythonPattern: Sendable {
     private enum Kind {
         /// `.*` + alternatives (+ optional `.*`): the name contains one of the literals.
         case contains([String])

@@ -162,19 +162,18 @@ public struct QuantizationScheme: Sendable, Equatable {
 
 /// Compiled `re:` patterns, shared by all threads. Bounded: a config is a handful of patterns, and a stream of
 /// hostile configs (the fuzzer is one) must not grow it without end.
-final class PatternCache: @unchecked Sendable {
+final class PatternCache: Sendable {
     static let shared = PatternCache()
     static let capacity = 256
-    private let lock = NSLock()
-    private var compiled: [String: PythonPattern] = [:]
+    private let compiled = Locked([String: PythonPattern]())
 
     func pattern(_ text: String) -> PythonPattern {
-        lock.lock()
-        defer { lock.unlock() }
-        if let cached = compiled[text] { return cached }
-        let made = PythonPattern(text)
-        if compiled.count >= Self.capacity { compiled.removeAll(keepingCapacity: true) }
-        compiled[text] = made
-        return made
+        compiled.withLock { compiled in
+            if let cached = compiled[text] { return cached }
+            let made = PythonPattern(text)
+            if compiled.count >= Self.capacity { compiled.removeAll(keepingCapacity: true) }
+            compiled[text] = made
+            return made
+        }
     }
 }

@@ -30,7 +30,7 @@ public struct ModelAgreement: Codable, Sendable {
 
     public static func run(
         _ test: any LanguageModelPass, against reference: any LanguageModelPass, ids: [Int32], atol: Double = 1e-5,
-        rtol: Double = 0, progress: ((Int, Int) -> Void)? = nil
+        rtol: Double = 0, progress: ProgressCallback? = nil
     ) throws -> ModelAgreement {
         let config = reference.forward
         let batch = ForwardPass.Batch(sequences: 1, tokens: ids.count), H = config.hiddenSize, k = config.routing.topK

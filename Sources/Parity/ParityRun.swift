@@ -83,13 +83,13 @@ public enum ParityRun {
 
     public static func run(
         model: String, forward: any LanguageModelPass, reference ref: ReferenceDump, tolerance: Tolerance = Tolerance(),
-        layers slice: ClosedRange<Int>? = nil, isolated: Bool = true, progress: ((Int, Int) -> Void)? = nil
+        layers slice: ClosedRange<Int>? = nil, isolated: Bool = true, progress: ProgressCallback? = nil
     ) throws -> ParityReport {
         let config = forward.forward
         let H = config.hiddenSize, T = ref.batch.tokens, k = config.routing.topK
         let range = slice ?? 0...(config.numLayers - 1)
         guard range.lowerBound >= 0, range.upperBound < config.numLayers else {
-            throw ForwardError.input("--layers \(range.lowerBound)..\(range.upperBound) is outside the model's layers 0..\(config.numLayers - 1)")
+            throw ParityError.layersOutside(first: range.lowerBound, last: range.upperBound, layers: config.numLayers)
         }
         var notes: [String] = []
         let dumped = ref.layerCount(limit: config.numLayers)
@@ -108,7 +108,7 @@ public enum ParityRun {
             h = try forward.embed(ref.inputIDs)
         } else {
             guard let start = try ref.activation("layers/\(range.lowerBound)/layer_in", width: H) else {
-                throw ForwardError.input("\(displayed(ref.label)): starting at layer \(range.lowerBound) needs layers/\(range.lowerBound)/layer_in in the reference")
+                throw ParityError.missingLayerInput(dump: ref.label, layer: range.lowerBound)
             }
             h = start
         }

@@ -88,11 +88,11 @@ public enum Dequantizer {
                 + "(\(stats.badCount) of \(stats.count) scales are bad); refusing to dequantize (run `k2pack verify`)")
     }
 
-    public static func dequantize(input: String, output: String, options: Options = Options(), progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
+    public static func dequantize(input: String, output: String, options: Options = Options(), progress: ProgressCallback? = nil) throws -> Report {
         let start = Date()
         let checkpoint = try Rewrite.open(input)
         let config = checkpoint.config!
-        guard config.quantization != nil else { throw RequantizeError.input("\(displayed(input)) has no quantization_config: nothing to dequantize") }
+        guard config.quantization != nil else { throw RequantizeError.notQuantized(folder: input) }
         let modules = try modules(checkpoint)
         let total = Rewrite.tensorBytes(checkpoint)
         let counter = ProgressCounter(total: total, report: progress)
@@ -125,14 +125,14 @@ public enum Dequantizer {
         return OutputTensor(name: module + ".weight", dtype: dtype, shape: [m.rows, m.cols], length: m.rows * m.cols * width) { emit in
             let codes = SharedBytes(try m.codes.shard.bytes(of: m.codes.entry)), scales = SharedBytes(try m.scales.shard.bytes(of: m.scales.entry))
             let groups = m.cols / m.groupSize
-            let blockRows = max(1, (16 << 20) / (m.cols * width))
+            let blockRows = max(1, IOSizes.workBlock / (m.cols * width))
             var block = [UInt8](repeating: 0, count: min(m.rows, blockRows) * m.cols * width)
             var at = 0
             while at < m.rows {
                 let count = min(blockRows, m.rows - at)
                 let base = at
                 block.withUnsafeMutableBytes { out in
-                    let target = UnsafeSendableBytes(out.baseAddress!)
+                    let target = SendablePointer(out.baseAddress!.assumingMemoryBound(to: UInt8.self))
                     Rewrite.parallelRows(count, block: count, threads: threads) { range in
                         var row = [Float](repeating: 0, count: m.cols)
                         for r in range {
@@ -142,7 +142,7 @@ public enum Dequantizer {
                                     scales: UnsafeRawBufferPointer(start: scales.bytes.baseAddress! + 2 * (base + r) * groups, count: 2 * groups),
                                     groupSize: m.groupSize, exact: exact, into: dst)
                             }
-                            let dst = target.pointer + r * m.cols * width
+                            let dst = UnsafeMutableRawPointer(target.pointer + r * m.cols * width)
                             if width == 4 {
                                 row.withUnsafeBytes { dst.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                             } else {
@@ -161,11 +161,6 @@ public enum Dequantizer {
             counter.add(m.scales.entry.byteCount + 8)
         }
     }
-}
-
-struct UnsafeSendableBytes: @unchecked Sendable {
-    let pointer: UnsafeMutableRawPointer
-    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
 }
 
 /// `k2pack verify --requantize`: quantizes BF16 weights in memory and compares with stored INT4 codes and scales.
@@ -193,7 +188,7 @@ public enum RequantizeCheck {
         let int4 = try Rewrite.open(int4Path)
         let bf16 = try Rewrite.open(bf16Path, ignoringQuantization: true)
         let modules = try Dequantizer.modules(int4)
-        guard !modules.isEmpty else { throw RequantizeError.input("\(displayed(int4Path)) has no pack-quantized modules to compare") }
+        guard !modules.isEmpty else { throw RequantizeError.noQuantizedModules(folder: int4Path) }
         var results: [TensorResult] = []
         for name in modules.keys.sorted() {
             let m = modules[name]!

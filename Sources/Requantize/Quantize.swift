@@ -11,8 +11,26 @@ import TensorCore
 
 /// Why quantize, dequantize or a requantize check cannot proceed, naming the file and tensor.
 public enum RequantizeError: Error, Equatable, Sendable, CustomStringConvertible {
-    case input(String)
-    case scheme(String)
+    /// The input checkpoint is structurally broken (the first error finding, as a sentence).
+    case brokenCheckpoint(reason: String)
+    /// `quantize` on a folder whose weights are already quantized (`scheme`: the config's summary of it).
+    case alreadyQuantized(folder: String, scheme: String)
+    /// `dequantize` on a folder with no `quantization_config`.
+    case notQuantized(folder: String)
+    /// `verify --requantize` on a folder with no pack-quantized module.
+    case noQuantizedModules(folder: String)
+    /// The `--scheme` file could not be opened or read.
+    case schemeUnreadable(CheckpointError)
+    /// The `--scheme` file is not JSON.
+    case schemeJSON(file: String, error: JSONError)
+    /// No `--scheme` given and the architecture has no native INT4 scheme.
+    case noNativeScheme(architecture: String)
+    /// The scheme's `format` is not pack-quantized (nil: none given).
+    case schemeFormat(found: String?)
+    /// A config group's weights setting that k2pack does not implement (`found` nil: missing), JSON as written.
+    case schemeSetting(group: String, key: String, found: String?, expected: String)
+    /// A config group whose group size is not a positive multiple of 8.
+    case schemeGroupSize(group: String)
     case tensor(file: String, tensor: String, reason: String)
 
     /// A weight that cannot be quantized, named by shard, tensor, row and column.
@@ -22,8 +40,18 @@ public enum RequantizeError: Error, Equatable, Sendable, CustomStringConvertible
 
     public var description: String {
         switch self {
-        case .input(let reason): displayed(reason, limit: nil)
-        case .scheme(let reason): "quantization scheme: \(displayed(reason, limit: nil))"
+        case .brokenCheckpoint(let reason): displayed(reason, limit: nil)
+        case let .alreadyQuantized(folder, scheme): "\(displayed(folder)) is already quantized (\(displayed(scheme, limit: nil))); nothing to quantize"
+        case .notQuantized(let folder): "\(displayed(folder)) has no quantization_config: nothing to dequantize"
+        case .noQuantizedModules(let folder): "\(displayed(folder)) has no pack-quantized modules to compare"
+        case .schemeUnreadable(let error): "quantization scheme: \(error)"
+        case let .schemeJSON(file, error): "quantization scheme: \(displayed(file)): \(error)"
+        case .noNativeScheme(let architecture):
+            "quantization scheme: \(displayed(architecture, limit: nil)) has no native INT4 scheme k2pack can produce; pass --scheme FILE (a quantization_config)"
+        case .schemeFormat(let found): "quantization scheme: format \"\(displayed(found ?? "none"))\" (k2pack writes pack-quantized)"
+        case let .schemeSetting(group, key, found, expected):
+            "quantization scheme: config group \(displayed(group)): \(displayed(key)) is \(displayed(found ?? "missing", limit: nil)); k2pack implements \(expected)"
+        case .schemeGroupSize(let group): "quantization scheme: config group \(displayed(group)): the group size must be a positive multiple of 8"
         case let .tensor(file, tensor, reason): "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         }
     }
@@ -43,7 +71,7 @@ enum Rewrite {
     }
 
     static func refuseBroken(_ checkpoint: LoadedCheckpoint) throws -> LoadedCheckpoint {
-        if let reason = checkpoint.unusableReason { throw RequantizeError.input(reason) }
+        if let reason = checkpoint.unusableReason { throw RequantizeError.brokenCheckpoint(reason: reason) }
         return checkpoint
     }
 
@@ -53,7 +81,7 @@ enum Rewrite {
             let bytes = try shard.bytes(of: entry)
             var at = 0
             while at < bytes.count {
-                let end = min(bytes.count, at + (64 << 20))
+                let end = min(bytes.count, at + IOSizes.copyPiece)
                 try emit(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
                 shard.file.adviseDone((entry.rangeInFile.lowerBound + at)..<(entry.rangeInFile.lowerBound + end))
                 at = end
@@ -190,20 +218,20 @@ public enum Quantizer {
         if let file {
             // A regular file, size-checked before it is read (a FIFO or device is refused, never waited on).
             let data: [UInt8]
-            do { data = try ReadOnlyFile(path: file).readAll() } catch { throw RequantizeError.scheme(error.description) }
-            do { json = try JSONDocument.parse(data) } catch { throw RequantizeError.scheme("\(displayed(file)): \(error)") }
+            do { data = try ReadOnlyFile(path: file).readAll() } catch { throw RequantizeError.schemeUnreadable(error) }
+            do { json = try JSONDocument.parse(data) } catch { throw RequantizeError.schemeJSON(file: file, error: error) }
             if let inner = json["quantization_config"] { json = inner }
             location = file
         } else {
             guard let name = config.architecture.nativeQuantization else {
-                throw RequantizeError.scheme("\(config.architecture.displayName) has no native INT4 scheme k2pack can produce; pass --scheme FILE (a quantization_config)")
+                throw RequantizeError.noNativeScheme(architecture: config.architecture.displayName)
             }
             json = try ManifestLibrary.scheme(named: name)
             location = "the \(config.architecture.displayName) manifest (\(name))"
         }
         let scheme = try QuantizationScheme.parse(json, location: location, file: file ?? config.architecture.name)
         guard scheme.format == "pack-quantized" else {
-            throw RequantizeError.scheme("format \"\(displayed(scheme.format ?? "none"))\" (k2pack writes pack-quantized)")
+            throw RequantizeError.schemeFormat(found: scheme.format)
         }
         for group in scheme.groups {
             let weights = json["config_groups"]?[group.name]?["weights"]
@@ -211,7 +239,7 @@ public enum Quantizer {
                 let value = weights?[key]
                 if allowMissing, value == nil || value == .null { return }
                 guard value == expected else {
-                    throw RequantizeError.scheme("config group \(displayed(group.name)): \(key) is \(value.map { $0.serialized() } ?? "missing"); k2pack implements \(expected.serialized())")
+                    throw RequantizeError.schemeSetting(group: group.name, key: key, found: value.map { $0.serialized() }, expected: expected.serialized())
                 }
             }
             try check("num_bits", .number("4"))
@@ -221,7 +249,7 @@ public enum Quantizer {
             try check("dynamic", .bool(false), true)
             try check("observer", .string("minmax"), true)
             guard case let .packQuantized(_, groupSize, _) = group.method, groupSize > 0, groupSize % 8 == 0 else {
-                throw RequantizeError.scheme("config group \(displayed(group.name)): the group size must be a positive multiple of 8")
+                throw RequantizeError.schemeGroupSize(group: group.name)
             }
         }
         return (json, scheme)
@@ -242,14 +270,14 @@ public enum Quantizer {
         return top
     }
 
-    public static func quantize(input: String, output: String, options: Options = Options(), progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
+    public static func quantize(input: String, output: String, options: Options = Options(), progress: ProgressCallback? = nil) throws -> Report {
         let start = Date()
         var notes: [String] = []
         var checkpoint = try LoadedCheckpoint(path: input)
         if let existing = checkpoint.config?.quantization {
             let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
             guard plain.findings.allSatisfy({ $0.severity != .error }) else {
-                throw RequantizeError.input("\(displayed(input)) is already quantized (\(existing.summary)); nothing to quantize")
+                throw RequantizeError.alreadyQuantized(folder: input, scheme: existing.summary)
             }
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")
             checkpoint = plain
@@ -300,14 +328,14 @@ public enum Quantizer {
         let packed = OutputTensor(name: module + ".weight_packed", dtype: .i32, shape: [rows, cols / 8], length: rows * cols / 2) { emit in
             let weights = SharedBytes(try shard.bytes(of: entry))
             scales.allocate()
-            let blockRows = max(1, (16 << 20) / max(cols / 2, 1))
+            let blockRows = max(1, IOSizes.workBlock / max(cols / 2, 1))
             var words = [UInt32](repeating: 0, count: min(rows, blockRows) * cols / 8)
             var at = 0
             while at < rows {
                 let count = min(blockRows, rows - at)
                 let base = at
                 words.withUnsafeMutableBufferPointer { out in
-                    let target = UnsafeSendableWords(out.baseAddress!)
+                    let target = SendablePointer(out.baseAddress!)
                     Rewrite.parallelRows(count, block: count, threads: threads) { range in
                         for r in range {
                             let row = UnsafeRawBufferPointer(start: weights.bytes.baseAddress! + 2 * (base + r) * cols, count: 2 * cols)
@@ -358,22 +386,12 @@ final class ScaleBuffer: @unchecked Sendable {
 }
 
 /// The first failure among row workers (lowest row wins, so the message does not depend on scheduling).
-final class FailureSlot: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: (row: Int, error: Int4Quantizer.Failure)?
+final class FailureSlot: Sendable {
+    private let value = Locked<(row: Int, error: Int4Quantizer.Failure)?>(nil)
     func record(row: Int, _ error: Int4Quantizer.Failure) {
-        lock.lock()
-        if value == nil || row < value!.row { value = (row, error) }
-        lock.unlock()
+        value.withLock { value in
+            if value == nil || row < value!.row { value = (row, error) }
+        }
     }
-    var first: (row: Int, error: Int4Quantizer.Failure)? {
-        lock.lock()
-        defer { lock.unlock() }
-        return value
-    }
-}
-
-struct UnsafeSendableWords: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<UInt32>
-    init(_ pointer: UnsafeMutablePointer<UInt32>) { self.pointer = pointer }
+    var first: (row: Int, error: Int4Quantizer.Failure)? { value.withLock { $0 } }
 }

@@ -11,6 +11,9 @@ public struct ShardLayout: Sendable, Codable, Equatable {
     /// Whether every rank holds the vision tower (else rank 0 alone).
     public var visionOnEveryRank: Bool
     public var ranks: Int { tp * ep }
+    /// The most ranks (and the largest tp or ep) of a layout: far above any real cluster, so that a plan's
+    /// per-rank tables stay small whatever the command line or a shards.json says.
+    public static let maxRanks = 4096
     public init(tp: Int, ep: Int, visionOnEveryRank: Bool = true) {
         self.tp = tp
         self.ep = ep
@@ -23,12 +26,21 @@ public struct ShardLayout: Sendable, Codable, Equatable {
 /// Why a split is impossible, naming the tensor and the numbers.
 public enum ShardError: Error, Equatable, Sendable, CustomStringConvertible {
     case layout(String)
+    /// tp or ep below 1, or more than `ShardLayout.maxRanks` ranks.
+    case implausibleLayout(tp: Int, ep: Int)
+    /// The routed experts do not split into `ep` equal groups.
+    case expertsIndivisible(experts: Int, ep: Int)
+    /// The checkpoint's config.json is missing or does not describe a known architecture.
+    case noUsableConfig
     case indivisible(tensor: String, reason: String)
     case input(String)
 
     public var description: String {
         switch self {
         case .layout(let reason): "cannot split the model: \(displayed(reason, limit: nil))"
+        case let .implausibleLayout(tp, ep): "cannot split the model: tp \(tp) × ep \(ep) is not a plausible layout"
+        case let .expertsIndivisible(experts, ep): "cannot split the model: \(experts) routed experts do not divide into \(ep) expert-parallel groups"
+        case .noUsableConfig: "the checkpoint has no usable config.json"
         case let .indivisible(tensor, reason): "cannot split \(displayed(tensor)): \(displayed(reason, limit: nil))"
         case .input(let reason): displayed(reason, limit: nil)
         }
@@ -73,14 +85,14 @@ public struct ShardPlan: Sendable, Encodable {
     enum CodingKeys: String, CodingKey { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
 
     public init(_ checkpoint: LoadedCheckpoint, layout: ShardLayout) throws {
-        guard layout.tp >= 1, layout.ep >= 1, layout.ranks <= 4096 else {
-            throw ShardError.layout("tp \(layout.tp) × ep \(layout.ep) is not a plausible layout")
+        guard layout.tp >= 1, layout.ep >= 1, layout.ranks <= ShardLayout.maxRanks else {
+            throw ShardError.implausibleLayout(tp: layout.tp, ep: layout.ep)
         }
-        guard let config = checkpoint.config, checkpoint.expected != nil else { throw ShardError.input("the checkpoint has no usable config.json") }
+        guard let config = checkpoint.config, checkpoint.expected != nil else { throw ShardError.noUsableConfig }
         let text = config.text
         if layout.ep > 1 {
             guard text.numRoutedExperts > 0, text.numRoutedExperts % layout.ep == 0 else {
-                throw ShardError.layout("\(text.numRoutedExperts) routed experts do not divide into \(layout.ep) expert-parallel groups")
+                throw ShardError.expertsIndivisible(experts: text.numRoutedExperts, ep: layout.ep)
             }
         }
         let perGroup = layout.ep > 1 ? text.numRoutedExperts / layout.ep : text.numRoutedExperts

@@ -21,61 +21,57 @@ public func parallelMap<T: Sendable>(
 }
 
 /// A lock-protected counter handing out work items.
-public final class AtomicCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = 0
+public final class AtomicCounter: Sendable {
+    private let value = Locked(0)
     public init() {}
     /// Returns the current value and adds one.
     public func increment() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        let v = value
-        value += 1
-        return v
-    }
-}
-
-/// Write-once result slots filled from several threads; each slot is written by exactly one worker.
-final class ResultSlots<T>: @unchecked Sendable {
-    private var slots: [T?]
-    private let lock = NSLock()
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-    func store(_ value: T, at i: Int) {
-        lock.lock()
-        slots[i] = value
-        lock.unlock()
-    }
-    func values() -> [T] {
-        lock.lock()
-        defer { lock.unlock() }
-        return slots.map { value in
-            guard let value else { preconditionFailure("parallelMap: a slot was never filled") }
+        value.withLock { value in
+            defer { value += 1 }
             return value
         }
     }
 }
 
-/// Bytes processed so far, shared by the scanning threads; reports at most every 1/1000 of the total.
-public final class ProgressCounter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var done = 0
-    private var lastReported = 0
-    private let total: Int
-    private let report: (@Sendable (Int, Int) -> Void)?
+/// Write-once result slots filled from several threads; each slot is written by exactly one worker.
+final class ResultSlots<T: Sendable>: Sendable {
+    private let slots: Locked<[T?]>
+    init(count: Int) { slots = Locked(Array(repeating: nil, count: count)) }
+    func store(_ value: T, at i: Int) {
+        slots.withLock { $0[i] = value }
+    }
+    func values() -> [T] {
+        slots.withLock { slots in
+            slots.map { value in
+                guard let value else { preconditionFailure("parallelMap: a slot was never filled") }
+                return value
+            }
+        }
+    }
+}
 
-    public init(total: Int, report: (@Sendable (Int, Int) -> Void)?) {
+/// Bytes processed so far, shared by the scanning threads; reports at most every 1/1000 of the total.
+public final class ProgressCounter: Sendable {
+    /// Bytes done, and the count last reported.
+    private let state = Locked((done: 0, lastReported: 0))
+    private let total: Int
+    private let report: ProgressCallback?
+
+    public init(total: Int, report: ProgressCallback?) {
         self.total = total
         self.report = report
     }
 
     public func add(_ bytes: Int) {
         guard let report else { return }
-        lock.lock()
-        done += bytes
-        let now = done
-        let due = now - lastReported >= max(1, total / 1000) || now == total
-        if due { lastReported = now }
-        lock.unlock()
+        let total = self.total
+        let (now, due) = state.withLock { state in
+            state.done += bytes
+            let now = state.done
+            let due = now - state.lastReported >= max(1, total / 1000) || now == total
+            if due { state.lastReported = now }
+            return (now, due)
+        }
         if due { report(now, total) }
     }
 }

@@ -1,4 +1,6 @@
+import Checkpoint
 import Forward
+import JSONCore
 import Parity
 import Requantize
 import Shard
@@ -30,7 +32,22 @@ import Testing
 
     @Test func requantizeErrors() {
         let h = Self.h
-        let cases: [(RequantizeError, Int)] = [(.input(h), 1), (.scheme(h), 1), (.tensor(file: h, tensor: h, reason: h), 3)]
+        let cases: [(RequantizeError, Int)] = [
+            (.brokenCheckpoint(reason: h), 1), (.alreadyQuantized(folder: h, scheme: h), 2), (.notQuantized(folder: h), 1), (.noQuantizedModules(folder: h), 1),
+            (.schemeUnreadable(.io(path: h, operation: "open", reason: h)), 2), (.schemeJSON(file: h, error: JSONError(offset: 0, reason: h)), 2),
+            (.noNativeScheme(architecture: h), 1), (.schemeFormat(found: h), 1), (.schemeSetting(group: h, key: h, found: h, expected: "4"), 3),
+            (.schemeGroupSize(group: h), 1), (.tensor(file: h, tensor: h, reason: h), 3),
+        ]
+        for (error, fields) in cases { Self.check(error.description, fields: fields) }
+    }
+
+    @Test func parityErrors() {
+        let h = Self.h
+        let cases: [(ParityError, Int)] = [
+            (.layersOutside(first: 1, last: 9, layers: 3), 0), (.missingLayerInput(dump: h, layer: 2), 1), (.noLogits(dump: h), 1),
+            (.vocabularyMismatch(model: h, found: 3, expected: 4), 1), (.inputShapeMismatch(test: h, found: [1, 2], reference: h, expected: [2, 1]), 2),
+            (.otherInputIDs(test: h, reference: h), 2), (.noMatchingLogits(dump: h, expected: [1, 2, 3]), 1),
+        ]
         for (error, fields) in cases { Self.check(error.description, fields: fields) }
     }
 

@@ -162,7 +162,7 @@ struct RequantizeTests {
     @Test("refusals: already INT4, NaN in a weight (named with row and column, nothing left behind), bad scheme")
     func refusals() throws {
         let dir = TemporaryDirectory()
-        #expect(throws: RequantizeError.input("\(TestPaths.fixture("k25-tiny")) is already quantized (compressed-tensors pack-quantized INT4 group 32 symmetric); nothing to quantize")) {
+        #expect(throws: RequantizeError.alreadyQuantized(folder: TestPaths.fixture("k25-tiny"), scheme: "compressed-tensors pack-quantized INT4 group 32 symmetric")) {
             _ = try Quantizer.quantize(input: TestPaths.fixture("k25-tiny"), output: dir.path + "/a")
         }
         // A NaN in one expert weight.

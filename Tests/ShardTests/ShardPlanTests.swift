@@ -37,7 +37,16 @@ struct ShardPlanTests {
 
     @Test("impossible splits are refused, naming the tensor and the numbers")
     func refusals() throws {
-        #expect(throws: ShardError.layout("8 routed experts do not divide into 3 expert-parallel groups")) { _ = try plan("k25-tiny", tp: 1, ep: 3) }
+        #expect(throws: ShardError.expertsIndivisible(experts: 8, ep: 3)) { _ = try plan("k25-tiny", tp: 1, ep: 3) }
+        #expect(ShardError.expertsIndivisible(experts: 8, ep: 3).description == "cannot split the model: 8 routed experts do not divide into 3 expert-parallel groups")
+        for (tp, ep) in [(0, 1), (1, 0), (64, 65)] {
+            #expect(throws: ShardError.implausibleLayout(tp: tp, ep: ep)) { _ = try plan("k25-tiny", tp: tp, ep: ep) }
+        }
+        #expect(ShardError.implausibleLayout(tp: 64, ep: 65).description == "cannot split the model: tp 64 × ep 65 is not a plausible layout")
+        #expect(throws: ShardError.noUsableConfig) {
+            _ = try ShardPlan(LoadedCheckpoint(path: TestPaths.fixture("malformed/config_bad_json")), layout: ShardLayout(tp: 1, ep: 1))
+        }
+        #expect(ShardError.noUsableConfig.description == "the checkpoint has no usable config.json")
         do {
             _ = try plan("k25-tiny", tp: 4, ep: 1)
             Issue.record("tp 4 with 2 heads was accepted")

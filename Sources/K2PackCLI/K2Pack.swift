@@ -5,9 +5,10 @@ import Foundation
 import Glibc
 #endif
 
-@main
-struct K2Pack: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The `k2pack` command line. The executable (Sources/k2pack) only calls `K2Pack.main()`; tests parse
+/// commands in-process with `K2Pack.parseAsRoot(_:)`.
+public struct K2Pack: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "k2pack",
         abstract: "Inspect, verify, convert, shard and check Kimi K2.5-class MoE checkpoints.",
         version: "0.1.0",
@@ -16,7 +17,9 @@ struct K2Pack: ParsableCommand {
 
     /// Start-up (every message then goes through `terminalText`, Output.swift, on its way to the terminal): the SIGBUS handler (an input shrinking under its mapping is reported by name, unfinished
     /// output removed, exit 74) and the open-file limit raised to the hard limit (every shard is held open).
-    static func main() {
+    public init() {}
+
+    public static func main() {
         FatalSignals.install()
         OpenFileLimit.raiseToHardLimit()
         #if DEBUG

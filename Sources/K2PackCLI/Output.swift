@@ -7,28 +7,38 @@ import TensorCore
 import Glibc
 #endif
 
-/// `--json` and `--quiet`, shared by the commands that report and show progress.
+/// `--json` and `--quiet`: the one output option group, used by every command.
 struct ReportOptions: ParsableArguments {
-    @Flag(help: "Print the report as JSON.")
+    @Flag(help: "Print the result as JSON.")
     var json = false
 
     @Flag(help: "No progress bar.")
     var quiet = false
 
-    /// A progress bar labelled `label`, unless quiet or printing JSON, and the callback that feeds it.
-    func progress(_ label: String) -> (bar: ProgressBar?, callback: (@Sendable (Int, Int) -> Void)?) {
+    /// A progress bar labelled `label` (bytes, or a count of `unit`), unless quiet or printing JSON, and the
+    /// callback that feeds it.
+    func progress(_ label: String, unit: String? = nil) -> (bar: ProgressBar?, callback: ProgressCallback?) {
         guard !quiet, !json else { return (nil, nil) }
-        let bar = ProgressBar(label: label)
+        let bar = ProgressBar(label: label, unit: unit)
         return (bar, { done, total in bar.update(done, of: total) })
     }
+}
+
+/// A command whose output options are the one `ReportOptions` group (every command).
+protocol Reports {
+    var reporting: ReportOptions { get }
 }
 
 /// How the checkpoint folder's symlinks are treated (shared by every command that reads one).
 struct FolderOptions: ParsableArguments {
     @Flag(help: "Follow symlinks that lead outside the checkpoint folder (by default only a Hugging Face cache snapshot's links into its own blobs/ are followed).")
     var allowOutsideSymlinks = false
+}
 
-    func apply() { FolderLinks.allowOutside = allowOutsideSymlinks }
+/// A command that reads input folders. Its `--allow-outside-symlinks` is applied once by `runCommand`, after
+/// parsing and before `run()`; commands themselves set no process-wide state.
+protocol ReadsFolders {
+    var folders: FolderOptions { get }
 }
 
 /// Prints a value as pretty, key-sorted JSON on standard output.
@@ -65,6 +75,7 @@ func terminalText(_ text: String) -> String {
 func runCommand<Command: ParsableCommand>(_: Command.Type, arguments: [String]? = nil) -> Never {
     do {
         var command = try Command.parseAsRoot(arguments)
+        if let reader = command as? any ReadsFolders { FolderLinks.allowOutside = reader.folders.allowOutsideSymlinks }
         try command.run()
         exit(0)
     } catch {
@@ -82,14 +93,14 @@ func runCommand<Command: ParsableCommand>(_: Command.Type, arguments: [String]? 
 }
 
 /// A one-line progress bar on standard error, drawn only when standard error is a terminal.
-final class ProgressBar: @unchecked Sendable {
+final class ProgressBar: Sendable {
     private let label: String
     /// nil: bytes (GB, GB/s); else a count of these units.
     private let unit: String?
     private let enabled = isatty(STDERR_FILENO) != 0
     private let start = Date()
-    private let lock = NSLock()
-    private var lastDraw = Date.distantPast
+    /// When the bar was last drawn; held while drawing, so lines from several threads never interleave.
+    private let lastDraw = Locked(Date.distantPast)
 
     init(label: String, unit: String? = nil) {
         self.label = label
@@ -98,8 +109,10 @@ final class ProgressBar: @unchecked Sendable {
 
     func update(_ done: Int, of total: Int) {
         guard enabled else { return }
-        lock.lock()
-        defer { lock.unlock() }
+        lastDraw.withLock { lastDraw in draw(done, of: total, lastDraw: &lastDraw) }
+    }
+
+    private func draw(_ done: Int, of total: Int, lastDraw: inout Date) {
         let now = Date()
         guard now.timeIntervalSince(lastDraw) > 0.1 || done == total else { return }
         lastDraw = now

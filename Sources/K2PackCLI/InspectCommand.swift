@@ -4,7 +4,7 @@ import Inspection
 import Repack
 import Shard
 
-struct InspectCommand: ParsableCommand {
+struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Summarize a checkpoint: architecture, counts, parameters and bytes by role, quantization, memory per GPU.",
@@ -17,32 +17,30 @@ struct InspectCommand: ParsableCommand {
     @Option(help: "GPUs for the memory-per-GPU estimate.")
     var gpus: Int = 8
 
-    @Flag(help: "Print the report as JSON.")
-    var json = false
+    @OptionGroup var reporting: ReportOptions
 
     func validate() throws {
-        guard gpus >= 1, gpus <= 4096 else { throw ValidationError("--gpus \(gpus): expected 1 to 4096") }
+        guard gpus >= 1, gpus <= ShardLayout.maxRanks else { throw ValidationError("--gpus \(gpus): expected 1 to \(ShardLayout.maxRanks)") }
     }
 
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
-        folders.apply()
         if ShardSetManifest.isShardSet(checkpoint) {
             let report = try ShardSetInspectReport(folder: checkpoint)
-            if json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
+            if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             return
         }
         if PackVerifier.isPackFolder(checkpoint) {
             let report = try PackInspectReport(folder: checkpoint)
-            if json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
+            if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             if !report.problems.isEmpty { throw ExitCode(1) }
             return
         }
         let loaded = try LoadedCheckpoint(path: checkpoint)
         keepUntilExit(loaded)
         let report = InspectReport(loaded, gpus: gpus)
-        if json {
+        if reporting.json {
             try printJSON(report)
         } else {
             print(terminalText(report.renderText()), terminator: "")

@@ -5,7 +5,7 @@ import TensorCore
 
 extension OutputFormat: ExpressibleByArgument {}
 
-struct QuantizeCommand: ParsableCommand {
+struct QuantizeCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "quantize",
         abstract: "Quantize a BF16 checkpoint to native INT4 pack-quantized, bit-exact with compressed-tensors.",
@@ -33,7 +33,6 @@ struct QuantizeCommand: ParsableCommand {
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
-        folders.apply()
         let (bar, progress) = reporting.progress("quantize")
         let report = try Quantizer.quantize(input: input, output: output, options: Quantizer.Options(format: format, schemeFile: scheme), progress: killSwitch(progress))
         bar?.finish()
@@ -43,7 +42,7 @@ struct QuantizeCommand: ParsableCommand {
     }
 }
 
-struct DequantizeCommand: ParsableCommand {
+struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "dequantize",
         abstract: "Turn every pack-quantized module back into a plain .weight: bf16(q·scale) as compressed-tensors does, or --exact float32.",
@@ -66,7 +65,6 @@ struct DequantizeCommand: ParsableCommand {
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
-        folders.apply()
         let (bar, progress) = reporting.progress("dequantize")
         let report = try Dequantizer.dequantize(input: input, output: output, options: Dequantizer.Options(format: format, exact: exact), progress: killSwitch(progress))
         bar?.finish()

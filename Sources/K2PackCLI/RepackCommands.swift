@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
 import Repack
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #endif
 
-struct ConvertCommand: ParsableCommand {
+struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "convert",
         abstract: "Repack a Hugging Face checkpoint into the k2pack format (page-aligned, experts stacked expert-major, bit-exact).",
@@ -30,10 +31,12 @@ struct ConvertCommand: ParsableCommand {
 
     @OptionGroup var folders: FolderOptions
 
-    func run() throws {
-        folders.apply()
-        let (bar, progress) = reporting.progress("convert")
+    func validate() throws {
         guard (1...19).contains(level) else { throw ValidationError("--level \(level): zstd levels 1 to 19") }
+    }
+
+    func run() throws {
+        let (bar, progress) = reporting.progress("convert")
         let options = Converter.Options(resume: resume, compressionLevel: compress ? level : nil)
         let report = try Converter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()
@@ -46,7 +49,7 @@ struct ConvertCommand: ParsableCommand {
     }
 }
 
-struct ExportCommand: ParsableCommand {
+struct ExportCommand: ParsableCommand, Reports {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Write a k2pack folder back out as the Hugging Face checkpoint it came from, byte for byte.")
@@ -70,7 +73,7 @@ struct ExportCommand: ParsableCommand {
 
 /// Crash-safety tests set `K2PACK_TEST_KILL_AFTER_BYTES` to have the real executable SIGKILL itself once that
 /// many bytes are copied: a kill at a chosen point, with no time-based guessing. Unset, this changes nothing.
-func killSwitch(_ progress: (@Sendable (Int, Int) -> Void)?) -> (@Sendable (Int, Int) -> Void)? {
+func killSwitch(_ progress: ProgressCallback?) -> ProgressCallback? {
     guard let limit = ProcessInfo.processInfo.environment["K2PACK_TEST_KILL_AFTER_BYTES"].flatMap(Int.init) else { return progress }
     return { done, total in
         progress?(done, total)

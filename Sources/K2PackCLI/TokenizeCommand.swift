@@ -3,14 +3,14 @@ import Foundation
 import JSONCore
 import Tokenizer
 
-struct TokenizeCommand: ParsableCommand {
+struct TokenizeCommand: ParsableCommand, Reports {
     static let configuration = CommandConfiguration(
         commandName: "tokenize",
         abstract: "Token ids of a text with the model's own tokenizer (Kimi: tiktoken.model + tokenizer_config.json), or text of ids with --decode.",
         discussion: """
             Ids equal tiktoken's with the Kimi pattern (every special token allowed in the text; 400,000-character pieces; \
             runs of more than 25,000 whitespace or non-whitespace characters split). --decode replaces bytes that are not \
-            UTF-8 with U+FFFD as Python's errors="replace" does.
+            UTF-8 with U+FFFD as Python's errors="replace" does. --json prints {"ids": [...]} (with --decode: {"text": "..."}).
             """
     )
 
@@ -23,8 +23,7 @@ struct TokenizeCommand: ParsableCommand {
     @Option(help: "Read the text (or the ids) from this file instead; it must be UTF-8.")
     var text: String?
 
-    @Flag(help: "Print {\"ids\": [...]} (with --decode: {\"text\": \"...\"}).")
-    var json = false
+    @OptionGroup var reporting: ReportOptions
 
     @Flag(help: "Turn ids back into text.")
     var decode = false
@@ -49,7 +48,7 @@ struct TokenizeCommand: ParsableCommand {
         if decode {
             let ids = try IDList.parse(content, source: source)
             let decoded = try tokenizer.decode(ids)
-            if json {
+            if reporting.json {
                 var object = JSONObject()
                 _ = object.append("text", .string(decoded))
                 out = JSONValue.object(object).serialized(indent: nil)
@@ -59,7 +58,7 @@ struct TokenizeCommand: ParsableCommand {
         } else {
             let ids = tokenizer.encode(content)
             let list = ids.map(String.init)
-            out = json ? "{\"ids\": [" + list.joined(separator: ", ") + "]}" : list.joined(separator: " ")
+            out = reporting.json ? "{\"ids\": [" + list.joined(separator: ", ") + "]}" : list.joined(separator: " ")
         }
         out += "\n"
         FileHandle.standardOutput.write(Data(out.utf8))

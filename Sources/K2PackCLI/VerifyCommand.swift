@@ -6,7 +6,7 @@ import Repack
 import Requantize
 import Shard
 
-struct VerifyCommand: ParsableCommand {
+struct VerifyCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check every byte range, the index, config↔tensor consistency and the INT4 experts of a checkpoint.",
@@ -39,14 +39,15 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var reporting: ReportOptions
 
     func validate() throws {
-        if let threads, threads < 1 || threads > 4096 { throw ValidationError("--threads \(threads): expected 1 to 4096") }
+        if let threads, threads < 1 || threads > ForwardOptions.maxThreads {
+            throw ValidationError("--threads \(threads): expected 1 to \(ForwardOptions.maxThreads)")
+        }
         if requantize != (bf16 != nil) { throw ValidationError("--requantize and --bf16 DIR go together") }
     }
 
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
-        folders.apply()
         if requantize, let bf16 {
             let report = try RequantizeCheck.run(int4: checkpoint, bf16: bf16)
             if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }
