@@ -9,7 +9,9 @@ let package = Package(
     products: [
         .executable(name: "k2pack", targets: ["k2pack"]),
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
-        .library(name: "K2PackReaders", targets: ["Checkpoint", "JSONCore", "ModelConfig", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Tokenizer"]),
+        .library(
+            name: "K2PackReaders",
+            targets: ["Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,37 +46,44 @@ let package = Package(
         .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
         // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
         .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
-        // inspect and verify: reports over a checkpoint.
+        // A checkpoint opened and checked: the folder, its parsed config, the expected tensor list (built once per
+        // open), the position map, and what is wrong as typed `CheckpointProblem`s (no report types).
         .target(
-            name: "Inspection",
-            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig", "Quantization"],
+            name: "LoadedModel",
+            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig"],
             swiftSettings: strict),
         // convert / export between Hugging Face folders and the k2pack format.
         .target(
             name: "Repack",
-            dependencies: ["Checkpoint", "JSONCore", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
+            dependencies: ["Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
             name: "Requantize",
-            dependencies: ["Checkpoint", "Inspection", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
+            dependencies: ["Checkpoint", "LoadedModel", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
             swiftSettings: strict),
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
         .target(
             name: "Shard",
-            dependencies: ["Checkpoint", "Forward", "Inspection", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
-            dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            swiftSettings: strict),
+        // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).
+        // Above the writers: it reads their records; no writer depends on it.
+        .target(
+            name: "Inspection",
+            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig", "Quantization", "LoadedModel", "PackFormat", "Repack", "Shard"],
             swiftSettings: strict),
         // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
         .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
+                "Inspection", "LoadedModel", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -86,12 +95,13 @@ let package = Package(
         .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "Checkpoint", "TestSupport"]),
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
-        .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Checkpoint", "TestSupport"]),
-        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
+        .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Inspection", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "LoadedModelTests", dependencies: ["LoadedModel", "Checkpoint", "TensorCore", "TestSupport"]),
+        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "LoadedModel", "TestSupport"]),
         .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(
-            name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
+            name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Parity"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],

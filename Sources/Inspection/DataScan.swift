@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import LoadedModel
 import ModelConfig
 import Quantization
 import TensorCore

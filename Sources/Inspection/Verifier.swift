@@ -1,6 +1,7 @@
-import JSONCore
 import Checkpoint
 import Foundation
+import JSONCore
+import LoadedModel
 import ModelConfig
 import Quantization
 import TensorCore
@@ -106,7 +107,7 @@ public enum Verifier {
         let start = Date()
         let checkpoint = try LoadedCheckpoint(path: path)
         let dir = checkpoint.directory
-        var findings = checkpoint.findings
+        var findings = checkpoint.problems.map(Finding.init)
         // In a Hugging Face cache snapshot every shard's blob is named by its SHA-256: check against those names
         // when no list was given.
         var options = options

@@ -1,7 +1,7 @@
 import Checkpoint
 import Forward
 import Foundation
-import Inspection
+import LoadedModel
 import ModelConfig
 import PackFormat
 import Repack

@@ -1,6 +1,6 @@
 import Checkpoint
 import Foundation
-import Inspection
+import LoadedModel
 import JSONCore
 import ModelConfig
 import PackFormat

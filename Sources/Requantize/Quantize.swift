@@ -1,7 +1,7 @@
 import Checkpoint
 import Dispatch
 import Foundation
-import Inspection
+import LoadedModel
 import JSONCore
 import ModelConfig
 import PackFormat
@@ -248,7 +248,7 @@ public enum Quantizer {
         var checkpoint = try LoadedCheckpoint(path: input)
         if let existing = checkpoint.config?.quantization {
             let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
-            guard plain.findings.allSatisfy({ $0.severity != .error }) else {
+            guard plain.problems.allSatisfy({ $0.severity != .error }) else {
                 throw RequantizeError.input("\(displayed(input)) is already quantized (\(existing.summary)); nothing to quantize")
             }
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")

@@ -218,3 +218,9 @@ public enum ShardMerger {
         }
     }
 }
+
+extension ShardMerger {
+    /// Checks that a shard set's slices tile every source tensor exactly (what `verify` reports as
+    /// `shard_coverage`, and what a merge needs). Reads tables, not tensor data.
+    public static func checkCoverage(input: String) throws { _ = try assemble(input: input) }
+}

@@ -4,7 +4,7 @@ import JSONCore
 #if canImport(Glibc)
 import Glibc
 #endif
-import Inspection
+import LoadedModel
 import JSONCore
 import ModelConfig
 import PackFormat

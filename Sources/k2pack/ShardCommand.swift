@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LoadedModel
 import TensorCore
 import Inspection
 import Shard

@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import Inspection
+import LoadedModel
 import TestSupport
 import Testing
 
