@@ -11,7 +11,7 @@ let package = Package(
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
         .library(
             name: "K2PackReaders",
-            targets: ["Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer"]),
+            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -23,15 +23,18 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Our own C: the SIGBUS handler and the registry of temporary files and mapped inputs it reads
-        // (async-signal-safe code Swift cannot express). Its one Swift importer is Checkpoint (FatalSignals).
+        // (async-signal-safe code Swift cannot express). Its one Swift importer is FileIO (FatalSignals).
         .target(name: "CSignals"),
 
         // Bottom layer: dtypes, shapes, checked size arithmetic. No I/O.
         .target(name: "TensorCore", swiftSettings: strict),
         // Strict, bounded JSON reading (duplicate keys, depth limit, exact integers).
         .target(name: "JSONCore", dependencies: ["TensorCore"], swiftSettings: strict),
+        // File I/O: read-only mapping with the folder guard (FolderLinks, PathBytes), the SIGBUS registry
+        // (FatalSignals, the only CSignals importer), and the one chunked copy with page release (ChunkedCopy).
+        .target(name: "FileIO", dependencies: ["TensorCore", "CSignals"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
-        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "CCrypto", "CSignals"], swiftSettings: strict),
+        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "FileIO", "CCrypto"], swiftSettings: strict),
         // Architecture facts as data (JSON resources).
         .target(name: "Manifests", path: "Manifests", resources: [.copy("json")], swiftSettings: strict),
         // config.json → typed config; manifests → expected tensor list.
@@ -39,7 +42,7 @@ let package = Package(
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
         // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "Checkpoint", "Archive"], swiftSettings: strict),
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).
@@ -50,59 +53,60 @@ let package = Package(
         // open), the position map, and what is wrong as typed `CheckpointProblem`s (no report types).
         .target(
             name: "LoadedModel",
-            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig"],
+            dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig"],
             swiftSettings: strict),
         // convert / export between Hugging Face folders and the k2pack format.
         .target(
             name: "Repack",
-            dependencies: ["Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
             name: "Requantize",
-            dependencies: ["Checkpoint", "LoadedModel", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "LoadedModel", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
             swiftSettings: strict),
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
         .target(
             name: "Shard",
-            dependencies: ["Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
-            dependencies: ["Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
         // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).
         // Above the writers: it reads their records; no writer depends on it.
         .target(
             name: "Inspection",
-            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig", "Quantization", "LoadedModel", "PackFormat", "Repack", "Shard"],
+            dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig", "Quantization", "LoadedModel", "PackFormat", "Repack", "Shard"],
             swiftSettings: strict),
         // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
-        .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
+        .target(name: "Tokenizer", dependencies: ["FileIO", "Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "LoadedModel", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
 
-        .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["FileIO", "Checkpoint"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "JSONCore", "TestSupport"]),
+        .testTarget(name: "FileIOTests", dependencies: ["FileIO", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "FileIO", "JSONCore", "TestSupport"]),
         .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "Checkpoint", "TestSupport"]),
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
-        .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Inspection", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Inspection", "FileIO", "Checkpoint", "TestSupport"]),
         .testTarget(name: "LoadedModelTests", dependencies: ["LoadedModel", "Checkpoint", "TensorCore", "TestSupport"]),
-        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "LoadedModel", "TestSupport"]),
+        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "LoadedModel", "FileIO", "TestSupport"]),
         .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Parity"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

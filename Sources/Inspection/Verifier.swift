@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import Foundation
 import JSONCore
 import LoadedModel
@@ -175,8 +176,8 @@ public enum Verifier {
                 let actual = try ReadOnlyFile(folder: dir.path, name: name).sha256Hex()
                 checked += 1
                 if actual != digest { findings.append(Finding(CheckpointError.checksumMismatch(file: name, expected: digest, actual: actual))) }
-            } catch let error as CheckpointError {
-                findings.append(Finding(error))
+            } catch let error as FileIOError {
+                findings.append(Finding(CheckpointError(error)))
             } catch {
                 findings.append(Finding(code: "io", file: name, message: "\(displayed(name)): \(error)"))
             }

@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import ModelConfig
 import TensorCore
 
@@ -17,7 +18,7 @@ public enum CheckpointProblem: Sendable, Equatable, CustomStringConvertible {
     /// config.json is missing, malformed, or implies no valid tensor list.
     case config(ConfigError)
     /// config.json exists but cannot be opened through the folder guard (outside the folder, or I/O).
-    case configUnreadable(CheckpointError)
+    case configUnreadable(FileIOError)
     /// config.json describes another architecture than the folder record says.
     case architectureMismatch(config: String, recorded: String)
     /// A header lists a tensor the config does not imply.

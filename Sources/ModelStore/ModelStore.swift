@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import Forward
 import Foundation
 import LoadedModel

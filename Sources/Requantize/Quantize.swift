@@ -1,5 +1,6 @@
 import Checkpoint
 import Dispatch
+import FileIO
 import Foundation
 import LoadedModel
 import JSONCore
@@ -47,17 +48,10 @@ enum Rewrite {
         return checkpoint
     }
 
-    /// A tensor copied byte for byte, in 64 MiB pieces dropped from the process once written.
+    /// A tensor copied byte for byte, in pieces dropped from the process once written (`ReadOnlyFile.copyPieces`).
     static func copy(_ shard: SafetensorsFile, _ entry: TensorEntry) -> OutputTensor {
         OutputTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, length: entry.byteCount) { emit in
-            let bytes = try shard.bytes(of: entry)
-            var at = 0
-            while at < bytes.count {
-                let end = min(bytes.count, at + (64 << 20))
-                try emit(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
-                shard.file.adviseDone((entry.rangeInFile.lowerBound + at)..<(entry.rangeInFile.lowerBound + end))
-                at = end
-            }
+            try shard.file.copyPieces(of: entry.rangeInFile, emit)
         }
     }
 
