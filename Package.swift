@@ -26,39 +26,59 @@ let package = Package(
         // (async-signal-safe code Swift cannot express). Its one Swift importer is FileIO (FatalSignals).
         .target(name: "CSignals"),
 
-        // Bottom layer: dtypes, shapes, checked size arithmetic. No I/O.
+        // Layer 0, values: dtypes, shapes, checked size arithmetic, strict JSON. No I/O.
         .target(name: "TensorCore", swiftSettings: strict),
         // Strict, bounded JSON reading (duplicate keys, depth limit, exact integers).
         .target(name: "JSONCore", dependencies: ["TensorCore"], swiftSettings: strict),
+
+        // Layer 1, files: the one owner of file I/O, and the safetensors/checkpoint readers built on it.
         // File I/O: read-only mapping with the folder guard (FolderLinks, PathBytes), the SIGBUS registry
         // (FatalSignals, the only CSignals importer), and the one chunked copy with page release (ChunkedCopy).
         .target(name: "FileIO", dependencies: ["TensorCore", "CSignals"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
         .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "FileIO", "CCrypto"], swiftSettings: strict),
+
+        // Layer 2, model facts: what a checkpoint should contain (manifests, config, expected tensors, INT4 math)
+        // and the frames of our archive form.
         // Architecture facts as data (JSON resources).
         .target(name: "Manifests", path: "Manifests", resources: [.copy("json")], swiftSettings: strict),
         // config.json → typed config; manifests → expected tensor list.
         .target(name: "ModelConfig", dependencies: ["TensorCore", "JSONCore", "Manifests"], swiftSettings: strict),
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
-        // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
-        // CPU reference forward pass (only COpenBLAS importer).
-        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
-        // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
-        .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
+
+        // Layer 3, a model opened: a checkpoint folder opened and checked against its config, and our own folder
+        // format. Both read through FileIO; neither knows about reports or writers.
         // A checkpoint opened and checked: the folder, its parsed config, the expected tensor list (built once per
         // open), the position map, and what is wrong as typed `CheckpointProblem`s (no report types).
         .target(
             name: "LoadedModel",
             dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig"],
             swiftSettings: strict),
+        // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive"], swiftSettings: strict),
+
+        // Layer 4, compute: the CPU forward pass and its parity tooling; the tokenizer.
+        // CPU reference forward pass (only COpenBLAS importer).
+        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
+        // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
+        .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
+        // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
+        .target(name: "Tokenizer", dependencies: ["FileIO", "Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
+
+        // Layer 5, writers and weight sources: each reads through layer 3 and writes through PackFormat/FileIO;
+        // none depends on Inspection.
         // convert / export between Hugging Face folders and the k2pack format.
         .target(
             name: "Repack",
             dependencies: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "TensorCore"],
+            swiftSettings: strict),
+        // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
+        .target(
+            name: "ModelStore",
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
@@ -70,19 +90,16 @@ let package = Package(
             name: "Shard",
             dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
-        // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
-        .target(
-            name: "ModelStore",
-            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
-            swiftSettings: strict),
+
+        // Layer 6, reports: inspect and verify render what the earlier layers found.
         // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).
         // Above the writers: it reads their records; no writer depends on it.
         .target(
             name: "Inspection",
             dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig", "Quantization", "LoadedModel", "PackFormat", "Repack", "Shard"],
             swiftSettings: strict),
-        // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
-        .target(name: "Tokenizer", dependencies: ["FileIO", "Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
+
+        // Layer 7, the thin executable.
         .executableTarget(
             name: "k2pack",
             dependencies: [
