@@ -32,8 +32,9 @@ let package = Package(
         .target(name: "JSONCore", dependencies: ["TensorCore"], swiftSettings: strict),
 
         // Layer 1, files: the one owner of file I/O, and the safetensors/checkpoint readers built on it.
-        // File I/O: read-only mapping with the folder guard (FolderLinks, PathBytes), the SIGBUS registry
-        // (FatalSignals, the only CSignals importer), and the one chunked copy with page release (ChunkedCopy).
+        // File I/O: read-only mapping with the folder guard (ReadOnlyFile, FolderLinks, PathBytes), the SIGBUS
+        // registry (FatalSignals, the only CSignals importer), atomic write and output folders (AtomicFile,
+        // OutputPaths), and the one chunked copy with page release (ChunkedCopy).
         .target(name: "FileIO", dependencies: ["TensorCore", "CSignals"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
         .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "FileIO", "CCrypto"], swiftSettings: strict),
@@ -57,7 +58,7 @@ let package = Package(
             name: "LoadedModel",
             dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig"],
             swiftSettings: strict),
-        // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
+        // Our on-disk format: spec, checksums, writer, validating reader, carried files (docs/FORMAT.md).
         .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive"], swiftSettings: strict),
 
         // Layer 4, compute: the CPU forward pass and its parity tooling; the tokenizer.
