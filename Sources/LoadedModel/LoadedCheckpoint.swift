@@ -20,13 +20,18 @@ public struct LoadedCheckpoint: Sendable {
     /// `ignoringQuantization`: expect every Linear as a plain `.weight`, whatever `quantization_config` says
     /// (a "dequantized" copy whose config still claims to be compressed).
     public init(path: String, ignoringQuantization: Bool = false) throws(CheckpointError) {
+        self.init(directory: try CheckpointDirectory(path: path), ignoringQuantization: ignoringQuantization)
+    }
+
+    /// The same checks over a folder already opened: the config is parsed from the bytes the directory read
+    /// (no second read of config.json, no second open of the shards), e.g. to plan it again ignoring quantization.
+    public init(directory: CheckpointDirectory, ignoringQuantization: Bool = false) {
         // config.json is read once, by the directory, and those bytes are the ones parsed here: the config that
         // is validated is the one convert, quantize and shard copy to their output.
-        let directory = try CheckpointDirectory(path: path)
         self.directory = directory
         problems = directory.problems.map(CheckpointProblem.file) + directory.warnings.map(CheckpointProblem.folderWarning)
         guard let configBytes = directory.configBytes else {
-            problems.append(.config(.missingConfig(path: path)))
+            problems.append(.config(.missingConfig(path: directory.path)))
             problems = CheckpointProblem.capped(problems)
             return
         }

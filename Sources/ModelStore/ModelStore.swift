@@ -16,6 +16,9 @@ public enum ModelStore {
         public var kind: Kind
         public var config: ModelConfig
         public var store: any TensorStore
+        /// The tensors the config implies, built once when a Hugging Face folder is opened (`LoadedCheckpoint`;
+        /// nil for a k2pack folder): for the forward pass to reuse rather than build again.
+        public var expected: ExpectedTensorList? = nil
     }
 
     /// Validates the folder's structure first (headers, index, config, tensor list) and refuses a broken one,
@@ -28,7 +31,7 @@ public enum ModelStore {
         let checkpoint = try LoadedCheckpoint(path: path)
         if let reason = checkpoint.unusableReason { throw ForwardError.input(reason) }
         guard let config = checkpoint.config else { throw ForwardError.input("\(displayed(path)): no readable config.json") }
-        return Opened(kind: .huggingFace, config: config, store: CheckpointTensorStore(checkpoint.directory))
+        return Opened(kind: .huggingFace, config: config, store: CheckpointTensorStore(checkpoint.directory), expected: checkpoint.expected)
     }
 }
 

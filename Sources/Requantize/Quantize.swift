@@ -241,7 +241,8 @@ public enum Quantizer {
         var notes: [String] = []
         var checkpoint = try LoadedCheckpoint(path: input)
         if let existing = checkpoint.config?.quantization {
-            let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
+            // Planned again from the same opened folder and config bytes (config.json is not read twice).
+            let plain = LoadedCheckpoint(directory: checkpoint.directory, ignoringQuantization: true)
             guard plain.problems.allSatisfy({ $0.severity != .error }) else {
                 throw RequantizeError.input("\(displayed(input)) is already quantized (\(existing.summary)); nothing to quantize")
             }

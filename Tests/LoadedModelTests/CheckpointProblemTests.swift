@@ -56,4 +56,18 @@ struct CheckpointProblemTests {
         #expect(capped[11].omittedCount == 15 && capped[11].file == nil)
         #expect(CheckpointProblem.capped(capped, limit: 10) == capped)
     }
+
+    @Test("an opened folder planned again ignoring quantization equals a fresh open that ignores it, without reading config.json again")
+    func replanned() throws {
+        let folder = TestPaths.fixture("k2-thinking-tiny")
+        let opened = try LoadedCheckpoint(path: folder)
+        #expect(opened.config?.quantization != nil)
+        let again = LoadedCheckpoint(directory: opened.directory, ignoringQuantization: true)
+        let fresh = try LoadedCheckpoint(path: folder, ignoringQuantization: true)
+        #expect(again.config?.quantization == nil)
+        #expect(again.problems == fresh.problems)
+        #expect(again.expected?.tensors.map(\.name) == fresh.expected?.tensors.map(\.name))
+        #expect(again.positions == fresh.positions)
+        #expect(again.problems.contains { $0.code == "unexpected_tensor" }, "a quantized folder read as plain has stray scales")
+    }
 }
