@@ -8,6 +8,7 @@ extension CheckpointError {
         switch error {
         case let .io(path, operation, reason): self = .io(path: path, operation: operation, reason: reason)
         case let .outsideFolder(file, target): self = .outsideFolder(file: file, target: target)
+        // Only writers meet an output folder that exists; should one reach a reader, its whole text is kept.
         case .outputExists: self = .io(path: error.file, operation: "write there", reason: error.description)
         }
     }
