@@ -9,7 +9,9 @@ let package = Package(
     products: [
         .executable(name: "k2pack", targets: ["k2pack"]),
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
-        .library(name: "K2PackReaders", targets: ["Checkpoint", "JSONCore", "ModelConfig", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Tokenizer"]),
+        .library(
+            name: "K2PackReaders",
+            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -21,81 +23,110 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Our own C: the SIGBUS handler and the registry of temporary files and mapped inputs it reads
-        // (async-signal-safe code Swift cannot express). Its one Swift importer is Checkpoint (FatalSignals).
+        // (async-signal-safe code Swift cannot express). Its one Swift importer is FileIO (FatalSignals).
         .target(name: "CSignals"),
 
-        // Bottom layer: dtypes, shapes, checked size arithmetic. No I/O.
+        // Layer 0, values: dtypes, shapes, checked size arithmetic, strict JSON. No I/O.
         .target(name: "TensorCore", swiftSettings: strict),
         // Strict, bounded JSON reading (duplicate keys, depth limit, exact integers).
         .target(name: "JSONCore", dependencies: ["TensorCore"], swiftSettings: strict),
+
+        // Layer 1, files: the one owner of file I/O, and the safetensors/checkpoint readers built on it.
+        // File I/O: read-only mapping with the folder guard (ReadOnlyFile, FolderLinks, PathBytes), the SIGBUS
+        // registry (FatalSignals, the only CSignals importer), atomic write and output folders (AtomicFile,
+        // OutputPaths), and the one chunked copy with page release (ChunkedCopy).
+        .target(name: "FileIO", dependencies: ["TensorCore", "CSignals"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
-        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "CCrypto", "CSignals"], swiftSettings: strict),
+        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "FileIO", "CCrypto"], swiftSettings: strict),
+
+        // Layer 2, model facts: what a checkpoint should contain (manifests, config, expected tensors, INT4 math)
+        // and the frames of our archive form.
         // Architecture facts as data (JSON resources).
         .target(name: "Manifests", path: "Manifests", resources: [.copy("json")], swiftSettings: strict),
         // config.json → typed config; manifests → expected tensor list.
         .target(name: "ModelConfig", dependencies: ["TensorCore", "JSONCore", "Manifests"], swiftSettings: strict),
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
-        // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "Checkpoint", "Archive"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
+
+        // Layer 3, a model opened: a checkpoint folder opened and checked against its config, and our own folder
+        // format. Both read through FileIO; neither knows about reports or writers.
+        // A checkpoint opened and checked: the folder, its parsed config, the expected tensor list (built once per
+        // open), the position map, and what is wrong as typed `CheckpointProblem`s (no report types).
+        .target(
+            name: "LoadedModel",
+            dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig"],
+            swiftSettings: strict),
+        // Our on-disk format: spec, checksums, writer, validating reader, carried files (docs/FORMAT.md).
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive"], swiftSettings: strict),
+
+        // Layer 4, compute: the CPU forward pass and its parity tooling; the tokenizer.
         // CPU reference forward pass (only COpenBLAS importer).
         .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
         // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
         .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
-        // inspect and verify: reports over a checkpoint.
-        .target(
-            name: "Inspection",
-            dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig", "Quantization"],
-            swiftSettings: strict),
+        // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
+        .target(name: "Tokenizer", dependencies: ["FileIO", "Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
+
+        // Layer 5, writers and weight sources: each reads through layer 3 and writes through PackFormat/FileIO;
+        // none depends on Inspection.
         // convert / export between Hugging Face folders and the k2pack format.
         .target(
             name: "Repack",
-            dependencies: ["Checkpoint", "JSONCore", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
-            swiftSettings: strict),
-        // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
-        .target(
-            name: "Requantize",
-            dependencies: ["Checkpoint", "Inspection", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
-            swiftSettings: strict),
-        // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
-        .target(
-            name: "Shard",
-            dependencies: ["Checkpoint", "Forward", "Inspection", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
-            dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
             swiftSettings: strict),
-        // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
-        .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
-        // The commands: parsing, cross-option checks, output. A library so that tests parse commands in-process.
+        // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
+        .target(
+            name: "Requantize",
+            dependencies: ["FileIO", "Checkpoint", "LoadedModel", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
+            swiftSettings: strict),
+        // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
+        .target(
+            name: "Shard",
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            swiftSettings: strict),
+
+        // Layer 6, reports: inspect and verify render what the earlier layers found.
+        // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).
+        // Above the writers: it reads their records; no writer depends on it.
+        .target(
+            name: "Inspection",
+            dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig", "Quantization", "LoadedModel", "PackFormat", "Repack", "Shard"],
+            swiftSettings: strict),
+
+        // Layer 7, the commands: parsing, cross-option checks, output. A library so that tests parse commands
+        // in-process; the executable is only the entry point.
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
-        // The executable: only the entry point.
         .executableTarget(name: "k2pack", dependencies: ["K2PackCLI"], swiftSettings: strict),
 
-        .target(name: "TestSupport", dependencies: ["Checkpoint"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["FileIO", "Checkpoint"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "JSONCoreTests", dependencies: ["JSONCore"]),
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "JSONCore", "TestSupport"]),
+        .testTarget(name: "FileIOTests", dependencies: ["FileIO", "TestSupport"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "FileIO", "JSONCore", "TestSupport"]),
         .testTarget(name: "ModelConfigTests", dependencies: ["ModelConfig", "TestSupport"]),
         .testTarget(name: "QuantizationTests", dependencies: ["Quantization", "Checkpoint", "TestSupport"]),
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
-        .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Checkpoint", "TestSupport"]),
-        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
+        .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Inspection", "FileIO", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "LoadedModelTests", dependencies: ["LoadedModel", "Checkpoint", "TensorCore", "TestSupport"]),
+        .testTarget(name: "InspectionTests", dependencies: ["Inspection", "LoadedModel", "FileIO", "TestSupport"]),
         .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(
-            name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Parity"]),
+            name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
         .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],

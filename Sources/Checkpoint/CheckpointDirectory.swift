@@ -1,3 +1,4 @@
+import FileIO
 import JSONCore
 import Foundation
 import TensorCore
@@ -64,8 +65,8 @@ public final class CheckpointDirectory: Sendable {
         func listed(_ name: String) -> Bool { present.contains(ByteName(name)) }
         var outside: Set<ByteName> = []
         for name in [ShardIndex.fileName, Self.configFileName] where listed(name) {
-            do throws(CheckpointError) { try FolderLinks.check(folder: path, name: name) } catch {
-                problems.append(error)
+            do throws(FileIOError) { try FolderLinks.check(folder: path, name: name) } catch {
+                problems.append(CheckpointError(error))
                 outside.insert(ByteName(name))
             }
         }
@@ -80,13 +81,13 @@ public final class CheckpointDirectory: Sendable {
         let loaded: [Loaded] = parallelMap(count: files.count + offset) { i in
             if i < offset {
                 return .index(Result { () throws(CheckpointError) -> ShardIndex in
-                    let file = try ReadOnlyFile(folder: path, name: ShardIndex.fileName)
+                    let file = try fileIO { () throws(FileIOError) in try ReadOnlyFile(folder: path, name: ShardIndex.fileName) }
                     guard file.byteCount <= ShardIndex.maxBytes else {
                         throw .indexMalformed(
                             file: ShardIndex.fileName,
                             reason: "\(file.byteCount) bytes, more than k2pack reads for an index (\(ShardIndex.maxBytes); \(ShardIndex.maxEntries) entries fit in it)")
                     }
-                    return try ShardIndex.parse(try file.readAll())
+                    return try ShardIndex.parse(try fileIO { () throws(FileIOError) in try file.readAll() })
                 })
             }
             let file = files[i - offset]
@@ -130,7 +131,7 @@ public final class CheckpointDirectory: Sendable {
         self.shardNames = names
         self.configBytes =
             listed(Self.configFileName) && !outside.contains(ByteName(Self.configFileName))
-            ? try ReadOnlyFile(folder: path, name: Self.configFileName).readAll() : nil
+            ? try fileIO { () throws(FileIOError) in try ReadOnlyFile(folder: path, name: Self.configFileName).readAll() } : nil
 
         let opened: [Result<SafetensorsFile, CheckpointError>?] = names.map { byFile[ByteName($0)] }
         var shards: [SafetensorsFile?] = []
@@ -247,27 +248,5 @@ public final class CheckpointDirectory: Sendable {
     /// All tensors of all opened shards.
     public var allEntries: [(shard: Int, entry: TensorEntry)] {
         shards.enumerated().flatMap { s, shard in (shard?.tensors ?? []).map { (s, $0) } }
-    }
-}
-
-extension ReadOnlyFile {
-    /// The whole file's bytes (for small files: config.json, the index).
-    public func readAll() throws(CheckpointError) -> [UInt8] {
-        guard byteCount <= 256 << 20 else {
-            throw .io(path: path, operation: "read", reason: "\(byteCount) bytes is too large to read whole (limit 256 MiB)")
-        }
-        // Not zero-filled first: every byte is read into it (or the read throws).
-        var failure: CheckpointError?
-        let bytes = [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
-            do throws(CheckpointError) {
-                try read(into: UnsafeMutableRawBufferPointer(buffer), at: 0)
-                count = byteCount
-            } catch {
-                failure = error
-                count = 0
-            }
-        }
-        if let failure { throw failure }
-        return bytes
     }
 }

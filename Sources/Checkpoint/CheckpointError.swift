@@ -1,3 +1,4 @@
+import FileIO
 import JSONCore
 import TensorCore
 
@@ -65,7 +66,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
     public var description: String {
         switch self {
         case let .io(path, operation, reason):
-            return "\(displayed(path)): cannot \(operation): \(displayed(reason, limit: nil))"
+            return FileIOError.io(path: path, operation: operation, reason: reason).description
         case let .notACheckpoint(path, reason):
             return "\(displayed(path)): not a checkpoint: \(displayed(reason, limit: nil))"
         case let .fileTooShort(file, count):
@@ -123,7 +124,7 @@ public enum CheckpointError: Error, Equatable, Sendable, CustomStringConvertible
         case let .checksumListMalformed(file, line, reason):
             return "\(displayed(file)):\(line): \(displayed(reason, limit: nil))"
         case let .outsideFolder(file, target):
-            return "\(displayed(file)) is a symlink to \(displayed(target)), outside the checkpoint folder (links are followed only into a Hugging Face cache snapshot's own blobs/; pass --allow-outside-symlinks to accept it)"
+            return FileIOError.outsideFolder(file: file, target: target).description
         }
     }
 

@@ -1,3 +1,4 @@
+import FileIO
 import TensorCore
 
 /// One safetensors file: its validated header and a handle for reading its data.
@@ -10,22 +11,22 @@ public final class SafetensorsFile: Sendable {
 
     /// Opens `path`, reading only the header; `name` is how messages refer to the file.
     public convenience init(path: String, name: String) throws(CheckpointError) {
-        try self.init(file: try ReadOnlyFile(path: path), name: name)
+        try self.init(file: try fileIO { () throws(FileIOError) in try ReadOnlyFile(path: path) }, name: name)
     }
 
     /// Opens the file `name` of the input folder `folder` (refused when it resolves outside it), reading only
     /// the header.
     public convenience init(folder: String, name: String) throws(CheckpointError) {
-        try self.init(file: try ReadOnlyFile(folder: folder, name: name), name: name)
+        try self.init(file: try fileIO { () throws(FileIOError) in try ReadOnlyFile(folder: folder, name: name) }, name: name)
     }
 
     init(file: ReadOnlyFile, name: String) throws(CheckpointError) {
         let prefixCount = min(8, file.byteCount)
-        let prefix = try file.read(count: prefixCount, at: 0)
+        let prefix = try fileIO { () throws(FileIOError) in try file.read(count: prefixCount, at: 0) }
         let headerLength = try prefix.withBytes { (raw) throws(CheckpointError) -> Int in
             try SafetensorsHeader.headerLength(prefix: raw, fileName: name, fileLength: file.byteCount)
         }
-        let json = try file.read(count: headerLength, at: 8)
+        let json = try fileIO { () throws(FileIOError) in try file.read(count: headerLength, at: 8) }
         self.header = try json.withBytes { (raw) throws(CheckpointError) -> SafetensorsHeader in
             try SafetensorsHeader.parse(json: raw, fileName: name, fileLength: file.byteCount)
         }
@@ -34,7 +35,7 @@ public final class SafetensorsFile: Sendable {
 
     /// A tensor's bytes, from the file's read-only mapping.
     public func bytes(of entry: TensorEntry) throws(CheckpointError) -> UnsafeRawBufferPointer {
-        let whole = try file.mapped()
+        let whole = try fileIO { () throws(FileIOError) in try file.mapped() }
         return UnsafeRawBufferPointer(rebasing: whole[entry.rangeInFile])
     }
 }

@@ -1,5 +1,7 @@
 import Checkpoint
+import FileIO
 import Foundation
+import LoadedModel
 import ModelConfig
 import Quantization
 import TensorCore
@@ -100,7 +102,7 @@ struct DataScan {
         do {
             return try shard.file.mapped()
         } catch {
-            result.findings.append(Finding(error))
+            result.findings.append(Finding(CheckpointError(error)))
             return nil
         }
     }

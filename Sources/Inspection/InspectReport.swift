@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import LoadedModel
 import ModelConfig
 import TensorCore
 
@@ -145,7 +146,7 @@ public struct InspectReport: Sendable, Codable {
                 gpus: gpus, tensorParallelBytesPerGPU: Int(tpBytes.rounded(.up)),
                 expertParallelBytesPerGPU: Int(epBytes.rounded(.up)))
         }
-        findings = checkpoint.findings
+        findings = checkpoint.problems.map(Finding.init)
     }
 
     public func renderText() -> String {

@@ -1,6 +1,8 @@
-import JSONCore
 import Checkpoint
+import FileIO
 import Foundation
+import JSONCore
+import LoadedModel
 import ModelConfig
 import Quantization
 import TensorCore
@@ -106,7 +108,7 @@ public enum Verifier {
         let start = Date()
         let checkpoint = try LoadedCheckpoint(path: path)
         let dir = checkpoint.directory
-        var findings = checkpoint.findings
+        var findings = checkpoint.problems.map(Finding.init)
         // In a Hugging Face cache snapshot every shard's blob is named by its SHA-256: check against those names
         // when no list was given.
         var options = options
@@ -174,8 +176,8 @@ public enum Verifier {
                 let actual = try ReadOnlyFile(folder: dir.path, name: name).sha256Hex()
                 checked += 1
                 if actual != digest { findings.append(Finding(CheckpointError.checksumMismatch(file: name, expected: digest, actual: actual))) }
-            } catch let error as CheckpointError {
-                findings.append(Finding(error))
+            } catch let error as FileIOError {
+                findings.append(Finding(CheckpointError(error)))
             } catch {
                 findings.append(Finding(code: "io", file: name, message: "\(displayed(name)): \(error)"))
             }

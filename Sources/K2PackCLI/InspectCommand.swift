@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Inspection
+import LoadedModel
 import Repack
 import Shard
 

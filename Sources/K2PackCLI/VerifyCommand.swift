@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoint
+import FileIO
 import Foundation
 import Inspection
 import Repack

@@ -1,7 +1,8 @@
 import Checkpoint
+import FileIO
 import Forward
 import Foundation
-import Inspection
+import LoadedModel
 import ModelConfig
 import PackFormat
 import Repack

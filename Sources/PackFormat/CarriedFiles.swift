@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import Foundation
 import TensorCore
 #if canImport(Glibc)
@@ -119,17 +120,11 @@ public enum CarriedFiles {
         }
         let output = try AtomicFile(path: target)
         let digest = SHA256Digest()
-        let piece = 16 << 20
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(piece, max(input.byteCount, 1)), alignment: 16)
-        defer { buffer.deallocate() }
         var at = 0
-        while at < input.byteCount {
-            let count = min(buffer.count, input.byteCount - at)
-            let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
-            try input.read(into: chunk, at: at)
-            digest.update(UnsafeRawBufferPointer(chunk))
-            try output.write(UnsafeRawBufferPointer(chunk), at: at)
-            at += count
+        try input.copyPieces(of: 0..<input.byteCount) { piece in
+            digest.update(piece)
+            try output.write(piece, at: at)
+            at += piece.count
         }
         let copied = CarriedFile(path: path, size: input.byteCount, sha256: digest.finalizeHex())
         if let expected, expected.sha256 != copied.sha256 {

@@ -1,5 +1,6 @@
 import Archive
 import Checkpoint
+import FileIO
 import Foundation
 import JSONCore
 import TensorCore
@@ -184,7 +185,7 @@ public final class PackFile: Sendable {
     }
 
     /// Copies the bytes of source `index` of a tensor into `output` from byte `offset` on, in pieces of at most
-    /// 64 MiB (see `readSource`).
+    /// `ChunkedCopy.pieceBytes` (see `readSource`).
     /// A failure while this file changed under us (a write from a mapping that shrank fails) names this file.
     public func copySource(_ tensor: PackTensor, _ index: Int, to output: AtomicFile, at offset: Int) throws {
         var at = offset
@@ -199,23 +200,14 @@ public final class PackFile: Sendable {
         }
     }
 
-    /// Hands `body` the bytes of source `index` of a tensor in order, in pieces of at most 64 MiB: slices of the
-    /// mapping (dropped from this process once used) or, in an archive, its decompressed frames.
+    /// Hands `body` the bytes of source `index` of a tensor in order, in pieces of at most `ChunkedCopy.pieceBytes`:
+    /// slices of the mapping (dropped from this process once used, `ReadOnlyFile.copyPieces`) or, in an archive,
+    /// its decompressed frames.
     public func readSource(_ tensor: PackTensor, _ index: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         guard let t = positions[ByteName(tensor.name)] else { throw PackError.tensorInvalid(file: name, tensor: tensor.name, reason: "not in this file") }
         let stored = table.tensors[t]
         guard isArchive else {
-            let whole = try file.mapped()
-            let range = Self.storedRange(stored, index)
-            var at = range.lowerBound
-            let end = range.upperBound
-            while at < end {
-                let piece = at..<min(end, at + (64 << 20))
-                file.adviseSequential(piece)
-                try withExtendedLifetime(file) { try body(UnsafeRawBufferPointer(rebasing: whole[piece])) }
-                file.adviseDone(piece)
-                at = piece.upperBound
-            }
+            try file.copyPieces(of: Self.storedRange(stored, index), body)
             return
         }
         let frames = stored.frames ?? []

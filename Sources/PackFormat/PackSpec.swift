@@ -1,3 +1,4 @@
+import FileIO
 import Foundation
 import TensorCore
 
@@ -180,7 +181,7 @@ public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .io(path, operation, reason): "\(displayed(path)): cannot \(operation): \(displayed(reason, limit: nil))"
+        case let .io(path, operation, reason): FileIOError.io(path: path, operation: operation, reason: reason).description
         case let .notPack(file, reason): "\(displayed(file)): not a k2pack file: \(displayed(reason, limit: nil))"
         case let .unsupportedVersion(file, version): "\(displayed(file)): k2pack format version \(version) is not supported (this build reads version \(PackSpec.version))"
         case let .headerInvalid(file, reason): "\(displayed(file)): invalid header: \(displayed(reason, limit: nil))"
@@ -189,8 +190,7 @@ public enum PackError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .tensorInvalid(file, tensor, reason): "\(displayed(file)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         case let .checksumMismatch(file, tensor, expected, actual): "\(displayed(file)): tensor '\(displayed(tensor))': data is corrupt: xxHash64 \(displayed(actual)), table records \(displayed(expected))"
         case let .sourceInvalid(reason): "cannot convert: \(displayed(reason, limit: nil))"
-        case let .outputExists(path, resumable):
-            "\(displayed(path)): already exists and is not empty; choose a new folder" + (resumable ? " (or --resume an interrupted convert)" : "")
+        case let .outputExists(path, resumable): FileIOError.outputExists(path: path, resumable: resumable).description
         }
     }
 }

@@ -1,4 +1,5 @@
 import Archive
+import FileIO
 import Foundation
 import TensorCore
 
@@ -134,14 +135,10 @@ public enum PackWriter {
             // Contiguous, or runs so long that each is copied on its own.
             for r in 0..<(source.slice?.runs ?? 1) {
                 let start = r * (source.slice?.stride ?? 0)
-                var offset = 0
-                while offset < run {
-                    let end = min(run, offset + PackSpec.maxFrameSize)
-                    try body(UnsafeRawBufferPointer(rebasing: bytes[(start + offset)..<(start + end)]))
-                    release(source, (start + offset)..<(start + end))
-                    progress(end - offset)
-                    offset = end
-                }
+                try ChunkedCopy.pieces(of: UnsafeRawBufferPointer(rebasing: bytes[start..<(start + run)]), pieceBytes: PackSpec.maxFrameSize, release: {
+                    release(source, (start + $0.lowerBound)..<(start + $0.upperBound))
+                    progress($0.count)
+                }, body)
             }
             return
         }

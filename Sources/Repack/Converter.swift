@@ -1,6 +1,7 @@
 import Checkpoint
+import FileIO
 import Foundation
-import Inspection
+import LoadedModel
 import JSONCore
 import ModelConfig
 import PackFormat
@@ -159,7 +160,7 @@ public enum Converter {
 
     /// The output folder must be new or empty, unless resuming; never a link, never overlapping the input.
     public static func prepare(output: String, input: String, resume: Bool) throws {
-        do throws(PackError) {
+        do throws(FileIOError) {
             try OutputPaths.prepareFolder(output, inputs: [input], existing: resume ? .resumable : .empty)
         } catch {
             guard case .outputExists(let path, _) = error else { throw error }

@@ -1,6 +1,6 @@
 import Checkpoint
 import Foundation
-import Inspection
+import LoadedModel
 import ModelConfig
 import Quantization
 import TensorCore

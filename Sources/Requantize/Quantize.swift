@@ -1,7 +1,8 @@
 import Checkpoint
 import Dispatch
+import FileIO
 import Foundation
-import Inspection
+import LoadedModel
 import JSONCore
 import ModelConfig
 import PackFormat
@@ -75,17 +76,10 @@ enum Rewrite {
         return checkpoint
     }
 
-    /// A tensor copied byte for byte, in 64 MiB pieces dropped from the process once written.
+    /// A tensor copied byte for byte, in pieces dropped from the process once written (`ReadOnlyFile.copyPieces`).
     static func copy(_ shard: SafetensorsFile, _ entry: TensorEntry) -> OutputTensor {
         OutputTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape, length: entry.byteCount) { emit in
-            let bytes = try shard.bytes(of: entry)
-            var at = 0
-            while at < bytes.count {
-                let end = min(bytes.count, at + IOSizes.copyPiece)
-                try emit(UnsafeRawBufferPointer(rebasing: bytes[at..<end]))
-                shard.file.adviseDone((entry.rangeInFile.lowerBound + at)..<(entry.rangeInFile.lowerBound + end))
-                at = end
-            }
+            try shard.file.copyPieces(of: entry.rangeInFile, emit)
         }
     }
 
@@ -275,8 +269,9 @@ public enum Quantizer {
         var notes: [String] = []
         var checkpoint = try LoadedCheckpoint(path: input)
         if let existing = checkpoint.config?.quantization {
-            let plain = try LoadedCheckpoint(path: input, ignoringQuantization: true)
-            guard plain.findings.allSatisfy({ $0.severity != .error }) else {
+            // Planned again from the same opened folder and config bytes (config.json is not read twice).
+            let plain = LoadedCheckpoint(directory: checkpoint.directory, ignoringQuantization: true)
+            guard plain.problems.allSatisfy({ $0.severity != .error }) else {
                 throw RequantizeError.alreadyQuantized(folder: input, scheme: existing.summary)
             }
             notes.append("config.json carries a quantization_config but every Linear is a plain .weight (what compressed-tensors' dequantizer leaves behind): treated as BF16")

@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -217,4 +218,10 @@ public enum ShardMerger {
             first += count
         }
     }
+}
+
+extension ShardMerger {
+    /// Checks that a shard set's slices tile every source tensor exactly (what `verify` reports as
+    /// `shard_coverage`, and what a merge needs). Reads tables, not tensor data.
+    public static func checkCoverage(input: String) throws { _ = try assemble(input: input) }
 }

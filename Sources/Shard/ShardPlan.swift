@@ -1,5 +1,5 @@
 import Checkpoint
-import Inspection
+import LoadedModel
 import ModelConfig
 import TensorCore
 

@@ -1,10 +1,11 @@
 import Checkpoint
+import FileIO
 import Foundation
 import JSONCore
 #if canImport(Glibc)
 import Glibc
 #endif
-import Inspection
+import LoadedModel
 import JSONCore
 import ModelConfig
 import PackFormat
@@ -166,7 +167,7 @@ public enum ShardWriter {
         // All ranks: a new or empty folder. Some ranks (one process of many): the set's folder may already hold
         // other ranks; each rank folder written here must be new or empty.
         if options.ranks == nil {
-            do throws(PackError) { try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty) } catch {
+            do throws(FileIOError) { try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty) } catch {
                 guard case .outputExists = error else { throw error }
                 throw ShardError.input("\(displayed(output)): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
             }

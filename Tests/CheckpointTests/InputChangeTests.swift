@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import Foundation
 import TestSupport
 import Testing
@@ -17,7 +18,7 @@ struct ReadOnlyFileChangeTests {
 
     func expectChanged(_ file: ReadOnlyFile, _ change: String, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(file.changeSinceOpened() == change, sourceLocation: sourceLocation)
-        #expect(throws: CheckpointError.io(path: file.path, operation: "use it", reason: "the file changed while being read (\(change)); read it again once it is complete"),
+        #expect(throws: FileIOError.io(path: file.path, operation: "use it", reason: "the file changed while being read (\(change)); read it again once it is complete"),
                 sourceLocation: sourceLocation) { try file.checkUnchanged() }
     }
 

@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import Inspection
+import LoadedModel
 import ModelConfig
 import TestSupport
 import Testing
@@ -41,7 +42,7 @@ struct ConfigReadOnceTests {
             let config = try ModelConfig.parse(bytes)
             #expect(loaded.config?.text.numLayers == config.text.numLayers, "round \(round)")
             #expect(loaded.expected?.tensors.count == (try ExpectedTensorList(config: config)).tensors.count, "round \(round)")
-            #expect(!loaded.findings.contains { $0.code == "config" }, "round \(round): \(loaded.findings.map(\.message))")
+            #expect(!loaded.problems.contains { $0.code == "config" }, "round \(round): \(loaded.problems.map(\.message))")
         }
     }
 }

@@ -1,6 +1,8 @@
 import Checkpoint
+import FileIO
 import Foundation
 import Inspection
+import LoadedModel
 import TestSupport
 import Testing
 

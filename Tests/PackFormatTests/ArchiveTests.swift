@@ -1,4 +1,5 @@
 import Foundation
+import Inspection
 import PackFormat
 import Repack
 import TestSupport

@@ -1,5 +1,7 @@
 import Checkpoint
+import FileIO
 import Foundation
+import Inspection
 import PackFormat
 import Repack
 import TestSupport
@@ -48,7 +50,7 @@ struct ByteNameTests {
         try FileManager.default.createDirectory(atPath: input, withIntermediateDirectories: true)
         #expect(throws: Never.self) { try OutputPaths.refuseOverlap(output: input + "/../\u{301}out", inputs: [input]) }
         let inside = input + "/new/../\u{301}out"
-        #expect(throws: PackError.io(path: inside, operation: "write there", reason: "it lies inside the input \(input) (\(String(decoding: try #require(OutputPaths.resolved(input)), as: UTF8.self))); choose a path outside it")) {
+        #expect(throws: FileIOError.io(path: inside, operation: "write there", reason: "it lies inside the input \(input) (\(String(decoding: try #require(OutputPaths.resolved(input)), as: UTF8.self))); choose a path outside it")) {
             try OutputPaths.refuseOverlap(output: inside, inputs: [input])
         }
     }

@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import Foundation
 import PackFormat
 import Repack
@@ -14,7 +15,8 @@ func reason(_ error: PackError) -> String {
     return error.description
 }
 
-/// Runs `body`, which must throw a `PackError`; returns it.
+/// Runs `body`, which must throw a `PackError` or (AtomicFile, OutputPaths) the `FileIOError` one is made from;
+/// returns it as a `PackError` (the same case and text).
 func packError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sourceLocation) -> PackError? {
     do {
         try body()
@@ -22,6 +24,8 @@ func packError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_sou
         return nil
     } catch let error as PackError {
         return error
+    } catch let error as FileIOError {
+        return PackError(error)
     } catch {
         Issue.record("not a PackError: \(error)", sourceLocation: sourceLocation)
         return nil

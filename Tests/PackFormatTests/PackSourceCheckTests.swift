@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import Inspection
 import PackFormat
 import Repack
 import TestSupport

@@ -1,4 +1,5 @@
 import Inspection
+import LoadedModel
 import ModelConfig
 import Foundation
 import Shard

@@ -1,4 +1,5 @@
 import Checkpoint
+import FileIO
 import Foundation
 
 /// Paths and file helpers shared by the test targets.

@@ -1,5 +1,6 @@
 import Foundation
 import FuzzSupport
+import Inspection
 import PackFormat
 import Repack
 

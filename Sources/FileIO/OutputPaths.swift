@@ -1,8 +1,8 @@
-import Checkpoint
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import TensorCore
 
 /// Where writers may write: the one set of checks every writer's output goes through (convert, export,
 /// quantize, dequantize, shard, shard --merge, parity --plot), together with `AtomicFile` for each file.
@@ -50,7 +50,7 @@ public enum OutputPaths {
     static func text(_ bytes: [UInt8]) -> String { FolderLinks.text(bytes) }
 
     /// Refuses an output (folder or file) that is one of `inputs`, lies inside one, or holds one.
-    public static func refuseOverlap(output: String, inputs: [String]) throws(PackError) {
+    public static func refuseOverlap(output: String, inputs: [String]) throws(FileIOError) {
         guard let out = resolved(output) else {
             throw .io(path: output, operation: "write there", reason: "the path does not resolve (a dangling or looping symbolic link, or no permission)")
         }
@@ -80,7 +80,7 @@ public enum OutputPaths {
 
     /// Checks and, when it does not exist, creates an output folder: never one of `inputs` or overlapping one,
     /// never a link (refused, not followed), never something other than a folder; empty unless `existing` allows.
-    public static func prepareFolder(_ output: String, inputs: [String], existing: Existing) throws(PackError) {
+    public static func prepareFolder(_ output: String, inputs: [String], existing: Existing) throws(FileIOError) {
         let path = trimmed(output)
         try refuseOverlap(output: path, inputs: inputs)
         var st = stat()
@@ -108,7 +108,7 @@ public enum OutputPaths {
 
     /// Creates a folder inside an output folder (`source/`), or accepts one that is already a real folder
     /// (another process of a shard set, or an earlier run); a link or anything else at its name is refused.
-    public static func makeFolder(_ path: String) throws(PackError) {
+    public static func makeFolder(_ path: String) throws(FileIOError) {
         if mkdir(path, 0o755) == 0 { return }
         guard errno == EEXIST else { throw .io(path: path, operation: "create the folder", reason: errnoText()) }
         var st = stat()
@@ -117,7 +117,7 @@ public enum OutputPaths {
     }
 
     /// A real folder: not a link (even to a folder), not a file or special file.
-    static func requireFolder(_ path: String, _ st: stat) throws(PackError) {
+    static func requireFolder(_ path: String, _ st: stat) throws(FileIOError) {
         switch st.st_mode & S_IFMT {
         case S_IFDIR: return
         case S_IFLNK:
@@ -129,7 +129,7 @@ public enum OutputPaths {
 
     /// Checks a single output file (`parity --plot`): not a link, folder, device or other special file, and not
     /// one of `inputs` or inside one. Its folder must exist.
-    public static func checkFile(_ output: String, inputs: [String]) throws(PackError) {
+    public static func checkFile(_ output: String, inputs: [String]) throws(FileIOError) {
         try refuseOverlap(output: output, inputs: inputs)
         var st = stat()
         if lstat(output, &st) == 0 {
@@ -159,7 +159,7 @@ public enum OutputPaths {
     }
 
     /// Checks an output folder without creating it: what `prepareFolder(existing: .empty)` would refuse.
-    public static func checkFolder(_ output: String, inputs: [String]) throws(PackError) {
+    public static func checkFolder(_ output: String, inputs: [String]) throws(FileIOError) {
         let path = trimmed(output)
         try refuseOverlap(output: path, inputs: inputs)
         var st = stat()

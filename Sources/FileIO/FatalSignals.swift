@@ -77,11 +77,3 @@ public enum OpenFileLimit {
         }
     }
 }
-
-extension CheckpointDirectory {
-    /// Throws, naming the shard, when an opened shard changed since it was opened (its length or modification
-    /// time): what was read from it may mix old and new bytes. Writers call it before keeping their output.
-    public func checkUnchanged() throws(CheckpointError) {
-        for shard in shards { try shard?.file.checkUnchanged() }
-    }
-}

@@ -21,20 +21,20 @@ public final class ReadOnlyFile: @unchecked Sendable {
     /// Modification time when opened: with `byteCount`, what `changeSinceOpened` compares.
     private let modified: timespec
 
-    public init(path: String) throws(CheckpointError) {
+    public init(path: String) throws(FileIOError) {
         self.path = path
         // O_NONBLOCK: opening a FIFO must not wait for a writer; regular files ignore it.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw CheckpointError.io(path: path, operation: "open", reason: OpenFileLimit.explain(errno)) }
+        guard fd >= 0 else { throw FileIOError.io(path: path, operation: "open", reason: OpenFileLimit.explain(errno)) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             let reason = errnoText()
             close(fd)
-            throw CheckpointError.io(path: path, operation: "stat", reason: reason)
+            throw FileIOError.io(path: path, operation: "stat", reason: reason)
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            throw CheckpointError.io(path: path, operation: "read", reason: "not a regular file")
+            throw FileIOError.io(path: path, operation: "read", reason: "not a regular file")
         }
         self.fd = fd
         self.byteCount = Int(st.st_size)
@@ -61,33 +61,33 @@ public final class ReadOnlyFile: @unchecked Sendable {
 
     /// Throws when the file changed since it was opened (see `changeSinceOpened`): what was read from it may
     /// mix old and new bytes.
-    public func checkUnchanged() throws(CheckpointError) {
+    public func checkUnchanged() throws(FileIOError) {
         if let change = changeSinceOpened() {
-            throw CheckpointError.io(path: path, operation: "use it", reason: "the file changed while being read (\(change)); read it again once it is complete")
+            throw FileIOError.io(path: path, operation: "use it", reason: "the file changed while being read (\(change)); read it again once it is complete")
         }
     }
 
     /// Reads exactly `count` bytes at `offset` into `buffer`.
-    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(CheckpointError) {
+    public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int) throws(FileIOError) {
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
             if n < 0 {
                 if errno == EINTR { continue }
-                throw CheckpointError.io(path: path, operation: "read", reason: errnoText())
+                throw FileIOError.io(path: path, operation: "read", reason: errnoText())
             }
             if n == 0 {
-                throw CheckpointError.io(path: path, operation: "read", reason: "unexpected end of file at byte \(offset + done)")
+                throw FileIOError.io(path: path, operation: "read", reason: "unexpected end of file at byte \(offset + done)")
             }
             done += n
         }
     }
 
-    public func read(count: Int, at offset: Int) throws(CheckpointError) -> [UInt8] {
+    public func read(count: Int, at offset: Int) throws(FileIOError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        var failure: CheckpointError?
+        var failure: FileIOError?
         bytes.withUnsafeMutableBytes { raw in
-            do throws(CheckpointError) { try read(into: raw, at: offset) } catch { failure = error }
+            do throws(FileIOError) { try read(into: raw, at: offset) } catch { failure = error }
         }
         if let failure { throw failure }
         return bytes
@@ -98,20 +98,15 @@ public final class ReadOnlyFile: @unchecked Sendable {
         try withExtendedLifetime(self) { try body(try mapped()) }
     }
 
-    /// SHA-256 of the whole file, as lowercase hex.
-    public func sha256Hex() throws -> String {
-        try withMapping { SHA256Digest.hex(of: $0) }
-    }
-
     /// The whole file mapped read-only (mapped once, shared by all callers). The mapping lives as long as this
     /// object: keep the object alive while the buffer is used (or use `withMapping`).
-    public func mapped() throws(CheckpointError) -> UnsafeRawBufferPointer {
+    public func mapped() throws(FileIOError) -> UnsafeRawBufferPointer {
         mappingLock.lock()
         defer { mappingLock.unlock() }
         if let mapping { return mapping }
         guard byteCount > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         let p = mmap(nil, byteCount, PROT_READ, MAP_SHARED, fd, 0)
-        guard let p, p != MAP_FAILED else { throw CheckpointError.io(path: path, operation: "mmap", reason: errnoText()) }
+        guard let p, p != MAP_FAILED else { throw FileIOError.io(path: path, operation: "mmap", reason: errnoText()) }
         let buffer = UnsafeRawBufferPointer(start: p, count: byteCount)
         mapping = buffer
         mappingSlot = FatalSignals.registerMapping(p, length: byteCount, fd: fd, path: path)
@@ -139,6 +134,28 @@ public final class ReadOnlyFile: @unchecked Sendable {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = range.lowerBound / page * page
         _ = madvise(UnsafeMutableRawPointer(mutating: base + start), range.upperBound - start, advice)
+    }
+}
+
+extension ReadOnlyFile {
+    /// The whole file's bytes (for small files: config.json, the index).
+    public func readAll() throws(FileIOError) -> [UInt8] {
+        guard byteCount <= 256 << 20 else {
+            throw .io(path: path, operation: "read", reason: "\(byteCount) bytes is too large to read whole (limit 256 MiB)")
+        }
+        // Not zero-filled first: every byte is read into it (or the read throws).
+        var failure: FileIOError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: byteCount) { buffer, count in
+            do throws(FileIOError) {
+                try read(into: UnsafeMutableRawBufferPointer(buffer), at: 0)
+                count = byteCount
+            } catch {
+                failure = error
+                count = 0
+            }
+        }
+        if let failure { throw failure }
+        return bytes
     }
 }
 

@@ -3,8 +3,9 @@ import Checkpoint
 import ModelConfig
 import TensorCore
 
-/// A checkpoint folder opened for inspection: its files, its config (when readable), the tensors the config
-/// implies, and everything wrong found on the way.
+/// A Hugging Face checkpoint folder opened and checked: its files, its config (when readable), the tensors the
+/// config implies (built once per open; the forward pass and the writers reuse `expected`), where each header
+/// entry sits in that list, and everything wrong found on the way, as typed `CheckpointProblem`s.
 public struct LoadedCheckpoint: Sendable {
     public var directory: CheckpointDirectory
     public var config: ModelConfig?
@@ -12,22 +13,26 @@ public struct LoadedCheckpoint: Sendable {
     /// For each opened shard and header entry: its position in `expected.tensors`, or -1 when the config does
     /// not imply it. Computed once (one lookup per tensor) and shared by inspect, verify and the data scan.
     public var positions: [[Int]] = []
-    /// What is wrong, at most `Finding.perCodeLimit` per code (the rest summarised), so the report stays bounded.
-    public var findings: [Finding]
+    /// What is wrong, at most `CheckpointProblem.perCodeLimit` per code (the rest summarised in one `omitted`),
+    /// so a hostile folder's list stays bounded.
+    public var problems: [CheckpointProblem]
 
     /// `ignoringQuantization`: expect every Linear as a plain `.weight`, whatever `quantization_config` says
     /// (a "dequantized" copy whose config still claims to be compressed).
     public init(path: String, ignoringQuantization: Bool = false) throws(CheckpointError) {
+        self.init(directory: try CheckpointDirectory(path: path), ignoringQuantization: ignoringQuantization)
+    }
+
+    /// The same checks over a folder already opened: the config is parsed from the bytes the directory read
+    /// (no second read of config.json, no second open of the shards), e.g. to plan it again ignoring quantization.
+    public init(directory: CheckpointDirectory, ignoringQuantization: Bool = false) {
         // config.json is read once, by the directory, and those bytes are the ones parsed here: the config that
         // is validated is the one convert, quantize and shard copy to their output.
-        let directory = try CheckpointDirectory(path: path)
         self.directory = directory
-        findings = directory.problems.map(Finding.init) + directory.warnings.map {
-            Finding(.warning, code: $0.code, file: $0.file, message: $0.message)
-        }
+        problems = directory.problems.map(CheckpointProblem.file) + directory.warnings.map(CheckpointProblem.folderWarning)
         guard let configBytes = directory.configBytes else {
-            findings.append(Finding(ConfigError.missingConfig(path: path)))
-            findings = Finding.capped(findings)
+            problems.append(.config(.missingConfig(path: directory.path)))
+            problems = CheckpointProblem.capped(problems)
             return
         }
         var parsed: ModelConfig?
@@ -44,18 +49,18 @@ public struct LoadedCheckpoint: Sendable {
             // One lookup per tensor, shards in parallel.
             let shards = directory.shards
             positions = parallelMap(count: shards.count) { s in (shards[s]?.tensors ?? []).map { expected.byName[$0.name] ?? -1 } }
-            findings += Self.structuralFindings(directory, expected, positions)
+            problems += Self.structuralProblems(directory, expected, positions)
         case .failure(let error):
             if let parsed { self.config = parsed }
-            findings.append(Finding(error))
+            problems.append(.config(error))
         }
-        findings = Finding.capped(findings)
+        problems = CheckpointProblem.capped(problems)
     }
 
     /// Why the folder cannot be used for anything that reads tensor data (structural errors, or no usable
     /// config.json), naming the first problem; nil when it can. Every finding's message names its file and tensor.
     public var unusableReason: String? {
-        let errors = findings.filter { $0.severity == .error }
+        let errors = problems.filter { $0.severity == .error }
         guard !errors.isEmpty || config == nil else { return nil }
         return "\(displayed(directory.path)) has \(errors.count) problem\(errors.count == 1 ? "" : "s") (run `k2pack verify`); first: \(errors.first?.message ?? "no readable config.json")"
     }
@@ -86,19 +91,19 @@ public struct LoadedCheckpoint: Sendable {
     }
 
     /// Every tensor the config implies is present with the right shape and dtype, and nothing else is.
-    static func structuralFindings(_ dir: CheckpointDirectory, _ expected: ExpectedTensorList, _ positions: [[Int]]) -> [Finding] {
-        structuralFindings(
+    static func structuralProblems(_ dir: CheckpointDirectory, _ expected: ExpectedTensorList, _ positions: [[Int]]) -> [CheckpointProblem] {
+        structuralProblems(
             shardNames: dir.shardNames, headers: dir.shards.map { $0?.tensors }, indexed: dir.index?.weightMap,
             locate: { dir.locations[ByteName($0)]?.shard }, expected, positions)
     }
 
     /// The same check over any set of headers (a Hugging Face folder's shards, the source headers a k2pack folder
     /// keeps): `headers` parallel to `shardNames` (nil: unreadable), `locate` the shard holding a tensor name.
-    public static func structuralFindings(
+    public static func structuralProblems(
         shardNames: [String], headers: [[TensorEntry]?], indexed: [ByteName: String]?, locate: (String) -> Int?,
         _ expected: ExpectedTensorList, _ positions: [[Int]]
-    ) -> [Finding] {
-        var findings: [Finding] = []
+    ) -> [CheckpointProblem] {
+        var problems: [CheckpointProblem] = []
         var present = [Bool](repeating: false, count: expected.tensors.count)
         for (s, tensors) in headers.enumerated() {
             guard let tensors else { continue }
@@ -106,28 +111,22 @@ public struct LoadedCheckpoint: Sendable {
             for (i, entry) in tensors.enumerated() {
                 let position = positions[s][i]
                 guard position >= 0 else {
-                    findings.append(Finding(
-                        code: "unexpected_tensor", file: name, tensor: entry.name,
-                        message: "\(displayed(name)): tensor '\(displayed(entry.name))' \(formatShape(entry.shape)) \(entry.dtype.rawValue) is not implied by config.json"))
+                    problems.append(.unexpectedTensor(file: name, tensor: entry.name, shape: entry.shape, dtype: entry.dtype))
                     continue
                 }
                 present[position] = true
                 // Fields are read in place; the whole expected entry is copied only to report a problem.
                 if entry.shape != expected.tensors[position].shape {
                     let e = expected.tensors[position]
-                    findings.append(Finding(
-                        code: "wrong_shape", file: name, tensor: e.name,
-                        message: "\(displayed(name)): tensor '\(displayed(e.name))': shape \(formatShape(entry.shape)), expected \(formatShape(e.shape)) from config.json (\(e.role))"))
+                    problems.append(.wrongShape(file: name, tensor: e.name, found: entry.shape, expected: e.shape, role: e.role))
                 }
                 if !expected.tensors[position].dtypes.contains(entry.dtype) {
                     let e = expected.tensors[position]
-                    findings.append(Finding(
-                        code: "wrong_dtype", file: name, tensor: e.name,
-                        message: "\(displayed(name)): tensor '\(displayed(e.name))': dtype \(entry.dtype.rawValue), expected \(e.dtypes.map(\.rawValue).joined(separator: " or ")) (\(e.role))"))
+                    problems.append(.wrongDType(file: name, tensor: e.name, found: entry.dtype, expected: e.dtypes, role: e.role))
                 }
             }
         }
-        guard present.contains(false) else { return findings }
+        guard present.contains(false) else { return problems }
         // Tensors of unreadable shards are reported through the shard; tensors the index places in a shard
         // that lacks them are reported by the index cross-check.
         let unreadable = headers.contains { $0 == nil }
@@ -137,7 +136,6 @@ public struct LoadedCheckpoint: Sendable {
         for (position, e) in expected.tensors.enumerated() where !present[position] {
             if indexed?[ByteName(e.name)] != nil { continue }
             if indexed == nil, unreadable { continue }
-            let dtypes = e.dtypes.map(\.rawValue).joined(separator: " or ")
             let key = e.layer.map { "layer \($0)" } ?? "role \(e.role)"
             let home: String?
             if let known = homes[key] {
@@ -146,12 +144,9 @@ public struct LoadedCheckpoint: Sendable {
                 home = likelyShard(of: position, in: expected, locate: locate).map { shardNames[$0] }
                 homes[key] = home
             }
-            let place = home.map { " from \(displayed($0)), which holds the rest of its \(e.layer == nil ? e.role : "layer")" } ?? ""
-            findings.append(Finding(
-                code: "missing_tensor", file: home, tensor: e.name,
-                message: "tensor '\(displayed(e.name))' is missing\(place): the config implies \(formatShape(e.shape)) \(dtypes) (\(e.role))"))
+            problems.append(.missingTensor(tensor: e.name, shape: e.shape, dtypes: e.dtypes, role: e.role, inLayer: e.layer != nil, home: home))
         }
-        return findings
+        return problems
     }
 
     /// Where a missing tensor belongs: the shard of the nearest present tensor of the same decoder layer, or for

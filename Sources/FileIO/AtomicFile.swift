@@ -1,8 +1,8 @@
-import Checkpoint
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import TensorCore
 
 /// A file written under a temporary name in its destination folder and renamed into place only when complete
 /// and flushed: a crash never leaves a partial file under the final name. Every writer writes every file
@@ -23,7 +23,7 @@ public final class AtomicFile {
     private let slot: Int32
     private var committed = false
 
-    public init(path: String) throws(PackError) {
+    public init(path: String) throws(FileIOError) {
         self.path = path
         name = OutputPaths.name(of: path)
         temporaryName = "." + name + ".partial"
@@ -34,7 +34,7 @@ public final class AtomicFile {
             throw .io(path: path, operation: "open its folder", reason: String(cString: strerror(errno)))
         }
         let created: (fd: Int32, slot: Int32)
-        do throws(PackError) {
+        do throws(FileIOError) {
             try Self.checkFinalName(folder: folder, name: name, path: path)
             created = try Self.createTemporary(folder: folder, name: temporaryName, path: temporaryPath)
         } catch {
@@ -54,7 +54,7 @@ public final class AtomicFile {
     }
 
     /// The final name may be absent or a regular file (replaced by the rename); nothing else.
-    static func checkFinalName(folder: Int32, name: String, path: String) throws(PackError) {
+    static func checkFinalName(folder: Int32, name: String, path: String) throws(FileIOError) {
         var st = stat()
         if fstatat(folder, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
             if let problem = OutputPaths.notRegular(st, path: path) { throw .io(path: path, operation: "write it", reason: problem) }
@@ -65,7 +65,7 @@ public final class AtomicFile {
 
     /// Creates the temporary file exclusively. A regular file of ours already there is what an interrupted run
     /// left: it is removed and created afresh. A link or anything else there is refused (never followed).
-    static func createTemporary(folder: Int32, name: String, path: String) throws(PackError) -> (fd: Int32, slot: Int32) {
+    static func createTemporary(folder: Int32, name: String, path: String) throws(FileIOError) -> (fd: Int32, slot: Int32) {
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
         for attempt in 0..<2 {
             let created = FatalSignals.createTemporary(folder: folder, name: name, flags: flags, mode: 0o644, path: path)
@@ -86,11 +86,11 @@ public final class AtomicFile {
     }
 
     /// Sets the final length up front (the unwritten parts read as zeros).
-    public func setLength(_ length: Int) throws(PackError) {
+    public func setLength(_ length: Int) throws(FileIOError) {
         guard ftruncate(fd, off_t(length)) == 0 else { throw failure("resize") }
     }
 
-    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(PackError) {
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(FileIOError) {
         var done = 0
         while done < bytes.count {
             let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
@@ -107,17 +107,17 @@ public final class AtomicFile {
         }
     }
 
-    public func write(_ bytes: [UInt8], at offset: Int) throws(PackError) {
-        var failure: PackError?
+    public func write(_ bytes: [UInt8], at offset: Int) throws(FileIOError) {
+        var failure: FileIOError?
         bytes.withUnsafeBytes { raw in
-            do throws(PackError) { try write(raw, at: offset) } catch { failure = error }
+            do throws(FileIOError) { try write(raw, at: offset) } catch { failure = error }
         }
         if let failure { throw failure }
     }
 
     /// Flushes, renames into place (the final name checked again: still absent or a regular file) and flushes
     /// the folder.
-    public func commit() throws(PackError) {
+    public func commit() throws(FileIOError) {
         guard fsync(fd) == 0 else { throw failure("fsync") }
         close(fd)
         fd = -1
@@ -127,12 +127,12 @@ public final class AtomicFile {
         fsync(folder)
     }
 
-    private func failure(_ operation: String) -> PackError {
+    private func failure(_ operation: String) -> FileIOError {
         .io(path: path, operation: operation, reason: String(cString: strerror(errno)))
     }
 
     /// Writes a small file atomically.
-    public static func write(_ bytes: [UInt8], to path: String) throws(PackError) {
+    public static func write(_ bytes: [UInt8], to path: String) throws(FileIOError) {
         let file = try AtomicFile(path: path)
         try file.write(bytes, at: 0)
         try file.commit()

@@ -1,4 +1,3 @@
-import JSONCore
 import TensorCore
 import Foundation
 #if canImport(Glibc)
@@ -46,7 +45,7 @@ public enum FolderLinks {
     }
 
     /// For a Hugging Face cache snapshot folder (`…/models--X/snapshots/REV`), its repository's `blobs/`.
-    static func snapshotBlobs(_ folder: [UInt8]) -> [UInt8]? {
+    public static func snapshotBlobs(_ folder: [UInt8]) -> [UInt8]? {
         let parts = folder.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
         guard parts.count >= 3, parts[parts.count - 2].elementsEqual("snapshots".utf8) else { return nil }
         let repo = parts[parts.count - 3]
@@ -69,29 +68,15 @@ public enum FolderLinks {
 
     /// Refuses `name` (a file in `folder`, possibly under subfolders) when it resolves outside the folder, other
     /// than into a snapshot's own `blobs/`. A name that does not resolve is left to `open` to report.
-    public static func check(folder: String, name: String) throws(CheckpointError) {
+    public static func check(folder: String, name: String) throws(FileIOError) {
         guard !allowOutside, let root = resolved(folder), let target = resolved(folder + "/" + name) else { return }
         if !allowed(target, root: root) { throw .outsideFolder(file: name, target: text(target)) }
     }
 
     /// The same check on a file already open (what was opened, whatever happened to the path meanwhile).
-    static func checkOpened(_ fd: Int32, folder: String, name: String) throws(CheckpointError) {
+    static func checkOpened(_ fd: Int32, folder: String, name: String) throws(FileIOError) {
         guard !allowOutside, let root = resolved(folder), let target = openedPath(fd) else { return }
         if !allowed(target, root: root) { throw .outsideFolder(file: name, target: text(target)) }
-    }
-
-    /// In a Hugging Face cache snapshot, each large file links to a blob named by its SHA-256: those names, as a
-    /// checksum list, for the given files (nil when the folder is not a snapshot or no file links that way).
-    public static func blobDigests(folder: String, names: [String]) -> ChecksumList? {
-        guard let root = resolved(folder), let blobs = snapshotBlobs(root) else { return nil }
-        var digests: [ByteName: String] = [:]
-        for name in names {
-            guard let target = resolved(folder + "/" + name), isInside(target, root: blobs) else { continue }
-            let blob = target[(blobs.count + 1)...]
-            let lowerHex = blob.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
-            if blob.count == 64, lowerHex { digests[ByteName(name)] = text(Array(blob)) }
-        }
-        return digests.isEmpty ? nil : ChecksumList(byteDigests: digests)
     }
 }
 
@@ -100,7 +85,7 @@ extension ReadOnlyFile {
     /// refusing it when it resolves outside the folder (FolderLinks): checked before the open, and the file
     /// actually opened checked again after it. Every reader of a checkpoint, k2pack folder or shard set opens
     /// its files this way.
-    public convenience init(folder: String, name: String) throws(CheckpointError) {
+    public convenience init(folder: String, name: String) throws(FileIOError) {
         try FolderLinks.check(folder: folder, name: name)
         try self.init(path: folder + "/" + name)
         try FolderLinks.checkOpened(descriptor, folder: folder, name: name)
