@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileIO
 import Forward
 import Foundation
 import PackFormat

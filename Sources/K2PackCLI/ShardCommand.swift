@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TensorCore
 import Inspection
+import LoadedModel
 import Shard
 
 /// `shard`: three modes, one subcommand each — `shard plan`, `shard write` and `shard merge`. The old spellings

@@ -212,7 +212,7 @@ public enum Quantizer {
         if let file {
             // A regular file, size-checked before it is read (a FIFO or device is refused, never waited on).
             let data: [UInt8]
-            do { data = try ReadOnlyFile(path: file).readAll() } catch { throw RequantizeError.schemeUnreadable(error) }
+            do { data = try ReadOnlyFile(path: file).readAll() } catch { throw RequantizeError.schemeUnreadable(CheckpointError(error)) }
             do { json = try JSONDocument.parse(data) } catch { throw RequantizeError.schemeJSON(file: file, error: error) }
             if let inner = json["quantization_config"] { json = inner }
             location = file
