@@ -17,7 +17,7 @@ public struct ShardLayout: Sendable, Codable, Equatable {
         self.visionOnEveryRank = visionOnEveryRank
     }
 
-    enum CodingKeys: String, CodingKey { case tp, ep, visionOnEveryRank = "vision_on_every_rank" }
+    enum CodingKeys: String, CodingKey, CaseIterable { case tp, ep, visionOnEveryRank = "vision_on_every_rank" }
 }
 
 /// Why a split is impossible, naming the tensor and the numbers.
@@ -70,7 +70,7 @@ public struct ShardPlan: Sendable, Encodable {
     /// Routed experts per expert group.
     public var expertsPerGroup: Int
 
-    enum CodingKeys: String, CodingKey { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
+    enum CodingKeys: String, CodingKey, CaseIterable { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
 
     public init(_ checkpoint: LoadedCheckpoint, layout: ShardLayout) throws {
         guard layout.tp >= 1, layout.ep >= 1, layout.ranks <= 4096 else {

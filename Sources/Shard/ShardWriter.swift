@@ -28,7 +28,7 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
 
     public var carried: [CarriedFile] { carriedFiles ?? [] }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case format, version, architecture, layout, sourceShards = "source_shards", sourceIndex = "source_index", carriedFiles = "carried"
     }
 
@@ -53,10 +53,10 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw ShardError.input("\(displayed(path)): missing: not a shard set, or rank 0 has not finished writing it")
         }
-        let data = Data(try ReadOnlyFile(folder: folder, name: fileName).readAll())
+        let bytes = try ReadOnlyFile(folder: folder, name: fileName).readAll()
         let manifest: ShardSetManifest
-        do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
-            throw ShardError.input("\(displayed(path)): not a valid shard set record: \(DecodingErrorText.describe(error))")
+        do { manifest = try StrictJSON.decode(ShardSetManifest.self, from: bytes) } catch {
+            throw ShardError.input("\(displayed(path)): not a valid shard set record: \(error.description)")
         }
         guard manifest.format == "k2pack-shards", PackManifest.versions.contains(manifest.version) else {
             throw ShardError.input("\(displayed(path)): format \(displayed(manifest.format)) version \(manifest.version) is not supported (this build reads k2pack-shards 1 and 2)")
