@@ -37,7 +37,9 @@ let package = Package(
         // INT4 pack-quantized math: nibbles, groups, scales.
         .target(name: "Quantization", dependencies: ["TensorCore"], swiftSettings: strict),
         // Our on-disk format: spec, checksums, atomic writer, validating reader (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "Checkpoint", "Archive"], swiftSettings: strict),
+        // The whole folder format: files, folder and shard-set records, folder kind, the folder writer (plans come
+        // from the architecture manifest, hence ModelConfig).
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "Checkpoint", "Archive", "ModelConfig"], swiftSettings: strict),
         // zstd framing (only CZstd importer).
         .target(name: "Archive", dependencies: ["CZstd"], swiftSettings: strict),
         // CPU reference forward pass (only COpenBLAS importer).
@@ -67,7 +69,7 @@ let package = Package(
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
-            dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["Checkpoint", "Forward", "Inspection", "ModelConfig", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
         .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),

@@ -4,7 +4,6 @@ import Foundation
 import Inspection
 import ModelConfig
 import PackFormat
-import Repack
 import TensorCore
 
 /// Opens a model folder for the forward pass: a Hugging Face checkpoint or a k2pack folder.
@@ -20,7 +19,7 @@ public enum ModelStore {
     /// Validates the folder's structure first (headers, index, config, tensor list) and refuses a broken one,
     /// naming its first problem, rather than computing with it.
     public static func open(_ path: String) throws -> Opened {
-        if FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName) {
+        if FolderKind(folder: path) == .pack {
             let store = try PackTensorStore(folder: path)
             return Opened(kind: .k2pack, config: store.config, store: store)
         }

@@ -77,25 +77,13 @@ public enum Exporter {
                 }
                 try file.commit()
             }
-            try copyKeptRecords(from: input, sourceIndex: manifest.sourceIndex, to: output)
+            try PackFolderWriter.copyKeptRecords(from: input, sourceIndex: manifest.sourceIndex, to: output)
             try CarriedFiles.copy(manifest.carried, from: input, to: output)
             return Report(files: manifest.sourceShards, carriedFiles: manifest.carried.count, bytes: total, seconds: Date().timeIntervalSince(start))
         } catch {
             // Nothing half-way: what did finish goes too (the output folder was new or empty).
             WrittenOutput.remove(shards: manifest.sourceShards, carried: manifest.carried.map(\.path), from: output)
             throw error
-        }
-    }
-
-    /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.
-    public static func copyKeptRecords(from input: String, sourceIndex: Bool, to output: String) throws {
-        if sourceIndex {
-            let kept = PackManifest.sourceFolder + "/" + ShardIndex.fileName
-            try AtomicFile.write(try ReadOnlyFile(folder: input, name: kept).readAll(), to: output + "/" + ShardIndex.fileName)
-        }
-        let configPath = input + "/" + CheckpointDirectory.configFileName
-        if FileManager.default.fileExists(atPath: configPath) {
-            try AtomicFile.write(try ReadOnlyFile(folder: input, name: CheckpointDirectory.configFileName).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
         }
     }
 }

@@ -9,10 +9,6 @@ import TensorCore
 /// `k2pack verify` on a k2pack folder: every file's header and table, every tensor's xxHash64, and that the
 /// stored slices cover exactly the tensors of the source headers kept for export; every carried file's SHA-256.
 public enum PackVerifier {
-    public static func isPackFolder(_ path: String) -> Bool {
-        FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName)
-    }
-
     public static func verify(folder: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                               progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> VerifyReport {
         let start = Date()

@@ -5,7 +5,6 @@ import Glibc
 #endif
 import JSONCore
 import PackFormat
-import Repack
 import TensorCore
 
 /// `k2pack shard --merge`: a shard set → the Hugging Face checkpoint it was cut from, byte for byte.
@@ -119,7 +118,7 @@ public enum ShardMerger {
         }
         do {
             for result in results { try result.get() }
-            try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
+            try PackFolderWriter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
             try CarriedFiles.copy(assembly.set.carried, from: input, to: output)
         } catch {
             // Nothing half-way: what did finish goes too (the output folder was new or empty).

@@ -3,6 +3,7 @@ import Foundation
 import ModelConfig
 import ModelStore
 import Inspection
+import PackFormat
 import Repack
 import TensorCore
 

@@ -8,7 +8,6 @@ import Inspection
 import JSONCore
 import ModelConfig
 import PackFormat
-import Repack
 import TensorCore
 
 /// `shards.json`: the record of a shard set, in the set's folder. Rank `r`'s files are in `rank-NNNN/`, each a
@@ -45,8 +44,6 @@ public struct ShardSetManifest: Codable, Sendable, Equatable {
     public static func rankFolders(_ layout: ShardLayout) -> [String] { (0..<layout.ranks).map(rankFolder) }
 
     public static func rankFolder(_ rank: Int) -> String { "rank-" + String(format: "%04d", rank) }
-
-    public static func isShardSet(_ folder: String) -> Bool { FileManager.default.fileExists(atPath: folder + "/" + fileName) }
 
     public static func read(folder: String) throws -> ShardSetManifest {
         let path = folder + "/" + fileName
@@ -154,7 +151,10 @@ public enum ShardWriter {
         for r in ranks {
             let mine = Dictionary(plan.pieces[r].map { ($0.tensor, $0) }, uniquingKeysWith: { first, _ in first })
             let experts = plan.ranks[r].experts.map { $0[0]..<$0[1] }
-            let files = Converter.plan(checkpoint, experts: experts) { entry, _, source in
+            let files = PackFolderWriter.plan(
+                checkpoint.directory, expected: { checkpoint.expected(shard: $0, entry: $1) },
+                experts: experts ?? 0..<(checkpoint.config?.text.numRoutedExperts ?? 0)
+            ) { entry, source in
                 mine[entry.name].map { share($0, of: entry, source: source) }
             }
             filesOfRank[r] = files.map(\.file)
@@ -189,7 +189,7 @@ public enum ShardWriter {
 
         let dir = checkpoint.directory
         if ranks.contains(0) {
-            try Converter.keepSourceRecords(dir, input: input, output: output)
+            try PackFolderWriter.keepSourceRecords(dir, input: input, output: output)
             if let config = dir.configBytes { try AtomicFile.write(config, to: output + "/" + CheckpointDirectory.configFileName) }
             let records = try carried.map { try CarriedFiles.copy($0, from: input, to: output) }
             let set = ShardSetManifest(
@@ -206,7 +206,7 @@ public enum ShardWriter {
                 vision: layout.visionOnEveryRank || r == 0)
             let manifest = PackManifest(
                 architecture: architecture, files: filesOfRank[r] ?? [], sourceShards: [], sourceIndex: false, shard: record, carried: records)
-            try AtomicFile.write(try manifest.encoded(), to: folder + "/" + PackManifest.fileName)
+            try PackFolderWriter.writeRecord(manifest, to: folder)
         }
         return Report(layout: layout, ranks: ranks, files: jobs.count, bytes: total, seconds: Date().timeIntervalSince(start))
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import Inspection
+import PackFormat
 import Repack
 import Shard
 
@@ -28,12 +29,13 @@ struct InspectCommand: ParsableCommand {
 
     func run() throws {
         folders.apply()
-        if ShardSetManifest.isShardSet(checkpoint) {
+        let kind = FolderKind(folder: checkpoint)
+        if kind == .shardSet {
             let report = try ShardSetInspectReport(folder: checkpoint)
             if json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             return
         }
-        if PackVerifier.isPackFolder(checkpoint) {
+        if kind == .pack {
             let report = try PackInspectReport(folder: checkpoint)
             if json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             if !report.problems.isEmpty { throw ExitCode(1) }

@@ -1,7 +1,6 @@
 import Checkpoint
 import Foundation
 import JSONCore
-import PackFormat
 import TensorCore
 
 /// `k2pack.json`: the folder-level record of a converted checkpoint, written last (its presence means the
