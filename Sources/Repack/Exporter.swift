@@ -28,18 +28,11 @@ public enum Exporter {
                 reason: "this is rank \(shard.rank) of a shard set; rebuild the checkpoint with `k2pack shard --merge` on the set's folder")
         }
         let packs = try manifest.files.map { try PackFile(folder: input, name: $0) }
-        // Source tensor name (as bytes: NFC and NFD spellings are different tensors) → (pack, stored tensor, which
-        // of its sources).
-        var slices: [ByteName: (pack: Int, tensor: PackTensor, index: Int)] = [:]
-        for (p, pack) in packs.enumerated() {
-            for tensor in pack.table.tensors {
-                for (i, source) in tensor.sources.enumerated() {
-                    // Two stored copies of one source tensor: which one export wrote would be an accident of order.
-                    if let other = slices.updateValue((p, tensor, i), forKey: ByteName(source.name)) {
-                        throw PackError.tensorInvalid(file: pack.name, tensor: source.name, reason: "source tensor stored twice (also in \(displayed(packs[other.pack].name)))")
-                    }
-                }
-            }
+        let slices = PackSliceIndex(packs)
+        // Two stored copies of one source tensor: which one export wrote would be an accident of order.
+        if let twice = slices.firstDuplicate {
+            throw PackError.tensorInvalid(
+                file: packs[twice.second.file].name, tensor: twice.name, reason: "source tensor stored twice (also in \(displayed(packs[twice.first.file].name)))")
         }
         // Before anything is written: config.json, the kept source headers and the tables must agree (what verify
         // checks, short of reading tensor data).
@@ -62,7 +55,7 @@ public enum Exporter {
                 try file.write(headerBytes, at: 0)
                 counter.add(headerBytes.count)
                 for entry in header.tensors {
-                    guard let slice = slices[ByteName(entry.name)] else {
+                    guard let slice = slices[entry.name].first else {
                         throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
                     }
                     let length = slice.tensor.sources[slice.index].length
@@ -71,8 +64,8 @@ public enum Exporter {
                     }
                     // The whole stored tensor's xxHash64 first (once), as merge does; then the copy, in pieces of
                     // at most 64 MiB (mapped slices dropped once copied, or decompressed frames).
-                    try checked.check(slice.pack, packs[slice.pack], slice.tensor)
-                    try packs[slice.pack].copySource(slice.tensor, slice.index, to: file, at: entry.rangeInFile.lowerBound)
+                    try checked.check(slice.file, packs[slice.file], slice.tensor)
+                    try packs[slice.file].copySource(slice.tensor, slice.index, to: file, at: entry.rangeInFile.lowerBound)
                     counter.add(entry.byteCount)
                 }
                 try file.commit()

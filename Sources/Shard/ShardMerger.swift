@@ -21,21 +21,13 @@ public enum ShardMerger {
         public var seconds: Double
     }
 
-    /// One stored slice of a source tensor: which pack, which stored tensor, which of its sources.
-    struct Stored: @unchecked Sendable {
-        var pack: Int
-        var tensor: PackTensor
-        var index: Int
-        var source: PackSource { tensor.sources[index] }
-    }
-
     /// A shard set checked for merging: its packs, and for every source shard its verbatim header and, for each
     /// of the header's tensors in order, the stored slices that tile it.
     struct Assembly: @unchecked Sendable {
         var set: ShardSetManifest
         var ranks: Int
         var packs: [PackFile]
-        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[Stored]])]
+        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[StoredSlice]])]
         var tensorBytes: Int { shards.reduce(0) { $0 + $1.header.describedLength } }
     }
 
@@ -45,8 +37,7 @@ public enum ShardMerger {
         let set = try ShardSetManifest.read(folder: input)
         let manifests = try set.rankManifests(folder: input)
         var packs: [PackFile] = []
-        // Names compared as bytes: NFC and NFD spellings are different tensors.
-        var slices: [ByteName: [Stored]] = [:]
+        var slices = PackSliceIndex()
         var copies: [[PackSource]: (rank: Int, xxh64: String)] = [:]
         for (r, manifest) in manifests.enumerated() {
             let folder = ShardSetManifest.rankFolder(r)
@@ -63,22 +54,20 @@ public enum ShardMerger {
                         continue
                     }
                     copies[tensor.sources] = (r, tensor.xxh64)
-                    for i in tensor.sources.indices {
-                        slices[ByteName(tensor.sources[i].name), default: []].append(Stored(pack: packs.count - 1, tensor: tensor, index: i))
-                    }
+                    slices.add(tensor, file: packs.count - 1)
                 }
             }
         }
-        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[Stored]])] = []
+        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[StoredSlice]])] = []
         for shard in set.sourceShards {
             let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
             let pieces = try header.tensors.map { entry in
-                try tiling(of: entry, shard: shard, slices: slices.removeValue(forKey: ByteName(entry.name)) ?? [])
+                try tiling(of: entry, shard: shard, slices: slices.remove(entry.name))
             }
             shards.append((shard, bytes, header, pieces))
         }
-        if let (name, extra) = slices.min(by: { $0.key < $1.key }) {
-            throw ShardError.input("\(displayed(packs[extra[0].pack].name)): stores '\(displayed(name.string))', which no source header lists")
+        if let (name, extra) = slices.slices.min(by: { $0.key < $1.key }) {
+            throw ShardError.input("\(displayed(packs[extra[0].file].name)): stores '\(displayed(name.string))', which no source header lists")
         }
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }
@@ -109,7 +98,7 @@ public enum ShardMerger {
                 try file.write(shard.headerBytes, at: 0)
                 counter.add(shard.headerBytes.count)
                 for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
-                    for p in pieces { try checked.check(p.pack, assembly.packs[p.pack], p.tensor) }
+                    for p in pieces { try checked.check(p.file, assembly.packs[p.file], p.tensor) }
                     try write(pieces, of: entry, packs: assembly.packs, to: file)
                     counter.add(entry.byteCount)
                 }
@@ -130,7 +119,7 @@ public enum ShardMerger {
 
     /// The stored slices of `entry`, in order, once they are shown to tile it exactly: one whole copy, or the
     /// blocks `[0, a), [a, b), …, [z, size)` of one dimension, each where its shape puts it in the source.
-    static func tiling(of entry: TensorEntry, shard: String, slices: [Stored]) throws -> [Stored] {
+    static func tiling(of entry: TensorEntry, shard: String, slices: [StoredSlice]) throws -> [StoredSlice] {
         func fail(_ reason: String) -> ShardError { .input("\(displayed(shard)): tensor '\(displayed(entry.name))': \(reason)") }
         guard !slices.isEmpty else { throw fail("no rank stores it") }
         let start = entry.rangeInFile.lowerBound
@@ -170,9 +159,9 @@ public enum ShardMerger {
 
     /// Writes a tiled tensor into its place in the output shard: contiguous pieces as they are; blocks along an
     /// inner dimension by gathering whole source rows (every piece's run of each row) before each write.
-    static func write(_ pieces: [Stored], of entry: TensorEntry, packs: [PackFile], to file: AtomicFile) throws {
+    static func write(_ pieces: [StoredSlice], of entry: TensorEntry, packs: [PackFile], to file: AtomicFile) throws {
         if pieces.allSatisfy({ ($0.source.slice?.runs ?? 1) == 1 }) {
-            for p in pieces { try packs[p.pack].copySource(p.tensor, p.index, to: file, at: p.source.offset) }
+            for p in pieces { try packs[p.file].copySource(p.tensor, p.index, to: file, at: p.source.offset) }
             return
         }
         let slice = pieces[0].source.slice!
@@ -183,7 +172,7 @@ public enum ShardMerger {
             for p in pieces {
                 let run = p.source.runLength
                 var r = 0
-                try packs[p.pack].readSource(p.tensor, p.index) { bytes in
+                try packs[p.file].readSource(p.tensor, p.index) { bytes in
                     var at = 0
                     while at < bytes.count {
                         let row = r / max(run, 1), offset = r % max(run, 1)
@@ -199,7 +188,7 @@ public enum ShardMerger {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(rows, perBlock) * rowBytes, alignment: 64)
         defer { buffer.deallocate() }
         let mapped = try pieces.map { p -> (bytes: UnsafeRawBufferPointer, file: ReadOnlyFile, at: Int) in
-            let pack = packs[p.pack], range = PackFile.storedRange(p.tensor, p.index)
+            let pack = packs[p.file], range = p.range
             return (UnsafeRawBufferPointer(rebasing: try pack.file.mapped()[range]), pack.file, range.lowerBound)
         }
         var first = 0
