@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "CLibraryTests", dependencies: ["Archive", "Forward", "Parity"]),
         .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Checkpoint", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "TestSupport"]),
-        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
+        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "PackFormat", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),

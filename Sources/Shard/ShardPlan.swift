@@ -1,39 +1,8 @@
 import Checkpoint
 import Inspection
 import ModelConfig
+import PackFormat
 import TensorCore
-
-/// How a node's GPUs split the model: `tp × ep` ranks; rank `r` is tensor-parallel rank `r % tp` of expert
-/// group `r / tp`.
-public struct ShardLayout: Sendable, Codable, Equatable {
-    public var tp: Int
-    public var ep: Int
-    /// Whether every rank holds the vision tower (else rank 0 alone).
-    public var visionOnEveryRank: Bool
-    public var ranks: Int { tp * ep }
-    public init(tp: Int, ep: Int, visionOnEveryRank: Bool = true) {
-        self.tp = tp
-        self.ep = ep
-        self.visionOnEveryRank = visionOnEveryRank
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case tp, ep, visionOnEveryRank = "vision_on_every_rank" }
-}
-
-/// Why a split is impossible, naming the tensor and the numbers.
-public enum ShardError: Error, Equatable, Sendable, CustomStringConvertible {
-    case layout(String)
-    case indivisible(tensor: String, reason: String)
-    case input(String)
-
-    public var description: String {
-        switch self {
-        case .layout(let reason): "cannot split the model: \(displayed(reason, limit: nil))"
-        case let .indivisible(tensor, reason): "cannot split \(displayed(tensor)): \(displayed(reason, limit: nil))"
-        case .input(let reason): displayed(reason, limit: nil)
-        }
-    }
-}
 
 /// Which part of every tensor each rank holds, from the architecture manifest's `tp` / `tp_unit` / `ep` rules
 /// (never from names or sizes in code):

@@ -3,6 +3,7 @@ import Foundation
 import TensorCore
 import Inspection
 import Shard
+import PackFormat
 
 struct ShardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

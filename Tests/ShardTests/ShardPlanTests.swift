@@ -4,6 +4,7 @@ import Foundation
 import Shard
 import TestSupport
 import Testing
+import PackFormat
 
 @Suite("shard plans from the manifest's rules")
 struct ShardPlanTests {

@@ -1,6 +1,7 @@
 import Forward
 import Foundation
 import FuzzSupport
+import PackFormat
 import Shard
 
 /// A shard set with one of its files replaced by the input (the first byte picks which): the set record
