@@ -51,10 +51,11 @@ let package = Package(
             name: "Inspection",
             dependencies: ["TensorCore", "JSONCore", "Checkpoint", "ModelConfig", "Quantization"],
             swiftSettings: strict),
-        // convert / export between Hugging Face folders and the k2pack format.
+        // convert / export between Hugging Face folders and the k2pack format; the verify and inspect reports of
+        // k2pack folders and shard sets.
         .target(
             name: "Repack",
-            dependencies: ["Checkpoint", "JSONCore", "ModelConfig", "Inspection", "PackFormat", "TensorCore"],
+            dependencies: ["Checkpoint", "JSONCore", "ModelConfig", "Inspection", "PackFormat", "Shard", "TensorCore"],
             swiftSettings: strict),
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
@@ -64,7 +65,7 @@ let package = Package(
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
         .target(
             name: "Shard",
-            dependencies: ["Checkpoint", "Forward", "Inspection", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["Checkpoint", "Forward", "Inspection", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(

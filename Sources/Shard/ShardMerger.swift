@@ -72,6 +72,10 @@ public enum ShardMerger {
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }
 
+    /// Every check `merge` makes before writing (the set assembled: copies agreeing, slices tiling every source
+    /// tensor exactly, nothing left over), for `verify` of a set.
+    public static func check(input: String) throws { _ = try assemble(input: input) }
+
     /// What `merge` would write, with every check `merge` makes first (the whole set assembled; the output
     /// folder, when given, checked as merge would check it), writing nothing: `shard --merge --dry-run`.
     public static func plan(input: String, output: String?) throws -> Report {
