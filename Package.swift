@@ -58,8 +58,10 @@ let package = Package(
             name: "LoadedModel",
             dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig"],
             swiftSettings: strict),
-        // Our on-disk format: spec, checksums, writer, validating reader, carried files (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive"], swiftSettings: strict),
+        // The whole k2pack folder format (docs/FORMAT.md): files, folder and shard-set records, folder kind, the one
+        // slice index, the folder writer and the one export/merge path; carried files. Plans come from the
+        // architecture manifest, hence ModelConfig.
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive", "ModelConfig"], swiftSettings: strict),
 
         // Layer 4, compute: the CPU forward pass and its parity tooling; the tokenizer.
         // CPU reference forward pass (only COpenBLAS importer).
@@ -79,7 +81,7 @@ let package = Package(
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
-            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
@@ -89,7 +91,7 @@ let package = Package(
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
         .target(
             name: "Shard",
-            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "TensorCore"],
             swiftSettings: strict),
 
         // Layer 6, reports: inspect and verify render what the earlier layers found.
@@ -122,7 +124,7 @@ let package = Package(
         .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Inspection", "FileIO", "Checkpoint", "TestSupport"]),
         .testTarget(name: "LoadedModelTests", dependencies: ["LoadedModel", "Checkpoint", "TensorCore", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "LoadedModel", "FileIO", "TestSupport"]),
-        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
+        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "PackFormat", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),

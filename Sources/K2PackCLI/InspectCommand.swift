@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import Inspection
 import LoadedModel
+import PackFormat
 import Repack
 import Shard
 
@@ -27,12 +28,13 @@ struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
-        if ShardSetManifest.isShardSet(checkpoint) {
+        let kind = FolderKind(folder: checkpoint)
+        if kind == .shardSet {
             let report = try ShardSetInspectReport(folder: checkpoint)
             if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             return
         }
-        if PackVerifier.isPackFolder(checkpoint) {
+        if kind == .pack {
             let report = try PackInspectReport(folder: checkpoint)
             if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             if !report.problems.isEmpty { throw ExitCode(1) }
