@@ -129,7 +129,7 @@ let package = Package(
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
-        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
