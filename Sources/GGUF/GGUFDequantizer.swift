@@ -1,0 +1,456 @@
+import Dispatch
+
+/// ggml's block types to float32, bit for bit as gguf-py 0.19's `gguf.quants.dequantize` (which mirrors ggml's C
+/// dequantizers): the same operations in the same order, each rounded to float32 (no fused multiply-add).
+///
+/// Layouts follow ggml-common.h's block structs; every byte pattern of a block is valid input (NaN or infinite
+/// scales give NaN or infinite outputs, as in ggml).
+public enum GGUFDequantizer {
+    /// IEEE half bits to float, exactly as numpy converts float16 (NaN payloads kept, signalling NaNs not quieted).
+    @inlinable
+    public static func halfToFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let exponent = h & 0x7C00
+        let mantissa = UInt32(h & 0x03FF)
+        if exponent == 0x7C00 { return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13) }
+        if exponent != 0 { return Float(bitPattern: sign | (UInt32(h & 0x7FFF) + 0x1_C000) << 13) }
+        if mantissa == 0 { return Float(bitPattern: sign) }
+        // Subnormal: normalize.
+        var m = mantissa << 1
+        var e: UInt32 = 0
+        while m & 0x0400 == 0 {
+            m <<= 1
+            e += 1
+        }
+        return Float(bitPattern: sign | (127 - 15 - e) << 23 | (m & 0x03FF) << 13)
+    }
+
+    /// Dequantizes whole blocks of `type` from `blocks` into `output` (`blocks.count / typeSize · blockSize`
+    /// floats), on up to `threads` threads.
+    public static func dequantize(
+        _ type: GGMLType, blocks: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<Float>, threads: Int = 1
+    ) {
+        precondition(type.canDequantize, "\(type.name) cannot be dequantized")
+        precondition(blocks.count % type.typeSize == 0, "not a whole number of \(type.name) blocks")
+        let count = blocks.count / type.typeSize
+        precondition(output.count == count * type.blockSize, "output holds \(output.count) floats, \(count * type.blockSize) needed")
+        guard count > 0, let src = blocks.baseAddress, let dst = output.baseAddress else { return }
+        // Chunks of at least 64 KiB of input per thread.
+        let chunk = max(1, 65_536 / type.typeSize)
+        let chunks = (count + chunk - 1) / chunk
+        let width = min(max(1, threads), chunks)
+        if width == 1 {
+            run(type, src, 0..<count, dst)
+            return
+        }
+        let srcAddress = UInt(bitPattern: src)
+        let dstAddress = UInt(bitPattern: dst)
+        DispatchQueue.concurrentPerform(iterations: width) { worker in
+            var c = worker
+            while c < chunks {
+                let range = (c * chunk)..<min(count, (c + 1) * chunk)
+                run(type, UnsafeRawPointer(bitPattern: srcAddress)!, range, UnsafeMutablePointer<Float>(bitPattern: dstAddress)!)
+                c += width
+            }
+        }
+    }
+
+    /// A tensor of `file` as float32 values in ggml order (`ne[0]` fastest).
+    public static func dequantize(_ tensor: GGUFTensorInfo, of file: GGUFFile, threads: Int = 1) throws(GGUFError) -> [Float] {
+        guard tensor.type.canDequantize else {
+            throw .cannotDequantize(file: file.path, tensor: tensor.name, type: tensor.type)
+        }
+        let bytes = try file.bytes(of: tensor)
+        return [Float](unsafeUninitializedCapacity: tensor.elementCount) { buffer, initialized in
+            dequantize(tensor.type, blocks: bytes, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<tensor.elementCount]), threads: threads)
+            initialized = tensor.elementCount
+        }
+    }
+
+    static func run(_ type: GGMLType, _ src: UnsafeRawPointer, _ blocks: Range<Int>, _ dst: UnsafeMutablePointer<Float>) {
+        let ts = type.typeSize
+        let bs = type.blockSize
+        @inline(__always) func each(_ body: (UnsafeRawPointer, UnsafeMutablePointer<Float>) -> Void) {
+            for i in blocks { body(src + i * ts, dst + i * bs) }
+        }
+        let t = IQTableStore.shared
+        switch type {
+        case .f32:
+            UnsafeMutableRawPointer(dst + blocks.lowerBound).copyMemory(from: src + blocks.lowerBound * 4, byteCount: blocks.count * 4)
+        case .f16: each { b, y in y[0] = halfToFloat(u16(b, 0)) }
+        case .bf16: each { b, y in y[0] = Float(bitPattern: UInt32(u16(b, 0)) << 16) }
+        case .q4_0: each(q4_0)
+        case .q4_1: each(q4_1)
+        case .q5_0: each(q5_0)
+        case .q5_1: each(q5_1)
+        case .q8_0: each(q8_0)
+        case .q2_K: each(q2_K)
+        case .q3_K: each(q3_K)
+        case .q4_K: each(q4_K)
+        case .q5_K: each(q5_K)
+        case .q6_K: each(q6_K)
+        case .tq1_0: each(tq1_0)
+        case .tq2_0: each(tq2_0)
+        case .iq2_XXS: each { b, y in iq2_xxs(b, y, t) }
+        case .iq2_XS: each { b, y in iq2_xs(b, y, t) }
+        case .iq2_S: each { b, y in iq2_s(b, y, t) }
+        case .iq3_XXS: each { b, y in iq3_xxs(b, y, t) }
+        case .iq3_S: each { b, y in iq3_s(b, y, t) }
+        case .iq1_S: each { b, y in iq1_s(b, y, t) }
+        case .iq1_M: each { b, y in iq1_m(b, y, t) }
+        case .iq4_NL: each { b, y in iq4_nl(b, y, t) }
+        case .iq4_XS: each { b, y in iq4_xs(b, y, t) }
+        case .mxfp4: each { b, y in mxfp4(b, y, t) }
+        case .q8_1, .q8_K, .i8, .i16, .i32, .i64, .f64:
+            preconditionFailure("\(type.name) cannot be dequantized")
+        }
+    }
+
+    // MARK: - Byte access
+
+    @inline(__always) static func u8(_ p: UnsafeRawPointer, _ i: Int) -> UInt8 { p.load(fromByteOffset: i, as: UInt8.self) }
+    @inline(__always) static func u16(_ p: UnsafeRawPointer, _ i: Int) -> UInt16 {
+        UInt16(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt16.self))
+    }
+    @inline(__always) static func u32(_ p: UnsafeRawPointer, _ i: Int) -> UInt32 {
+        UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+    }
+    @inline(__always) static func f16(_ p: UnsafeRawPointer, _ i: Int) -> Float { halfToFloat(u16(p, i)) }
+    /// ±1 from a sign bit (multiplied, not negated, as the reference does: a NaN keeps its sign).
+    @inline(__always) static func sign(_ bits: UInt8, _ j: Int) -> Float { (bits >> UInt8(j)) & 1 == 0 ? 1 : -1 }
+
+    // MARK: - 32-element blocks
+
+    // block_q4_0: d, qs[16]; element j low nibble of qs[j], j+16 high nibble.
+    static func q4_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        for j in 0..<16 {
+            let q = u8(b, 2 + j)
+            y[j] = d * Float(Int(q & 0xF) - 8)
+            y[j + 16] = d * Float(Int(q >> 4) - 8)
+        }
+    }
+
+    // block_q4_1: d, m, qs[16]; x = d·q + m.
+    static func q4_1(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let m = f16(b, 2)
+        for j in 0..<16 {
+            let q = u8(b, 4 + j)
+            y[j] = d * Float(q & 0xF) + m
+            y[j + 16] = d * Float(q >> 4) + m
+        }
+    }
+
+    // block_q5_0: d, qh (u32: bit j is element j's fifth bit), qs[16].
+    static func q5_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let qh = u32(b, 2)
+        for j in 0..<16 {
+            let q = u8(b, 6 + j)
+            let lo = UInt32(q & 0xF) | ((qh >> UInt32(j)) & 1) << 4
+            let hi = UInt32(q >> 4) | ((qh >> UInt32(j + 16)) & 1) << 4
+            y[j] = d * Float(Int(lo) - 16)
+            y[j + 16] = d * Float(Int(hi) - 16)
+        }
+    }
+
+    // block_q5_1: d, m, qh, qs[16]; x = d·q + m.
+    static func q5_1(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let m = f16(b, 2)
+        let qh = u32(b, 4)
+        for j in 0..<16 {
+            let q = u8(b, 8 + j)
+            let lo = UInt32(q & 0xF) | ((qh >> UInt32(j)) & 1) << 4
+            let hi = UInt32(q >> 4) | ((qh >> UInt32(j + 16)) & 1) << 4
+            y[j] = d * Float(lo) + m
+            y[j + 16] = d * Float(hi) + m
+        }
+    }
+
+    // block_q8_0: d, qs[32] int8.
+    static func q8_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        for j in 0..<32 { y[j] = Float(Int8(bitPattern: u8(b, 2 + j))) * d }
+    }
+
+    // MARK: - K blocks (256 elements)
+
+    // block_q2_K: scales[16] (low nibble scale, high nibble min), qs[64], d, dmin.
+    static func q2_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 80)
+        let dmin = f16(b, 82)
+        for s in 0..<16 {
+            let sc = u8(b, s)
+            let dl = d * Float(sc & 0xF)
+            let ml = dmin * Float(sc >> 4)
+            for k in 0..<16 {
+                let e = s * 16 + k
+                let half = e >> 7
+                let shift = UInt8(((e & 127) >> 5) * 2)
+                let q = (u8(b, 16 + half * 32 + (e & 31)) >> shift) & 3
+                y[e] = dl * Float(q) - ml
+            }
+        }
+    }
+
+    // block_q3_K: hmask[32], qs[64], scales[12] (6-bit, packed), d.
+    static func q3_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 108)
+        for s in 0..<16 {
+            let low = s < 8 ? u8(b, 96 + s) & 0xF : u8(b, 96 + s - 8) >> 4
+            let high = (u8(b, 104 + (s & 3)) >> UInt8(2 * (s >> 2))) & 3
+            let dl = d * Float(Int(low | high << 4) - 32)
+            for k in 0..<16 {
+                let e = s * 16 + k
+                let l = e & 31
+                let ql = (u8(b, 32 + (e >> 7) * 32 + l) >> UInt8(((e & 127) >> 5) * 2)) & 3
+                let h = (u8(b, l) >> UInt8(e >> 5)) & 1
+                y[e] = dl * Float(Int(ql) - (h == 0 ? 4 : 0))
+            }
+        }
+    }
+
+    /// Q4_K / Q5_K's 6-bit scale and min of sub-block `s` (0..<8) from the 12 packed bytes at `at`.
+    @inline(__always) static func scaleMin(_ b: UnsafeRawPointer, _ at: Int, _ s: Int) -> (UInt8, UInt8) {
+        if s < 4 { return (u8(b, at + s) & 63, u8(b, at + 4 + s) & 63) }
+        let md = u8(b, at + 8 + s - 4)
+        return ((md & 0xF) | ((u8(b, at + s - 4) >> 2) & 0x30), (md >> 4) | ((u8(b, at + s) >> 2) & 0x30))
+    }
+
+    // block_q4_K: d, dmin, scales[12], qs[128].
+    static func q4_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let dmin = f16(b, 2)
+        for s in 0..<8 {
+            let (sc, m) = scaleMin(b, 4, s)
+            let ds = d * Float(sc)
+            let ms = dmin * Float(m)
+            let shift = UInt8((s & 1) * 4)
+            for l in 0..<32 {
+                let q = (u8(b, 16 + (s >> 1) * 32 + l) >> shift) & 0xF
+                y[s * 32 + l] = ds * Float(q) - ms
+            }
+        }
+    }
+
+    // block_q5_K: d, dmin, scales[12], qh[32], qs[128].
+    static func q5_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 0)
+        let dmin = f16(b, 2)
+        for s in 0..<8 {
+            let (sc, m) = scaleMin(b, 4, s)
+            let ds = d * Float(sc)
+            let ms = dmin * Float(m)
+            let shift = UInt8((s & 1) * 4)
+            for l in 0..<32 {
+                let ql = (u8(b, 48 + (s >> 1) * 32 + l) >> shift) & 0xF
+                let h = (u8(b, 16 + l) >> UInt8(s)) & 1
+                y[s * 32 + l] = ds * Float(ql | h << 4) - ms
+            }
+        }
+    }
+
+    // block_q6_K: ql[128], qh[64], scales[16] int8, d.
+    static func q6_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 208)
+        for s in 0..<16 {
+            let ds = d * Float(Int8(bitPattern: u8(b, 192 + s)))
+            for k in 0..<16 {
+                let e = s * 16 + k
+                let half = e >> 7
+                let r = e & 127
+                let ql = (u8(b, half * 64 + (r & 63)) >> UInt8((r >> 6) * 4)) & 0xF
+                let qh = (u8(b, 128 + half * 32 + (r & 31)) >> UInt8((r >> 5) * 2)) & 3
+                y[e] = ds * Float(Int(ql | qh << 4) - 32)
+            }
+        }
+    }
+
+    // MARK: - Ternary
+
+    // block_tq1_0: qs[48] (5 trits per byte), qh[4] (4 trits per byte), d.
+    static func tq1_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 52)
+        let pow3: (Int, Int, Int, Int, Int) = (1, 3, 9, 27, 81)
+        @inline(__always) func power(_ p: Int) -> Int {
+            switch p {
+            case 0: pow3.0
+            case 1: pow3.1
+            case 2: pow3.2
+            case 3: pow3.3
+            default: pow3.4
+            }
+        }
+        @inline(__always) func trit(_ byte: UInt8, _ p: Int) -> Float {
+            let v = UInt8(truncatingIfNeeded: Int(byte) * power(p))
+            return Float(Int((UInt16(v) * 3) >> 8) - 1)
+        }
+        for e in 0..<160 { y[e] = d * trit(u8(b, e & 31), e >> 5) }
+        for e in 0..<80 { y[160 + e] = d * trit(u8(b, 32 + (e & 15)), e >> 4) }
+        for e in 0..<16 { y[240 + e] = d * trit(u8(b, 48 + (e & 3)), e >> 2) }
+    }
+
+    // block_tq2_0: qs[64] (2 bits each), d.
+    static func tq2_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+        let d = f16(b, 64)
+        for e in 0..<256 {
+            let q = (u8(b, (e >> 7) * 32 + (e & 31)) >> UInt8(((e & 127) >> 5) * 2)) & 3
+            y[e] = d * Float(Int(q) - 1)
+        }
+    }
+
+    // MARK: - IQ types (lattice grids)
+
+    // block_iq2_xxs: d, qs[32] u16 read as 8 pairs of u32 (grid bytes, then signs and a 4-bit scale).
+    static func iq2_xxs(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        for g in 0..<8 {
+            let aux0 = u32(b, 2 + 8 * g)
+            let aux1 = u32(b, 6 + 8 * g)
+            let db = d * (0.5 + Float(aux1 >> 28)) * 0.25
+            for k in 0..<4 {
+                let grid = t.iq2xxs + Int((aux0 >> UInt32(8 * k)) & 0xFF) * 8
+                let signs = t.ksigns[Int((aux1 >> UInt32(7 * k)) & 127)]
+                for j in 0..<8 { y[g * 32 + k * 8 + j] = db * grid[j] * sign(signs, j) }
+            }
+        }
+    }
+
+    /// IQ2_XS / IQ2_S scale of 16-element group `s` (nibbles of the scales bytes at `at`).
+    @inline(__always) static func iq2Scale(_ b: UnsafeRawPointer, _ at: Int, _ d: Float, _ s: Int) -> Float {
+        let nibble = (u8(b, at + s >> 1) >> UInt8((s & 1) * 4)) & 0xF
+        return d * (0.5 + Float(nibble)) * 0.25
+    }
+
+    // block_iq2_xs: d, qs[32] u16 (9-bit grid index, 7-bit sign index), scales[8].
+    static func iq2_xs(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        for i in 0..<32 {
+            let q = u16(b, 2 + 2 * i)
+            let db = iq2Scale(b, 66, d, i >> 1)
+            let grid = t.iq2xs + Int(q & 511) * 8
+            let signs = t.ksigns[Int(q >> 9)]
+            for j in 0..<8 { y[i * 8 + j] = db * grid[j] * sign(signs, j) }
+        }
+    }
+
+    // block_iq2_s: d, qs[32] (grid low bits), signs[32], qh[8] (2 high bits each), scales[8].
+    static func iq2_s(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        for i in 0..<32 {
+            let high = Int((u8(b, 66 + i >> 2) >> UInt8((i & 3) * 2)) & 3)
+            let index = Int(u8(b, 2 + i)) | high << 8
+            let db = iq2Scale(b, 74, d, i >> 1)
+            let grid = t.iq2s + index * 8
+            let signs = u8(b, 34 + i)
+            for j in 0..<8 { y[i * 8 + j] = db * grid[j] * sign(signs, j) }
+        }
+    }
+
+    // block_iq3_xxs: d, qs[64] (grid indices), then 8 u32 (signs and a 4-bit scale).
+    static func iq3_xxs(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        for g in 0..<8 {
+            let aux = u32(b, 66 + 4 * g)
+            let db = d * (0.5 + Float(aux >> 28)) * 0.5
+            for k in 0..<4 {
+                let signs = t.ksigns[Int((aux >> UInt32(7 * k)) & 127)]
+                for j in 0..<8 {
+                    let e = g * 32 + k * 8 + j
+                    let grid = t.iq3xxs + Int(u8(b, 2 + e >> 2)) * 4
+                    y[e] = db * grid[e & 3] * sign(signs, j)
+                }
+            }
+        }
+    }
+
+    // block_iq3_s: d, qs[64], qh[8] (ninth index bit), signs[32], scales[4].
+    static func iq3_s(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        for g in 0..<8 {
+            let nibble = (u8(b, 106 + g >> 1) >> UInt8((g & 1) * 4)) & 0xF
+            let db = d * Float(1 + 2 * nibble)
+            for k in 0..<32 {
+                let e = g * 32 + k
+                let i = e >> 2
+                let index = Int(u8(b, 2 + i)) | Int((u8(b, 66 + i >> 3) >> UInt8(i & 7)) & 1) << 8
+                let v = db * t.iq3s[index * 4 + (e & 3)]
+                y[e] = v * sign(u8(b, 74 + e >> 3), e & 7)
+            }
+        }
+    }
+
+    // block_iq1_s: d, qs[32] (grid low bits), qh[8] u16 (3 high bits per index, 3-bit scale, delta sign).
+    static func iq1_s(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        for g in 0..<8 {
+            let qh = u16(b, 34 + 2 * g)
+            let dl = d * Float(2 * ((qh >> 12) & 7) + 1)
+            let delta: Float = qh & 0x8000 == 0 ? 0.125 : -0.125
+            for k in 0..<4 {
+                let index = Int(u8(b, 2 + 4 * g + k)) | Int((qh >> UInt16(3 * k)) & 7) << 8
+                let grid = t.iq1s + index * 8
+                for j in 0..<8 { y[g * 32 + k * 8 + j] = dl * (grid[j] + delta) }
+            }
+        }
+    }
+
+    // block_iq1_m: qs[32], qh[16] (3 high bits + delta sign per nibble), scales[8] (3-bit scales; the f16 scale
+    // in the top nibbles of the four u16).
+    static func iq1_m(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let s0 = u16(b, 48)
+        let s1 = u16(b, 50)
+        let s2 = u16(b, 52)
+        let s3 = u16(b, 54)
+        let d = halfToFloat((s0 >> 12) | ((s1 >> 8) & 0x00F0) | ((s2 >> 4) & 0x0F00) | (s3 & 0xF000))
+        for i in 0..<32 {
+            let pair = i >> 1  // 16 scales: (word, shift) = (pair / 4, 3 · (pair % 4))
+            let word = u16(b, 48 + 2 * (pair >> 2))
+            let dl = d * Float(2 * ((word >> UInt16(3 * (pair & 3))) & 7) + 1)
+            let nibble = (u8(b, 32 + i >> 1) >> UInt8((i & 1) * 4)) & 0xF
+            let index = Int(u8(b, i)) | Int(nibble & 7) << 8
+            let delta: Float = nibble & 8 == 0 ? 0.125 : -0.125
+            let grid = t.iq1s + index * 8
+            for j in 0..<8 { y[i * 8 + j] = dl * (grid[j] + delta) }
+        }
+    }
+
+    // block_iq4_nl: d, qs[16] (indices into the non-linear values).
+    static func iq4_nl(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        for j in 0..<16 {
+            let q = u8(b, 2 + j)
+            y[j] = d * t.iq4nl[Int(q & 0xF)]
+            y[j + 16] = d * t.iq4nl[Int(q >> 4)]
+        }
+    }
+
+    // block_iq4_xs: d, scales_h (u16), scales_l[4], qs[128].
+    static func iq4_xs(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let d = f16(b, 0)
+        let sh = u16(b, 2)
+        for g in 0..<8 {
+            let low = (u8(b, 4 + g >> 1) >> UInt8((g & 1) * 4)) & 0xF
+            let high = UInt8((sh >> UInt16(2 * g)) & 3)
+            let dl = d * Float(Int(low | high << 4) - 32)
+            for l in 0..<16 {
+                let q = u8(b, 8 + g * 16 + l)
+                y[g * 32 + l] = dl * t.iq4nl[Int(q & 0xF)]
+                y[g * 32 + 16 + l] = dl * t.iq4nl[Int(q >> 4)]
+            }
+        }
+    }
+
+    // block_mxfp4: e (E8M0 exponent), qs[16] (E2M1 codes; the table holds doubled values, the scale is halved).
+    static func mxfp4(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+        let e = UInt32(u8(b, 0))
+        let d = Float(bitPattern: e < 2 ? 0x0020_0000 << e : (e - 1) << 23)
+        for j in 0..<16 {
+            let q = u8(b, 1 + j)
+            y[j] = d * t.mxfp4[Int(q & 0xF)]
+            y[j + 16] = d * t.mxfp4[Int(q >> 4)]
+        }
+    }
+}
