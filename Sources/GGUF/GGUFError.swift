@@ -65,6 +65,23 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     // Architecture metadata.
     case configKeyMissing(file: String, key: String)
 
+    /// The file this error is about, when there is one.
+    public var file: String? {
+        switch self {
+        case let .io(f, _, _), let .notGGUF(f, _), let .bigEndian(f), let .unsupportedVersion(f, _), let .truncatedHeader(f, _, _, _, _),
+            let .countTooLarge(f, _, _, _), let .stringTooLong(f, _, _, _), let .invalidUTF8(f, _), let .unknownValueType(f, _, _),
+            let .invalidBool(f, _, _), let .arrayTooDeep(f, _, _), let .duplicateKey(f, _), let .wrongKeyType(f, _, _, _),
+            let .badAlignment(f, _), let .duplicateTensor(f, _), let .tensorNameTooLong(f, _, _), let .tooManyDimensions(f, _, _),
+            let .dimensionTooLarge(f, _, _), let .unknownType(f, _, _), let .rowNotWholeBlocks(f, _, _, _), let .shapeOverflow(f, _, _),
+            let .misalignedOffset(f, _, _, _), let .offsetOverlap(f, _, _, _, _), let .offsetGap(f, _, _, _, _),
+            let .tensorPastEnd(f, _, _, _), let .truncatedData(f, _, _), let .trailingBytes(f, _, _), let .splitName(f, _),
+            let .splitPartsMissing(f, _, _), let .splitForeignPart(f, _, _, _, _), let .splitTensorCount(f, _, _),
+            let .cannotDequantize(f, _, _), let .tensorNotFound(f, _), let .configKeyMissing(f, _):
+            f
+        case let .splitDuplicateTensor(_, _, second): second
+        }
+    }
+
     public var description: String {
         switch self {
         case let .io(path, operation, reason):
