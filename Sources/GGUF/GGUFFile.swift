@@ -117,6 +117,20 @@ public final class GGUFFile: Sendable {
     public var architecture: String? { self["general.architecture"]?.stringValue }
 }
 
+extension GGUFDequantizer {
+    /// A tensor of `file` as float32 values in ggml order (`ne[0]` fastest).
+    public static func dequantize(_ tensor: GGUFTensorInfo, of file: GGUFFile, threads: Int = 1) throws(GGUFError) -> [Float] {
+        guard tensor.type.canDequantize else {
+            throw .cannotDequantize(file: file.path, tensor: tensor.name, type: tensor.type)
+        }
+        let bytes = try file.bytes(of: tensor)
+        return [Float](unsafeUninitializedCapacity: tensor.elementCount) { buffer, initialized in
+            dequantize(tensor.type, blocks: bytes, into: UnsafeMutableBufferPointer(rebasing: buffer[0..<tensor.elementCount]), threads: threads)
+            initialized = tensor.elementCount
+        }
+    }
+}
+
 // MARK: - Parsing
 
 private struct ParsedHeader {

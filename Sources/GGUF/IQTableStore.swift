@@ -15,6 +15,10 @@ final class IQTableStore: @unchecked Sendable {
     let ksigns: UnsafePointer<UInt8>
     let iq4nl: UnsafePointer<Float>
     let mxfp4: UnsafePointer<Float>
+    /// ±1 for bit j of byte value v at `v · 8 + j` (−1 where the bit is set).
+    let signs: UnsafePointer<Float>
+    /// Every f16 bit pattern's float value (`GGUFDequantizer.halfToFloat`), 65,536 entries.
+    let halves: UnsafePointer<Float>
 
     private init() {
         func floats(_ text: String) -> UnsafePointer<Float> {
@@ -31,10 +35,18 @@ final class IQTableStore: @unchecked Sendable {
         iq1s = floats(IQTableText.iq1sGrid)
         iq4nl = floats(IQTableText.iq4nlValues)
         mxfp4 = floats(IQTableText.mxfp4Values)
-        let signs = Self.decode(IQTableText.ksigns)
-        let s = UnsafeMutablePointer<UInt8>.allocate(capacity: signs.count)
-        s.initialize(from: signs, count: signs.count)
+        let ksignBytes = Self.decode(IQTableText.ksigns)
+        let s = UnsafeMutablePointer<UInt8>.allocate(capacity: ksignBytes.count)
+        s.initialize(from: ksignBytes, count: ksignBytes.count)
         ksigns = UnsafePointer(s)
+        let sign = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 8)
+        for v in 0..<256 {
+            for j in 0..<8 { sign[v * 8 + j] = (v >> j) & 1 == 0 ? 1 : -1 }
+        }
+        signs = UnsafePointer(sign)
+        let half = UnsafeMutablePointer<Float>.allocate(capacity: 65_536)
+        for h in 0..<65_536 { half[h] = GGUFDequantizer.halfToFloat(UInt16(h)) }
+        halves = UnsafePointer(half)
     }
 
     /// Hex text (whitespace ignored) → bytes. The text is generated; a bad digit is a programming error.
