@@ -76,8 +76,8 @@ public enum GGUFDequantizer {
             for i in 0..<blocks.count { out[i] = UInt32(UInt16(littleEndian: h[i])) &<< 16 }
         case .q4_0: each(q4_0)
         case .q4_1: each(q4_1)
-        case .q5_0: each(q5_0)
-        case .q5_1: each(q5_1)
+        case .q5_0: each { b, y in q5_0(b, y, t) }
+        case .q5_1: each { b, y in q5_1(b, y, t) }
         case .q8_0: each(q8_0)
         case .q2_K: each(q2_K)
         case .q3_K: each(q3_K)
@@ -140,30 +140,38 @@ public enum GGUFDequantizer {
         }
     }
 
-    // block_q5_0: d, qh (u32: bit j is element j's fifth bit), qs[16].
-    static func q5_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+    // block_q5_0: d, qh (u32: bit j is element j's fifth bit), qs[16]. The fifth bit comes as 0 or 16 from
+    // `t.fifthBits` (bit k of a byte → entry byte · 8 + k); (low − 16) + high is the same small integer as the
+    // reference's (low | high << 4) − 16, so the product with d is the same float.
+    static func q5_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
         let d = f16(b, 0)
         let qh = u32(b, 2)
         let qs = bytes(b, 6)
-        for j in 0..<16 {
-            let lo = UInt32(qs[j] & 0xF) | ((qh &>> UInt32(truncatingIfNeeded: j)) & 1) &<< 4
-            let hi = UInt32(qs[j] &>> 4) | ((qh &>> UInt32(truncatingIfNeeded: j &+ 16)) & 1) &<< 4
-            y[j] = d * Float(Int32(bitPattern: lo) &- 16)
-            y[j &+ 16] = d * Float(Int32(bitPattern: hi) &- 16)
+        for part in 0..<2 {
+            let low = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 8 &* part)) & 0xFF) &* 8
+            let high = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 16 &+ 8 &* part)) & 0xFF) &* 8
+            for k in 0..<8 {
+                let j = part &* 8 &+ k
+                y[j] = d * (Float(qs[j] & 0xF) - 16 + low[k])
+                y[j &+ 16] = d * (Float(qs[j] &>> 4) - 16 + high[k])
+            }
         }
     }
 
     // block_q5_1: d, m, qh, qs[16]; x = d·q + m.
-    static func q5_1(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
+    static func q5_1(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
         let d = f16(b, 0)
         let m = f16(b, 2)
         let qh = u32(b, 4)
         let qs = bytes(b, 8)
-        for j in 0..<16 {
-            let lo = UInt32(qs[j] & 0xF) | ((qh &>> UInt32(truncatingIfNeeded: j)) & 1) &<< 4
-            let hi = UInt32(qs[j] &>> 4) | ((qh &>> UInt32(truncatingIfNeeded: j &+ 16)) & 1) &<< 4
-            y[j] = d * Float(lo) + m
-            y[j &+ 16] = d * Float(hi) + m
+        for part in 0..<2 {
+            let low = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 8 &* part)) & 0xFF) &* 8
+            let high = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 16 &+ 8 &* part)) & 0xFF) &* 8
+            for k in 0..<8 {
+                let j = part &* 8 &+ k
+                y[j] = d * (Float(qs[j] & 0xF) + low[k]) + m
+                y[j &+ 16] = d * (Float(qs[j] &>> 4) + high[k]) + m
+            }
         }
     }
 
