@@ -72,7 +72,7 @@ let package = Package(
         // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
         .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
         // GGUF files (llama.cpp's format): validating reader, split sets, ggml block dequantization.
-        .target(name: "GGUF", dependencies: ["TensorCore", "Checkpoint"], swiftSettings: strict),
+        .target(name: "GGUF", dependencies: ["TensorCore", "JSONCore", "Checkpoint"], swiftSettings: strict),
         .executableTarget(
             name: "k2pack",
             dependencies: [

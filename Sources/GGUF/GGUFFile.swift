@@ -1,4 +1,5 @@
 import Checkpoint
+import JSONCore
 import TensorCore
 
 /// One tensor's entry in a GGUF file's header.
@@ -51,8 +52,9 @@ public final class GGUFFile: Sendable {
     public let alignment: Int
     /// Absolute file offset of the data section.
     public let dataStart: Int
-    private let keyIndex: [String: Int]
-    private let tensorIndex: [String: Int]
+    /// Keys and names compared as bytes (as llama.cpp and gguf-py do): NFC and NFD spellings are two entries.
+    private let keyIndex: [ByteName: Int]
+    private let tensorIndex: [ByteName: Int]
 
     public var fileLength: Int { file.byteCount }
 
@@ -93,11 +95,11 @@ public final class GGUFFile: Sendable {
     }
 
     public subscript(key: String) -> GGUFValue? {
-        keyIndex[key].map { metadata[$0].value }
+        keyIndex[ByteName(key)].map { metadata[$0].value }
     }
 
     public func tensor(named name: String) -> GGUFTensorInfo? {
-        tensorIndex[name].map { tensors[$0] }
+        tensorIndex[ByteName(name)].map { tensors[$0] }
     }
 
     /// The tensor's bytes: a view of the mapping, valid while this object lives.
@@ -136,9 +138,9 @@ extension GGUFDequantizer {
 private struct ParsedHeader {
     var version: UInt32
     var metadata: [GGUFKeyValue]
-    var keyIndex: [String: Int]
+    var keyIndex: [ByteName: Int]
     var tensors: [GGUFTensorInfo]
-    var tensorIndex: [String: Int]
+    var tensorIndex: [ByteName: Int]
     var alignment: Int
     var dataStart: Int
 }
@@ -201,7 +203,7 @@ private struct HeaderParser {
             throw .countTooLarge(file: file, what: "the metadata key count", count: kvCount, limit: remaining / 13)
         }
         var metadata: [GGUFKeyValue] = []
-        var keyIndex: [String: Int] = [:]
+        var keyIndex: [ByteName: Int] = [:]
         metadata.reserveCapacity(Int(kvCount))
         for i in 0..<Int(kvCount) {
             let key = try string("key \(i) of \(kvCount)", limit: GGUFFile.maxKeyLength)
@@ -210,12 +212,12 @@ private struct HeaderParser {
                 throw .unknownValueType(file: file, key: key, type: rawType)
             }
             let value = try self.value(of: type, key: key, depth: 0)
-            guard keyIndex.updateValue(metadata.count, forKey: key) == nil else { throw .duplicateKey(file: file, key: key) }
+            guard keyIndex.updateValue(metadata.count, forKey: ByteName(key)) == nil else { throw .duplicateKey(file: file, key: key) }
             metadata.append(GGUFKeyValue(key: key, value: value))
         }
 
         var alignment = GGUFFile.defaultAlignment
-        if let index = keyIndex["general.alignment"] {
+        if let index = keyIndex[ByteName("general.alignment")] {
             let value = metadata[index].value
             guard case let .u32(a) = value else {
                 throw .wrongKeyType(file: file, key: "general.alignment", found: value.typeName, expected: "u32")
@@ -228,13 +230,13 @@ private struct HeaderParser {
             throw .countTooLarge(file: file, what: "the tensor count", count: tensorCount, limit: remaining / 24)
         }
         var tensors: [GGUFTensorInfo] = []
-        var tensorIndex: [String: Int] = [:]
+        var tensorIndex: [ByteName: Int] = [:]
         tensors.reserveCapacity(Int(tensorCount))
         var rawOffsets: [UInt64] = []
         rawOffsets.reserveCapacity(Int(tensorCount))
         for i in 0..<Int(tensorCount) {
             let (info, rawOffset) = try tensorInfo(index: i, count: tensorCount)
-            guard tensorIndex.updateValue(tensors.count, forKey: info.name) == nil else {
+            guard tensorIndex.updateValue(tensors.count, forKey: ByteName(info.name)) == nil else {
                 throw .duplicateTensor(file: file, tensor: info.name)
             }
             tensors.append(info)

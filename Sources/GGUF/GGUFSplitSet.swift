@@ -1,4 +1,5 @@
 import Foundation
+import JSONCore
 
 /// A split GGUF name, `PREFIX-NNNNN-of-MMMMM.gguf` (llama.cpp's `llama_split_path`): part `number` (1-based) of
 /// `count`.
@@ -56,7 +57,7 @@ public struct GGUFSplitName: Sendable, Equatable {
 public final class GGUFModel: Sendable {
     public let parts: [GGUFFile]
     /// Tensor name → (part index, tensor info), over all parts.
-    private let index: [String: (Int, Int)]
+    private let index: [ByteName: (Int, Int)]
     public let tensorNames: [String]
 
     public var first: GGUFFile { parts[0] }
@@ -124,12 +125,12 @@ public final class GGUFModel: Sendable {
         if let total, Int(total) != held { throw .splitTensorCount(file: first.path, found: held, expected: Int(total)) }
     }
 
-    private static func buildIndex(_ parts: [GGUFFile]) throws(GGUFError) -> ([String: (Int, Int)], [String]) {
-        var index: [String: (Int, Int)] = [:]
+    private static func buildIndex(_ parts: [GGUFFile]) throws(GGUFError) -> ([ByteName: (Int, Int)], [String]) {
+        var index: [ByteName: (Int, Int)] = [:]
         var names: [String] = []
         for (p, part) in parts.enumerated() {
             for (t, info) in part.tensors.enumerated() {
-                if let (other, _) = index.updateValue((p, t), forKey: info.name) {
+                if let (other, _) = index.updateValue((p, t), forKey: ByteName(info.name)) {
                     throw .splitDuplicateTensor(tensor: info.name, firstPart: parts[other].path, secondPart: part.path)
                 }
                 names.append(info.name)
@@ -159,7 +160,7 @@ public final class GGUFModel: Sendable {
 
     /// The tensor and the part that holds it.
     public func tensor(named name: String) -> (file: GGUFFile, info: GGUFTensorInfo)? {
-        guard let (p, t) = index[name] else { return nil }
+        guard let (p, t) = index[ByteName(name)] else { return nil }
         return (parts[p], parts[p].tensors[t])
     }
 

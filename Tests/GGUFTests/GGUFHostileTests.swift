@@ -163,6 +163,18 @@ struct GGUFHostileTests {
         expectGGUFFailure(b.bytes(), { .duplicateTensor(file: $0, tensor: "a.weight") }, ["'a.weight' is listed twice"])
     }
 
+    @Test("keys and names are compared as bytes: NFC and NFD spellings are two entries, not duplicates")
+    func byteNames() throws {
+        var b = B.valid()
+        b.add("x.caf\u{E9}", u32: 1)
+        b.kvs.append((key: Array("x.cafe\u{301}".utf8), payload: B.le(UInt32(4)) + B.le(UInt32(2))))
+        b.addF32("caf\u{E9}.weight", count: 1)
+        b.tensors.append(.init(name: "cafe\u{301}.weight", ne: [2], type: 0, data: [UInt8](repeating: 0, count: 8)))
+        let file = try openGGUF(b.bytes())
+        #expect(file["x.caf\u{E9}"] == .u32(1) && file["x.cafe\u{301}"] == .u32(2))
+        #expect(file.tensor(named: "caf\u{E9}.weight")?.elementCount == 1 && file.tensor(named: "cafe\u{301}.weight")?.elementCount == 2)
+    }
+
     @Test("general.alignment must be a u32 power of two")
     func alignment() {
         var b = B.valid()
