@@ -38,6 +38,11 @@ public struct GGUFInspectReport: Encodable, Sendable {
     public var tokenizerModel: String?
     public var tokenCount: Int?
     public var mergeCount: Int?
+    /// For `deepseek2`: layers, experts and attention sizes read into `GGUFDeepseek2Config`, or why they cannot be.
+    public var deepseek2: String?
+    /// What the deepseek2 metadata lacks or what llama.cpp would read differently (`GGUFDeepseek2Config.notes`),
+    /// or the error that stops the config being read.
+    public var notes: [String]
 
     public init(path: String) throws(GGUFError) {
         self.init(try GGUFModel(path: path))
@@ -53,14 +58,29 @@ public struct GGUFInspectReport: Encodable, Sendable {
         metadata = model.metadata.map { Key(key: $0.key, type: $0.value.typeName, value: $0.value.summary) }
         let tensors = model.tensors
         tensorCount = tensors.count
-        elements = tensors.reduce(0) { $0 &+ $1.elementCount }
-        tensorBytes = tensors.reduce(0) { $0 &+ $1.byteCount }
+        // Saturating: a hostile file's counts may sum past Int.max (each one is bounded, their sum is not).
+        elements = tensors.reduce(0) { CheckedMath.add($0, $1.elementCount) ?? Int.max }
+        tensorBytes = tensors.reduce(0) { CheckedMath.add($0, $1.byteCount) ?? Int.max }
         bitsPerWeight = Self.bits(tensorBytes, elements)
         byType = Self.group(tensors) { $0.type.name }
         byKind = Self.group(tensors, Self.kind)
         tokenizerModel = model["tokenizer.ggml.model"]?.stringValue
         tokenCount = model["tokenizer.ggml.tokens"]?.arrayValue?.count
         mergeCount = model["tokenizer.ggml.merges"]?.arrayValue?.count
+        deepseek2 = nil
+        notes = []
+        if architecture == "deepseek2" {
+            do {
+                let c = try GGUFDeepseek2Config(model)
+                let dense = c.leadingDenseBlockCount
+                deepseek2 = "\(c.blockCount) layers (\(dense) dense), hidden \(c.embeddingLength), \(c.headCount) heads, "
+                    + "q_lora \(c.qLoraRank.map(String.init) ?? "none"), kv_lora \(c.kvLoraRank), \(c.expertCount) experts "
+                    + "(\(c.expertUsedCount) used, \(c.expertSharedCount) shared, width \(c.expertFeedForwardLength))"
+                notes = c.notes
+            } catch {
+                notes = [error.description]
+            }
+        }
     }
 
     /// `blk.12.ffn_gate_exps.weight` → `ffn_gate_exps`; `token_embd.weight` → `token_embd`;
@@ -80,8 +100,8 @@ public struct GGUFInspectReport: Encodable, Sendable {
             let k = key(t)
             var g = groups[k] ?? Group(name: k, tensors: 0, elements: 0, bytes: 0, bitsPerWeight: 0)
             g.tensors += 1
-            g.elements &+= t.elementCount
-            g.bytes &+= t.byteCount
+            g.elements = CheckedMath.add(g.elements, t.elementCount) ?? Int.max
+            g.bytes = CheckedMath.add(g.bytes, t.byteCount) ?? Int.max
             groups[k] = g
         }
         return groups.values.map { g in
@@ -102,6 +122,8 @@ public struct GGUFInspectReport: Encodable, Sendable {
         let shown = metadata.filter { !$0.key.hasPrefix("tokenizer.ggml.") || !$0.type.hasPrefix("array") }
         for k in shown.prefix(60) { out += "  \(displayed(k.key)) (\(k.type)) = \(displayed(k.value))\n" }
         if shown.count > 60 { out += "  … \(shown.count - 60) more\n" }
+        if let deepseek2 { out += "deepseek2: \(deepseek2)\n" }
+        for note in notes { out += "note: \(displayed(note, limit: nil))\n" }
         if let tokenizerModel {
             out += "tokenizer: \(displayed(tokenizerModel)), \(tokenCount ?? 0) tokens, \(mergeCount ?? 0) merges\n"
         }

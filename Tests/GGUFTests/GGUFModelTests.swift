@@ -117,6 +117,30 @@ struct GGUFInspectReportTests {
         #expect(r.renderText().hasPrefix("GGUF "))
     }
 
+    @Test("a deepseek2 file: the config line and its notes; a config that cannot be read is a note, not a failure")
+    func deepseek2Notes() throws {
+        let dir = TemporaryDirectory()
+        let good = dir.write("k25.gguf", deepseek2File { b in
+            b.add("deepseek2.rope.scaling.yarn_beta_fast", type: 6, GGUFBuilder.le(Float(1).bitPattern))
+        })
+        let r = try GGUFInspectReport(path: good)
+        #expect(r.deepseek2 == "61 layers (1 dense), hidden 7168, 64 heads, q_lora 1536, kv_lora 512, 384 experts (8 used, 1 shared, width 2048)")
+        #expect(r.notes.count == 1 && r.notes[0].contains("ignores them"), "\(r.notes)")
+        let text = r.renderText()
+        #expect(text.contains("deepseek2: 61 layers") && text.contains("note: YaRN beta_fast 1.0"), "\(text)")
+        let bad = dir.write("bad.gguf", deepseek2File(drop: ["expert_count"]))
+        let b = try GGUFInspectReport(path: bad)
+        #expect(b.deepseek2 == nil && b.notes == [GGUFError.configKeyMissing(file: bad, key: "deepseek2.expert_count").description])
+        #expect(try GGUFInspectReport(path: TestPaths.fixture("gguf/metadata.gguf")).notes.first?.contains("is missing") == true)
+    }
+
+    @Test("sums saturate instead of wrapping")
+    func saturating() {
+        let huge = GGUFTensorInfo(name: "h", type: .f32, ne: [Int.max / 4], offset: 0, elementCount: Int.max / 4, byteCount: Int.max - 3)
+        let groups = GGUFInspectReport.group([huge, huge]) { $0.type.name }
+        #expect(groups == [.init(name: "F32", tensors: 2, elements: Int.max / 2 - 1, bytes: Int.max, bitsPerWeight: GGUFInspectReport.bits(Int.max, Int.max / 2 - 1))])
+    }
+
     @Test("tensor kinds")
     func kinds() {
         func kind(_ name: String) -> String {
