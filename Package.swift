@@ -11,7 +11,7 @@ let package = Package(
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
         .library(
             name: "K2PackReaders",
-            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer"]),
+            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer", "GGUF"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -63,6 +63,10 @@ let package = Package(
         // architecture manifest, hence ModelConfig.
         .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive", "ModelConfig"], swiftSettings: strict),
 
+        // GGUF files (llama.cpp's format): validating reader, split sets, ggml block dequantization, the deepseek2
+        // config.
+        .target(name: "GGUF", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint"], swiftSettings: strict),
+
         // Layer 4, compute: the CPU forward pass and its parity tooling; the tokenizer.
         // CPU reference forward pass (only COpenBLAS importer).
         .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
@@ -107,7 +111,7 @@ let package = Package(
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -130,6 +134,7 @@ let package = Package(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
         .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
