@@ -1,3 +1,4 @@
+import FileIO
 import Checkpoint
 import JSONCore
 import TensorCore
@@ -89,7 +90,7 @@ public final class GGUFFile: Sendable {
         self.tensorIndex = header.tensorIndex
     }
 
-    static func ioError(_ error: CheckpointError, path: String) -> GGUFError {
+    static func ioError(_ error: FileIOError, path: String) -> GGUFError {
         if case let .io(p, operation, reason) = error { return .io(path: p, operation: operation, reason: reason) }
         return .io(path: path, operation: "read", reason: error.description)
     }
