@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoint
+import GGUF
 import Inspection
 import Repack
 import Shard
@@ -11,7 +12,7 @@ struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
         discussion: "Reads only the headers. Exits 1 if the folder's structure has problems (run `k2pack verify` for the full check)."
     )
 
-    @Argument(help: "A Hugging Face checkpoint folder (config.json, model.safetensors.index.json, shards), or a k2pack folder.")
+    @Argument(help: "A Hugging Face checkpoint folder (config.json, model.safetensors.index.json, shards), a k2pack folder, or a .gguf file (any part of a split set).")
     var checkpoint: String
 
     @Option(help: "GPUs for the memory-per-GPU estimate.")
@@ -26,6 +27,11 @@ struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
+        if checkpoint.hasSuffix(".gguf") {  // a GGUF file or any part of a split set (report logic in GGUF)
+            let report = try GGUFInspectReport(path: checkpoint)
+            if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
+            return
+        }
         if ShardSetManifest.isShardSet(checkpoint) {
             let report = try ShardSetInspectReport(folder: checkpoint)
             if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
