@@ -73,11 +73,17 @@ let package = Package(
         .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
         // GGUF files (llama.cpp's format): validating reader, split sets, ggml block dequantization.
         .target(name: "GGUF", dependencies: ["TensorCore", "Checkpoint"], swiftSettings: strict),
+        // A GGUF model as the forward pass's weight source (deepseek2 metadata → config, tensor map manifest → slots),
+        // and the one function that picks a model's source by what its path is.
+        .target(
+            name: "GGUFModel",
+            dependencies: ["Checkpoint", "Forward", "GGUF", "JSONCore", "Manifests", "ModelConfig", "ModelStore", "TensorCore"],
+            swiftSettings: strict),
         // The commands: parsing, cross-option checks, output. A library so that tests parse commands in-process.
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -98,8 +104,8 @@ let package = Package(
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Parity"]),
-        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "Shard", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
