@@ -50,7 +50,7 @@ struct GGUFWeightSourceTests {
 
     /// Each fixture quant against the fixture's float32 reference: mean KLD and same-top-1 as the script's float64
     /// computation from gguf-py's dequantized weights, within 1 % relative.
-    @Test("compare statistics of each fixture quant match the float64 computation", arguments: [
+    @Test("each fixture quant: the float64 oracle's logits (max |Δ| ≤ 1e-5), its mean KLD and same top-1 (1 %)", arguments: [
         ("deepseek-v3-tiny.Q8_0", "deepseek-v3-tiny.h5:/fp32", 5.006352732344503e-06, 0.9375),
         ("k2-thinking-tiny.Q4_0", "k2-thinking-tiny.h5:/exact", 0.0003677638484185105, 0.875),
         ("k25-tiny.Q8_0", "k25-tiny.h5:/exact", 2.0235132734212292e-05, 0.9375),
@@ -63,6 +63,11 @@ struct GGUFWeightSourceTests {
         let stats = try LogitStatistics(
             ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, vocab: vocab,
             reference: ref.logitSource(vocab: vocab), test: .values(logits, vocab: vocab, label: name))
+        // The oracle's own logits (transformers in float64 on gguf-py's dequantized weights, stored as float32).
+        let oracle = try #require(try ReferenceDump(spec: Self.references + ":/" + name).logits())
+        #expect(oracle.vocab == vocab && oracle.values.count == logits.count)
+        let worst = zip(oracle.values, logits).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(worst <= 1e-5, "max |Δ| against the float64 oracle \(worst)")
         #expect(abs(stats.kld.mean - kld) <= 0.01 * kld, "mean KLD \(stats.kld.mean), float64 \(kld)")
         #expect(abs(stats.sameTop1 - top1) <= 0.01 * top1, "same top-1 \(stats.sameTop1), float64 \(top1)")
     }
@@ -211,6 +216,51 @@ struct GGUFWeightSourceHostileTests {
             #expect(reason.contains("scoring_func") && reason.contains("sigmoid"), "\(reason)")
             #expect(error.description.contains("hostile.gguf"))
         }
+    }
+
+    @Test("a tensor stored in a type k2pack does not dequantize")
+    func cannotDecode() throws {
+        var b = try Self.fixture()
+        let i = try #require(b.tensors.firstIndex { $0.name == "output_norm.weight" })
+        b.tensors[i].type = 26  // I32: the same bytes as F32
+        expectRefused(b, { .cannotDecode(file: $0, tensor: "output_norm.weight", type: "I32") }, ["output_norm.weight", "I32", "cannot dequantize"])
+    }
+
+    @Test("a split set serves the same weights as the single file, from any part")
+    func splitSet() throws {
+        let whole = try Self.fixture()
+        let dir = TemporaryDirectory()
+        let half = whole.tensors.count / 2
+        var first = whole, second = GGUFBuilder()
+        first.tensors = Array(whole.tensors[..<half])
+        second.tensors = Array(whole.tensors[half...])
+        for (no, builder) in [(UInt16(0), first), (UInt16(1), second)] {
+            var b = builder
+            b.add("split.no", u16: no)
+            b.add("split.count", u16: 2)
+            b.add("split.tensors.count", i32: Int32(whole.tensors.count))
+            _ = dir.write("m-0000\(no + 1)-of-00002.gguf", b.bytes())
+        }
+        let single = dir.write("single.gguf", whole.bytes())
+        let ref = try ReferenceDump(spec: TestPaths.fixture("references/k2-thinking-tiny.h5") + ":/exact")
+        let expected = try ForwardPass(weights: try GGUFWeightSource(path: single), threads: 2).logits(for: ref.inputIDs, batch: ref.batch)
+        for part in ["m-00001-of-00002.gguf", "m-00002-of-00002.gguf"] {
+            let source = try GGUFWeightSource(path: dir.url.appendingPathComponent(part).path)
+            #expect(source.model.parts.count == 2)
+            #expect(try ForwardPass(weights: source, threads: 2).logits(for: ref.inputIDs, batch: ref.batch) == expected)
+        }
+    }
+
+    @Test("no vocab_size key and no output.weight: the vocabulary from token_embd, the head tied and said so")
+    func tiedAndNoVocabularyKey() throws {
+        var b = try Self.fixture()
+        b.kvs.removeAll { $0.key == Array("deepseek2.vocab_size".utf8) }
+        b.tensors.removeAll { $0.name == "output.weight" }
+        let dir = TemporaryDirectory()
+        let source = try GGUFWeightSource(path: dir.write("tied.gguf", b.bytes()))
+        #expect(source.forward.vocabSize == 256)
+        #expect(source.forward.tieWordEmbeddings)
+        #expect(source.notes.contains { $0.contains("tied") })
     }
 
     @Test("a file the reader refuses is reported as such")
