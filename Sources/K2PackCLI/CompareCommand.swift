@@ -44,7 +44,12 @@ struct ForwardOptions: ParsableArguments {
 
     func forwardPass(model: String, declared: String?) throws -> ForwardPass {
         let mode = dequant ?? declared.flatMap(Dequantization.init(rawValue:)) ?? .exact
-        return ForwardPass(weights: try ForwardModel.open(model, dequant: mode).weights, threads: threads)
+        let weights = try ForwardModel.open(model, dequant: mode).weights
+        // What a GGUF lacks, or what llama.cpp would read differently, is said before the run.
+        for note in (weights as? GGUFWeightSource)?.notes ?? [] {
+            FileHandle.standardError.write(Data("note: \(displayed(model)): \(note)\n".utf8))
+        }
+        return ForwardPass(weights: weights, threads: threads)
     }
 
     func sharded(_ folder: String, declared: String?) throws -> ShardedForward {
