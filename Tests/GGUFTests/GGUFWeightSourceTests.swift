@@ -29,6 +29,16 @@ struct GGUFWeightSourceTests {
         #expect(worst <= 1e-5, "max |Δ| \(worst)")
     }
 
+    @Test("the deepseek2 tensor map serves every slot the forward pass reads")
+    func mapCoversSlots() throws {
+        let map = try #require(try GGUFTensorMap.load(architecture: "deepseek2"))
+        let served = Set(map.tensors.map(\.slot))
+        for slot in WeightSlot.allCases where slot != .mtp {
+            #expect(served.contains(slot.rawValue), "\(slot.rawValue)")
+        }
+        #expect(try GGUFTensorMap.load(architecture: "llama") == nil)
+    }
+
     /// The metadata becomes the same forward config as the checkpoint's config.json.
     @Test("the deepseek2 metadata becomes the fixture's forward config")
     func configFromMetadata() throws {
@@ -161,6 +171,13 @@ struct GGUFWeightSourceHostileTests {
         var b = try Self.fixture()
         replace(&b, key: "general.architecture", type: 8, GGUFBuilder.str("llama"))
         expectRefused(b, { .unknownArchitecture(file: $0, found: "llama", known: ["deepseek2"]) }, ["\"llama\"", "\"deepseek2\""])
+    }
+
+    @Test("no general.architecture")
+    func noArchitecture() throws {
+        var b = try Self.fixture()
+        b.kvs.removeAll { $0.key == Array("general.architecture".utf8) }
+        expectRefused(b, { .unknownArchitecture(file: $0, found: nil, known: ["deepseek2"]) }, ["general.architecture is absent"])
     }
 
     @Test("inconsistent head counts: head_count_kv other than 1")
