@@ -76,7 +76,13 @@ public final class GGUFWeightSource: WeightSource {
 
         var notes = meta.notes
         var bound: [SlotKey: [Bound]] = [:]
-        for t in try map.expected(for: config.text) {
+        let expected = try map.expected(for: config.text)
+        let known = Set(expected.map(\.name))
+        let surplus = model.tensorNames.filter { !known.contains($0) }
+        if let first = surplus.first {
+            notes.append("\(surplus.count) tensor(s) the deepseek2 map does not read (first: \(displayed(first))); llama.cpp's loader refuses a file with tensors it does not create")
+        }
+        for t in expected {
             guard let (part, info) = model.tensor(named: t.name) else {
                 if t.optional { continue }
                 throw .missingTensor(file: file, tensor: t.name, slot: t.slot.rawValue)

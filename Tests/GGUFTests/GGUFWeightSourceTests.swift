@@ -280,6 +280,15 @@ struct GGUFWeightSourceHostileTests {
         #expect(source.notes.contains { $0.contains("tied") })
     }
 
+    @Test("a tensor the map does not read is reported, not used")
+    func surplusTensor() throws {
+        var b = try Self.fixture()
+        b.addF32("blk.3.nextn.enorm.weight", count: 64)
+        let dir = TemporaryDirectory()
+        let source = try GGUFWeightSource(path: dir.write("surplus.gguf", b.bytes()))
+        #expect(source.notes.contains { $0.contains("1 tensor(s)") && $0.contains("blk.3.nextn.enorm.weight") }, "\(source.notes)")
+    }
+
     @Test("a file the reader refuses is reported as such")
     func readerError() throws {
         let dir = TemporaryDirectory()
