@@ -98,6 +98,13 @@ let package = Package(
             dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "TensorCore"],
             swiftSettings: strict),
 
+        // A GGUF model as the forward pass's weight source (deepseek2 metadata → config, tensor map manifest → slots),
+        // and the one function that picks a model's source by what its path is.
+        .target(
+            name: "GGUFModel",
+            dependencies: ["Checkpoint", "Forward", "GGUF", "JSONCore", "Manifests", "ModelConfig", "ModelStore", "TensorCore"],
+            swiftSettings: strict),
+
         // Layer 6, reports: inspect and verify render what the earlier layers found.
         // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).
         // Above the writers: it reads their records; no writer depends on it.
@@ -111,7 +118,7 @@ let package = Package(
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -133,8 +140,8 @@ let package = Package(
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
-        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

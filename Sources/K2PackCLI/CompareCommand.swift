@@ -1,6 +1,7 @@
 import ArgumentParser
 import Forward
 import Foundation
+import GGUFModel
 import ModelStore
 import PackFormat
 import Parity
@@ -42,9 +43,13 @@ struct ForwardOptions: ParsableArguments {
     }
 
     func forwardPass(model: String, declared: String?) throws -> ForwardPass {
-        let opened = try ModelStore.open(model)
         let mode = dequant ?? declared.flatMap(Dequantization.init(rawValue:)) ?? .exact
-        return ForwardPass(weights: try opened.weights(dequant: mode), threads: threads)
+        let weights = try ForwardModel.open(model, dequant: mode).weights
+        // What a GGUF lacks, or what llama.cpp would read differently, is said before the run.
+        for note in (weights as? GGUFWeightSource)?.notes ?? [] {
+            FileHandle.standardError.write(Data("note: \(displayed(model)): \(note)\n".utf8))
+        }
+        return ForwardPass(weights: weights, threads: threads)
     }
 
     func sharded(_ folder: String, declared: String?) throws -> ShardedForward {
@@ -64,7 +69,7 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
     @Argument(help: "Reference logits: FILE.h5 or FILE.h5:/group.")
     var reference: String
 
-    @Argument(help: "Test logits (FILE.h5[:/group]) or a model folder (Hugging Face or k2pack).")
+    @Argument(help: "Test logits (FILE.h5[:/group]), a model folder (Hugging Face or k2pack) or a GGUF file (or any part of a split set).")
     var test: String
 
     @OptionGroup var forward: ForwardOptions
@@ -79,7 +84,7 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
         guard let vocab = try ref.logitsVocabulary() else { throw ParityError.noLogits(dump: ref.label) }
         let testSource: LogitStatistics.Source
         var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
+        if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue || ForwardModel.isGGUF(test) {
             let pass = try forward.forwardPass(model: test, declared: ref.dequant)
             guard pass.weights.forward.vocabSize == vocab else {
                 throw ParityError.vocabularyMismatch(model: test, found: pass.weights.forward.vocabSize, expected: vocab)

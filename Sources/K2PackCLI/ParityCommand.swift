@@ -92,7 +92,7 @@ struct ParityDumpCommand: ParsableCommand, ReadsFolders, Reports {
         commandName: "dump",
         abstract: "Compare the forward pass of a model folder (or of a shard set, --shards) with a reference dump, layer by layer.")
 
-    @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder (or give --shards).")
+    @Argument(help: "The model: a Hugging Face checkpoint folder, a k2pack folder or a GGUF file (or give --shards).")
     var model: String?
 
     @Option(help: "The reference dump: FILE.h5 or FILE.h5:/group.")
@@ -158,7 +158,7 @@ struct LegacyParityCommand: ParsableCommand, ReadsFolders, Reports {
             """,
         shouldDisplay: false)
 
-    @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder.")
+    @Argument(help: "The model: a Hugging Face checkpoint folder, a k2pack folder or a GGUF file.")
     var model: String?
 
     @Option(help: "The reference dump: FILE.h5 or FILE.h5:/group.")
