@@ -102,7 +102,7 @@ let package = Package(
         // and the one function that picks a model's source by what its path is.
         .target(
             name: "GGUFModel",
-            dependencies: ["Checkpoint", "Forward", "GGUF", "JSONCore", "Manifests", "ModelConfig", "ModelStore", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "GGUF", "JSONCore", "Manifests", "ModelConfig", "ModelStore", "TensorCore"],
             swiftSettings: strict),
 
         // Layer 6, reports: inspect and verify render what the earlier layers found.

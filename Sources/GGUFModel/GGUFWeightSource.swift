@@ -1,3 +1,4 @@
+import FileIO
 import Checkpoint
 import Forward
 import Foundation
