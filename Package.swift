@@ -43,7 +43,10 @@ let package = Package(
         // CPU reference forward pass (only COpenBLAS importer).
         .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
         // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
-        .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
+        .target(name: "Parity", dependencies: ["CHDF5", "Forward", "Vision"], swiftSettings: strict),
+        // The vision path of K2.5 (MoonViT, patch merger, projector) in float32: weights read by manifest slot
+        // from a model store; Forward is used for its GEMM only.
+        .target(name: "Vision", dependencies: ["Forward", "JSONCore", "Manifests", "ModelConfig", "TensorCore"], swiftSettings: strict),
         // inspect and verify: reports over a checkpoint.
         .target(
             name: "Inspection",
@@ -93,6 +96,7 @@ let package = Package(
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Parity"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Parity", "ModelStore", "ModelConfig", "Forward", "Checkpoint", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
