@@ -77,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "k2pack",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "Vision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

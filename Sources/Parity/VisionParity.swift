@@ -176,7 +176,7 @@ public enum VisionParity {
             for (run, cmp) in [("chained", p.chained), ("isolated", p.isolated)] {
                 if let cmp, cmp.maxAbs > largest || largestAt.isEmpty {
                     largest = cmp.maxAbs
-                    largestAt = "\(p.point) (\(run)) at [\(cmp.worstAt[1]), \(cmp.worstAt[2])]"
+                    largestAt = "\(p.point) (\(run)) at row \(cmp.worstAt[1]), column \(cmp.worstAt[2])"
                 }
             }
         }
@@ -210,5 +210,40 @@ public enum VisionParityError: Error, Equatable, Sendable, CustomStringConvertib
         case .dump(let e): e.description
         case .vision(let e): e.description
         }
+    }
+}
+
+extension VisionParity {
+    /// Opens the dump for `tower` and runs it: the CLI's one call.
+    public static func run(
+        tower: VisionTower, reference spec: String, tolerance: Tolerance = Tolerance(), model: String = ""
+    ) throws(VisionParityError) -> VisionParityReport {
+        let dump = try wrap { () throws(HDF5File.HDF5Error) in try VisionDump(spec: spec, config: tower.config) }
+        return try run(tower: tower, dump: dump, tolerance: tolerance, model: model)
+    }
+}
+
+extension VisionParityReport {
+    /// A table of every compared point, chained and isolated, and the first failure.
+    public func renderText() -> String {
+        func e(_ x: Double) -> String { x.isFinite ? String(format: "%.2e", x) : "\(x)" }
+        var lines: [String] = []
+        lines.append("vision parity \(displayed(model)) vs \(displayed(reference))")
+        let entries = grids.map { "(\($0.map(String.init).joined(separator: ", ")))" }.joined(separator: ", ")
+        lines.append("  grids \(entries): \(patches) patches, \(tokens) merged tokens; tolerance max-abs ≤ \(e(tolerance.atol)) and ≤ \(e(tolerance.rtol)) × reference max")
+        lines.append("")
+        lines.append("point                    max-abs   mean-abs  rel-diff  cosine       isolated max-abs")
+        for p in points {
+            let c = p.chained
+            let alone = p.isolated.map { "\(e($0.maxAbs))\($0.passes(tolerance) ? "" : "  FAIL")" } ?? "-"
+            lines.append(
+                "\(p.point.padding(toLength: 24, withPad: " ", startingAt: 0)) \(e(c.maxAbs))  \(e(c.meanAbs))  \(e(c.relativeDifference))  "
+                    + String(format: "%.9f", c.cosine) + "  \(alone)\(c.passes(tolerance) ? "" : "  FAIL (chained)")")
+        }
+        lines.append("")
+        if points.isEmpty { lines.append("the dump holds no compared point: the tower ran, nothing was compared") }
+        lines.append("largest max-abs \(e(largest)) at \(largestAt.isEmpty ? "-" : largestAt)")
+        lines.append(firstFailure.map { "FAIL: first failing point \($0)" } ?? "PASS: every point within tolerance")
+        return lines.joined(separator: "\n")
     }
 }

@@ -6,6 +6,7 @@ import PackFormat
 import Parity
 import Shard
 import TensorCore
+import Vision
 
 extension Dequantization: ExpressibleByArgument {}
 
@@ -119,6 +120,15 @@ struct ParityCommand: ParsableCommand {
         // Checked before the run (and again when written): never a link, device or folder, never inside an input.
         let plotInputs = [model, shards, ReferenceDump.filePath(of: reference)].compactMap { $0 }
         if let plot { try OutputPaths.checkFile(plot, inputs: plotInputs) }
+        if VisionDump.isVisionDump(reference) {  // the vision tower, merger and projector (rank 0 of a shard set holds them whole)
+            let rank0 = try shards.map { try PackTensorStore(folder: $0 + "/" + ShardSetManifest.rankFolder(0), asRank: true) }
+            let opened = try rank0 == nil ? ModelStore.open(model!) : nil
+            let tower = try VisionTower(model: rank0?.config ?? opened!.config, store: rank0 ?? opened!.store, threads: forward.threads)
+            let report = try VisionParity.run(tower: tower, reference: reference, tolerance: Tolerance(atol: atol ?? Tolerance().atol, rtol: rtol), model: shards ?? model!)
+            if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }
+            if !report.pass { throw ExitCode(1) }
+            return
+        }
         let dump = try ReferenceDump(spec: reference)
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: dump.dequant) }
             ?? forward.forwardPass(model: model!, declared: dump.dequant)
