@@ -3,6 +3,7 @@ import Checkpoint
 import Inspection
 import Repack
 import Shard
+import Vision
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,9 +21,15 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Option(help: "Image size HEIGHTxWIDTH in pixels: the tokens one such image becomes (models with a vision tower).")
+    var image = "448x448"
+
     func validate() throws {
         guard gpus >= 1, gpus <= 4096 else { throw ValidationError("--gpus \(gpus): expected 1 to 4096") }
+        guard imageSize.count == 2 else { throw ValidationError("--image \(image): expected HEIGHTxWIDTH in pixels, e.g. 448x448") }
     }
+
+    var imageSize: [Int] { image.split(separator: "x", omittingEmptySubsequences: false).compactMap { Int($0) } }
 
     @OptionGroup var folders: FolderOptions
 
@@ -46,6 +53,7 @@ struct InspectCommand: ParsableCommand {
             try printJSON(report)
         } else {
             print(terminalText(report.renderText()), terminator: "")
+            if let config = loaded.config, config.visionPart != nil { print(terminalText(try VisionSummary(model: config, imageHeight: imageSize[0], imageWidth: imageSize[1]).renderText()), terminator: "") }
         }
         if report.findings.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
     }

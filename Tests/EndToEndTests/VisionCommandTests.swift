@@ -54,3 +54,20 @@ struct VisionCommandTests {
         #expect(r.err.contains("Kimi K2 / K2-Thinking has no vision tower"), "\(r.err)")
     }
 }
+
+@Suite("inspect's vision summary")
+struct VisionInspectTests {
+    @Test("inspect prints the vision tower's sizes, parameters and tokens per image; a bad --image is refused")
+    func inspect() throws {
+        let r = try run(["inspect", TestPaths.fixture("k25-tiny"), "--image", "1000x300"])
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(r.out.contains("vision tower: 2 blocks × 32 wide, 2 heads, patch 14×14 pixels"))
+        #expect(r.out.contains("parameters: vision_tower 36512, projector 24832"))
+        #expect(r.out.contains("a 1000×300 image: 72×22 patches (after the processor's resize and padding), 396 tokens"))
+        let text = try run(["inspect", TestPaths.fixture("k2-thinking-tiny")])
+        #expect(text.status == 0 && !text.out.contains("vision tower:"))
+        let bad = try run(["inspect", TestPaths.fixture("k25-tiny"), "--image", "448"])
+        #expect(bad.status != 0)
+        #expect(bad.err.contains("--image 448: expected HEIGHTxWIDTH in pixels, e.g. 448x448"), "\(bad.err)")
+    }
+}
