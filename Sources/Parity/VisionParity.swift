@@ -68,6 +68,8 @@ public final class VisionDump: @unchecked Sendable {
         else {
             throw fail("pixel_values has shape \(pixelShape), expected [patches, 3, \(p), \(p)] (patch_size \(p))")
         }
+        // The grids must cover exactly the patches before a single pixel is read.
+        do throws(VisionError) { _ = try VisionInput.check(grids: grids, patches: pixelShape[0], config: config) } catch { throw fail(error.description) }
         let pixels = try Self.relabel(label, file) { () throws(HDF5File.HDF5Error) in
             try file.readFloats(group + "/pixel_values", expected: pixelShape, maxElements: Self.maxElements)
         }
@@ -164,9 +166,9 @@ public enum VisionParity {
         let z = try vision { () throws(VisionError) in try tower.finalNorm(h) }
         let lastOut = try reference("layers/\(c.blocks - 1)/layer_out", rows: N, width: D)
         try compare("final_layernorm_out", ours: z, isolated: try lastOut.map { g throws(VisionParityError) in try vision { () throws(VisionError) in try tower.finalNorm(g) } }, rows: N, width: D)
-        let merged = tower.merge(z, of: input)
+        let merged = try vision { () throws(VisionError) in try tower.merge(z, of: input) }
         let refZ = try reference("final_layernorm_out", rows: N, width: D)
-        try compare("merger_out", ours: merged, isolated: refZ.map { tower.merge($0, of: input) }, rows: M, width: c.mergeSlots * D)
+        try compare("merger_out", ours: merged, isolated: try refZ.map { g throws(VisionParityError) in try vision { () throws(VisionError) in try tower.merge(g, of: input) } }, rows: M, width: c.mergeSlots * D)
         let projected = try vision { () throws(VisionError) in try tower.project(merged) }
         let refMerged = try reference("merger_out", rows: M, width: c.mergeSlots * D)
         try compare("projector_out", ours: projected, isolated: try refMerged.map { g throws(VisionParityError) in try vision { () throws(VisionError) in try tower.project(g) } }, rows: M, width: c.textWidth)

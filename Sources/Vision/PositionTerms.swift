@@ -32,33 +32,30 @@ public enum PositionTerms {
     }
 
     /// The learned table `[S_h, S_w, D]` resampled to the grid `[h, w, D]` separably:
-    /// `E'[r, c] = Σ_a Σ_b A_h[r, a] · A_w[c, b] · E[a, b]`.
+    /// `E'[r, c] = Σ_a Σ_b A_h[r, a] · A_w[c, b] · E[a, b]`, one output row at a time (memory: the output and
+    /// one row of the table's width, whatever the grid's shape).
     static func resample(
         table: [Float], tableHeight: Int, tableWidth: Int, width: Int, to h: Int, _ w: Int,
         axis: @Sendable (Int, Int) -> [Float]
     ) -> [Float] {
         let ah = axis(h, tableHeight), aw = axis(w, tableWidth)
         precondition(ah.count == h * tableHeight && aw.count == w * tableWidth, "resample: the axis matrices have the wrong size")
-        // Rows first: [h, S_w, D].
-        var rows = [Float](repeating: 0, count: h * tableWidth * width)
         let plane = tableWidth * width
+        var row = [Float](repeating: 0, count: plane)  // [S_w, D]: table rows mixed for output row r
+        var out = [Float](repeating: 0, count: h * w * width)
         for r in 0..<h {
+            for j in 0..<plane { row[j] = 0 }
             for a in 0..<tableHeight {
                 let weight = ah[r * tableHeight + a]
                 if weight == 0 { continue }
-                for j in 0..<plane { rows[r * plane + j] += weight * table[a * plane + j] }
+                for j in 0..<plane { row[j] += weight * table[a * plane + j] }
             }
-        }
-        // Then columns: [h, w, D].
-        var out = [Float](repeating: 0, count: h * w * width)
-        for r in 0..<h {
             for c in 0..<w {
                 let dst = (r * w + c) * width
                 for b in 0..<tableWidth {
                     let weight = aw[c * tableWidth + b]
                     if weight == 0 { continue }
-                    let src = (r * tableWidth + b) * width
-                    for d in 0..<width { out[dst + d] += weight * rows[src + d] }
+                    for d in 0..<width { out[dst + d] += weight * row[b * width + d] }
                 }
             }
         }

@@ -37,11 +37,22 @@ public struct VisionInput: Sendable {
     /// not divide; chunks of more frames than the temporal table; non-finite pixels.
     public init(pixels: [Float], grids: [VisionGrid], config: VisionConfig) throws(VisionError) {
         let values = config.patchValues
-        guard !grids.isEmpty else { throw .input("grid_thws is empty: at least one image or video chunk is needed") }
         guard pixels.count % values == 0 else {
             throw .input("pixel_values holds \(pixels.count) values, not a whole number of \(values)-value patches (3 × \(config.patchSize) × \(config.patchSize))")
         }
-        let count = pixels.count / values
+        starts = try Self.check(grids: grids, patches: pixels.count / values, config: config)
+        if let bad = pixels.firstIndex(where: { !$0.isFinite }) {
+            let p = config.patchSize, n = bad / values, r = bad % values
+            throw .input("pixel_values[\(n), \(r / (p * p)), \(r / p % p), \(r % p)] is \(pixels[bad]) (pixels must be finite)")
+        }
+        self.pixels = pixels
+        self.grids = grids
+        self.patches = pixels.count / values
+    }
+
+    /// Checks the grids against a patch count (before any pixel is read) and returns each entry's first patch.
+    public static func check(grids: [VisionGrid], patches count: Int, config: VisionConfig) throws(VisionError) -> [Int] {
+        guard !grids.isEmpty else { throw .input("grid_thws is empty: at least one image or video chunk is needed") }
         var total = 0
         var starts: [Int] = []
         for (i, g) in grids.enumerated() {
@@ -62,14 +73,7 @@ public struct VisionInput: Sendable {
         guard total == count else {
             throw .input("grid_thws \(grids.map(\.description).joined(separator: ", ")) covers \(total) patches, but pixel_values holds \(count)")
         }
-        if let bad = pixels.firstIndex(where: { !$0.isFinite }) {
-            let p = config.patchSize, n = bad / values, r = bad % values
-            throw .input("pixel_values[\(n), \(r / (p * p)), \(r / p % p), \(r % p)] is \(pixels[bad]) (pixels must be finite)")
-        }
-        self.pixels = pixels
-        self.grids = grids
-        self.patches = total
-        self.starts = starts
+        return starts
     }
 
     /// Merged tokens the language model receives: Σ (h/kh)·(w/kw) (a chunk's frames are averaged into one).

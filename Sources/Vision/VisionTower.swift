@@ -60,8 +60,7 @@ public final class VisionTower: @unchecked Sendable {
         let table = try weights.vector("vision_position_table")
         for (e, g) in input.grids.enumerated() {
             // [h, w, D], the same for every frame.
-            let spatial = PositionTerms.resample(
-                table: table, tableHeight: c.tableHeight, tableWidth: c.tableWidth, width: D, to: g.h, g.w, axis: steps.axisWeights)
+            let spatial = positionTerm(table: table, h: g.h, w: g.w)
             for f in 0..<g.t {
                 let temporal = g.t > 1 ? PositionTerms.temporal(frame: f, width: D, theta: c.temporalTheta) : nil
                 let first = input.starts[e] + f * g.framePatches
@@ -76,12 +75,17 @@ public final class VisionTower: @unchecked Sendable {
         return x
     }
 
+    /// The learned table `[S_h, S_w, D]` resampled to an `h × w` grid with this tower's axis weights → `[h, w, D]`.
+    public func positionTerm(table: [Float], h: Int, w: Int) -> [Float] {
+        PositionTerms.resample(table: table, tableHeight: config.tableHeight, tableWidth: config.tableWidth, width: config.width, to: h, w, axis: steps.axisWeights)
+    }
+
     // MARK: - Encoder block
 
     /// `h += attention(LN(h)); h += fc1(gelu_tanh(fc0(LN(h))))`, input and output [N, D].
     public func block(_ b: Int, input h: [Float], of input: VisionInput) throws(VisionError) -> BlockResult {
         let c = config, D = c.width
-        precondition(h.count == input.patches * D, "block input does not match the batch")
+        try expectCount(h, input.patches * D, "block \(b)'s input", "[\(input.patches), \(D)]")
         var y = h
         VisionMath.layerNorm(&y, width: D, weight: try weights.vector("vision_attn_norm_weight", block: b),
                              bias: try weights.vector("vision_attn_norm_bias", block: b), eps: c.encoderEps)
@@ -207,6 +211,11 @@ public final class VisionTower: @unchecked Sendable {
         return out
     }
 
+    /// Refuses an activation of the wrong size (a caller's mistake, named rather than trapped on).
+    func expectCount(_ x: [Float], _ count: Int, _ what: String, _ shape: String) throws(VisionError) {
+        guard x.count == count else { throw .input("\(what) holds \(x.count) values, expected \(shape) = \(count)") }
+    }
+
     /// A Linear weight checked to be `[rows, cols]`.
     func checked(_ slot: String, block: Int?, rows: Int, cols: Int) throws(VisionError) -> VisionMatrix {
         let m = try weights.matrix(slot, block: block)
@@ -218,6 +227,7 @@ public final class VisionTower: @unchecked Sendable {
 
     /// The final LayerNorm: [N, D] → [N, D] (transformers' `last_hidden_state`).
     public func finalNorm(_ h: [Float]) throws(VisionError) -> [Float] {
+        guard h.count % config.width == 0 else { throw .input("the final norm's input holds \(h.count) values, not rows of \(config.width)") }
         var z = h
         VisionMath.layerNorm(&z, width: config.width, weight: try weights.vector("vision_final_norm_weight"),
                              bias: try weights.vector("vision_final_norm_bias"), eps: config.encoderEps)
@@ -228,14 +238,16 @@ public final class VisionTower: @unchecked Sendable {
     /// The temporal patch merger: per entry, the mean over its frames, then each kh × kw block of the grid
     /// becomes one token of kh·kw slots (slot `i·kw + j` = row offset i, column offset j), tokens row-major.
     /// z [N, D] → [M, kh·kw, D].
-    public func merge(_ z: [Float], of input: VisionInput) -> [Float] {
+    public func merge(_ z: [Float], of input: VisionInput) throws(VisionError) -> [Float] {
         let c = config, D = c.width, kh = c.mergeHeight, kw = c.mergeWidth
+        try expectCount(z, input.patches * D, "the merger's input", "[\(input.patches), \(D)]")
         var out: [Float] = []
         out.reserveCapacity(input.tokens(c) * c.mergeSlots * D)
         for (e, g) in input.grids.enumerated() {
             let frame = g.framePatches * D
             let frames = (0..<g.t).map { f in z[((input.starts[e] * D) + f * frame)..<((input.starts[e] * D) + (f + 1) * frame)] }
             let pooled = steps.temporalMerge(frames)  // [h·w·D]
+            try expectCount(pooled, frame, "the temporal merge of entry \(e)", "[\(g.framePatches), \(D)]")
             for R in 0..<(g.h / kh) {
                 for C in 0..<(g.w / kw) {
                     for i in 0..<kh {
@@ -254,6 +266,7 @@ public final class VisionTower: @unchecked Sendable {
     /// Linear. merged [M, kh·kw, D] → [M, text_hidden].
     public func project(_ merged: [Float]) throws(VisionError) -> [Float] {
         let c = config, D = c.projectorWidth, wide = c.mergeSlots * D
+        guard merged.count % wide == 0 else { throw .input("the projector's input holds \(merged.count) values, not tokens of \(c.mergeSlots) × \(D)") }
         var u = merged
         VisionMath.layerNorm(&u, width: D, weight: try weights.vector("projector_norm_weight"),
                              bias: try weights.vector("projector_norm_bias"), eps: c.projectorEps)

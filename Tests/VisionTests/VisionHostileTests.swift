@@ -262,3 +262,36 @@ struct VisionModelTests {
         }
     }
 }
+
+@Suite("The tower's steps refuse activations of the wrong size")
+struct VisionStepInputTests {
+    @Test("block, final norm, merger and projector name the step and the sizes")
+    func sizes() throws {
+        let tower = try VisionHarness.tower()
+        let input = try VisionDump(spec: VisionHarness.reference("/video"), config: tower.config).input
+        #expect(throws: VisionError.input("block 0's input holds 3 values, expected [32, 32] = 1024")) { _ = try tower.block(0, input: [1, 2, 3], of: input) }
+        #expect(throws: VisionError.input("the final norm's input holds 33 values, not rows of 32")) { _ = try tower.finalNorm([Float](repeating: 0, count: 33)) }
+        #expect(throws: VisionError.input("the merger's input holds 64 values, expected [32, 32] = 1024")) { _ = try tower.merge([Float](repeating: 0, count: 64), of: input) }
+        #expect(throws: VisionError.input("the projector's input holds 64 values, not tokens of 4 × 32")) { _ = try tower.project([Float](repeating: 0, count: 64)) }
+        let wrongMerge = try VisionHarness.tower(steps: VisionSteps(temporalMerge: { _ in [0] }))
+        #expect(throws: VisionError.input("the temporal merge of entry 0 holds 1 values, expected [8, 32] = 256")) {
+            _ = try wrongMerge.merge([Float](repeating: 0, count: 1024), of: input)
+        }
+    }
+
+    @Test("a tall, narrow grid resamples the position table row by row (no [h, table width, D] intermediate)")
+    func tallGrid() throws {
+        let c = try VisionHarness.tower().config
+        let table = (0..<(c.tableHeight * c.tableWidth * c.width)).map { Float($0 % 13) / 13 }
+        // Every output row of a grid whose width equals the table's is the table's rows mixed by A_h alone.
+        let out = PositionTerms.bicubicAxis(6, c.tableHeight)
+        let grid = try VisionHarness.tower().positionTerm(table: table, h: 6, w: c.tableWidth)
+        for r in 0..<6 {
+            for j in 0..<(c.tableWidth * c.width) {
+                var want: Float = 0
+                for a in 0..<c.tableHeight { want += out[r * c.tableHeight + a] * table[a * c.tableWidth * c.width + j] }
+                #expect(abs(grid[r * c.tableWidth * c.width + j] - want) < 1e-6)
+            }
+        }
+    }
+}
