@@ -62,3 +62,25 @@ struct VisionParityTests {
         #expect(video.input.tokens(config) == 2)
     }
 }
+
+@Suite("Packed entries are independent")
+struct VisionPackingTests {
+    @Test("each packed image gives the tokens it gives alone: attention never crosses entries")
+    func packedEqualsAlone() throws {
+        let tower = try VisionHarness.tower()
+        let c = tower.config
+        let packed = try VisionDump(spec: VisionHarness.reference("/images"), config: c).input
+        let together = try tower.run(packed)
+        var offset = 0
+        for (e, g) in packed.grids.enumerated() {
+            let values = c.patchValues
+            let pixels = Array(packed.pixels[(packed.starts[e] * values)..<((packed.starts[e] + g.patches) * values)])
+            let alone = try tower.run(try VisionInput(pixels: pixels, grids: [g], config: c))
+            let slice = Array(together[(offset * c.textWidth)..<((offset + alone.count / c.textWidth) * c.textWidth)])
+            let worst = zip(alone, slice).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-5, "entry \(e): max-abs \(worst)")
+            offset += alone.count / c.textWidth
+        }
+        #expect(offset == packed.tokens(c))
+    }
+}
