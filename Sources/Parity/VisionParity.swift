@@ -25,13 +25,7 @@ public final class VisionDump: @unchecked Sendable {
     }
 
     static func open(_ spec: String) throws(HDF5File.HDF5Error) -> (HDF5File, String) {
-        let path = ReferenceDump.filePath(of: spec)
-        var group = ""
-        if path.utf8.count < spec.utf8.count {
-            let rest = String(decoding: spec.utf8.dropFirst(path.utf8.count + 2), as: UTF8.self)
-            group = "/" + rest.split(separator: "/").joined(separator: "/")
-            if group == "/" { group = "" }
-        }
+        let path = ReferenceDump.filePath(of: spec), group = ReferenceDump.group(of: spec)
         let file = try HDF5File.open(path)
         if !group.isEmpty, !file.exists(group) { throw HDF5File.HDF5Error(path: path, reason: "no group \(displayed(group))") }
         return (file, group)
