@@ -151,6 +151,10 @@ struct VisionDumpTests {
                 try f.write("g/pixel_values", floats: self.pixels(4), shape: [4, 3, 14, 14])
                 try f.write("g/grid_thws", int32s: [1, -2, 2], shape: [1, 3])
             }),
+            ("v.h5:/g: /g/grid_thws: expected an integer dataset", { f in
+                try f.write("g/pixel_values", floats: self.pixels(4), shape: [4, 3, 14, 14])
+                try f.write("g/grid_thws", floats: [1, 2, 2], shape: [1, 3])
+            }),
             ("no grid_thws dataset (a vision dump holds pixel_values and grid_thws)", { f in
                 try f.write("g/pixel_values", floats: self.pixels(4), shape: [4, 3, 14, 14])
             }),
