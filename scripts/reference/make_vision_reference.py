@@ -30,6 +30,9 @@ How the model is built:
     sum exactly to ...". The video group therefore calls model.vision_tower and model.mm_projector directly,
     and this script checks that get_video_features still fails (so the workaround is dropped once it is fixed).
 
+Environment: the pinned one of scripts/fixtures/requirements.txt (transformers 5.23.0, torch 2.13.0+cpu, h5py
+3.16.0); make_fixtures.py calls this script for Fixtures/references/k25-tiny-vision.h5 (byte-identical on rerun).
+
 Usage:
     python scripts/reference/make_vision_reference.py MODEL_DIR OUT.h5 [--threads 2]
 """
