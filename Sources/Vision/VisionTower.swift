@@ -29,6 +29,10 @@ public final class VisionTower: @unchecked Sendable {
         threads: Int = ProcessInfo.processInfo.activeProcessorCount
     ) throws(VisionError) {
         if let config { self.config = config } else { self.config = try VisionConfig(model) }
+        let c = self.config
+        guard c.heads >= 1, c.heads * c.headDim == c.width, c.headDim % 4 == 0, c.mergeHeight >= 1, c.mergeWidth >= 1 else {
+            throw .config("a tower of \(c.heads) heads × \(c.headDim) for width \(c.width) and a \(c.mergeHeight) × \(c.mergeWidth) merge is not consistent")
+        }
         weights = try VisionWeights(model: model, store: store)
         self.steps = steps
         self.threads = max(1, threads)
@@ -56,8 +60,11 @@ public final class VisionTower: @unchecked Sendable {
         guard kernel.cols == c.patchValues, kernel.rows == D else {
             throw .tensor(name: kernel.name, reason: "holds [\(kernel.rows), \(kernel.cols)] values, expected [\(D), \(c.patchValues)]")
         }
-        var x = VisionMath.linear(input.pixels, kernel, bias: try weights.vector("vision_patch_embed_bias"), threads: threads)
+        var x = VisionMath.linear(input.pixels, kernel, bias: try vector("vision_patch_embed_bias", block: nil, count: D), threads: threads)
         let table = try weights.vector("vision_position_table")
+        guard table.count == c.tableHeight * c.tableWidth * D else {
+            throw .tensor(name: try weights.name("vision_position_table", block: nil), reason: "holds \(table.count) values, expected [\(c.tableHeight), \(c.tableWidth), \(D)]")
+        }
         for (e, g) in input.grids.enumerated() {
             // [h, w, D], the same for every frame.
             let spatial = positionTerm(table: table, h: g.h, w: g.w)
@@ -87,14 +94,14 @@ public final class VisionTower: @unchecked Sendable {
         let c = config, D = c.width
         try expectCount(h, input.patches * D, "block \(b)'s input", "[\(input.patches), \(D)]")
         var y = h
-        VisionMath.layerNorm(&y, width: D, weight: try weights.vector("vision_attn_norm_weight", block: b),
-                             bias: try weights.vector("vision_attn_norm_bias", block: b), eps: c.encoderEps)
+        VisionMath.layerNorm(&y, width: D, weight: try vector("vision_attn_norm_weight", block: b, count: D),
+                             bias: try vector("vision_attn_norm_bias", block: b, count: D), eps: c.encoderEps)
         let attention = try attention(b, y, of: input)
         var mid = h
         for i in 0..<mid.count { mid[i] += attention[i] }
         y = mid
-        VisionMath.layerNorm(&y, width: D, weight: try weights.vector("vision_mlp_norm_weight", block: b),
-                             bias: try weights.vector("vision_mlp_norm_bias", block: b), eps: c.encoderEps)
+        VisionMath.layerNorm(&y, width: D, weight: try vector("vision_mlp_norm_weight", block: b, count: D),
+                             bias: try vector("vision_mlp_norm_bias", block: b, count: D), eps: c.encoderEps)
         let mlp = try mlp(b, y)
         for i in 0..<mid.count { mid[i] += mlp[i] }
         weights.release()
@@ -104,11 +111,11 @@ public final class VisionTower: @unchecked Sendable {
     /// The MLP: `fc1(gelu_tanh(fc0 · y))`. [N, D] → [N, I] → [N, D].
     func mlp(_ b: Int, _ y: [Float]) throws(VisionError) -> [Float] {
         var u = VisionMath.linear(y, try checked("vision_mlp_up", block: b, rows: config.intermediate, cols: config.width),
-                                  bias: try weights.bias("vision_mlp_up", block: b), threads: threads)
+                                  bias: try bias("vision_mlp_up", block: b, count: config.intermediate), threads: threads)
         let act = steps.encoderActivation
         for i in 0..<u.count { u[i] = act(u[i]) }
         return VisionMath.linear(u, try checked("vision_mlp_down", block: b, rows: config.width, cols: config.intermediate),
-                                 bias: try weights.bias("vision_mlp_down", block: b), threads: threads)
+                                 bias: try bias("vision_mlp_down", block: b, count: config.width), threads: threads)
     }
 
     /// Fused qkv, 2-D RoPE on q and k, softmax attention within each entry (a packed image never sees
@@ -117,7 +124,7 @@ public final class VisionTower: @unchecked Sendable {
         let c = config, D = c.width, H = c.heads, hd = c.headDim, N = input.patches
         // [N, 3D]: q = [0, D), k = [D, 2D), v = [2D, 3D), head h at [h·hd, (h+1)·hd) of each.
         var qkv = VisionMath.linear(y, try checked("vision_qkv", block: b, rows: 3 * D, cols: D),
-                                    bias: try weights.bias("vision_qkv", block: b), threads: threads)
+                                    bias: try bias("vision_qkv", block: b, count: 3 * D), threads: threads)
         // RoPE: the cos and sin of each pair's angle per patch [N, hd/2], shared by q, k and every head.
         let pairs = hd / 2
         let (cosines, sines) = ropeTables(input)
@@ -150,7 +157,7 @@ public final class VisionTower: @unchecked Sendable {
             }
         }
         return VisionMath.linear(context, try checked("vision_attn_out", block: b, rows: D, cols: D),
-                                 bias: try weights.bias("vision_attn_out", block: b), threads: threads)
+                                 bias: try bias("vision_attn_out", block: b, count: D), threads: threads)
     }
 
     /// Per patch, the cos and sin of each RoPE pair's angle ([N, hd/2] each): the patch's (row, col) inside its
@@ -216,6 +223,20 @@ public final class VisionTower: @unchecked Sendable {
         guard x.count == count else { throw .input("\(what) holds \(x.count) values, expected \(shape) = \(count)") }
     }
 
+    /// A 1-D tensor checked to hold `count` values (the tower's sizes may be a test's, not the weights').
+    func vector(_ slot: String, block: Int?, count: Int) throws(VisionError) -> [Float] {
+        let v = try weights.vector(slot, block: block)
+        guard v.count == count else { throw .tensor(name: try weights.name(slot, block: block), reason: "holds \(v.count) values, expected \(count)") }
+        return v
+    }
+
+    /// A Linear module's bias checked to hold `count` values.
+    func bias(_ slot: String, block: Int?, count: Int) throws(VisionError) -> [Float] {
+        let v = try weights.bias(slot, block: block)
+        guard v.count == count else { throw .tensor(name: try weights.name(slot, block: block, suffix: ".bias"), reason: "holds \(v.count) values, expected \(count)") }
+        return v
+    }
+
     /// A Linear weight checked to be `[rows, cols]`.
     func checked(_ slot: String, block: Int?, rows: Int, cols: Int) throws(VisionError) -> VisionMatrix {
         let m = try weights.matrix(slot, block: block)
@@ -229,8 +250,8 @@ public final class VisionTower: @unchecked Sendable {
     public func finalNorm(_ h: [Float]) throws(VisionError) -> [Float] {
         guard h.count % config.width == 0 else { throw .input("the final norm's input holds \(h.count) values, not rows of \(config.width)") }
         var z = h
-        VisionMath.layerNorm(&z, width: config.width, weight: try weights.vector("vision_final_norm_weight"),
-                             bias: try weights.vector("vision_final_norm_bias"), eps: config.encoderEps)
+        VisionMath.layerNorm(&z, width: config.width, weight: try vector("vision_final_norm_weight", block: nil, count: config.width),
+                             bias: try vector("vision_final_norm_bias", block: nil, count: config.width), eps: config.encoderEps)
         weights.release()
         return z
     }
@@ -268,14 +289,14 @@ public final class VisionTower: @unchecked Sendable {
         let c = config, D = c.projectorWidth, wide = c.mergeSlots * D
         guard merged.count % wide == 0 else { throw .input("the projector's input holds \(merged.count) values, not tokens of \(c.mergeSlots) × \(D)") }
         var u = merged
-        VisionMath.layerNorm(&u, width: D, weight: try weights.vector("projector_norm_weight"),
-                             bias: try weights.vector("projector_norm_bias"), eps: c.projectorEps)
+        VisionMath.layerNorm(&u, width: D, weight: try vector("projector_norm_weight", block: nil, count: D),
+                             bias: try vector("projector_norm_bias", block: nil, count: D), eps: c.projectorEps)
         var a = VisionMath.linear(u, try checked("projector_up", block: nil, rows: wide, cols: wide),
-                                  bias: try weights.bias("projector_up"), threads: threads)
+                                  bias: try bias("projector_up", block: nil, count: wide), threads: threads)
         let act = steps.projectorActivation
         for i in 0..<a.count { a[i] = act(a[i]) }
         let e = VisionMath.linear(a, try checked("projector_down", block: nil, rows: c.textWidth, cols: wide),
-                                  bias: try weights.bias("projector_down"), threads: threads)
+                                  bias: try bias("projector_down", block: nil, count: c.textWidth), threads: threads)
         weights.release()
         return e
     }

@@ -299,3 +299,36 @@ struct VisionStepInputTests {
         }
     }
 }
+
+@Suite("A tower whose sizes disagree with its weights")
+struct VisionOverrideTests {
+    @Test("a position table of another size than the tower's config is named, not indexed past")
+    func tableSize() throws {
+        var config = try fixtureConfig()
+        config.tableHeight = 8
+        let tower = try VisionHarness.tower(config: config)
+        let input = try VisionDump(spec: VisionHarness.reference("/video"), config: config).input
+        #expect(throws: VisionError.tensor(name: "vision_tower.patch_embed.pos_emb.weight", reason: "holds 512 values, expected [8, 4, 32]")) {
+            _ = try tower.embed(input)
+        }
+    }
+}
+
+extension VisionOverrideTests {
+    @Test("a tower width other than the weights' is named at the first tensor that disagrees")
+    func width() throws {
+        var config = try fixtureConfig()
+        config.width = 64
+        config.headDim = 32
+        config.projectorWidth = 64
+        let tower = try VisionHarness.tower(config: config)
+        #expect(throws: VisionError.tensor(name: "vision_tower.encoder.blocks.0.norm0.weight", reason: "holds 32 values, expected 64")) {
+            _ = try tower.block(0, input: [Float](repeating: 0, count: 4 * 64), of: try VisionInput(pixels: [Float](repeating: 0, count: 4 * 588), grids: [VisionGrid(t: 1, h: 2, w: 2)], config: config))
+        }
+        #expect(throws: VisionError.tensor(name: "vision_tower.encoder.final_layernorm.weight", reason: "holds 32 values, expected 64")) {
+            _ = try tower.finalNorm([Float](repeating: 0, count: 64))
+        }
+        config.headDim = 16
+        #expect(throws: VisionError.config("a tower of 2 heads × 16 for width 64 and a 2 × 2 merge is not consistent")) { _ = try VisionHarness.tower(config: config) }
+    }
+}
