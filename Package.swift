@@ -71,7 +71,10 @@ let package = Package(
         // CPU reference forward pass (only COpenBLAS importer).
         .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
         // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
-        .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
+        // The vision path of K2.5 (MoonViT, patch merger, projector) in float32: weights read by manifest slot
+        // from a model store; Forward is used for its GEMM only.
+        .target(name: "Vision", dependencies: ["Forward", "JSONCore", "Manifests", "ModelConfig", "TensorCore"], swiftSettings: strict),
+        .target(name: "Parity", dependencies: ["CHDF5", "Forward", "Vision"], swiftSettings: strict),
         // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
         .target(name: "Tokenizer", dependencies: ["FileIO", "Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
 
@@ -118,7 +121,7 @@ let package = Package(
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel", "Vision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

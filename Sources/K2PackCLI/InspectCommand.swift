@@ -6,6 +6,7 @@ import LoadedModel
 import PackFormat
 import Repack
 import Shard
+import Vision
 
 struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
@@ -22,9 +23,15 @@ struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
 
     @OptionGroup var reporting: ReportOptions
 
+    @Option(help: "Image size HEIGHTxWIDTH in pixels: the tokens one such image becomes (models with a vision tower).")
+    var image = "448x448"
+
     func validate() throws {
         guard gpus >= 1, gpus <= ShardLayout.maxRanks else { throw ValidationError("--gpus \(gpus): expected 1 to \(ShardLayout.maxRanks)") }
+        guard imageSize.count == 2 else { throw ValidationError("--image \(image): expected HEIGHTxWIDTH in pixels, e.g. 448x448") }
     }
+
+    var imageSize: [Int] { image.split(separator: "x", omittingEmptySubsequences: false).compactMap { Int($0) } }
 
     @OptionGroup var folders: FolderOptions
 
@@ -53,6 +60,7 @@ struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
             try printJSON(report)
         } else {
             print(terminalText(report.renderText()), terminator: "")
+            if let config = loaded.config, config.visionPart != nil { print(terminalText(try VisionSummary(model: config, imageHeight: imageSize[0], imageWidth: imageSize[1]).renderText()), terminator: "") }
         }
         if report.findings.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
     }
