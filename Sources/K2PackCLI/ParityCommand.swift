@@ -2,6 +2,7 @@ import ArgumentParser
 import FileIO
 import Forward
 import Foundation
+import ModelStore
 import PackFormat
 import Parity
 import TensorCore
