@@ -71,11 +71,13 @@ let package = Package(
             swiftSettings: strict),
         // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
         .target(name: "Tokenizer", dependencies: ["Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
+        // k2pack logits: reference logits from text or ids, run layer-major, written as a reference dump.
+        .target(name: "ReferenceLogits", dependencies: ["Forward", "PackFormat", "Parity", "TensorCore", "Tokenizer"], swiftSettings: strict),
         // The commands: parsing, cross-option checks, output. A library so that tests parse commands in-process.
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
+                "Inspection", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "ReferenceLogits", "Requantize", "Shard", "Tokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -97,6 +99,7 @@ let package = Package(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Parity"]),
         .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "LogitsTests", dependencies: ["ReferenceLogits", "Forward", "ModelStore", "Parity", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -67,6 +67,10 @@ public final class HDF5File {
         try write(name, shape: shape, type: chdf5_native_int32(), count: int32s.count) { int32s.withUnsafeBytes { $0.baseAddress! } }
     }
 
+    public func write(_ name: String, doubles: [Double], shape: [Int]) throws(HDF5Error) {
+        try write(name, shape: shape, type: chdf5_native_double(), count: doubles.count) { doubles.withUnsafeBytes { $0.baseAddress! } }
+    }
+
     private func write(
         _ name: String, shape: [Int], type: hid_t, count: Int, _ pointer: () -> UnsafeRawPointer
     ) throws(HDF5Error) {
@@ -136,6 +140,11 @@ public final class HDF5File {
     /// `describe`'s message) before anything is allocated.
     public func readFloats(_ name: String, expected: [Int], maxElements: Int = 1 << 31, describe: (([Int]) -> String)? = nil) throws(HDF5Error) -> [Float] {
         try read(name, as: Float.self, type: chdf5_native_float(), integersOnly: false, maxElements: maxElements, expected: expected, describe: describe).values
+    }
+
+    /// Reads a float dataset of shape `expected` as float64 (refused before anything is allocated otherwise).
+    public func readDoubles(_ name: String, expected: [Int], maxElements: Int = 1 << 31, describe: (([Int]) -> String)? = nil) throws(HDF5Error) -> [Double] {
+        try read(name, as: Double.self, type: chdf5_native_double(), integersOnly: false, maxElements: maxElements, expected: expected, describe: describe).values
     }
 
     /// Reads an integer dataset as Int64 with its shape (a float dataset is refused: ids must be exact).

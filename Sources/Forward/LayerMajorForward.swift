@@ -1,0 +1,119 @@
+import TensorCore
+
+/// The forward pass over many windows of tokens, one layer at a time: every window goes through layer L before
+/// layer L + 1 is bound, so each weight byte is read from storage once per run however many windows there are,
+/// and a layer's pages are released once all windows are through it (as `ForwardPass.layer` does after one
+/// batch). The hidden states of all windows are held in memory; `estimatedBytes` says how much, so a caller checks
+/// a memory budget before anything runs.
+///
+/// Windows go through a layer in groups of `windowsPerBatch` sequences (one `ForwardPass.Batch` each). With 1 (the
+/// default) every window's arithmetic is exactly that of its own run through `ForwardPass.logits(for:batch:)`, so
+/// the result is bit-identical to running the windows one by one; a larger group multiplies each decoded weight
+/// block by more rows at once (faster) but may change float32 rounding (the matrix kernels and the expert groups
+/// depend on the row count).
+public struct LayerMajorForward: Sendable {
+    public let pass: any LanguageModelPass
+    public let windowsPerBatch: Int
+
+    public init(pass: any LanguageModelPass, windowsPerBatch: Int = 1) {
+        self.pass = pass
+        self.windowsPerBatch = max(1, windowsPerBatch)
+    }
+
+    /// Bytes this process holds for activations while running `windows` windows of `tokens` tokens: the hidden
+    /// states of every window (input and output of the layer being run), one group's working set inside a layer
+    /// (norms, attention projections and scores, MLP intermediates, a routed expert's rows), and one group's
+    /// logits. Weights are mapped, not counted here. Overflow-checked; nil when the product overflows.
+    public static func estimatedBytes(config: ForwardConfig, windows: Int, tokens: Int, windowsPerBatch: Int) -> Int? {
+        let group = min(max(1, windowsPerBatch), max(windows, 1))
+        let H = config.hiddenSize, V = config.vocabSize
+        let heads = config.numHeads
+        let attentionWidth = heads * (config.qkHeadDim + config.qkNopeHeadDim + 2 * config.vHeadDim) + config.qLoraRank
+            + config.kvLoraRank + config.qkRopeHeadDim
+        let mlpWidth = 3 * max(config.intermediateSize, config.moeIntermediateSize * max(1, config.numSharedExperts))
+        let perRow = [8 * H, attentionWidth, mlpWidth, 2 * config.routing.experts].reduce(0, +)
+        let floats = 4
+        guard
+            let rows = CheckedMath.multiply(windows, tokens),
+            let groupRows = CheckedMath.multiply(group, tokens),
+            let hidden = CheckedMath.product([rows, 2 * H, floats]),
+            let working = CheckedMath.product([groupRows, perRow, floats]),
+            let logits = CheckedMath.product([groupRows, 2 * V, floats]),
+            let sum = CheckedMath.add(hidden, working).flatMap({ CheckedMath.add($0, logits) })
+        else { return nil }
+        return CheckedMath.add(sum, tokens * floats)
+    }
+
+    /// Runs `ids` (`windows × tokens`, window-major) through the embedding, every decoder layer and the final
+    /// norm and lm_head; `body` receives each group's logits `[group windows × tokens, vocab]` (in window order,
+    /// starting at window `first`) as soon as they are computed, so the caller can reduce or write them without
+    /// holding all of them. `progress` counts layers (plus one for the embedding and one for lm_head).
+    public func run(
+        ids: [Int32], windows: Int, tokens: Int, progress: ProgressCallback? = nil,
+        body: (_ first: Int, _ count: Int, _ logits: [Float]) throws -> Void
+    ) throws {
+        guard windows >= 1, tokens >= 1, ids.count == windows * tokens else {
+            throw ForwardError.input("\(ids.count) token ids do not make \(windows) windows of \(tokens) tokens")
+        }
+        let config = pass.forward, H = config.hiddenSize
+        let groups = stride(from: 0, to: windows, by: windowsPerBatch).map { $0..<min(windows, $0 + windowsPerBatch) }
+        let total = config.numLayers + 2
+        // The residual stream of each group, `[group windows × tokens, hidden]`.
+        var hidden = try groups.map { g throws(ForwardError) in try pass.embed(Array(ids[(g.lowerBound * tokens)..<(g.upperBound * tokens)])) }
+        progress?(1, total)
+        for layer in 0..<config.numLayers {
+            hidden = try pass.layer(layer, groups: hidden, tokens: tokens, sequences: groups.map(\.count))
+            progress?(layer + 2, total)
+        }
+        for (g, range) in groups.enumerated() {
+            precondition(hidden[g].count == range.count * tokens * H, "layer output does not match the group")
+            let logits = try pass.logits(pass.finalNorm(hidden[g]))
+            hidden[g] = []
+            try body(range.lowerBound, range.count, logits)
+        }
+        progress?(total, total)
+    }
+
+    /// All logits `[windows × tokens, vocab]` in memory (small runs and tests).
+    public func logits(ids: [Int32], windows: Int, tokens: Int) throws -> [Float] {
+        var out: [Float] = []
+        try run(ids: ids, windows: windows, tokens: tokens) { _, _, logits in out += logits }
+        return out
+    }
+}
+
+extension LanguageModelPass {
+    /// Layer `index` over several groups of sequences (`sequences[g]` sequences of `tokens` tokens in group g),
+    /// the layer's weights bound once and released after the last group. Each group's arithmetic is that of
+    /// `layer(_:input:batch:)` on the group alone.
+    func layer(_ index: Int, groups: [[Float]], tokens: Int, sequences: [Int]) throws(ForwardError) -> [[Float]] {
+        try layerGroups(index, groups: groups, batches: sequences.map { ForwardPass.Batch(sequences: $0, tokens: tokens) })
+    }
+}
+
+extension ForwardPass {
+    public func layerGroups(_ index: Int, groups: [[Float]], batches: [Batch]) throws(ForwardError) -> [[Float]] {
+        let w = try LayerWeights(weights, layer: index)
+        var out: [[Float]] = []
+        out.reserveCapacity(groups.count)
+        for (g, h) in groups.enumerated() {
+            out.append(try decoderLayer(w, input: h, batch: batches[g], blocks: OwnBlocks(pass: self, weights: w)).output)
+        }
+        weights.releaseViewed()
+        return out
+    }
+}
+
+extension ShardedForward {
+    public func layerGroups(_ index: Int, groups: [[Float]], batches: [ForwardPass.Batch]) throws(ForwardError) -> [[Float]] {
+        let bound = try ranks.map { pass throws(ForwardError) in try LayerWeights(pass.weights, layer: index) }
+        var out: [[Float]] = []
+        out.reserveCapacity(groups.count)
+        for (g, h) in groups.enumerated() {
+            out.append(try ranks[0].decoderLayer(bound[0], input: h, batch: batches[g], blocks: CombinedBlocks(model: self, weights: bound)).output)
+        }
+        for pass in ranks { pass.weights.releaseViewed() }
+        return out
+    }
+}
+

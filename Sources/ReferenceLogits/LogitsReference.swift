@@ -1,0 +1,127 @@
+import Forward
+import Foundation
+import PackFormat
+import Parity
+import TensorCore
+
+/// `k2pack logits`: reference logits made on the CPU by the float32 forward pass, run layer-major over all windows
+/// (`LayerMajorForward`), written as a reference dump (docs/REFERENCE-DUMPS.md): `input_ids` and, in the full
+/// form, `logits [C, T, V]` float32, or in the compact form the top-K logits per position (`CompactLogits`).
+/// The file is written under a temporary name and renamed into place when complete: nothing partial is left.
+public enum LogitsReference {
+    public enum Form: Sendable, Equatable {
+        case full
+        case compact(k: Int)
+    }
+
+    /// What a run made.
+    public struct Result: Codable, Sendable, Equatable {
+        public var windows: Int
+        public var tokens: Int
+        /// Positions with a next token (all but each window's last).
+        public var predictions: Int
+        /// `exp(mean(−log p(next)))` over `predictions`.
+        public var perplexity: Double
+        /// Sum of `−log p(next)` (parts of a reference combine by summing this and `predictions`).
+        public var negativeLogLikelihood: Double
+        /// `full` or `compact`.
+        public var form: String
+        public var topK: Int?
+        public var output: String
+
+        enum CodingKeys: String, CodingKey {
+            case windows, tokens, predictions, perplexity, negativeLogLikelihood = "nll", form, topK = "top_k", output
+        }
+    }
+
+    /// Bytes the run holds for activations and its logits (`LayerMajorForward.estimatedBytes` plus the logits
+    /// of every window in the form written), or nil when that overflows.
+    public static func estimatedBytes(config: ForwardConfig, windows: Int, tokens: Int, form: Form, windowsPerBatch: Int) -> Int? {
+        guard let run = LayerMajorForward.estimatedBytes(config: config, windows: windows, tokens: tokens, windowsPerBatch: windowsPerBatch),
+            let positions = CheckedMath.multiply(windows, tokens)
+        else { return nil }
+        let perPosition: Int
+        switch form {
+        case .full: guard let v = CheckedMath.multiply(config.vocabSize, 4) else { return nil }; perPosition = v
+        case .compact(let k): perPosition = CompactLogits.bytesPerPosition(k: min(k, config.vocabSize))
+        }
+        return CheckedMath.multiply(positions, perPosition).flatMap { CheckedMath.add($0, run) }
+    }
+
+    /// Runs `pass` over `input` and writes `output` (`FILE.h5` or `FILE.h5:/group`). `memoryBudget` is checked
+    /// before anything runs; `inputs` are the paths the output must not overwrite (model folder, text, dump).
+    public static func make(
+        pass: any LanguageModelPass, input: TokenWindows, form: Form, output: String, inputs: [String], memoryBudget: Int,
+        windowsPerBatch: Int = 1, progress: ProgressCallback? = nil
+    ) throws -> Result {
+        let config = pass.forward, vocab = config.vocabSize
+        if case .compact(let k) = form, k < CompactLogits.minimumK { throw LogitsError.topK(k, minimum: CompactLogits.minimumK) }
+        try input.check(vocabulary: vocab)
+        let needed = estimatedBytes(config: config, windows: input.windows, tokens: input.tokens, form: form, windowsPerBatch: windowsPerBatch)
+        guard let needed, needed <= memoryBudget else {
+            throw LogitsError.memory(needed: needed, budget: memoryBudget, windows: input.windows, tokens: input.tokens)
+        }
+        let path = ReferenceDump.filePath(of: output), group = ReferenceDump.group(of: output)
+        try OutputPaths.checkFile(path, inputs: inputs)
+
+        let T = input.tokens
+        var full: [Float] = []
+        var compact: CompactLogits?
+        if case .compact(let k) = form { compact = CompactLogits(k: k, vocab: vocab) }
+        var nll = 0.0, predictions = 0
+        let driver = LayerMajorForward(pass: pass, windowsPerBatch: windowsPerBatch)
+        try driver.run(ids: input.ids, windows: input.windows, tokens: T, progress: progress) { first, count, logits in
+            let rows = count * T
+            let next: [Int32?] = (0..<rows).map { r in r % T + 1 < T ? input.ids[first * T + r + 1] : nil }
+            let label = "\(input.source): logits"
+            if var c = compact {
+                compact = nil
+                try c.append(logits: logits, next: next, source: label, firstRow: first * T, tokens: T)
+                compact = c
+                for r in 0..<rows where next[r] != nil {
+                    nll -= c.nextLogProb[first * T + r]
+                    predictions += 1
+                }
+            } else {
+                try logits.withUnsafeBufferPointer { all in
+                    for r in 0..<rows {
+                        let row = UnsafeBufferPointer(rebasing: all[(r * vocab)..<((r + 1) * vocab)])
+                        if let bad = row.firstIndex(where: { !$0.isFinite }) {
+                            let at = first * T + r
+                            throw LogitStatistics.LogitError.nonFinite(source: label, sequence: at / T, token: at % T, index: bad, value: row[bad])
+                        }
+                        guard let n = next[r] else { continue }
+                        nll -= Double(row[Int(n)]) - LogProbs.logSumExp(row)
+                        predictions += 1
+                    }
+                }
+                full += logits
+            }
+        }
+
+        let file = try AtomicFile(path: path)
+        try writeDump(at: file.temporaryPath, group: group, input: input, full: full, compact: compact)
+        try file.commit()
+        var k: Int?
+        if case .compact = form { k = compact?.k }
+        return Result(
+            windows: input.windows, tokens: T, predictions: predictions,
+            perplexity: predictions == 0 ? .nan : Foundation.exp(nll / Double(predictions)), negativeLogLikelihood: nll,
+            form: k == nil ? "full" : "compact", topK: k, output: output)
+    }
+
+    /// The HDF5 file at `path` (the atomic file's temporary name), closed when this returns.
+    static func writeDump(at path: String, group: String, input: TokenWindows, full: [Float], compact: CompactLogits?) throws(HDF5File.HDF5Error) {
+        let file = try HDF5File.create(path)
+        let prefix = group.isEmpty ? "" : group + "/"
+        try file.write(prefix + "input_ids", int32s: input.ids, shape: [input.windows, input.tokens])
+        if input.indices != Array(0..<input.windows) {
+            try file.write(prefix + "window_index", int32s: input.indices.map { Int32(clamping: $0) }, shape: [input.windows])
+        }
+        if let compact {
+            try compact.write(to: file, group: group, windows: input.windows, tokens: input.tokens)
+        } else {
+            try file.write(prefix + "logits", floats: full, shape: [input.windows, input.tokens, full.count / max(1, input.windows * input.tokens)])
+        }
+    }
+}
