@@ -271,5 +271,7 @@ extension LogitStatistics {
         top5Overlap = rows == 0 ? 0 : Double(overlap) / Double(5 * rows)
         perplexityReference = deltas.isEmpty ? .nan : Foundation.exp(nllRef / Double(deltas.count))
         perplexityTest = deltas.isEmpty ? .nan : Foundation.exp(nllTest / Double(deltas.count))
+        referenceTopK = k
+        referenceTailMass = rows == 0 ? 0 : reference.tailLogMass.reduce(0) { $0 + Foundation.exp($1) } / Double(rows)
     }
 }

@@ -48,10 +48,12 @@ struct LogitsCommandTests {
         #expect(made["form"] as? String == "compact" && made["top_k"] as? Int == 16)
         let againstModel = try run(["compare", "--json", compact, model])
         #expect(againstModel.status == 0, "\(againstModel.err)")
+        let reported = try Self.json(againstModel.out)
+        #expect(reported["ref_top_k"] as? Int == 16 && (reported["ref_tail_mass"] as? Double ?? 0) > 0.5, "\(againstModel.out)")
         #expect((try Self.json(againstModel.out)["kld"] as? [String: Any])?["max"] as? Double ?? 1 <= 1e-9)
         let againstDump = try run(["compare", compact, Self.dump("k25-tiny", "/bf16")])
         #expect(againstDump.status == 0, "\(againstDump.err)")
-        #expect(againstDump.out.contains("KLD"), "\(againstDump.out)")
+        #expect(againstDump.out.contains("Compact reference: top 16, mean tail mass "), "\(againstDump.out)")
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir.path)) == ["full.h5", "compact.h5"])
     }
 
