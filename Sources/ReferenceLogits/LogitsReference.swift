@@ -28,16 +28,18 @@ public enum LogitsReference {
         public var form: String
         public var topK: Int?
         public var output: String
+        /// Whether the hidden states waited in a temporary file between layers (they did not fit `--memory`).
+        public var spilled: Bool
 
         enum CodingKeys: String, CodingKey {
-            case windows, tokens, predictions, perplexity, negativeLogLikelihood = "nll", form, topK = "top_k", output
+            case windows, tokens, predictions, perplexity, negativeLogLikelihood = "nll", form, topK = "top_k", output, spilled
         }
     }
 
     /// Bytes the run holds for activations and its logits (`LayerMajorForward.estimatedBytes` plus the logits
     /// of every window in the form written), or nil when that overflows.
-    public static func estimatedBytes(config: ForwardConfig, windows: Int, tokens: Int, form: Form, windowsPerBatch: Int) -> Int? {
-        guard let run = LayerMajorForward.estimatedBytes(config: config, windows: windows, tokens: tokens, windowsPerBatch: windowsPerBatch),
+    public static func estimatedBytes(config: ForwardConfig, windows: Int, tokens: Int, form: Form, windowsPerBatch: Int, spilled: Bool = false) -> Int? {
+        guard let run = LayerMajorForward.estimatedBytes(config: config, windows: windows, tokens: tokens, windowsPerBatch: windowsPerBatch, spilled: spilled),
             let positions = CheckedMath.multiply(windows, tokens)
         else { return nil }
         let perPosition: Int
@@ -57,19 +59,26 @@ public enum LogitsReference {
         let config = pass.forward, vocab = config.vocabSize
         if case .compact(let k) = form, k < CompactLogits.minimumK { throw LogitsError.topK(k, minimum: CompactLogits.minimumK) }
         try input.check(vocabulary: vocab)
-        let needed = estimatedBytes(config: config, windows: input.windows, tokens: input.tokens, form: form, windowsPerBatch: windowsPerBatch)
-        guard let needed, needed <= memoryBudget else {
-            throw LogitsError.memory(needed: needed, budget: memoryBudget, windows: input.windows, tokens: input.tokens)
-        }
         let path = ReferenceDump.filePath(of: output), group = ReferenceDump.group(of: output)
         try OutputPaths.checkFile(path, inputs: inputs)
+        // All hidden states in memory when they fit the budget; else in a temporary file beside the output, one
+        // batch of windows held at a time.
+        var spillFolder: String?
+        let inMemory = estimatedBytes(config: config, windows: input.windows, tokens: input.tokens, form: form, windowsPerBatch: windowsPerBatch)
+        if inMemory.map({ $0 > memoryBudget }) ?? true {
+            let spilled = estimatedBytes(config: config, windows: input.windows, tokens: input.tokens, form: form, windowsPerBatch: windowsPerBatch, spilled: true)
+            guard let spilled, spilled <= memoryBudget else {
+                throw LogitsError.memory(needed: spilled, budget: memoryBudget, windows: input.windows, tokens: input.tokens)
+            }
+            spillFolder = OutputPaths.folder(of: path)
+        }
 
         let T = input.tokens
         var full: [Float] = []
         var compact: CompactLogits?
         if case .compact(let k) = form { compact = CompactLogits(k: k, vocab: vocab) }
         var nll = 0.0, predictions = 0
-        let driver = LayerMajorForward(pass: pass, windowsPerBatch: windowsPerBatch)
+        let driver = LayerMajorForward(pass: pass, windowsPerBatch: windowsPerBatch, spillFolder: spillFolder)
         try driver.run(ids: input.ids, windows: input.windows, tokens: T, progress: progress) { first, count, logits in
             let rows = count * T
             let next: [Int32?] = (0..<rows).map { r in r % T + 1 < T ? input.ids[first * T + r + 1] : nil }
@@ -107,7 +116,7 @@ public enum LogitsReference {
         return Result(
             windows: input.windows, tokens: T, predictions: predictions,
             perplexity: predictions == 0 ? .nan : Foundation.exp(nll / Double(predictions)), negativeLogLikelihood: nll,
-            form: k == nil ? "full" : "compact", topK: k, output: output)
+            form: k == nil ? "full" : "compact", topK: k, output: output, spilled: spillFolder != nil)
     }
 
     /// The HDF5 file at `path` (the atomic file's temporary name), closed when this returns.

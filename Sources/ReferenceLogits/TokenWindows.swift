@@ -32,7 +32,8 @@ public enum LogitsError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .idOutsideVocabulary(source, window, token, id, vocabulary):
             "\(displayed(source)): token id \(id) at window \(window), token \(token) is outside the model's vocabulary of \(vocabulary)"
         case let .memory(needed, budget, windows, tokens):
-            "\(windows) windows of \(tokens) tokens need about \(needed.map(formatBytes) ?? "more than \(Int.max) bytes") for activations and logits, "
+            "\(windows) windows of \(tokens) tokens need about \(needed.map(formatBytes) ?? "more than \(Int.max) bytes") for one batch's activations and the logits "
+                + "(the hidden states waiting in a temporary file beside the output), "
                 + "over the --memory budget of \(formatBytes(budget)): use fewer or shorter windows, the compact form (no --full), or a larger --memory"
         case let .topK(k, minimum): "--top-k \(k): expected at least \(minimum) (compare's top-5 overlap needs five)"
         case let .rank(rank, world): "--rank \(rank) --world \(world): expected 0 ≤ rank < world"

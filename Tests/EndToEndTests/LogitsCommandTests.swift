@@ -57,6 +57,20 @@ struct LogitsCommandTests {
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir.path)) == ["full.h5", "compact.h5"])
     }
 
+    @Test("--shards: a shard set's pass makes the dump's logits too")
+    func shardSet() throws {
+        let dir = TemporaryDirectory()
+        let set = dir.path + "/set"
+        let shard = try run(["shard", TestPaths.fixture("k25-tiny"), set, "--gpus", "4", "--tp", "2", "--quiet"])
+        #expect(shard.status == 0, "\(shard.err)")
+        let out = dir.path + "/ref.h5"
+        let r = try run(["logits", "--shards", set, "--ids", Self.dump("k25-tiny", "/exact"), "--out", out, "--full", "--quiet"])
+        #expect(r.status == 0, "\(r.err)")
+        let reference = try #require(try ReferenceDump(spec: Self.dump("k25-tiny", "/exact")).logits()).values
+        let ours = try #require(try ReferenceDump(spec: out).logits()).values
+        #expect(ours.count == reference.count && zip(reference, ours).allSatisfy { abs($0 - $1) <= 1e-4 })
+    }
+
     @Test("--text: the model's own tokenizer, windows of --ctx, perplexity printed; --rank/--world and RANK/WORLD_SIZE take every N-th window")
     func text() throws {
         let dir = TemporaryDirectory()

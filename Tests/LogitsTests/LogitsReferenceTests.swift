@@ -139,6 +139,33 @@ struct LogitsReferenceTests {
         #expect(abs(a.perplexityReference - b.perplexityReference) <= 1e-12 * a.perplexityReference)
     }
 
+    @Test("hidden states that do not fit --memory wait in a temporary file: the same logits, nothing left behind")
+    func spilled() throws {
+        let pass = try LogitsFixtures.pass("k25-tiny", .exact)
+        let dir = TemporaryDirectory()
+        let input = try TokenWindows.cut(ModelAgreement.probeIDs(count: 96, vocab: 256).map { Int($0) }, context: 8, bos: nil, source: "t")
+        let config = pass.forward
+        let inMemory = try #require(LogitsReference.estimatedBytes(config: config, windows: 12, tokens: 8, form: .compact(k: 16), windowsPerBatch: 1))
+        let spilled = try #require(LogitsReference.estimatedBytes(config: config, windows: 12, tokens: 8, form: .compact(k: 16), windowsPerBatch: 1, spilled: true))
+        #expect(spilled < inMemory)
+        let a = try LogitsReference.make(pass: pass, input: input, form: .full, output: dir.path + "/a.h5", inputs: [], memoryBudget: 1 << 30)
+        let b = try LogitsReference.make(
+            pass: pass, input: input, form: .full, output: dir.path + "/b.h5", inputs: [],
+            memoryBudget: try #require(LogitsReference.estimatedBytes(config: config, windows: 12, tokens: 8, form: .full, windowsPerBatch: 1, spilled: true)))
+        #expect(!a.spilled && b.spilled)
+        #expect(a.perplexity == b.perplexity)
+        #expect(try ReferenceDump(spec: dir.path + "/a.h5").logits()?.values == ReferenceDump(spec: dir.path + "/b.h5").logits()?.values)
+        #expect(LogitsFixtures.files(dir.path) == ["a.h5", "b.h5"])
+        // The driver alone, two windows per batch: spilled or not, the same arithmetic.
+        let together = try LayerMajorForward(pass: pass, windowsPerBatch: 2).logits(ids: input.ids, windows: 12, tokens: 8)
+        let viaFile = try LayerMajorForward(pass: pass, windowsPerBatch: 2, spillFolder: dir.path).logits(ids: input.ids, windows: 12, tokens: 8)
+        #expect(together == viaFile)
+        #expect(LogitsFixtures.files(dir.path) == ["a.h5", "b.h5"])
+        #expect(throws: ForwardError.io("/nonexistent-k2pack: cannot create a temporary file for the activations: No such file or directory")) {
+            try LayerMajorForward(pass: pass, spillFolder: "/nonexistent-k2pack").logits(ids: input.ids, windows: 12, tokens: 8)
+        }
+    }
+
     @Test("nothing is written when the run is refused: ids outside the vocabulary, over the memory budget, --top-k too small")
     func refusedLeavesNothing() throws {
         let pass = try LogitsFixtures.pass("k25-tiny", .exact)
@@ -149,7 +176,7 @@ struct LogitsReferenceTests {
             try LogitsReference.make(pass: pass, input: outside, form: .full, output: out, inputs: [], memoryBudget: 1 << 30)
         }
         let input = try TokenWindows.cut(Array(0..<64), context: 16, bos: nil, source: "t.txt")
-        let needed = LogitsReference.estimatedBytes(config: pass.forward, windows: 4, tokens: 16, form: .full, windowsPerBatch: 1)
+        let needed = LogitsReference.estimatedBytes(config: pass.forward, windows: 4, tokens: 16, form: .full, windowsPerBatch: 1, spilled: true)
         let error = LogitsError.memory(needed: needed, budget: 1000, windows: 4, tokens: 16)
         #expect(throws: error) { try LogitsReference.make(pass: pass, input: input, form: .full, output: out, inputs: [], memoryBudget: 1000) }
         #expect(error.description.hasPrefix("4 windows of 16 tokens need about "))
