@@ -178,7 +178,42 @@ public struct CompactLogits: Sendable {
         out.logSumExp = try doubles(Dataset.logSumExp)
         out.tailLogMass = try doubles(Dataset.tailLogMass)
         out.nextLogProb = try doubles(Dataset.nextLogProb)
+        if let problem = out.inconsistency(tokens: tokens) {
+            throw HDF5File.HDF5Error(path: dump.label, reason: problem)
+        }
         return out
+    }
+
+    /// What makes stored values meaningless, named by dataset and `[window][token]`, or nil: a top-K logit that is
+    /// not finite, a token listed twice in one position, a log-normalizer that is not finite or is below the
+    /// largest stored logit, a tail log-mass that is NaN or above 0 (a mass over 1), a next-token log-probability
+    /// that is infinite or above 0 (NaN marks a window's last position).
+    func inconsistency(tokens: Int) -> String? {
+        func at(_ r: Int) -> String { "[\(r / tokens)][\(r % tokens)]" }
+        // A float64 log of a mass of at most 1, computed in float64: above 0 only by rounding.
+        let slack = 1e-9
+        var seen = Set<Int32>()
+        for r in 0..<rows {
+            let row = (r * k)..<((r + 1) * k)
+            if let bad = row.first(where: { !topLogits[$0].isFinite }) {
+                return "\(Dataset.topLogits)\(at(r))[\(bad - row.lowerBound)] is \(topLogits[bad]): stored logits must be finite"
+            }
+            seen.removeAll(keepingCapacity: true)
+            for i in row where !seen.insert(topIDs[i]).inserted {
+                return "\(Dataset.topIDs)\(at(r)) lists token \(topIDs[i]) twice"
+            }
+            let largest = row.map { Double(topLogits[$0]) }.max() ?? -.infinity
+            guard logSumExp[r].isFinite, logSumExp[r] >= largest - slack else {
+                return "\(Dataset.logSumExp)\(at(r)) is \(logSumExp[r]), expected a finite value ≥ the largest stored logit \(largest)"
+            }
+            guard !tailLogMass[r].isNaN, tailLogMass[r] <= slack else {
+                return "\(Dataset.tailLogMass)\(at(r)) is \(tailLogMass[r]), expected the log of a mass between 0 and 1 (≤ 0, or -inf)"
+            }
+            guard nextLogProb[r].isNaN || (nextLogProb[r].isFinite && nextLogProb[r] <= slack) else {
+                return "\(Dataset.nextLogProb)\(at(r)) is \(nextLogProb[r]), expected a log-probability (≤ 0), or NaN at a window's last token"
+            }
+        }
+        return nil
     }
 }
 

@@ -125,3 +125,47 @@ struct CompactLogitsTests {
         return x.map { Double($0) - m - s }
     }
 }
+
+@Suite("Compact reference files")
+struct CompactFileTests {
+    /// A compact dump of one window of 2 tokens, vocabulary 4, K = 2, with `edit` applied to its datasets.
+    static func write(_ dir: TemporaryDirectory, _ name: String, edit: (inout [String: [Double]]) -> Void = { _ in }) throws -> String {
+        var d: [String: [Double]] = [
+            "topk_ids": [2, 0, 1, 3], "topk_logits": [3, 1, 2, 0.5],
+            "logsumexp": [3.5, 2.8], "tail_logmass": [-2.5, -2.0], "next_logprob": [-0.4, .nan],
+        ]
+        edit(&d)
+        let path = dir.path + "/" + name
+        let file = try HDF5File.create(path)
+        try file.write("input_ids", int32s: [1, 2], shape: [1, 2])
+        try file.write("topk_ids", int32s: d["topk_ids"]!.map { Int32($0) }, shape: [1, 2, 2])
+        try file.write("topk_logits", floats: d["topk_logits"]!.map { Float($0) }, shape: [1, 2, 2])
+        for name in ["logsumexp", "tail_logmass", "next_logprob"] { try file.write(name, doubles: d[name]!, shape: [1, 2]) }
+        return path
+    }
+
+    @Test("a well-formed compact file reads back")
+    func good() throws {
+        let dir = TemporaryDirectory()
+        let c = try #require(try CompactLogits.read(ReferenceDump(spec: Self.write(dir, "good.h5")), vocab: 4))
+        #expect(c.k == 2 && c.rows == 2 && c.topIDs == [2, 0, 1, 3] && c.nextLogProb[1].isNaN)
+    }
+
+    @Test("stored values that would make a meaningless statistic are refused by dataset and position", arguments: [
+        ("topk_logits", 1, Double.nan, "topk_logits[0][0][1] is nan: stored logits must be finite"),
+        ("topk_ids", 3, 1, "topk_ids[0][1] lists token 1 twice"),
+        ("topk_ids", 0, 9, "topk_ids[0][0][0] = 9 is outside the vocabulary of 4"),
+        ("logsumexp", 0, 2.5, "logsumexp[0][0] is 2.5, expected a finite value ≥ the largest stored logit 3.0"),
+        ("logsumexp", 1, Double.infinity, "logsumexp[0][1] is inf, expected a finite value ≥ the largest stored logit 2.0"),
+        ("tail_logmass", 0, 0.5, "tail_logmass[0][0] is 0.5, expected the log of a mass between 0 and 1 (≤ 0, or -inf)"),
+        ("tail_logmass", 1, Double.nan, "tail_logmass[0][1] is nan, expected the log of a mass between 0 and 1 (≤ 0, or -inf)"),
+        ("next_logprob", 0, 0.25, "next_logprob[0][0] is 0.25, expected a log-probability (≤ 0), or NaN at a window's last token"),
+        ("next_logprob", 0, -Double.infinity, "next_logprob[0][0] is -inf, expected a log-probability (≤ 0), or NaN at a window's last token"),
+    ])
+    func refusals(_ dataset: String, _ index: Int, _ value: Double, _ message: String) throws {
+        let dir = TemporaryDirectory()
+        let path = try Self.write(dir, "bad.h5") { $0[dataset]![index] = value }
+        let dump = try ReferenceDump(spec: path)
+        #expect(throws: HDF5File.HDF5Error(path: path, reason: message)) { try CompactLogits.read(dump, vocab: 4) }
+    }
+}
