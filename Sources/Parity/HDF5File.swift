@@ -90,6 +90,34 @@ public final class HDF5File {
         }
     }
 
+    /// Creates a float32 dataset of `shape` (intermediate groups are created) to be filled by `writeFloatBlock`.
+    public func createFloats(_ name: String, shape: [Int]) throws(HDF5Error) {
+        var dims = shape.map { hsize_t($0) }
+        let space = H5Screate_simple(Int32(dims.count), &dims, nil)
+        defer { H5Sclose(space) }
+        let links = chdf5_link_create_plist()
+        H5Pset_create_intermediate_group(links, 1)
+        defer { H5Pclose(links) }
+        let set = H5Dcreate2(id, name, chdf5_native_float(), space, links, chdf5_p_default(), chdf5_p_default())
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
+        H5Dclose(set)
+    }
+
+    /// Writes `values` into the block `[start, start + count)` of a float dataset this file created.
+    public func writeFloatBlock(_ name: String, start: [Int], count: [Int], values: [Float]) throws(HDF5Error) {
+        guard start.count == count.count, count.reduce(1, *) == values.count else {
+            throw HDF5Error(path: path, reason: "\(displayed(name)): block \(count) does not match \(values.count) values")
+        }
+        let set = H5Dopen2(id, name, chdf5_p_default())
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
+        defer { H5Dclose(set) }
+        let first = start.map { hsize_t($0) }, sizes = count.map { hsize_t($0) }
+        let status = values.withUnsafeBufferPointer { v in
+            first.withUnsafeBufferPointer { a in sizes.withUnsafeBufferPointer { c in chdf5_write_float_block(set, Int32(start.count), a.baseAddress, c.baseAddress, v.baseAddress) } }
+        }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): writing block \(start) + \(count) failed") }
+    }
+
     /// For tests and fuzzing: the layouts a reference dump must not be able to use, or must not make us allocate
     /// for (a never-written compressed dataset of a huge shape is a few bytes on disk).
     public enum TestLayout: Sendable {

@@ -36,15 +36,17 @@ public enum LogitsReference {
         }
     }
 
-    /// Bytes the run holds for activations and its logits (`LayerMajorForward.estimatedBytes` plus the logits
-    /// of every window in the form written), or nil when that overflows.
+    /// Bytes the run holds for activations and its logits (`LayerMajorForward.estimatedBytes`, which counts one
+    /// batch's logits, plus the compact form of every window), or nil when that overflows.
     public static func estimatedBytes(config: ForwardConfig, windows: Int, tokens: Int, form: Form, windowsPerBatch: Int, spilled: Bool = false) -> Int? {
         guard let run = LayerMajorForward.estimatedBytes(config: config, windows: windows, tokens: tokens, windowsPerBatch: windowsPerBatch, spilled: spilled),
             let positions = CheckedMath.multiply(windows, tokens)
         else { return nil }
+        // Full logits go to the file a batch at a time (that batch is counted by the driver); the compact form is
+        // held until the end.
         let perPosition: Int
         switch form {
-        case .full: guard let v = CheckedMath.multiply(config.vocabSize, 4) else { return nil }; perPosition = v
+        case .full: perPosition = 0
         case .compact(let k): perPosition = CompactLogits.bytesPerPosition(k: min(k, config.vocabSize))
         }
         return CheckedMath.multiply(positions, perPosition).flatMap { CheckedMath.add($0, run) }
@@ -73,25 +75,30 @@ public enum LogitsReference {
             spillFolder = OutputPaths.folder(of: path)
         }
 
-        let T = input.tokens
-        var full: [Float] = []
+        let T = input.tokens, prefix = group.isEmpty ? "" : group + "/"
         var compact: CompactLogits?
         if case .compact(let k) = form { compact = CompactLogits(k: k, vocab: vocab) }
         var nll = 0.0, predictions = 0
         let driver = LayerMajorForward(pass: pass, windowsPerBatch: windowsPerBatch, spillFolder: spillFolder)
-        try driver.run(ids: input.ids, windows: input.windows, tokens: T, progress: progress) { first, count, logits in
-            let rows = count * T
-            let next: [Int32?] = (0..<rows).map { r in r % T + 1 < T ? input.ids[first * T + r + 1] : nil }
-            let label = "\(input.source): logits"
-            if var c = compact {
-                compact = nil
-                try c.append(logits: logits, next: next, source: label, firstRow: first * T, tokens: T)
-                compact = c
-                for r in 0..<rows where next[r] != nil {
-                    nll -= c.nextLogProb[first * T + r]
-                    predictions += 1
+        // The file is made at the temporary name while the model runs: full logits are written a batch of windows
+        // at a time as lm_head produces them; the rest when the run is done. Renamed into place only when complete.
+        let atomic = try AtomicFile(path: path)
+        try fill(atomic.temporaryPath) { file in
+            if compact == nil { try file.createFloats(prefix + "logits", shape: [input.windows, T, vocab]) }
+            try driver.run(ids: input.ids, windows: input.windows, tokens: T, progress: progress) { first, count, logits in
+                let rows = count * T
+                let next: [Int32?] = (0..<rows).map { r in r % T + 1 < T ? input.ids[first * T + r + 1] : nil }
+                let label = "\(input.source): logits"
+                if var c = compact {
+                    compact = nil
+                    try c.append(logits: logits, next: next, source: label, firstRow: first * T, tokens: T)
+                    compact = c
+                    for r in 0..<rows where next[r] != nil {
+                        nll -= c.nextLogProb[first * T + r]
+                        predictions += 1
+                    }
+                    return
                 }
-            } else {
                 try logits.withUnsafeBufferPointer { all in
                     for r in 0..<rows {
                         let row = UnsafeBufferPointer(rebasing: all[(r * vocab)..<((r + 1) * vocab)])
@@ -104,13 +111,15 @@ public enum LogitsReference {
                         predictions += 1
                     }
                 }
-                full += logits
+                try file.writeFloatBlock(prefix + "logits", start: [first, 0, 0], count: [count, T, vocab], values: logits)
             }
+            try file.write(prefix + "input_ids", int32s: input.ids, shape: [input.windows, T])
+            if input.indices != Array(0..<input.windows) {
+                try file.write(prefix + "window_index", int32s: input.indices.map { Int32(clamping: $0) }, shape: [input.windows])
+            }
+            try compact?.write(to: file, group: group, windows: input.windows, tokens: T)
         }
-
-        let file = try AtomicFile(path: path)
-        try writeDump(at: file.temporaryPath, group: group, input: input, full: full, compact: compact)
-        try file.commit()
+        try atomic.commit()
         var k: Int?
         if case .compact = form { k = compact?.k }
         return Result(
@@ -119,18 +128,9 @@ public enum LogitsReference {
             form: k == nil ? "full" : "compact", topK: k, output: output, spilled: spillFolder != nil)
     }
 
-    /// The HDF5 file at `path` (the atomic file's temporary name), closed when this returns.
-    static func writeDump(at path: String, group: String, input: TokenWindows, full: [Float], compact: CompactLogits?) throws(HDF5File.HDF5Error) {
+    /// Creates the HDF5 file at `path` (the atomic file's temporary name) for `body`; it is closed when this returns.
+    static func fill(_ path: String, _ body: (HDF5File) throws -> Void) throws {
         let file = try HDF5File.create(path)
-        let prefix = group.isEmpty ? "" : group + "/"
-        try file.write(prefix + "input_ids", int32s: input.ids, shape: [input.windows, input.tokens])
-        if input.indices != Array(0..<input.windows) {
-            try file.write(prefix + "window_index", int32s: input.indices.map { Int32(clamping: $0) }, shape: [input.windows])
-        }
-        if let compact {
-            try compact.write(to: file, group: group, windows: input.windows, tokens: input.tokens)
-        } else {
-            try file.write(prefix + "logits", floats: full, shape: [input.windows, input.tokens, full.count / max(1, input.windows * input.tokens)])
-        }
+        try body(file)
     }
 }

@@ -166,6 +166,39 @@ struct LogitsReferenceTests {
         }
     }
 
+    /// A pass that fails at one layer (a read error in the middle of a run).
+    final class FailingPass: LanguageModelPass {
+        let inner: ForwardPass
+        let failAt: Int
+        init(_ inner: ForwardPass, failAt: Int) { self.inner = inner; self.failAt = failAt }
+        var forward: ForwardConfig { inner.forward }
+        var dequant: Dequantization { inner.dequant }
+        func embed(_ ids: [Int32]) throws(ForwardError) -> [Float] { try inner.embed(ids) }
+        func layer(_ index: Int, input h: [Float], batch: ForwardPass.Batch) throws(ForwardError) -> ForwardPass.LayerResult {
+            try inner.layer(index, input: h, batch: batch)
+        }
+        func finalNorm(_ h: [Float]) throws(ForwardError) -> [Float] { try inner.finalNorm(h) }
+        func logits(_ normed: [Float]) throws(ForwardError) -> [Float] { try inner.logits(normed) }
+        func layerGroups(_ index: Int, groups: [[Float]], batches: [ForwardPass.Batch], release: Bool) throws(ForwardError) -> [[Float]] {
+            if index == failAt { throw .io("layer \(index): read failed") }
+            return try inner.layerGroups(index, groups: groups, batches: batches, release: release)
+        }
+    }
+
+    @Test("a run that fails in the middle leaves nothing, spilled or not", arguments: [false, true])
+    func failureLeavesNothing(_ spill: Bool) throws {
+        let pass = FailingPass(try LogitsFixtures.pass("k25-tiny", .exact), failAt: 1)
+        let dir = TemporaryDirectory()
+        let input = try TokenWindows.cut(Array(0..<32), context: 8, bos: nil, source: "t")
+        let budget = spill
+            ? try #require(LogitsReference.estimatedBytes(config: pass.forward, windows: 4, tokens: 8, form: .full, windowsPerBatch: 1, spilled: true))
+            : 1 << 30
+        #expect(throws: ForwardError.io("layer 1: read failed")) {
+            try LogitsReference.make(pass: pass, input: input, form: .full, output: dir.path + "/ref.h5", inputs: [], memoryBudget: budget)
+        }
+        #expect(LogitsFixtures.files(dir.path).isEmpty)
+    }
+
     @Test("nothing is written when the run is refused: ids outside the vocabulary, over the memory budget, --top-k too small")
     func refusedLeavesNothing() throws {
         let pass = try LogitsFixtures.pass("k25-tiny", .exact)
