@@ -68,6 +68,9 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
     @Argument(help: "Test logits (FILE.h5[:/group]) or a model folder (Hugging Face or k2pack).")
     var test: String
 
+    @Option(help: "A model as the test: windows per matrix product inside a layer (1: as logits makes references, each window's arithmetic that of running it alone; more: faster).")
+    var batchWindows = 1
+
     @Option(name: .customLong("part"), help: "Another part of the reference (k2pack logits --rank R --world N), repeatable: every part's positions are pooled, so each statistic is over all of them. The test must be a model folder.")
     var parts: [String] = []
 
@@ -76,6 +79,10 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
     @OptionGroup var reporting: ReportOptions
 
     @OptionGroup var folders: FolderOptions
+
+    func validate() throws {
+        guard batchWindows >= 1 else { throw ValidationError("--batch-windows \(batchWindows): expected 1 or more") }
+    }
 
     func run() throws {
         let refs = try ([reference] + parts).map { try ReferenceDump(spec: $0) }
@@ -154,7 +161,7 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
             try accept(vocab)
             let batch = ForwardPass.Batch(sequences: windows, tokens: ref.batch.tokens)
             forward.warnAboutWork(tokens: batch, layers: pass.weights.forward.numLayers, source: ref.label)
-            let logits = try LayerMajorForward(pass: pass).logits(ids: ids, windows: windows, tokens: ref.batch.tokens)
+            let logits = try LayerMajorForward(pass: pass, windowsPerBatch: batchWindows).logits(ids: ids, windows: windows, tokens: ref.batch.tokens)
             return .values(logits, vocab: vocab, label: "\(displayed(test)) logits")
         }
         let other = try ReferenceDump(spec: test)

@@ -32,6 +32,7 @@ struct LogitsParsingTests {
         (["logits", "m", "--ids", "d.h5", "--bos", "--out", "o"], "--bos applies to --text; a dump's input_ids are used as they are"),
         (["logits", "m", "--text", "t", "--out", "o", "--rank", "1"], "--rank and --world go together"),
         (["logits", "m", "--text", "t", "--out", "o", "--batch-windows", "0"], "--batch-windows 0: expected 1 or more"),
+        (["compare", "r.h5", "t", "--batch-windows", "0"], "--batch-windows 0: expected 1 or more"),
         (["logits", "m", "--text", "t", "--out", "o", "--memory", "0"], "--memory 0: expected a positive size such as 24G, 512M or a number of bytes"),
         (["logits", "m", "--text", "t", "--out", "o", "--memory", "99999999999T"], "--memory 99999999999T: expected a positive size"),
     ])
