@@ -112,6 +112,15 @@ public struct LayerMajorForward: Sendable {
         progress?(total, total)
     }
 
+    /// All logits `[windows × tokens, vocab]` in an unlinked temporary file in `folder`, read back a block of rows
+    /// at a time (`LogitRows`): for runs whose logits do not fit in memory.
+    public func logitsOnDisk(ids: [Int32], windows: Int, tokens: Int, folder: String) throws -> LogitRows {
+        let vocab = pass.forward.vocabSize
+        let file = try SpillFile(folder: folder)
+        try run(ids: ids, windows: windows, tokens: tokens) { first, _, logits in try file.write(logits, at: first * tokens * vocab) }
+        return LogitRows(file: file, vocab: vocab, rows: windows * tokens)
+    }
+
     /// All logits `[windows × tokens, vocab]` in memory (small runs and tests).
     public func logits(ids: [Int32], windows: Int, tokens: Int) throws -> [Float] {
         var out: [Float] = []
@@ -170,9 +179,27 @@ extension ShardedForward {
 }
 
 
+/// Logits `[rows, vocab]` kept in a temporary file (`LayerMajorForward.logitsOnDisk`), read a block of rows at a time.
+public final class LogitRows: Sendable {
+    let file: SpillFile
+    public let vocab: Int
+    public let rows: Int
+
+    init(file: SpillFile, vocab: Int, rows: Int) {
+        self.file = file
+        self.vocab = vocab
+        self.rows = rows
+    }
+
+    public func rows(_ range: Range<Int>) throws(ForwardError) -> [Float] {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "LogitRows: rows outside the file")
+        return try file.read(range.count * vocab, at: range.lowerBound * vocab)
+    }
+}
+
 /// The hidden states of a layer-major run, waiting between layers in a temporary file: created in `folder` and
 /// unlinked at once (nothing is left behind, even after a kill), read and written with `pread`/`pwrite`.
-final class SpillFile {
+final class SpillFile: Sendable {
     let fd: Int32
     let folder: String
 

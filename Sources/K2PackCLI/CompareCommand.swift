@@ -71,6 +71,9 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
     @Option(help: "A model as the test: windows per matrix product inside a layer (1: as logits makes references, each window's arithmetic that of running it alone; more: faster).")
     var batchWindows = 1
 
+    @Option(help: "A model as the test: largest memory for its logits (bytes, or with K, M, G or T; default 3/4 of this machine's memory); beyond it they wait in an unlinked temporary file in $TMPDIR.")
+    var memory: String?
+
     @Option(name: .customLong("part"), help: "Another part of the reference (k2pack logits --rank R --world N), repeatable: every part's positions are pooled, so each statistic is over all of them. The test must be a model folder.")
     var parts: [String] = []
 
@@ -82,6 +85,7 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
 
     func validate() throws {
         guard batchWindows >= 1 else { throw ValidationError("--batch-windows \(batchWindows): expected 1 or more") }
+        _ = try LogitsCommand.bytes(memory)
     }
 
     func run() throws {
@@ -161,8 +165,14 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
             try accept(vocab)
             let batch = ForwardPass.Batch(sequences: windows, tokens: ref.batch.tokens)
             forward.warnAboutWork(tokens: batch, layers: pass.weights.forward.numLayers, source: ref.label)
-            let logits = try LayerMajorForward(pass: pass, windowsPerBatch: batchWindows).logits(ids: ids, windows: windows, tokens: ref.batch.tokens)
-            return .values(logits, vocab: vocab, label: "\(displayed(test)) logits")
+            let driver = LayerMajorForward(pass: pass, windowsPerBatch: batchWindows)
+            let budget = try LogitsCommand.bytes(memory) ?? Int(ProcessInfo.processInfo.physicalMemory / 4 * 3)
+            if let bytes = CheckedMath.product([ids.count, vocab, 4]), bytes <= budget {
+                let logits = try driver.logits(ids: ids, windows: windows, tokens: ref.batch.tokens)
+                return .values(logits, vocab: vocab, label: "\(displayed(test)) logits")
+            }
+            let rows = try driver.logitsOnDisk(ids: ids, windows: windows, tokens: ref.batch.tokens, folder: FileManager.default.temporaryDirectory.path)
+            return LogitStatistics.Source(label: "\(displayed(test)) logits") { range in try rows.rows(range) }
         }
         let other = try ReferenceDump(spec: test)
         guard other.batch.sequences == ref.batch.sequences, other.batch.tokens == ref.batch.tokens else {

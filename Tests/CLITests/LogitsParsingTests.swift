@@ -33,6 +33,7 @@ struct LogitsParsingTests {
         (["logits", "m", "--text", "t", "--out", "o", "--rank", "1"], "--rank and --world go together"),
         (["logits", "m", "--text", "t", "--out", "o", "--batch-windows", "0"], "--batch-windows 0: expected 1 or more"),
         (["compare", "r.h5", "t", "--batch-windows", "0"], "--batch-windows 0: expected 1 or more"),
+        (["compare", "r.h5", "t", "--memory", "0"], "--memory 0: expected a positive size"),
         (["logits", "m", "--text", "t", "--out", "o", "--memory", "0"], "--memory 0: expected a positive size such as 24G, 512M or a number of bytes"),
         (["logits", "m", "--text", "t", "--out", "o", "--memory", "99999999999T"], "--memory 99999999999T: expected a positive size"),
     ])

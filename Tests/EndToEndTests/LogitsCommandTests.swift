@@ -40,6 +40,12 @@ struct LogitsCommandTests {
         #expect(own.status == 0, "\(own.err)")
         let kld = try #require(try Self.json(own.out)["kld"] as? [String: Any])
         #expect((kld["max"] as? Double ?? 1) <= 1e-9, "\(own.out)")
+        // The test model's logits through a temporary file (over --memory): the same report.
+        let onDisk = try run(["compare", "--json", full, model, "--memory", "1K"])
+        #expect(onDisk.status == 0 && onDisk.out == own.out, "\(onDisk.err)")
+        let bf16 = try run(["compare", "--json", Self.dump("k25-tiny", "/bf16"), model])
+        let bf16OnDisk = try run(["compare", "--json", Self.dump("k25-tiny", "/bf16"), model, "--memory", "1K"])
+        #expect(bf16.status == 0 && bf16OnDisk.out == bf16.out, "\(bf16OnDisk.err)")
 
         let compact = dir.path + "/compact.h5"
         let c = try run(["logits", model, "--ids", Self.dump("k25-tiny", "/exact"), "--out", compact, "--json", "--top-k", "16"])
