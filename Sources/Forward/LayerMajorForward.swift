@@ -4,8 +4,8 @@ import TensorCore
 /// The forward pass over many windows of tokens, one layer at a time: every window goes through layer L before
 /// layer L + 1 is bound, so each weight byte is read from storage once per run however many windows there are,
 /// and a layer's pages are released once all windows are through it (as `ForwardPass.layer` does after one
-/// batch). The hidden states of all windows are held in memory; `estimatedBytes` says how much, so a caller checks
-/// a memory budget before anything runs.
+/// batch). The hidden states of all windows are held in memory, or with `spillFolder` in a temporary file between
+/// layers; `estimatedBytes` says how much memory either way, so a caller checks a budget before anything runs.
 ///
 /// Windows go through a layer in groups of `windowsPerBatch` sequences (one `ForwardPass.Batch` each). With 1 (the
 /// default) every window's arithmetic is exactly that of its own run through `ForwardPass.logits(for:batch:)`, so
