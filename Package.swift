@@ -108,6 +108,9 @@ let package = Package(
             dependencies: ["FileIO", "Checkpoint", "Forward", "GGUF", "JSONCore", "Manifests", "ModelConfig", "ModelStore", "TensorCore"],
             swiftSettings: strict),
 
+        // k2pack logits: reference logits from text or ids, run layer-major, written as a reference dump.
+        .target(name: "ReferenceLogits", dependencies: ["Forward", "PackFormat", "Parity", "TensorCore", "Tokenizer"], swiftSettings: strict),
+
         // Layer 6, reports: inspect and verify render what the earlier layers found.
         // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).
         // Above the writers: it reads their records; no writer depends on it.
@@ -121,7 +124,7 @@ let package = Package(
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel", "Vision",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel", "ReferenceLogits", "Vision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -145,6 +148,7 @@ let package = Package(
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
         .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity"]),
+        .testTarget(name: "LogitsTests", dependencies: ["ReferenceLogits", "Forward", "ModelStore", "Parity", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
