@@ -1,3 +1,4 @@
+import FileIO
 import Forward
 import Foundation
 import PackFormat

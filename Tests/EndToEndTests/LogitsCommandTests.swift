@@ -131,7 +131,7 @@ struct LogitsCommandTests {
             #expect(abs(x - y) <= 1e-12 * abs(x), "\(key)")
         }
         let dumpTest = try run(["compare", dir.path + "/part0.h5", dir.path + "/whole.h5", "--part", dir.path + "/part1.h5"])
-        #expect(dumpTest.status != 0 && dumpTest.err.contains("--part needs a model folder as the test"), "\(dumpTest.err)")
+        #expect(dumpTest.status != 0 && dumpTest.err.contains("--part needs a model (a folder or a GGUF file) as the test"), "\(dumpTest.err)")
     }
 
     @Test("refused, each by name, nothing written: no tokenizer files, text not UTF-8, ids outside the vocabulary, --ctx 0 or too large")

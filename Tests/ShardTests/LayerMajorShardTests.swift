@@ -1,3 +1,4 @@
+import PackFormat
 import Forward
 import Parity
 import Shard
