@@ -43,21 +43,18 @@ public enum ModelStore {
 }
 
 /// Keeps track of the mapped ranges viewed since the last release.
-final class ViewedRanges: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ranges: [(file: ReadOnlyFile, range: Range<Int>)] = []
+final class ViewedRanges: Sendable {
+    private let ranges = Locked<[(file: ReadOnlyFile, range: Range<Int>)]>([])
 
     func add(_ file: ReadOnlyFile, _ range: Range<Int>) {
-        lock.lock()
-        ranges.append((file, range))
-        lock.unlock()
+        ranges.withLock { $0.append((file, range)) }
     }
 
     func release() {
-        lock.lock()
-        let all = ranges
-        ranges.removeAll()
-        lock.unlock()
+        let all = ranges.withLock { ranges in
+            defer { ranges.removeAll() }
+            return ranges
+        }
         for (file, range) in all { file.adviseDone(range) }
     }
 }

@@ -24,7 +24,7 @@ public enum ShardMerger {
 
     /// A shard set checked for merging: its packs, and for every source shard its verbatim header and, for each
     /// of the header's tensors in order, the stored slices that tile it.
-    struct Assembly: @unchecked Sendable {
+    struct Assembly: Sendable {
         var set: ShardSetManifest
         var ranks: Int
         var packs: [PackFile]
