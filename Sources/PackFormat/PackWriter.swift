@@ -187,7 +187,7 @@ public enum PackWriter {
     }
 
     /// Bytes gathered from a sliced source before each write.
-    static let gatherSize = 16 << 20
+    static let gatherSize = IOSizes.workBlock
 
     static func header(
         magic: [UInt8] = PackSpec.magic, flags: PackFlags, tableOffset: Int = PackSpec.alignment, tableLength: Int, tableHash: UInt64, dataOffset: Int,
