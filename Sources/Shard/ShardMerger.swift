@@ -87,7 +87,7 @@ public enum ShardMerger {
 
     public static func merge(
         input: String, output: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-        progress: (@Sendable (Int, Int) -> Void)? = nil
+        progress: ProgressCallback? = nil
     ) throws -> Report {
         let start = Date()
         let assembly = try assemble(input: input)

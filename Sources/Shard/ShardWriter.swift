@@ -37,7 +37,7 @@ public enum ShardWriter {
     }
 
     public static func write(
-        input: String, output: String, options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil
+        input: String, output: String, options: Options, progress: ProgressCallback? = nil
     ) throws -> Report {
         let start = Date()
         try OutputPaths.refuseOverlap(output: output, inputs: [input])
