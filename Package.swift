@@ -93,7 +93,7 @@ let package = Package(
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
             name: "Requantize",
-            dependencies: ["FileIO", "Checkpoint", "LoadedModel", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "LoadedModel", "JSONCore", "ModelConfig", "PackFormat", "Quantization", "TensorCore"],
             swiftSettings: strict),
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
         .target(

@@ -1,10 +1,12 @@
+import TensorCore
+
 /// The one way bytes are copied out of a mapped input: in order, in pieces of bounded size, each piece's pages
 /// dropped from this process once it has been handed on, so a copy of any size keeps a bounded resident set
 /// (the page cache keeps the pages). Convert, export, merge, quantize (tensors it keeps) and the carried files
 /// all copy through it.
 public enum ChunkedCopy {
     /// The largest piece handed on at once: 64 MiB (as large as a k2pack archive frame, `PackSpec.maxFrameSize`).
-    public static let pieceBytes = 64 << 20
+    public static let pieceBytes = IOSizes.copyPiece
 
     /// Hands `body` `bytes` in order, in pieces of at most `pieceBytes`; after each, `release` gets the piece's
     /// range within `bytes` (to drop its pages). `prefetch`, when given, gets each piece's range before `body`.

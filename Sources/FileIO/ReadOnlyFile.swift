@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,16 +9,14 @@ import Darwin
 /// An open file for reading: exact positional reads and a whole-file read-only mapping.
 /// Closes (and unmaps) on deinit. Files of an input folder are opened with `init(folder:name:)` (checked to be
 /// inside the folder); `init(path:)` is for a file the user names directly (a `--sha256` list, a `--scheme` file).
-public final class ReadOnlyFile: @unchecked Sendable {
+public final class ReadOnlyFile: Sendable {
     public let path: String
     public let byteCount: Int
     private let fd: Int32
     /// The open descriptor (for checks on what was opened).
     var descriptor: Int32 { fd }
-    private var mapping: UnsafeRawBufferPointer?
-    /// The mapping's slot in the SIGBUS handler's registry (FatalSignals).
-    private var mappingSlot: Int32 = -1
-    private let mappingLock = NSLock()
+    /// The mapping once made, and its slot in the SIGBUS handler's registry (FatalSignals).
+    private let mapping = Locked<(buffer: UnsafeRawBufferPointer?, slot: Int32)>((nil, -1))
     /// Modification time when opened: with `byteCount`, what `changeSinceOpened` compares.
     private let modified: timespec
 
@@ -42,8 +41,9 @@ public final class ReadOnlyFile: @unchecked Sendable {
     }
 
     deinit {
-        FatalSignals.unregisterMapping(mappingSlot)
-        if let mapping, let base = mapping.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), mapping.count) }
+        let (buffer, slot) = mapping.withLock { $0 }
+        FatalSignals.unregisterMapping(slot)
+        if let buffer, let base = buffer.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), buffer.count) }
         close(fd)
     }
 
@@ -101,17 +101,17 @@ public final class ReadOnlyFile: @unchecked Sendable {
     /// The whole file mapped read-only (mapped once, shared by all callers). The mapping lives as long as this
     /// object: keep the object alive while the buffer is used (or use `withMapping`).
     public func mapped() throws(FileIOError) -> UnsafeRawBufferPointer {
-        mappingLock.lock()
-        defer { mappingLock.unlock() }
-        if let mapping { return mapping }
-        guard byteCount > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
-        let p = mmap(nil, byteCount, PROT_READ, MAP_SHARED, fd, 0)
-        guard let p, p != MAP_FAILED else { throw FileIOError.io(path: path, operation: "mmap", reason: errnoText()) }
-        let buffer = UnsafeRawBufferPointer(start: p, count: byteCount)
-        mapping = buffer
-        mappingSlot = FatalSignals.registerMapping(p, length: byteCount, fd: fd, path: path)
-        FatalSignals.afterMapping?(path)
-        return buffer
+        let made = mapping.withLock { mapping -> Result<UnsafeRawBufferPointer, FileIOError> in
+            if let buffer = mapping.buffer { return .success(buffer) }
+            guard byteCount > 0 else { return .success(UnsafeRawBufferPointer(start: nil, count: 0)) }
+            let p = mmap(nil, byteCount, PROT_READ, MAP_SHARED, fd, 0)
+            guard let p, p != MAP_FAILED else { return .failure(FileIOError.io(path: path, operation: "mmap", reason: errnoText())) }
+            let buffer = UnsafeRawBufferPointer(start: p, count: byteCount)
+            mapping = (buffer, FatalSignals.registerMapping(p, length: byteCount, fd: fd, path: path))
+            FatalSignals.afterMapping?(path)
+            return .success(buffer)
+        }
+        return try made.get()
     }
 
     /// Hints that `range` of the mapping will be read soon (the kernel reads it ahead). Not `MADV_SEQUENTIAL`:
@@ -127,9 +127,7 @@ public final class ReadOnlyFile: @unchecked Sendable {
     }
 
     private func advise(_ range: Range<Int>, _ advice: Int32) {
-        mappingLock.lock()
-        let base = mapping?.baseAddress
-        mappingLock.unlock()
+        let base = mapping.withLock { $0.buffer?.baseAddress }
         guard let base, !range.isEmpty else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = range.lowerBound / page * page

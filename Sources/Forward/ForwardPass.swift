@@ -240,7 +240,7 @@ public final class ForwardPass: LanguageModelPass {
         let fused = rows <= FusedKernels.maxTokens && FusedKernels.supports(w)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                let input = UnsafeSendable(UnsafeMutablePointer(mutating: xp.baseAddress!)), output = UnsafeSendable(yp.baseAddress!)
+                let input = SendablePointer(UnsafeMutablePointer(mutating: xp.baseAddress!)), output = SendablePointer(yp.baseAddress!)
                 let body: @Sendable (Int) -> Void = { worker in
                     let block = UnsafeMutablePointer<Float>.allocate(capacity: fused ? 0 : blockRows * w.cols)
                     defer { block.deallocate() }
@@ -263,12 +263,6 @@ public final class ForwardPass: LanguageModelPass {
         }
         return y
     }
-}
-
-/// A raw pointer handed to worker threads that read it or write disjoint ranges of it.
-struct UnsafeSendable: @unchecked Sendable {
-    let pointer: UnsafeMutablePointer<Float>
-    init(_ pointer: UnsafeMutablePointer<Float>) { self.pointer = pointer }
 }
 
 /// A language model's forward pass, block by block: one model's (`ForwardPass`) or a sharded model's, whose

@@ -7,6 +7,14 @@ public enum ForwardError: Error, Equatable, Sendable, CustomStringConvertible {
     case config(key: String, reason: String)
     case unsupported(String)
     case input(String)
+    /// The checkpoint is structurally broken (`LoadedCheckpoint.unusableReason`).
+    case unusableCheckpoint(reason: String)
+    /// A Hugging Face folder without a readable config.json.
+    case noReadableConfig(folder: String)
+    /// A k2pack folder without its source config.json.
+    case missingConfig(path: String)
+    /// One rank of a shard set opened as a whole model.
+    case rankOfSet(folder: String, rank: Int)
     case io(String)
 
     public var description: String {
@@ -16,6 +24,10 @@ public enum ForwardError: Error, Equatable, Sendable, CustomStringConvertible {
         case .config(let key, let reason): "config.json \(displayed(key)): \(displayed(reason, limit: nil))"
         case .unsupported(let what): "not supported by the reference forward pass: \(displayed(what, limit: nil))"
         case .input(let reason): displayed(reason, limit: nil)
+        case .unusableCheckpoint(let reason): displayed(reason, limit: nil)
+        case .noReadableConfig(let folder): "\(displayed(folder)): no readable config.json"
+        case .missingConfig(let path): "\(displayed(path)): missing (a k2pack folder carries the source config.json)"
+        case let .rankOfSet(folder, rank): "\(displayed(folder)) is rank \(rank) of a shard set: run the forward pass from the whole set (parity --shards SET)"
         case .io(let reason): displayed(reason, limit: nil)
         }
     }

@@ -10,7 +10,7 @@ import TensorCore
 /// The record checks are `PackVerifier`'s (in Repack, which export shares); this renders them as a report.
 extension PackVerifier {
     public static func verify(folder: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                              progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> VerifyReport {
+                              progress: ProgressCallback? = nil) throws -> VerifyReport {
         let start = Date()
         let manifest = try PackManifest.read(folder: folder)
         var findings: [Finding] = []
@@ -72,7 +72,7 @@ extension PackVerifier {
 /// the slices tiling every source tensor exactly (what `--merge` needs).
 public enum ShardVerifier {
     public static func verify(folder: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                              progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> VerifyReport {
+                              progress: ProgressCallback? = nil) throws -> VerifyReport {
         let start = Date()
         let set = try ShardSetManifest.read(folder: folder)
         var findings: [Finding] = []

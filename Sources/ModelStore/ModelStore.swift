@@ -34,30 +34,27 @@ public enum ModelStore {
             return Opened(kind: .k2pack, config: store.config, expected: expected, store: store)
         }
         let checkpoint = try LoadedCheckpoint(path: path)
-        if let reason = checkpoint.unusableReason { throw ForwardError.input(reason) }
+        if let reason = checkpoint.unusableReason { throw ForwardError.unusableCheckpoint(reason: reason) }
         guard let config = checkpoint.config, let expected = checkpoint.expected else {
-            throw ForwardError.input("\(displayed(path)): no readable config.json")
+            throw ForwardError.noReadableConfig(folder: path)
         }
         return Opened(kind: .huggingFace, config: config, expected: expected, store: CheckpointTensorStore(checkpoint.directory))
     }
 }
 
 /// Keeps track of the mapped ranges viewed since the last release.
-final class ViewedRanges: @unchecked Sendable {
-    private let lock = NSLock()
-    private var ranges: [(file: ReadOnlyFile, range: Range<Int>)] = []
+final class ViewedRanges: Sendable {
+    private let ranges = Locked<[(file: ReadOnlyFile, range: Range<Int>)]>([])
 
     func add(_ file: ReadOnlyFile, _ range: Range<Int>) {
-        lock.lock()
-        ranges.append((file, range))
-        lock.unlock()
+        ranges.withLock { $0.append((file, range)) }
     }
 
     func release() {
-        lock.lock()
-        let all = ranges
-        ranges.removeAll()
-        lock.unlock()
+        let all = ranges.withLock { ranges in
+            defer { ranges.removeAll() }
+            return ranges
+        }
         for (file, range) in all { file.adviseDone(range) }
     }
 }
@@ -101,11 +98,11 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         self.folder = folder
         let manifest = try PackManifest.read(folder: folder)
         if let shard = manifest.shard, !asRank {
-            throw ForwardError.input("\(displayed(folder)) is rank \(shard.rank) of a shard set: run the forward pass from the whole set (parity --shards SET)")
+            throw ForwardError.rankOfSet(folder: folder, rank: shard.rank)
         }
         let configPath = folder + "/" + CheckpointDirectory.configFileName
         guard FileManager.default.fileExists(atPath: configPath) else {
-            throw ForwardError.input("\(displayed(configPath)): missing (a k2pack folder carries the source config.json)")
+            throw ForwardError.missingConfig(path: configPath)
         }
         config = try ModelConfig.parse(try ReadOnlyFile(folder: folder, name: CheckpointDirectory.configFileName).readAll())
         files = try manifest.files.map { try PackFile(folder: folder, name: $0) }

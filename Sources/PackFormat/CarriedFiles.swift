@@ -206,17 +206,14 @@ public enum CarriedFiles {
 /// The first time a writer needs a stored tensor, reads it whole as one sequential stream (a stack at once, not
 /// one expert's slice at a time) and checks its xxHash64: export and merge never write bytes a checksum does not
 /// vouch for. The copy that follows reads them again from the page cache.
-public final class ChecksumOnce: @unchecked Sendable {
-    private let lock = NSLock()
-    private var seen: Set<[Int]> = []
+public final class ChecksumOnce: Sendable {
+    private let seen = Locked<Set<[Int]>>([])
 
     public init() {}
 
     /// `index` identifies `pack` among the writer's files.
     public func check(_ index: Int, _ pack: PackFile, _ tensor: PackTensor) throws {
-        lock.lock()
-        let first = seen.insert([index, tensor.offset]).inserted
-        lock.unlock()
+        let first = seen.withLock { $0.insert([index, tensor.offset]).inserted }
         guard first else { return }
         let actual = try pack.checksum(of: tensor)
         guard actual == tensor.xxh64 else {

@@ -5,10 +5,11 @@ import JSONCore
 import ModelConfig
 import TensorCore
 
-/// Writing a k2pack folder, in one order for every writer (`convert`, `shard`'s ranks, `quantize --format k2pack`
-/// through convert): `prepare` the output folder, `plan` the data files, write them (`SourceReader`), keep the
-/// source records (`keepSourceRecords`), carried files, and the folder record last (`writeRecord`). Export and
-/// merge copy the kept records back out with `copyKeptRecords`.
+/// Writing a k2pack folder, in one order for every writer (`convert`, `shard`'s ranks, `quantize` and `dequantize`
+/// `--format k2pack`, which stream their tensors in): `prepare` the output folder, `plan` the data files, write
+/// them (`SourceReader`, or `PackWriter`'s producing form), keep the source records (`keepSourceRecords`), carried
+/// files, and the folder record last (`writeRecord`). Export and merge copy the kept records back out with
+/// `copyKeptRecords`.
 public enum PackFolderWriter {
     /// A source tensor's part of a rank: its shape and source slice (nil: none of it).
     public typealias Share = (TensorEntry, PackSource) -> (shape: [Int], source: PackSource)?
@@ -21,13 +22,24 @@ public enum PackFolderWriter {
         _ dir: CheckpointDirectory, expected: (Int, Int) -> ExpectedTensor?, experts: Range<Int>,
         fileExtension: String = PackSpec.fileExtension, share: Share? = nil
     ) -> [(file: String, tensors: [PlannedTensor])] {
+        plan(
+            shards: dir.shardNames.indices.map { s in dir.shards[s].map { (dir.shardNames[s], $0.tensors) } }, expected: expected,
+            experts: experts, fileExtension: fileExtension, share: share)
+    }
+
+    /// The same plan over shards described by their names and header entries (nil: a shard not opened), e.g. the
+    /// shards `quantize` would write, so that `--format k2pack` streams into the layout convert gives them.
+    public static func plan(
+        shards: [(name: String, entries: [TensorEntry])?], expected: (Int, Int) -> ExpectedTensor?, experts: Range<Int>,
+        fileExtension: String = PackSpec.fileExtension, share: Share? = nil
+    ) -> [(file: String, tensors: [PlannedTensor])] {
         enum Item { case single(PlannedTensor), stack(String) }
         var files: [String] = []
         var items: [String: [Item]] = [:]
         var stacks: [String: [(expert: Int, tensor: PlannedTensor)]] = [:]
-        for (s, shard) in dir.shards.enumerated() {
+        for (s, shard) in shards.enumerated() {
             guard let shard else { continue }
-            for (e, entry) in shard.tensors.enumerated() {
+            for (e, entry) in shard.entries.enumerated() {
                 let expected = expected(s, e)
                 let file = expected?.layer.map { "layer-" + String(format: "%04d", $0) + "." + fileExtension }
                     ?? "globals." + fileExtension
@@ -35,7 +47,7 @@ public enum PackFolderWriter {
                     files.append(file)
                     items[file] = []
                 }
-                var source = PackSource(name: entry.name, shard: dir.shardNames[s], offset: entry.rangeInFile.lowerBound, length: entry.byteCount)
+                var source = PackSource(name: entry.name, shard: shard.name, offset: entry.rangeInFile.lowerBound, length: entry.byteCount)
                 var shape = entry.shape
                 if let share {
                     guard let mine = share(entry, source) else { continue }
@@ -81,16 +93,23 @@ public enum PackFolderWriter {
 
     /// Keeps the source shards' headers (and index) verbatim under `source/`: what export and merge rebuild from.
     public static func keepSourceRecords(_ dir: CheckpointDirectory, input: String, output: String) throws {
+        try keepSourceRecords(
+            headers: dir.shardNames.indices.compactMap { i -> (String, () throws -> [UInt8])? in
+                guard let shard = dir.shards[i] else { return nil }
+                return (dir.shardNames[i], { try shard.file.read(count: shard.header.dataStartInFile, at: 0) })
+            },
+            index: dir.index == nil ? nil : { try ReadOnlyFile(folder: input, name: ShardIndex.fileName).readAll() }, output: output)
+    }
+
+    /// The same records from their bytes: each shard's header (read when written, so one is held at a time) and
+    /// the index (nil: the source had none).
+    public static func keepSourceRecords(
+        headers: [(String, () throws -> [UInt8])], index: (() throws -> [UInt8])?, output: String
+    ) throws {
         let sourceFolder = output + "/" + PackManifest.sourceFolder
         try OutputPaths.makeFolder(sourceFolder)
-        for (i, name) in dir.shardNames.enumerated() {
-            guard let shard = dir.shards[i] else { continue }
-            let header = try shard.file.read(count: shard.header.dataStartInFile, at: 0)
-            try AtomicFile.write(header, to: sourceFolder + "/" + name + PackManifest.headerSuffix)
-        }
-        if dir.index != nil {
-            try AtomicFile.write(try ReadOnlyFile(folder: input, name: ShardIndex.fileName).readAll(), to: sourceFolder + "/" + ShardIndex.fileName)
-        }
+        for (name, header) in headers { try AtomicFile.write(try header(), to: sourceFolder + "/" + name + PackManifest.headerSuffix) }
+        if let index { try AtomicFile.write(try index(), to: sourceFolder + "/" + ShardIndex.fileName) }
     }
 
     /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.

@@ -71,7 +71,7 @@ public enum PackRebuilder {
         }
         let slice = pieces[0].source.slice!
         let rows = slice.runs, rowBytes = slice.stride
-        let perBlock = (16 << 20) / max(rowBytes, 1)
+        let perBlock = IOSizes.workBlock / max(rowBytes, 1)
         guard perBlock > 0 else {
             // Rows longer than the gather buffer: each run goes straight to its place.
             for p in pieces {

@@ -53,6 +53,20 @@ public enum PackWriter {
         progress: (Int) -> Void = { _ in },
         beforeCommit: () throws -> Void = {}
     ) throws -> PackTable {
+        try write(path: path, tensors: planned, produce: { source, emit in
+            try pieces(of: source, read: read, release: release, progress: progress, emit)
+        }, beforeCommit: beforeCommit)
+    }
+
+    /// Writes a k2pack file atomically from tensors that are produced rather than read: `produce` hands `emit`
+    /// a source's bytes in order, in pieces of any size, exactly `source.length` of them (`quantize` and
+    /// `dequantize --format k2pack`, which stream their results straight into the folder). `beforeCommit` as in
+    /// `write(path:tensors:read:…)`.
+    public static func write(
+        path: String, tensors planned: [PlannedTensor],
+        produce: (PackSource, _ emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Void,
+        beforeCommit: () throws -> Void = {}
+    ) throws -> PackTable {
         var (table, dataOffset, fileLength) = try layout(planned)
         let file = try AtomicFile(path: path)
         try file.setLength(fileLength)
@@ -60,10 +74,19 @@ public enum PackWriter {
             var hash = XXHash64()
             var at = tensor.offset
             for source in tensor.sources {
-                try pieces(of: source, read: read, release: release, progress: progress) { piece in
+                let start = at
+                try produce(source) { piece in
+                    guard at - start + piece.count <= source.length else {
+                        throw PackError.sourceInvalid(
+                            reason: "\(displayed(source.shard)): '\(displayed(source.name))' gave more than \(source.length) bytes")
+                    }
                     hash.update(piece)
                     try file.write(piece, at: at)
                     at += piece.count
+                }
+                guard at - start == source.length else {
+                    throw PackError.sourceInvalid(
+                        reason: "\(displayed(source.shard)): '\(displayed(source.name))' gave \(at - start) bytes, expected \(source.length)")
                 }
             }
             table.tensors[t].xxh64 = XXHash64.hex(hash.finalize())
@@ -164,7 +187,7 @@ public enum PackWriter {
     }
 
     /// Bytes gathered from a sliced source before each write.
-    static let gatherSize = 16 << 20
+    static let gatherSize = IOSizes.workBlock
 
     static func header(
         magic: [UInt8] = PackSpec.magic, flags: PackFlags, tableOffset: Int = PackSpec.alignment, tableLength: Int, tableHash: UInt64, dataOffset: Int,

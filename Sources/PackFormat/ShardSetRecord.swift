@@ -2,6 +2,7 @@ import FileIO
 import Checkpoint
 import Foundation
 import JSONCore
+import ModelConfig
 import TensorCore
 
 /// How a node's GPUs split the model: `tp × ep` ranks; rank `r` is tensor-parallel rank `r % tp` of expert
@@ -35,6 +36,34 @@ public enum ShardError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The checkpoint's config.json is missing or does not describe a known architecture.
     case noUsableConfig
     case indivisible(tensor: String, reason: String)
+    /// A rank outside the layout (`shard --rank`).
+    case rankOutOfRange(rank: Int, ranks: Int, tp: Int, ep: Int)
+    /// The input checkpoint is structurally broken (`LoadedCheckpoint.unusableReason`).
+    case unusableCheckpoint(reason: String)
+    /// A file of `folder` would take a name the output uses (`PackManifest.namesProblem`).
+    case namesClash(folder: String, reason: String)
+    /// The output folder of a whole set already holds something.
+    case outputNotEmpty(path: String)
+    /// A rank folder already exists (written before, or by another process).
+    case rankFolderExists(path: String)
+    /// A rank's `k2pack.json` whose `experts` is not `[first, end)`.
+    case expertsNotRange(rankFolder: String, experts: [Int])
+    /// A rank's config.json that plans no tensor list.
+    case rankConfig(rankFolder: String, error: ConfigError)
+    /// A rank stores `tensor` as another block than the rules give its tp rank (`stored`, `rules`: "[a, b) of
+    /// dimension d" or "the whole tensor").
+    case blockMismatch(folder: String, tensor: String, tpRank: Int, stored: String, rules: String)
+    /// A rank stores `tensor` as a block although the rules give no tensor of that name a block.
+    case strayBlock(folder: String, tensor: String)
+    /// A compressed `.k2z` file in a shard set.
+    case archiveInSet(file: String)
+    /// Two ranks' copies of one tensor differ (their checksums).
+    case copiesDiffer(file: String, tensor: String, rank: Int, found: String, expected: String)
+    /// A rank stores a tensor that no kept source header lists.
+    case unlistedTensor(file: String, tensor: String)
+    /// A source tensor the ranks' stored slices do not tile exactly.
+    case tiling(shard: String, tensor: String, reason: String)
+    /// What is wrong with a shard set's records (`shards.json`, the ranks' folder records).
     case input(String)
 
     public var description: String {
@@ -44,6 +73,22 @@ public enum ShardError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .expertsIndivisible(experts, ep): "cannot split the model: \(experts) routed experts do not divide into \(ep) expert-parallel groups"
         case .noUsableConfig: "the checkpoint has no usable config.json"
         case let .indivisible(tensor, reason): "cannot split \(displayed(tensor)): \(displayed(reason, limit: nil))"
+        case let .rankOutOfRange(rank, ranks, tp, ep): "cannot split the model: rank \(rank) is outside 0..<\(ranks) (tp \(tp) × ep \(ep))"
+        case .unusableCheckpoint(let reason): displayed(reason, limit: nil)
+        case let .namesClash(folder, reason): "\(displayed(folder)): \(displayed(reason, limit: nil))"
+        case .outputNotEmpty(let path):
+            "\(displayed(path)): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)"
+        case .rankFolderExists(let path): "\(displayed(path)): already exists (written before, or being written by another process); remove it to write this rank again"
+        case let .expertsNotRange(rankFolder, experts): "\(displayed(rankFolder))/\(PackManifest.fileName): experts \(experts) is not a range [first, end)"
+        case let .rankConfig(rankFolder, error): displayed("\(displayed(rankFolder)): \(error)", limit: nil)
+        case let .blockMismatch(folder, tensor, tpRank, stored, rules):
+            "\(displayed(folder)): '\(displayed(tensor))' is stored as \(stored); the rules give tp rank \(tpRank) \(rules)"
+        case let .strayBlock(folder, tensor): "\(displayed(folder)): '\(displayed(tensor))' is stored as a block, but the rules give no tensor of that name a block"
+        case .archiveInSet(let file): "\(displayed(file)): a shard set holds uncompressed k2pack files only"
+        case let .copiesDiffer(file, tensor, rank, found, expected):
+            "\(displayed(file)): '\(displayed(tensor))' differs from rank \(rank)'s copy (xxHash64 \(displayed(found, limit: nil)) vs \(displayed(expected, limit: nil)))"
+        case let .unlistedTensor(file, tensor): "\(displayed(file)): stores '\(displayed(tensor))', which no source header lists"
+        case let .tiling(shard, tensor, reason): "\(displayed(shard)): tensor '\(displayed(tensor))': \(displayed(reason, limit: nil))"
         case .input(let reason): displayed(reason, limit: nil)
         }
     }

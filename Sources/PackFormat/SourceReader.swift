@@ -4,7 +4,7 @@ import TensorCore
 
 /// Reads planned tensors' source slices from a checkpoint's mapped shards and writes k2pack files, dropping
 /// copied pages from the process as it goes (memory stays bounded; the page cache keeps them).
-public struct SourceReader: @unchecked Sendable {
+public struct SourceReader: Sendable {
     /// Keyed by shard name as bytes: an index may name both the NFC and the NFD spelling of a shard, two files.
     let shards: [ByteName: SafetensorsFile]
 

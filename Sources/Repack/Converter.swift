@@ -40,7 +40,7 @@ public enum Converter {
     }
 
     public static func convert(
-        input: String, output: String, options: Options = Options(), progress: (@Sendable (Int, Int) -> Void)? = nil
+        input: String, output: String, options: Options = Options(), progress: ProgressCallback? = nil
     ) throws -> Report {
         let start = Date()
         let checkpoint = try LoadedCheckpoint(path: input)

@@ -20,7 +20,7 @@ public enum Exporter {
         public var seconds: Double
     }
 
-    public static func export(input: String, output: String, progress: (@Sendable (Int, Int) -> Void)? = nil) throws -> Report {
+    public static func export(input: String, output: String, progress: ProgressCallback? = nil) throws -> Report {
         let start = Date()
         let manifest = try PackManifest.read(folder: input)
         if let shard = manifest.shard {

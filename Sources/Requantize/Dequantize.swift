@@ -110,10 +110,8 @@ public enum Dequantizer {
             return nil
         }
         let outputConfig = Quantizer.config(config.raw, architecture: config.architecture, setting: nil)
-        var written = 0
-        try Rewrite.deliver(options.format, input: input, to: output, threads: options.threads) { folder in
-            written = try Rewrite.write(checkpoint, to: folder, shards: shards, config: outputConfig, threads: options.threads)
-        }
+        let written = try Rewrite.deliver(
+            options.format, checkpoint, input: input, to: output, shards: shards, config: outputConfig, threads: options.threads)
         return Report(
             dequantizedModules: done, copiedTensors: copied, dtype: outType.rawValue, inputBytes: total, outputBytes: written,
             seconds: Date().timeIntervalSince(start))

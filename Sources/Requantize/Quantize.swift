@@ -7,7 +7,6 @@ import JSONCore
 import ModelConfig
 import PackFormat
 import Quantization
-import Repack
 import TensorCore
 
 /// Why quantize, dequantize or a requantize check cannot proceed, naming the file and tensor.
@@ -145,24 +144,18 @@ enum Rewrite {
         }
     }
 
-    /// `body` writes an HF folder at the path it is given; with `.k2pack` that is a staging folder next to
-    /// `output`, converted into `output` and removed.
-    /// The output is checked before any work: never overlapping the input, never a link, new or empty; the
-    /// staging folder must not exist (it is removed afterwards, so it must be ours).
-    static func deliver(_ format: OutputFormat, input: String, to output: String, threads: Int, _ body: (String) throws -> Void) throws {
+    /// Writes the output in `format`: a Hugging Face folder (`write`), or the k2pack folder convert would make of
+    /// it, streamed straight in (`PackOutput`). The output is checked before any work: never overlapping the
+    /// input, never a link, new or empty. Returns the bytes of the Hugging Face shards.
+    static func deliver(
+        _ format: OutputFormat, _ checkpoint: LoadedCheckpoint, input: String, to output: String, shards: [(name: String, tensors: [OutputTensor])],
+        config: JSONObject, threads: Int
+    ) throws -> Int {
         try OutputPaths.checkFolder(output, inputs: [input])
-        guard format == .k2pack else { return try body(output) }
-        let staging = OutputPaths.trimmed(output) + ".hf-staging"
-        try OutputPaths.refuseOverlap(output: staging, inputs: [input])
-        var st = stat()
-        guard lstat(staging, &st) != 0, errno == ENOENT else {
-            throw PackError.io(path: staging, operation: "stage the output there", reason: "something is already at this name (a staging folder an interrupted run left?); remove it")
+        switch format {
+        case .hf: return try write(checkpoint, to: output, shards: shards, config: config, threads: threads)
+        case .k2pack: return try PackOutput.write(checkpoint, to: output, shards: shards, config: config, threads: threads)
         }
-        defer { try? FileManager.default.removeItem(atPath: staging) }
-        try body(staging)
-        var options = Converter.Options()
-        options.threads = threads
-        _ = try Converter.convert(input: staging, output: output, options: options)
     }
 
     /// Rows `[0, rows)` in blocks, each block split among `threads` workers; `work(rows)` must only touch its rows.
@@ -297,10 +290,8 @@ public enum Quantizer {
             return try quantizedTensors(shard: shard, entry: entry, module: module, groupSize: group, threads: options.threads, counter: counter)
         }
         let outputConfig = Self.config(config.raw, architecture: config.architecture, setting: schemeJSON)
-        var written = 0
-        try Rewrite.deliver(options.format, input: input, to: output, threads: options.threads) { folder in
-            written = try Rewrite.write(checkpoint, to: folder, shards: shards, config: outputConfig, threads: options.threads)
-        }
+        let written = try Rewrite.deliver(
+            options.format, checkpoint, input: input, to: output, shards: shards, config: outputConfig, threads: options.threads)
         return Report(
             scheme: scheme.summary, quantizedModules: modules, copiedTensors: copied, inputBytes: total, outputBytes: written, notes: notes,
             seconds: Date().timeIntervalSince(start))
@@ -352,6 +343,8 @@ public enum Quantizer {
             }
         }
         let scale = OutputTensor(name: module + ".weight_scale", dtype: .bf16, shape: [rows, cols / groupSize], length: 2 * rows * (cols / groupSize)) { emit in
+            // Every writer (a shard, a k2pack file) produces a module's codes before its scales.
+            precondition(scales.allocated, "\(module): scales written before the codes that fill them")
             try emit(UnsafeRawBufferPointer(start: scales.pointer, count: 2 * scales.count))
             scales.free()
         }
@@ -369,13 +362,17 @@ final class ScaleBuffer: @unchecked Sendable {
     private(set) var pointer = UnsafeMutablePointer<UInt16>.allocate(capacity: 1)
     let count: Int
     init(count: Int) { self.count = count }
+    /// True between `allocate` and `free`.
+    private(set) var allocated = false
     func allocate() {
         pointer.deallocate()
         pointer = .allocate(capacity: max(count, 1))
+        allocated = true
     }
     func free() {
         pointer.deallocate()
         pointer = .allocate(capacity: 1)
+        allocated = false
     }
     deinit { pointer.deallocate() }
 }

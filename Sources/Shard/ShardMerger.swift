@@ -24,7 +24,7 @@ public enum ShardMerger {
 
     /// A shard set checked for merging: its packs, and for every source shard its verbatim header and, for each
     /// of the header's tensors in order, the stored slices that tile it.
-    struct Assembly: @unchecked Sendable {
+    struct Assembly: Sendable {
         var set: ShardSetManifest
         var ranks: Int
         var packs: [PackFile]
@@ -44,13 +44,13 @@ public enum ShardMerger {
             let folder = ShardSetManifest.rankFolder(r)
             for name in manifest.files {
                 let pack = try PackFile(folder: input, name: folder + "/" + name)
-                if pack.isArchive { throw ShardError.input("\(displayed(pack.name)): a shard set holds uncompressed k2pack files only") }
+                if pack.isArchive { throw ShardError.archiveInSet(file: pack.name) }
                 packs.append(pack)
                 for tensor in pack.table.tensors {
                     // A copy held by several ranks: the same slices, so it must be the same bytes.
                     if let first = copies[tensor.sources] {
                         guard first.xxh64 == tensor.xxh64 else {
-                            throw ShardError.input("\(displayed(pack.name)): '\(displayed(tensor.name))' differs from rank \(first.rank)'s copy (xxHash64 \(tensor.xxh64) vs \(first.xxh64))")
+                            throw ShardError.copiesDiffer(file: pack.name, tensor: tensor.name, rank: first.rank, found: tensor.xxh64, expected: first.xxh64)
                         }
                         continue
                     }
@@ -68,7 +68,7 @@ public enum ShardMerger {
             shards.append(PackRebuilder.Shard(name: shard, headerBytes: bytes, header: header, pieces: pieces))
         }
         if let (name, extra) = slices.slices.min(by: { $0.key < $1.key }) {
-            throw ShardError.input("\(displayed(packs[extra[0].file].name)): stores '\(displayed(name.string))', which no source header lists")
+            throw ShardError.unlistedTensor(file: packs[extra[0].file].name, tensor: name.string)
         }
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }
@@ -87,7 +87,7 @@ public enum ShardMerger {
 
     public static func merge(
         input: String, output: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-        progress: (@Sendable (Int, Int) -> Void)? = nil
+        progress: ProgressCallback? = nil
     ) throws -> Report {
         let start = Date()
         let assembly = try assemble(input: input)
@@ -100,7 +100,7 @@ public enum ShardMerger {
     /// The stored slices of `entry`, in order, once they are shown to tile it exactly: one whole copy, or the
     /// blocks `[0, a), [a, b), …, [z, size)` of one dimension, each where its shape puts it in the source.
     static func tiling(of entry: TensorEntry, shard: String, slices: [StoredSlice]) throws -> [StoredSlice] {
-        func fail(_ reason: String) -> ShardError { .input("\(displayed(shard)): tensor '\(displayed(entry.name))': \(reason)") }
+        func fail(_ reason: String) -> ShardError { .tiling(shard: shard, tensor: entry.name, reason: reason) }
         guard !slices.isEmpty else { throw fail("no rank stores it") }
         let start = entry.rangeInFile.lowerBound
         if slices.count == 1, slices[0].source.slice == nil {

@@ -17,11 +17,11 @@ public enum ShardSet {
             let store = try PackTensorStore(folder: rankFolder, asRank: true)
             let record = manifest.shard!  // rankManifests checked it
             guard record.experts.count == 2, record.experts[0] >= 0, record.experts[0] <= record.experts[1] else {
-                throw ShardError.input("\(displayed(rankFolder))/\(PackManifest.fileName): experts \(record.experts) is not a range [first, end)")
+                throw ShardError.expertsNotRange(rankFolder: rankFolder, experts: record.experts)
             }
             // The rank's expected tensor list, built once: for its blocks' check and for its weights.
             let expected: ExpectedTensorList
-            do { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.input("\(displayed(rankFolder)): \(error)") }
+            do throws(ConfigError) { expected = try ExpectedTensorList(config: store.config) } catch { throw ShardError.rankConfig(rankFolder: rankFolder, error: error) }
             let blocks = try checkedBlocks(store, expected: expected, layout: set.layout, tpRank: record.tpRank, folder: rankFolder)
             let partition = WeightPartition(
                 tp: record.tp, ep: record.ep, tpRank: record.tpRank, epRank: record.epRank, experts: record.experts[0]..<record.experts[1])
@@ -44,13 +44,14 @@ public enum ShardSet {
             let have = store.blocks[t.name]
             guard want?.dimension == have?.dimension, want?.range.lowerBound == have?.start, want?.range.upperBound == have?.end else {
                 func text(_ d: Int?, _ a: Int?, _ b: Int?) -> String { d.map { "[\(a ?? 0), \(b ?? 0)) of dimension \($0)" } ?? "the whole tensor" }
-                throw ShardError.input(
-                    "\(displayed(folder)): '\(displayed(t.name))' is stored as \(text(have?.dimension, have?.start, have?.end)); the rules give tp rank \(tpRank) \(text(want?.dimension, want?.range.lowerBound, want?.range.upperBound))")
+                throw ShardError.blockMismatch(
+                    folder: folder, tensor: t.name, tpRank: tpRank, stored: text(have?.dimension, have?.start, have?.end),
+                    rules: text(want?.dimension, want?.range.lowerBound, want?.range.upperBound))
             }
             if let want { blocks[t.name] = ManifestWeightSource.Block(dimension: want.dimension, start: want.range.lowerBound, end: want.range.upperBound) }
         }
         if let stray = store.blocks.keys.first(where: { blocks[$0] == nil }) {
-            throw ShardError.input("\(displayed(folder)): '\(displayed(stray))' is stored as a block, but the rules give no tensor of that name a block")
+            throw ShardError.strayBlock(folder: folder, tensor: stray)
         }
         return blocks
     }

@@ -37,12 +37,12 @@ public enum ShardWriter {
     }
 
     public static func write(
-        input: String, output: String, options: Options, progress: (@Sendable (Int, Int) -> Void)? = nil
+        input: String, output: String, options: Options, progress: ProgressCallback? = nil
     ) throws -> Report {
         let start = Date()
         try OutputPaths.refuseOverlap(output: output, inputs: [input])
         let checkpoint = try LoadedCheckpoint(path: input)
-        if let reason = checkpoint.unusableReason { throw ShardError.input(reason) }
+        if let reason = checkpoint.unusableReason { throw ShardError.unusableCheckpoint(reason: reason) }
         let layout = options.layout
         let plan = try ShardPlan(checkpoint, layout: layout)
         let ranks = options.ranks ?? Array(0..<layout.ranks)
@@ -51,10 +51,10 @@ public enum ShardWriter {
         if let reason = PackManifest.namesProblem(
             files: [], sourceShards: checkpoint.directory.shardNames, carried: carried, alsoReserved: ShardSetManifest.rankFolders(layout))
         {
-            throw ShardError.input("\(displayed(input)): \(reason)")
+            throw ShardError.namesClash(folder: input, reason: reason)
         }
         for r in ranks where r < 0 || r >= layout.ranks {
-            throw ShardError.layout("rank \(r) is outside 0..<\(layout.ranks) (tp \(layout.tp) × ep \(layout.ep))")
+            throw ShardError.rankOutOfRange(rank: r, ranks: layout.ranks, tp: layout.tp, ep: layout.ep)
         }
         let architecture = checkpoint.config?.architecture.name ?? "unknown"
         var jobs: [(rank: Int, file: String, tensors: [PlannedTensor])] = []
@@ -70,7 +70,7 @@ public enum ShardWriter {
             }
             filesOfRank[r] = files.map(\.file)
             if let reason = PackManifest.namesProblem(files: files.map(\.file), sourceShards: [], carried: carried) {
-                throw ShardError.input("\(displayed(input)): \(reason)")
+                throw ShardError.namesClash(folder: input, reason: reason)
             }
             jobs += files.map { (r, $0.file, $0.tensors) }
         }
@@ -79,7 +79,7 @@ public enum ShardWriter {
         if options.ranks == nil {
             do throws(FileIOError) { try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty) } catch {
                 guard case .outputExists = error else { throw error }
-                throw ShardError.input("\(displayed(output)): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")
+                throw ShardError.outputNotEmpty(path: output)
             }
         } else {
             try OutputPaths.prepareFolder(output, inputs: [input], existing: .shared)
@@ -127,7 +127,7 @@ public enum ShardWriter {
     static func claim(_ folder: String) throws {
         guard mkdir(folder, 0o755) == 0 else {
             if errno == EEXIST {
-                throw ShardError.input("\(displayed(folder)): already exists (written before, or being written by another process); remove it to write this rank again")
+                throw ShardError.rankFolderExists(path: folder)
             }
             throw PackError.io(path: folder, operation: "create the folder", reason: String(cString: strerror(errno)))
         }

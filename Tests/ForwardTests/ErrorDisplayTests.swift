@@ -23,7 +23,8 @@ import PackFormat
         let h = Self.h
         let cases: [(ForwardError, Int)] = [
             (.missingTensor(h), 1), (.wrongTensor(name: h, reason: h), 2), (.config(key: h, reason: h), 2),
-            (.unsupported(h), 1), (.input(h), 1), (.io(h), 1),
+            (.unsupported(h), 1), (.input(h), 1), (.io(h), 1), (.unusableCheckpoint(reason: h), 1), (.noReadableConfig(folder: h), 1),
+            (.missingConfig(path: h), 1), (.rankOfSet(folder: h, rank: 1), 1),
         ]
         for (error, fields) in cases { Self.check(error.description, fields: fields) }
         // A sentence of ours around a name is never shortened.
@@ -54,7 +55,14 @@ import PackFormat
 
     @Test func shardErrors() {
         let h = Self.h
-        let cases: [(ShardError, Int)] = [(.layout(h), 1), (.indivisible(tensor: h, reason: h), 2), (.input(h), 1)]
+        let cases: [(ShardError, Int)] = [
+            (.layout(h), 1), (.indivisible(tensor: h, reason: h), 2), (.input(h), 1), (.unusableCheckpoint(reason: h), 1),
+            (.namesClash(folder: h, reason: h), 2), (.outputNotEmpty(path: h), 1), (.rankFolderExists(path: h), 1),
+            (.expertsNotRange(rankFolder: h, experts: [2, 1]), 1), (.rankConfig(rankFolder: h, error: .missingConfig(path: h)), 2),
+            (.blockMismatch(folder: h, tensor: h, tpRank: 0, stored: "the whole tensor", rules: "[0, 2) of dimension 1"), 2),
+            (.strayBlock(folder: h, tensor: h), 2), (.archiveInSet(file: h), 1), (.copiesDiffer(file: h, tensor: h, rank: 1, found: h, expected: "0"), 3),
+            (.unlistedTensor(file: h, tensor: h), 2), (.tiling(shard: h, tensor: h, reason: h), 3),
+        ]
         for (error, fields) in cases { Self.check(error.description, fields: fields) }
     }
 

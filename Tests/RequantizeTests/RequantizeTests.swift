@@ -159,7 +159,7 @@ struct RequantizeTests {
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/ds.hf-staging"))
     }
 
-    @Test("refusals: already INT4, NaN in a weight (named with row and column, nothing left behind), bad scheme")
+    @Test("refusals: already INT4, NaN in a weight (named with row and column, nothing left behind, hf and k2pack), bad scheme")
     func refusals() throws {
         let dir = TemporaryDirectory()
         #expect(throws: RequantizeError.alreadyQuantized(folder: TestPaths.fixture("k25-tiny"), scheme: "compressed-tensors pack-quantized INT4 group 32 symmetric")) {
@@ -182,6 +182,15 @@ struct RequantizeTests {
         }
         let left = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
         #expect(left.isEmpty, "left behind: \(left)")
+        // Streamed into a k2pack folder: the same error, and the files written before it are removed.
+        let packed = dir.path + "/nan-k2pack"
+        #expect(throws: RequantizeError.tensor(
+            file: shard.name, tensor: name,
+            reason: "row 5, column 17: value at column 17 is nan (bf16 0x7FC0): NaN and infinity cannot be quantized")) {
+            _ = try Quantizer.quantize(input: input, output: packed, options: .init(format: .k2pack))
+        }
+        let leftPacked = (try? FileManager.default.contentsOfDirectory(atPath: packed)) ?? []
+        #expect(leftPacked.isEmpty, "left behind: \(leftPacked)")
         let bad = dir.write("bad.json", Array(#"{"config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 8, "type": "int", "symmetric": true, "strategy": "group", "group_size": 32}}}, "format": "pack-quantized", "quant_method": "compressed-tensors", "ignore": []}"#.utf8))
         do {
             _ = try Quantizer.quantize(input: TestPaths.fixture("quantize/k2-thinking-bf16"), output: dir.path + "/b", options: .init(schemeFile: bad))

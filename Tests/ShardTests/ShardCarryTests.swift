@@ -153,7 +153,8 @@ struct ShardCarryTests {
         let input = dir.copy(fixture: "k25-tiny")
         try FileManager.default.createDirectory(atPath: input + "/rank-0001", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: input + "/rank-0001/notes.txt"))
-        #expect(throws: ShardError.input("\(input): carried file \"rank-0001/notes.txt\" takes the name \"rank-0001\", which the folder uses for its own records")) {
+        #expect(throws: ShardError.namesClash(
+            folder: input, reason: "carried file \"rank-0001/notes.txt\" takes the name \"rank-0001\", which the folder uses for its own records")) {
             _ = try write(tp: 1, ep: 2, into: dir, input: input)
         }
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/shards"))

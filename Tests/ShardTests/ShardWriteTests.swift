@@ -70,11 +70,11 @@ struct ShardWriteTests {
         for r in [3, 1, 0, 2] { out = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [r]) }
         #expect(try folderContents(out) == folderContents(all))
         // A rank folder already written is not overwritten.
-        #expect(throws: ShardError.input("\(out)/rank-0001: already exists (written before, or being written by another process); remove it to write this rank again")) {
+        #expect(throws: ShardError.rankFolderExists(path: "\(out)/rank-0001")) {
             _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [1])
         }
-        #expect(throws: ShardError.layout("rank 4 is outside 0..<4 (tp 2 × ep 2)")) { _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [4]) }
-        #expect(throws: ShardError.input("\(out): already exists and is not empty; choose a new folder (an interrupted shard leaves rank folders without k2pack.json; remove the folder to start again)")) {
+        #expect(throws: ShardError.rankOutOfRange(rank: 4, ranks: 4, tp: 2, ep: 2)) { _ = try write("k25-tiny", tp: 2, ep: 2, into: one, ranks: [4]) }
+        #expect(throws: ShardError.outputNotEmpty(path: out)) {
             _ = try write("k25-tiny", tp: 2, ep: 2, into: one)
         }
     }
@@ -166,7 +166,9 @@ struct ShardWriteTests {
                 return s
             }
         }) { _, _ in }
-        #expect(throws: ShardError.input("\(out)/rank-0000: 'model.layers.0.self_attn.o_proj.weight' is stored as [0, 16) of dimension 0; the rules give tp rank 0 [0, 16) of dimension 1")) {
+        #expect(throws: ShardError.blockMismatch(
+            folder: "\(out)/rank-0000", tensor: "model.layers.0.self_attn.o_proj.weight", tpRank: 0, stored: "[0, 16) of dimension 0",
+            rules: "[0, 16) of dimension 1")) {
             _ = try ShardSet.open(folder: out)
         }
     }
@@ -183,7 +185,8 @@ struct ShardWriteTests {
         var manifest = try PackManifest.read(folder: out + "/rank-0001")
         manifest.files.removeAll { $0 == "layer-0001.k2p" }
         try Data(manifest.encoded()).write(to: URL(fileURLWithPath: manifestPath))
-        #expect(throws: ShardError.input("model-00002-of-000006.safetensors: tensor 'language_model.model.layers.1.mlp.experts.4.down_proj.weight_packed': no rank stores it")) {
+        #expect(throws: ShardError.tiling(
+            shard: "model-00002-of-000006.safetensors", tensor: "language_model.model.layers.1.mlp.experts.4.down_proj.weight_packed", reason: "no rank stores it")) {
             _ = try ShardMerger.merge(input: out, output: dir.path + "/m1")
         }
         #expect(!fm.fileExists(atPath: dir.path + "/m1/model-00002-of-000006.safetensors"))
