@@ -20,6 +20,7 @@ enum FusedKernels {
     /// `y[t, r] = Σ_c x[t, c] · W[r, c]` for rows `rows` and tokens `0..<m`; y's row stride is `ldy`. BF16 rows
     /// and INT4 groups go to the C kernels (`Kernels`, chosen by CPU features), bit-identical to `reference`.
     static func rows(_ w: WeightMatrix, _ rows: Range<Int>, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        if Kernels.swiftReference { return reference(w, rows, x: x, m: m, y: y, ldy: ldy) }
         switch w.storage {
         case .plain(let view) where view.dtype == .bf16:
             Kernels.bf16Rows(w: view.bytes.baseAddress!, rows: rows, cols: w.cols, x: x, m: m, y: y, ldy: ldy)

@@ -28,6 +28,12 @@ public enum Kernels {
     /// The level an environment value asks for (see `active`).
     static func level(environment value: String?) -> Level { value == "portable" ? .portable : best }
 
+    /// Whether `K2PACK_KERNELS` is `swift`: the fused few-token products then run the Swift kernels the C ones
+    /// replaced (`FusedKernels.reference`, the same bits; benchmarks' "before").
+    static let swiftReference = swiftReference(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
+
+    static func swiftReference(environment value: String?) -> Bool { value == "swift" }
+
     /// `y[t·ldy + r] = Σ_c x[t·cols + c] · W[r, c]` for `rows` and tokens `0..<m`; W is INT4 pack-quantized
     /// (`words`: the matrix's I32 words, `scales`: its BF16 group scales), `cols % group == 0`, `group % 8 == 0`.
     static func int4Rows(

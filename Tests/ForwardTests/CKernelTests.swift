@@ -148,11 +148,12 @@ struct CKernelTests {
         }
     }
 
-    @Test("K2PACK_KERNELS=portable forces the portable path; anything else means the best level")
+    @Test("K2PACK_KERNELS=portable forces the portable path, swift the Swift kernels; anything else means the best level")
     func environment() {
         #expect(Kernels.level(environment: "portable") == .portable)
         #expect(Kernels.level(environment: nil) == Kernels.best)
         #expect(Kernels.level(environment: "avx2") == Kernels.best)
         #expect(Kernels.Level.allCases.map(\.description) == ["portable", "avx2"])
+        #expect(Kernels.swiftReference(environment: "swift") && !Kernels.swiftReference(environment: "portable") && !Kernels.swiftReference(environment: nil))
     }
 }
