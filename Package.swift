@@ -11,7 +11,7 @@ let package = Package(
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
         .library(
             name: "K2PackReaders",
-            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer"]),
+            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer", "GGUF"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,14 +62,23 @@ let package = Package(
             name: "LoadedModel",
             dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig"],
             swiftSettings: strict),
-        // Our on-disk format: spec, checksums, writer, validating reader, carried files (docs/FORMAT.md).
-        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive"], swiftSettings: strict),
+        // The whole k2pack folder format (docs/FORMAT.md): files, folder and shard-set records, folder kind, the one
+        // slice index, the folder writer and the one export/merge path; carried files. Plans come from the
+        // architecture manifest, hence ModelConfig.
+        .target(name: "PackFormat", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "Archive", "ModelConfig"], swiftSettings: strict),
+
+        // GGUF files (llama.cpp's format): validating reader, split sets, ggml block dequantization, the deepseek2
+        // config.
+        .target(name: "GGUF", dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint"], swiftSettings: strict),
 
         // Layer 4, compute: the CPU forward pass and its parity tooling; the tokenizer.
         // CPU reference forward pass (only COpenBLAS importer).
         .target(name: "Forward", dependencies: ["COpenBLAS", "CKernels", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
         // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
-        .target(name: "Parity", dependencies: ["CHDF5", "Forward"], swiftSettings: strict),
+        // The vision path of K2.5 (MoonViT, patch merger, projector) in float32: weights read by manifest slot
+        // from a model store; Forward is used for its GEMM only.
+        .target(name: "Vision", dependencies: ["Forward", "JSONCore", "Manifests", "ModelConfig", "TensorCore"], swiftSettings: strict),
+        .target(name: "Parity", dependencies: ["CHDF5", "Forward", "Vision"], swiftSettings: strict),
         // The Kimi tokenizer (tiktoken.model + tokenizer_config.json), bit-exact with tiktoken.
         .target(name: "Tokenizer", dependencies: ["FileIO", "Checkpoint", "JSONCore", "Manifests", "TensorCore"], swiftSettings: strict),
 
@@ -83,7 +92,7 @@ let package = Package(
         // Tensors for the forward pass from a Hugging Face folder or a k2pack folder.
         .target(
             name: "ModelStore",
-            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "ModelConfig", "PackFormat", "TensorCore"],
             swiftSettings: strict),
         // quantize / dequantize / verify --requantize: BF16 ⇄ native INT4, bit-exact with compressed-tensors.
         .target(
@@ -93,8 +102,18 @@ let package = Package(
         // Per-GPU sharding plans from the manifest's tp / tp_unit / ep rules.
         .target(
             name: "Shard",
-            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "Repack", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "LoadedModel", "JSONCore", "ModelConfig", "ModelStore", "PackFormat", "TensorCore"],
             swiftSettings: strict),
+
+        // A GGUF model as the forward pass's weight source (deepseek2 metadata → config, tensor map manifest → slots),
+        // and the one function that picks a model's source by what its path is.
+        .target(
+            name: "GGUFModel",
+            dependencies: ["FileIO", "Checkpoint", "Forward", "GGUF", "JSONCore", "Manifests", "ModelConfig", "ModelStore", "TensorCore"],
+            swiftSettings: strict),
+
+        // k2pack logits: reference logits from text or ids, run layer-major, written as a reference dump.
+        .target(name: "ReferenceLogits", dependencies: ["FileIO", "Forward", "PackFormat", "Parity", "TensorCore", "Tokenizer"], swiftSettings: strict),
 
         // Layer 6, reports: inspect and verify render what the earlier layers found.
         // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).
@@ -109,7 +128,7 @@ let package = Package(
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel", "ReferenceLogits", "Vision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -126,12 +145,14 @@ let package = Package(
         .testTarget(name: "PackFormatTests", dependencies: ["PackFormat", "Repack", "Inspection", "FileIO", "Checkpoint", "TestSupport"]),
         .testTarget(name: "LoadedModelTests", dependencies: ["LoadedModel", "Checkpoint", "TensorCore", "TestSupport"]),
         .testTarget(name: "InspectionTests", dependencies: ["Inspection", "LoadedModel", "FileIO", "TestSupport"]),
-        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
+        .testTarget(name: "ForwardTests", dependencies: ["Checkpoint", "Forward", "ModelStore", "PackFormat", "Parity", "Requantize", "Shard", "Repack", "TestSupport"]),
         .testTarget(name: "RequantizeTests", dependencies: ["Requantize", "TensorCore", "Checkpoint", "Forward", "ModelStore", "Parity", "TestSupport"]),
         .testTarget(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
-        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "Shard", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity"]),
+        .testTarget(name: "LogitsTests", dependencies: ["ReferenceLogits", "Forward", "ModelStore", "Parity", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

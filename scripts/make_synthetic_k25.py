@@ -365,12 +365,16 @@ def parse_fill(value: str, num_layers: int, vision: bool):
     layers = set()
     for part in value.split(","):
         part = part.strip()
-        if "-" in part:
+        if part in ("head", "projector", "vision"):  # a non-layer shard by its tag
+            if part != "head" and not vision:
+                raise SystemExit(f"--fill {part}: the checkpoint has no vision tower (--no-vision)")
+            layers.add(part)
+        elif "-" in part:
             a, b = part.split("-")
             layers |= set(range(int(a), int(b) + 1))
         elif part:
             layers.add(int(part))
-    bad = [x for x in layers if not 0 <= x < num_layers]
+    bad = [x for x in layers if isinstance(x, int) and not 0 <= x < num_layers]
     if bad:
         raise SystemExit(f"--fill: layer(s) {sorted(bad)} outside 0..{num_layers - 1}")
     return layers
@@ -387,7 +391,7 @@ def main() -> int:
     ap.add_argument("--num-layers", type=int, default=NUM_LAYERS,
                     help="text layers (default 61); shards = N + 3 (N + 1 with --no-vision)")
     ap.add_argument("--fill", default="none",
-                    help="none | moe | all | layer list like '1,2,5' or '1-3': write random data there")
+                    help="none | moe | all | a list of layers ('1,2,5', '1-3') and shards ('head', 'projector', 'vision'): write random data there")
     ap.add_argument("--no-vision", action="store_true", help="omit vision tower, projector and vision_config")
     ap.add_argument("--seed", type=int, default=0, help="seed for --fill data")
     ap.add_argument("--shard-names", choices=["kimi", "hf"], default="kimi",

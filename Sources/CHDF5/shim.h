@@ -146,6 +146,19 @@ static inline int chdf5_test_compressed_dataset(hid_t file, const char *name, co
 }
 
 /* Reads the block [start, start + count) of a float dataset (any rank ≤ 8) into `out`. */
+/* Writes the block [start, start + count) of a float dataset from `values` (row-major, `count` in shape). */
+static inline herr_t chdf5_write_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, const float *values) {
+    hid_t file_space = H5Dget_space(set);
+    if (file_space < 0) return -1;
+    herr_t status = H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t memory = H5Screate_simple(rank, count, NULL);
+    if (status >= 0 && memory >= 0) status = H5Dwrite(set, H5T_NATIVE_FLOAT, memory, file_space, H5P_DEFAULT, values);
+    else status = -1;
+    if (memory >= 0) H5Sclose(memory);
+    H5Sclose(file_space);
+    return status;
+}
+
 static inline herr_t chdf5_read_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, float *out) {
     hid_t file_space = H5Dget_space(set);
     if (file_space < 0) return -1;

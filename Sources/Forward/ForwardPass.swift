@@ -281,6 +281,9 @@ public protocol LanguageModelPass: AnyObject, Sendable {
     func layer(_ index: Int, input h: [Float], batch: ForwardPass.Batch) throws(ForwardError) -> ForwardPass.LayerResult
     func finalNorm(_ h: [Float]) throws(ForwardError) -> [Float]
     func logits(_ normed: [Float]) throws(ForwardError) -> [Float]
+    /// Layer `index` over several batches, its weights bound once and (with `release`) released after the last
+    /// (`LayerMajorForward`); each batch's arithmetic is that of `layer(_:input:batch:)` alone.
+    func layerGroups(_ index: Int, groups: [[Float]], batches: [ForwardPass.Batch], release: Bool) throws(ForwardError) -> [[Float]]
 }
 
 extension LanguageModelPass {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Forward
 import Foundation
+import GGUFModel
 import ModelStore
 import PackFormat
 import Parity
@@ -42,9 +43,13 @@ struct ForwardOptions: ParsableArguments {
     }
 
     func forwardPass(model: String, declared: String?) throws -> ForwardPass {
-        let opened = try ModelStore.open(model)
         let mode = dequant ?? declared.flatMap(Dequantization.init(rawValue:)) ?? .exact
-        return ForwardPass(weights: try opened.weights(dequant: mode), threads: threads)
+        let weights = try ForwardModel.open(model, dequant: mode).weights
+        // What a GGUF lacks, or what llama.cpp would read differently, is said before the run.
+        for note in (weights as? GGUFWeightSource)?.notes ?? [] {
+            FileHandle.standardError.write(Data("note: \(displayed(model)): \(note)\n".utf8))
+        }
+        return ForwardPass(weights: weights, threads: threads)
     }
 
     func sharded(_ folder: String, declared: String?) throws -> ShardedForward {
@@ -57,15 +62,25 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
         commandName: "compare",
         abstract: "Compare logits with reference logits: KL divergence, Δp, top-1 and top-5 agreement, perplexity.",
         discussion: """
-            The reference is a dump (FILE.h5[:/group]) with input_ids and logits. The test is another dump with logits \
-            for the same input_ids, or a model folder, which is then run on the reference's input_ids.
+            The reference is a dump (FILE.h5[:/group]) with input_ids and logits, or the compact form of k2pack logits. The \
+            test is another dump with logits for the same input_ids, or a model folder, which is then run (layer-major) on \
+            the reference's input_ids.
             """)
 
     @Argument(help: "Reference logits: FILE.h5 or FILE.h5:/group.")
     var reference: String
 
-    @Argument(help: "Test logits (FILE.h5[:/group]) or a model folder (Hugging Face or k2pack).")
+    @Argument(help: "Test logits (FILE.h5[:/group]), a model folder (Hugging Face or k2pack) or a GGUF file (or any part of a split set).")
     var test: String
+
+    @Option(help: "A model as the test: windows per matrix product inside a layer (1: as logits makes references, each window's arithmetic that of running it alone; more: faster).")
+    var batchWindows = 1
+
+    @Option(help: "A model as the test: largest memory for its logits (bytes, or with K, M, G or T; default 3/4 of this machine's memory); beyond it they wait in an unlinked temporary file in $TMPDIR.")
+    var memory: String?
+
+    @Option(name: .customLong("part"), help: "Another part of the reference (k2pack logits --rank R --world N), repeatable: every part's positions are pooled, so each statistic is over all of them. The test must be a model folder.")
+    var parts: [String] = []
 
     @OptionGroup var forward: ForwardOptions
 
@@ -73,37 +88,110 @@ struct CompareCommand: ParsableCommand, ReadsFolders, Reports {
 
     @OptionGroup var folders: FolderOptions
 
+    func validate() throws {
+        guard batchWindows >= 1 else { throw ValidationError("--batch-windows \(batchWindows): expected 1 or more") }
+        _ = try LogitsCommand.bytes(memory)
+    }
+
     func run() throws {
-        let ref = try ReferenceDump(spec: reference)
-        // The shape is checked before anything is read; the logits are then read in row blocks.
-        guard let vocab = try ref.logitsVocabulary() else { throw ParityError.noLogits(dump: ref.label) }
-        let testSource: LogitStatistics.Source
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: test, isDirectory: &isDirectory), isDirectory.boolValue {
-            let pass = try forward.forwardPass(model: test, declared: ref.dequant)
-            guard pass.weights.forward.vocabSize == vocab else {
-                throw ParityError.vocabularyMismatch(model: test, found: pass.weights.forward.vocabSize, expected: vocab)
-            }
-            forward.warnAboutWork(tokens: ref.batch, layers: pass.weights.forward.numLayers, source: ref.label)
-            let logits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
-            testSource = .values(logits, vocab: vocab, label: "\(displayed(test)) logits")
-        } else {
-            let other = try ReferenceDump(spec: test)
-            guard other.batch.sequences == ref.batch.sequences, other.batch.tokens == ref.batch.tokens else {
-                throw ParityError.inputShapeMismatch(
-                    test: other.label, found: [other.batch.sequences, other.batch.tokens], reference: ref.label, expected: [ref.batch.sequences, ref.batch.tokens])
-            }
-            guard other.inputIDs == ref.inputIDs else {
-                throw ParityError.otherInputIDs(test: other.label, reference: ref.label)
-            }
-            guard let otherVocab = try other.logitsVocabulary(), otherVocab == vocab else {
-                throw ParityError.noMatchingLogits(dump: other.label, expected: [ref.batch.sequences, ref.batch.tokens, vocab])
-            }
-            testSource = other.logitSource(vocab: vocab)
+        let refs = try ([reference] + parts).map { try ReferenceDump(spec: $0) }
+        let ref = refs[0], tokens = ref.batch.tokens
+        for part in refs.dropFirst() where part.batch.tokens != tokens {
+            throw ParityError.inputShapeMismatch(
+                test: part.label, found: [part.batch.sequences, part.batch.tokens], reference: ref.label, expected: [part.batch.sequences, tokens])
         }
-        let stats = try LogitStatistics(
-            ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, vocab: vocab,
-            reference: ref.logitSource(vocab: vocab), test: testSource)
+        if refs.count > 1, !Self.isModel(test) {
+            throw ValidationError("--part needs a model (a folder or a GGUF file) as the test: it is run on every part's windows")
+        }
+        // Every part's positions pooled, in order: the statistics are over all of them (not averages of averages).
+        let ids = refs.flatMap(\.inputIDs)
+        let windows = refs.reduce(0) { $0 + $1.batch.sequences }
+        let stats: LogitStatistics
+        if let vocab = try ref.logitsVocabulary() {
+            for part in refs.dropFirst() {
+                guard try part.logitsVocabulary() == vocab else {
+                    throw ParityError.noMatchingLogits(dump: part.label, expected: [part.batch.sequences, tokens, vocab])
+                }
+            }
+            stats = try LogitStatistics(
+                ids: ids, sequences: windows, tokens: tokens, vocab: vocab,
+                reference: Self.pooled(refs, vocab: vocab), test: testLogits(ref, ids: ids, windows: windows, vocab: vocab))
+        } else if ref.has(CompactLogits.Dataset.topIDs) {
+            // The compact form (k2pack logits without --full): the vocabulary is the test's; the reference is read
+            // (and checked) before the test model runs.
+            var compact: CompactLogits?
+            let source = try testLogits(ref, ids: ids, windows: windows, vocab: nil) { vocab in
+                var pieces: [CompactLogits] = []
+                for part in refs {
+                    guard let piece = try CompactLogits.read(part, vocab: vocab) else { throw ParityError.noLogits(dump: part.label) }
+                    pieces.append(piece)
+                }
+                compact = try CompactLogits.joined(pieces)
+            }
+            stats = try LogitStatistics(ids: ids, sequences: windows, tokens: tokens, reference: compact!, test: source)
+        } else {
+            throw ParityError.noLogits(dump: ref.label)
+        }
         if reporting.json { try printJSON(stats) } else { print(terminalText(stats.renderText())) }
+    }
+
+    /// A model to run (a folder, or a GGUF file), rather than a dump to read.
+    static func isModel(_ path: String) -> Bool {
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && (isDirectory.boolValue || ForwardModel.isGGUF(path))
+    }
+
+    /// The parts' logits as one source, rows in part order.
+    static func pooled(_ refs: [ReferenceDump], vocab: Int) -> LogitStatistics.Source {
+        guard refs.count > 1 else { return refs[0].logitSource(vocab: vocab) }
+        let sources = refs.map { $0.logitSource(vocab: vocab) }
+        var starts = [0]
+        for part in refs { starts.append(starts.last! + part.batch.rows) }
+        return LogitStatistics.Source(label: "\(refs[0].label) and its parts' logits") { range in
+            var out: [Float] = []
+            var r = range.lowerBound
+            while r < range.upperBound {
+                let p = starts.lastIndex { $0 <= r }!
+                let end = min(range.upperBound, starts[p + 1])
+                out += try sources[p].rows((r - starts[p])..<(end - starts[p]))
+                r = end
+            }
+            return out
+        }
+    }
+
+    /// The test's logits for the reference's windows (`ids`, `windows` × the reference's tokens): a model folder run
+    /// layer-major over them, or another dump's. Its vocabulary must be `expected` when given; `accept` sees it
+    /// before the model runs.
+    func testLogits(_ ref: ReferenceDump, ids: [Int32], windows: Int, vocab expected: Int?, accept: (Int) throws -> Void = { _ in }) throws -> LogitStatistics.Source {
+        if Self.isModel(test) {
+            let pass = try forward.forwardPass(model: test, declared: ref.dequant)
+            let vocab = pass.weights.forward.vocabSize
+            if let expected, vocab != expected { throw ParityError.vocabularyMismatch(model: test, found: vocab, expected: expected) }
+            try accept(vocab)
+            let batch = ForwardPass.Batch(sequences: windows, tokens: ref.batch.tokens)
+            forward.warnAboutWork(tokens: batch, layers: pass.weights.forward.numLayers, source: ref.label)
+            let driver = LayerMajorForward(pass: pass, windowsPerBatch: batchWindows)
+            let budget = try LogitsCommand.bytes(memory) ?? Int(ProcessInfo.processInfo.physicalMemory / 4 * 3)
+            if let bytes = CheckedMath.product([ids.count, vocab, 4]), bytes <= budget {
+                let logits = try driver.logits(ids: ids, windows: windows, tokens: ref.batch.tokens)
+                return .values(logits, vocab: vocab, label: "\(displayed(test)) logits")
+            }
+            let rows = try driver.logitsOnDisk(ids: ids, windows: windows, tokens: ref.batch.tokens, folder: FileManager.default.temporaryDirectory.path)
+            return LogitStatistics.Source(label: "\(displayed(test)) logits") { range in try rows.rows(range) }
+        }
+        let other = try ReferenceDump(spec: test)
+        guard other.batch.sequences == ref.batch.sequences, other.batch.tokens == ref.batch.tokens else {
+            throw ParityError.inputShapeMismatch(
+                test: other.label, found: [other.batch.sequences, other.batch.tokens], reference: ref.label, expected: [ref.batch.sequences, ref.batch.tokens])
+        }
+        guard other.inputIDs == ref.inputIDs else {
+            throw ParityError.otherInputIDs(test: other.label, reference: ref.label)
+        }
+        guard let vocab = try other.logitsVocabulary(), expected == nil || vocab == expected else {
+            throw ParityError.noMatchingLogits(dump: other.label, expected: [ref.batch.sequences, ref.batch.tokens] + (expected.map { [$0] } ?? []))
+        }
+        try accept(vocab)
+        return other.logitSource(vocab: vocab)
     }
 }

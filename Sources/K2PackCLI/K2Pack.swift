@@ -13,7 +13,7 @@ public struct K2Pack: ParsableCommand {
         commandName: "k2pack",
         abstract: "Inspect, verify, convert, shard and check Kimi K2.5-class MoE checkpoints.",
         version: "0.1.0",
-        subcommands: [InspectCommand.self, VerifyCommand.self, ConvertCommand.self, ExportCommand.self, ParityCommand.self, CompareCommand.self, QuantizeCommand.self, DequantizeCommand.self, ShardCommand.self, TokenizeCommand.self]
+        subcommands: [InspectCommand.self, VerifyCommand.self, ConvertCommand.self, ExportCommand.self, ParityCommand.self, CompareCommand.self, QuantizeCommand.self, DequantizeCommand.self, ShardCommand.self, TokenizeCommand.self, LogitsCommand.self]
     )
 
     /// Start-up (every message then goes through `terminalText`, Output.swift, on its way to the terminal): the SIGBUS handler (an input shrinking under its mapping is reported by name, unfinished

@@ -2,9 +2,11 @@ import ArgumentParser
 import FileIO
 import Forward
 import Foundation
+import ModelStore
 import PackFormat
 import Parity
 import TensorCore
+import Vision
 
 /// `parity`: two modes, one subcommand each — `parity dump` (the forward pass against a reference dump) and
 /// `parity shards` (a shard set's pass against the unsharded one). The old spellings, `parity MODEL --reference
@@ -92,7 +94,7 @@ struct ParityDumpCommand: ParsableCommand, ReadsFolders, Reports {
         commandName: "dump",
         abstract: "Compare the forward pass of a model folder (or of a shard set, --shards) with a reference dump, layer by layer.")
 
-    @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder (or give --shards).")
+    @Argument(help: "The model: a Hugging Face checkpoint folder, a k2pack folder or a GGUF file (or give --shards).")
     var model: String?
 
     @Option(help: "The reference dump: FILE.h5 or FILE.h5:/group.")
@@ -158,7 +160,7 @@ struct LegacyParityCommand: ParsableCommand, ReadsFolders, Reports {
             """,
         shouldDisplay: false)
 
-    @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder.")
+    @Argument(help: "The model: a Hugging Face checkpoint folder, a k2pack folder or a GGUF file.")
     var model: String?
 
     @Option(help: "The reference dump: FILE.h5 or FILE.h5:/group.")
@@ -208,6 +210,16 @@ enum ParityRuns {
         // Checked before the run (and again when written): never a link, device or folder, never inside an input.
         let plotInputs = [model, shards, ReferenceDump.filePath(of: reference)].compactMap { $0 }
         if let plot = dump.plot { try OutputPaths.checkFile(plot, inputs: plotInputs) }
+        if VisionDump.isVisionDump(reference) {  // the vision tower, merger and projector (rank 0 of a shard set holds them whole)
+            let rank0 = try shards.map { try PackTensorStore(folder: $0 + "/" + ShardSetManifest.rankFolder(0), asRank: true) }
+            let opened = try rank0 == nil ? ModelStore.open(source) : nil
+            let tower = try VisionTower(model: rank0?.config ?? opened!.config, store: rank0 ?? opened!.store, threads: forward.threads)
+            let report = try VisionParity.run(
+                tower: tower, reference: reference, tolerance: Tolerance(atol: tolerance.atol ?? Tolerance().atol, rtol: tolerance.rtol), model: source)
+            if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText())) }
+            if !report.pass { throw ExitCode(1) }
+            return
+        }
         let referenceDump = try ReferenceDump(spec: reference)
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: referenceDump.dequant) }
             ?? forward.forwardPass(model: source, declared: referenceDump.dequant)

@@ -1,3 +1,4 @@
+import PackFormat
 import ArgumentParser
 import Foundation
 import TensorCore

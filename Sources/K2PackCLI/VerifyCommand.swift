@@ -3,6 +3,7 @@ import Checkpoint
 import FileIO
 import Foundation
 import Inspection
+import PackFormat
 import Repack
 import Requantize
 import Shard
@@ -60,7 +61,8 @@ struct VerifyCommand: ParsableCommand, ReadsFolders, Reports {
             let bytes = try ReadOnlyFile(path: sha256List).readAll()
             options.checksums = try ChecksumList.parse(bytes: bytes, fileName: sha256List)
         }
-        let isShardSet = ShardSetManifest.isShardSet(checkpoint), isPack = PackVerifier.isPackFolder(checkpoint)
+        let kind = FolderKind(folder: checkpoint)
+        let isShardSet = kind == .shardSet, isPack = kind == .pack
         if sha256List != nil, isShardSet || isPack {
             // The list names a Hugging Face checkpoint's files; accepting it here would check nothing.
             throw ValidationError(

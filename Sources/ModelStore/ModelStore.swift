@@ -5,7 +5,6 @@ import Foundation
 import LoadedModel
 import ModelConfig
 import PackFormat
-import Repack
 import TensorCore
 
 /// Opens a model folder for the forward pass: a Hugging Face checkpoint or a k2pack folder.
@@ -28,7 +27,7 @@ public enum ModelStore {
     /// Validates the folder's structure first (headers, index, config, tensor list) and refuses a broken one,
     /// naming its first problem, rather than computing with it.
     public static func open(_ path: String) throws -> Opened {
-        if FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName) {
+        if FolderKind(folder: path) == .pack {
             let store = try PackTensorStore(folder: path)
             let expected: ExpectedTensorList
             do { expected = try ExpectedTensorList(config: store.config) } catch { throw ForwardError.config(key: "config", reason: error.description) }
@@ -91,7 +90,8 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
     public let folder: String
     public let config: ModelConfig
     private let files: [PackFile]
-    private var locations: [String: (file: Int, offset: Int, length: Int, dtype: DType, shape: [Int])] = [:]
+    /// Where each checkpoint tensor is stored (a stack's experts: its slices).
+    private let slices: PackSliceIndex
     /// A rank folder of a shard set: the block each split tensor's source holds.
     public private(set) var blocks: [String: PackSlice] = [:]
     private let viewed = ViewedRanges()
@@ -112,32 +112,33 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         if let archive = files.first(where: \.isArchive) {
             throw ForwardError.unsupported("\(displayed(archive.name)) is a zstd archive (convert --compress); run the forward pass on the uncompressed k2pack folder or the Hugging Face folder")
         }
-        for (f, file) in files.enumerated() {
+        for file in files {
             for t in file.table.tensors {
                 for source in t.sources { if let slice = source.slice { blocks[source.name] = slice } }
-                // A tensor stored as itself (a stack, even of one expert, has a name of its own).
-                if t.sources.isEmpty || (t.sources.count == 1 && t.sources[0].name == t.name) {
-                    locations[t.sources.first?.name ?? t.name] = (f, t.offset, t.length, t.dtype, t.shape)
-                    continue
-                }
-                // A stack [n, ...]: source i is element i along the first dimension.
-                guard t.shape.first == t.sources.count, t.sources.allSatisfy({ $0.length == t.length / t.sources.count }) else {
+                // A stack [n, ...] (even of one expert: it has a name of its own): source i is element i along the
+                // first dimension.
+                let whole = t.sources.count == 1 && t.sources[0].name == t.name
+                guard t.sources.isEmpty || whole || (t.shape.first == t.sources.count && t.sources.allSatisfy({ $0.length == t.length / t.sources.count })) else {
                     throw PackError.tensorInvalid(file: file.name, tensor: t.name, reason: "its \(t.sources.count) sources do not split it evenly along its first dimension")
-                }
-                var at = t.offset
-                for s in t.sources {
-                    locations[s.name] = (f, at, s.length, t.dtype, Array(t.shape.dropFirst()))
-                    at += s.length
                 }
             }
         }
+        slices = PackSliceIndex(files)
+    }
+
+    /// Where checkpoint tensor `name` is stored: the last copy, as a whole tensor or one expert of a stack.
+    private func location(_ name: String) -> (file: Int, offset: Int, length: Int, dtype: DType, shape: [Int])? {
+        guard let slice = slices[name].last else { return nil }
+        let t = slice.tensor
+        if slice.isWholeTensor { return (slice.file, t.offset, t.length, t.dtype, t.shape) }
+        return (slice.file, slice.range.lowerBound, slice.source.length, t.dtype, Array(t.shape.dropFirst()))
     }
 
     /// The stored dtype of a checkpoint tensor, when this folder holds it.
-    public func dtype(of name: String) -> DType? { locations[name]?.dtype }
+    public func dtype(of name: String) -> DType? { location(name)?.dtype }
 
     public func view(_ name: String) throws(ForwardError) -> TensorView {
-        guard let loc = locations[name] else { throw .missingTensor(name) }
+        guard let loc = location(name) else { throw .missingTensor(name) }
         let file = files[loc.file]
         do {
             let whole = try file.file.mapped()

@@ -16,6 +16,8 @@ public struct CarriedFile: Codable, Sendable, Equatable {
     /// SHA-256 of its bytes, 64 lowercase hex digits.
     public var sha256: String
 
+    enum CodingKeys: String, CodingKey, CaseIterable { case path, size, sha256 }
+
     public init(path: String, size: Int, sha256: String) {
         self.path = path
         self.size = size

@@ -86,8 +86,15 @@ public final class PackFile: Sendable {
         let version = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
         guard version == PackSpec.version else { throw .unsupportedVersion(file: name, version: version) }
         let flags = header.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) }
-        guard flags == 0 else {
-            throw .headerInvalid(file: name, reason: "flags 0x\(String(flags, radix: 16)) are not defined in version \(PackSpec.version) (must be 0): written by a newer or different tool")
+        let marks = PackFlags(rawValue: flags)
+        guard PackFlags.known.isSuperset(of: marks) else {
+            throw .headerInvalid(
+                file: name,
+                reason: "flags 0x\(String(flags, radix: 16)) are not defined in version \(PackSpec.version) (this build knows \(PackFlags.known.text)): written by a newer or different tool")
+        }
+        // An archive written before the flag existed has flags 0: its magic says the same thing unambiguously.
+        guard !marks.contains(.archive) || isArchive else {
+            throw .headerInvalid(file: name, reason: "flags \(marks.text) mark an archive, but the magic is K2PACK, not K2PACKZ")
         }
         let alignment = u64(16), tableOffset = u64(24), tableLength = u64(32), dataOffset = u64(40), fileLength = u64(48)
         let tableHash = u64(56)
@@ -109,11 +116,7 @@ public final class PackFile: Sendable {
         let actual = tableBytes.withUnsafeBytes { XXHash64.hash($0) }
         guard actual == tableHash else { throw .tableChecksum(file: name, expected: XXHash64.hex(tableHash), actual: XXHash64.hex(actual)) }
         let table: PackTable
-        do {
-            table = try JSONDecoder().decode(PackTable.self, from: Data(tableBytes))
-        } catch {
-            throw .tableInvalid(file: name, reason: DecodingErrorText.describe(error))
-        }
+        do { table = try StrictJSON.decode(PackTable.self, from: tableBytes) } catch { throw .tableInvalid(file: name, reason: error.description) }
         // The table repeats the format, version and alignment: all must agree with the header.
         guard table.format == "k2pack" else { throw .tableInvalid(file: name, reason: "format \"\(displayed(table.format))\", expected \"k2pack\"") }
         guard table.version == Int(PackSpec.version) else {
@@ -124,6 +127,11 @@ public final class PackFile: Sendable {
         }
         guard (table.compression == "zstd") == isArchive, table.compression == nil || isArchive else {
             throw .tableInvalid(file: name, reason: isArchive ? "an archive's table must say compression \"zstd\"" : "compression \"\(displayed(table.compression ?? ""))\" in an uncompressed file")
+        }
+        // A sliced file written before the flag existed has flags 0 (its table's `slice`s say so unambiguously); a
+        // flag without a sliced source is a header that does not describe its table.
+        if marks.contains(.slicedSources), !table.tensors.contains(where: { $0.sources.contains { $0.slice != nil } }) {
+            throw .tableInvalid(file: name, reason: "the header's flags \(marks.text) mark sliced sources, but no source has a slice")
         }
         var names = Set<ByteName>()
         for t in table.tensors where !names.insert(ByteName(t.name)).inserted {

@@ -6,7 +6,7 @@ import TensorCore
 ///
 ///     0   8  magic "K2PACK\0\0"
 ///     8   4  version (1)
-///    12   4  flags (0)
+///    12   4  flags (`PackFlags`: 0x1 sliced sources, 0x2 archive; a reader refuses a bit it does not know)
 ///    16   8  alignment of the table and of every tensor's data (4096)
 ///    24   8  table offset (= alignment)
 ///    32   8  table length in bytes (JSON, UTF-8)
@@ -36,6 +36,36 @@ public enum PackSpec {
     }
 }
 
+/// The header's flags (offset 12): each bit marks a feature that changes what the file's bytes mean, so that a
+/// reader which does not know it refuses the file instead of misreading it. A reader refuses every bit it does
+/// not know. Files written before the flags were defined have flags 0 and are still read: the magic and the
+/// table say the same thing unambiguously (docs/FORMAT.md, "Header flags").
+public struct PackFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    /// Some source is a block of its source tensor (`slice`): a stored source's bytes are not that source
+    /// tensor's bytes (a rank of a shard set).
+    public static let slicedSources = PackFlags(rawValue: 1 << 0)
+    /// The compressed archive form (`.k2z`): data from byte 64 as zstd frames, the table last.
+    public static let archive = PackFlags(rawValue: 1 << 1)
+    /// Every bit this build knows.
+    public static let known: PackFlags = [.slicedSources, .archive]
+
+    /// What a writer sets for a file of these tensors.
+    public static func of(sources: some Sequence<PackSource>, archive: Bool) -> PackFlags {
+        var flags: PackFlags = archive ? .archive : []
+        if sources.contains(where: { $0.slice != nil }) { flags.insert(.slicedSources) }
+        return flags
+    }
+
+    /// `0x3 (sliced sources, archive)`, for messages.
+    public var text: String {
+        let names = [(PackFlags.slicedSources, "sliced sources"), (.archive, "archive")].filter { contains($0.0) }.map(\.1)
+        return "0x\(String(rawValue, radix: 16))" + (names.isEmpty ? "" : " (\(names.joined(separator: ", ")))")
+    }
+}
+
 /// Where one slice of a stored tensor came from in the Hugging Face checkpoint.
 public struct PackSource: Codable, Sendable, Equatable, Hashable {
     /// The tensor's name in the source checkpoint.
@@ -49,6 +79,8 @@ public struct PackSource: Codable, Sendable, Equatable, Hashable {
     /// Present when the stored bytes are one block of the source tensor along a dimension (a rank's share in a
     /// `shard` output): which block, and where its bytes lie in the source.
     public var slice: PackSlice?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, shard, offset, length, slice }
 
     public init(name: String, shard: String, offset: Int, length: Int, slice: PackSlice? = nil) {
         self.name = name
@@ -76,6 +108,8 @@ public struct PackSlice: Codable, Sendable, Equatable, Hashable {
     public var end: Int
     public var runs: Int
     public var stride: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case dimension, start, end, runs, stride }
 
     public init(dimension: Int, start: Int, end: Int, runs: Int, stride: Int) {
         self.dimension = dimension
@@ -109,6 +143,8 @@ public struct PackFrame: Codable, Sendable, Equatable {
     public var length: Int
     /// Bytes it decompresses to.
     public var size: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case offset, length, size }
     public init(offset: Int, length: Int, size: Int) {
         self.offset = offset
         self.length = length
@@ -132,6 +168,8 @@ public struct PackTensor: Codable, Sendable, Equatable {
     /// archive, `offset` is the first frame's and `length` the uncompressed length.
     public var frames: [PackFrame]?
 
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, dtype, shape, offset, length, xxh64, sources, frames }
+
     public init(name: String, dtype: DType, shape: [Int], offset: Int, length: Int, xxh64: String, sources: [PackSource], frames: [PackFrame]? = nil) {
         self.name = name
         self.dtype = dtype
@@ -152,6 +190,8 @@ public struct PackTable: Codable, Sendable, Equatable {
     /// "zstd" in the archive form; absent otherwise.
     public var compression: String?
     public var tensors: [PackTensor]
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case format, version, alignment, compression, tensors }
 
     public init(tensors: [PackTensor], compression: String? = nil) {
         self.tensors = tensors

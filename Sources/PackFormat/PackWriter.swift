@@ -71,7 +71,10 @@ public enum PackWriter {
         let tableBytes = try table.encoded()
         precondition(PackSpec.alignment + tableBytes.count <= dataOffset, "table grew after checksums were filled in")
         try file.write(tableBytes, at: PackSpec.alignment)
-        try file.write(header(tableLength: tableBytes.count, tableHash: tableBytes.withUnsafeBytes { XXHash64.hash($0) }, dataOffset: dataOffset, fileLength: fileLength), at: 0)
+        let flags = PackFlags.of(sources: planned.lazy.flatMap(\.sources), archive: false)
+        try file.write(
+            header(flags: flags, tableLength: tableBytes.count, tableHash: tableBytes.withUnsafeBytes { XXHash64.hash($0) }, dataOffset: dataOffset,
+                   fileLength: fileLength), at: 0)
         try beforeCommit()
         try file.commit()
         return table
@@ -111,7 +114,7 @@ public enum PackWriter {
         let tableBytes = try table.encoded()
         try file.write(tableBytes, at: at)
         try file.write(
-            header(magic: PackSpec.archiveMagic, tableOffset: at, tableLength: tableBytes.count,
+            header(magic: PackSpec.archiveMagic, flags: PackFlags.of(sources: planned.lazy.flatMap(\.sources), archive: true), tableOffset: at, tableLength: tableBytes.count,
                    tableHash: tableBytes.withUnsafeBytes { XXHash64.hash($0) }, dataOffset: PackSpec.fixedHeaderSize,
                    fileLength: at + tableBytes.count), at: 0)
         try beforeCommit()
@@ -164,13 +167,13 @@ public enum PackWriter {
     static let gatherSize = 16 << 20
 
     static func header(
-        magic: [UInt8] = PackSpec.magic, tableOffset: Int = PackSpec.alignment, tableLength: Int, tableHash: UInt64, dataOffset: Int,
+        magic: [UInt8] = PackSpec.magic, flags: PackFlags, tableOffset: Int = PackSpec.alignment, tableLength: Int, tableHash: UInt64, dataOffset: Int,
         fileLength: Int
     ) -> [UInt8] {
         var bytes = magic
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
         put(PackSpec.version)
-        put(UInt32(0))
+        put(flags.rawValue)
         put(UInt64(PackSpec.alignment))
         put(UInt64(tableOffset))
         put(UInt64(tableLength))

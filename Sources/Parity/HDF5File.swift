@@ -67,6 +67,10 @@ public final class HDF5File {
         try write(name, shape: shape, type: chdf5_native_int32(), count: int32s.count) { int32s.withUnsafeBytes { $0.baseAddress! } }
     }
 
+    public func write(_ name: String, doubles: [Double], shape: [Int]) throws(HDF5Error) {
+        try write(name, shape: shape, type: chdf5_native_double(), count: doubles.count) { doubles.withUnsafeBytes { $0.baseAddress! } }
+    }
+
     private func write(
         _ name: String, shape: [Int], type: hid_t, count: Int, _ pointer: () -> UnsafeRawPointer
     ) throws(HDF5Error) {
@@ -84,6 +88,34 @@ public final class HDF5File {
         guard H5Dwrite(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), pointer()) >= 0 else {
             throw HDF5Error(path: path, reason: "\(displayed(name)): write failed")
         }
+    }
+
+    /// Creates a float32 dataset of `shape` (intermediate groups are created) to be filled by `writeFloatBlock`.
+    public func createFloats(_ name: String, shape: [Int]) throws(HDF5Error) {
+        var dims = shape.map { hsize_t($0) }
+        let space = H5Screate_simple(Int32(dims.count), &dims, nil)
+        defer { H5Sclose(space) }
+        let links = chdf5_link_create_plist()
+        H5Pset_create_intermediate_group(links, 1)
+        defer { H5Pclose(links) }
+        let set = H5Dcreate2(id, name, chdf5_native_float(), space, links, chdf5_p_default(), chdf5_p_default())
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
+        H5Dclose(set)
+    }
+
+    /// Writes `values` into the block `[start, start + count)` of a float dataset this file created.
+    public func writeFloatBlock(_ name: String, start: [Int], count: [Int], values: [Float]) throws(HDF5Error) {
+        guard start.count == count.count, count.reduce(1, *) == values.count else {
+            throw HDF5Error(path: path, reason: "\(displayed(name)): block \(count) does not match \(values.count) values")
+        }
+        let set = H5Dopen2(id, name, chdf5_p_default())
+        guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
+        defer { H5Dclose(set) }
+        let first = start.map { hsize_t($0) }, sizes = count.map { hsize_t($0) }
+        let status = values.withUnsafeBufferPointer { v in
+            first.withUnsafeBufferPointer { a in sizes.withUnsafeBufferPointer { c in chdf5_write_float_block(set, Int32(start.count), a.baseAddress, c.baseAddress, v.baseAddress) } }
+        }
+        guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): writing block \(start) + \(count) failed") }
     }
 
     /// For tests and fuzzing: the layouts a reference dump must not be able to use, or must not make us allocate
@@ -136,6 +168,11 @@ public final class HDF5File {
     /// `describe`'s message) before anything is allocated.
     public func readFloats(_ name: String, expected: [Int], maxElements: Int = 1 << 31, describe: (([Int]) -> String)? = nil) throws(HDF5Error) -> [Float] {
         try read(name, as: Float.self, type: chdf5_native_float(), integersOnly: false, maxElements: maxElements, expected: expected, describe: describe).values
+    }
+
+    /// Reads a float dataset of shape `expected` as float64 (refused before anything is allocated otherwise).
+    public func readDoubles(_ name: String, expected: [Int], maxElements: Int = 1 << 31, describe: (([Int]) -> String)? = nil) throws(HDF5Error) -> [Double] {
+        try read(name, as: Double.self, type: chdf5_native_double(), integersOnly: false, maxElements: maxElements, expected: expected, describe: describe).values
     }
 
     /// Reads an integer dataset as Int64 with its shape (a float dataset is refused: ids must be exact).

@@ -27,10 +27,15 @@ public struct LogitStatistics: Codable, Sendable {
     public var top5Overlap: Double
     public var perplexityReference: Double
     public var perplexityTest: Double
+    /// A compact reference only (`CompactLogits`): its K and the mean probability outside its top K, about the
+    /// relative amount by which the bucketed KLD under-reports the full one.
+    public var referenceTopK: Int?
+    public var referenceTailMass: Double?
 
     enum CodingKeys: String, CodingKey {
         case positions, nextTokenPositions = "next_token_positions", kld, deltaP = "delta_p", sameTop1 = "same_top1"
         case top5Overlap = "top5_overlap", perplexityReference = "ppl_ref", perplexityTest = "ppl_test"
+        case referenceTopK = "ref_top_k", referenceTailMass = "ref_tail_mass"
     }
 
     /// Where logits come from, read a block of rows at a time (rows are `b·T + t`): a dump's dataset read in

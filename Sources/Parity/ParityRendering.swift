@@ -117,6 +117,9 @@ extension LogitStatistics {
         lines.append(String(format: "Top-5 overlap:   %.4f%%", top5Overlap * 100))
         lines.append(String(format: "PPL(ref):        %.6f", perplexityReference))
         lines.append(String(format: "PPL(test):       %.6f  (ratio %.6f)", perplexityTest, perplexityTest / perplexityReference))
+        if let k = referenceTopK, let tail = referenceTailMass {
+            lines.append(String(format: "Compact reference: top %d, mean tail mass %.3e (the KLD is a lower bound, low by about this fraction)", k, tail))
+        }
         return lines.joined(separator: "\n")
     }
 

@@ -24,16 +24,20 @@ public final class ReferenceDump: @unchecked Sendable {
         spec.range(of: ":/", options: .backwards).map { String(spec[..<$0.lowerBound]) } ?? spec
     }
 
+    /// The group of a `path:/group` spec ("/a/b", empty components dropped), or "" for the file's root.
+    public static func group(of spec: String) -> String {
+        let path = filePath(of: spec)
+        guard path.utf8.count < spec.utf8.count else { return "" }
+        // What follows the file's ":/", with empty components dropped.
+        let rest = String(decoding: spec.utf8.dropFirst(path.utf8.count + 2), as: UTF8.self)
+        let group = "/" + rest.split(separator: "/").joined(separator: "/")
+        return group == "/" ? "" : group
+    }
+
     /// Opens `path` or `path:/group`.
     public init(spec: String) throws(HDF5File.HDF5Error) {
         let path = Self.filePath(of: spec)
-        var group = ""
-        if path.utf8.count < spec.utf8.count {
-            // What follows the file's ":/", with empty components dropped.
-            let rest = String(decoding: spec.utf8.dropFirst(path.utf8.count + 2), as: UTF8.self)
-            group = "/" + rest.split(separator: "/").joined(separator: "/")
-            if group == "/" { group = "" }
-        }
+        let group = Self.group(of: spec)
         label = group.isEmpty ? path : "\(path):\(group)"
         file = try HDF5File.open(path)
         self.group = group

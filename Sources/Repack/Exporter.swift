@@ -7,10 +7,10 @@ import TensorCore
 
 /// `k2pack export`: a k2pack folder → the Hugging Face folder it came from, byte for byte.
 ///
-/// Each source shard is rebuilt from its verbatim header (kept under `source/`) and, for every tensor in the
-/// header's data order, the matching slice of a stored tensor, whose xxHash64 is checked first; config.json, the
-/// index and the carried files are copied verbatim (each carried file checked against its SHA-256). A failure
-/// leaves nothing behind.
+/// A merge of one rank (`PackRebuilder`, the path `shard --merge` takes): each source shard is rebuilt from its
+/// verbatim header (kept under `source/`) and, for every tensor in the header's data order, the matching slice
+/// of a stored tensor, whose xxHash64 is checked first; config.json, the index and the carried files are copied
+/// verbatim (each carried file checked against its SHA-256). A failure leaves nothing behind.
 public enum Exporter {
     public struct Report: Sendable, Codable {
         public var files: [String]
@@ -29,18 +29,11 @@ public enum Exporter {
                 reason: "this is rank \(shard.rank) of a shard set; rebuild the checkpoint with `k2pack shard --merge` on the set's folder")
         }
         let packs = try manifest.files.map { try PackFile(folder: input, name: $0) }
-        // Source tensor name (as bytes: NFC and NFD spellings are different tensors) → (pack, stored tensor, which
-        // of its sources).
-        var slices: [ByteName: (pack: Int, tensor: PackTensor, index: Int)] = [:]
-        for (p, pack) in packs.enumerated() {
-            for tensor in pack.table.tensors {
-                for (i, source) in tensor.sources.enumerated() {
-                    // Two stored copies of one source tensor: which one export wrote would be an accident of order.
-                    if let other = slices.updateValue((p, tensor, i), forKey: ByteName(source.name)) {
-                        throw PackError.tensorInvalid(file: pack.name, tensor: source.name, reason: "source tensor stored twice (also in \(displayed(packs[other.pack].name)))")
-                    }
-                }
-            }
+        let slices = PackSliceIndex(packs)
+        // Two stored copies of one source tensor: which one export wrote would be an accident of order.
+        if let twice = slices.firstDuplicate {
+            throw PackError.tensorInvalid(
+                file: packs[twice.second.file].name, tensor: twice.name, reason: "source tensor stored twice (also in \(displayed(packs[twice.first.file].name)))")
         }
         // Before anything is written: config.json, the kept source headers and the tables must agree (what verify
         // checks, short of reading tensor data).
@@ -48,55 +41,25 @@ public enum Exporter {
         if let first = problems.first {
             throw PackError.notPack(file: input, reason: "\(problems.count) problem\(problems.count == 1 ? "" : "s") (run `k2pack verify`); first: \(first.message)")
         }
-        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
-        do {
-            let headers = try manifest.sourceShards.map { shard -> (String, [UInt8], SafetensorsHeader) in
-                let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
-                return (shard, bytes, header)
-            }
-            let total = headers.reduce(0) { $0 + $1.2.describedLength }
-            let counter = ProgressCounter(total: total, report: progress)
-            let checked = ChecksumOnce()
-            for (shard, headerBytes, header) in headers {
-                let file = try AtomicFile(path: output + "/" + shard)
-                try file.setLength(header.describedLength)
-                try file.write(headerBytes, at: 0)
-                counter.add(headerBytes.count)
-                for entry in header.tensors {
-                    guard let slice = slices[ByteName(entry.name)] else {
-                        throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
-                    }
-                    let length = slice.tensor.sources[slice.index].length
-                    guard length == entry.byteCount else {
-                        throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(length) bytes, the header needs \(entry.byteCount)")
-                    }
-                    // The whole stored tensor's xxHash64 first (once), as merge does; then the copy, in pieces of
-                    // at most 64 MiB (mapped slices dropped once copied, or decompressed frames).
-                    try checked.check(slice.pack, packs[slice.pack], slice.tensor)
-                    try packs[slice.pack].copySource(slice.tensor, slice.index, to: file, at: entry.rangeInFile.lowerBound)
-                    counter.add(entry.byteCount)
+        // A merge of one rank: each source tensor is one whole stored slice.
+        var shards: [PackRebuilder.Shard] = []
+        for shard in manifest.sourceShards {
+            let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
+            let pieces = try header.tensors.map { entry throws(PackError) -> [StoredSlice] in
+                guard let slice = slices[entry.name].first else {
+                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "no stored tensor holds it")
                 }
-                try file.commit()
+                guard slice.source.length == entry.byteCount else {
+                    throw PackError.tensorInvalid(file: shard, tensor: entry.name, reason: "stored slice is \(slice.source.length) bytes, the header needs \(entry.byteCount)")
+                }
+                return [slice]
             }
-            try copyKeptRecords(from: input, sourceIndex: manifest.sourceIndex, to: output)
-            try CarriedFiles.copy(manifest.carried, from: input, to: output)
-            return Report(files: manifest.sourceShards, carriedFiles: manifest.carried.count, bytes: total, seconds: Date().timeIntervalSince(start))
-        } catch {
-            // Nothing half-way: what did finish goes too (the output folder was new or empty).
-            WrittenOutput.remove(shards: manifest.sourceShards, carried: manifest.carried.map(\.path), from: output)
-            throw error
+            shards.append(PackRebuilder.Shard(name: shard, headerBytes: bytes, header: header, pieces: pieces))
         }
-    }
-
-    /// Copies the verbatim index (kept under `source/`) and config.json of a k2pack folder or shard set.
-    public static func copyKeptRecords(from input: String, sourceIndex: Bool, to output: String) throws {
-        if sourceIndex {
-            let kept = PackManifest.sourceFolder + "/" + ShardIndex.fileName
-            try AtomicFile.write(try ReadOnlyFile(folder: input, name: kept).readAll(), to: output + "/" + ShardIndex.fileName)
-        }
-        let configPath = input + "/" + CheckpointDirectory.configFileName
-        if FileManager.default.fileExists(atPath: configPath) {
-            try AtomicFile.write(try ReadOnlyFile(folder: input, name: CheckpointDirectory.configFileName).readAll(), to: output + "/" + CheckpointDirectory.configFileName)
-        }
+        let total = shards.reduce(0) { $0 + $1.header.describedLength }
+        try PackRebuilder.rebuild(
+            shards, packs: packs, input: input, output: output, sourceIndex: manifest.sourceIndex, carried: manifest.carried,
+            threads: ProcessInfo.processInfo.activeProcessorCount, counter: ProgressCounter(total: total, report: progress))
+        return Report(files: manifest.sourceShards, carriedFiles: manifest.carried.count, bytes: total, seconds: Date().timeIntervalSince(start))
     }
 }

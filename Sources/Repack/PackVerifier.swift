@@ -12,10 +12,6 @@ import TensorCore
 /// Problems are the model layer's typed `CheckpointProblem`s; `k2pack verify` (Inspection) adds the file
 /// and checksum checks and renders the report.
 public enum PackVerifier {
-    public static func isPackFolder(_ path: String) -> Bool {
-        FileManager.default.fileExists(atPath: path + "/" + PackManifest.fileName)
-    }
-
     /// config.json of a k2pack folder: required (the forward pass, inspect and export need it), read through the
     /// folder guard and parsed as for a Hugging Face folder.
     public static func config(folder: String) -> (config: ModelConfig?, problems: [CheckpointProblem]) {
@@ -88,12 +84,13 @@ public enum PackVerifier {
         func mismatch(_ file: String, _ tensor: String, _ message: String) {
             problems.append(.sourceMismatch(file: file, tensor: tensor, message: "\(displayed(file)): \(message)"))
         }
-        var stored = Set<ByteName>()
-        for pack in packs {
+        let stored = PackSliceIndex(packs)
+        for (p, pack) in packs.enumerated() {
             for t in pack.table.tensors {
                 var sourceEntries: [TensorEntry] = []
-                for source in t.sources {
-                    guard stored.insert(ByteName(source.name)).inserted else {
+                for (i, source) in t.sources.enumerated() {
+                    // Every copy after the first is reported.
+                    guard let first = stored[source.name].first, first.file == p, ByteName(first.tensor.name) == ByteName(t.name), first.index == i else {
                         mismatch(pack.name, source.name, "source tensor '\(displayed(source.name))' is stored twice")
                         continue
                     }
@@ -142,7 +139,7 @@ public enum PackVerifier {
             }
         }
         if complete {
-            for (key, value) in entries.sorted(by: { $0.key < $1.key }) where !stored.contains(key) {
+            for (key, value) in entries.sorted(by: { $0.key < $1.key }) where stored[key.string].isEmpty {
                 let shard = manifest.sourceShards[value.shard]
                 mismatch(shard, key.string, "tensor '\(displayed(key.string))' is in the source header but no file stores it")
             }

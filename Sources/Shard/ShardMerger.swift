@@ -6,7 +6,6 @@ import Glibc
 #endif
 import JSONCore
 import PackFormat
-import Repack
 import TensorCore
 
 /// `k2pack shard --merge`: a shard set → the Hugging Face checkpoint it was cut from, byte for byte.
@@ -23,21 +22,13 @@ public enum ShardMerger {
         public var seconds: Double
     }
 
-    /// One stored slice of a source tensor: which pack, which stored tensor, which of its sources.
-    struct Stored: @unchecked Sendable {
-        var pack: Int
-        var tensor: PackTensor
-        var index: Int
-        var source: PackSource { tensor.sources[index] }
-    }
-
     /// A shard set checked for merging: its packs, and for every source shard its verbatim header and, for each
     /// of the header's tensors in order, the stored slices that tile it.
     struct Assembly: @unchecked Sendable {
         var set: ShardSetManifest
         var ranks: Int
         var packs: [PackFile]
-        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[Stored]])]
+        var shards: [PackRebuilder.Shard]
         var tensorBytes: Int { shards.reduce(0) { $0 + $1.header.describedLength } }
     }
 
@@ -47,8 +38,7 @@ public enum ShardMerger {
         let set = try ShardSetManifest.read(folder: input)
         let manifests = try set.rankManifests(folder: input)
         var packs: [PackFile] = []
-        // Names compared as bytes: NFC and NFD spellings are different tensors.
-        var slices: [ByteName: [Stored]] = [:]
+        var slices = PackSliceIndex()
         var copies: [[PackSource]: (rank: Int, xxh64: String)] = [:]
         for (r, manifest) in manifests.enumerated() {
             let folder = ShardSetManifest.rankFolder(r)
@@ -65,25 +55,27 @@ public enum ShardMerger {
                         continue
                     }
                     copies[tensor.sources] = (r, tensor.xxh64)
-                    for i in tensor.sources.indices {
-                        slices[ByteName(tensor.sources[i].name), default: []].append(Stored(pack: packs.count - 1, tensor: tensor, index: i))
-                    }
+                    slices.add(tensor, file: packs.count - 1)
                 }
             }
         }
-        var shards: [(name: String, headerBytes: [UInt8], header: SafetensorsHeader, pieces: [[Stored]])] = []
+        var shards: [PackRebuilder.Shard] = []
         for shard in set.sourceShards {
             let (bytes, header) = try PackManifest.sourceHeader(folder: input, shard: shard)
             let pieces = try header.tensors.map { entry in
-                try tiling(of: entry, shard: shard, slices: slices.removeValue(forKey: ByteName(entry.name)) ?? [])
+                try tiling(of: entry, shard: shard, slices: slices.remove(entry.name))
             }
-            shards.append((shard, bytes, header, pieces))
+            shards.append(PackRebuilder.Shard(name: shard, headerBytes: bytes, header: header, pieces: pieces))
         }
-        if let (name, extra) = slices.min(by: { $0.key < $1.key }) {
-            throw ShardError.input("\(displayed(packs[extra[0].pack].name)): stores '\(displayed(name.string))', which no source header lists")
+        if let (name, extra) = slices.slices.min(by: { $0.key < $1.key }) {
+            throw ShardError.input("\(displayed(packs[extra[0].file].name)): stores '\(displayed(name.string))', which no source header lists")
         }
         return Assembly(set: set, ranks: manifests.count, packs: packs, shards: shards)
     }
+
+    /// Every check `merge` makes before writing (the set assembled: copies agreeing, slices tiling every source
+    /// tensor exactly, nothing left over), for `verify` of a set.
+    public static func check(input: String) throws { _ = try assemble(input: input) }
 
     /// What `merge` would write, with every check `merge` makes first (the whole set assembled; the output
     /// folder, when given, checked as merge would check it), writing nothing: `shard --merge --dry-run`.
@@ -99,40 +91,15 @@ public enum ShardMerger {
     ) throws -> Report {
         let start = Date()
         let assembly = try assemble(input: input)
-        try OutputPaths.prepareFolder(output, inputs: [input], existing: .empty)
-        let counter = ProgressCounter(total: assembly.tensorBytes, report: progress)
-        let checked = ChecksumOnce()
-        // Output shards in parallel; within one, tensors in the header's data order.
-        let results: [Result<Void, any Error>] = parallelMap(count: assembly.shards.count, width: threads) { i in
-            Result {
-                let shard = assembly.shards[i]
-                let file = try AtomicFile(path: output + "/" + shard.name)
-                try file.setLength(shard.header.describedLength)
-                try file.write(shard.headerBytes, at: 0)
-                counter.add(shard.headerBytes.count)
-                for (entry, pieces) in zip(shard.header.tensors, shard.pieces) {
-                    for p in pieces { try checked.check(p.pack, assembly.packs[p.pack], p.tensor) }
-                    try write(pieces, of: entry, packs: assembly.packs, to: file)
-                    counter.add(entry.byteCount)
-                }
-                try file.commit()
-            }
-        }
-        do {
-            for result in results { try result.get() }
-            try Exporter.copyKeptRecords(from: input, sourceIndex: assembly.set.sourceIndex, to: output)
-            try CarriedFiles.copy(assembly.set.carried, from: input, to: output)
-        } catch {
-            // Nothing half-way: what did finish goes too (the output folder was new or empty).
-            WrittenOutput.remove(shards: assembly.shards.map(\.name), carried: assembly.set.carried.map(\.path), from: output)
-            throw error
-        }
+        try PackRebuilder.rebuild(
+            assembly.shards, packs: assembly.packs, input: input, output: output, sourceIndex: assembly.set.sourceIndex, carried: assembly.set.carried,
+            threads: threads, counter: ProgressCounter(total: assembly.tensorBytes, report: progress))
         return Report(files: assembly.set.sourceShards, bytes: assembly.tensorBytes, ranks: assembly.ranks, seconds: Date().timeIntervalSince(start))
     }
 
     /// The stored slices of `entry`, in order, once they are shown to tile it exactly: one whole copy, or the
     /// blocks `[0, a), [a, b), …, [z, size)` of one dimension, each where its shape puts it in the source.
-    static func tiling(of entry: TensorEntry, shard: String, slices: [Stored]) throws -> [Stored] {
+    static func tiling(of entry: TensorEntry, shard: String, slices: [StoredSlice]) throws -> [StoredSlice] {
         func fail(_ reason: String) -> ShardError { .input("\(displayed(shard)): tensor '\(displayed(entry.name))': \(reason)") }
         guard !slices.isEmpty else { throw fail("no rank stores it") }
         let start = entry.rangeInFile.lowerBound
@@ -168,55 +135,6 @@ public enum ShardMerger {
             throw fail("the pieces cover [0, \(next)) of dimension \(dimension), which has \(entry.shape[dimension])")
         }
         return sorted
-    }
-
-    /// Writes a tiled tensor into its place in the output shard: contiguous pieces as they are; blocks along an
-    /// inner dimension by gathering whole source rows (every piece's run of each row) before each write.
-    static func write(_ pieces: [Stored], of entry: TensorEntry, packs: [PackFile], to file: AtomicFile) throws {
-        if pieces.allSatisfy({ ($0.source.slice?.runs ?? 1) == 1 }) {
-            for p in pieces { try packs[p.pack].copySource(p.tensor, p.index, to: file, at: p.source.offset) }
-            return
-        }
-        let slice = pieces[0].source.slice!
-        let rows = slice.runs, rowBytes = slice.stride
-        let perBlock = (16 << 20) / max(rowBytes, 1)
-        guard perBlock > 0 else {
-            // Rows longer than the gather buffer: each run goes straight to its place.
-            for p in pieces {
-                let run = p.source.runLength
-                var r = 0
-                try packs[p.pack].readSource(p.tensor, p.index) { bytes in
-                    var at = 0
-                    while at < bytes.count {
-                        let row = r / max(run, 1), offset = r % max(run, 1)
-                        let count = min(bytes.count - at, run - offset)
-                        try file.write(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + count)]), at: p.source.offset + row * rowBytes + offset)
-                        at += count
-                        r += count
-                    }
-                }
-            }
-            return
-        }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(rows, perBlock) * rowBytes, alignment: 64)
-        defer { buffer.deallocate() }
-        let mapped = try pieces.map { p -> (bytes: UnsafeRawBufferPointer, file: ReadOnlyFile, at: Int) in
-            let pack = packs[p.pack], range = PackFile.storedRange(p.tensor, p.index)
-            return (UnsafeRawBufferPointer(rebasing: try pack.file.mapped()[range]), pack.file, range.lowerBound)
-        }
-        var first = 0
-        while first < rows {
-            let count = min(perBlock, rows - first)
-            for (p, m) in zip(pieces, mapped) {
-                let run = p.source.runLength, into = p.source.offset - entry.rangeInFile.lowerBound
-                for r in 0..<count {
-                    (buffer.baseAddress! + r * rowBytes + into).copyMemory(from: m.bytes.baseAddress! + (first + r) * run, byteCount: run)
-                }
-                m.file.adviseDone((m.at + first * run)..<(m.at + (first + count) * run))
-            }
-            try file.write(UnsafeRawBufferPointer(rebasing: buffer[0..<(count * rowBytes)]), at: entry.rangeInFile.lowerBound + first * rowBytes)
-            first += count
-        }
     }
 }
 

@@ -1,51 +1,8 @@
 import Checkpoint
 import LoadedModel
 import ModelConfig
+import PackFormat
 import TensorCore
-
-/// How a node's GPUs split the model: `tp × ep` ranks; rank `r` is tensor-parallel rank `r % tp` of expert
-/// group `r / tp`.
-public struct ShardLayout: Sendable, Codable, Equatable {
-    public var tp: Int
-    public var ep: Int
-    /// Whether every rank holds the vision tower (else rank 0 alone).
-    public var visionOnEveryRank: Bool
-    public var ranks: Int { tp * ep }
-    /// The most ranks (and the largest tp or ep) of a layout: far above any real cluster, so that a plan's
-    /// per-rank tables stay small whatever the command line or a shards.json says.
-    public static let maxRanks = 4096
-    public init(tp: Int, ep: Int, visionOnEveryRank: Bool = true) {
-        self.tp = tp
-        self.ep = ep
-        self.visionOnEveryRank = visionOnEveryRank
-    }
-
-    enum CodingKeys: String, CodingKey { case tp, ep, visionOnEveryRank = "vision_on_every_rank" }
-}
-
-/// Why a split is impossible, naming the tensor and the numbers.
-public enum ShardError: Error, Equatable, Sendable, CustomStringConvertible {
-    case layout(String)
-    /// tp or ep below 1, or more than `ShardLayout.maxRanks` ranks.
-    case implausibleLayout(tp: Int, ep: Int)
-    /// The routed experts do not split into `ep` equal groups.
-    case expertsIndivisible(experts: Int, ep: Int)
-    /// The checkpoint's config.json is missing or does not describe a known architecture.
-    case noUsableConfig
-    case indivisible(tensor: String, reason: String)
-    case input(String)
-
-    public var description: String {
-        switch self {
-        case .layout(let reason): "cannot split the model: \(displayed(reason, limit: nil))"
-        case let .implausibleLayout(tp, ep): "cannot split the model: tp \(tp) × ep \(ep) is not a plausible layout"
-        case let .expertsIndivisible(experts, ep): "cannot split the model: \(experts) routed experts do not divide into \(ep) expert-parallel groups"
-        case .noUsableConfig: "the checkpoint has no usable config.json"
-        case let .indivisible(tensor, reason): "cannot split \(displayed(tensor)): \(displayed(reason, limit: nil))"
-        case .input(let reason): displayed(reason, limit: nil)
-        }
-    }
-}
 
 /// Which part of every tensor each rank holds, from the architecture manifest's `tp` / `tp_unit` / `ep` rules
 /// (never from names or sizes in code):
@@ -82,7 +39,7 @@ public struct ShardPlan: Sendable, Encodable {
     /// Routed experts per expert group.
     public var expertsPerGroup: Int
 
-    enum CodingKeys: String, CodingKey { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
+    enum CodingKeys: String, CodingKey, CaseIterable { case layout, checkpointBytes = "checkpoint_bytes", ranks, balance }
 
     public init(_ checkpoint: LoadedCheckpoint, layout: ShardLayout) throws {
         guard layout.tp >= 1, layout.ep >= 1, layout.ranks <= ShardLayout.maxRanks else {

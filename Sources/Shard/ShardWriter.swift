@@ -9,100 +9,7 @@ import LoadedModel
 import JSONCore
 import ModelConfig
 import PackFormat
-import Repack
 import TensorCore
-
-/// `shards.json`: the record of a shard set, in the set's folder. Rank `r`'s files are in `rank-NNNN/`, each a
-/// k2pack folder whose `k2pack.json` names its rank; the source headers (for `--merge`) are kept once, under
-/// `source/`, by whoever writes rank 0.
-public struct ShardSetManifest: Codable, Sendable, Equatable {
-    public static let fileName = PackManifest.setFileName
-    public var format = "k2pack-shards"
-    public var version = 1
-    public var architecture: String
-    public var layout: ShardLayout
-    public var sourceShards: [String]
-    public var sourceIndex: Bool
-    /// The checkpoint's files besides tensors, kept in the set's folder for `--merge` (and in every rank's);
-    /// absent (version 1) when there are none, version 2 otherwise, as in `k2pack.json`.
-    public var carriedFiles: [CarriedFile]?
-
-    public var carried: [CarriedFile] { carriedFiles ?? [] }
-
-    enum CodingKeys: String, CodingKey {
-        case format, version, architecture, layout, sourceShards = "source_shards", sourceIndex = "source_index", carriedFiles = "carried"
-    }
-
-    public init(architecture: String, layout: ShardLayout, sourceShards: [String], sourceIndex: Bool, carried: [CarriedFile] = []) {
-        self.architecture = architecture
-        self.layout = layout
-        self.sourceShards = sourceShards
-        self.sourceIndex = sourceIndex
-        carriedFiles = carried.isEmpty ? nil : carried
-        version = carried.isEmpty ? 1 : 2
-    }
-
-    /// The names of the rank folders of a layout: a carried file may not take one.
-    public static func rankFolders(_ layout: ShardLayout) -> [String] { (0..<layout.ranks).map(rankFolder) }
-
-    public static func rankFolder(_ rank: Int) -> String { "rank-" + String(format: "%04d", rank) }
-
-    public static func isShardSet(_ folder: String) -> Bool { FileManager.default.fileExists(atPath: folder + "/" + fileName) }
-
-    public static func read(folder: String) throws -> ShardSetManifest {
-        let path = folder + "/" + fileName
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw ShardError.input("\(displayed(path)): missing: not a shard set, or rank 0 has not finished writing it")
-        }
-        let data = Data(try ReadOnlyFile(folder: folder, name: fileName).readAll())
-        let manifest: ShardSetManifest
-        do { manifest = try JSONDecoder().decode(ShardSetManifest.self, from: data) } catch {
-            throw ShardError.input("\(displayed(path)): not a valid shard set record: \(DecodingErrorText.describe(error))")
-        }
-        guard manifest.format == "k2pack-shards", PackManifest.versions.contains(manifest.version) else {
-            throw ShardError.input("\(displayed(path)): format \(displayed(manifest.format)) version \(manifest.version) is not supported (this build reads k2pack-shards 1 and 2)")
-        }
-        if let reason = PackManifest.carriedVersionProblem(version: manifest.version, carried: manifest.carriedFiles) {
-            throw ShardError.input("\(displayed(path)): \(reason)")
-        }
-        guard manifest.layout.tp >= 1, manifest.layout.ep >= 1, manifest.layout.tp <= 4096, manifest.layout.ep <= 4096,
-            manifest.layout.ranks <= 4096
-        else {
-            throw ShardError.input("\(displayed(path)): tp \(manifest.layout.tp) × ep \(manifest.layout.ep) is not a plausible layout")
-        }
-        // Merge writes these names into its output folder: plain names only, each once (as bytes), none reserved.
-        if let reason = PackManifest.namesProblem(
-            files: [], sourceShards: manifest.sourceShards, carried: manifest.carried.map(\.path), alsoReserved: rankFolders(manifest.layout))
-        {
-            throw ShardError.input("\(displayed(path)): \(reason)")
-        }
-        try PackManifest.checkKeptIndex(folder: folder, sourceIndex: manifest.sourceIndex, record: path)
-        return manifest
-    }
-
-    /// Every rank's finished manifest, checked against the set's layout.
-    public func rankManifests(folder: String) throws -> [PackManifest] {
-        try (0..<layout.ranks).map { r in
-            let rankPath = folder + "/" + Self.rankFolder(r)
-            guard FileManager.default.fileExists(atPath: rankPath + "/" + PackManifest.fileName) else {
-                throw ShardError.input("\(displayed(rankPath)): rank \(r) of \(layout.ranks) is missing or unfinished (no \(PackManifest.fileName))")
-            }
-            // The rank folder itself must lie inside the set (its files are then checked inside the rank folder).
-            try FolderLinks.check(folder: folder, name: Self.rankFolder(r))
-            let manifest = try PackManifest.read(folder: rankPath)
-            guard let record = manifest.shard, record.rank == r, record.tp == layout.tp, record.ep == layout.ep else {
-                throw ShardError.input("\(displayed(rankPath))/\(PackManifest.fileName): does not describe rank \(r) of tp \(layout.tp) × ep \(layout.ep)")
-            }
-            return manifest
-        }
-    }
-
-    func encoded() throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return Array(try encoder.encode(self)) + [0x0A]
-    }
-}
 
 /// `k2pack shard`: writes each rank's share of a Hugging Face checkpoint as a k2pack folder. A rank's tensors
 /// keep their checkpoint names; a split tensor's shape is its block's, and its source records which block of
@@ -155,7 +62,10 @@ public enum ShardWriter {
         for r in ranks {
             let mine = Dictionary(plan.pieces[r].map { ($0.tensor, $0) }, uniquingKeysWith: { first, _ in first })
             let experts = plan.ranks[r].experts.map { $0[0]..<$0[1] }
-            let files = Converter.plan(checkpoint, experts: experts) { entry, _, source in
+            let files = PackFolderWriter.plan(
+                checkpoint.directory, expected: { checkpoint.expected(shard: $0, entry: $1) },
+                experts: experts ?? 0..<(checkpoint.config?.text.numRoutedExperts ?? 0)
+            ) { entry, source in
                 mine[entry.name].map { share($0, of: entry, source: source) }
             }
             filesOfRank[r] = files.map(\.file)
@@ -190,7 +100,7 @@ public enum ShardWriter {
 
         let dir = checkpoint.directory
         if ranks.contains(0) {
-            try Converter.keepSourceRecords(dir, input: input, output: output)
+            try PackFolderWriter.keepSourceRecords(dir, input: input, output: output)
             if let config = dir.configBytes { try AtomicFile.write(config, to: output + "/" + CheckpointDirectory.configFileName) }
             let records = try carried.map { try CarriedFiles.copy($0, from: input, to: output) }
             let set = ShardSetManifest(
@@ -207,7 +117,7 @@ public enum ShardWriter {
                 vision: layout.visionOnEveryRank || r == 0)
             let manifest = PackManifest(
                 architecture: architecture, files: filesOfRank[r] ?? [], sourceShards: [], sourceIndex: false, shard: record, carried: records)
-            try AtomicFile.write(try manifest.encoded(), to: folder + "/" + PackManifest.fileName)
+            try PackFolderWriter.writeRecord(manifest, to: folder)
         }
         return Report(layout: layout, ranks: ranks, files: jobs.count, bytes: total, seconds: Date().timeIntervalSince(start))
     }

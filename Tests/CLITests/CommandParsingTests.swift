@@ -1,3 +1,4 @@
+import PackFormat
 import ArgumentParser
 import Shard
 import Testing
@@ -161,7 +162,7 @@ struct CommandParsingTests {
             ["inspect", "m"], ["verify", "m"], ["convert", "i", "o"], ["export", "p", "o"], ["quantize", "i", "o"], ["dequantize", "i", "o"],
             ["compare", "r", "t"], ["tokenize", "m", "x"], ["parity", "m", "--reference", "r"], ["parity", "dump", "m", "--reference", "r"],
             ["parity", "shards", "m", "s"], ["shard", "m", "o", "--gpus", "1"], ["shard", "plan", "m", "--gpus", "1"],
-            ["shard", "write", "m", "o", "--gpus", "1"], ["shard", "merge", "s", "o"],
+            ["shard", "write", "m", "o", "--gpus", "1"], ["shard", "merge", "s", "o"], ["logits", "m", "--text", "t", "--out", "o"],
         ]
         for line in lines {
             let command = try parse(line + ["--json", "--quiet"])
@@ -178,6 +179,7 @@ struct CommandParsingTests {
             ["inspect", "m"], ["verify", "m"], ["convert", "i", "o"], ["quantize", "i", "o"], ["dequantize", "i", "o"],
             ["compare", "r", "t"], ["parity", "m", "--reference", "r"], ["parity", "dump", "m", "--reference", "r"], ["parity", "shards", "m", "s"],
             ["shard", "m", "o", "--gpus", "1"], ["shard", "plan", "m", "--gpus", "1"], ["shard", "write", "m", "o", "--gpus", "1"], ["shard", "merge", "s", "o"],
+            ["logits", "m", "--text", "t", "--out", "o"],
         ]
         for line in lines {
             let command = try parse(line + ["--allow-outside-symlinks"])

@@ -84,9 +84,9 @@ struct ConfigCommandTests {
         #expect(try run(["convert", "--quiet", TestPaths.fixture("k2-thinking-tiny"), pack]).status == 0)
         #expect(try run(["shard", "--quiet", "--gpus", "2", "--ep", "2", TestPaths.fixture("k2-thinking-tiny"), set]).status == 0)
         let edits: [(String, String, String, [String], String)] = [
-            (pack + "/k2pack.json", "\"source_index\" : true", "\"source_index\" : 3", ["inspect", pack], "key \"source_index\": expected a boolean, found number"),
+            (pack + "/k2pack.json", "\"source_index\" : true", "\"source_index\" : 3", ["inspect", pack], "key \"source_index\": expected a boolean, found a number"),
             (pack + "/k2pack.json", "\"source_index\" : 3", "\"source_index\" : null", ["verify", pack], "key \"source_index\": expected a boolean, found null"),
-            (set + "/shards.json", "\"format\"", "\"formats\"", ["verify", set], "missing required key \"format\""),
+            (set + "/shards.json", "\"format\"", "\"formats\"", ["verify", set], "unknown key \"formats\""),
         ]
         for (path, old, new, command, expected) in edits {
             let text = try String(contentsOfFile: path, encoding: .utf8)

@@ -6,6 +6,7 @@ import Requantize
 import Shard
 import TestSupport
 import Testing
+import PackFormat
 
 /// The forward pass's, quantizer's, sharder's and reference reader's errors show every outside string through
 /// `displayed(_:)`: tensor names, config values, dump paths and group names.

@@ -18,6 +18,7 @@ let package = Package(
         .executableTarget(name: "FuzzShardSet", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzConfigValidation", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzTokenizer", dependencies: [readers, "FuzzSupport"]),
+        .executableTarget(name: "FuzzGGUF", dependencies: [readers, "FuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -205,7 +205,7 @@ struct OutputPathsTests {
         var isDirectory: ObjCBool = false
         #expect(fm.fileExists(atPath: dir.path + "/a/b/c", isDirectory: &isDirectory) && isDirectory.boolValue)
         // convert alone mentions --resume.
-        let convert = packError { try Converter.prepare(output: dir.path + "/full", input: input, resume: false) }
+        let convert = packError { try PackFolderWriter.prepare(output: dir.path + "/full", input: input, resume: false) }
         #expect(convert?.description == "\(dir.path)/full: already exists and is not empty; choose a new folder (or --resume an interrupted convert)")
 
         // Folders made inside an output (source/): a real folder is accepted, a link is refused.

@@ -141,11 +141,12 @@ struct PackSourceCheckTests {
                 #expect("\(error)" == message, sourceLocation: sourceLocation)
             }
         }
-        for (byte, flags) in [(12, "1"), (13, "100"), (15, "80000000")] {
+        for (byte, value, flags) in [(12, UInt8(4), "4"), (13, 1, "100"), (15, 0x80, "80000000")] {
             var data = original
-            data[byte] = byte == 15 ? 0x80 : 1
+            data[byte] = value
             try data.write(to: URL(fileURLWithPath: path))
-            expectRefusal("f.k2p: invalid header: flags 0x\(flags) are not defined in version 1 (must be 0): written by a newer or different tool")
+            expectRefusal(
+                "f.k2p: invalid header: flags 0x\(flags) are not defined in version 1 (this build knows 0x3 (sliced sources, archive)): written by a newer or different tool")
         }
         try original.write(to: URL(fileURLWithPath: path))
         try rewriteTable(path) { $0.version = 2 }

@@ -121,6 +121,32 @@ struct ShardCarryTests {
         #expect(throws: ShardError.input("\(path): \(reason)")) { _ = try ShardVerifier.verify(folder: out) }
     }
 
+    @Test("shards.json with an unknown key, a duplicate key or a wrong type is refused, naming the key", arguments: [
+        ("\"format\"", "\"formats\":1,\"format\"", "unknown key \"formats\""),
+        ("\"tp\"", "\"pp\":1,\"tp\"", "key \"layout\": unknown key \"pp\""),
+        ("\"format\"", "\"format\":\"k2pack-shards\",\"format\"", "duplicate key \"format\""),
+        ("\"source_index\":(true|false)", "\"source_index\":\"yes\"", "key \"source_index\": expected a boolean, found a string"),
+        ("\"tp\":[0-9]+", "\"tp\":1.0", "key \"layout.tp\": 1.0 is not an integer in the range of Int"),
+    ])
+    func strictSetRecord(_ find: String, _ replace: String, _ reason: String) throws {
+        let dir = TemporaryDirectory()
+        let out = try write(tp: 1, ep: 2, into: dir)
+        let path = out + "/shards.json"
+        // Compact, so that the edits below see one spelling.
+        let o = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+        let range = try #require(text.range(of: find, options: .regularExpression))
+        try text.replacingCharacters(in: range, with: replace).write(toFile: path, atomically: false, encoding: .utf8)
+        do {
+            _ = try ShardSetManifest.read(folder: out)
+            Issue.record("read shards.json with \(replace)")
+        } catch let error as ShardError {
+            guard case .input(let message) = error else { Issue.record("\(error)"); return }
+            #expect(message.hasPrefix("\(path): not a valid shard set record: "), "\(message)")
+            #expect(message.contains(reason), "\(message)")
+        }
+    }
+
     @Test("an input file that would take a rank folder's name is refused before anything is written")
     func rankFolderName() throws {
         let dir = TemporaryDirectory()

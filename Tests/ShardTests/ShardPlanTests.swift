@@ -5,6 +5,7 @@ import Foundation
 import Shard
 import TestSupport
 import Testing
+import PackFormat
 
 @Suite("shard plans from the manifest's rules")
 struct ShardPlanTests {

@@ -47,6 +47,11 @@ FORMAT_VERSION = 1
 MAGIC = b"K2PACK\x00\x00"
 ARCHIVE_MAGIC = b"K2PACKZ\x00"
 HEADER_SIZE = 64
+# Header flags (offset 12): 0x1 some source is a block of its source tensor (`slice`), 0x2 the archive form.
+# Unknown bits are refused; files written before the flags existed have 0 and are still read.
+FLAG_SLICED = 0x1
+FLAG_ARCHIVE = 0x2
+KNOWN_FLAGS = FLAG_SLICED | FLAG_ARCHIVE
 MAX_TABLE_LENGTH = 256 << 20
 MAX_FRAME_SIZE = 64 << 20
 MANIFEST = "k2pack.json"
@@ -242,13 +247,43 @@ def _byte_count(shape: Sequence[int], dtype: str) -> Optional[int]:
 # ---- strict JSON decoding (what Swift's Codable accepts) -----------------------------------------------------
 
 
+def _flags_text(flags: int) -> str:
+    names = [name for bit, name in ((FLAG_SLICED, "sliced sources"), (FLAG_ARCHIVE, "archive")) if flags & bit]
+    return f"0x{flags:x}" + (f" ({', '.join(names)})" if names else "")
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    doc: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise ValueError(f"duplicate key '{key}'")
+        doc[key] = value
+    return doc
+
+
+def _strict_loads(raw: bytes) -> Any:
+    """A table or record as the Swift reader's strict scanner reads it: a duplicate key is refused."""
+    return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+
+
+def _only(obj: Any, keys: Tuple[str, ...], where: str) -> Any:
+    """Keys a table or record does not define are refused (the Swift reader's `StrictJSON`); returns `obj`."""
+    if isinstance(obj, dict):
+        for key in obj:
+            if key not in keys:
+                raise ValueError(f"{where} has an unknown key '{key}'")
+    return obj
+
+
 def _require(obj: Any, key: str, kind: type, where: str, optional: bool = False) -> Any:
     if not isinstance(obj, dict):
         raise ValueError(f"{where} is not an object")
-    if key not in obj or (optional and obj[key] is None):
+    if key not in obj:
         if optional:
             return None
         raise ValueError(f"{where} has no '{key}'")
+    if obj[key] is None:
+        raise ValueError(f"{where}: '{key}' is null" + (" (an absent optional key is omitted)" if optional else ""))
     value = obj[key]
     if kind is int:
         ok = isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value <= INT_MAX
@@ -271,12 +306,14 @@ def _int_list(value: Any, key: str, where: str) -> List[int]:
 
 def _decode_table(raw: bytes, file: str) -> Tuple[List[TensorInfo], Optional[str], Dict[str, Any]]:
     try:
-        doc = json.loads(raw.decode("utf-8"))
+        doc = _strict_loads(raw)
+        _only(doc, ("format", "version", "alignment", "compression", "tensors"), "table")
         repeated = {key: _require(doc, key, kind, "table") for key, kind in (("format", str), ("version", int), ("alignment", int))}
         compression = _require(doc, "compression", str, "table", optional=True)
         tensors = []
         for i, t in enumerate(_require(doc, "tensors", list, "table")):
             where = f"tensors[{i}]"
+            _only(t, ("name", "dtype", "shape", "offset", "length", "xxh64", "sources", "frames"), where)
             name = _require(t, "name", str, where)
             dtype = _require(t, "dtype", str, where)
             if dtype not in _DTYPES:
@@ -285,9 +322,11 @@ def _decode_table(raw: bytes, file: str) -> Tuple[List[TensorInfo], Optional[str
             sources = []
             for j, s in enumerate(_require(t, "sources", list, where)):
                 sw = f"{where}.sources[{j}]"
+                _only(s, ("name", "shard", "offset", "length", "slice"), sw)
                 sl = _require(s, "slice", dict, sw, optional=True)
                 if sl is not None:
                     slw = sw + ".slice"
+                    _only(sl, ("dimension", "start", "end", "runs", "stride"), slw)
                     sl = Slice(*(_require(sl, k, int, slw) for k in ("dimension", "start", "end", "runs", "stride")))
                 sources.append(
                     Source(
@@ -301,7 +340,8 @@ def _decode_table(raw: bytes, file: str) -> Tuple[List[TensorInfo], Optional[str
             frames = _require(t, "frames", list, where, optional=True)
             if frames is not None:
                 frames = tuple(
-                    Frame(*(_require(f, k, int, f"{where}.frames[{j}]") for k in ("offset", "length", "size")))
+                    Frame(*(_require(_only(f, ("offset", "length", "size"), f"{where}.frames[{j}]"), k, int,
+                                      f"{where}.frames[{j}]") for k in ("offset", "length", "size")))
                     for j, f in enumerate(frames)
                 )
             tensors.append(
@@ -437,13 +477,16 @@ class PackFile:
         if version != FORMAT_VERSION:
             raise UnsupportedVersionError(file, version)
         flags = int.from_bytes(header[12:16], "little")
-        if flags != 0:
+        if flags & ~KNOWN_FLAGS:
             raise HeaderError(
                 file,
-                f"flags 0x{flags:x} are not defined in version {FORMAT_VERSION} (must be 0): written by a newer or "
-                "different tool",
+                f"flags 0x{flags:x} are not defined in version {FORMAT_VERSION} (this build knows "
+                f"{_flags_text(KNOWN_FLAGS)}): written by a newer or different tool",
                 "flags",
             )
+        # An archive written before the flag existed has flags 0: its magic says the same thing unambiguously.
+        if flags & FLAG_ARCHIVE and not self.is_archive:
+            raise HeaderError(file, f"flags {_flags_text(flags)} mark an archive, but the magic is K2PACK, not K2PACKZ", "flags")
         u64 = lambda at: int.from_bytes(header[at:at + 8], "little")  # noqa: E731
         alignment, table_offset, table_length = u64(16), u64(24), u64(32)
         data_offset, file_length, table_hash = u64(40), u64(48), u64(56)
@@ -495,6 +538,10 @@ class PackFile:
                 if self.is_archive
                 else f'compression "{compression}" in an uncompressed file',
                 "compression",
+            )
+        if flags & FLAG_SLICED and not any(src.slice is not None for t in tensors for src in t.sources):
+            raise TableError(
+                file, f"the header's flags {_flags_text(flags)} mark sliced sources, but no source has a slice", "flags"
             )
         seen = set()
         for t in tensors:
@@ -779,7 +826,7 @@ def _decode_carried(doc: dict, where: str) -> Optional[List[CarriedFile]]:
     if carried is None:
         return None
     return [
-        CarriedFile(_require(c, "path", str, f"{where} carried[{i}]"), _require(c, "size", int, f"{where} carried[{i}]"),
+        CarriedFile(_require(_only(c, ("path", "size", "sha256"), f"{where} carried[{i}]"), "path", str, f"{where} carried[{i}]"), _require(c, "size", int, f"{where} carried[{i}]"),
                     _require(c, "sha256", str, f"{where} carried[{i}]"))
         for i, c in enumerate(carried)
     ]
@@ -807,7 +854,8 @@ class PackFolder:
                 manifest_path, f"no {MANIFEST}: not a k2pack folder, or its conversion did not finish"
             ) from None
         try:
-            doc = json.loads(raw.decode("utf-8"))
+            doc = _strict_loads(raw)
+            _only(doc, ("format", "version", "architecture", "files", "source_shards", "source_index", "shard", "carried"), MANIFEST)
             fmt = _require(doc, "format", str, MANIFEST)
             version = _require(doc, "version", int, MANIFEST)
             self.architecture = _require(doc, "architecture", str, MANIFEST)
@@ -816,6 +864,7 @@ class PackFolder:
             self.source_index = _require(doc, "source_index", bool, MANIFEST)
             shard = _require(doc, "shard", dict, MANIFEST, optional=True)
             if shard is not None:
+                _only(shard, ("tp", "ep", "rank", "tp_rank", "ep_rank", "experts", "vision"), MANIFEST + " shard")
                 for key in ("tp", "ep", "rank", "tp_rank", "ep_rank"):
                     _require(shard, key, int, MANIFEST + " shard")
                 _int_list(_require(shard, "experts", list, MANIFEST + " shard"), "experts", MANIFEST + " shard")
@@ -1051,11 +1100,13 @@ class ShardSet:
                 f"{manifest_path}: missing: not a shard set, or rank 0 has not finished writing it", manifest_path
             ) from None
         try:
-            doc = json.loads(raw.decode("utf-8"))
+            doc = _strict_loads(raw)
+            _only(doc, ("format", "version", "architecture", "layout", "source_shards", "source_index", "carried"), SET_MANIFEST)
             fmt = _require(doc, "format", str, SET_MANIFEST)
             version = _require(doc, "version", int, SET_MANIFEST)
             self.architecture = _require(doc, "architecture", str, SET_MANIFEST)
             layout = _require(doc, "layout", dict, SET_MANIFEST)
+            _only(layout, ("tp", "ep", "vision_on_every_rank"), SET_MANIFEST + " layout")
             self.tp = _require(layout, "tp", int, SET_MANIFEST + " layout")
             self.ep = _require(layout, "ep", int, SET_MANIFEST + " layout")
             self.vision_on_every_rank = _require(layout, "vision_on_every_rank", bool, SET_MANIFEST + " layout")

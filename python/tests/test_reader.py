@@ -465,13 +465,23 @@ class RefusalTests(unittest.TestCase):
 
     def test_undefined_flags_are_refused(self):
         for form, suffix in [("pack", ".k2p"), ("archive", ".k2z")]:
-            for flags in [1, 0x8000, 0x80000000]:
+            for flags in [4, 0x8000, 0x80000000]:
                 folder = copy_of(OUT["deepseek-v3-tiny", form])
                 path = self.first_file(folder, suffix)
                 patch(path, 12, struct.pack("<I", flags))
-                message = f"flags 0x{flags:x} are not defined in version 1 (must be 0): written by a newer or different tool"
+                message = (f"flags 0x{flags:x} are not defined in version 1 (this build knows 0x3 (sliced sources, archive)): "
+                           "written by a newer or different tool")
                 self.assert_refused(folder, k2.HeaderError, f"{path}: invalid header: {message}", "flags",
                                     swift_message=message)
+
+    def test_duplicate_keys_are_refused(self):
+        folder = copy_of(OUT["k2-thinking-tiny", "pack"])
+        manifest = os.path.join(folder, "k2pack.json")
+        with open(manifest) as handle:
+            text = handle.read()
+        with open(manifest, "w") as handle:
+            handle.write(text.replace('"format"', '"format" : "k2pack", "format"', 1))
+        self.assert_refused(folder, k2.NotPackError, "duplicate key 'format'", swift_message='duplicate key "format"')
 
     def edit_record(self, folder, name, change):
         path = os.path.join(folder, name)
@@ -588,6 +598,7 @@ class RefusalTests(unittest.TestCase):
             (lambda d: d["source_shards"].append("source"), k2.NotPackError, 'source shard name "source" is reserved'),
             (lambda d: d.pop("architecture"), k2.NotPackError, "not a valid folder record (k2pack.json has no 'architecture')"),
             (lambda d: d.update(files="layer-0000.k2p"), k2.NotPackError, "'files' is not an array"),
+            (lambda d: d.update(formats="k2pack"), k2.NotPackError, "not a valid folder record (k2pack.json has an unknown key 'formats')"),
         ]:
             folder = copy_of(OUT["k2-thinking-tiny", "pack"])
             manifest = os.path.join(folder, "k2pack.json")
@@ -674,6 +685,10 @@ class RefusalTests(unittest.TestCase):
              "its source slices do not add up to its length", "sources"),
             (lambda t: tensor(0)(t)["sources"][0].update(length=-1), k2.TensorError, "its source slices do not add up", "sources"),
             (set_(0, "frames", []), k2.TensorError, "frames in an uncompressed file", "frames"),
+            # Strict decoding, as the Swift reader's StrictJSON: unknown keys and null refused by name.
+            (lambda t: t.update(extra=1), k2.TableError, "invalid tensor table: table has an unknown key 'extra'", None),
+            (lambda t: tensor(0)(t)["sources"][0].update(size=1), k2.TableError, "tensors[0].sources[0] has an unknown key 'size'", None),
+            (set_(0, "frames", None), k2.TableError, "tensors[0]: 'frames' is null (an absent optional key is omitted)", None),
         ]
         for change, error_type, message, field in cases:
             folder = copy_of(OUT["k25-tiny", "pack"])

@@ -1,6 +1,7 @@
 import Forward
 import FuzzSupport
 import ModelConfig
+import PackFormat
 import Shard
 
 /// config.json through every consumer of a config: the validator (`ModelConfig.parse`), the expected tensor list,

@@ -2,6 +2,8 @@ import Forward
 import Foundation
 import FuzzSupport
 import Inspection
+import PackFormat
+import Repack
 import Shard
 
 /// A shard set with one of its files replaced by the input (the first byte picks which): the set record

@@ -2,7 +2,6 @@ import Checkpoint
 import FileIO
 import Foundation
 import JSONCore
-import PackFormat
 import TensorCore
 
 /// `k2pack.json`: the folder-level record of a converted checkpoint, written last (its presence means the
@@ -37,7 +36,7 @@ public struct PackManifest: Codable, Sendable, Equatable {
 
     public var carried: [CarriedFile] { carriedFiles ?? [] }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case format, version, architecture, files
         case sourceShards = "source_shards"
         case sourceIndex = "source_index"
@@ -62,10 +61,10 @@ public struct PackManifest: Codable, Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw PackError.notPack(file: path, reason: "no \(fileName): not a k2pack folder, or its conversion did not finish")
         }
-        let data = Data(try ReadOnlyFile(folder: folder, name: fileName).readAll())
+        let bytes = try ReadOnlyFile(folder: folder, name: fileName).readAll()
         let manifest: PackManifest
-        do { manifest = try JSONDecoder().decode(PackManifest.self, from: data) } catch {
-            throw PackError.notPack(file: path, reason: "not a valid \(fileName): \(DecodingErrorText.describe(error))")
+        do { manifest = try StrictJSON.decode(PackManifest.self, from: bytes) } catch {
+            throw PackError.notPack(file: path, reason: "not a valid \(fileName): \(error.description)")
         }
         guard manifest.format == "k2pack", versions.contains(manifest.version) else {
             throw PackError.notPack(
@@ -161,7 +160,7 @@ public struct ShardRecord: Codable, Sendable, Equatable {
     /// Whether it holds the vision tower.
     public var vision: Bool
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case tp, ep, rank, tpRank = "tp_rank", epRank = "ep_rank", experts, vision
     }
 
