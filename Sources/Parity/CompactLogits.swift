@@ -297,15 +297,7 @@ extension LogitStatistics {
             }
             first = range.upperBound
         }
-        positions = rows
-        nextTokenPositions = deltas.count
-        kld = Self.summary(klds)
-        deltaP = Self.summary(deltas)
-        deltaP.rms = deltas.isEmpty ? 0 : (deltas.reduce(0) { $0 + $1 * $1 } / Double(deltas.count)).squareRoot()
-        self.sameTop1 = rows == 0 ? 0 : Double(sameTop1) / Double(rows)
-        top5Overlap = rows == 0 ? 0 : Double(overlap) / Double(5 * rows)
-        perplexityReference = deltas.isEmpty ? .nan : Foundation.exp(nllRef / Double(deltas.count))
-        perplexityTest = deltas.isEmpty ? .nan : Foundation.exp(nllTest / Double(deltas.count))
+        self.init(tallied: rows, klds: klds, deltas: deltas, sameTop1: sameTop1, overlap: overlap, nllRef: nllRef, nllTest: nllTest)
         referenceTopK = k
         referenceTailMass = rows == 0 ? 0 : reference.tailLogMass.reduce(0) { $0 + Foundation.exp($1) } / Double(rows)
     }

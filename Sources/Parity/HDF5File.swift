@@ -75,14 +75,7 @@ public final class HDF5File {
         _ name: String, shape: [Int], type: hid_t, count: Int, _ pointer: () -> UnsafeRawPointer
     ) throws(HDF5Error) {
         guard shape.reduce(1, *) == count else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape does not match the value count") }
-        var dims = shape.map { hsize_t($0) }
-        let space = H5Screate_simple(Int32(dims.count), &dims, nil)
-        defer { H5Sclose(space) }
-        let links = chdf5_link_create_plist()
-        H5Pset_create_intermediate_group(links, 1)
-        defer { H5Pclose(links) }
-        let set = H5Dcreate2(id, name, type, space, links, chdf5_p_default(), chdf5_p_default())
-        guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
+        let set = try createDataset(name, shape: shape, type: type)
         defer { H5Dclose(set) }
         guard count > 0 else { return }
         guard H5Dwrite(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), pointer()) >= 0 else {
@@ -92,15 +85,20 @@ public final class HDF5File {
 
     /// Creates a float32 dataset of `shape` (intermediate groups are created) to be filled by `writeFloatBlock`.
     public func createFloats(_ name: String, shape: [Int]) throws(HDF5Error) {
+        H5Dclose(try createDataset(name, shape: shape, type: chdf5_native_float()))
+    }
+
+    /// A new dataset of `shape` and `type` (intermediate groups are created); the caller closes it.
+    private func createDataset(_ name: String, shape: [Int], type: hid_t) throws(HDF5Error) -> hid_t {
         var dims = shape.map { hsize_t($0) }
         let space = H5Screate_simple(Int32(dims.count), &dims, nil)
         defer { H5Sclose(space) }
         let links = chdf5_link_create_plist()
         H5Pset_create_intermediate_group(links, 1)
         defer { H5Pclose(links) }
-        let set = H5Dcreate2(id, name, chdf5_native_float(), space, links, chdf5_p_default(), chdf5_p_default())
+        let set = H5Dcreate2(id, name, type, space, links, chdf5_p_default(), chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
-        H5Dclose(set)
+        return set
     }
 
     /// Writes `values` into the block `[start, start + count)` of a float dataset this file created.

@@ -38,6 +38,20 @@ public struct LogitStatistics: Codable, Sendable {
         case referenceTopK = "ref_top_k", referenceTailMass = "ref_tail_mass"
     }
 
+    /// The report from the per-position tallies both forms of the reference collect (full logits, or the compact
+    /// top-K form): KLD per position, Δp and log-likelihoods at each next token, same top-1 and top-5 counts.
+    init(tallied rows: Int, klds: [Double], deltas: [Double], sameTop1: Int, overlap: Int, nllRef: Double, nllTest: Double) {
+        positions = rows
+        nextTokenPositions = deltas.count
+        kld = Self.summary(klds)
+        deltaP = Self.summary(deltas)
+        deltaP.rms = deltas.isEmpty ? 0 : (deltas.reduce(0) { $0 + $1 * $1 } / Double(deltas.count)).squareRoot()
+        self.sameTop1 = rows == 0 ? 0 : Double(sameTop1) / Double(rows)
+        top5Overlap = rows == 0 ? 0 : Double(overlap) / Double(5 * rows)
+        perplexityReference = deltas.isEmpty ? .nan : Foundation.exp(nllRef / Double(deltas.count))
+        perplexityTest = deltas.isEmpty ? .nan : Foundation.exp(nllTest / Double(deltas.count))
+    }
+
     /// Where logits come from, read a block of rows at a time (rows are `b·T + t`): a dump's dataset read in
     /// row blocks, or our own forward pass's logits in memory.
     public struct Source {
@@ -138,15 +152,7 @@ public struct LogitStatistics: Codable, Sendable {
             }
             first = range.upperBound
         }
-        positions = rows
-        nextTokenPositions = deltas.count
-        kld = Self.summary(klds)
-        deltaP = Self.summary(deltas)
-        deltaP.rms = deltas.isEmpty ? 0 : (deltas.reduce(0) { $0 + $1 * $1 } / Double(deltas.count)).squareRoot()
-        self.sameTop1 = rows == 0 ? 0 : Double(sameTop1) / Double(rows)
-        top5Overlap = rows == 0 ? 0 : Double(overlap) / Double(5 * rows)
-        perplexityReference = deltas.isEmpty ? .nan : Foundation.exp(nllRef / Double(deltas.count))
-        perplexityTest = deltas.isEmpty ? .nan : Foundation.exp(nllTest / Double(deltas.count))
+        self.init(tallied: rows, klds: klds, deltas: deltas, sameTop1: sameTop1, overlap: overlap, nllRef: nllRef, nllTest: nllTest)
     }
 
     /// `(x − m) − log Σ exp(x − m)` in float64: subtracting the maximum first keeps `log Σ` from vanishing into a

@@ -100,24 +100,9 @@ public final class VisionWeights: @unchecked Sendable {
 
     static func isFloat(_ dtype: DType) -> Bool { dtype == .bf16 || dtype == .f16 || dtype == .f32 }
 
-    /// Elements `[from, from + count)` of a float tensor (checked by `view`: BF16, F16 or F32, little-endian).
+    /// Elements `[from, from + count)` of a float tensor (checked by `view`: BF16, F16 or F32, little-endian),
+    /// decoded as the text model decodes its plain tensors.
     static func decode(_ view: TensorView, from: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
-        let base = view.bytes.baseAddress!
-        switch view.dtype {
-        case .bf16:
-            for i in 0..<count {
-                out[i] = BFloat16Bits.toFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * (from + i), as: UInt16.self)))
-            }
-        case .f16:
-            for i in 0..<count {
-                out[i] = Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * (from + i), as: UInt16.self))))
-            }
-        case .f32:
-            for i in 0..<count {
-                out[i] = Float(bitPattern: UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 4 * (from + i), as: UInt32.self)))
-            }
-        default:
-            preconditionFailure("VisionWeights.decode: \(view.dtype) was not checked to be a float type")
-        }
+        Decode.plain(view, from: from, count: count, into: out)
     }
 }
