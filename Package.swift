@@ -25,6 +25,10 @@ let package = Package(
         // Our own C: the SIGBUS handler and the registry of temporary files and mapped inputs it reads
         // (async-signal-safe code Swift cannot express). Its one Swift importer is FileIO (FatalSignals).
         .target(name: "CSignals"),
+        // Our own C: the forward pass's hot loops (INT4 / BF16 mat-vec, BF16 and INT4 decoding), a portable path
+        // and x86-64 variants with per-function target attributes, chosen at run time by cpuid (no global -m
+        // flags; aarch64 builds the portable path). Its one Swift importer is Forward (Kernels).
+        .target(name: "CKernels"),
 
         // Layer 0, values: dtypes, shapes, checked size arithmetic, strict JSON. No I/O.
         .target(name: "TensorCore", swiftSettings: strict),
@@ -69,7 +73,7 @@ let package = Package(
 
         // Layer 4, compute: the CPU forward pass and its parity tooling; the tokenizer.
         // CPU reference forward pass (only COpenBLAS importer).
-        .target(name: "Forward", dependencies: ["COpenBLAS", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
+        .target(name: "Forward", dependencies: ["COpenBLAS", "CKernels", "TensorCore", "JSONCore", "ModelConfig", "Quantization"], swiftSettings: strict),
         // HDF5 reference dumps, layer-by-layer parity and logit statistics (only CHDF5 importer).
         // The vision path of K2.5 (MoonViT, patch merger, projector) in float32: weights read by manifest slot
         // from a model store; Forward is used for its GEMM only.

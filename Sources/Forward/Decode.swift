@@ -10,9 +10,7 @@ public enum Decode {
         let base = view.bytes.baseAddress!
         switch view.dtype {
         case .bf16:
-            for i in 0..<count {
-                out[i] = BFloat16Bits.toFloat(UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * (from + i), as: UInt16.self)))
-            }
+            Kernels.bf16ToFloat(base + 2 * from, count: count, into: out)
         case .f16:
             for i in 0..<count {
                 out[i] = Float(Float16(bitPattern: UInt16(littleEndian: base.loadUnaligned(fromByteOffset: 2 * (from + i), as: UInt16.self))))
@@ -55,6 +53,12 @@ public enum Decode {
         let words = codes.bytes.baseAddress!
         // The common case (INT4, BF16 scales, whole words and groups) is the shared row dequantizer.
         let shared = bits == 4 && group % 8 == 0 && cols % 8 == 0 && !highFirst && scales.dtype == .bf16
+        // Exact INT4 in whole groups: the C kernel (the same single rounding per value, chosen by CPU features).
+        if shared && dequant == .exact && cols % group == 0 {
+            Kernels.int4DequantRows(
+                words: words, scales: scales.bytes.baseAddress!, rows: rows, cols: cols, group: group, into: out)
+            return
+        }
         for r in rows {
             let dst = out + (r - rows.lowerBound) * cols
             let rowWords = words + 4 * r * wordsPerRow

@@ -17,8 +17,25 @@ enum FusedKernels {
         }
     }
 
-    /// `y[t, r] = Σ_c x[t, c] · W[r, c]` for rows `rows` and tokens `0..<m`; y's row stride is `ldy`.
+    /// `y[t, r] = Σ_c x[t, c] · W[r, c]` for rows `rows` and tokens `0..<m`; y's row stride is `ldy`. BF16 rows
+    /// and INT4 groups go to the C kernels (`Kernels`, chosen by CPU features), bit-identical to `reference`.
     static func rows(_ w: WeightMatrix, _ rows: Range<Int>, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        if Kernels.swiftReference { return reference(w, rows, x: x, m: m, y: y, ldy: ldy) }
+        switch w.storage {
+        case .plain(let view) where view.dtype == .bf16:
+            Kernels.bf16Rows(w: view.bytes.baseAddress!, rows: rows, cols: w.cols, x: x, m: m, y: y, ldy: ldy)
+        case let .packed(codes, scales, group, _, _, _):
+            Kernels.int4Rows(
+                words: codes.bytes.baseAddress!, scales: scales.bytes.baseAddress!, rows: rows, cols: w.cols, group: group,
+                x: x, m: m, y: y, ldy: ldy)
+        default:
+            reference(w, rows, x: x, m: m, y: y, ldy: ldy)
+        }
+    }
+
+    /// The same products in Swift: F32 rows here, and the BF16 / INT4 kernels the C ones replaced (tests hold
+    /// them equal).
+    static func reference(_ w: WeightMatrix, _ rows: Range<Int>, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
         let cols = w.cols
         switch w.storage {
         case .plain(let view) where view.dtype == .bf16:
@@ -57,7 +74,7 @@ enum FusedKernels {
                 }
             }
         case .fp8Block, .rows:
-            preconditionFailure("FusedKernels.rows: no fused kernel for this storage (check supports first)")
+            preconditionFailure("FusedKernels.reference: no fused kernel for this storage (check supports first)")
         }
     }
 }

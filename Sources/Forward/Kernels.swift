@@ -1,0 +1,69 @@
+import CKernels
+import Foundation
+
+/// The forward pass's hot loops in C (`Sources/CKernels`): a portable path and x86-64 variants chosen at run time
+/// from the CPU's features. Every variant gives bit-identical results to the portable path and to the Swift
+/// kernels they replaced (same float operations in the same order; see ckernels.h). The only importer of CKernels.
+public enum Kernels {
+    /// A kernel level: the portable C path, or a variant needing the CPU features named.
+    public enum Level: Int32, Sendable, CaseIterable, CustomStringConvertible {
+        case portable = 0
+        case avx2 = 1
+
+        public var description: String {
+            switch self {
+            case .portable: return "portable"
+            case .avx2: return "avx2"
+            }
+        }
+    }
+
+    /// The highest level this CPU supports.
+    public static let best: Level = Level(rawValue: ck_best_level()) ?? .portable
+
+    /// The level the forward pass uses: `best`, or `.portable` when the environment variable `K2PACK_KERNELS`
+    /// is `portable` (tests and benchmarks); any other value, or none, means `best`.
+    public static let active: Level = level(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
+
+    /// The level an environment value asks for (see `active`).
+    static func level(environment value: String?) -> Level { value == "portable" ? .portable : best }
+
+    /// Whether `K2PACK_KERNELS` is `swift`: the fused few-token products then run the Swift kernels the C ones
+    /// replaced (`FusedKernels.reference`, the same bits; benchmarks' "before").
+    static let swiftReference = swiftReference(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
+
+    static func swiftReference(environment value: String?) -> Bool { value == "swift" }
+
+    /// `y[t·ldy + r] = Σ_c x[t·cols + c] · W[r, c]` for `rows` and tokens `0..<m`; W is INT4 pack-quantized
+    /// (`words`: the matrix's I32 words, `scales`: its BF16 group scales), `cols % group == 0`, `group % 8 == 0`.
+    static func int4Rows(
+        level: Level = active, words: UnsafeRawPointer, scales: UnsafeRawPointer, rows: Range<Int>, cols: Int, group: Int,
+        x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        precondition(group > 0 && group % 8 == 0 && cols % group == 0, "Kernels.int4Rows: whole words and whole groups")
+        ck_int4_matvec(level.rawValue, words, scales, rows.lowerBound, rows.upperBound, cols, group, x, m, y, ldy)
+    }
+
+    /// The same product for BF16 rows `w` (`cols % 8 == 0`).
+    static func bf16Rows(
+        level: Level = active, w: UnsafeRawPointer, rows: Range<Int>, cols: Int, x: UnsafePointer<Float>, m: Int,
+        y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        precondition(cols % 8 == 0, "Kernels.bf16Rows: whole blocks of eight columns")
+        ck_bf16_matvec(level.rawValue, w, rows.lowerBound, rows.upperBound, cols, x, m, y, ldy)
+    }
+
+    /// `count` BF16 values (unaligned little-endian bytes) to float32.
+    static func bf16ToFloat(level: Level = active, _ src: UnsafeRawPointer, count: Int, into out: UnsafeMutablePointer<Float>) {
+        ck_bf16_to_f32(level.rawValue, src, out, count)
+    }
+
+    /// Rows `rows` of an INT4 matrix (as for `int4Rows`) dequantized exactly into `out`, `cols` floats per row.
+    static func int4DequantRows(
+        level: Level = active, words: UnsafeRawPointer, scales: UnsafeRawPointer, rows: Range<Int>, cols: Int, group: Int,
+        into out: UnsafeMutablePointer<Float>
+    ) {
+        precondition(group > 0 && group % 8 == 0 && cols % group == 0, "Kernels.int4DequantRows: whole words and whole groups")
+        ck_int4_dequant_rows(level.rawValue, words, scales, rows.lowerBound, rows.upperBound, cols, group, out)
+    }
+}

@@ -1,0 +1,159 @@
+@testable import Forward
+import TensorCore
+import Testing
+
+/// The C kernels (Sources/CKernels through `Kernels`) against their portable path and the Swift kernels they
+/// replaced: every level gives the same bits, for token counts around the C code's blocking (four rows at a time)
+/// and row ranges that start and end off that blocking.
+@Suite("C kernels chosen by CPU features")
+struct CKernelTests {
+    /// Random BF16 bytes (values in ±`magnitude`).
+    static func bf16Bytes(_ count: Int, magnitude: Float, using rng: inout some RandomNumberGenerator) -> [UInt8] {
+        (0..<count).flatMap { _ -> [UInt8] in
+            let b = BFloat16Bits.fromFloat(Float.random(in: -magnitude...magnitude, using: &rng))
+            return [UInt8(b & 0xFF), UInt8(b >> 8)]
+        }
+    }
+
+    /// The largest difference between two results and its index, or nil when they are bit-identical.
+    static func firstDifference(_ a: [Float], _ b: [Float]) -> (index: Int, difference: Float)? {
+        guard zip(a, b).contains(where: { $0.bitPattern != $1.bitPattern }) else { return nil }
+        let worst = zip(a, b).enumerated().max { abs($0.element.0 - $0.element.1) < abs($1.element.0 - $1.element.1) }!
+        return (worst.offset, abs(worst.element.0 - worst.element.1))
+    }
+
+    /// `FusedKernels.rows` at `level` (through `Kernels`) and the Swift reference over rows `range`.
+    static func products(_ w: WeightMatrix, _ range: Range<Int>, x: [Float], m: Int, level: Kernels.Level) -> (c: [Float], swift: [Float]) {
+        var c = [Float](repeating: .nan, count: m * w.rows), swift = c
+        x.withUnsafeBufferPointer { xp in
+            c.withUnsafeMutableBufferPointer { yp in
+                switch w.storage {
+                case .plain(let view):
+                    Kernels.bf16Rows(level: level, w: view.bytes.baseAddress!, rows: range, cols: w.cols, x: xp.baseAddress!, m: m, y: yp.baseAddress!, ldy: w.rows)
+                case let .packed(codes, scales, group, _, _, _):
+                    Kernels.int4Rows(
+                        level: level, words: codes.bytes.baseAddress!, scales: scales.bytes.baseAddress!, rows: range, cols: w.cols,
+                        group: group, x: xp.baseAddress!, m: m, y: yp.baseAddress!, ldy: w.rows)
+                default: Issue.record(Comment(rawValue: "no C kernel for \(w.name)"))
+                }
+            }
+            swift.withUnsafeMutableBufferPointer { FusedKernels.reference(w, range, x: xp.baseAddress!, m: m, y: $0.baseAddress!, ldy: w.rows) }
+        }
+        return (c, swift)
+    }
+
+    @Test("INT4 and BF16 mat-vec: every level is bit-identical to the portable path and the Swift kernels", arguments: [1, 2, 3, 4, 5])
+    func matVec(tokens m: Int) throws {
+        let rows = 39, cols = 512
+        var rng = SystemRandomNumberGenerator()
+        let bf16 = Self.bf16Bytes(rows * cols, magnitude: 1, using: &rng)
+        let codes = (0..<(rows * cols / 2)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let (plainView, b1) = KernelTests.stored(bf16, dtype: .bf16, shape: [rows, cols])
+        let (codeView, b2) = KernelTests.stored(codes, dtype: .i32, shape: [rows, cols / 8])
+        defer { b1.deallocate(); b2.deallocate() }
+        var matrices = [WeightMatrix(name: "bf16", rows: rows, cols: cols, storage: .plain(plainView))]
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        for group in [8, 32, 128] {
+            let (scaleView, b) = KernelTests.stored(Self.bf16Bytes(rows * cols / group, magnitude: 0.1, using: &rng), dtype: .bf16, shape: [rows, cols / group])
+            buffers.append(b)
+            matrices.append(WeightMatrix(
+                name: "int4 group \(group)", rows: rows, cols: cols,
+                storage: .packed(codes: codeView, scales: scaleView, groupSize: group, bits: 4, dequant: .exact, highFirst: false)))
+        }
+        // Activations with a wide range, so a different order or a fused multiply-add would show.
+        let x = (0..<(m * cols)).map { _ in Float.random(in: -2...2, using: &rng) * [Float(1), 1e-3, 1e3].randomElement(using: &rng)! }
+        for matrix in matrices {
+            #expect(FusedKernels.supports(matrix))
+            for range in [0..<rows, 3..<37, 5..<6] {
+                let portable = Self.products(matrix, range, x: x, m: m, level: .portable)
+                for level in Kernels.Level.allCases {
+                    let (c, swift) = Self.products(matrix, range, x: x, m: m, level: level)
+                    if let d = Self.firstDifference(c, portable.c) {
+                        Issue.record(Comment(rawValue: "\(matrix.name) rows \(range) \(level) vs portable: largest difference \(d.difference) at [\(d.index / rows), \(d.index % rows)]"))
+                    }
+                    if let d = Self.firstDifference(c, swift) {
+                        Issue.record(Comment(rawValue: "\(matrix.name) rows \(range) \(level) vs Swift: largest difference \(d.difference) at [\(d.index / rows), \(d.index % rows)]"))
+                    }
+                    // Rows outside the range are left alone.
+                    #expect((0..<m).allSatisfy { t in (0..<rows).allSatisfy { range.contains($0) || c[t * rows + $0].isNaN } })
+                }
+            }
+        }
+    }
+
+    @Test("the forward pass's fused product is the dispatched C kernel")
+    func fusedUsesKernels() throws {
+        let rows = 8, cols = 64
+        var rng = SystemRandomNumberGenerator()
+        let (view, b) = KernelTests.stored(Self.bf16Bytes(rows * cols, magnitude: 1, using: &rng), dtype: .bf16, shape: [rows, cols])
+        defer { b.deallocate() }
+        let w = WeightMatrix(name: "bf16", rows: rows, cols: cols, storage: .plain(view))
+        let x = (0..<cols).map { _ in Float.random(in: -1...1, using: &rng) }
+        var y = [Float](repeating: 0, count: rows)
+        x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { FusedKernels.rows(w, 0..<rows, x: xp.baseAddress!, m: 1, y: $0.baseAddress!, ldy: rows) } }
+        #expect(y == Self.products(w, 0..<rows, x: x, m: 1, level: Kernels.active).c)
+    }
+
+    @Test("BF16 to float32: every bit pattern, unaligned, odd counts, at every level")
+    func bf16Conversion() throws {
+        let count = 65536 + 3
+        // One byte of offset makes the source unaligned.
+        var bytes: [UInt8] = [0xAA]
+        for i in 0..<count { bytes += [UInt8(i & 0xFF), UInt8((i >> 8) & 0xFF)] }
+        let expected = (0..<count).map { BFloat16Bits.toFloat(UInt16(truncatingIfNeeded: $0)) }
+        for level in Kernels.Level.allCases {
+            for n in [count, 7, 9, 0] {
+                var out = [Float](repeating: 1, count: count)
+                bytes.withUnsafeBytes { src in
+                    out.withUnsafeMutableBufferPointer { Kernels.bf16ToFloat(level: level, src.baseAddress! + 1, count: n, into: $0.baseAddress!) }
+                }
+                let wrong = (0..<n).first { out[$0].bitPattern != expected[$0].bitPattern }
+                #expect(wrong == nil, "\(level): element \(wrong ?? 0) is \(out[wrong ?? 0]), expected \(expected[wrong ?? 0])")
+                #expect(out[n...].allSatisfy { $0 == 1 }, "\(level): nothing written past \(n) values")
+            }
+        }
+    }
+
+    @Test("INT4 tile dequantization: every level equals (code − 8) · scale, and the decode path uses it")
+    func int4Dequant() throws {
+        let rows = 9, cols = 256
+        var rng = SystemRandomNumberGenerator()
+        let codes = (0..<(rows * cols / 2)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let (codeView, b1) = KernelTests.stored(codes, dtype: .i32, shape: [rows, cols / 8])
+        defer { b1.deallocate() }
+        for group in [8, 32, 256] {
+            let scaleBytes = Self.bf16Bytes(rows * cols / group, magnitude: 0.1, using: &rng)
+            let (scaleView, b2) = KernelTests.stored(scaleBytes, dtype: .bf16, shape: [rows, cols / group])
+            defer { b2.deallocate() }
+            func expected(_ r: Int, _ c: Int) -> Float {
+                let nibble = (codes[r * cols / 2 + c / 2] >> (4 * UInt8(c % 2))) & 0xF
+                let s = BFloat16Bits.toFloat(UInt16(scaleBytes[2 * (r * cols / group + c / group)]) | UInt16(scaleBytes[2 * (r * cols / group + c / group) + 1]) << 8)
+                return (Float(nibble) - 8) * s
+            }
+            let range = 2..<7
+            for level in Kernels.Level.allCases {
+                var out = [Float](repeating: .nan, count: range.count * cols)
+                out.withUnsafeMutableBufferPointer {
+                    Kernels.int4DequantRows(
+                        level: level, words: codeView.bytes.baseAddress!, scales: scaleView.bytes.baseAddress!, rows: range, cols: cols,
+                        group: group, into: $0.baseAddress!)
+                }
+                let wrong = (0..<out.count).first { out[$0].bitPattern != expected(range.lowerBound + $0 / cols, $0 % cols).bitPattern }
+                #expect(wrong == nil, "\(level) group \(group): element \(wrong ?? 0) is \(out[wrong ?? 0])")
+            }
+            let w = WeightMatrix(name: "int4", rows: rows, cols: cols, storage: .packed(codes: codeView, scales: scaleView, groupSize: group, bits: 4, dequant: .exact, highFirst: false))
+            let all = w.all()
+            #expect((0..<all.count).allSatisfy { all[$0].bitPattern == expected($0 / cols, $0 % cols).bitPattern }, "decodeRows, group \(group)")
+        }
+    }
+
+    @Test("K2PACK_KERNELS=portable forces the portable path, swift the Swift kernels; anything else means the best level")
+    func environment() {
+        #expect(Kernels.level(environment: "portable") == .portable)
+        #expect(Kernels.level(environment: nil) == Kernels.best)
+        #expect(Kernels.level(environment: "avx2") == Kernels.best)
+        #expect(Kernels.Level.allCases.map(\.description) == ["portable", "avx2"])
+        #expect(Kernels.swiftReference(environment: "swift") && !Kernels.swiftReference(environment: "portable") && !Kernels.swiftReference(environment: nil))
+    }
+}

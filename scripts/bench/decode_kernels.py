@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Decode of one token through one full-width MoE layer: Swift kernels, portable C, and the CPU's best C kernels.
+
+`k2pack parity --layers L..L` on one token's dumped `layer_in` of a synthetic K2.5 checkpoint
+(scripts/make_synthetic_k25.py with --fill L), timed with `K2PACK_KERNELS=swift` (the Swift few-token kernels the
+C ones replaced), `K2PACK_KERNELS=portable` and without it (dispatched by CPU features), the three
+alternating (best of N each, warm page cache), then as a fraction of the memory bandwidth measured in the same
+run before and after (numpy summing a 2 GiB array on the same thread count; the better of the two), counting the
+bytes that token must read (forward_fullwidth.token_bytes).
+
+    python scripts/bench/decode_kernels.py /work/synth/k25-l2-kernels --layer 1 --threads 2 --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from forward_fullwidth import ROOT, bandwidth, token_bytes  # noqa: E402
+
+
+def forward_seconds(cmd: list[str], kernels: str | None) -> float:
+    env = dict(os.environ)
+    env.pop("K2PACK_KERNELS", None)
+    if kernels is not None:
+        env["K2PACK_KERNELS"] = kernels
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout)["forward_seconds"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--layer", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=5)
+    a = ap.parse_args()
+    text = json.loads((a.model / "config.json").read_text())
+    text = text.get("text_config", text)
+    k2pack = str(ROOT / ".build/release/k2pack")
+    work = Path(os.environ.get("TMPDIR", "/tmp")) / "k2pack-kernels-bench"
+    work.mkdir(exist_ok=True)
+    one = work / "one-token.h5"
+    with h5py.File(one, "w") as f:
+        f["input_ids"] = np.array([[7]], dtype=np.int64)
+        f[f"layers/{a.layer}/layer_in"] = np.random.default_rng(0).standard_normal((1, 1, text["hidden_size"])).astype(np.float32)
+    cmd = [k2pack, "parity", str(a.model), "--reference", str(one), "--layers", f"{a.layer}..{a.layer}",
+           "--threads", str(a.threads), "--json", "--quiet"]
+    bw = bandwidth(a.threads)
+    forward_seconds(cmd, None)  # warm the page cache
+    times: dict[str, list[float]] = {"swift": [], "portable": [], "dispatched": []}
+    for _ in range(a.runs):
+        times["swift"].append(forward_seconds(cmd, "swift"))
+        times["portable"].append(forward_seconds(cmd, "portable"))
+        times["dispatched"].append(forward_seconds(cmd, None))
+    bw = max(bw, bandwidth(a.threads))
+    nbytes = token_bytes(text)
+    result = {"decode_layer": a.layer, "threads": a.threads, "bytes_read": nbytes, "memory_bandwidth_gb_per_s": bw}
+    for name, ts in times.items():
+        t = min(ts)
+        result[name] = {"seconds": t, "all_seconds": ts, "gb_per_s": nbytes / t / 1e9, "fraction_of_bandwidth": nbytes / t / 1e9 / bw}
+    result["dispatched_vs_portable"] = min(times["portable"]) / min(times["dispatched"])
+    result["dispatched_vs_swift"] = min(times["swift"]) / min(times["dispatched"])
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
