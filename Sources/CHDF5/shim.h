@@ -145,7 +145,6 @@ static inline int chdf5_test_compressed_dataset(hid_t file, const char *name, co
     return result;
 }
 
-/* Reads the block [start, start + count) of a float dataset (any rank ≤ 8) into `out`. */
 /* Writes the block [start, start + count) of a float dataset from `values` (row-major, `count` in shape). */
 static inline herr_t chdf5_write_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, const float *values) {
     hid_t file_space = H5Dget_space(set);
@@ -159,6 +158,7 @@ static inline herr_t chdf5_write_float_block(hid_t set, int rank, const hsize_t 
     return status;
 }
 
+/* Reads the block [start, start + count) of a float dataset (any rank ≤ 8) into `out`. */
 static inline herr_t chdf5_read_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, float *out) {
     hid_t file_space = H5Dget_space(set);
     if (file_space < 0) return -1;

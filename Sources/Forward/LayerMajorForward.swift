@@ -215,30 +215,29 @@ final class SpillFile: Sendable {
     deinit { close(fd) }
 
     func write(_ values: [Float], at element: Int) throws(ForwardError) {
-        let done = values.withUnsafeBytes { bytes -> Bool in
-            var offset = 0
-            while offset < bytes.count {
-                let n = pwrite(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t(element * 4 + offset))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return false }
-                offset += n
-            }
-            return true
+        let done = values.withUnsafeBytes { bytes in
+            Self.whole(bytes.count, at: element * 4) { pwrite(fd, bytes.baseAddress! + $0, bytes.count - $0, $1) }
         }
         guard done else { throw .io("\(displayed(folder)): writing the activations' temporary file failed: \(String(cString: strerror(errno)))") }
     }
 
+    /// Moves `count` bytes at file offset `position` through `step(done, offset)` (a `pread` or `pwrite` of the
+    /// rest), retrying short transfers and EINTR; false when the file fails (`errno` says why).
+    private static func whole(_ count: Int, at position: Int, _ step: (Int, off_t) -> Int) -> Bool {
+        var done = 0
+        while done < count {
+            let n = step(done, off_t(position + done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            done += n
+        }
+        return true
+    }
+
     func read(_ count: Int, at element: Int) throws(ForwardError) -> [Float] {
         var values = [Float](repeating: 0, count: count)
-        let done = values.withUnsafeMutableBytes { bytes -> Bool in
-            var offset = 0
-            while offset < bytes.count {
-                let n = pread(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t(element * 4 + offset))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return false }
-                offset += n
-            }
-            return true
+        let done = values.withUnsafeMutableBytes { bytes in
+            Self.whole(bytes.count, at: element * 4) { pread(fd, bytes.baseAddress! + $0, bytes.count - $0, $1) }
         }
         guard done else { throw .io("\(displayed(folder)): reading the activations' temporary file failed: \(String(cString: strerror(errno)))") }
         return values
