@@ -112,6 +112,19 @@ let package = Package(
             dependencies: ["FileIO", "Checkpoint", "Forward", "GGUF", "JSONCore", "Manifests", "ModelConfig", "ModelStore", "TensorCore"],
             swiftSettings: strict),
 
+        // convert --to gguf: a Hugging Face checkpoint (INT4 experts) into llama.cpp's deepseek2 GGUF, experts moved
+        // nibble for nibble into Q4_0, the tokenizer into GGUF metadata, split parts as gguf-split names them.
+        .target(
+            name: "GGUFConvert",
+            dependencies: ["FileIO", "Checkpoint", "GGUF", "JSONCore", "LoadedModel", "Manifests", "ModelConfig", "Quantization", "TensorCore", "Tokenizer"],
+            swiftSettings: strict),
+        // A GGUF back to a Hugging Face checkpoint: dequantized (bf16/f32) with the original names, or with the
+        // experts re-packed to compressed-tensors INT4 when every block is Q4_0.
+        .target(
+            name: "GGUFUnpack",
+            dependencies: ["FileIO", "Checkpoint", "GGUF", "GGUFModel", "JSONCore", "Manifests", "ModelConfig", "Quantization", "Requantize", "TensorCore"],
+            swiftSettings: strict),
+
         // k2pack logits: reference logits from text or ids, run layer-major, written as a reference dump.
         .target(name: "ReferenceLogits", dependencies: ["FileIO", "Forward", "PackFormat", "Parity", "TensorCore", "Tokenizer"], swiftSettings: strict),
 
@@ -128,7 +141,7 @@ let package = Package(
         .target(
             name: "K2PackCLI",
             dependencies: [
-                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel", "ReferenceLogits", "Vision",
+                "Inspection", "LoadedModel", "FileIO", "Checkpoint", "ModelConfig", "Repack", "PackFormat", "Forward", "ModelStore", "Parity", "Requantize", "Shard", "Tokenizer", "GGUF", "GGUFModel", "GGUFConvert", "GGUFUnpack", "ReferenceLogits", "Vision",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -153,6 +166,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity"]),
         .testTarget(name: "LogitsTests", dependencies: ["ReferenceLogits", "Forward", "ModelStore", "Parity", "Tokenizer", "TestSupport"]),
+        .testTarget(name: "GGUFConvertTests", dependencies: ["GGUFConvert", "GGUFUnpack", "GGUF", "GGUFModel", "Checkpoint", "FileIO", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
