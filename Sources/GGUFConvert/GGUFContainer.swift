@@ -16,7 +16,8 @@ public struct GGUFTensorDescriptor: Sendable, Equatable {
     /// Bytes of the data (`ne[0] / blockSize · typeSize` per row), nil on overflow or rows that are not whole blocks.
     public var byteCount: Int? {
         guard let first = ne.first, first % type.blockSize == 0, let rows = CheckedMath.product(Array(ne.dropFirst())) else { return nil }
-        return CheckedMath.multiply(first / type.blockSize * type.typeSize, rows)
+        guard let rowBytes = CheckedMath.multiply(first / type.blockSize, type.typeSize) else { return nil }
+        return CheckedMath.multiply(rowBytes, rows)
     }
 }
 

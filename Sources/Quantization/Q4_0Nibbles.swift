@@ -14,8 +14,6 @@ public enum Q4_0Nibbles {
     /// Bytes of one Q4_0 block: the f16 scale, then `qs`.
     public static let blockBytes = 2 + packedBytes
 
-    private static let lowNibbles: UInt64 = 0x0F0F_0F0F_0F0F_0F0F
-
     /// compressed-tensors' 16 bytes (as two words) → Q4_0's `qs` (as two words).
     @inlinable @inline(__always)
     public static func q4_0(fromPacked lo: UInt64, _ hi: UInt64) -> (UInt64, UInt64) {
@@ -54,8 +52,8 @@ public enum Q4_0Nibbles {
         return UInt32(truncatingIfNeeded: x)
     }
 
-    /// Whether a scale survives as ggml's f16 `d` exactly: f16→f32(f16(s)) == s. False for NaN and infinities, and
-    /// for values F16 rounds (|s| ≥ 65520, or finer than 2⁻²⁴ below 2⁻¹⁴).
+    /// Whether a scale survives as ggml's f16 `d` exactly: f16→f32(f16(s)) == s. False for NaN and for values F16
+    /// rounds (finite |s| > 65504, or not a multiple of 2⁻²⁴ below 2⁻¹⁴); ±infinity survives.
     @inlinable
     public static func isExactInF16(_ s: Float) -> Bool {
         Float(Float16(s)) == s
