@@ -28,6 +28,9 @@ public enum GGUFConverter {
         public var extraMetadata: [GGUFKeyValue] = []
         /// Refuse a folder without tokenizer files (`--no-tokenizer` turns this off).
         public var requireTokenizer = true
+        /// The tokenizer's keys, made from the folder and its config once the checkpoint is checked (called only
+        /// when `requireTokenizer`); appended after the model's keys and before `extraMetadata`.
+        public var tokenizerMetadata: (@Sendable (_ folder: String, _ config: ModelConfig) throws -> [GGUFKeyValue])?
         /// `general.name`; nil: the input folder's name.
         public var name: String?
 
@@ -64,6 +67,13 @@ public enum GGUFConverter {
     /// `tokenizer.json`).
     public static let tokenizerFiles = ["tiktoken.model", "tokenizer.json"]
 
+    /// Refuses a folder with none of `tokenizerFiles` (llama.cpp cannot load a GGUF without a vocabulary).
+    public static func requireTokenizerFiles(in folder: String) throws(GGUFConvertError) {
+        guard tokenizerFiles.contains(where: { FileManager.default.fileExists(atPath: folder + "/" + $0) }) else {
+            throw .noTokenizer(folder: folder)
+        }
+    }
+
     /// The file names in the split record kept next to the output (`--resume`).
     static func recordName(prefix: String) -> String { ".\(prefix).gguf.k2pack-resume.json" }
 
@@ -77,13 +87,21 @@ public enum GGUFConverter {
         }
         if let reason = checkpoint.unusableReason { throw .sourceInvalid(reason: reason) }
         guard let config = checkpoint.config else { throw .sourceInvalid(reason: "\(displayed(input)) has no usable config.json") }
-        if options.requireTokenizer, !tokenizerFiles.contains(where: { FileManager.default.fileExists(atPath: input + "/" + $0) }) {
-            throw .noTokenizer(folder: input)
+        var tokenizer: [GGUFKeyValue] = []
+        if options.requireTokenizer {
+            try requireTokenizerFiles(in: input)
+            if let make = options.tokenizerMetadata {
+                do {
+                    tokenizer = try make(input, config)
+                } catch {
+                    throw .tokenizer(folder: input, reason: "\(error)")
+                }
+            }
         }
         let folderName = OutputPaths.name(of: input)
         let planned = try GGUFTensorPlanner.plan(checkpoint, outType: options.outType, maxRowBytes: GGUFStreamWriter.bufferBytes)
         let model = GGUFMetadataBuilder.metadata(config: config, name: options.name ?? folderName, outType: options.outType)
-        let metadata = model.metadata + options.extraMetadata
+        let metadata = model.metadata + tokenizer + options.extraMetadata
 
         // Where: a .gguf path names the file (parts take its stem), anything else is a folder.
         let (folder, stem) = try outputLocation(output, input: input, defaultStem: "\(folderName).\(options.outType.label)-Q4_0")

@@ -22,6 +22,8 @@ public enum GGUFConvertError: Error, Equatable, Sendable, CustomStringConvertibl
     case invalidMetadata(key: String, reason: String)
     /// The folder has no tokenizer files and `--no-tokenizer` was not given.
     case noTokenizer(folder: String)
+    /// The tokenizer's metadata could not be made.
+    case tokenizer(folder: String, reason: String)
     /// The output cannot be written there.
     case output(path: String, reason: String)
     /// `--split-max-size` text that is not a size.
@@ -52,6 +54,8 @@ public enum GGUFConvertError: Error, Equatable, Sendable, CustomStringConvertibl
         case let .noTokenizer(folder):
             return "\(displayed(folder)) has no tokenizer files (tiktoken.model or tokenizer.json): llama.cpp cannot load a GGUF without a vocabulary. "
                 + "Add the tokenizer files to the folder, or pass --no-tokenizer to write the weights and model metadata only"
+        case let .tokenizer(folder, reason):
+            return "\(displayed(folder)): cannot write the tokenizer into the GGUF: \(displayed(reason, limit: nil))"
         case let .output(path, reason):
             return "\(displayed(path)): \(reason)"
         case let .badSize(text, reason):

@@ -209,6 +209,27 @@ struct GGUFConvertTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).isEmpty)
     }
 
+    @Test("the tokenizer's keys come from the hook (given the folder and its config) after the model's; a failing hook is reported by folder")
+    func tokenizerHook() throws {
+        var options = GGUFConverter.Options(extraMetadata: [GGUFKeyValue(key: "x.extra", value: .bool(true))])
+        options.tokenizerMetadata = { folder, config in
+            [GGUFKeyValue(key: "tokenizer.ggml.model", value: .string("gpt2")), GGUFKeyValue(key: "t.vocab", value: .u32(UInt32(config.text.vocabSize)))]
+        }
+        let c = try Converted("k25-tiny", options: options)
+        #expect(Array(c.file.metadata.suffix(3).map(\.key)) == ["tokenizer.ggml.model", "t.vocab", "x.extra"])
+        #expect(c.file["t.vocab"] == .u32(256))
+
+        struct Broken: Error, CustomStringConvertible { var description: String { "tiktoken.model: line 3 is not base64" } }
+        options.tokenizerMetadata = { _, _ in throw Broken() }
+        let dir = TemporaryDirectory()
+        let input = TestPaths.fixture("k25-tiny")
+        #expect(throws: GGUFConvertError.tokenizer(folder: input, reason: "tiktoken.model: line 3 is not base64")) {
+            _ = try GGUFConverter.convert(input: input, output: dir.path + "/o.gguf", options: options)
+        }
+        #expect(GGUFConvertError.tokenizer(folder: "f", reason: "r").description == "f: cannot write the tokenizer into the GGUF: r")
+        #expect(listing(dir.path).isEmpty)
+    }
+
     @Test("the tensor table gives llama.cpp's counts for the full layouts: 1096 for K2 / K2.5 (61 layers, 1 dense), 1086 for DeepSeek-V3 (3 dense)")
     func fullLayoutCounts() throws {
         let table = try GGUFTensorTable.load()
