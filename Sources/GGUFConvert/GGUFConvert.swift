@@ -133,7 +133,7 @@ public enum GGUFConverter {
         for i in kept { counter.add(parts.layouts[i].fileBytes) }
         var written: [String] = []
         var inexact = 0
-        do {
+        do throws(GGUFConvertError) {
             for (i, layout) in parts.layouts.enumerated() where !kept.contains(i) {
                 let writer = try GGUFStreamWriter(path: paths[i], progress: counter.add)
                 var encoder = GGUFTensorEncoder(writer: writer, allowInexactScales: options.allowInexactScales)
@@ -141,6 +141,11 @@ public enum GGUFConverter {
                 for t in parts.members[i] {
                     try encoder.write(planned[t])
                     try writer.pad(to: layout.alignment)
+                }
+                // An input rewritten while it was read never becomes a finished-looking part.
+                var checked = Set<ObjectIdentifier>()
+                for source in parts.members[i].flatMap({ planned[$0].source.files }) where checked.insert(ObjectIdentifier(source)).inserted {
+                    do { try source.file.checkUnchanged() } catch { throw GGUFConvertError.from(error, path: source.file.path) }
                 }
                 let (bytes, sha256) = try writer.commit()
                 precondition(bytes == layout.fileBytes, "GGUF writer: \(bytes) bytes written, \(layout.fileBytes) planned")

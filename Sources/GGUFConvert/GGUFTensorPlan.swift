@@ -132,6 +132,16 @@ enum GGUFTensorSource {
     case int4([PackedModule])
 }
 
+extension GGUFTensorSource {
+    /// The shards this tensor is read from.
+    var files: [SafetensorsFile] {
+        switch self {
+        case let .converted(s), let .keyHalf(s, _), let .valueHalf(s, _): [s.shard]
+        case let .int4(modules): modules.flatMap { [$0.packed.shard, $0.scale.shard] }
+        }
+    }
+}
+
 /// One tensor of the output: its header description and its source.
 struct GGUFPlannedTensor {
     var descriptor: GGUFTensorDescriptor
