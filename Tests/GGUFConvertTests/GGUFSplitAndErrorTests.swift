@@ -260,3 +260,30 @@ struct GGUFContainerTests {
         #expect(listing(dir.path).isEmpty)
     }
 }
+
+@Suite("convert --to gguf when the output cannot be written")
+struct GGUFFullDiskTests {
+    @Test("a write that fails part-way (a file size limit, as a full disk) is reported by file and leaves nothing behind")
+    func writeFails() throws {
+        let executable = try #require(TestPaths.executable, "k2pack is not built (swift build)")
+        let dir = TemporaryDirectory()
+        let output = dir.path + "/out"
+        // Every file this process writes is limited to 64 blocks; SIGXFSZ ignored, so the write fails with EFBIG.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [
+            "-c", "trap '' XFSZ; ulimit -f 64 && exec \"$0\" convert \"$1\" \"$2\" --to gguf --no-tokenizer --quiet --split-max-size 100K",
+            executable.path, TestPaths.fixture("k2-thinking-tiny"), output + "/k2.gguf",
+        ]
+        let err = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = err
+        try process.run()
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let message = String(decoding: data, as: UTF8.self)
+        #expect(process.terminationStatus == 1, "\(message)")
+        #expect(message.contains("\(output)/k2-0000") && message.contains(".gguf: cannot write: File too large"), "\(message)")
+        #expect(listing(output).isEmpty, "left \(listing(output))")
+    }
+}
