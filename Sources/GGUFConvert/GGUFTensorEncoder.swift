@@ -46,7 +46,14 @@ struct GGUFTensorEncoder {
             }
             try writeFloats(out, type: type)
         case let .int4(modules):
-            for module in modules { try writeQ4_0(module, name: tensor.descriptor.name) }
+            for (i, module) in modules.enumerated() {
+                // The next expert is read ahead while this one is moved.
+                if i + 1 < modules.count {
+                    modules[i + 1].packed.willRead()
+                    modules[i + 1].scale.willRead()
+                }
+                try writeQ4_0(module, name: tensor.descriptor.name)
+            }
         }
     }
 
@@ -153,21 +160,31 @@ struct GGUFTensorEncoder {
                     let s = sc + r * groups * scaleWidth
                     let o = dst + (r - first) * rowOut
                     for g in 0..<groups {
-                        let scale: Float
+                        // d = f16(scale), exact: BF16 by bit operations, F16 as it is, F32 through Float16.
+                        var d: UInt16
+                        var exact: UInt16?
                         switch scaleDType {
-                        case .bf16: scale = Float(bitPattern: UInt32(UInt16(littleEndian: s.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self))) << 16)
-                        case .f16: scale = Float(Float16(bitPattern: UInt16(littleEndian: s.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self))))
-                        default: scale = Float(bitPattern: UInt32(littleEndian: s.loadUnaligned(fromByteOffset: 4 * g, as: UInt32.self)))
+                        case .bf16:
+                            let bits = UInt16(littleEndian: s.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self))
+                            exact = Q4_0Nibbles.f16Exact(bf16: bits)
+                            d = exact ?? Float16(BFloat16Bits.toFloat(bits)).bitPattern
+                        case .f16:
+                            d = UInt16(littleEndian: s.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self))
+                            exact = d
+                        default:
+                            let scale = Float(bitPattern: UInt32(littleEndian: s.loadUnaligned(fromByteOffset: 4 * g, as: UInt32.self)))
+                            d = Float16(scale).bitPattern
+                            exact = Q4_0Nibbles.isExactInF16(scale) ? d : nil
                         }
-                        let d = Float16(scale)
-                        if Float(d) != scale {
+                        if exact == nil {
                             guard allow else {
-                                throw .inexactScale(file: m.scale.file, tensor: m.scale.name, expert: m.expert, row: r, group: g, scale: scale, f16: Float(d))
+                                let scale = Self.scaleValue(s, group: g, dtype: scaleDType)
+                                throw .inexactScale(file: m.scale.file, tensor: m.scale.name, expert: m.expert, row: r, group: g, scale: scale, f16: Float(Float16(scale)))
                             }
                             rounded += 1
                         }
                         let block = o + g * GGMLType.q4_0.typeSize
-                        block.storeBytes(of: d.bitPattern.littleEndian, as: UInt16.self)
+                        block.storeBytes(of: d.littleEndian, as: UInt16.self)
                         let lo = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: g * 16, as: UInt64.self))
                         let hi = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: g * 16 + 8, as: UInt64.self))
                         let (a, b) = Q4_0Nibbles.q4_0(fromPacked: lo, hi)
@@ -181,6 +198,15 @@ struct GGUFTensorEncoder {
         inexactScales += rounded
         m.packed.done()
         m.scale.done()
+    }
+
+    /// Scale `group` of a row of scales, as float32.
+    static func scaleValue(_ row: UnsafeRawPointer, group g: Int, dtype: DType) -> Float {
+        switch dtype {
+        case .bf16: BFloat16Bits.toFloat(UInt16(littleEndian: row.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self)))
+        case .f16: Float(Float16(bitPattern: UInt16(littleEndian: row.loadUnaligned(fromByteOffset: 2 * g, as: UInt16.self))))
+        default: Float(bitPattern: UInt32(littleEndian: row.loadUnaligned(fromByteOffset: 4 * g, as: UInt32.self)))
+        }
     }
 }
 

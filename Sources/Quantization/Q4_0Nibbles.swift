@@ -52,6 +52,29 @@ public enum Q4_0Nibbles {
         return UInt32(truncatingIfNeeded: x)
     }
 
+    /// The F16 bits holding exactly the value of the BF16 `bits`, or nil when F16 cannot hold it (NaN, a finite
+    /// magnitude above 65504, or a value below 2⁻¹⁴ that is not a multiple of 2⁻²⁴). Bit operations only: the
+    /// same answer as `isExactInF16` and `Float16(_:)` (checked for all 65,536 patterns), without a float
+    /// conversion per group.
+    @inlinable @inline(__always)
+    public static func f16Exact(bf16 bits: UInt16) -> UInt16? {
+        let sign = bits & 0x8000
+        let exponent = Int((bits >> 7) & 0xFF)
+        let mantissa = bits & 0x7F
+        if exponent == 0xFF { return mantissa == 0 ? sign | 0x7C00 : nil }
+        if exponent == 0 { return mantissa == 0 ? sign : nil }
+        let e = exponent - 127
+        if e > 15 { return nil }
+        if e >= -14 { return sign | UInt16(e + 15) << 10 | mantissa << 3 }
+        // F16 subnormal: k · 2⁻²⁴ with k = (128 + m) · 2^(e − 7 + 24).
+        let significand = UInt16(128) | mantissa
+        let shift = e + 17
+        if shift >= 0 { return sign | significand << UInt16(shift) }
+        if -shift >= 8 { return nil }
+        let dropped = UInt16(-shift)
+        return significand & ((1 << dropped) - 1) == 0 ? sign | significand >> dropped : nil
+    }
+
     /// Whether a scale survives as ggml's f16 `d` exactly: f16→f32(f16(s)) == s. False for NaN and for values F16
     /// rounds (finite |s| > 65504, or not a multiple of 2⁻²⁴ below 2⁻¹⁴); ±infinity survives.
     @inlinable

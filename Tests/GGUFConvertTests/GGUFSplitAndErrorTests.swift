@@ -261,8 +261,8 @@ struct GGUFContainerTests {
     }
 }
 
-@Suite("convert --to gguf when the output cannot be written")
-struct GGUFFullDiskTests {
+@Suite("convert --to gguf in a subprocess: a full disk, a kill")
+struct GGUFProcessTests {
     @Test("a write that fails part-way (a file size limit, as a full disk) is reported by file and leaves nothing behind")
     func writeFails() throws {
         let executable = try #require(TestPaths.executable, "k2pack is not built (swift build)")
@@ -286,4 +286,42 @@ struct GGUFFullDiskTests {
         #expect(message.contains("\(output)/k2-0000") && message.contains(".gguf: cannot write: File too large"), "\(message)")
         #expect(listing(output).isEmpty, "left \(listing(output))")
     }
+}
+
+extension GGUFProcessTests {
+    @Test("killed part-way (SIGKILL in part 2), --resume keeps the finished part and gives the same files as an uninterrupted run")
+    func killedThenResumed() throws {
+        let executable = try #require(TestPaths.executable, "k2pack is not built (swift build)")
+        let dir = TemporaryDirectory()
+        let input = TestPaths.fixture("k2-thinking-tiny")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = ["convert", input, dir.path + "/k2.gguf", "--to", "gguf", "--no-tokenizer", "--quiet", "--split-max-size", "80K"]
+        process.environment = launcherFreeEnvironment(["K2PACK_TEST_KILL_AFTER_BYTES": "150000"])
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL)
+        let left = listing(dir.path)
+        #expect(left.contains("k2-00001-of-00004.gguf") && left.contains(".k2.gguf.k2pack-resume.json") && !left.contains("k2-00004-of-00004.gguf"), "\(left)")
+
+        var options = GGUFConverter.Options(splitMaxBytes: 80_000, resume: true, requireTokenizer: false)
+        let resumed = try GGUFConverter.convert(input: input, output: dir.path + "/k2.gguf", options: options)
+        #expect(resumed.filesReused.first == dir.path + "/k2-00001-of-00004.gguf")
+        let fresh = TemporaryDirectory()
+        options.resume = false
+        let reference = try GGUFConverter.convert(input: input, output: fresh.path + "/k2.gguf", options: options)
+        for (a, b) in zip(resumed.files, reference.files) {
+            #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b)), "\(a)")
+        }
+        #expect(!listing(dir.path).contains { $0.hasSuffix(".partial") })
+    }
+}
+
+/// This process's environment without launcher variables that would change what a child k2pack does, plus `extra`.
+func launcherFreeEnvironment(_ extra: [String: String]) -> [String: String] {
+    var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("K2PACK_") && $0.key != "RANK" && $0.key != "WORLD_SIZE" && !$0.key.hasPrefix("SLURM_") }
+    for (k, v) in extra { environment[k] = v }
+    return environment
 }

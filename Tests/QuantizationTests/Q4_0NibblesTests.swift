@@ -39,4 +39,21 @@ struct Q4_0NibblesTests {
         for s: Float in [0, -0.0, 1, 0.5, 65504, 0x1p-14, 0x1p-24, 3 * 0x1p-24, 0.0078125, 1.5, .infinity] { #expect(Q4_0Nibbles.isExactInF16(s), "\(s)") }
         for s: Float in [0x1p-30, 65536, 1e-9, .nan, 0x1p-24 * 1.5, 1 + 0x1p-12] { #expect(!Q4_0Nibbles.isExactInF16(s), "\(s)") }
     }
+
+    @Test("f16Exact(bf16:) agrees with Float16 conversion on all 65,536 BF16 patterns")
+    func bf16ToF16() {
+        var exactCount = 0
+        for bits in 0...UInt16.max {
+            let value = Float(bitPattern: UInt32(bits) << 16)
+            let viaFloat = Float16(value)
+            let exact = Float(viaFloat) == value
+            let fast = Q4_0Nibbles.f16Exact(bf16: bits)
+            #expect((fast != nil) == exact, "bits \(String(bits, radix: 16))")
+            if let fast, exact {
+                #expect(fast == viaFloat.bitPattern, "bits \(String(bits, radix: 16))")
+                exactCount += 1
+            }
+        }
+        #expect(exactCount > 0)
+    }
 }
