@@ -2,6 +2,7 @@ import Checkpoint
 import FileIO
 import Foundation
 import GGUF
+import JSONCore
 import TensorCore
 
 /// The output's files as llama.cpp's `gguf-split --split-max-size` makes them (tools/gguf-split): tensors in
@@ -83,14 +84,20 @@ struct GGUFResumeRecord: Codable, Equatable {
         var file: String
         var bytes: Int
         var sha256: String
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case file, bytes, sha256 }
     }
 
     var plan: String
     var parts: [Part]
 
+    enum CodingKeys: String, CodingKey, CaseIterable { case plan, parts }
+
+    /// The record at `path`, or nil when there is none or it cannot be read (then nothing is kept: every part is
+    /// written again, and the record replaced).
     static func read(_ path: String) -> GGUFResumeRecord? {
         guard let bytes = try? ReadOnlyFile(path: path).readAll() else { return nil }
-        return try? JSONDecoder().decode(GGUFResumeRecord.self, from: Data(bytes))
+        return try? StrictJSON.decode(GGUFResumeRecord.self, from: bytes)
     }
 
     func write(_ path: String) throws(GGUFConvertError) {

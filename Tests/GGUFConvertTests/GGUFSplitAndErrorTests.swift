@@ -69,6 +69,14 @@ struct GGUFSplitAndErrorTests {
         #expect(second.filesReused == first.files.enumerated().filter { $0.offset != 1 }.map(\.element))
         #expect(try second.files.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } == original)
 
+        // A record that is not ours (not JSON, or another shape) keeps nothing; the output is the same.
+        for garbage in ["not json", "{\"plan\": 3}", "[]"] {
+            try Data(garbage.utf8).write(to: URL(fileURLWithPath: dir.path + "/.k2.gguf.k2pack-resume.json"))
+            let again = try GGUFConverter.convert(input: input, output: dir.path + "/k2.gguf", options: options)
+            #expect(again.filesReused.isEmpty, "\(garbage)")
+            #expect(try again.files.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) } == original)
+        }
+
         // A different plan (another --outtype) keeps nothing.
         options.outType = .f16
         let third = try GGUFConverter.convert(input: input, output: dir.path + "/k2.gguf", options: options)
