@@ -132,7 +132,7 @@ public enum GGUFConverter {
         let counter = ProgressCounter(total: total, report: progress)
         for i in kept { counter.add(parts.layouts[i].fileBytes) }
         var written: [String] = []
-        var inexact = 0
+        var inexact = record.parts.reduce(0) { $0 + $1.inexactScales }
         do throws(GGUFConvertError) {
             for (i, layout) in parts.layouts.enumerated() where !kept.contains(i) {
                 let writer = try GGUFStreamWriter(path: paths[i], progress: counter.add)
@@ -147,11 +147,13 @@ public enum GGUFConverter {
                 for source in parts.members[i].flatMap({ planned[$0].source.files }) where checked.insert(ObjectIdentifier(source)).inserted {
                     do { try source.file.checkUnchanged() } catch { throw GGUFConvertError.from(error, path: source.file.path) }
                 }
+                guard writer.position == layout.fileBytes else {
+                    throw .io(path: paths[i], operation: "write", reason: "\(writer.position) bytes were produced where \(layout.fileBytes) were planned (a k2pack bug: please report it)")
+                }
                 let (bytes, sha256) = try writer.commit()
-                precondition(bytes == layout.fileBytes, "GGUF writer: \(bytes) bytes written, \(layout.fileBytes) planned")
                 written.append(paths[i])
                 inexact += encoder.inexactScales
-                record.parts.append(.init(file: OutputPaths.name(of: paths[i]), bytes: bytes, sha256: sha256))
+                record.parts.append(.init(file: OutputPaths.name(of: paths[i]), bytes: bytes, sha256: sha256, inexactScales: encoder.inexactScales))
                 try record.write(recordPath)
             }
         } catch {

@@ -77,15 +77,20 @@ struct GGUFSplitPlan {
 }
 
 /// The small record kept next to the output (`.STEM.gguf.k2pack-resume.json`): the plan's fingerprint and, for each
-/// part finished so far, its file name, length and SHA-256 (computed while it was written). `--resume` keeps a
+/// part finished so far, its file name, length, SHA-256 (computed while it was written) and rounded scales. `--resume` keeps a
 /// part only when the plan is the same and the file's length and SHA-256 still match.
 struct GGUFResumeRecord: Codable, Equatable {
     struct Part: Codable, Equatable {
         var file: String
         var bytes: Int
         var sha256: String
+        /// Scales rounded in it (`--allow-inexact-scales`), reported again when the part is kept.
+        var inexactScales: Int
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case file, bytes, sha256 }
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case file, bytes, sha256
+            case inexactScales = "inexact_scales"
+        }
     }
 
     var plan: String

@@ -116,6 +116,10 @@ struct GGUFSplitAndErrorTests {
         let report = try GGUFConverter.convert(input: folder, output: out.path + "/k2.gguf", options: allow)
         #expect(report.inexactScales == 1)
         #expect(report.warnings.contains { $0.hasPrefix("1 group scale was not exact in F16 and rounded") })
+        // Kept by --resume, the part's rounded scale is still reported.
+        allow.resume = true
+        let resumed = try GGUFConverter.convert(input: folder, output: out.path + "/k2.gguf", options: allow)
+        #expect(resumed.filesReused == resumed.files && resumed.inexactScales == 1)
     }
 
     @Test("a NaN scale (malformed/nan_scale) is refused as not exact in F16, naming its tensor, expert, row and group")
