@@ -22,6 +22,11 @@ public struct GGUFTensorInfo: Sendable, Equatable {
 public struct GGUFKeyValue: Sendable, Equatable {
     public var key: String
     public var value: GGUFValue
+
+    public init(key: String, value: GGUFValue) {
+        self.key = key
+        self.value = value
+    }
 }
 
 /// A validated GGUF file (version 2 or 3, little-endian), mapped read-only: tensor bytes are views of the mapping,
