@@ -110,8 +110,9 @@ public struct GGUFSpecialTokenIDs: Sendable, Equatable {
 
 /// The tokenizer of a model folder as GGUF metadata keys (see the comment at the top of this file).
 public enum GGUFVocabulary {
-    /// Bounds `vocabularySize` before anything is allocated for it (token ids are i32 in llama.cpp).
-    public static let maxVocabularySize = 1 << 24
+    /// Bounds `vocabularySize` before anything is allocated for it: as many ids as `tiktoken.model` may hold
+    /// lines (2²¹, `TiktokenModelReader.maxLines`); real vocabularies are under 2¹⁸.
+    public static let maxVocabularySize = TiktokenModelReader.maxLines
 
     /// The keys for `modelFolder`, special ids from its config.json as gguf-py reads them.
     public static func metadata(modelFolder: String, vocabularySize: Int) throws(TokenizerError) -> [GGUFKeyValue] {
@@ -137,6 +138,14 @@ public enum GGUFVocabulary {
         guard hasRanks else {
             throw TokenizerError(.missingFile, "\(folder): no tokenizer: neither \(scheme.ranksFile) (+ \(scheme.configFile), the Kimi tokenizer) nor tokenizer.json")
         }
+        var idKeys: [GGUFKeyValue] = []
+        for kind in GGUFSpecialTokenIDs.kinds {
+            guard let id = specialIDs[keyPath: kind.path] else { continue }
+            guard id >= 0 && id < vocabularySize else {
+                throw TokenizerError(.badID, "\(folder): \(kind.name)_token_id \(id) is outside the vocabulary (0..<\(vocabularySize))")
+            }
+            idKeys.append(GGUFKeyValue(key: kind.key, value: .u32(UInt32(id))))
+        }
         let tokenizer = try KimiTokenizer.load(directory: modelFolder)
         let vocab = try Vocabulary(tokenizer: tokenizer, vocabularySize: vocabularySize, folder: folder, scheme: scheme)
 
@@ -147,13 +156,7 @@ public enum GGUFVocabulary {
             GGUFKeyValue(key: "tokenizer.ggml.token_type", value: .array(.i32(vocab.types))),
             GGUFKeyValue(key: "tokenizer.ggml.merges", value: .array(.string(vocab.merges))),
         ]
-        for kind in GGUFSpecialTokenIDs.kinds {
-            guard let id = specialIDs[keyPath: kind.path] else { continue }
-            guard id >= 0 && id < vocabularySize else {
-                throw TokenizerError(.badID, "\(folder): \(kind.name)_token_id \(id) is outside the vocabulary (0..<\(vocabularySize))")
-            }
-            keys.append(GGUFKeyValue(key: kind.key, value: .u32(UInt32(id))))
-        }
+        keys += idKeys
         keys += try specialVocabularyKeys(modelFolder: modelFolder, configFile: scheme.configFile)
         return keys
     }

@@ -231,8 +231,8 @@ struct GGUFVocabularyErrorTests {
     func vocabularySize() {
         Self.expect(Self.error(size: 2484), .vocabularySize,
                     ["tiktoken.model has 2229 ranks and 256 special ids follow them (ids 0..<2485), more than the model's vocab_size 2484"])
-        Self.expect(Self.error(size: 0), .vocabularySize, ["vocab_size 0 is outside 1...16777216"])
-        Self.expect(Self.error(size: 1 << 40), .vocabularySize, ["vocab_size 1099511627776 is outside 1...16777216"])
+        Self.expect(Self.error(size: 0), .vocabularySize, ["vocab_size 0 is outside 1...2097152"])
+        Self.expect(Self.error(size: 1 << 40), .vocabularySize, ["vocab_size 1099511627776 is outside 1...2097152"])
     }
 
     @Test("tiktoken.model errors come from the tokenizer's reader, naming file and line")
