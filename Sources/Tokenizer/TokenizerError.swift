@@ -22,6 +22,12 @@ public struct TokenizerError: Error, Equatable, Sendable, CustomStringConvertibl
         case notUTF8
         /// An id outside the vocabulary, or an id list that does not parse.
         case badID
+        /// A vocabulary that does not fit the model's `vocab_size` (GGUF metadata: ranks plus specials more than the
+        /// ids the model has, or a size out of bounds).
+        case vocabularySize
+        /// A tokenizer this code does not convert (a Hugging Face `tokenizer.json` where GGUF output needs the Kimi
+        /// files; several named chat templates).
+        case unsupported
     }
 
     public var kind: Kind
