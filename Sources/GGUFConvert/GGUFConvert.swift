@@ -29,7 +29,8 @@ public enum GGUFConverter {
         /// Refuse a folder without tokenizer files (`--no-tokenizer` turns this off).
         public var requireTokenizer = true
         /// The tokenizer's keys, made from the folder and its config once the checkpoint is checked (called only
-        /// when `requireTokenizer`); appended after the model's keys and before `extraMetadata`.
+        /// when `requireTokenizer`; nil: `GGUFVocabulary.metadata`); appended after the model's keys and before
+        /// `extraMetadata`.
         public var tokenizerMetadata: (@Sendable (_ folder: String, _ config: ModelConfig) throws -> [GGUFKeyValue])?
         /// `general.name`; nil: the input folder's name.
         public var name: String?
@@ -90,12 +91,14 @@ public enum GGUFConverter {
         var tokenizer: [GGUFKeyValue] = []
         if options.requireTokenizer {
             try requireTokenizerFiles(in: input)
-            if let make = options.tokenizerMetadata {
-                do {
-                    tokenizer = try make(input, config)
-                } catch {
-                    throw .tokenizer(folder: input, reason: "\(error)")
-                }
+            // The Kimi tokenizer's keys (GGUFVocabulary) unless the caller supplies its own.
+            let make = options.tokenizerMetadata ?? { folder, config in
+                try GGUFVocabulary.metadata(modelFolder: folder, vocabularySize: config.text.vocabSize)
+            }
+            do {
+                tokenizer = try make(input, config)
+            } catch {
+                throw .tokenizer(folder: input, reason: "\(error)")
             }
         }
         let folderName = OutputPaths.name(of: input)

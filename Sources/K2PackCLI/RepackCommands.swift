@@ -87,8 +87,6 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
         let options = GGUFConverter.Options(
             outType: outtype, splitMaxBytes: try splitMaxSize.map { try GGUFConverter.parseSize($0) }, resume: resume,
             allowInexactScales: allowInexactScales, requireTokenizer: !noTokenizer)
-        // The tokenizer's keys (part "ggufvocab", GGUFVocabulary.swift) plug in here, one line (with `var options`):
-        // options.tokenizerMetadata = { folder, config in try GGUFVocabulary.metadata(modelFolder: folder, vocabularySize: config.text.vocabSize) }
         let report = try GGUFConverter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()
         for warning in report.warnings { FileHandle.standardError.write(Data("WARNING: \(warning)\n".utf8)) }

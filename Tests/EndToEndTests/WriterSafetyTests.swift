@@ -317,7 +317,7 @@ struct InputChangeTests {
         (["verify"], "k25-tiny", shard2, 74),
         (["convert", "--quiet"], "k25-tiny", shard2, 74),
         (["convert", "--compress", "--quiet"], "k25-tiny", shard2, 74),
-        (["convert", "--to", "gguf", "--quiet"], "k25-tiny", shard2, 74),
+        (["convert", "--to", "gguf", "--no-tokenizer", "--quiet"], "k25-tiny", shard2, 74),
         (["shard", "--quiet", "--gpus", "2", "--ep", "2"], "k25-tiny", shard2, 74),
         (["quantize", "--quiet"], "quantize/k2-thinking-bf16", "model-00001-of-000003.safetensors", 1),
         (["dequantize", "--quiet"], "k2-thinking-tiny", "model-00001-of-000003.safetensors", 1),
@@ -385,7 +385,7 @@ struct InputChangeTests {
     static let growCases: [([String], String, String)] = [
         (["convert", "--quiet"], "k25-tiny", shard2),
         (["convert", "--compress", "--quiet"], "k25-tiny", shard2),
-        (["convert", "--to", "gguf", "--quiet"], "k25-tiny", shard2),
+        (["convert", "--to", "gguf", "--no-tokenizer", "--quiet"], "k25-tiny", shard2),
         (["shard", "--quiet", "--gpus", "2", "--ep", "2"], "k25-tiny", shard2),
         (["quantize", "--quiet"], "quantize/k2-thinking-bf16", "model-00001-of-000003.safetensors"),
         (["dequantize", "--quiet"], "k2-thinking-tiny", "model-00001-of-000003.safetensors"),

@@ -110,7 +110,8 @@ struct GGUFConvertTests {
 
     @Test("k25-tiny (nested text_config, language_model. names, a vision tower): text tensors only, keys from text_config")
     func k25() throws {
-        let c = try Converted("k25-tiny", options: GGUFConverter.Options())
+        // k25-tiny's tokenizer files are stand-ins (its vocabulary is 256): no tokenizer keys.
+        let c = try Converted("k25-tiny", options: GGUFConverter.Options(requireTokenizer: false))
         #expect(c.file.tensors.count == loaderTensorCount(layers: 3, dense: 1))
         #expect(!c.file.tensors.contains { $0.name.hasPrefix("v.") || $0.name.contains("vision") || $0.name.contains("mm_") })
         try checkExperts(c.file, source: TestPaths.fixture("k25-tiny"), prefix: "language_model.", layers: [1, 2], experts: 8, hidden: 64, moe: 32)
@@ -118,13 +119,12 @@ struct GGUFConvertTests {
         #expect(c.file["deepseek2.attention.head_count_kv"] == .u32(1))
         #expect(c.file["deepseek2.expert_gating_func"] == .u32(2))
         #expect(c.file["general.file_type"] == .u32(32))
-        // No tokenizer keys yet (the tokenizer's metadata is another part's).
         #expect(!c.file.metadata.contains { $0.key.hasPrefix("tokenizer.") })
     }
 
     @Test("--outtype q8_0: every non-expert tensor bit-exact with gguf-py's quantize(…, Q8_0) (the committed k25-tiny.Q8_0), attn_k_b falling back to F16")
     func q8_0MatchesGGUFPy() throws {
-        let c = try Converted("k25-tiny", options: GGUFConverter.Options(outType: .q8_0))
+        let c = try Converted("k25-tiny", options: GGUFConverter.Options(outType: .q8_0, requireTokenizer: false))
         let reference = try GGUFFile(path: TestPaths.fixture("gguf-models/k25-tiny.Q8_0.gguf"))
         var compared = 0
         for t in reference.tensors where !t.name.hasSuffix("_exps.weight") {
@@ -228,6 +228,28 @@ struct GGUFConvertTests {
         }
         #expect(GGUFConvertError.tokenizer(folder: "f", reason: "r").description == "f: cannot write the tokenizer into the GGUF: r")
         #expect(listing(dir.path).isEmpty)
+    }
+
+    /// Without a hook the Kimi tokenizer's keys come from GGUFVocabulary: a real tokenizer (the fixture tokenizer,
+    /// 2,229 ranks + 258 specials) in a folder whose vocabulary is 256 is refused by that check, with nothing written.
+    @Test("without a hook the folder's tokenizer goes through GGUFVocabulary (too large for vocab_size 256: refused, nothing written)")
+    func defaultTokenizer() throws {
+        let dir = TemporaryDirectory()
+        let input = dir.copy(fixture: "k2-thinking-tiny")
+        for name in ["tiktoken.model", "tokenizer_config.json"] {
+            try FileManager.default.copyItem(atPath: TestPaths.fixture("tokenizer/" + name), toPath: input + "/" + name)
+        }
+        let output = dir.path + "/out"
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: false)
+        do {
+            _ = try GGUFConverter.convert(input: input, output: output + "/o.gguf", options: GGUFConverter.Options())
+            Issue.record("converted a tokenizer of 2,487 ids into a vocabulary of 256")
+        } catch {
+            guard case .tokenizer(let folder, let reason) = error else { Issue.record("unexpected error \(error)"); return }
+            #expect(folder == input)
+            #expect(reason.contains("vocab") && reason.contains("256"), "\(reason)")
+        }
+        #expect(listing(output).isEmpty)
     }
 
     @Test("the tensor table gives llama.cpp's counts for the full layouts: 1096 for K2 / K2.5 (61 layers, 1 dense), 1086 for DeepSeek-V3 (3 dense)")
