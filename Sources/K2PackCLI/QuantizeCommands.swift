@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GGUFModel
+import GGUFUnpack
 import Requantize
 import TensorCore
 
@@ -46,9 +48,13 @@ struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
     static let configuration = CommandConfiguration(
         commandName: "dequantize",
         abstract: "Turn every pack-quantized module back into a plain .weight: bf16(q·scale) as compressed-tensors does, or --exact float32.",
-        discussion: "One streaming pass from the INT4 folder; the output config has no quantization_config at any level.")
+        discussion: """
+            One streaming pass from the INT4 folder; the output config has no quantization_config at any level. \
+            Given a GGUF file (deepseek2; any part of a split set): a Hugging Face checkpoint with the original names, \
+            every tensor dequantized as ggml defines its type, then --dtype bf16 or f32 (see docs/GGUF-UNPACK.md).
+            """)
 
-    @Argument(help: "The INT4 Hugging Face checkpoint folder.")
+    @Argument(help: "The INT4 Hugging Face checkpoint folder, or a GGUF file.")
     var input: String
 
     @Argument(help: "The output folder (new or empty).")
@@ -60,15 +66,44 @@ struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
     @Flag(help: "Write float32 q·scale (exact) instead of BF16.")
     var exact = false
 
+    @Option(help: "GGUF input: the dtype written, bf16 or f32.")
+    var dtype: UnpackDType = .bf16
+
+    @Option(help: "GGUF input: the config written, deepseek-v3 (default, unless the file records its source) or k2.")
+    var layout: UnpackLayout?
+
     @OptionGroup var reporting: ReportOptions
 
     @OptionGroup var folders: FolderOptions
 
     func run() throws {
         let (bar, progress) = reporting.progress("dequantize")
+        if ForwardModel.isGGUF(input) {
+            guard format == .hf else { throw ValidationError("--format k2pack: a GGUF is written back as a Hugging Face folder only (convert that folder afterwards)") }
+            let options = GGUFUnpacker.Options(dtype: dtype.dtype, layout: layout)
+            let report = try GGUFUnpacker.unpack(input: input, output: output, options: options, progress: killSwitch(progress))
+            bar?.finish()
+            try printUnpack(report, json: reporting.json)
+            return
+        }
         let report = try Dequantizer.dequantize(input: input, output: output, options: Dequantizer.Options(format: format, exact: exact), progress: killSwitch(progress))
         bar?.finish()
         if reporting.json { try printJSON(report); return }
         print("dequantized \(report.dequantizedModules) modules to \(report.dtype), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
     }
+}
+
+extension UnpackLayout: ExpressibleByArgument {}
+
+/// `--dtype` of a GGUF dequantize.
+enum UnpackDType: String, ExpressibleByArgument {
+    case bf16, f32
+    var dtype: DType { self == .f32 ? .f32 : .bf16 }
+}
+
+/// The report of a GGUF written back as a Hugging Face folder (dequantize and convert --to hf).
+func printUnpack(_ report: GGUFUnpacker.Report, json: Bool) throws {
+    if json { try printJSON(report); return }
+    for note in report.notes { print("note: \(displayed(note, limit: nil))") }
+    print("wrote \(report.tensors) tensors (\(report.copiedTensors) copied byte for byte, \(report.repackedModules) expert modules as INT4, the rest \(report.dtype)) in \(report.shards.count) shards, layout \(report.layout): \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GGUFUnpack
 import Repack
 import TensorCore
 #if canImport(Glibc)
@@ -27,6 +28,9 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     @Option(help: "zstd level for --compress (1–19).")
     var level: Int32 = 3
 
+    @Option(help: "What to write: k2pack (default, from a Hugging Face folder) or hf (from a GGUF file: a Hugging Face folder, Q4_0 experts as INT4).")
+    var to: ConvertTarget = .k2pack
+
     @OptionGroup var reporting: ReportOptions
 
     @OptionGroup var folders: FolderOptions
@@ -37,6 +41,13 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
 
     func run() throws {
         let (bar, progress) = reporting.progress("convert")
+        if to == .hf {
+            let report = try GGUFUnpacker.unpack(
+                input: input, output: output, options: GGUFUnpacker.Options(repackExperts: true), progress: killSwitch(progress))
+            bar?.finish()
+            try printUnpack(report, json: reporting.json)
+            return
+        }
         let options = Converter.Options(resume: resume, compressionLevel: compress ? level : nil)
         let report = try Converter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()
@@ -47,6 +58,11 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
             print(String(format: "zstd level %d: %d tensor bytes in %d bytes of files, ratio %.3f", level, report.bytes, report.fileBytes, Double(report.bytes) / Double(max(report.fileBytes, 1))))
         }
     }
+}
+
+/// `convert --to`.
+enum ConvertTarget: String, ExpressibleByArgument {
+    case k2pack, hf
 }
 
 struct ExportCommand: ParsableCommand, Reports {
