@@ -291,7 +291,9 @@ struct Planner {
             vectorValues = nil
         }
         let threads = self.threads
-        let checkExact = dtype == .bf16
+        // Only a float tensor's rounding is worth a note: a quantized type's values are rarely BF16 values.
+        let from = (slot == .attnKVB ? stored(slot, layer: t.layer, layout: .mlaKB) : stored(slot, layer: t.layer))?.1.type
+        let checkExact = dtype == .bf16 && (from == .f32 || from == .f16)
         let tensor = OutputTensor(name: name, dtype: dtype, shape: t.shape, length: elements * width) { emit in
             if let values = vectorValues {
                 let bytes = Self.encode(values[...], dtype: dtype, counter: checkExact ? counter : nil, name: name)

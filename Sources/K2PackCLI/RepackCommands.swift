@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GGUFModel
 import GGUFUnpack
 import Repack
 import TensorCore
@@ -42,6 +43,9 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     func run() throws {
         let (bar, progress) = reporting.progress("convert")
         if to == .hf {
+            guard ForwardModel.isGGUF(input) else {
+                throw ValidationError("--to hf: \(input) is not a GGUF file (convert --to hf writes a GGUF back as a Hugging Face folder)")
+            }
             let report = try GGUFUnpacker.unpack(
                 input: input, output: output, options: GGUFUnpacker.Options(repackExperts: true), progress: killSwitch(progress))
             bar?.finish()

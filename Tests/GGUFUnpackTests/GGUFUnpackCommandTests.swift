@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import Inspection
+import Testing
+import TestSupport
+
+@testable import K2PackCLI
+
+/// `dequantize FILE.gguf` and `convert FILE.gguf --to hf` from the command line.
+@Suite("GGUF unpack commands")
+struct GGUFUnpackCommandTests {
+    @Test("dequantize FILE.gguf OUT --dtype f32 writes a folder verify passes")
+    func dequantize() throws {
+        let dir = TemporaryDirectory()
+        let out = dir.path + "/hf"
+        var command = try K2Pack.parseAsRoot(["dequantize", GGUFUnpackTests.gguf("k25-tiny.Q8_0"), out, "--dtype", "f32", "--layout", "k2", "--quiet"])
+        try command.run()
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        #expect(config?["model_type"] as? String == "kimi_k2" && config?["torch_dtype"] as? String == "float32")
+        #expect(try Verifier.verify(path: out).passed)
+    }
+
+    @Test("convert FILE.gguf OUT --to hf writes INT4 experts")
+    func convertToHF() throws {
+        let dir = TemporaryDirectory()
+        let out = dir.path + "/hf"
+        var command = try K2Pack.parseAsRoot(["convert", GGUFUnpackTests.gguf("k2-thinking-tiny.BF16-Q4_0"), out, "--to", "hf", "--json"])
+        try command.run()
+        #expect(FileManager.default.fileExists(atPath: out + "/model-00001-of-00001.safetensors"))
+        #expect(try Verifier.verify(path: out).passed)
+    }
+
+    @Test("dequantize FILE.gguf --format k2pack is refused: a GGUF goes back to a Hugging Face folder only")
+    func formatK2pack() throws {
+        let dir = TemporaryDirectory()
+        var command = try K2Pack.parseAsRoot(["dequantize", GGUFUnpackTests.gguf("k25-tiny.Q8_0"), dir.path + "/out", "--format", "k2pack", "--quiet"])
+        do {
+            try command.run()
+            Issue.record("ran")
+        } catch let error as ValidationError {
+            #expect(error.message.contains("--format k2pack: a GGUF is written back as a Hugging Face folder only"), "\(error.message)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    }
+
+    @Test("convert DIR --to hf is refused: the input must be a GGUF file")
+    func convertFolderToHF() throws {
+        let dir = TemporaryDirectory()
+        var command = try K2Pack.parseAsRoot(["convert", TestPaths.fixture("k2-thinking-tiny"), dir.path + "/out", "--to", "hf", "--quiet"])
+        do {
+            try command.run()
+            Issue.record("ran")
+        } catch let error as ValidationError {
+            #expect(error.message.contains("k2-thinking-tiny is not a GGUF file"), "\(error.message)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    }
+}
