@@ -13,7 +13,7 @@ public enum UnpackLayout: String, Sendable, CaseIterable, Codable {
     /// Flat config, `model_type` kimi_k2 (Kimi K2 / K2-Thinking), architectures DeepseekV3ForCausalLM.
     case k2
     /// Kimi K2.5 (`language_model.` prefix, nested `text_config`): not writable from a text GGUF, which has no
-    /// vision tower; refused with the reason.
+    /// vision tower; refused with the reason when asked for (a file recording K2.5 as its source gets `k2`).
     case k25
 
     /// The metadata key k2pack's GGUF writer may add: the source config.json's `model_type` (a string).
@@ -34,7 +34,12 @@ public enum UnpackLayout: String, Sendable, CaseIterable, Codable {
         var note: String?
         if layout == nil, let recorded = model[sourceModelTypeKey]?.stringValue {
             layout = allCases.first { $0.modelType == recorded }
-            if layout == nil { note = "\(sourceModelTypeKey) is \"\(recorded)\", which k2pack does not write back; using the flat deepseek-v3 layout" }
+            if layout == .k25 {
+                layout = .k2
+                note = "\(sourceModelTypeKey) is \"\(recorded)\" (Kimi K2.5): its text model is written with the k2 layout (a text GGUF holds no vision tower)"
+            } else if layout == nil {
+                note = "\(sourceModelTypeKey) is \"\(recorded)\", which k2pack does not write back; using the flat deepseek-v3 layout"
+            }
         }
         let chosen = layout ?? .deepseekV3
         if chosen == .k25 {

@@ -127,6 +127,26 @@ struct GGUFUnpackTests {
         #expect(verify.passed, "\(verify.renderText())")
     }
 
+    /// The layout rule: `--layout`, else the `k2pack.source.model_type` key, else deepseek-v3.
+    @Test("k2pack.source.model_type picks the layout; an unknown one is said and the flat layout written", arguments: [
+        ("kimi_k2", "kimi_k2", false), ("deepseek_v3", "deepseek_v3", false), ("llama_xx", "deepseek_v3", true), ("kimi_k25", "kimi_k2", true),
+    ])
+    func sourceModelType(recorded: String, written: String, noted: Bool) throws {
+        let dir = TemporaryDirectory()
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: Self.gguf("k2-thinking-tiny.Q4_0"))))
+        GGUFPatch.addStrings(&bytes, [(UnpackLayout.sourceModelTypeKey, recorded)])
+        let input = dir.write("recorded.gguf", bytes)
+        #expect(try GGUFFile(path: input)[UnpackLayout.sourceModelTypeKey]?.stringValue == recorded)
+        let out = dir.path + "/hf"
+        let report = try GGUFUnpacker.unpack(input: input, output: out)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        #expect(config?["model_type"] as? String == written)
+        #expect(report.notes.contains { $0.contains("k2pack.source.model_type is \"\(recorded)\"") } == noted, "\(report.notes)")
+        // --layout wins over the key.
+        let flat = try GGUFUnpacker.unpack(input: input, output: dir.path + "/flat", options: GGUFUnpacker.Options(layout: .deepseekV3))
+        #expect(flat.layout == "deepseek-v3")
+    }
+
     @Test("a tied embedding: no lm_head written, tie_word_embeddings true")
     func tiedEmbedding() throws {
         let dir = TemporaryDirectory()
@@ -158,6 +178,22 @@ enum GGUFPatch {
         let needle = withUnsafeBytes(of: UInt64(name.utf8.count).littleEndian) { Array($0) } + Array(name.utf8)
         let at = try #require(find(bytes, needle))
         bytes.replaceSubrange((at + 8)..<(at + needle.count), with: Array(new.utf8))
+    }
+
+    /// Adds string keys after the header's counts; a padding key keeps the header's growth a multiple of the
+    /// alignment (32), so the data section moves whole and the tensors' relative offsets stay valid.
+    static func addStrings(_ bytes: inout [UInt8], _ pairs: [(String, String)]) {
+        func kv(_ key: String, _ value: String) -> [UInt8] {
+            withUnsafeBytes(of: UInt64(key.utf8.count).littleEndian) { Array($0) } + Array(key.utf8) + [8, 0, 0, 0]
+                + withUnsafeBytes(of: UInt64(value.utf8.count).littleEndian) { Array($0) } + Array(value.utf8)
+        }
+        var added = pairs.flatMap { kv($0.0, $0.1) }
+        let padKey = "test.pad"
+        let bare = kv(padKey, "").count
+        added += kv(padKey, String(repeating: "x", count: (32 - (added.count + bare) % 32) % 32))
+        let count = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self) }
+        bytes.replaceSubrange(16..<24, with: withUnsafeBytes(of: (UInt64(littleEndian: count) + UInt64(pairs.count + 1)).littleEndian) { Array($0) })
+        bytes.insert(contentsOf: added, at: 24)
     }
 
     /// Replaces a string value (of equal length) of `key`.
