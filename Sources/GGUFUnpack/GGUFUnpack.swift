@@ -388,6 +388,7 @@ struct Planner {
         let slabBlocks = rows * groups
         let all = try part.bytes(of: info)
         let slab = SendableBytes(UnsafeRawBufferPointer(rebasing: all[(expert * slabBlocks * Q4_0Repack.blockBytes)..<((expert + 1) * slabBlocks * Q4_0Repack.blockBytes)]))
+        let slabStart = part.dataStart + info.offset + expert * slabBlocks * Q4_0Repack.blockBytes
         switch t.form {
         case .shape:
             let dtype = t.dtypes.contains(.i64) ? DType.i64 : .i32
@@ -423,6 +424,8 @@ struct Planner {
                     }
                     at += count
                 }
+                // The scales are written after the codes: the expert's slab is done with.
+                if !packed { part.file.adviseDone(slabStart..<(slabStart + slab.bytes.count)) }
             }
         case .plain, .blockScale:
             throw GGUFUnpackError.config(file: file, reason: "\(t.name): not an INT4 tensor")

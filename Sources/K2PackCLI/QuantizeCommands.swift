@@ -66,8 +66,8 @@ struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
     @Flag(help: "Write float32 q·scale (exact) instead of BF16.")
     var exact = false
 
-    @Option(help: "GGUF input: the dtype written, bf16 or f32.")
-    var dtype: UnpackDType = .bf16
+    @Option(help: "GGUF input: the dtype written, bf16 (default) or f32.")
+    var dtype: UnpackDType?
 
     @Option(help: "GGUF input: the config written, deepseek-v3 (default, unless the file records its source) or k2.")
     var layout: UnpackLayout?
@@ -76,11 +76,20 @@ struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
 
     @OptionGroup var folders: FolderOptions
 
+    func validate() throws {
+        if exact, dtype != nil { throw ValidationError("--exact and --dtype: --exact is for an INT4 folder, --dtype f32 for a GGUF; give one") }
+    }
+
     func run() throws {
+        let gguf = ForwardModel.isGGUF(input)
+        if gguf, exact { throw ValidationError("--exact: \(input) is a GGUF file; its float32 form is --dtype f32") }
+        if !gguf, dtype != nil || layout != nil {
+            throw ValidationError("--\(dtype != nil ? "dtype" : "layout") applies to a GGUF input; \(input) is not a GGUF file (--exact writes an INT4 folder as float32)")
+        }
         let (bar, progress) = reporting.progress("dequantize")
-        if ForwardModel.isGGUF(input) {
+        if gguf {
             guard format == .hf else { throw ValidationError("--format k2pack: a GGUF is written back as a Hugging Face folder only (convert that folder afterwards)") }
-            let options = GGUFUnpacker.Options(dtype: dtype.dtype, layout: layout)
+            let options = GGUFUnpacker.Options(dtype: (dtype ?? .bf16).dtype, layout: layout)
             let report = try GGUFUnpacker.unpack(input: input, output: output, options: options, progress: killSwitch(progress))
             bar?.finish()
             try printUnpack(report, json: reporting.json)

@@ -38,6 +38,9 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
 
     func validate() throws {
         guard (1...19).contains(level) else { throw ValidationError("--level \(level): zstd levels 1 to 19") }
+        if to == .hf, resume || compress {
+            throw ValidationError("--to hf with --\(resume ? "resume" : "compress"): that option is for --to k2pack")
+        }
     }
 
     func run() throws {

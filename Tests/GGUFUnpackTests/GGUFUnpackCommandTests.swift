@@ -55,4 +55,36 @@ struct GGUFUnpackCommandTests {
         }
         #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
     }
+
+    @Test("options that do not fit the input are refused, naming them", arguments: [
+        (["dequantize", "in.gguf", "o", "--exact", "--dtype", "f32"], "--exact and --dtype"),
+        (["convert", "in.gguf", "o", "--to", "hf", "--resume"], "--to hf with --resume"),
+        (["convert", "in.gguf", "o", "--to", "hf", "--compress"], "--to hf with --compress"),
+    ])
+    func refusedOptions(arguments: [String], fragment: String) {
+        do {
+            _ = try K2Pack.parseAsRoot(arguments)
+            Issue.record("parsed \(arguments)")
+        } catch {
+            #expect(K2Pack.message(for: error).contains(fragment), "\(K2Pack.message(for: error))")
+        }
+    }
+
+    @Test("--exact with a GGUF, --dtype or --layout with a folder: refused before any work", arguments: [
+        (["--exact"], true, "--exact: "),
+        (["--dtype", "f32"], false, "--dtype applies to a GGUF input"),
+        (["--layout", "k2"], false, "--layout applies to a GGUF input"),
+    ])
+    func mismatchedInput(options: [String], gguf: Bool, fragment: String) throws {
+        let dir = TemporaryDirectory()
+        let input = gguf ? GGUFUnpackTests.gguf("k25-tiny.Q8_0") : TestPaths.fixture("k2-thinking-tiny")
+        var command = try K2Pack.parseAsRoot(["dequantize", input, dir.path + "/out", "--quiet"] + options)
+        do {
+            try command.run()
+            Issue.record("ran")
+        } catch let error as ValidationError {
+            #expect(error.message.contains(fragment), "\(error.message)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/out"))
+    }
 }
