@@ -101,18 +101,3 @@ struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
         print("dequantized \(report.dequantizedModules) modules to \(report.dtype), copied \(report.copiedTensors) tensors: \(report.inputBytes) → \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
     }
 }
-
-extension UnpackLayout: ExpressibleByArgument {}
-
-/// `--dtype` of a GGUF dequantize.
-enum UnpackDType: String, ExpressibleByArgument {
-    case bf16, f32
-    var dtype: DType { self == .f32 ? .f32 : .bf16 }
-}
-
-/// The report of a GGUF written back as a Hugging Face folder (dequantize and convert --to hf).
-func printUnpack(_ report: GGUFUnpacker.Report, json: Bool) throws {
-    if json { try printJSON(report); return }
-    for note in report.notes { print("note: \(displayed(note, limit: nil))") }
-    print("wrote \(report.tensors) tensors (\(report.copiedTensors) copied byte for byte, \(report.repackedModules) expert modules as INT4, the rest \(report.dtype)) in \(report.shards.count) shards, layout \(report.layout): \(report.outputBytes) bytes in \(String(format: "%.2f s", report.seconds))")
-}

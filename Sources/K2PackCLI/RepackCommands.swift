@@ -1,7 +1,5 @@
 import ArgumentParser
 import Foundation
-import GGUFModel
-import GGUFUnpack
 import Repack
 import TensorCore
 #if canImport(Glibc)
@@ -44,17 +42,8 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     }
 
     func run() throws {
+        if to == .hf { return try runHF() }
         let (bar, progress) = reporting.progress("convert")
-        if to == .hf {
-            guard ForwardModel.isGGUF(input) else {
-                throw ValidationError("--to hf: \(input) is not a GGUF file (convert --to hf writes a GGUF back as a Hugging Face folder)")
-            }
-            let report = try GGUFUnpacker.unpack(
-                input: input, output: output, options: GGUFUnpacker.Options(repackExperts: true), progress: killSwitch(progress))
-            bar?.finish()
-            try printUnpack(report, json: reporting.json)
-            return
-        }
         let options = Converter.Options(resume: resume, compressionLevel: compress ? level : nil)
         let report = try Converter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()
@@ -67,9 +56,12 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     }
 }
 
-/// `convert --to`.
-enum ConvertTarget: String, ExpressibleByArgument {
-    case k2pack, hf
+/// What `convert` writes (`--to`).
+enum ConvertTarget: String, ExpressibleByArgument, CaseIterable {
+    /// The k2pack folder format (docs/FORMAT.md), from a Hugging Face folder.
+    case k2pack
+    /// A Hugging Face folder from a GGUF file, Q4_0 experts as compressed-tensors INT4 (docs/GGUF-UNPACK.md).
+    case hf
 }
 
 struct ExportCommand: ParsableCommand, Reports {
