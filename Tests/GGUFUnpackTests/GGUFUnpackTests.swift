@@ -149,6 +149,25 @@ struct GGUFUnpackTests {
         #expect(flat.layout == "deepseek-v3")
     }
 
+    @Test("a split set, given by either part, gives the single file's checkpoint byte for byte")
+    func splitSet() throws {
+        let dir = TemporaryDirectory()
+        let whole = Self.gguf("k2-thinking-tiny.BF16-Q4_0")
+        let parts = try GGUFPatch.split(whole, firstCount: 20, into: dir, prefix: "m")
+        let single = dir.path + "/single"
+        _ = try GGUFUnpacker.unpack(input: whole, output: single, options: GGUFUnpacker.Options(repackExperts: true))
+        let expected = try Self.tensors(single)
+        for (i, part) in parts.enumerated() {
+            #expect(try GGUF.GGUFModel(path: part).parts.count == 2)
+            let out = dir.path + "/from-part-\(i + 1)"
+            let report = try GGUFUnpacker.unpack(input: part, output: out, options: GGUFUnpacker.Options(repackExperts: true))
+            #expect(report.repackedModules == 48)
+            let written = try Self.tensors(out)
+            #expect(written.count == expected.count)
+            for (name, value) in expected { #expect(written[name]?.2 == value.2, "\(name)") }
+        }
+    }
+
     @Test("a tied embedding: no lm_head written, tie_word_embeddings true")
     func tiedEmbedding() throws {
         let dir = TemporaryDirectory()
@@ -196,6 +215,39 @@ enum GGUFPatch {
         let count = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self) }
         bytes.replaceSubrange(16..<24, with: withUnsafeBytes(of: (UInt64(littleEndian: count) + UInt64(pairs.count + 1)).littleEndian) { Array($0) })
         bytes.insert(contentsOf: added, at: 24)
+    }
+
+    /// The fixture cut into a split set as gguf-split names and keys it: part 1 holds every metadata key of the
+    /// original (copied as bytes) and the first `firstCount` tensors, part 2 the rest; both get `split.no`,
+    /// `split.count` and `split.tensors.count`. Returns the parts' paths.
+    static func split(_ path: String, firstCount: Int, into dir: TemporaryDirectory, prefix: String) throws -> [String] {
+        let file = try GGUFFile(path: path)
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        func str(_ s: String) -> [UInt8] { le(UInt64(s.utf8.count)) + Array(s.utf8) }
+        // The original key-value section: from the counts to the first tensor's name.
+        let firstName = try #require(file.tensors.first).name
+        let kvEnd = try #require(find(Array(bytes[24...]), str(firstName))) + 24
+        let originalKVs = Array(bytes[24..<kvEnd])
+        let groups = [Array(file.tensors[..<firstCount]), Array(file.tensors[firstCount...])]
+        var paths: [String] = []
+        for (no, tensors) in groups.enumerated() {
+            var kvs = no == 0 ? originalKVs : str("general.architecture") + le(UInt32(8)) + str("deepseek2")
+            let keys = (no == 0 ? file.metadata.count : 1) + 3
+            kvs += str("split.no") + le(UInt32(2)) + le(UInt16(no))
+            kvs += str("split.count") + le(UInt32(2)) + le(UInt16(2))
+            kvs += str("split.tensors.count") + le(UInt32(5)) + le(Int32(file.tensors.count))
+            var infos: [UInt8] = [], data: [UInt8] = []
+            for t in tensors {
+                infos += str(t.name) + le(UInt32(t.ne.count)) + t.ne.flatMap { le(UInt64($0)) } + le(t.type.rawValue) + le(UInt64(data.count))
+                data += Array(try file.bytes(of: t))
+                while data.count % 32 != 0 { data.append(0) }
+            }
+            var out = Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(tensors.count)) + le(UInt64(keys)) + kvs + infos
+            while out.count % 32 != 0 { out.append(0) }
+            paths.append(dir.write("\(prefix)-0000\(no + 1)-of-00002.gguf", out + data))
+        }
+        return paths
     }
 
     /// Replaces a string value (of equal length) of `key`.
