@@ -32,14 +32,18 @@ public enum GGUFUnpacker {
         public var dtype: DType = .bf16
         /// Write Q4_0 routed experts as compressed-tensors INT4 (`convert --to hf`).
         public var repackExperts = false
-        /// nil: `k2pack.source.model_type`, else deepseek-v3.
+        /// nil: `k2pack.source.model_type`, else deepseek-v3 (k25 when `visionFrom` is given).
         public var layout: UnpackLayout?
+        /// A Kimi K2.5 Hugging Face folder whose vision config and vision tensors (byte for byte) complete the
+        /// k25 layout.
+        public var visionFrom: String?
         public var shardBytes = 5 << 30
         public var threads = ProcessInfo.processInfo.activeProcessorCount
-        public init(dtype: DType = .bf16, repackExperts: Bool = false, layout: UnpackLayout? = nil) {
+        public init(dtype: DType = .bf16, repackExperts: Bool = false, layout: UnpackLayout? = nil, visionFrom: String? = nil) {
             self.dtype = dtype
             self.repackExperts = repackExperts
             self.layout = layout
+            self.visionFrom = visionFrom
         }
     }
 
@@ -75,10 +79,12 @@ public enum GGUFUnpacker {
             throw GGUFUnpackError.source(.unknownArchitecture(file: file, found: model.first.architecture, known: GGUFTensorMap.known))
         }
         var notes = source.notes
-        let (layout, layoutNote) = try UnpackLayout.resolve(options.layout, model: model)
+        let (layout, layoutNote) = try UnpackLayout.resolve(options.layout, model: model, visionFrom: options.visionFrom)
         if let layoutNote { notes.append(layoutNote) }
-        // Refused before any work: an output that exists and is not empty, a link, or one overlapping the input.
-        try OutputPaths.checkFolder(output, inputs: model.parts.map(\.path))
+        let inputs = model.parts.map(\.path) + (options.visionFrom.map { [$0] } ?? [])
+        // Refused before any work: an output that exists and is not empty, a link, or one overlapping an input.
+        try OutputPaths.checkFolder(output, inputs: inputs)
+        let vision = try options.visionFrom.map(VisionSource.init(folder:))
 
         let text = source.config.text
         let int4 = options.repackExperts ? try expertsAsInt4(model: model, map: map, text: text) : false
@@ -87,7 +93,8 @@ public enum GGUFUnpacker {
         }
         let dtype = options.dtype
         let quantization = int4 ? try ManifestLibrary.scheme(named: "kimi_int4_scheme") : nil
-        let configObject = UnpackConfig.make(source: source.config.raw, model: model, layout: layout, dtype: dtype, quantization: quantization)
+        var configObject = UnpackConfig.make(source: source.config.raw, model: model, layout: layout, dtype: dtype, quantization: quantization)
+        if let vision { configObject = UnpackConfig.nested(text: configObject, vision: vision.config, textKey: vision.textKey) }
         let configBytes = UnpackConfig.bytes(configObject)
         let expected: ExpectedTensorList
         do {
@@ -100,7 +107,13 @@ public enum GGUFUnpacker {
         let planner = Planner(source: source, map: map, model: model, threads: options.threads)
         var tensors: [OutputTensor] = []
         var copied = 0, repacked = 0
-        for t in expected.tensors where !t.vision && (t.layer.map { $0 < text.numLayers } ?? true) {
+        for t in expected.tensors where t.vision || (t.layer.map { $0 < text.numLayers } ?? true) {
+            if t.vision {
+                guard let vision else { continue }
+                tensors.append(try vision.copy(t))
+                copied += 1
+                continue
+            }
             guard let slot = WeightSlot(rawValue: t.slot) else {
                 throw GGUFUnpackError.config(file: file, reason: "\(t.name): slot \(t.slot) is not one the forward pass has")
             }
@@ -131,7 +144,7 @@ public enum GGUFUnpacker {
         let names = shards.indices.map { "model-\(fiveDigits($0 + 1))-of-\(fiveDigits(shards.count)).safetensors" }
 
         let existed = FileManager.default.fileExists(atPath: output)
-        try OutputPaths.prepareFolder(output, inputs: model.parts.map(\.path), existing: .empty)
+        try OutputPaths.prepareFolder(output, inputs: inputs, existing: .empty)
         let folder = OutputPaths.trimmed(output)
         var written = 0
         do {
@@ -142,6 +155,8 @@ public enum GGUFUnpacker {
             }
             try AtomicFile.write(IndexWriter.bytes(shards: zip(names, shards).map { ($0, $1) }), to: folder + "/" + ShardIndex.fileName)
             try AtomicFile.write(configBytes, to: folder + "/" + ModelConfig.fileName)
+            // The vision folder rewritten while it was read makes the output a mix: refused.
+            try vision?.directory.checkUnchanged()
         } catch {
             // Nothing half-way: every file this run may have made goes, and the folder too when it made it.
             for name in names + [ShardIndex.fileName, ModelConfig.fileName] {
@@ -453,4 +468,59 @@ final class InexactCounter: @unchecked Sendable {
 struct SendableBytes: @unchecked Sendable {
     let bytes: UnsafeRawBufferPointer
     init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+}
+
+/// `--vision-from`: a Kimi K2.5 folder lending its vision config and its vision tensors (copied byte for byte).
+struct VisionSource {
+    let directory: CheckpointDirectory
+    let config: JSONObject
+    let textKey: String
+
+    init(folder: String) throws {
+        let dir: CheckpointDirectory
+        do { dir = try CheckpointDirectory(path: folder) } catch { throw GGUFUnpackError.visionSource(folder: folder, reason: error.description) }
+        guard let bytes = dir.configBytes else { throw GGUFUnpackError.visionSource(folder: folder, reason: "no config.json") }
+        let parsed: ModelConfig
+        do { parsed = try ModelConfig.parse(bytes, file: folder + "/" + ModelConfig.fileName) } catch {
+            throw GGUFUnpackError.visionSource(folder: folder, reason: error.description)
+        }
+        guard parsed.architecture.visionConfigKey != nil, let key = parsed.architecture.textConfigKey else {
+            throw GGUFUnpackError.visionSource(
+                folder: folder, reason: "config.json is \(parsed.architecture.displayName) (model_type \(parsed.raw["model_type"]?.stringValue ?? "absent")), which has no vision tower; expected a Kimi K2.5 folder")
+        }
+        directory = dir
+        config = parsed.raw
+        textKey = key
+    }
+
+    /// A vision tensor of the written config, from the folder: present, of the expected shape and dtype.
+    func copy(_ t: ExpectedTensor) throws -> OutputTensor {
+        guard let (shard, entry) = directory.entry(named: t.name) else {
+            throw GGUFUnpackError.visionSource(folder: directory.path, reason: "tensor \(t.name) is missing")
+        }
+        let widen = entry.dtype == .bf16 && t.dtypes.first == .f32
+        guard entry.shape == t.shape, t.dtypes.contains(entry.dtype) || widen else {
+            throw GGUFUnpackError.visionSource(
+                folder: directory.path,
+                reason: "\(shard.name): tensor \(t.name) is \(entry.dtype.rawValue) \(entry.shape), expected \(t.dtypes.map(\.rawValue).joined(separator: " or ")) \(t.shape)")
+        }
+        guard widen else {
+            return OutputTensor(name: t.name, dtype: entry.dtype, shape: entry.shape, length: entry.byteCount) { emit in
+                try shard.file.copyPieces(of: entry.rangeInFile, emit)
+            }
+        }
+        // --dtype f32: BF16 widened (exact).
+        return OutputTensor(name: t.name, dtype: .f32, shape: entry.shape, length: entry.byteCount * 2) { emit in
+            try shard.file.copyPieces(of: entry.rangeInFile) { piece in
+                var out = [UInt8](repeating: 0, count: piece.count * 2)
+                out.withUnsafeMutableBytes { raw in
+                    for i in 0..<(piece.count / 2) {
+                        let half = UInt32(piece[2 * i]) | UInt32(piece[2 * i + 1]) << 8
+                        raw.storeBytes(of: (half << 16).littleEndian, toByteOffset: 4 * i, as: UInt32.self)
+                    }
+                }
+                try out.withUnsafeBytes { try emit($0) }
+            }
+        }
+    }
 }

@@ -13,6 +13,8 @@ public enum GGUFUnpackError: Error, Equatable, Sendable, CustomStringConvertible
     case inexactScale(file: String, tensor: String, expert: Int, row: Int, group: Int, value: Float)
     /// A `--layout` k2pack cannot write.
     case layout(file: String, reason: String)
+    /// `--vision-from`: the folder cannot supply K2.5's vision tower and config.
+    case visionSource(folder: String, reason: String)
     /// The config.json written from the metadata was refused by k2pack's own config rules (a k2pack bug).
     case config(file: String, reason: String)
 
@@ -25,6 +27,8 @@ public enum GGUFUnpackError: Error, Equatable, Sendable, CustomStringConvertible
                 + "without changing the weights; use `k2pack dequantize` for a BF16/F32 checkpoint of this file"
         case let .layout(file, reason):
             "\(displayed(file)): \(displayed(reason, limit: nil))"
+        case let .visionSource(folder, reason):
+            "\(displayed(folder)) (--vision-from): \(displayed(reason, limit: nil))"
         case let .config(file, reason):
             "\(displayed(file)): the config.json made from its metadata was refused: \(displayed(reason, limit: nil))"
         }

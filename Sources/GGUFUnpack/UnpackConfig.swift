@@ -12,8 +12,9 @@ public enum UnpackLayout: String, Sendable, CaseIterable, Codable {
     case deepseekV3 = "deepseek-v3"
     /// Flat config, `model_type` kimi_k2 (Kimi K2 / K2-Thinking), architectures DeepseekV3ForCausalLM.
     case k2
-    /// Kimi K2.5 (`language_model.` prefix, nested `text_config`): not writable from a text GGUF, which has no
-    /// vision tower; refused with the reason when asked for (a file recording K2.5 as its source gets `k2`).
+    /// Kimi K2.5 (`language_model.` prefix, nested `text_config`): a text GGUF has no vision tower, so its
+    /// vision config and tensors come from a K2.5 folder (`--vision-from`); refused without one (a file recording
+    /// K2.5 as its source gets `k2` then, with a note).
     case k25
 
     /// The metadata key k2pack's GGUF writer may add: the source config.json's `model_type` (a string).
@@ -28,8 +29,14 @@ public enum UnpackLayout: String, Sendable, CaseIterable, Codable {
     }
 
     /// The layout for `model`: `requested`, else from `k2pack.source.model_type`, else deepseek-v3.
-    static func resolve(_ requested: UnpackLayout?, model: GGUF.GGUFModel) throws(GGUFUnpackError) -> (UnpackLayout, String?) {
+    static func resolve(_ requested: UnpackLayout?, model: GGUF.GGUFModel, visionFrom: String?) throws(GGUFUnpackError) -> (UnpackLayout, String?) {
         let file = model.first.path
+        if let visionFrom {
+            guard requested == nil || requested == .k25 else {
+                throw .layout(file: file, reason: "--vision-from \(visionFrom) supplies K2.5's vision tower; it does not apply to the \(requested?.rawValue ?? "") layout")
+            }
+            return (.k25, nil)
+        }
         var layout = requested
         var note: String?
         if layout == nil, let recorded = model[sourceModelTypeKey]?.stringValue {
@@ -45,7 +52,7 @@ public enum UnpackLayout: String, Sendable, CaseIterable, Codable {
         if chosen == .k25 {
             throw .layout(
                 file: file,
-                reason: "the k25 layout (Kimi K2.5: language_model. prefix, text_config and vision_config) cannot be written from a GGUF: the text GGUF holds no vision tower or vision config (llama.cpp keeps them in a separate mmproj file); use --layout k2 or deepseek-v3 for the text model")
+                reason: "the k25 layout (Kimi K2.5: language_model. prefix, text_config and vision_config) needs a vision tower, which a text GGUF does not hold (llama.cpp keeps it in a separate mmproj file): give --vision-from a K2.5 folder to take its vision config and tensors from, or use --layout k2 or deepseek-v3 for the text model")
         }
         return (chosen, note)
     }
@@ -76,6 +83,25 @@ enum UnpackConfig {
         o.append("torch_dtype", .string(dtype == .f32 ? "float32" : "bfloat16"))
         if let quantization { o.append("quantization_config", quantization) }
         return o
+    }
+
+    /// K2.5's nested config: `vision`'s config.json (a K2.5 folder's) with its text_config replaced by `text`
+    /// (model_type kimi_k2, as K2.5 ships it; the quantization_config inside it, where K2.5 keeps it), and the
+    /// top-level dtype and tie_word_embeddings following the text model written.
+    static func nested(text: JSONObject, vision: JSONObject, textKey: String) -> JSONObject {
+        var inner = text
+        inner.set("model_type", .string(UnpackLayout.k2.modelType))
+        var top = JSONObject()
+        for (key, value) in vision.entries {
+            switch key {
+            case textKey: top.append(key, .object(inner))
+            case "quantization_config": continue
+            case "dtype", "torch_dtype": top.append(key, text["torch_dtype"] ?? value)
+            case "tie_word_embeddings": top.append(key, text["tie_word_embeddings"] ?? value)
+            default: top.append(key, value)
+            }
+        }
+        return top
     }
 
     static func bytes(_ o: JSONObject) -> [UInt8] {

@@ -69,8 +69,11 @@ struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
     @Option(help: "GGUF input: the dtype written, bf16 (default) or f32.")
     var dtype: UnpackDType?
 
-    @Option(help: "GGUF input: the config written, deepseek-v3 (default, unless the file records its source) or k2.")
+    @Option(help: "GGUF input: the config written, deepseek-v3 (default, unless the file records its source), k2, or k25 (with --vision-from).")
     var layout: UnpackLayout?
+
+    @Option(help: "GGUF input: a Kimi K2.5 folder whose vision config and vision tensors complete a K2.5 checkpoint (layout k25).")
+    var visionFrom: String?
 
     @OptionGroup var reporting: ReportOptions
 
@@ -83,13 +86,13 @@ struct DequantizeCommand: ParsableCommand, ReadsFolders, Reports {
     func run() throws {
         let gguf = ForwardModel.isGGUF(input)
         if gguf, exact { throw ValidationError("--exact: \(input) is a GGUF file; its float32 form is --dtype f32") }
-        if !gguf, dtype != nil || layout != nil {
-            throw ValidationError("--\(dtype != nil ? "dtype" : "layout") applies to a GGUF input; \(input) is not a GGUF file (--exact writes an INT4 folder as float32)")
+        if !gguf, dtype != nil || layout != nil || visionFrom != nil {
+            throw ValidationError("--\(dtype != nil ? "dtype" : layout != nil ? "layout" : "vision-from") applies to a GGUF input; \(input) is not a GGUF file (--exact writes an INT4 folder as float32)")
         }
         let (bar, progress) = reporting.progress("dequantize")
         if gguf {
             guard format == .hf else { throw ValidationError("--format k2pack: a GGUF is written back as a Hugging Face folder only (convert that folder afterwards)") }
-            let options = GGUFUnpacker.Options(dtype: (dtype ?? .bf16).dtype, layout: layout)
+            let options = GGUFUnpacker.Options(dtype: (dtype ?? .bf16).dtype, layout: layout, visionFrom: visionFrom)
             let report = try GGUFUnpacker.unpack(input: input, output: output, options: options, progress: killSwitch(progress))
             bar?.finish()
             try printUnpack(report, json: reporting.json)

@@ -168,6 +168,44 @@ struct GGUFUnpackTests {
         }
     }
 
+    /// K2.5: the text model from the GGUF under `language_model.`, the vision tower and config from a K2.5 folder.
+    @Test("--vision-from a K2.5 folder: a K2.5 checkpoint (nested config, language_model. prefix) verify passes; f32 runs to the GGUF's logits")
+    func k25WithVision() throws {
+        let dir = TemporaryDirectory()
+        let input = Self.gguf("k25-tiny.Q8_0")
+        let folder = TestPaths.fixture("k25-tiny")
+        let out = dir.path + "/k25"
+        let report = try GGUFUnpacker.unpack(input: input, output: out, options: GGUFUnpacker.Options(visionFrom: folder))
+        #expect(report.layout == "k25")
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        #expect(config?["model_type"] as? String == "kimi_k25")
+        #expect((config?["text_config"] as? [String: Any])?["model_type"] as? String == "kimi_k2")
+        #expect(config?["vision_config"] != nil)
+        let written = try Self.tensors(out)
+        let source = try Self.tensors(folder)
+        #expect(written["language_model.model.embed_tokens.weight"] != nil && written["model.embed_tokens.weight"] == nil)
+        let visionNames = source.keys.filter { !$0.hasPrefix("language_model.") }
+        #expect(!visionNames.isEmpty)
+        for name in visionNames { #expect(written[name]?.2 == source[name]?.2, "\(name)") }
+        // The source's names, its INT4 modules as plain weights (dequantize).
+        let expectedNames = Set(source.keys.compactMap { name -> String? in
+            if name.hasSuffix(".weight_packed") { return String(name.dropLast("_packed".count)) }
+            return name.hasSuffix(".weight_scale") || name.hasSuffix(".weight_shape") ? nil : name
+        })
+        #expect(Set(written.keys) == expectedNames, "\(Set(written.keys).symmetricDifference(expectedNames).sorted().prefix(5))")
+        let verify = try Verifier.verify(path: out)
+        #expect(verify.passed, "\(verify.renderText())")
+
+        let f32 = dir.path + "/k25-f32"
+        _ = try GGUFUnpacker.unpack(input: input, output: f32, options: GGUFUnpacker.Options(dtype: .f32, visionFrom: folder))
+        #expect(try Verifier.verify(path: f32).passed)
+        let ref = try ReferenceDump(spec: TestPaths.fixture("references/k25-tiny.h5:/exact"))
+        let direct = try ForwardPass(weights: try ForwardModel.open(input).weights, threads: 2).logits(for: ref.inputIDs, batch: ref.batch)
+        let fromFolder = try ForwardPass(weights: try ForwardModel.open(f32).weights, threads: 2).logits(for: ref.inputIDs, batch: ref.batch)
+        let worst = zip(direct, fromFolder).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(direct.count == fromFolder.count && worst <= 1e-6, "max |Δ| \(worst)")
+    }
+
     @Test("a tied embedding: no lm_head written, tie_word_embeddings true")
     func tiedEmbedding() throws {
         let dir = TemporaryDirectory()
@@ -340,7 +378,7 @@ struct GGUFUnpackErrorTests {
         _ = try GGUFUnpacker.unpack(input: input, output: dir.path + "/deq")
     }
 
-    @Test("the k25 layout is refused: a text GGUF holds no vision tower")
+    @Test("the k25 layout without --vision-from is refused: a text GGUF holds no vision tower")
     func k25Layout() throws {
         let dir = TemporaryDirectory()
         let out = dir.path + "/out"
@@ -349,9 +387,30 @@ struct GGUFUnpackErrorTests {
             Issue.record("wrote a k25 layout")
         } catch let error as GGUFUnpackError {
             guard case .layout = error else { Issue.record("\(error)"); return }
-            #expect(error.description.contains("k25-tiny.Q8_0.gguf") && error.description.contains("no vision tower"), "\(error)")
+            #expect(error.description.contains("k25-tiny.Q8_0.gguf") && error.description.contains("give --vision-from a K2.5 folder"), "\(error)")
         }
         #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test("--vision-from a folder that is not K2.5, or with another layout, is refused")
+    func visionFromRefused() throws {
+        let dir = TemporaryDirectory()
+        let input = GGUFUnpackTests.gguf("k25-tiny.Q8_0")
+        let folder = TestPaths.fixture("k2-thinking-tiny")
+        do {
+            _ = try GGUFUnpacker.unpack(input: input, output: dir.path + "/a", options: GGUFUnpacker.Options(visionFrom: folder))
+            Issue.record("took a vision tower from K2-Thinking")
+        } catch let error as GGUFUnpackError {
+            guard case .visionSource(folder, _) = error else { Issue.record("\(error)"); return }
+            #expect(error.description.contains("k2-thinking-tiny (--vision-from): config.json is Kimi K2 / K2-Thinking (model_type kimi_k2), which has no vision tower; expected a Kimi K2.5 folder"), "\(error)")
+        }
+        do {
+            _ = try GGUFUnpacker.unpack(input: input, output: dir.path + "/b", options: GGUFUnpacker.Options(layout: .k2, visionFrom: TestPaths.fixture("k25-tiny")))
+            Issue.record("wrote k2 with a vision tower")
+        } catch let error as GGUFUnpackError {
+            #expect(error.description.contains("it does not apply to the k2 layout"), "\(error)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == [])
     }
 
     /// A write failure part way (a full disk), injected before the second shard: nothing is left, and a folder
