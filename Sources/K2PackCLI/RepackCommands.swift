@@ -30,6 +30,9 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     @Option(help: "What to write: k2pack (default, from a Hugging Face folder) or hf (from a GGUF file: a Hugging Face folder, Q4_0 experts as INT4).")
     var to: ConvertTarget = .k2pack
 
+    @Option(help: "--to hf: a Kimi K2.5 folder whose vision config and tensors complete a K2.5 checkpoint.")
+    var visionFrom: String?
+
     @OptionGroup var reporting: ReportOptions
 
     @OptionGroup var folders: FolderOptions
@@ -39,6 +42,7 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
         if to == .hf, resume || compress {
             throw ValidationError("--to hf with --\(resume ? "resume" : "compress"): that option is for --to k2pack")
         }
+        if to != .hf, visionFrom != nil { throw ValidationError("--vision-from only applies with --to hf") }
     }
 
     func run() throws {

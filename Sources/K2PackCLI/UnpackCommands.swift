@@ -15,7 +15,7 @@ extension ConvertCommand {
         }
         let (bar, progress) = reporting.progress("convert --to hf")
         let report = try GGUFUnpacker.unpack(
-            input: input, output: output, options: GGUFUnpacker.Options(repackExperts: true), progress: killSwitch(progress))
+            input: input, output: output, options: GGUFUnpacker.Options(repackExperts: true, visionFrom: visionFrom), progress: killSwitch(progress))
         bar?.finish()
         try printUnpack(report, json: reporting.json)
     }

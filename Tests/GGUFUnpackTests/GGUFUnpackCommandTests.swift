@@ -30,6 +30,17 @@ struct GGUFUnpackCommandTests {
         #expect(try Verifier.verify(path: out).passed)
     }
 
+    @Test("convert FILE.gguf OUT --to hf --vision-from K25-DIR writes a K2.5 folder")
+    func convertK25() throws {
+        let dir = TemporaryDirectory()
+        let out = dir.path + "/k25"
+        var command = try K2Pack.parseAsRoot(["convert", GGUFUnpackTests.gguf("k25-tiny.Q8_0"), out, "--to", "hf", "--vision-from", TestPaths.fixture("k25-tiny"), "--quiet"])
+        try command.run()
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/config.json"))) as? [String: Any]
+        #expect(config?["model_type"] as? String == "kimi_k25")
+        #expect(try Verifier.verify(path: out).passed)
+    }
+
     @Test("dequantize FILE.gguf --format k2pack is refused: a GGUF goes back to a Hugging Face folder only")
     func formatK2pack() throws {
         let dir = TemporaryDirectory()
@@ -60,6 +71,7 @@ struct GGUFUnpackCommandTests {
         (["dequantize", "in.gguf", "o", "--exact", "--dtype", "f32"], "--exact and --dtype"),
         (["convert", "in.gguf", "o", "--to", "hf", "--resume"], "--to hf with --resume"),
         (["convert", "in.gguf", "o", "--to", "hf", "--compress"], "--to hf with --compress"),
+        (["convert", "in", "o", "--vision-from", "k25"], "--vision-from only applies with --to hf"),
     ])
     func refusedOptions(arguments: [String], fragment: String) {
         do {
