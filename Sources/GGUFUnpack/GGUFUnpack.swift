@@ -87,7 +87,7 @@ public enum GGUFUnpacker {
         let vision = try options.visionFrom.map(VisionSource.init(folder:))
 
         let text = source.config.text
-        let int4 = options.repackExperts ? try expertsAsInt4(model: model, map: map, text: text) : false
+        let int4 = options.repackExperts && expertsAsInt4(model: model, map: map, text: text)
         if options.repackExperts, !int4 {
             notes.append("routed experts are not all Q4_0: written dequantized (BF16), not as INT4")
         }
@@ -194,33 +194,20 @@ public enum GGUFUnpacker {
         return shards
     }
 
-    /// Whether the routed experts go out as INT4: every routed-expert tensor is Q4_0 (else false), and then every
-    /// block's scale must be one compressed-tensors holds exactly (else `inexactScale`, naming the first).
-    static func expertsAsInt4(model: GGUF.GGUFModel, map: GGUFTensorMap, text: TextConfig) throws -> Bool {
+    /// Whether the routed experts go out as INT4: every routed-expert tensor is Q4_0 (from the headers alone).
+    /// Each block's scale is checked as it is repacked (`Planner.int4`): a bad one stops the write, naming it, and
+    /// everything written is removed. Not checked in a pass of its own first, which would read every expert twice.
+    static func expertsAsInt4(model: GGUF.GGUFModel, map: GGUFTensorMap, text: TextConfig) -> Bool {
         let slots: [WeightSlot] = [.routedExpertGate, .routedExpertUp, .routedExpertDown]
-        var found: [(GGUFFile, GGUFTensorInfo)] = []
+        var any = false
         for layer in text.moeLayers where layer < text.numLayers {
             for slot in slots {
-                guard let name = map.name(slot, layer: layer), let (part, info) = model.tensor(named: name) else { continue }
+                guard let name = map.name(slot, layer: layer), let (_, info) = model.tensor(named: name) else { continue }
                 guard info.type == .q4_0 else { return false }
-                found.append((part, info))
+                any = true
             }
         }
-        guard !found.isEmpty else { return false }
-        for (part, info) in found {
-            let blocks = try part.bytes(of: info)
-            let count = info.byteCount / Q4_0Repack.blockBytes
-            if let bad = Q4_0Repack.firstBadScale(blocks, count: count) {
-                let perRow = info.ne[0] / Q4_0Repack.groupSize
-                let rows = info.ne[1]
-                let row = bad / perRow
-                throw GGUFUnpackError.inexactScale(
-                    file: part.path, tensor: info.name, expert: row / rows, row: row % rows, group: bad % perRow,
-                    value: GGUFDequantizer.halfToFloat(Q4_0Repack.scaleBits(blocks, block: bad)))
-            }
-            part.file.adviseDone((part.dataStart + info.offset)..<(part.dataStart + info.offset + info.byteCount))
-        }
-        return true
+        return any
     }
 }
 
@@ -427,6 +414,11 @@ struct Planner {
                 while at < rows {
                     let count = min(blockRows, rows - at)
                     let blocks = UnsafeRawBufferPointer(rebasing: slab.bytes[(at * groups * Q4_0Repack.blockBytes)..<((at + count) * groups * Q4_0Repack.blockBytes)])
+                    if let bad = Q4_0Repack.firstBadScale(blocks, count: count * groups) {
+                        throw GGUFUnpackError.inexactScale(
+                            file: part.path, tensor: info.name, expert: expert, row: at + bad / groups, group: bad % groups,
+                            value: GGUFDequantizer.halfToFloat(Q4_0Repack.scaleBits(blocks, block: bad)))
+                    }
                     codes.withUnsafeMutableBytes { c in
                         scales.withUnsafeMutableBytes { s in
                             Q4_0Repack.repack(blocks, count: count * groups, codes: c.baseAddress!, scales: s.baseAddress!)
