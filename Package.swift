@@ -122,7 +122,7 @@ let package = Package(
         // experts re-packed to compressed-tensors INT4 when every block is Q4_0.
         .target(
             name: "GGUFUnpack",
-            dependencies: ["FileIO", "Checkpoint", "GGUF", "GGUFModel", "JSONCore", "Manifests", "ModelConfig", "Quantization", "Requantize", "TensorCore"],
+            dependencies: ["FileIO", "Checkpoint", "Forward", "GGUF", "GGUFModel", "JSONCore", "Manifests", "ModelConfig", "Quantization", "Requantize", "TensorCore"],
             swiftSettings: strict),
 
         // k2pack logits: reference logits from text or ids, run layer-major, written as a reference dump.
@@ -166,6 +166,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity"]),
         .testTarget(name: "LogitsTests", dependencies: ["ReferenceLogits", "Forward", "ModelStore", "Parity", "Tokenizer", "TestSupport"]),
+        .testTarget(name: "GGUFUnpackTests", dependencies: ["GGUFUnpack", "GGUF", "GGUFModel", "Checkpoint", "FileIO", "Forward", "ModelStore", "Parity", "Requantize", "Inspection", "LoadedModel", "TensorCore", "K2PackCLI", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "GGUFConvertTests", dependencies: ["GGUFConvert", "GGUFUnpack", "GGUF", "GGUFModel", "Checkpoint", "FileIO", "Tokenizer", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "JSONCore", "Checkpoint", "TestSupport"]),
     ],

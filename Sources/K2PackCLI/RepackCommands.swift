@@ -13,6 +13,8 @@ enum ConvertTarget: String, ExpressibleByArgument, CaseIterable {
     case k2pack
     /// llama.cpp's GGUF, architecture deepseek2 (docs/GGUF.md).
     case gguf
+    /// A Hugging Face folder from a GGUF file, Q4_0 experts as compressed-tensors INT4 (docs/GGUF-UNPACK.md).
+    case hf
 }
 
 extension GGUFOutType: ExpressibleByArgument {}
@@ -29,7 +31,7 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     @Argument(help: "The output: a folder (new or empty) for k2pack; a .gguf file name or a folder for --to gguf.")
     var output: String
 
-    @Option(help: "The output format: k2pack or gguf.")
+    @Option(help: "The output format: k2pack or gguf (from a Hugging Face folder), or hf (from a GGUF file: a Hugging Face folder, Q4_0 experts as INT4).")
     var to: ConvertTarget = .k2pack
 
     @Flag(help: "Continue an interrupted conversion: finished files whose checksums verify are kept.")
@@ -53,20 +55,27 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     @Option(help: "zstd level for --compress (1–19).")
     var level: Int32 = 3
 
+    @Option(help: "--to hf: a Kimi K2.5 folder whose vision config and tensors complete a K2.5 checkpoint.")
+    var visionFrom: String?
+
     @OptionGroup var reporting: ReportOptions
 
     @OptionGroup var folders: FolderOptions
 
     func validate() throws {
         guard (1...19).contains(level) else { throw ValidationError("--level \(level): zstd levels 1 to 19") }
+        if to != .hf, visionFrom != nil { throw ValidationError("--vision-from only applies with --to hf") }
+        var ggufOnly: [String] = []
+        if outtype != .bf16 { ggufOnly.append("--outtype") }
+        if splitMaxSize != nil { ggufOnly.append("--split-max-size") }
+        if allowInexactScales { ggufOnly.append("--allow-inexact-scales") }
+        if noTokenizer { ggufOnly.append("--no-tokenizer") }
         switch to {
-        case .k2pack:
-            var ggufOnly: [String] = []
-            if outtype != .bf16 { ggufOnly.append("--outtype") }
-            if splitMaxSize != nil { ggufOnly.append("--split-max-size") }
-            if allowInexactScales { ggufOnly.append("--allow-inexact-scales") }
-            if noTokenizer { ggufOnly.append("--no-tokenizer") }
+        case .k2pack, .hf:
             if !ggufOnly.isEmpty { throw ValidationError("\(ggufOnly.joined(separator: ", ")) only apply with --to gguf") }
+            if to == .hf, resume || compress {
+                throw ValidationError("--to hf with --\(resume ? "resume" : "compress"): that option is for --to k2pack")
+            }
         case .gguf:
             if compress { throw ValidationError("--compress writes the k2pack archive form; it does not apply with --to gguf") }
             if let splitMaxSize {
@@ -79,6 +88,7 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
         switch to {
         case .k2pack: try runK2Pack()
         case .gguf: try runGGUF()
+        case .hf: try runHF()
         }
     }
 

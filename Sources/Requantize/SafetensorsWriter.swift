@@ -5,20 +5,32 @@ import PackFormat
 import TensorCore
 
 /// One tensor of a safetensors file being written: its header entry, and how to produce its bytes in order.
-/// Each is produced by one writer thread (shards are written in parallel, each by one thread).
-struct OutputTensor: @unchecked Sendable {
-    var name: String
-    var dtype: DType
-    var shape: [Int]
-    var length: Int
+/// Each is produced by one writer thread (shards are written in parallel, each by one thread). Public for the
+/// other writers of Hugging Face checkpoints (GGUFUnpack).
+public struct OutputTensor: @unchecked Sendable {
+    public var name: String
+    public var dtype: DType
+    public var shape: [Int]
+    public var length: Int
     /// Calls `emit` with the tensor's bytes, in order, in pieces of any size.
-    var produce: (_ emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    public var produce: (_ emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
+    public init(
+        name: String, dtype: DType, shape: [Int], length: Int,
+        produce: @escaping (_ emit: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.length = length
+        self.produce = produce
+    }
 }
 
 /// Writes safetensors files: 8-byte header length, JSON header (`__metadata__` first, then the tensors in data
 /// order, padded with spaces to a multiple of 8), then the data. Atomic: temporary name, fsync, rename.
-enum SafetensorsWriter {
-    static func header(_ tensors: [OutputTensor]) -> [UInt8] {
+public enum SafetensorsWriter {
+    public static func header(_ tensors: [OutputTensor]) -> [UInt8] {
         var object = JSONObject()
         var meta = JSONObject()
         meta.append("format", .string("pt"))
@@ -39,7 +51,7 @@ enum SafetensorsWriter {
 
     /// Writes the file; returns its length. A producer that emits more or fewer bytes than declared is our bug.
     @discardableResult
-    static func write(path: String, tensors: [OutputTensor]) throws -> Int {
+    public static func write(path: String, tensors: [OutputTensor]) throws -> Int {
         let head = header(tensors)
         let file = try AtomicFile(path: path)
         let total = head.count + tensors.reduce(0) { $0 + $1.length }
@@ -60,8 +72,8 @@ enum SafetensorsWriter {
 }
 
 /// `model.safetensors.index.json` for written shards.
-enum IndexWriter {
-    static func bytes(shards: [(name: String, tensors: [OutputTensor])]) -> [UInt8] {
+public enum IndexWriter {
+    public static func bytes(shards: [(name: String, tensors: [OutputTensor])]) -> [UInt8] {
         var map: [(String, String)] = []
         for (name, tensors) in shards { for t in tensors { map.append((t.name, name)) } }
         map.sort { $0.0 < $1.0 }
