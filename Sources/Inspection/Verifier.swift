@@ -28,7 +28,7 @@ public struct VerifyReport: Sendable, Codable {
     }
 
     public var path: String
-    /// `huggingface` or `k2pack`.
+    /// `huggingface`, `k2pack` or `gguf`.
     public var format = "huggingface"
     public var architecture: String?
     public var shardCount: Int
@@ -64,7 +64,7 @@ public struct VerifyReport: Sendable, Codable {
     public func renderText() -> String {
         var out = "checkpoint     \(displayed(path))\n"
         if let architecture { out += "architecture   \(displayed(architecture))\n" }
-        out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : "shard")\(shardCount == 1 ? "" : "s")"
+        out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : format == "gguf" ? "part" : "shard")\(shardCount == 1 ? "" : "s")"
         if let expectedTensorCount { out += " (config implies \(grouped(expectedTensorCount)))" }
         out += "\n"
         let rate = seconds > 0 ? Double(bytesScanned) / seconds : 0
