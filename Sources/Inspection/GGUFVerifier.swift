@@ -60,8 +60,11 @@ public enum GGUFVerifier {
     // MARK: - Data
 
     /// Every tensor's scales (or values), tensors split into items of about `itemBytes`, items on `threads`
-    /// threads; one finding per tensor with NaN/Inf, naming the first block and field (or element).
-    static func scan(_ model: GGUFModel, threads: Int, progress: ProgressCallback?) -> (findings: [Finding], bytes: Int) {
+    /// threads (`itemBytes` smaller in tests); one finding per tensor with NaN/Inf, naming the first block and
+    /// field (or element).
+    static func scan(
+        _ model: GGUFModel, threads: Int, progress: ProgressCallback?, itemBytes: Int = GGUFVerifier.itemBytes
+    ) -> (findings: [Finding], bytes: Int) {
         var plan: [Item] = []
         var total = 0
         for (p, part) in model.parts.enumerated() {
