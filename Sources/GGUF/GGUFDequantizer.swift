@@ -149,10 +149,11 @@ public enum GGUFDequantizer {
         let qh = u32(b, 2)
         let qs = bytes(b, 6)
         for j in 0..<16 {
-            let low = Int32(qs[j] & 0xF) | (qh & (1 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 0 : 16)
-            let high = Int32(qs[j] &>> 4) | (qh & (0x1_0000 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 0 : 16)
-            y[j] = d * Float(low &- 16)
-            y[j &+ 16] = d * Float(high &- 16)
+            // q − 16 is the nibble when the fifth bit is set, the nibble − 16 when it is clear.
+            let low = Int32(qs[j] & 0xF) &- (qh & (1 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 16 : 0)
+            let high = Int32(qs[j] &>> 4) &- (qh & (0x1_0000 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 16 : 0)
+            y[j] = d * Float(low)
+            y[j &+ 16] = d * Float(high)
         }
     }
 

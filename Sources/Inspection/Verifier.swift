@@ -65,7 +65,7 @@ public struct VerifyReport: Sendable, Codable {
         var out = "checkpoint     \(displayed(path))\n"
         if let architecture { out += "architecture   \(displayed(architecture))\n" }
         out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : format == "gguf" ? "part" : "shard")\(shardCount == 1 ? "" : "s")"
-        if let expectedTensorCount { out += " (config implies \(grouped(expectedTensorCount)))" }
+        if let expectedTensorCount { out += " (\(format == "gguf" ? "the architecture needs" : "config implies") \(grouped(expectedTensorCount)))" }
         out += "\n"
         let rate = seconds > 0 ? Double(bytesScanned) / seconds : 0
         out += "scanned        \(formatBytes(bytesScanned)) in \(String(format: "%.2f", seconds)) s (\(formatBytes(Int(rate)))/s)\n"

@@ -166,6 +166,18 @@ struct GGUFVerifyTests {
         expectFinding(report, "wrong_shape", ["blk.1.attn_q_a_norm.weight has ne {16, 2}, expected {32}"], tensor: "blk.1.attn_q_a_norm.weight")
     }
 
+    @Test("a head count the attention tensors do not have: every attention tensor of every layer named")
+    func headCountVsShapes() throws {
+        var b = try GGUFWeightSourceHostileTests.fixture()
+        b.remove("deepseek2.attention.head_count")
+        b.add("deepseek2.attention.head_count", u32: 4)
+        let report = try verifyGGUF(b)
+        let wrong = report.with("wrong_shape")
+        let expected = (0..<3).flatMap { l in ["attn_q_b", "attn_k_b", "attn_v_b", "attn_output"].map { "blk.\(l).\($0).weight" } }
+        #expect(Set(wrong.compactMap(\.tensor)) == Set(expected) && wrong.count == 12, "\(wrong.map(\.message))")
+        #expect(wrong.contains { $0.message.contains("blk.0.attn_q_b.weight has ne {32, 48}, expected {32, 96} from the file's metadata") })
+    }
+
     @Test("a tensor in a type k2pack cannot dequantize is named")
     func undecodable() throws {
         var b = try GGUFWeightSourceHostileTests.fixture()
