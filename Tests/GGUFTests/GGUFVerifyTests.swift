@@ -115,6 +115,10 @@ struct GGUFVerifyTests {
         expectFinding(
             report, "scale_not_finite", ["tensor 'blk.1.ffn_down_exps.weight'", "1 of 512 Q4_0 blocks has a NaN/Inf scale", "block 3 (row [0, 3], block 0 of 1 in the row): d = NaN"],
             tensor: "blk.1.ffn_down_exps.weight")
+        // --headers-only: no data read, so nothing found there.
+        let dir = TemporaryDirectory()
+        let headers = try GGUFVerifier.verify(path: dir.write("v.gguf", b.bytes()), options: VerifyOptions(scanData: false))
+        #expect(headers.passed && headers.bytesScanned == 0 && headers.with("scale_not_finite").isEmpty)
     }
 
     @Test("an infinite F32 value is named by tensor and element")
