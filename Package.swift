@@ -133,7 +133,7 @@ let package = Package(
         // Above the writers: it reads their records; no writer depends on it.
         .target(
             name: "Inspection",
-            dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig", "Quantization", "LoadedModel", "PackFormat", "Repack", "Shard"],
+            dependencies: ["TensorCore", "JSONCore", "FileIO", "Checkpoint", "ModelConfig", "Quantization", "LoadedModel", "PackFormat", "Repack", "Shard", "GGUF", "GGUFModel", "Manifests"],
             swiftSettings: strict),
 
         // Layer 7, the commands: parsing, cross-option checks, output. A library so that tests parse commands
@@ -164,7 +164,7 @@ let package = Package(
             name: "ShardTests", dependencies: ["Shard", "Inspection", "LoadedModel", "ModelConfig", "Forward", "ModelStore", "PackFormat", "Parity", "Repack", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "FileIO", "Parity"]),
         .testTarget(name: "CLITests", dependencies: ["K2PackCLI", "PackFormat", "Shard", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
-        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "Checkpoint", "FileIO", "TestSupport", "GGUFModel", "Forward", "ModelStore", "Parity", "Inspection"]),
         .testTarget(name: "LogitsTests", dependencies: ["ReferenceLogits", "Forward", "ModelStore", "Parity", "Tokenizer", "TestSupport"]),
         .testTarget(name: "GGUFUnpackTests", dependencies: ["GGUFUnpack", "GGUF", "GGUFModel", "Checkpoint", "FileIO", "Forward", "ModelStore", "Parity", "Requantize", "Inspection", "LoadedModel", "TensorCore", "K2PackCLI", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "GGUFConvertTests", dependencies: ["GGUFConvert", "GGUFUnpack", "GGUF", "GGUFModel", "Checkpoint", "FileIO", "Tokenizer", "TestSupport"]),

@@ -76,8 +76,8 @@ public enum GGUFDequantizer {
             for i in 0..<blocks.count { out[i] = UInt32(UInt16(littleEndian: h[i])) &<< 16 }
         case .q4_0: each(q4_0)
         case .q4_1: each(q4_1)
-        case .q5_0: each { b, y in q5_0(b, y, t) }
-        case .q5_1: each { b, y in q5_1(b, y, t) }
+        case .q5_0: each(q5_0)
+        case .q5_1: each(q5_1)
         case .q8_0: each(q8_0)
         case .q2_K: each(q2_K)
         case .q3_K: each(q3_K)
@@ -140,38 +140,34 @@ public enum GGUFDequantizer {
         }
     }
 
-    // block_q5_0: d, qh (u32: bit j is element j's fifth bit), qs[16]. The fifth bit comes as 0 or 16 from
-    // `t.fifthBits` (bit k of a byte → entry byte · 8 + k); (low − 16) + high is the same small integer as the
-    // reference's (low | high << 4) − 16, so the product with d is the same float.
-    static func q5_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+    // block_q5_0: d, qh (u32: bit j is element j's fifth bit), qs[16] (element j low nibble of qs[j], j+16 high
+    // nibble). The fifth bit is qh tested against a constant one-bit mask per element (no per-element shift, so
+    // the loop vectorizes); the integer (q − 16) times d is one float32 rounding, as the reference's
+    // `d * (q - 16)`.
+    static func q5_0(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
         let d = f16(b, 0)
         let qh = u32(b, 2)
         let qs = bytes(b, 6)
-        for part in 0..<2 {
-            let low = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 8 &* part)) & 0xFF) &* 8
-            let high = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 16 &+ 8 &* part)) & 0xFF) &* 8
-            for k in 0..<8 {
-                let j = part &* 8 &+ k
-                y[j] = d * (Float(qs[j] & 0xF) - 16 + low[k])
-                y[j &+ 16] = d * (Float(qs[j] &>> 4) - 16 + high[k])
-            }
+        for j in 0..<16 {
+            // q − 16 is the nibble when the fifth bit is set, the nibble − 16 when it is clear.
+            let low = Int32(qs[j] & 0xF) &- (qh & (1 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 16 : 0)
+            let high = Int32(qs[j] &>> 4) &- (qh & (0x1_0000 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 16 : 0)
+            y[j] = d * Float(low)
+            y[j &+ 16] = d * Float(high)
         }
     }
 
-    // block_q5_1: d, m, qh, qs[16]; x = d·q + m.
-    static func q5_1(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
+    // block_q5_1: d, m, qh, qs[16]; x = d·q + m (two roundings, no fused multiply-add, as the reference).
+    static func q5_1(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
         let d = f16(b, 0)
         let m = f16(b, 2)
         let qh = u32(b, 4)
         let qs = bytes(b, 8)
-        for part in 0..<2 {
-            let low = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 8 &* part)) & 0xFF) &* 8
-            let high = t.fifthBits + Int((qh &>> UInt32(truncatingIfNeeded: 16 &+ 8 &* part)) & 0xFF) &* 8
-            for k in 0..<8 {
-                let j = part &* 8 &+ k
-                y[j] = d * (Float(qs[j] & 0xF) + low[k]) + m
-                y[j &+ 16] = d * (Float(qs[j] &>> 4) + high[k]) + m
-            }
+        for j in 0..<16 {
+            let low = Int32(qs[j] & 0xF) | (qh & (1 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 0 : 16)
+            let high = Int32(qs[j] &>> 4) | (qh & (0x1_0000 &<< UInt32(truncatingIfNeeded: j)) == 0 ? 0 : 16)
+            y[j] = d * Float(low) + m
+            y[j &+ 16] = d * Float(high) + m
         }
     }
 
@@ -469,11 +465,7 @@ public enum GGUFDequantizer {
     // block_iq1_m: qs[32], qh[16] (3 high bits + delta sign per nibble), scales[8] (3-bit scales; the f16 scale
     // in the top nibbles of the four u16).
     static func iq1_m(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>, _ t: IQTableStore) {
-        let s0 = u16(b, 48)
-        let s1 = u16(b, 50)
-        let s2 = u16(b, 52)
-        let s3 = u16(b, 54)
-        let d = halfToFloat((s0 &>> 12) | ((s1 &>> 8) & 0x00F0) | ((s2 &>> 4) & 0x0F00) | (s3 & 0xF000))
+        let d = halfToFloat(iq1mScale(b))
         let gridBase = t.iq1s
         for i in 0..<32 {
             let pair = i &>> 1  // 16 scales: (word, shift) = (pair / 4, 3 · (pair % 4))
@@ -486,6 +478,11 @@ public enum GGUFDequantizer {
             let out = y + (i &* 8)
             for j in 0..<8 { out[j] = dl * (grid[j] + delta) }
         }
+    }
+
+    /// IQ1_M's f16 scale bits: the top nibble of each of the four u16 scale words at byte 48, lowest word first.
+    @inline(__always) static func iq1mScale(_ b: UnsafeRawPointer) -> UInt16 {
+        (u16(b, 48) &>> 12) | ((u16(b, 50) &>> 8) & 0x00F0) | ((u16(b, 52) &>> 4) & 0x0F00) | (u16(b, 54) & 0xF000)
     }
 
     // block_iq4_nl: d, qs[16] (indices into the non-linear values).

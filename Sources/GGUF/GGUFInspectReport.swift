@@ -38,6 +38,38 @@ public struct GGUFInspectReport: Encodable, Sendable {
     public var tokenizerModel: String?
     public var tokenCount: Int?
     public var mergeCount: Int?
+    /// UTF-8 bytes of the tokens and merges strings (the vocabulary's size in the file, without length prefixes).
+    public var tokenizerBytes: Int?
+    /// The tensors the architecture needs (its tensor map over the config the metadata gives: the required ones
+    /// and the optional ones present), how many of them the file holds, and how many it holds beyond them; nil
+    /// without a tensor map for the architecture (set by `GGUFModel`'s `init(_:gpus:)`).
+    public var expectedTensorCount: Int?
+    public var presentTensorCount: Int?
+    public var surplusTensorCount: Int?
+    /// Why the tensor set could not be compared (no map, metadata refused), when it could not.
+    public var tensorSetNote: String?
+    public var memory: MemoryEstimate?
+
+    /// Weights per GPU for `--gpus N`, by the rule folder inspect calls EP: routed experts (the tensors the map
+    /// lays out as `experts`) divided whole, ⌈experts / N⌉ per GPU, everything else replicated. Weights only, as
+    /// stored (quantized bytes); no KV cache or activations.
+    public struct MemoryEstimate: Encodable, Sendable, Equatable {
+        public var gpus: Int
+        public var routedExpertBytes: Int
+        public var replicatedBytes: Int
+        public var expertsPerGPU: Int
+        public var expertParallelBytesPerGPU: Int
+
+        public init(gpus: Int, routedExpertBytes: Int, replicatedBytes: Int, experts: Int) {
+            self.gpus = gpus
+            self.routedExpertBytes = routedExpertBytes
+            self.replicatedBytes = replicatedBytes
+            let n = max(1, gpus)
+            expertsPerGPU = experts > 0 ? (experts + n - 1) / n : 0
+            let share = experts > 0 ? Double(routedExpertBytes) * Double(expertsPerGPU) / Double(experts) : 0
+            expertParallelBytesPerGPU = Int((Double(replicatedBytes) + share).rounded(.up))
+        }
+    }
     /// For `deepseek2`: layers, experts and attention sizes read into `GGUFDeepseek2Config`, or why they cannot be.
     public var deepseek2: String?
     /// What the deepseek2 metadata lacks or what llama.cpp would read differently (`GGUFDeepseek2Config.notes`),
@@ -67,6 +99,11 @@ public struct GGUFInspectReport: Encodable, Sendable {
         tokenizerModel = model["tokenizer.ggml.model"]?.stringValue
         tokenCount = model["tokenizer.ggml.tokens"]?.arrayValue?.count
         mergeCount = model["tokenizer.ggml.merges"]?.arrayValue?.count
+        let tokenStrings = model["tokenizer.ggml.tokens"]?.arrayValue?.stringValues
+        let mergeStrings = model["tokenizer.ggml.merges"]?.arrayValue?.stringValues
+        if tokenStrings != nil || mergeStrings != nil {
+            tokenizerBytes = ((tokenStrings ?? []) + (mergeStrings ?? [])).reduce(0) { $0 + $1.utf8.count }
+        }
         deepseek2 = nil
         notes = []
         if architecture == "deepseek2" {
@@ -125,9 +162,22 @@ public struct GGUFInspectReport: Encodable, Sendable {
         if let deepseek2 { out += "deepseek2: \(deepseek2)\n" }
         for note in notes { out += "note: \(displayed(note, limit: nil))\n" }
         if let tokenizerModel {
-            out += "tokenizer: \(displayed(tokenizerModel)), \(tokenCount ?? 0) tokens, \(mergeCount ?? 0) merges\n"
+            out += "tokenizer: \(displayed(tokenizerModel)), \(tokenCount ?? 0) tokens, \(mergeCount ?? 0) merges"
+            out += tokenizerBytes.map { ", \(formatBytes($0)) of strings\n" } ?? "\n"
         }
         out += "tensors: \(tensorCount), \(elements) weights, \(formatBytes(tensorBytes)), \(String(format: "%.3f", bitsPerWeight)) bits per weight\n"
+        if let expected = expectedTensorCount, let present = presentTensorCount {
+            out += "architecture needs: \(present) of \(expected) tensors present"
+            if let surplus = surplusTensorCount, surplus > 0 { out += ", \(surplus) more it does not use (llama.cpp refuses the file)" }
+            out += present < expected ? " (run `k2pack verify` for the list)\n" : "\n"
+        } else if let tensorSetNote {
+            out += "architecture needs: not checked: \(displayed(tensorSetNote, limit: nil))\n"
+        }
+        if let m = memory {
+            out += "memory per GPU on \(m.gpus) GPU\(m.gpus == 1 ? "" : "s") (weights only): EP\(m.gpus) \(formatBytes(m.expertParallelBytesPerGPU))"
+            out += ": routed experts divided whole (\(m.expertsPerGPU) per GPU, \(formatBytes(m.routedExpertBytes)) in all), "
+            out += "the other \(formatBytes(m.replicatedBytes)) replicated\n"
+        }
         out += table("by type", byType)
         out += table("by tensor kind", byKind)
         return out

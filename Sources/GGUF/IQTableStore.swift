@@ -17,8 +17,6 @@ final class IQTableStore: @unchecked Sendable {
     let mxfp4: UnsafePointer<Float>
     /// ±1 for bit j of byte value v at `v · 8 + j` (−1 where the bit is set).
     let signs: UnsafePointer<Float>
-    /// 16 for bit k of byte value v at `v · 8 + k` where the bit is set, else 0 (Q5_0 / Q5_1's fifth bits).
-    let fifthBits: UnsafePointer<Float>
     /// Every f16 bit pattern's float value (`GGUFDequantizer.halfToFloat`), 65,536 entries.
     let halves: UnsafePointer<Float>
 
@@ -46,11 +44,6 @@ final class IQTableStore: @unchecked Sendable {
             for j in 0..<8 { sign[v * 8 + j] = (v >> j) & 1 == 0 ? 1 : -1 }
         }
         signs = UnsafePointer(sign)
-        let fifth = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 8)
-        for v in 0..<256 {
-            for j in 0..<8 { fifth[v * 8 + j] = (v >> j) & 1 == 0 ? 0 : 16 }
-        }
-        fifthBits = UnsafePointer(fifth)
         let half = UnsafeMutablePointer<Float>.allocate(capacity: 65_536)
         for h in 0..<65_536 { half[h] = GGUFDequantizer.halfToFloat(UInt16(h)) }
         halves = UnsafePointer(half)

@@ -57,18 +57,11 @@ public final class GGUFWeightSource: WeightSource {
         do { meta = try GGUFDeepseek2Config(model) } catch { throw .file(error) }
         metadata = meta
 
-        // What the metadata cannot say: the vocabulary (when vocab_size is absent), a tied head, the router bias.
-        guard let embeddingName = map.name(.embedding, layer: nil), let embedding = model.tensor(named: embeddingName)?.info else {
-            throw .missingTensor(file: file, tensor: map.name(.embedding, layer: nil) ?? "embedding", slot: WeightSlot.embedding.rawValue)
-        }
-        guard embedding.ne.count == 2 else {
-            throw .wrongShape(file: file, tensor: embedding.name, found: embedding.ne, expected: [meta.embeddingLength, meta.vocabSize ?? 0])
-        }
-        let vocab = meta.vocabSize ?? embedding.ne[1]
-        let tied = map.name(.lmHead, layer: nil).flatMap { model.tensor(named: $0) } == nil
-        let firstMoE = meta.leadingDenseBlockCount
-        let routerBias = firstMoE < meta.blockCount && map.name(.routerBias, layer: firstMoE).flatMap { model.tensor(named: $0) } != nil
-        config = try GGUFTextConfig.make(meta, file: file, vocabSize: vocab, tied: tied, routerBias: routerBias, modelType: map.modelType)
+        // What the metadata cannot say (the vocabulary when vocab_size is absent, a tied head, the router bias)
+        // comes from the tensors.
+        config = try map.textConfig(of: model, metadata: meta)
+        let tied = config.text.tieWordEmbeddings
+        let routerBias = config.text.resolved["topk_method"]?.stringValue == "noaux_tc"
         do {
             forward = try ForwardConfig(config.text, section: "metadata")
         } catch {

@@ -28,7 +28,7 @@ public struct VerifyReport: Sendable, Codable {
     }
 
     public var path: String
-    /// `huggingface` or `k2pack`.
+    /// `huggingface`, `k2pack` or `gguf`.
     public var format = "huggingface"
     public var architecture: String?
     public var shardCount: Int
@@ -64,8 +64,8 @@ public struct VerifyReport: Sendable, Codable {
     public func renderText() -> String {
         var out = "checkpoint     \(displayed(path))\n"
         if let architecture { out += "architecture   \(displayed(architecture))\n" }
-        out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : "shard")\(shardCount == 1 ? "" : "s")"
-        if let expectedTensorCount { out += " (config implies \(grouped(expectedTensorCount)))" }
+        out += "tensors        \(grouped(tensorCount)) in \(shardCount) \(format == "k2pack" ? "file" : format == "gguf" ? "part" : "shard")\(shardCount == 1 ? "" : "s")"
+        if let expectedTensorCount { out += " (\(format == "gguf" ? "the architecture needs" : "config implies") \(grouped(expectedTensorCount)))" }
         out += "\n"
         let rate = seconds > 0 ? Double(bytesScanned) / seconds : 0
         out += "scanned        \(formatBytes(bytesScanned)) in \(String(format: "%.2f", seconds)) s (\(formatBytes(Int(rate)))/s)\n"

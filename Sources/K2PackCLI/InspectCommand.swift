@@ -1,6 +1,7 @@
 import ArgumentParser
 import Checkpoint
 import GGUF
+import GGUFModel
 import Inspection
 import LoadedModel
 import PackFormat
@@ -37,7 +38,7 @@ struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
 
     func run() throws {
         if checkpoint.hasSuffix(".gguf") {  // a GGUF file or any part of a split set (report logic in GGUF)
-            let report = try GGUFInspectReport(path: checkpoint)
+            let report = try GGUFInspectReport(path: checkpoint, gpus: gpus)
             if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
             return
         }

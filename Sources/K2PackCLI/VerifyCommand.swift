@@ -2,6 +2,7 @@ import ArgumentParser
 import Checkpoint
 import FileIO
 import Foundation
+import GGUFModel
 import Inspection
 import PackFormat
 import Repack
@@ -17,10 +18,12 @@ struct VerifyCommand: ParsableCommand, ReadsFolders, Reports {
             With --sha256, every listed file is checked against its SHA-256 (sha256sum format, LF or CRLF), and every shard must be listed.
             With --requantize --bf16 DIR, the BF16 weights of DIR are quantized in memory by the compressed-tensors rule and \
             compared with the checkpoint's INT4 codes and scales: agreement is reported per tensor, not assumed.
+            A .gguf file (any part of a split set) is checked for its structure, every block's scales and every float \
+            value finite, the tensor set and shapes its architecture needs, its tokenizer and its metadata.
             """
     )
 
-    @Argument(help: "A Hugging Face checkpoint folder, a k2pack folder made by `k2pack convert`, or a shard set made by `k2pack shard` (or one of its rank folders).")
+    @Argument(help: "A Hugging Face checkpoint folder, a k2pack folder made by `k2pack convert`, a shard set made by `k2pack shard` (or one of its rank folders), or a .gguf file (any part of a split set).")
     var checkpoint: String
 
     @Option(name: .customLong("sha256"), help: "A sha256sum-format list of the checkpoint's files.")
@@ -57,6 +60,16 @@ struct VerifyCommand: ParsableCommand, ReadsFolders, Reports {
         }
         var options = VerifyOptions(scanData: !headersOnly)
         if let threads { options.threads = threads }
+        if checkpoint.hasSuffix(".gguf") || ForwardModel.isGGUF(checkpoint) {
+            // A GGUF file or any part of a split set (checks in Inspection's GGUFVerifier).
+            if sha256List != nil { throw ValidationError("--sha256 checks a Hugging Face checkpoint folder's files; \(checkpoint) is a GGUF file") }
+            let (bar, progress) = reporting.progress("verify")
+            let report = try GGUFVerifier.verify(path: checkpoint, options: options, progress: progress)
+            bar?.finish()
+            if reporting.json { try printJSON(report) } else { print(terminalText(report.renderText()), terminator: "") }
+            if !report.passed { throw ExitCode(1) }
+            return
+        }
         if let sha256List {
             let bytes = try ReadOnlyFile(path: sha256List).readAll()
             options.checksums = try ChecksumList.parse(bytes: bytes, fileName: sha256List)

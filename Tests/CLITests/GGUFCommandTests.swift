@@ -1,4 +1,6 @@
 import ArgumentParser
+import FileIO
+import GGUF
 import Testing
 import TestSupport
 
@@ -27,5 +29,30 @@ struct GGUFCommandTests {
         var command = try K2Pack.parseAsRoot(
             ["parity", Self.gguf, "--reference", TestPaths.fixture("references/gguf-models.h5") + ":/k25-tiny.Q8_0", "--quiet", "--threads", "2"])
         #expect(throws: ExitCode(1)) { try command.run() }
+    }
+
+    @Test("verify FILE.gguf exits 0 on a model fixture (text and --json) and 1 on a file with a NaN scale")
+    func verify() throws {
+        var text = try K2Pack.parseAsRoot(["verify", Self.gguf, "--threads", "2"])
+        try text.run()
+        var json = try K2Pack.parseAsRoot(["verify", Self.gguf, "--json"])
+        try json.run()
+        var bytes = try ReadOnlyFile(path: Self.gguf).readAll()
+        let model = try GGUFFile(path: Self.gguf)
+        let expert = try #require(model.tensor(named: "blk.1.ffn_up_exps.weight"))
+        bytes[model.dataStart + expert.offset + 1] = 0x7E  // block 0's d: 0x7E00, NaN
+        let dir = TemporaryDirectory()
+        var bad = try K2Pack.parseAsRoot(["verify", dir.write("nan.gguf", bytes)])
+        #expect(throws: ExitCode(1)) { try bad.run() }
+        var sha = try K2Pack.parseAsRoot(["verify", Self.gguf, "--sha256", Self.gguf])
+        #expect(throws: ValidationError.self) { try sha.run() }
+    }
+
+    @Test("inspect FILE.gguf --gpus N (text and --json)")
+    func inspect() throws {
+        var text = try K2Pack.parseAsRoot(["inspect", Self.gguf, "--gpus", "2"])
+        try text.run()
+        var json = try K2Pack.parseAsRoot(["inspect", Self.gguf, "--gpus", "2", "--json"])
+        try json.run()
     }
 }
