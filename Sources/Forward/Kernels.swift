@@ -67,3 +67,26 @@ public enum Kernels {
         ck_int4_dequant_rows(level.rawValue, words, scales, rows.lowerBound, rows.upperBound, cols, group, out)
     }
 }
+
+extension Kernels {
+    /// Whether `K2PACK_KERNELS` is `dequantize`: ggml-block matrices (GGUF) then go through the decode path
+    /// (dequantize a block of rows, OpenBLAS) even for a few tokens (benchmarks' "before"). `swift` does the same,
+    /// as there is no Swift ggml kernel.
+    static let ggmlDequantize = ggmlDequantize(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
+
+    static func ggmlDequantize(environment value: String?) -> Bool { value == "dequantize" || value == "swift" }
+
+    /// The highest level the ggml-block kernels can use on this CPU (AVX2 needs FMA and F16C as well).
+    public static let ggmlBest: Level = Level(rawValue: ck_ggml_best_level()) ?? .portable
+
+    /// `y[t·ldy + r] = Σ_c x[t·cols + c] · W[r, c]` for `rows` and tokens `0..<m`, W stored as ggml blocks
+    /// (`GGMLBlocks`); equal to dequantize-then-dot up to the order of float operations (ggml_kernels.h).
+    static func ggmlRows(
+        level: Level = active, _ w: GGMLBlocks, rows: Range<Int>, cols: Int, x: UnsafePointer<Float>, m: Int,
+        y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        precondition(w.format.rowBytes(cols: cols) == w.rowBytes, "Kernels.ggmlRows: \(w.format) rows of \(cols) columns are not \(w.rowBytes) bytes")
+        let status = ck_ggml_matvec(level.rawValue, w.format.rawValue, w.base, rows.lowerBound, rows.upperBound, cols, x, m, y, ldy)
+        precondition(status == 0, "Kernels.ggmlRows: the C kernel refused \(w.format) with \(cols) columns (status \(status))")
+    }
+}
