@@ -69,37 +69,51 @@ static void sums16(const float *x, size_t cols, float *sums) {
 }
 
 // MARK: - Portable rows
+//
+// Eight running lanes (lane j takes columns ≡ j mod 8 of each block), so a compiler can keep them in vector
+// registers without reassociating anything; the lanes are summed in order at the end of the row.
+
+static inline float sum_lanes(const float lanes[8]) {
+    float s = 0;
+    for (int j = 0; j < 8; j++) s += lanes[j];
+    return s;
+}
 
 static float q4_0_row_portable(const unsigned char *row, size_t blocks, const float *x) {
-    float total = 0;
+    float total[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (size_t b = 0; b < blocks; b++) {
         const unsigned char *blk = row + Q4_0_BYTES * b;
         const unsigned char *qs = blk + 2;
         const float *xb = x + Q4_0_BLOCK * b;
-        float s = 0;
-        for (int j = 0; j < 16; j++) s += (float)((int)(qs[j] & 0xF) - 8) * xb[j];
-        for (int j = 0; j < 16; j++) s += (float)((int)(qs[j] >> 4) - 8) * xb[j + 16];
-        total += half_to_float(load_u16(blk)) * s;
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int k = 0; k < 16; k += 8)
+            for (int j = 0; j < 8; j++) s[j] += (float)((int)(qs[k + j] & 0xF) - 8) * xb[k + j];
+        for (int k = 0; k < 16; k += 8)
+            for (int j = 0; j < 8; j++) s[j] += (float)((int)(qs[k + j] >> 4) - 8) * xb[16 + k + j];
+        const float d = half_to_float(load_u16(blk));
+        for (int j = 0; j < 8; j++) total[j] += d * s[j];
     }
-    return total;
+    return sum_lanes(total);
 }
 
 static float q8_0_row_portable(const unsigned char *row, size_t blocks, const float *x) {
-    float total = 0;
+    float total[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (size_t b = 0; b < blocks; b++) {
         const unsigned char *blk = row + Q8_0_BYTES * b;
         const float *xb = x + Q8_0_BLOCK * b;
-        float s = 0;
-        for (int j = 0; j < 32; j++) s += (float)(int8_t)blk[2 + j] * xb[j];
-        total += half_to_float(load_u16(blk)) * s;
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int k = 0; k < 32; k += 8)
+            for (int j = 0; j < 8; j++) s[j] += (float)(int8_t)blk[2 + k + j] * xb[k + j];
+        const float d = half_to_float(load_u16(blk));
+        for (int j = 0; j < 8; j++) total[j] += d * s[j];
     }
-    return total;
+    return sum_lanes(total);
 }
 
 /// Per sub-block s of 16: w = dl·q − ml with dl = d·(scale & 15), ml = dmin·(scale >> 4), so
 /// Σ w·x = dl·Σ q·x − ml·Σ x; the second sums come from `sums`.
 static float q2_k_row_portable(const unsigned char *row, size_t blocks, const float *x, const float *sums) {
-    float total = 0, mins = 0;
+    float total[8] = {0, 0, 0, 0, 0, 0, 0, 0}, mins = 0;
     for (size_t b = 0; b < blocks; b++) {
         const unsigned char *blk = row + Q2_K_BYTES * b;
         const unsigned char *scales = blk, *qs = blk + 16;
@@ -110,16 +124,18 @@ static float q2_k_row_portable(const unsigned char *row, size_t blocks, const fl
                 const int base = 128 * half + 32 * shift;
                 for (int part = 0; part < 2; part++) {
                     const int s = base / 16 + part;
-                    float a = 0;
-                    for (int l = 16 * part; l < 16 * part + 16; l++)
-                        a += (float)((qs[32 * half + l] >> (2 * shift)) & 3) * xb[base + l];
-                    total += d * (float)(scales[s] & 0xF) * a;
+                    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                    for (int k = 16 * part; k < 16 * part + 16; k += 8)
+                        for (int j = 0; j < 8; j++)
+                            a[j] += (float)((qs[32 * half + k + j] >> (2 * shift)) & 3) * xb[base + k + j];
+                    const float dl = d * (float)(scales[s] & 0xF);
+                    for (int j = 0; j < 8; j++) total[j] += dl * a[j];
                     mins += dmin * (float)(scales[s] >> 4) * sums[16 * b + (size_t)s];
                 }
             }
         }
     }
-    return total - mins;
+    return sum_lanes(total) - mins;
 }
 
 // MARK: - x86-64 AVX2 + FMA + F16C
