@@ -2,8 +2,9 @@ import CKernels
 import Foundation
 
 /// The forward pass's hot loops in C (`Sources/CKernels`): a portable path and x86-64 variants chosen at run time
-/// from the CPU's features. Every variant gives bit-identical results to the portable path and to the Swift
-/// kernels they replaced (same float operations in the same order; see ckernels.h). The only importer of CKernels.
+/// from the CPU's features. Every INT4 / BF16 variant gives bit-identical results to the portable path and to the
+/// Swift kernels they replaced (same float operations in the same order; see ckernels.h); the ggml-block kernels
+/// (`ggmlRows`, ggml_kernels.h) promise dequantize-then-dot up to rounding only. The only importer of CKernels.
 public enum Kernels {
     /// A kernel level: the portable C path, or a variant needing the CPU features named.
     public enum Level: Int32, Sendable, CaseIterable, CustomStringConvertible {

@@ -118,6 +118,16 @@ struct GGMLKernelTests {
         }
     }
 
+    /// Q2_K's per-16 activation sums live on the stack up to 65,536 columns, on the heap beyond.
+    @Test("a Q2_K row wider than the kernel's stack buffer (257 blocks, 65,792 columns)")
+    func wideQ2KRow() {
+        var rng = SeededGenerator(seed: 257)
+        let cols = 257 * 256
+        let bytes = Self.randomBlocks(.q2K, rows: 2, cols: cols, using: &rng)
+        let x = (0..<(2 * cols)).map { _ in Float.random(in: -1...1, using: &rng) }
+        for level in Self.levels { Self.check(.q2K, bytes, rows: 2, cols: cols, range: 0..<2, x: x, m: 2, level: level) }
+    }
+
     /// Blocks at the edges of the format: zero, negative zero, the largest and the smallest (subnormal) f16
     /// scales, the extreme codes, and activations spanning many binades.
     @Test("edge blocks: extreme scales and codes, wide-ranging activations", arguments: GGMLBlocks.Format.allCases)
