@@ -7,19 +7,25 @@ enum FusedKernels {
     /// Largest token count handled here; more tokens amortize a decoded block over a real matrix product.
     static let maxTokens = 4
 
-    /// Whether `w` has a fused kernel (BF16 / F32 plain, INT4 exact with BF16 scales and whole groups of 8k).
+    /// Whether `w` has a fused kernel (BF16 / F32 plain, INT4 exact with BF16 scales and whole groups of 8k,
+    /// rows served as ggml blocks of a type `GGMLBlocks` knows unless `K2PACK_KERNELS` asks to dequantize them).
     static func supports(_ w: WeightMatrix) -> Bool {
         switch w.storage {
         case .plain(let view): return (view.dtype == .bf16 || view.dtype == .f32) && w.cols % 8 == 0
         case let .packed(_, scales, group, bits, dequant, highFirst):
             return bits == 4 && group % 8 == 0 && w.cols % group == 0 && dequant == .exact && !highFirst && scales.dtype == .bf16
-        case .fp8Block, .rows: return false
+        case .rows(let decoder): return decoder.ggmlBlocks != nil && !Kernels.ggmlDequantize
+        case .fp8Block: return false
         }
     }
 
     /// `y[t, r] = Σ_c x[t, c] · W[r, c]` for rows `rows` and tokens `0..<m`; y's row stride is `ldy`. BF16 rows
     /// and INT4 groups go to the C kernels (`Kernels`, chosen by CPU features), bit-identical to `reference`.
     static func rows(_ w: WeightMatrix, _ rows: Range<Int>, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
+        // ggml blocks have no Swift kernel: the C one at the active level.
+        if case .rows(let decoder) = w.storage, let blocks = decoder.ggmlBlocks {
+            return Kernels.ggmlRows(blocks, rows: rows, cols: w.cols, x: x, m: m, y: y, ldy: ldy)
+        }
         if Kernels.swiftReference { return reference(w, rows, x: x, m: m, y: y, ldy: ldy) }
         switch w.storage {
         case .plain(let view) where view.dtype == .bf16:

@@ -2,8 +2,9 @@ import CKernels
 import Foundation
 
 /// The forward pass's hot loops in C (`Sources/CKernels`): a portable path and x86-64 variants chosen at run time
-/// from the CPU's features. Every variant gives bit-identical results to the portable path and to the Swift
-/// kernels they replaced (same float operations in the same order; see ckernels.h). The only importer of CKernels.
+/// from the CPU's features. Every INT4 / BF16 variant gives bit-identical results to the portable path and to the
+/// Swift kernels they replaced (same float operations in the same order; see ckernels.h); the ggml-block kernels
+/// (`ggmlRows`, ggml_kernels.h) promise dequantize-then-dot up to rounding only. The only importer of CKernels.
 public enum Kernels {
     /// A kernel level: the portable C path, or a variant needing the CPU features named.
     public enum Level: Int32, Sendable, CaseIterable, CustomStringConvertible {
@@ -65,5 +66,28 @@ public enum Kernels {
     ) {
         precondition(group > 0 && group % 8 == 0 && cols % group == 0, "Kernels.int4DequantRows: whole words and whole groups")
         ck_int4_dequant_rows(level.rawValue, words, scales, rows.lowerBound, rows.upperBound, cols, group, out)
+    }
+}
+
+extension Kernels {
+    /// Whether `K2PACK_KERNELS` is `dequantize`: ggml-block matrices (GGUF) then go through the decode path
+    /// (dequantize a block of rows, OpenBLAS) even for a few tokens (benchmarks' "before"). `swift` does the same,
+    /// as there is no Swift ggml kernel.
+    static let ggmlDequantize = ggmlDequantize(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
+
+    static func ggmlDequantize(environment value: String?) -> Bool { value == "dequantize" || value == "swift" }
+
+    /// The highest level the ggml-block kernels can use on this CPU (AVX2 needs FMA and F16C as well).
+    public static let ggmlBest: Level = Level(rawValue: ck_ggml_best_level()) ?? .portable
+
+    /// `y[t·ldy + r] = Σ_c x[t·cols + c] · W[r, c]` for `rows` and tokens `0..<m`, W stored as ggml blocks
+    /// (`GGMLBlocks`); equal to dequantize-then-dot up to the order of float operations (ggml_kernels.h).
+    static func ggmlRows(
+        level: Level = active, _ w: GGMLBlocks, rows: Range<Int>, cols: Int, x: UnsafePointer<Float>, m: Int,
+        y: UnsafeMutablePointer<Float>, ldy: Int
+    ) {
+        precondition(w.format.rowBytes(cols: cols) == w.rowBytes, "Kernels.ggmlRows: \(w.format) rows of \(cols) columns are not \(w.rowBytes) bytes")
+        let status = ck_ggml_matvec(level.rawValue, w.format.rawValue, w.base, rows.lowerBound, rows.upperBound, cols, x, m, y, ldy)
+        precondition(status == 0, "Kernels.ggmlRows: the C kernel refused \(w.format) with \(cols) columns (status \(status))")
     }
 }

@@ -70,6 +70,13 @@ public protocol MatrixRows: Sendable {
     func decodeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>)
     /// Drops the stored bytes behind rows `range` from the resident set once used (may do nothing).
     func releaseRows(_ range: Range<Int>)
+    /// The rows as ggml blocks the fused few-token kernels multiply directly (`GGMLBlocks`), or nil (the
+    /// default): then every product decodes rows first.
+    var ggmlBlocks: GGMLBlocks? { get }
+}
+
+extension MatrixRows {
+    public var ggmlBlocks: GGMLBlocks? { nil }
 }
 
 /// A weight matrix `[rows = out, cols = in]` decoded to float32 a block of rows at a time.

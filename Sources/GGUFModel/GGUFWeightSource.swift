@@ -124,14 +124,16 @@ public final class GGUFWeightSource: WeightSource {
         guard let t = parts.first else { throw .missingTensor(slot.rawValue) }
         switch t.layout {
         case .matrix:
-            return WeightMatrix(name: t.info.name, rows: t.info.ne[1], cols: t.info.ne[0], storage: .rows(GGUFRows(t, rows: t.info.ne[1])))
+            let rows = GGUFRows(t, rows: t.info.ne[1])
+            return WeightMatrix(name: t.info.name, rows: rows.rows, cols: rows.cols, storage: rows.storage(name: t.info.name))
         case .experts:
             guard let expert, expert >= 0, expert < t.info.ne[2] else {
                 throw .wrongTensor(name: t.info.name, reason: "expert \(expert.map(String.init) ?? "none") asked for, the tensor holds \(t.info.ne[2])")
             }
             let rows = t.info.ne[1]
-            let whole = GGUFRows(t, rows: rows * t.info.ne[2])
-            return WeightMatrix(name: "\(t.info.name)[\(expert)]", rows: rows, cols: t.info.ne[0], storage: .rows(whole.slab(expert * rows, rows)))
+            let slab = GGUFRows(t, rows: rows * t.info.ne[2]).slab(expert * rows, rows)
+            let name = "\(t.info.name)[\(expert)]"
+            return WeightMatrix(name: name, rows: rows, cols: slab.cols, storage: slab.storage(name: name))
         case .vector, .mlaKB, .mlaVB:
             throw .wrongTensor(name: t.info.name, reason: "a \(t.layout.rawValue) tensor cannot serve the matrix slot \(slot.rawValue)")
         }
@@ -177,6 +179,25 @@ struct GGUFRows: MatrixRows, @unchecked Sendable {
 
     /// Rows `start ..< start + count` as a matrix of their own (one expert's slab).
     func slab(_ start: Int, _ count: Int) -> GGUFRows { GGUFRows(self, start: start, rows: count) }
+
+    /// How the forward pass reads these rows: F32 and BF16 as plain float rows (the same values; the pass's own
+    /// decoders and fused kernels), every other type through this decoder, with Q4_0 / Q8_0 / Q2_K also offered
+    /// as `ggmlBlocks` to the fused few-token kernels.
+    func storage(name: String) -> WeightMatrix.Storage {
+        let dtype: DType? = type == .f32 ? .f32 : type == .bf16 ? .bf16 : nil
+        guard let dtype, let base else { return .rows(self) }
+        let file = file, fileOffset = fileOffset
+        let view = TensorView(
+            name: name, dtype: dtype, shape: [rows, cols], bytes: UnsafeRawBufferPointer(start: base, count: rows * rowBytes),
+            release: { range in file.adviseDone((fileOffset + range.lowerBound)..<(fileOffset + range.upperBound)) })
+        return .plain(view)
+    }
+
+    /// These rows as ggml blocks for the fused kernels, when their type has one (Q4_0, Q8_0, Q2_K).
+    var ggmlBlocks: GGMLBlocks? {
+        guard let base, let format = GGMLBlocks.Format(type) else { return nil }
+        return GGMLBlocks(format: format, base: base, cols: cols)
+    }
 
     func decodeRows(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) of \(rows)")
@@ -227,5 +248,12 @@ struct MLAKVBRows: MatrixRows {
         let first = range.lowerBound / perHead, last = (range.upperBound - 1) / perHead
         k.releaseRows((first * latent)..<((last + 1) * latent))
         v.releaseRows((first * vDim)..<((last + 1) * vDim))
+    }
+}
+
+extension GGMLBlocks.Format {
+    /// The fused-kernel format of a GGUF tensor type (the same ggml type id), or nil when it has none.
+    public init?(_ type: GGMLType) {
+        self.init(rawValue: Int32(type.rawValue))
     }
 }
