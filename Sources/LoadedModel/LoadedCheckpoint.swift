@@ -46,9 +46,10 @@ public struct LoadedCheckpoint: Sendable {
         case .success(let (config, expected)):
             self.config = config
             self.expected = expected
-            // One lookup per tensor, shards in parallel.
+            // One lookup per tensor, shards in parallel: each name is read once against the manifest's name
+            // patterns (no table of every expected name is built).
             let shards = directory.shards
-            positions = parallelMap(count: shards.count) { s in (shards[s]?.tensors ?? []).map { expected.byName[$0.name] ?? -1 } }
+            positions = parallelMap(count: shards.count) { s in (shards[s]?.tensors ?? []).map { expected.position(of: $0.name) ?? -1 } }
             problems += Self.structuralProblems(directory, expected, positions)
         case .failure(let error):
             if let parsed { self.config = parsed }
