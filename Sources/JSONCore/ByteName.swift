@@ -9,7 +9,12 @@ public struct ByteName: Hashable, Comparable, Sendable, CustomStringConvertible 
 
     public init(_ string: String) { self.string = string }
 
-    public static func == (a: ByteName, b: ByteName) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+    public static func == (a: ByteName, b: ByteName) -> Bool {
+        // Compared as two byte buffers (the generic `elementsEqual` over UTF-8 views walks them a byte at a time).
+        guard a.string.utf8.count == b.string.utf8.count else { return false }
+        var x = a.string, y = b.string
+        return x.withUTF8 { xb in y.withUTF8 { yb in xb.elementsEqual(yb) } }
+    }
 
     public static func < (a: ByteName, b: ByteName) -> Bool { a.string.utf8.lexicographicallyPrecedes(b.string.utf8) }
 
