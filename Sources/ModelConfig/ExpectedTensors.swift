@@ -101,7 +101,8 @@ public struct ExpectedTensorList: Sendable {
     /// Reads the name once against the manifest's name patterns; no table of every name is built.
     public func position(of name: String) -> Int? {
         guard nameIndex.usable else { return byName[name] }
-        return nameIndex.position(of: name) { tensors[$0].name }
+        // Through a buffer pointer: a closure over `self` copied the whole list (a dozen retains) per lookup.
+        return tensors.withUnsafeBufferPointer { list in nameIndex.position(of: name) { list[$0].name } }
     }
 
     static func expand(
