@@ -87,7 +87,11 @@ public final class CheckpointDirectory: Sendable {
                             file: ShardIndex.fileName,
                             reason: "\(file.byteCount) bytes, more than k2pack reads for an index (\(ShardIndex.maxBytes); \(ShardIndex.maxEntries) entries fit in it)")
                     }
-                    return try ShardIndex.parse(try fileIO { () throws(FileIOError) in try file.readAll() })
+                    // Parsed straight from the file's mapping (no 20 MB copy); the file object, and so the mapping,
+                    // lives until the parse returns.
+                    defer { withExtendedLifetime(file) {} }
+                    let bytes = try fileIO { () throws(FileIOError) in try file.mapped() }
+                    return try ShardIndex.parse(bytes, fileName: ShardIndex.fileName)
                 })
             }
             let file = files[i - offset]
@@ -150,26 +154,44 @@ public final class CheckpointDirectory: Sendable {
         }
         self.shards = shards
 
-        // Locations, and tensors that appear in two shards.
-        var locations: [ByteName: TensorLocation] = [:]
-        locations.reserveCapacity(index?.weightMap.count ?? 0)
-        for (s, shard) in shards.enumerated() {
-            guard let shard else { continue }
-            let tensors = shard.tensors
-            for e in tensors.indices {
-                let entry = tensors[e]
-                let key = ByteName(entry.name)
-                // One hash per tensor: insert, and put the first location back in the rare case of a duplicate.
-                if let first = locations.updateValue(TensorLocation(shard: s, entry: e), forKey: key) {
-                    locations[key] = first
-                    problems.append(.duplicateTensor(tensor: entry.name, firstShard: names[first.shard], secondShard: names[s]))
+        // Locations, and tensors that appear in two shards; at the same time (the first job), each shard's tensors
+        // are looked up in the index (the other jobs).
+        enum Job: Sendable {
+            case locations([ByteName: TensorLocation], [CheckpointError])
+            case listed(IndexLookup)
+        }
+        let shardList = shards
+        let indexed = index
+        let jobs = parallelMap(count: indexed == nil ? 1 : shards.count + 1) { j -> Job in
+            if j > 0, let indexed { return .listed(Self.lookUp(shard: j - 1, index: indexed, names: names, shards: shardList)) }
+            var locations: [ByteName: TensorLocation] = [:]
+            var duplicates: [CheckpointError] = []
+            locations.reserveCapacity(indexed?.weightMap.count ?? 0)
+            for (s, shard) in shardList.enumerated() {
+                guard let shard else { continue }
+                let tensors = shard.tensors
+                for e in tensors.indices {
+                    let entry = tensors[e]
+                    let key = ByteName(entry.name)
+                    // One hash per tensor: insert, and put the first location back in the rare case of a duplicate.
+                    if let first = locations.updateValue(TensorLocation(shard: s, entry: e), forKey: key) {
+                        locations[key] = first
+                        duplicates.append(.duplicateTensor(tensor: entry.name, firstShard: names[first.shard], secondShard: names[s]))
+                    }
                 }
             }
+            return .locations(locations, duplicates)
         }
+        guard case .locations(let locations, let duplicates) = jobs[0] else { preconditionFailure("CheckpointDirectory: jobs out of order") }
+        problems += duplicates
         self.locations = locations
 
         if let index {
-            problems += Self.crossCheck(index: index, names: names, shards: shards, missing: missing, locations: locations)
+            let lookups = jobs.dropFirst().map { job -> IndexLookup in
+                guard case .listed(let lookup) = job else { preconditionFailure("CheckpointDirectory: jobs out of order") }
+                return lookup
+            }
+            problems += Self.crossCheck(index: index, names: names, shards: shards, missing: missing, locations: locations, lookups: lookups)
             let dataBytes = shards.compactMap { $0?.header.tensors.reduce(0) { $0 + $1.byteCount } }.reduce(0, +)
             if let total = index.totalSize, missing.isEmpty, shards.allSatisfy({ $0 != nil }), total != dataBytes {
                 warnings.append(Warning(
@@ -183,26 +205,34 @@ public final class CheckpointDirectory: Sendable {
         self.warnings = warnings
     }
 
-    /// Index ⇄ headers: every index entry is in the named shard, every shard tensor is in the index.
+    /// One shard's tensors looked up in the index: those it does not list, and how many it lists under this shard.
+    struct IndexLookup: Sendable {
+        var problems: [CheckpointError] = []
+        var matched = 0
+    }
+
+    /// One lookup per tensor of shard `s`: in the index, and under this shard's name?
+    private static func lookUp(shard s: Int, index: ShardIndex, names: [String], shards: [SafetensorsFile?]) -> IndexLookup {
+        var result = IndexLookup()
+        guard let shard = shards[s] else { return result }
+        let own = ByteName(names[s])
+        for entry in shard.tensors {
+            guard let listed = index.weightMap[ByteName(entry.name)] else {
+                result.problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
+                continue
+            }
+            if ByteName(listed) == own { result.matched += 1 }
+        }
+        return result
+    }
+
+    /// Index ⇄ headers: every index entry is in the named shard, every shard tensor is in the index. `lookups`:
+    /// `lookUp(shard:…)` of every shard, in order.
     private static func crossCheck(
         index: ShardIndex, names: [String], shards: [SafetensorsFile?], missing: [Int],
-        locations: [ByteName: TensorLocation]
+        locations: [ByteName: TensorLocation], lookups perShard: [IndexLookup]
     ) -> [CheckpointError] {
         var problems: [CheckpointError] = []
-        // One lookup per shard tensor: in the index, and under this shard's name? Shards in parallel.
-        let perShard = parallelMap(count: shards.count) { s -> (problems: [CheckpointError], matched: Int) in
-            guard let shard = shards[s] else { return ([], 0) }
-            var problems: [CheckpointError] = []
-            var matched = 0
-            for entry in shard.tensors {
-                guard let listed = index.weightMap[ByteName(entry.name)] else {
-                    problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
-                    continue
-                }
-                if ByteName(listed) == ByteName(names[s]) { matched += 1 }
-            }
-            return (problems, matched)
-        }
         var matched = 0
         for shard in perShard {
             problems += shard.problems

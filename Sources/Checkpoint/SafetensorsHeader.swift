@@ -128,6 +128,17 @@ private struct HeaderParser {
     var scanner: JSONScanner
     let fileName: String
     let dataStart: Int
+    /// `parseIntArray`'s reused buffer, and the last few distinct shapes it returned (a small ring).
+    private var scratch: [Int] = []
+    private var recentShapes: [[Int]] = []
+    private var nextRecent = 0
+    private static let recentShapeCount = 8
+
+    init(scanner: JSONScanner, fileName: String, dataStart: Int) {
+        self.scanner = scanner
+        self.fileName = fileName
+        self.dataStart = dataStart
+    }
 
     private mutating func json<T>(_ body: (inout JSONScanner) throws(JSONError) -> T) throws(CheckpointError) -> T {
         do {
@@ -266,13 +277,14 @@ private struct HeaderParser {
     ) throws(CheckpointError) -> [Int] {
         guard scanner.peek() == UInt8(ascii: "[") else { throw bad("\(what) must be an array of integers") }
         scanner.skipOne()
-        var values: [Int] = []
-        if scanner.consume(UInt8(ascii: "]")) { return values }
-        values.reserveCapacity(4)  // one allocation for the usual 1 to 4 dimensions
+        if scanner.consume(UInt8(ascii: "]")) { return [] }
+        // Read into the reused scratch array; the result is a shape seen a moment ago when there is one (the
+        // experts of a shard share a handful of shapes), so most entries allocate no array of their own.
+        scratch.removeAll(keepingCapacity: true)
         repeat {
-            guard values.count < 64 else { throw bad("\(what) has more than 64 entries") }
+            guard scratch.count < 64 else { throw bad("\(what) has more than 64 entries") }
             do {
-                values.append(try scanner.parseNonNegativeInt(what))
+                scratch.append(try scanner.parseNonNegativeInt(what))
             } catch {
                 throw bad(error.reason)
             }
@@ -280,6 +292,14 @@ private struct HeaderParser {
         // The message is built only when it is needed (this runs once per tensor).
         let closing = what == "shape" ? "',' or ']' in shape" : "',' or ']' in \(what)"
         try json { s throws(JSONError) in try s.expect(UInt8(ascii: "]"), closing) }
-        return values
+        if let known = recentShapes.first(where: { $0 == scratch }) { return known }
+        let made = Array(scratch)
+        if recentShapes.count < Self.recentShapeCount {
+            recentShapes.append(made)
+        } else {
+            recentShapes[nextRecent] = made
+            nextRecent = (nextRecent + 1) % Self.recentShapeCount
+        }
+        return made
     }
 }

@@ -87,7 +87,7 @@ public struct InspectReport: Sendable, Codable {
         var totalBytes = 0
         var totalParameters = 0
         var quantModules = 0
-        var quantRoleIDs = Set<Int>()
+        var quantRoleIDs = [Bool](repeating: false, count: order.count)
         var quantParams = 0
         var quantBytes = 0
         var tpBytes = 0.0
@@ -116,7 +116,7 @@ public struct InspectReport: Sendable, Codable {
                 let bytes = Double(entry.byteCount)
                 if method != nil {
                     if form == .packed || form == .plain { quantModules += 1 }
-                    quantRoleIDs.insert(roleID)
+                    quantRoleIDs[roleID] = true
                     quantParams += params
                     quantBytes += entry.byteCount
                 }
@@ -131,7 +131,7 @@ public struct InspectReport: Sendable, Codable {
                 }
             }
         }
-        let quantRoles = quantRoleIDs.sorted().map { order[$0] }
+        let quantRoles = order.indices.filter { quantRoleIDs[$0] }.map { order[$0] }
         roles = sums.filter { $0.tensors > 0 }
         self.tensorCount = tensorCount
         self.totalBytes = totalBytes

@@ -61,7 +61,7 @@ struct InspectCommand: ParsableCommand, ReadsFolders, Reports {
             try printJSON(report)
         } else {
             print(terminalText(report.renderText()), terminator: "")
-            if let config = loaded.config, config.visionPart != nil { print(terminalText(try VisionSummary(model: config, imageHeight: imageSize[0], imageWidth: imageSize[1]).renderText()), terminator: "") }
+            if let config = loaded.config, config.visionPart != nil { print(terminalText(try VisionSummary(model: config, imageHeight: imageSize[0], imageWidth: imageSize[1], expected: loaded.expected).renderText()), terminator: "") }
         }
         if report.findings.contains(where: { $0.severity == .error }) { throw ExitCode(1) }
     }

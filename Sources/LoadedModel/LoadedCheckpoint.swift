@@ -1,3 +1,4 @@
+import FileIO
 import JSONCore
 import Checkpoint
 import ModelConfig
@@ -19,13 +20,35 @@ public struct LoadedCheckpoint: Sendable {
 
     /// `ignoringQuantization`: expect every Linear as a plain `.weight`, whatever `quantization_config` says
     /// (a "dequantized" copy whose config still claims to be compressed).
+    ///
+    /// The config is planned (parsed and expanded into the expected tensor list) on a second thread while the
+    /// directory reads the index and the shard headers; that plan is used only when the directory then read the
+    /// same config.json bytes (otherwise the plan is made again from the directory's bytes), so what is checked
+    /// is what `init(directory:)` would check.
     public init(path: String, ignoringQuantization: Bool = false) throws(CheckpointError) {
-        self.init(directory: try CheckpointDirectory(path: path), ignoringQuantization: ignoringQuantization)
+        enum Job: Sendable {
+            case directory(Result<CheckpointDirectory, CheckpointError>)
+            case plan(ConfigPlan?)
+        }
+        let jobs = parallelMap(count: 2, width: 2) { i -> Job in
+            if i == 0 { return .directory(Result { () throws(CheckpointError) in try CheckpointDirectory(path: path) }) }
+            return .plan(ConfigPlan(folder: path, ignoringQuantization: ignoringQuantization))
+        }
+        guard case .directory(let opened) = jobs[0], case .plan(let plan) = jobs[1] else {
+            preconditionFailure("LoadedCheckpoint: parallel jobs out of order")
+        }
+        let directory = try opened.get()
+        self.init(directory: directory, ignoringQuantization: ignoringQuantization, plan: plan)
     }
 
     /// The same checks over a folder already opened: the config is parsed from the bytes the directory read
     /// (no second read of config.json, no second open of the shards), e.g. to plan it again ignoring quantization.
     public init(directory: CheckpointDirectory, ignoringQuantization: Bool = false) {
+        self.init(directory: directory, ignoringQuantization: ignoringQuantization, plan: nil)
+    }
+
+    /// `plan`: the config already planned from some bytes; used only when they are the directory's config.json.
+    private init(directory: CheckpointDirectory, ignoringQuantization: Bool, plan: ConfigPlan?) {
         // config.json is read once, by the directory, and those bytes are the ones parsed here: the config that
         // is validated is the one convert, quantize and shard copy to their output.
         self.directory = directory
@@ -35,20 +58,17 @@ public struct LoadedCheckpoint: Sendable {
             problems = CheckpointProblem.capped(problems)
             return
         }
-        var parsed: ModelConfig?
-        let planned = Result { () throws(ConfigError) -> (ModelConfig, ExpectedTensorList) in
-            var config = try ModelConfig.parse(configBytes)
-            if ignoringQuantization { config.quantization = nil }
-            parsed = config
-            return (config, try ExpectedTensorList(config: config))
-        }
-        switch planned {
+        let made = plan.flatMap { $0.bytes == configBytes ? $0 : nil }
+            ?? ConfigPlan(bytes: configBytes, ignoringQuantization: ignoringQuantization)
+        let parsed = made.parsed
+        switch made.planned {
         case .success(let (config, expected)):
             self.config = config
             self.expected = expected
-            // One lookup per tensor, shards in parallel.
+            // One lookup per tensor, shards in parallel: each name is read once against the manifest's name
+            // patterns (no table of every expected name is built).
             let shards = directory.shards
-            positions = parallelMap(count: shards.count) { s in (shards[s]?.tensors ?? []).map { expected.byName[$0.name] ?? -1 } }
+            positions = parallelMap(count: shards.count) { s in (shards[s]?.tensors ?? []).map { expected.position(of: $0.name) ?? -1 } }
             problems += Self.structuralProblems(directory, expected, positions)
         case .failure(let error):
             if let parsed { self.config = parsed }
@@ -163,5 +183,35 @@ public struct LoadedCheckpoint: Sendable {
             }
         }
         return nil
+    }
+}
+
+/// A config.json parsed and expanded into the expected tensor list (or the error that stopped it), with the bytes
+/// it came from.
+struct ConfigPlan: Sendable {
+    var bytes: [UInt8]
+    /// The parsed config, when parsing succeeded (even if the expansion then failed).
+    var parsed: ModelConfig?
+    var planned: Result<(ModelConfig, ExpectedTensorList), ConfigError>
+
+    init(bytes: [UInt8], ignoringQuantization: Bool) {
+        self.bytes = bytes
+        var parsed: ModelConfig?
+        planned = Result { () throws(ConfigError) -> (ModelConfig, ExpectedTensorList) in
+            var config = try ModelConfig.parse(bytes)
+            if ignoringQuantization { config.quantization = nil }
+            parsed = config
+            return (config, try ExpectedTensorList(config: config))
+        }
+        self.parsed = parsed
+    }
+
+    /// The plan of `folder`'s config.json read ahead of the directory (through the same folder guard), or nil
+    /// when it cannot be read; the directory's own reading decides what is reported.
+    init?(folder: String, ignoringQuantization: Bool) {
+        guard let file = try? ReadOnlyFile(folder: folder, name: CheckpointDirectory.configFileName),
+            let bytes = try? file.readAll()
+        else { return nil }
+        self.init(bytes: bytes, ignoringQuantization: ignoringQuantization)
     }
 }

@@ -47,9 +47,12 @@ public struct ExpectedTensor: Sendable {
 
 /// The complete list of tensors a config implies, in manifest order.
 public struct ExpectedTensorList: Sendable {
+    /// The tensors. Their names are fixed once the list is built (`position(of:)` and `byName` index them);
+    /// other fields may be adjusted.
     public var tensors: [ExpectedTensor]
-    /// Name → position in `tensors`.
-    public var byName: [String: Int]
+    /// Name → position in `tensors` (the first, where names repeat). Built on first use: `position(of:)` finds
+    /// names without it.
+    public var byName: [String: Int] { nameTable.table(tensors) }
     /// Distinct roles in manifest order.
     public var roles: [String]
     /// Position in `roles` of each tensor's role (parallel to `tensors`).
@@ -58,16 +61,21 @@ public struct ExpectedTensorList: Sendable {
     /// Refuses configs that imply more tensors than this (a hostile config claiming 10¹² experts).
     public static let maxTensorCount = 1_000_000
 
+    /// Names by pattern (see `ExpectedNameIndex`).
+    let nameIndex: ExpectedNameIndex
+    /// `byName`, built once on first use.
+    private let nameTable = LazyNameTable()
+
     public init(config: ModelConfig) throws(ConfigError) {
         var tensors: [ExpectedTensor] = []
+        var nameIndex = ExpectedNameIndex()
         for part in config.architecture.parts {
             let specs = try ManifestLibrary.specs(named: part.specs)
             for spec in specs {
-                try Self.expand(spec, part: part, config: config, into: &tensors)
+                try Self.expand(spec, part: part, config: config, into: &tensors, index: &nameIndex)
             }
         }
-        // One hash per name (the first occurrence wins).
-        let byName = Dictionary(tensors.indices.lazy.map { (tensors[$0].name, $0) }, uniquingKeysWith: { first, _ in first })
+        nameIndex.finish()
         var roles: [String] = []
         var roleIDs: [Int] = []
         roleIDs.reserveCapacity(tensors.count)
@@ -82,15 +90,24 @@ public struct ExpectedTensorList: Sendable {
             previous = (t.role, id)
         }
         self.tensors = tensors
-        self.byName = byName
+        self.nameIndex = nameIndex
         self.roles = roles
         self.roleIDs = roleIDs
     }
 
-    public subscript(name: String) -> ExpectedTensor? { byName[name].map { tensors[$0] } }
+    public subscript(name: String) -> ExpectedTensor? { position(of: name).map { tensors[$0] } }
+
+    /// The position in `tensors` of the (first) tensor named `name`, or nil when the config does not imply it.
+    /// Reads the name once against the manifest's name patterns; no table of every name is built.
+    public func position(of name: String) -> Int? {
+        guard nameIndex.usable else { return byName[name] }
+        // Through a buffer pointer: a closure over `self` copied the whole list (a dozen retains) per lookup.
+        return tensors.withUnsafeBufferPointer { list in nameIndex.position(of: name) { list[$0].name } }
+    }
 
     static func expand(
-        _ spec: TensorSpec, part: ArchitecturePart, config: ModelConfig, into tensors: inout [ExpectedTensor]
+        _ spec: TensorSpec, part: ArchitecturePart, config: ModelConfig, into tensors: inout [ExpectedTensor],
+        index nameIndex: inout ExpectedNameIndex
     ) throws(ConfigError) {
         let lookup: (String) -> JSONValue? = { config.lookup($0, in: part.config) }
         let section = part.config == .vision
@@ -183,7 +200,9 @@ public struct ExpectedTensorList: Sendable {
         if spec.tensor != nil {
             let shape = try (spec.shape ?? []).map(eval)
             let dtypes = [plainDType]
+            let pattern = nameIndex.pattern(nameTemplate, suffix: "")
             for inst in instances {
+                nameIndex.add(pattern: pattern, layer: inst.layer, index: inst.index, position: tensors.count)
                 tensors.append(make(instantiate(inst), spec.role, shape, dtypes, .plain, module: nil, logical: nil, method: nil, inst: inst, stackBase: stackName(inst)))
             }
             return
@@ -206,6 +225,10 @@ public struct ExpectedTensorList: Sendable {
         // The stored forms depend on the method only (out and in are the spec's): looked up once per method.
         var formsMethod: QuantizationScheme.Method?
         var forms: [QuantizedForms.Form] = []
+        // Name patterns of the stored forms (parallel to `forms`), of a plain weight and of the bias.
+        var formPatterns: [Int?] = []
+        let weightPattern = nameIndex.pattern(nameTemplate, suffix: ".weight")
+        let biasPattern = hasBias ? nameIndex.pattern(nameTemplate, suffix: ".bias") : nil
         for inst in instances {
             let module = instantiate(inst)
             let stack = stackName(inst)
@@ -224,15 +247,19 @@ public struct ExpectedTensorList: Sendable {
                     forms = QuantizedForms.fp8(out: out, in: inFeatures, blockOut: blockOut, blockIn: blockIn)
                 }
                 formsMethod = method
+                formPatterns = forms.map { nameIndex.pattern(nameTemplate, suffix: $0.suffix) }
             }
             if method != nil {
-                for (suffix, shape, dtypes, form) in forms {
+                for (f, (suffix, shape, dtypes, form)) in forms.enumerated() {
+                    nameIndex.add(pattern: formPatterns[f], layer: inst.layer, index: inst.index, position: tensors.count)
                     tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst, stackBase: stack, suffix: suffix))
                 }
             } else {
+                nameIndex.add(pattern: weightPattern, layer: inst.layer, index: inst.index, position: tensors.count)
                 tensors.append(make(module + ".weight", spec.role, logical, weightDTypes, .plain, module: module, logical: nil, method: nil, inst: inst, stackBase: stack, suffix: ".weight"))
             }
             if hasBias {
+                nameIndex.add(pattern: biasPattern, layer: inst.layer, index: inst.index, position: tensors.count)
                 tensors.append(make(module + ".bias", spec.role, biasShape, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst, stackBase: stack, suffix: ".bias"))
             }
         }
@@ -248,8 +275,11 @@ struct NameTemplate {
     }
 
     let pieces: [Piece]
+    /// The template as written.
+    let source: String
 
     init(_ template: String) {
+        source = template
         var pieces: [Piece] = []
         var rest = Substring(template)
         while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
@@ -315,6 +345,21 @@ enum QuantizedForms {
                 forms[key] = made
                 return made
             }
+        }
+    }
+}
+
+/// A name-keyed table of the expected tensors, built once on first use and shared by copies of the list.
+final class LazyNameTable: Sendable {
+    private let built = Locked<[String: Int]?>(nil)
+
+    func table(_ tensors: [ExpectedTensor]) -> [String: Int] {
+        built.withLock { built in
+            if let built { return built }
+            // The first occurrence of a name wins.
+            let table = Dictionary(tensors.indices.lazy.map { (tensors[$0].name, $0) }, uniquingKeysWith: { first, _ in first })
+            built = table
+            return table
         }
     }
 }

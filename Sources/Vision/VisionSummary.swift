@@ -38,6 +38,12 @@ public struct VisionSummary: Codable, Sendable, Equatable {
     public static let maxImageSide = 1 << 20
 
     public init(model: ModelConfig, imageHeight: Int, imageWidth: Int) throws(VisionError) {
+        try self.init(model: model, imageHeight: imageHeight, imageWidth: imageWidth, expected: nil)
+    }
+
+    /// The same, reading the parameters from `expected` when the caller already expanded `model` (inspect has:
+    /// expanding the full K2.5 list again costs as much as the rest of inspect's checks); nil: expanded here.
+    public init(model: ModelConfig, imageHeight: Int, imageWidth: Int, expected: ExpectedTensorList?) throws(VisionError) {
         let c = try VisionConfig(model)
         guard imageHeight >= 1, imageWidth >= 1, imageHeight <= Self.maxImageSide, imageWidth <= Self.maxImageSide else {
             throw .input("image \(imageHeight)×\(imageWidth): each side must be 1 to \(Self.maxImageSide) pixels")
@@ -52,7 +58,9 @@ public struct VisionSummary: Codable, Sendable, Equatable {
         textWidth = c.textWidth
         var byRole: [Role] = []
         do throws(ConfigError) {
-            for t in try ExpectedTensorList(config: model).tensors where t.vision {
+            let list: ExpectedTensorList
+            if let expected { list = expected } else { list = try ExpectedTensorList(config: model) }
+            for t in list.tensors where t.vision {
                 let n = t.shape.reduce(1, *)
                 if let i = byRole.firstIndex(where: { $0.role == t.role }) { byRole[i].parameters += n } else { byRole.append(Role(role: t.role, parameters: n)) }
             }

@@ -41,6 +41,23 @@ struct SafetensorsHeaderTests {
         #expect(Array(try file.bytes(of: file.tensors[0])) == [0, 0, 128, 63, 0, 0, 0, 64])
     }
 
+    @Test("shapes repeated, alternating and more varied than the parser's recent-shape ring are each read as written")
+    func repeatedShapes() throws {
+        // 12 distinct shapes (the ring keeps 8), each used several times, interleaved, plus scalars and 1-D.
+        var tensors: [SafetensorsBuilder.Tensor] = []
+        var expected: [[Int]] = []
+        for i in 0..<60 {
+            let k = (i * 7) % 12
+            let shape = k == 0 ? [] : k % 3 == 0 ? [k] : [k, 2, k % 5 + 1]
+            tensors.append(.init("t\(i)", "U8", shape, [UInt8](repeating: UInt8(i), count: shape.reduce(1, *))))
+            expected.append(shape)
+        }
+        let file = try open(SafetensorsBuilder(tensors).bytes())
+        #expect(file.tensors.map(\.name) == (0..<60).map { "t\($0)" })
+        #expect(file.tensors.map(\.shape) == expected)
+        #expect(file.tensors.map(\.elementCount) == expected.map { $0.reduce(1, *) })
+    }
+
     @Test("accepts an empty header, zero-size tensors and unknown entry fields")
     func edgeCases() throws {
         #expect(try open(SafetensorsBuilder().bytes(header: "{}")).tensors.isEmpty)

@@ -1,0 +1,219 @@
+import Foundation
+import TensorCore
+
+/// Finds an expected tensor by name without a table keyed by every expected name.
+///
+/// A name is read once, as bytes, into its skeleton (each dot-separated component that is a plain decimal number
+/// replaced by `#`) and those numbers. The manifest's name patterns (`model.layers.{L}.mlp.experts.{E}.…` plus a
+/// stored-form suffix) are few: each is keyed by its skeleton's hash and knows which of its numbers is the layer,
+/// which the expert or block, and which are literal (`mm_projector.proj.0`). The layer and index then select the
+/// position in a per-pattern table, and the tensor at that position is compared with the name, byte for byte.
+/// Where a name is the name of several expected tensors the first wins, as in a name-keyed table.
+struct ExpectedNameIndex: Sendable {
+    /// How one number of a pattern's skeleton is read.
+    enum Slot: Sendable, Equatable {
+        case literal(Int)
+        case layer
+        case index
+    }
+
+    /// One name pattern and the positions of its instances, keyed by (layer, index).
+    struct Pattern: Sendable {
+        var slots: [Slot]
+        var hasLayer: Bool
+        var hasIndex: Bool
+        /// (layer, index, position) in expansion order while building; emptied by `finish`.
+        var pending: [(layer: Int, index: Int, position: Int)] = []
+        /// Positions by `layer * indexSpan + index` (-1: none) when dense enough, else `sparse`.
+        var dense: [Int32] = []
+        var sparse: [Int: Int] = [:]
+        var indexSpan = 1
+        var layerSpan = 1
+    }
+
+    /// The most numbers a pattern's name may hold; names with more are never expected tensors of a pattern.
+    static let maxSlots = 4
+
+    private(set) var patterns: [Pattern] = []
+    private var bySkeleton: [UInt64: [Int]] = [:]
+    /// Pattern id by template text (with its suffix), so one template is analysed once.
+    private var byTemplate: [String: Int] = [:]
+    /// False when some expected name cannot be found this way (a placeholder inside a component, a value
+    /// rendered as text); lookups then go through the name-keyed table.
+    private(set) var usable = true
+
+    /// The pattern id of a name template followed by `suffix`; nil (and the index unusable) when the template's
+    /// placeholders are not whole components.
+    mutating func pattern(_ template: NameTemplate, suffix: String) -> Int? {
+        var key = template.source
+        key += "\u{0}"
+        key += suffix
+        if let known = byTemplate[key] { return known }
+        // The template rendered with one marker byte per placeholder, then split into components.
+        var bytes: [UInt8] = []
+        for piece in template.pieces {
+            switch piece {
+            case .text(let t): bytes += Array(t.utf8)
+            case .layer: bytes.append(1)
+            case .index: bytes.append(2)
+            }
+        }
+        bytes += Array(suffix.utf8)
+        var slots: [Slot] = []
+        var hasher = SkeletonHasher()
+        var first = true
+        var valid = true
+        for component in bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
+            if !first { hasher.add(UInt8(ascii: ".")) }
+            first = false
+            if component.count == 1, component.first == 1 {
+                slots.append(.layer); hasher.add(UInt8(ascii: "#"))
+            } else if component.count == 1, component.first == 2 {
+                slots.append(.index); hasher.add(UInt8(ascii: "#"))
+            } else if component.contains(1) || component.contains(2) {
+                valid = false
+            } else if let value = Self.number(component) {
+                slots.append(.literal(value)); hasher.add(UInt8(ascii: "#"))
+            } else {
+                for b in component { hasher.add(b) }
+            }
+        }
+        guard valid, slots.count <= Self.maxSlots else {
+            usable = false
+            return nil
+        }
+        let id = patterns.count
+        patterns.append(Pattern(slots: slots, hasLayer: slots.contains(.layer), hasIndex: slots.contains(.index)))
+        bySkeleton[hasher.value, default: []].append(id)
+        byTemplate[key] = id
+        return id
+    }
+
+    /// Records that the tensor at `position` is an instance of `pattern`.
+    mutating func add(pattern: Int?, layer: Int?, index: Int?, position: Int) {
+        guard usable, let pattern else { usable = false; return }
+        let p = patterns[pattern]
+        // A placeholder without a value renders as text (`{L}`), which this index does not read back.
+        if p.hasLayer && (layer ?? -1) < 0 || p.hasIndex && (index ?? -1) < 0 {
+            usable = false
+            return
+        }
+        patterns[pattern].pending.append((p.hasLayer ? layer ?? 0 : 0, p.hasIndex ? index ?? 0 : 0, position))
+    }
+
+    /// Builds each pattern's table from what `add` recorded.
+    mutating func finish() {
+        guard usable else { patterns = []; bySkeleton = [:]; byTemplate = [:]; return }
+        byTemplate = [:]
+        for id in patterns.indices {
+            var p = patterns[id]
+            let maxLayer = p.pending.map(\.layer).max() ?? 0
+            let maxIndex = p.pending.map(\.index).max() ?? 0
+            p.indexSpan = maxIndex + 1
+            p.layerSpan = maxLayer + 1
+            if let cells = CheckedMath.multiply(p.layerSpan, p.indexSpan), cells <= 4 * p.pending.count + 64 {
+                p.dense = [Int32](repeating: -1, count: cells)
+                for (l, i, position) in p.pending where p.dense[l * p.indexSpan + i] < 0 {
+                    p.dense[l * p.indexSpan + i] = Int32(position)
+                }
+            } else {
+                for (l, i, position) in p.pending {
+                    // Layer and index are both below `maxTensorCount`-bounded counts of instances, but a config
+                    // may number layers sparsely: key by the pair.
+                    let key = l &* (p.indexSpan) &+ i
+                    if CheckedMath.multiply(l, p.indexSpan) == nil { usable = false; break }
+                    if p.sparse[key] == nil { p.sparse[key] = position }
+                }
+            }
+            p.pending = []
+            patterns[id] = p
+        }
+        if !usable { patterns = []; bySkeleton = [:] }
+    }
+
+    /// The first position whose tensor is named `name`, or nil; `names(position)` gives the name at a position.
+    /// Only meaningful when `usable`.
+    func position(of name: String, names: (Int) -> String) -> Int? {
+        var name = name
+        return name.withUTF8 { bytes -> Int? in
+            var hasher = SkeletonHasher()
+            var numbers = (0, 0, 0, 0)
+            var count = 0
+            var start = 0
+            let n = bytes.count
+            while start <= n {
+                var end = start
+                while end < n && bytes[end] != UInt8(ascii: ".") { end += 1 }
+                if start > 0 { hasher.add(UInt8(ascii: ".")) }
+                if let value = Self.number(UnsafeBufferPointer(rebasing: bytes[start..<end])) {
+                    guard count < Self.maxSlots else { return nil }
+                    switch count {
+                    case 0: numbers.0 = value
+                    case 1: numbers.1 = value
+                    case 2: numbers.2 = value
+                    default: numbers.3 = value
+                    }
+                    count += 1
+                    hasher.add(UInt8(ascii: "#"))
+                } else {
+                    for i in start..<end { hasher.add(bytes[i]) }
+                }
+                start = end + 1
+            }
+            guard let candidates = bySkeleton[hasher.value] else { return nil }
+            var best: Int?
+            for id in candidates {
+                let p = patterns[id]
+                guard p.slots.count == count else { continue }
+                var layer = 0, index = 0, matches = true
+                for (k, slot) in p.slots.enumerated() {
+                    let value = k == 0 ? numbers.0 : k == 1 ? numbers.1 : k == 2 ? numbers.2 : numbers.3
+                    switch slot {
+                    case .literal(let l): if l != value { matches = false }
+                    case .layer: layer = value
+                    case .index: index = value
+                    }
+                }
+                guard matches, let position = p.position(layer: layer, index: index) else { continue }
+                if let b = best, b <= position { continue }
+                var stored = names(position)
+                if stored.withUTF8({ $0.count == bytes.count && (bytes.isEmpty || memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0) }) {
+                    best = position
+                }
+            }
+            return best
+        }
+    }
+
+    /// A dot-separated component as a number, when it is one written plainly (ASCII digits, no leading zero,
+    /// at most 18 of them).
+    static func number<C: Collection<UInt8>>(_ component: C) -> Int? {
+        guard !component.isEmpty, component.count <= 18 else { return nil }
+        if component.count > 1, component.first == UInt8(ascii: "0") { return nil }
+        var value = 0
+        for b in component {
+            guard b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int(b - UInt8(ascii: "0"))
+        }
+        return value
+    }
+}
+
+extension ExpectedNameIndex.Pattern {
+    func position(layer: Int, index: Int) -> Int? {
+        guard layer < layerSpan, index < indexSpan else { return nil }
+        if !dense.isEmpty {
+            let p = dense[layer * indexSpan + index]
+            return p < 0 ? nil : Int(p)
+        }
+        return sparse[layer &* indexSpan &+ index]
+    }
+}
+
+/// FNV-1a over a name's skeleton bytes, fed one byte at a time.
+struct SkeletonHasher {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func add(_ byte: UInt8) {
+        value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+    }
+}
