@@ -130,14 +130,49 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: declared) }
             ?? forward.forwardPass(model: folder, declared: declared)
         let budget = try Self.bytes(memory) ?? Int(ProcessInfo.processInfo.physicalMemory / 4 * 3)
-        let (bar, progress) = reporting.progress("logits", unit: "steps")
+        let (bar, shown) = reporting.progress("logits", unit: "steps")
+        let report = IOReport.fromEnvironment()
+        var progress = shown
+        if let report {
+            progress = { done, total in
+                shown?(done, total)
+                report.step(done, of: total)
+            }
+        }
         let result = try LogitsReference.make(
             pass: pass, input: input, form: full ? .full : .compact(k: topK), output: out, inputs: inputs, memoryBudget: budget,
             windowsPerBatch: batchWindows, progress: progress)
         bar?.finish()
+        report?.finish()
         if reporting.json { try printJSON(result); return }
         let form = result.topK.map { "compact form, top \($0)" } ?? "full logits"
         print(String(format: "perplexity %.4f over %d predictions (%d windows of %d tokens); wrote %@ (%@)",
                      result.perplexity, result.predictions, result.windows, result.tokens, displayed(out), form))
+    }
+}
+
+/// `K2PACK_IO_REPORT=1` (for scripts/bench/logits_io.sh, not a user option): the wall time of each layer-major step
+/// and, at the end, this process's `/proc/self/io` (`rchar`, `read_bytes`, …), printed to standard error.
+final class IOReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private let start = Date()
+    private var last = Date()
+
+    static func fromEnvironment() -> IOReport? {
+        ProcessInfo.processInfo.environment["K2PACK_IO_REPORT"] == "1" ? IOReport() : nil
+    }
+
+    func step(_ done: Int, of total: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = Date()
+        FileHandle.standardError.write(Data(String(format: "io-report: step %d/%d %.3f s (at %.3f s)\n", done, total, now.timeIntervalSince(last), now.timeIntervalSince(start)).utf8))
+        last = now
+    }
+
+    func finish() {
+        let io = (try? String(contentsOfFile: "/proc/self/io", encoding: .utf8)) ?? "(no /proc/self/io)\n"
+        let lines = io.split(separator: "\n").map { "io-report: \($0)\n" }.joined()
+        FileHandle.standardError.write(Data((String(format: "io-report: total %.3f s\n", Date().timeIntervalSince(start)) + lines).utf8))
     }
 }
