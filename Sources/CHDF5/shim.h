@@ -14,6 +14,9 @@ static inline unsigned chdf5_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline hid_t chdf5_p_default(void) { return H5P_DEFAULT; }
 static inline hid_t chdf5_s_all(void) { return H5S_ALL; }
 static inline hid_t chdf5_link_create_plist(void) { return H5Pcreate(H5P_LINK_CREATE); }
+/* File and dataset creation properties that store no object times: the same content gives the same bytes. */
+static inline hid_t chdf5_untimed_file_plist(void) { hid_t p = H5Pcreate(H5P_FILE_CREATE); H5Pset_obj_track_times(p, 0); return p; }
+static inline hid_t chdf5_untimed_dataset_plist(void) { hid_t p = H5Pcreate(H5P_DATASET_CREATE); H5Pset_obj_track_times(p, 0); return p; }
 /* Silences HDF5's own error printing; k2pack reports errors itself. */
 static inline void chdf5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 static inline hid_t chdf5_native_llong(void) { return H5T_NATIVE_LLONG; }

@@ -20,7 +20,9 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
             without --full, the compact form: per position the --top-k largest logits, the log-normalizer, the tail mass and \
             the next token's log-probability. It is written under a temporary name and renamed into place when complete. \
             Prints the perplexity. --rank R --world N (or RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS) makes every N-th window \
-            from window R; `compare` sums the parts' statistics.
+            from window R; `compare` sums the parts' statistics. With --resume, the hidden states of all windows after each \
+            finished layer and a small record (model, input and options, the layer, the states' SHA-256) are kept beside \
+            the output; a killed run started again with --resume goes on after that layer and writes the same bytes.
             """)
 
     @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder (or give --shards).")
@@ -55,6 +57,9 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
 
     @Option(help: "Windows per matrix product inside a layer (1: each window's arithmetic exactly that of running it alone; more: faster).")
     var batchWindows = 1
+
+    @Flag(help: "Keep a resumable record beside the output after every layer, and go on from the one a killed run of the same model, input and options left (removed when the output is in place).")
+    var resume = false
 
     @Option(help: "This process's share: every --world-th window from window --rank.")
     var rank: Int?
@@ -141,7 +146,8 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
         }
         let result = try LogitsReference.make(
             pass: pass, input: input, form: full ? .full : .compact(k: topK), output: out, inputs: inputs, memoryBudget: budget,
-            windowsPerBatch: batchWindows, progress: progress)
+            windowsPerBatch: batchWindows, resume: resume ? LogitsResume(model: LogitsResume.modelIdentity(path: folder, pass: pass)) : nil,
+            progress: progress)
         bar?.finish()
         report?.finish()
         if reporting.json { try printJSON(result); return }
