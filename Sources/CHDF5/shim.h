@@ -30,6 +30,28 @@ static inline long chdf5_copy_string(const char *value, char *buf, size_t cap) {
     return (long)n;
 }
 
+/* Writes a fixed-length string attribute `name` = `value` on object `obj` (replacing one already there).
+   Returns a negative value on failure. */
+static inline herr_t chdf5_write_string_attribute(hid_t file, const char *obj, const char *name, const char *value) {
+    if (H5Aexists_by_name(file, obj, name, H5P_DEFAULT) > 0 && H5Adelete_by_name(file, obj, name, H5P_DEFAULT) < 0) return -1;
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type < 0) return -1;
+    size_t length = strlen(value);
+    H5Tset_size(type, length > 0 ? length : 1);
+    hid_t space = H5Screate(H5S_SCALAR);
+    herr_t status = -1;
+    if (space >= 0) {
+        hid_t attr = H5Acreate_by_name(file, obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (attr >= 0) {
+            status = H5Awrite(attr, type, value);
+            H5Aclose(attr);
+        }
+        H5Sclose(space);
+    }
+    H5Tclose(type);
+    return status;
+}
+
 /* Reads a string attribute (fixed-length or variable-length) of object `obj` into `buf` (NUL-terminated,
    truncated to cap-1). Returns the string's length, or -1 when absent or not a string. */
 static inline long chdf5_read_string_attribute(hid_t file, const char *obj, const char *name, char *buf, size_t cap) {

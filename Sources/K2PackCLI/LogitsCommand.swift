@@ -1,6 +1,8 @@
 import ArgumentParser
 import Forward
 import Foundation
+import GGUFModel
+import ModelStore
 import Parity
 import ReferenceLogits
 import TensorCore
@@ -110,6 +112,19 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
         return nil
     }
 
+    /// The output's `dequant` attribute (docs/REFERENCE-DUMPS.md): how the weights became floats — `ggml` for a
+    /// GGUF (its block quantizations, dequantized as ggml does), the pass's INT4 decoding (`exact` or `bf16`) for a
+    /// checkpoint with compressed-tensors INT4 weights, `none` otherwise.
+    static func dequantAttribute(_ pass: any LanguageModelPass) -> String {
+        let weights = (pass as? ForwardPass)?.weights ?? (pass as? ShardedForward)?.ranks.first?.weights
+        if weights is GGUFWeightSource { return "ggml" }
+        let int4 = (weights as? ManifestWeightSource)?.config.quantization?.groups.contains { group in
+            if case .packQuantized = group.method { return true }
+            return false
+        } ?? false
+        return int4 ? pass.dequant.rawValue : "none"
+    }
+
     func run() throws {
         let folder = shards ?? model!
         var declared: String?
@@ -147,7 +162,7 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
         let result = try LogitsReference.make(
             pass: pass, input: input, form: full ? .full : .compact(k: topK), output: out, inputs: inputs, memoryBudget: budget,
             windowsPerBatch: batchWindows, resume: resume ? LogitsResume(model: LogitsResume.modelIdentity(path: folder, pass: pass)) : nil,
-            progress: progress)
+            attributes: ["dequant": Self.dequantAttribute(pass)], progress: progress)
         bar?.finish()
         report?.finish()
         if reporting.json { try printJSON(result); return }

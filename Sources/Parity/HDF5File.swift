@@ -275,6 +275,14 @@ public final class HDF5File {
         return values
     }
 
+    /// Writes the string attribute `attribute` = `value` on the object at `object` ("/" for the root, or a group or
+    /// dataset this file holds).
+    public func writeStringAttribute(_ attribute: String, _ value: String, of object: String) throws(HDF5Error) {
+        guard chdf5_write_string_attribute(id, object, attribute, value) >= 0 else {
+            throw HDF5Error(path: path, reason: "\(displayed(object)): cannot write the attribute \(displayed(attribute))")
+        }
+    }
+
     /// A string attribute of the object at `object` ("/" for the root), or nil when absent.
     public func stringAttribute(_ attribute: String, of object: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)

@@ -54,10 +54,11 @@ public enum LogitsReference {
     }
 
     /// Runs `pass` over `input` and writes `output` (`FILE.h5` or `FILE.h5:/group`). `memoryBudget` is checked
-    /// before anything runs; `inputs` are the paths the output must not overwrite (model folder, text, dump).
+    /// before anything runs; `inputs` are the paths the output must not overwrite (model folder, text, dump);
+    /// `attributes` are written as string attributes of the group (`dequant`: `dequantAttribute`).
     public static func make(
         pass: any LanguageModelPass, input: TokenWindows, form: Form, output: String, inputs: [String], memoryBudget: Int,
-        windowsPerBatch: Int = 1, resume: LogitsResume? = nil, progress: ProgressCallback? = nil
+        windowsPerBatch: Int = 1, resume: LogitsResume? = nil, attributes: [String: String] = [:], progress: ProgressCallback? = nil
     ) throws -> Result {
         let config = pass.forward, vocab = config.vocabSize
         if case .compact(let k) = form, k < CompactLogits.minimumK { throw LogitsError.topK(k, minimum: CompactLogits.minimumK) }
@@ -135,6 +136,10 @@ public enum LogitsReference {
                 try file.write(prefix + "window_index", int32s: input.indices.map { Int32(clamping: $0) }, shape: [input.windows])
             }
             try compact?.write(to: file, group: group, windows: input.windows, tokens: T)
+            // The group's attributes (docs/REFERENCE-DUMPS.md: `dequant`, …), in a fixed order.
+            for (name, value) in attributes.sorted(by: { $0.key < $1.key }) {
+                try file.writeStringAttribute(name, value, of: group.isEmpty ? "/" : group)
+            }
         }
         try atomic.commit()
         if resume != nil { LogitsResume.remove(resumeFiles) }

@@ -188,4 +188,22 @@ struct LogitsCommandTests {
         #expect(other.err.contains("--resume: \(stopped)/.ref.h5.resume.json is the record of another run: its ctx is absent, this run's is 8; remove "), "\(other.err)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: stopped) == [".ref.h5.resume.json"])
     }
+
+    @Test("the output's dequant attribute: exact (or bf16) for INT4 checkpoints, none without INT4, ggml for a GGUF")
+    func dequantAttribute() throws {
+        let dir = TemporaryDirectory()
+        let ids = Self.dump("k25-tiny", "/exact")
+        let cases: [(model: String, extra: [String], ids: String, expected: String)] = [
+            (TestPaths.fixture("k25-tiny"), [], ids, "exact"),
+            (TestPaths.fixture("k25-tiny"), ["--dequant", "bf16"], ids, "bf16"),
+            (TestPaths.fixture("deepseek-v3-tiny"), [], Self.dump("deepseek-v3-tiny", "/fp32"), "none"),
+            (TestPaths.fixtures.appendingPathComponent("gguf-models/k25-tiny.Q8_0.gguf").path, [], ids, "ggml"),
+        ]
+        for (n, c) in cases.enumerated() {
+            let out = dir.path + "/ref\(n).h5:/g"
+            let r = try run(["logits", c.model, "--ids", c.ids, "--out", out, "--quiet", "--top-k", "16"] + c.extra)
+            #expect(r.status == 0, "\(r.err)")
+            #expect(try ReferenceDump(spec: out).dequant == c.expected, "\(c.model) \(c.extra)")
+        }
+    }
 }

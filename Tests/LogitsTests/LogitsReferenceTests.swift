@@ -166,6 +166,18 @@ struct LogitsReferenceTests {
         }
     }
 
+    @Test("attributes are written on the output's group, or on the root")
+    func attributes() throws {
+        let pass = try LogitsFixtures.pass("k25-tiny", .exact)
+        let dir = TemporaryDirectory()
+        let input = try TokenWindows.cut(Array(0..<16), context: 8, bos: nil, source: "t")
+        for out in [dir.path + "/a.h5:/mine", dir.path + "/b.h5"] {
+            _ = try LogitsReference.make(
+                pass: pass, input: input, form: .compact(k: 16), output: out, inputs: [], memoryBudget: 1 << 30, attributes: ["dequant": "exact"])
+            #expect(try ReferenceDump(spec: out).dequant == "exact")
+        }
+    }
+
     /// A pass that fails at one layer (a read error in the middle of a run).
     final class FailingPass: LanguageModelPass {
         let inner: ForwardPass
