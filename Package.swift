@@ -126,7 +126,7 @@ let package = Package(
             swiftSettings: strict),
 
         // k2pack logits: reference logits from text or ids, run layer-major, written as a reference dump.
-        .target(name: "ReferenceLogits", dependencies: ["FileIO", "Forward", "PackFormat", "Parity", "TensorCore", "Tokenizer"], swiftSettings: strict),
+        .target(name: "ReferenceLogits", dependencies: ["Checkpoint", "FileIO", "Forward", "PackFormat", "Parity", "TensorCore", "Tokenizer"], swiftSettings: strict),
 
         // Layer 6, reports: inspect and verify render what the earlier layers found.
         // inspect and verify: reports over a checkpoint, a k2pack folder or a shard set (findings, text, JSON).

@@ -14,6 +14,9 @@ static inline unsigned chdf5_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline hid_t chdf5_p_default(void) { return H5P_DEFAULT; }
 static inline hid_t chdf5_s_all(void) { return H5S_ALL; }
 static inline hid_t chdf5_link_create_plist(void) { return H5Pcreate(H5P_LINK_CREATE); }
+/* File and dataset creation properties that store no object times: the same content gives the same bytes. */
+static inline hid_t chdf5_untimed_file_plist(void) { hid_t p = H5Pcreate(H5P_FILE_CREATE); H5Pset_obj_track_times(p, 0); return p; }
+static inline hid_t chdf5_untimed_dataset_plist(void) { hid_t p = H5Pcreate(H5P_DATASET_CREATE); H5Pset_obj_track_times(p, 0); return p; }
 /* Silences HDF5's own error printing; k2pack reports errors itself. */
 static inline void chdf5_silence_errors(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 static inline hid_t chdf5_native_llong(void) { return H5T_NATIVE_LLONG; }
@@ -25,6 +28,28 @@ static inline long chdf5_copy_string(const char *value, char *buf, size_t cap) {
     memcpy(buf, value, n);
     buf[n] = 0;
     return (long)n;
+}
+
+/* Writes a fixed-length string attribute `name` = `value` on object `obj` (replacing one already there).
+   Returns a negative value on failure. */
+static inline herr_t chdf5_write_string_attribute(hid_t file, const char *obj, const char *name, const char *value) {
+    if (H5Aexists_by_name(file, obj, name, H5P_DEFAULT) > 0 && H5Adelete_by_name(file, obj, name, H5P_DEFAULT) < 0) return -1;
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type < 0) return -1;
+    size_t length = strlen(value);
+    H5Tset_size(type, length > 0 ? length : 1);
+    hid_t space = H5Screate(H5S_SCALAR);
+    herr_t status = -1;
+    if (space >= 0) {
+        hid_t attr = H5Acreate_by_name(file, obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (attr >= 0) {
+            status = H5Awrite(attr, type, value);
+            H5Aclose(attr);
+        }
+        H5Sclose(space);
+    }
+    H5Tclose(type);
+    return status;
 }
 
 /* Reads a string attribute (fixed-length or variable-length) of object `obj` into `buf` (NUL-terminated,

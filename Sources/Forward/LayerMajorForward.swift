@@ -54,8 +54,11 @@ public struct LayerMajorForward: Sendable {
     /// norm and lm_head; `body` receives each group's logits `[group windows × tokens, vocab]` (in window order,
     /// starting at window `first`) as soon as they are computed, so the caller can reduce or write them without
     /// holding all of them. `progress` counts layers (plus one for the embedding and one for lm_head).
+    ///
+    /// With `checkpoints` (a resumable run) the hidden states go through the checkpoint files instead of memory
+    /// or the spill file, and the run may start after a finished layer (`LayerCheckpoints`).
     public func run(
-        ids: [Int32], windows: Int, tokens: Int, progress: ProgressCallback? = nil,
+        ids: [Int32], windows: Int, tokens: Int, checkpoints: LayerCheckpoints? = nil, progress: ProgressCallback? = nil,
         body: (_ first: Int, _ count: Int, _ logits: [Float]) throws -> Void
     ) throws {
         guard windows >= 1, tokens >= 1, ids.count == windows * tokens else {
@@ -64,8 +67,23 @@ public struct LayerMajorForward: Sendable {
         let config = pass.forward, H = config.hiddenSize
         let groups = stride(from: 0, to: windows, by: windowsPerBatch).map { $0..<min(windows, $0 + windowsPerBatch) }
         let total = config.numLayers + 2
+        if let checkpoints {
+            if let last = checkpoints.resumeAfter, !(0..<config.numLayers).contains(last) {
+                throw ForwardError.input("resuming after layer \(last): the model has layers 0 to \(config.numLayers - 1)")
+            }
+            // A fresh run empties both files (a longer stale file would not match the record's length later).
+            let fresh = checkpoints.resumeAfter == nil
+            let files = try checkpoints.files.map { path throws(ForwardError) in try SpillFile(path: path, truncate: fresh) }
+            try runSpilled(
+                ids: ids, tokens: tokens, groups: groups, files: files, resumeAfter: checkpoints.resumeAfter,
+                finished: { layer, file in
+                    try file.sync()
+                    try checkpoints.finished(layer, checkpoints.file(after: layer))
+                }, progress: progress, body: body)
+            return
+        }
         if let spillFolder {
-            try runSpilled(ids: ids, tokens: tokens, groups: groups, folder: spillFolder, progress: progress, body: body)
+            try runSpilled(ids: ids, tokens: tokens, groups: groups, files: [try SpillFile(folder: spillFolder)], progress: progress, body: body)
             return
         }
         // The residual stream of each group, `[group windows × tokens, hidden]`.
@@ -86,27 +104,40 @@ public struct LayerMajorForward: Sendable {
 
     /// `run` with the hidden states in a spill file: each group is read, run through the layer and written back.
     /// A layer's pages are still released only after its last group, so each weight byte is read from storage once.
+    /// The states after layer L (the embedding's: L = −1) are in `files[(L + 2) % files.count]`: one file is
+    /// rewritten in place; two (checkpoints) alternate, so the last finished layer's file is intact while the next
+    /// layer runs. `finished` is called after each layer with the file holding its states; with `resumeAfter` the
+    /// run starts from that layer's file.
     func runSpilled(
-        ids: [Int32], tokens: Int, groups: [Range<Int>], folder: String, progress: ProgressCallback?,
+        ids: [Int32], tokens: Int, groups: [Range<Int>], files: [SpillFile], resumeAfter: Int? = nil,
+        finished: ((Int, SpillFile) throws -> Void)? = nil, progress: ProgressCallback?,
         body: (_ first: Int, _ count: Int, _ logits: [Float]) throws -> Void
     ) throws {
         let config = pass.forward, H = config.hiddenSize, total = config.numLayers + 2
         let rowFloats = tokens * H
-        let spill = try SpillFile(folder: folder)
-        for g in groups {
-            try spill.write(try pass.embed(Array(ids[(g.lowerBound * tokens)..<(g.upperBound * tokens)])), at: g.lowerBound * rowFloats)
-        }
-        progress?(1, total)
-        for layer in 0..<config.numLayers {
-            try pass.layerStreaming(layer, count: groups.count) { g throws(ForwardError) in
-                (try spill.read(groups[g].count * rowFloats, at: groups[g].lowerBound * rowFloats), ForwardPass.Batch(sequences: groups[g].count, tokens: tokens))
-            } store: { g, output throws(ForwardError) in
-                try spill.write(output, at: groups[g].lowerBound * rowFloats)
+        func after(_ layer: Int) -> SpillFile { files[(layer + 2) % files.count] }
+        if let resumeAfter {
+            progress?(resumeAfter + 2, total)
+        } else {
+            let spill = after(-1)
+            for g in groups {
+                try spill.write(try pass.embed(Array(ids[(g.lowerBound * tokens)..<(g.upperBound * tokens)])), at: g.lowerBound * rowFloats)
             }
+            progress?(1, total)
+        }
+        for layer in (resumeAfter.map { $0 + 1 } ?? 0)..<config.numLayers {
+            let source = after(layer - 1), destination = after(layer)
+            try pass.layerStreaming(layer, count: groups.count) { g throws(ForwardError) in
+                (try source.read(groups[g].count * rowFloats, at: groups[g].lowerBound * rowFloats), ForwardPass.Batch(sequences: groups[g].count, tokens: tokens))
+            } store: { g, output throws(ForwardError) in
+                try destination.write(output, at: groups[g].lowerBound * rowFloats)
+            }
+            try finished?(layer, destination)
             progress?(layer + 2, total)
         }
+        let last = after(config.numLayers - 1)
         for g in groups {
-            let logits = try pass.logits(pass.finalNorm(try spill.read(g.count * rowFloats, at: g.lowerBound * rowFloats)))
+            let logits = try pass.logits(pass.finalNorm(try last.read(g.count * rowFloats, at: g.lowerBound * rowFloats)))
             try body(g.lowerBound, g.count, logits)
         }
         progress?(total, total)
@@ -179,6 +210,28 @@ extension ShardedForward {
 }
 
 
+/// A resumable layer-major run (`k2pack logits --resume`): the hidden states of all windows after each finished
+/// layer, in named files beside the output, flushed before `finished` is told, so a killed run can go on from
+/// the last finished layer. Two files alternate (the states after layer L are in `files[L % 2]`, the embedding's
+/// in `files[1]`): the last finished layer's file is never written while the next layer runs.
+public struct LayerCheckpoints {
+    /// The two files' paths.
+    public var files: [String]
+    /// Start after this layer, whose states are in `file(after:)` (nil: from the embedding).
+    public var resumeAfter: Int?
+    /// Called when layer `layer`'s states are whole and flushed in the file at `path`.
+    public var finished: (_ layer: Int, _ path: String) throws -> Void
+
+    public init(files: (String, String), resumeAfter: Int?, finished: @escaping (_ layer: Int, _ path: String) throws -> Void) {
+        self.files = [files.0, files.1]
+        self.resumeAfter = resumeAfter
+        self.finished = finished
+    }
+
+    /// The path holding the states after `layer`.
+    public func file(after layer: Int) -> String { files[(layer + 2) % 2] }
+}
+
 /// Logits `[rows, vocab]` kept in a temporary file (`LayerMajorForward.logitsOnDisk`), read a block of rows at a time.
 public final class LogitRows: Sendable {
     let file: SpillFile
@@ -210,6 +263,20 @@ final class SpillFile: Sendable {
         guard fd >= 0 else { throw .io("\(displayed(folder)): cannot create a temporary file for the activations: \(String(cString: strerror(errno)))") }
         unlink(template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
         self.fd = fd
+    }
+
+    /// A named file at `path` (a resumable run's checkpoint file): opened or created, never through a link, and
+    /// left in place (the caller removes it); with `truncate`, emptied. `folder` holds the path then, for messages.
+    init(path: String, truncate: Bool) throws(ForwardError) {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (truncate ? O_TRUNC : 0), 0o600)
+        guard fd >= 0 else { throw .io("\(displayed(path)): cannot open the checkpoint file for the activations: \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        folder = path
+    }
+
+    /// Flushes the file to storage (a checkpoint is recorded only after its states are durable).
+    func sync() throws(ForwardError) {
+        guard fsync(fd) == 0 else { throw .io("\(displayed(folder)): flushing the activations' file failed: \(String(cString: strerror(errno)))") }
     }
 
     deinit { close(fd) }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Forward
 import Foundation
+import GGUFModel
+import ModelStore
 import Parity
 import ReferenceLogits
 import TensorCore
@@ -20,7 +22,9 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
             without --full, the compact form: per position the --top-k largest logits, the log-normalizer, the tail mass and \
             the next token's log-probability. It is written under a temporary name and renamed into place when complete. \
             Prints the perplexity. --rank R --world N (or RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS) makes every N-th window \
-            from window R; `compare` sums the parts' statistics.
+            from window R; `compare` sums the parts' statistics. With --resume, the hidden states of all windows after each \
+            finished layer and a small record (model, input and options, the layer, the states' SHA-256) are kept beside \
+            the output; a killed run started again with --resume goes on after that layer and writes the same bytes.
             """)
 
     @Argument(help: "The model: a Hugging Face checkpoint folder or a k2pack folder (or give --shards).")
@@ -55,6 +59,9 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
 
     @Option(help: "Windows per matrix product inside a layer (1: each window's arithmetic exactly that of running it alone; more: faster).")
     var batchWindows = 1
+
+    @Flag(help: "Keep a resumable record beside the output after every layer, and go on from the one a killed run of the same model, input and options left (removed when the output is in place).")
+    var resume = false
 
     @Option(help: "This process's share: every --world-th window from window --rank.")
     var rank: Int?
@@ -105,6 +112,19 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
         return nil
     }
 
+    /// The output's `dequant` attribute (docs/REFERENCE-DUMPS.md): how the weights became floats — `ggml` for a
+    /// GGUF (its block quantizations, dequantized as ggml does), the pass's INT4 decoding (`exact` or `bf16`) for a
+    /// checkpoint with compressed-tensors INT4 weights, `none` otherwise.
+    static func dequantAttribute(_ pass: any LanguageModelPass) -> String {
+        let weights = (pass as? ForwardPass)?.weights ?? (pass as? ShardedForward)?.ranks.first?.weights
+        if weights is GGUFWeightSource { return "ggml" }
+        let int4 = (weights as? ManifestWeightSource)?.config.quantization?.groups.contains { group in
+            if case .packQuantized = group.method { return true }
+            return false
+        } ?? false
+        return int4 ? pass.dequant.rawValue : "none"
+    }
+
     func run() throws {
         let folder = shards ?? model!
         var declared: String?
@@ -130,14 +150,50 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: declared) }
             ?? forward.forwardPass(model: folder, declared: declared)
         let budget = try Self.bytes(memory) ?? Int(ProcessInfo.processInfo.physicalMemory / 4 * 3)
-        let (bar, progress) = reporting.progress("logits", unit: "steps")
+        let (bar, shown) = reporting.progress("logits", unit: "steps")
+        let report = IOReport.fromEnvironment()
+        var progress = shown
+        if let report {
+            progress = { done, total in
+                shown?(done, total)
+                report.step(done, of: total)
+            }
+        }
         let result = try LogitsReference.make(
             pass: pass, input: input, form: full ? .full : .compact(k: topK), output: out, inputs: inputs, memoryBudget: budget,
-            windowsPerBatch: batchWindows, progress: progress)
+            windowsPerBatch: batchWindows, resume: resume ? LogitsResume(model: LogitsResume.modelIdentity(path: folder, pass: pass)) : nil,
+            attributes: ["dequant": Self.dequantAttribute(pass)], progress: progress)
         bar?.finish()
+        report?.finish()
         if reporting.json { try printJSON(result); return }
         let form = result.topK.map { "compact form, top \($0)" } ?? "full logits"
         print(String(format: "perplexity %.4f over %d predictions (%d windows of %d tokens); wrote %@ (%@)",
                      result.perplexity, result.predictions, result.windows, result.tokens, displayed(out), form))
+    }
+}
+
+/// `K2PACK_IO_REPORT=1` (for scripts/bench/logits_io.sh, not a user option): the wall time of each layer-major step
+/// and, at the end, this process's `/proc/self/io` (`rchar`, `read_bytes`, …), printed to standard error.
+final class IOReport: @unchecked Sendable {
+    private let lock = NSLock()
+    private let start = Date()
+    private var last = Date()
+
+    static func fromEnvironment() -> IOReport? {
+        ProcessInfo.processInfo.environment["K2PACK_IO_REPORT"] == "1" ? IOReport() : nil
+    }
+
+    func step(_ done: Int, of total: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = Date()
+        FileHandle.standardError.write(Data(String(format: "io-report: step %d/%d %.3f s (at %.3f s)\n", done, total, now.timeIntervalSince(last), now.timeIntervalSince(start)).utf8))
+        last = now
+    }
+
+    func finish() {
+        let io = (try? String(contentsOfFile: "/proc/self/io", encoding: .utf8)) ?? "(no /proc/self/io)\n"
+        let lines = io.split(separator: "\n").map { "io-report: \($0)\n" }.joined()
+        FileHandle.standardError.write(Data((String(format: "io-report: total %.3f s\n", Date().timeIntervalSince(start)) + lines).utf8))
     }
 }

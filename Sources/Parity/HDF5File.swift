@@ -47,7 +47,11 @@ public final class HDF5File {
 
     public static func create(_ path: String) throws(HDF5Error) -> HDF5File {
         _ = silenced
-        let id = H5Fcreate(path, chdf5_acc_trunc(), chdf5_p_default(), chdf5_p_default())
+        // No object modification times: a file's bytes depend only on what is written (a resumed `logits` run
+        // gives the same file as an uninterrupted one).
+        let properties = chdf5_untimed_file_plist()
+        defer { H5Pclose(properties) }
+        let id = H5Fcreate(path, chdf5_acc_trunc(), properties, chdf5_p_default())
         guard id >= 0 else { throw HDF5Error(path: path, reason: "cannot create") }
         return HDF5File(path: path, id: id)
     }
@@ -96,7 +100,9 @@ public final class HDF5File {
         let links = chdf5_link_create_plist()
         H5Pset_create_intermediate_group(links, 1)
         defer { H5Pclose(links) }
-        let set = H5Dcreate2(id, name, type, space, links, chdf5_p_default(), chdf5_p_default())
+        let untimed = chdf5_untimed_dataset_plist()
+        defer { H5Pclose(untimed) }
+        let set = H5Dcreate2(id, name, type, space, links, untimed, chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
         return set
     }
@@ -267,6 +273,14 @@ public final class HDF5File {
         }
         guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): read failed (not numeric?)") }
         return values
+    }
+
+    /// Writes the string attribute `attribute` = `value` on the object at `object` ("/" for the root, or a group or
+    /// dataset this file holds).
+    public func writeStringAttribute(_ attribute: String, _ value: String, of object: String) throws(HDF5Error) {
+        guard chdf5_write_string_attribute(id, object, attribute, value) >= 0 else {
+            throw HDF5Error(path: path, reason: "\(displayed(object)): cannot write the attribute \(displayed(attribute))")
+        }
     }
 
     /// A string attribute of the object at `object` ("/" for the root), or nil when absent.

@@ -54,10 +54,11 @@ public enum LogitsReference {
     }
 
     /// Runs `pass` over `input` and writes `output` (`FILE.h5` or `FILE.h5:/group`). `memoryBudget` is checked
-    /// before anything runs; `inputs` are the paths the output must not overwrite (model folder, text, dump).
+    /// before anything runs; `inputs` are the paths the output must not overwrite (model folder, text, dump);
+    /// `attributes` are written as string attributes of the group (`dequant`: `dequantAttribute`).
     public static func make(
         pass: any LanguageModelPass, input: TokenWindows, form: Form, output: String, inputs: [String], memoryBudget: Int,
-        windowsPerBatch: Int = 1, progress: ProgressCallback? = nil
+        windowsPerBatch: Int = 1, resume: LogitsResume? = nil, attributes: [String: String] = [:], progress: ProgressCallback? = nil
     ) throws -> Result {
         let config = pass.forward, vocab = config.vocabSize
         if case .compact(let k) = form, k < CompactLogits.minimumK { throw LogitsError.topK(k, minimum: CompactLogits.minimumK) }
@@ -67,7 +68,8 @@ public enum LogitsReference {
         // All hidden states in memory when they fit the budget; else in a temporary file beside the output, one
         // batch of windows held at a time.
         var spillFolder: String?
-        let inMemory = estimatedBytes(config: config, windows: input.windows, tokens: input.tokens, form: form, windowsPerBatch: windowsPerBatch)
+        // With --resume the states always wait in the checkpoint files: one group is held, as when spilled.
+        let inMemory = resume != nil ? nil : estimatedBytes(config: config, windows: input.windows, tokens: input.tokens, form: form, windowsPerBatch: windowsPerBatch)
         if inMemory.map({ $0 > memoryBudget }) ?? true {
             let spilled = estimatedBytes(config: config, windows: input.windows, tokens: input.tokens, form: form, windowsPerBatch: windowsPerBatch, spilled: true)
             guard let spilled, spilled <= memoryBudget else {
@@ -81,12 +83,27 @@ public enum LogitsReference {
         if case .compact(let k) = form { compact = CompactLogits(k: k, vocab: vocab) }
         var nll = 0.0, predictions = 0
         let driver = LayerMajorForward(pass: pass, windowsPerBatch: windowsPerBatch, spillFolder: spillFolder)
+        // --resume: the record of a killed run of the same inputs says where to go on (checked before the
+        // temporary output is made); after each layer its states are flushed and a new record written.
+        var checkpoints: LayerCheckpoints?
+        let resumeFiles = LogitsResume.Files(output: path)
+        if let resume {
+            let identity = LogitsResume.identity(model: resume.model, input: input, form: form, group: group, windowsPerBatch: windowsPerBatch)
+            guard let stateBytes = CheckedMath.product([input.windows, T, config.hiddenSize, 4]) else {
+                throw LogitsError.memory(needed: nil, budget: memoryBudget, windows: input.windows, tokens: T)
+            }
+            let after = try LogitsResume.resumePoint(files: resumeFiles, identity: identity, layers: config.numLayers, stateBytes: stateBytes)
+            checkpoints = LayerCheckpoints(files: resumeFiles.states, resumeAfter: after) { layer, statePath in
+                try LogitsResume.write(files: resumeFiles, identity: identity, layer: layer, path: statePath, bytes: stateBytes)
+                try resume.afterLayer?(layer)
+            }
+        }
         // The file is made at the temporary name while the model runs: full logits are written a batch of windows
         // at a time as lm_head produces them; the rest when the run is done. Renamed into place only when complete.
         let atomic = try AtomicFile(path: path)
         try fill(atomic.temporaryPath) { file in
             if compact == nil { try file.createFloats(prefix + "logits", shape: [input.windows, T, vocab]) }
-            try driver.run(ids: input.ids, windows: input.windows, tokens: T, progress: progress) { first, count, logits in
+            try driver.run(ids: input.ids, windows: input.windows, tokens: T, checkpoints: checkpoints, progress: progress) { first, count, logits in
                 let rows = count * T
                 let next: [Int32?] = (0..<rows).map { r in r % T + 1 < T ? input.ids[first * T + r + 1] : nil }
                 let label = "\(input.source): logits"
@@ -119,8 +136,13 @@ public enum LogitsReference {
                 try file.write(prefix + "window_index", int32s: input.indices.map { Int32(clamping: $0) }, shape: [input.windows])
             }
             try compact?.write(to: file, group: group, windows: input.windows, tokens: T)
+            // The group's attributes (docs/REFERENCE-DUMPS.md: `dequant`, …), in a fixed order.
+            for (name, value) in attributes.sorted(by: { $0.key < $1.key }) {
+                try file.writeStringAttribute(name, value, of: group.isEmpty ? "/" : group)
+            }
         }
         try atomic.commit()
+        if resume != nil { LogitsResume.remove(resumeFiles) }
         var k: Int?
         if case .compact = form { k = compact?.k }
         return Result(

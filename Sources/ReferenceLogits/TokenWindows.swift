@@ -20,6 +20,12 @@ public enum LogitsError: Error, Equatable, Sendable, CustomStringConvertible {
     /// `--rank R --world N` that is not a place among N processes, or a share with no window.
     case rank(rank: Int, world: Int)
     case emptyShare(rank: Int, world: Int, windows: Int)
+    /// `--resume` found a record beside the output that cannot be read or is not a record of this format.
+    case resumeRecord(record: String, reason: String)
+    /// `--resume` found a record of another run: `key` of its identity differs.
+    case resumeMismatch(record: String, key: String, found: String, expected: String)
+    /// `--resume` found the record's state file missing, truncated or changed.
+    case resumeState(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -38,6 +44,12 @@ public enum LogitsError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .topK(k, minimum): "--top-k \(k): expected at least \(minimum) (compare's top-5 overlap needs five)"
         case let .rank(rank, world): "--rank \(rank) --world \(world): expected 0 ≤ rank < world"
         case let .emptyShare(rank, world, windows): "rank \(rank) of \(world) has no window of the \(windows) (every \(world)-th window from window \(rank))"
+        case let .resumeRecord(record, reason):
+            "--resume: \(displayed(record)) is not a usable record: \(reason); \(Self.startAfresh(record))"
+        case let .resumeMismatch(record, key, found, expected):
+            "--resume: \(displayed(record)) is the record of another run: its \(key) is \(displayed(found)), this run's is \(displayed(expected)); \(Self.startAfresh(record))"
+        case let .resumeState(file, reason):
+            "--resume: the saved hidden states \(displayed(file)) are \(reason); \(Self.startAfresh(file))"
         }
     }
 }

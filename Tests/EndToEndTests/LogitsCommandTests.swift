@@ -167,4 +167,43 @@ struct LogitsCommandTests {
         #expect(badMemory.status != 0 && badMemory.err.contains("--memory lots: expected a positive size such as 24G, 512M or a number of bytes"), "\(badMemory.err)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: outs).isEmpty)
     }
+
+    @Test("--resume: a whole run writes the same bytes and leaves no record; a record of another run is refused by field, exit 1")
+    func resume() throws {
+        let dir = TemporaryDirectory()
+        let model = TestPaths.fixture("k25-tiny")
+        let plain = try run(["logits", model, "--ids", Self.dump("k25-tiny", "/exact"), "--out", dir.path + "/plain.h5", "--full", "--quiet"])
+        #expect(plain.status == 0, "\(plain.err)")
+        let resumable = try run(["logits", model, "--ids", Self.dump("k25-tiny", "/exact"), "--out", dir.path + "/ref.h5", "--full", "--quiet", "--resume"])
+        #expect(resumable.status == 0 && resumable.out == plain.out.replacingOccurrences(of: "/plain.h5", with: "/ref.h5"), "\(resumable.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/ref.h5")) == Data(contentsOf: URL(fileURLWithPath: dir.path + "/plain.h5")))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["plain.h5", "ref.h5"])
+        // A record left by a run of the compact form: the full form is refused by its form.
+        let stopped = dir.path + "/stopped"
+        try FileManager.default.createDirectory(atPath: stopped, withIntermediateDirectories: false)
+        let record = #"{"version": 1, "identity": {"form": "compact top 800"}, "layer": 0, "states": ".ref.h5.resume-state-0", "bytes": 0, "sha256": ""}"#
+        try Data(record.utf8).write(to: URL(fileURLWithPath: stopped + "/.ref.h5.resume.json"))
+        let other = try run(["logits", model, "--ids", Self.dump("k25-tiny", "/exact"), "--out", stopped + "/ref.h5", "--full", "--resume"])
+        #expect(other.status == 1, "\(other.err)")
+        #expect(other.err.contains("--resume: \(stopped)/.ref.h5.resume.json is the record of another run: its ctx is absent, this run's is 8; remove "), "\(other.err)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: stopped) == [".ref.h5.resume.json"])
+    }
+
+    @Test("the output's dequant attribute: exact (or bf16) for INT4 checkpoints, none without INT4, ggml for a GGUF")
+    func dequantAttribute() throws {
+        let dir = TemporaryDirectory()
+        let ids = Self.dump("k25-tiny", "/exact")
+        let cases: [(model: String, extra: [String], ids: String, expected: String)] = [
+            (TestPaths.fixture("k25-tiny"), [], ids, "exact"),
+            (TestPaths.fixture("k25-tiny"), ["--dequant", "bf16"], ids, "bf16"),
+            (TestPaths.fixture("deepseek-v3-tiny"), [], Self.dump("deepseek-v3-tiny", "/fp32"), "none"),
+            (TestPaths.fixtures.appendingPathComponent("gguf-models/k25-tiny.Q8_0.gguf").path, [], ids, "ggml"),
+        ]
+        for (n, c) in cases.enumerated() {
+            let out = dir.path + "/ref\(n).h5:/g"
+            let r = try run(["logits", c.model, "--ids", c.ids, "--out", out, "--quiet", "--top-k", "16"] + c.extra)
+            #expect(r.status == 0, "\(r.err)")
+            #expect(try ReferenceDump(spec: out).dequant == c.expected, "\(c.model) \(c.extra)")
+        }
+    }
 }

@@ -166,6 +166,35 @@ struct LogitsReferenceTests {
         }
     }
 
+    @Test("attributes are written on the output's group, or on the root")
+    func attributes() throws {
+        let pass = try LogitsFixtures.pass("k25-tiny", .exact)
+        let dir = TemporaryDirectory()
+        let input = try TokenWindows.cut(Array(0..<16), context: 8, bos: nil, source: "t")
+        for out in [dir.path + "/a.h5:/mine", dir.path + "/b.h5"] {
+            _ = try LogitsReference.make(
+                pass: pass, input: input, form: .compact(k: 16), output: out, inputs: [], memoryBudget: 1 << 30, attributes: ["dequant": "exact"])
+            #expect(try ReferenceDump(spec: out).dequant == "exact")
+        }
+        let file = try HDF5File.create(dir.path + "/c.h5")
+        #expect(throws: HDF5File.HDF5Error(path: dir.path + "/c.h5", reason: "/nope: cannot write the attribute dequant")) {
+            try file.writeStringAttribute("dequant", "exact", of: "/nope")
+        }
+    }
+
+    @Test("the same content gives the same file bytes, whenever it is written (no HDF5 object times)")
+    func sameBytes() throws {
+        let pass = try LogitsFixtures.pass("k25-tiny", .exact)
+        let dir = TemporaryDirectory()
+        let input = try TokenWindows.cut(Array(0..<16), context: 8, bos: nil, source: "t")
+        for name in ["a", "b"] {
+            if name == "b" { Thread.sleep(forTimeInterval: 1.1) }  // a second later: a stored time would differ
+            _ = try LogitsReference.make(
+                pass: pass, input: input, form: .full, output: dir.path + "/\(name).h5:/g", inputs: [], memoryBudget: 1 << 30, attributes: ["dequant": "exact"])
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path + "/a.h5")) == Data(contentsOf: URL(fileURLWithPath: dir.path + "/b.h5")))
+    }
+
     /// A pass that fails at one layer (a read error in the middle of a run).
     final class FailingPass: LanguageModelPass {
         let inner: ForwardPass
