@@ -1,5 +1,6 @@
 import Foundation
 import Forward
+import GGUF
 import JSONCore
 import Manifests
 import ModelConfig
@@ -51,6 +52,16 @@ public struct GGUFTensorMap: Sendable, Decodable {
     public static let known = ["deepseek2"]
 
     /// The map for `architecture`, or nil when k2pack has none.
+    /// The map of `model`'s architecture and its deepseek2 metadata read as a config; an architecture without a
+    /// map is refused by name.
+    public static func opened(_ model: GGUFModel) throws(GGUFModelError) -> (map: GGUFTensorMap, metadata: GGUFDeepseek2Config) {
+        let architecture = model.first.architecture
+        guard let architecture, let map = try load(architecture: architecture) else {
+            throw .unknownArchitecture(file: model.first.path, found: architecture, known: known)
+        }
+        do { return (map, try GGUFDeepseek2Config(model)) } catch { throw .file(error) }
+    }
+
     public static func load(architecture: String) throws(GGUFModelError) -> GGUFTensorMap? {
         guard known.contains(architecture), let data = ManifestResources.data(named: "gguf_\(architecture)") else { return nil }
         let map: GGUFTensorMap

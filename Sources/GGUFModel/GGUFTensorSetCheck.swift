@@ -63,13 +63,7 @@ public struct GGUFTensorSetCheck: Sendable {
     /// Checks `model` against its architecture's map; throws when the architecture has no map or its metadata
     /// cannot be read as a config (nothing to check the tensors against).
     public init(_ model: GGUFModel) throws(GGUFModelError) {
-        let file = model.first.path
-        let architecture = model.first.architecture
-        guard let architecture, let map = try GGUFTensorMap.load(architecture: architecture) else {
-            throw .unknownArchitecture(file: file, found: architecture, known: GGUFTensorMap.known)
-        }
-        let meta: GGUFDeepseek2Config
-        do { meta = try GGUFDeepseek2Config(model) } catch { throw .file(error) }
+        let (map, meta) = try GGUFTensorMap.opened(model)
         let config = try map.textConfig(of: model, metadata: meta)
         let expected = try map.expected(for: config.text)
         var expectedCount = 0

@@ -49,12 +49,7 @@ public final class GGUFWeightSource: WeightSource {
     public init(model: GGUFModel) throws(GGUFModelError) {
         self.model = model
         let file = model.first.path
-        let architecture = model.first.architecture
-        guard let architecture, let map = try GGUFTensorMap.load(architecture: architecture) else {
-            throw .unknownArchitecture(file: file, found: architecture, known: GGUFTensorMap.known)
-        }
-        let meta: GGUFDeepseek2Config
-        do { meta = try GGUFDeepseek2Config(model) } catch { throw .file(error) }
+        let (map, meta) = try GGUFTensorMap.opened(model)
         metadata = meta
 
         // What the metadata cannot say (the vocabulary when vocab_size is absent, a tied head, the router bias)

@@ -62,22 +62,9 @@ struct GGUFKQuantModelTests {
         let record = try Self.record(name)
         let kld = try #require(record["mean_kld"] as? Double)
         let top1 = try #require(record["same_top1"] as? Double)
-        let ref = try ReferenceDump(spec: Self.references + ":/fp32")
-        let pass = ForwardPass(weights: try ForwardModel.open(TestPaths.fixture("gguf-models/\(name).gguf")).weights, threads: 2)
-        let vocab = pass.forward.vocabSize
-        let logits = try pass.logits(for: ref.inputIDs, batch: ref.batch)
-        let stats = try LogitStatistics(
-            ids: ref.inputIDs, sequences: ref.batch.sequences, tokens: ref.batch.tokens, vocab: vocab,
-            reference: ref.logitSource(vocab: vocab), test: .values(logits, vocab: vocab, label: name))
-        let oracle = try #require(try ReferenceDump(spec: Self.references + ":/" + name).logits())
-        #expect(oracle.vocab == vocab && oracle.values.count == logits.count)
-        var worst: (delta: Float, at: Int) = (0, 0)
-        for i in logits.indices where abs(oracle.values[i] - logits[i]) > worst.delta {
-            worst = (abs(oracle.values[i] - logits[i]), i)
-        }
-        #expect(worst.delta <= 1e-5, "\(name): max |Δ| against the float64 oracle \(worst.delta) at logit \(worst.at) (token \(worst.at / vocab), id \(worst.at % vocab))")
-        #expect(abs(stats.kld.mean - kld) <= 0.01 * kld, "\(name): mean KLD \(stats.kld.mean), float64 \(kld)")
-        #expect(abs(stats.sameTop1 - top1) <= 0.01 * top1, "\(name): same top-1 \(stats.sameTop1), float64 \(top1)")
+        try expectQuantStatistics(
+            gguf: TestPaths.fixture("gguf-models/\(name).gguf"), reference: Self.references + ":/fp32",
+            oracle: Self.references + ":/" + name, kld: kld, top1: top1, label: name)
     }
 
     @Test("parity of the K-mix file passes layer by layer against a dump of its dequantized weights")

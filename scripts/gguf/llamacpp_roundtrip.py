@@ -9,13 +9,15 @@ Not a fixture script and not run in CI: it needs llama-cpp-python (pinned 0.3.36
      (Fixtures/tokenizer: tiktoken ranks + 258 specials), and copies that tokenizer in;
   2. `k2pack convert CKPT OUT.gguf --to gguf` (BF16 matrices, INT4 experts into Q4_0 bit for bit);
   3. `k2pack logits CKPT --ids IDS.h5 --full` — our float32 forward pass on the checkpoint;
-  4. llama.cpp: `Llama(OUT.gguf, logits_all=True, yarn_beta_fast=-1, yarn_beta_slow=-1)`, `reset(); eval(ids)`,
+  4. gguf-py 0.19 reads OUT.gguf: every routed expert, dequantized by `gguf.quants.dequantize`, must equal the exact
+     q·s of the source's compressed-tensors codes and scales, element for element; the tokenizer keys are counted;
+  5. llama.cpp: `Llama(OUT.gguf, logits_all=True, yarn_beta_fast=-1, yarn_beta_slow=-1)`, `reset(); eval(ids)`,
      `scores` — and reports, per position, KL(ours || llama.cpp) and whether the top-1 agrees.
 
 llama.cpp rounds activations to 8 bits for Q4_0 products (and to bf16 for BF16 ones) and keeps an F16 KV cache, so
 small, non-zero differences are expected; a wrong key or tensor layout shows as garbage (KLD of order 1).
 
-    /work/venv/bin/python scripts/reference/llamacpp_compare.py --k2pack .build/release/k2pack [--keep DIR] [--json]
+    /work/venv/bin/python scripts/gguf/llamacpp_roundtrip.py --k2pack .build/release/k2pack [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -55,7 +57,38 @@ def make_checkpoint(d: Path, rope: dict) -> dict:
     mf.save_checkpoint(d, sd, None, config)
     for name in ("tiktoken.model", "tokenizer_config.json"):
         shutil.copy(TOKENIZER / name, d / name)
-    return dims
+    return dims, cfg, sd
+
+
+def check_with_gguf_py(path: Path, cfg, sd: dict) -> dict:
+    """gguf-py's reading of the file: experts against the exact q·s, and the tokenizer's sizes."""
+    import gguf
+    from gguf import quants
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+    reader = gguf.GGUFReader(str(path))
+    tensors = {t.name: t for t in reader.tensors}
+    experts = 0
+    for layer in range(cfg.first_k_dense_replace, cfg.num_hidden_layers):
+        for proj, g in (("gate_proj", "ffn_gate_exps"), ("up_proj", "ffn_up_exps"), ("down_proj", "ffn_down_exps")):
+            t = tensors[f"blk.{layer}.{g}.weight"]
+            assert t.tensor_type == gguf.GGMLQuantizationType.Q4_0, (t.name, t.tensor_type)
+            values = quants.dequantize(t.data, t.tensor_type).reshape(cfg.n_routed_experts, -1)
+            for e in range(cfg.n_routed_experts):
+                base = f"model.layers.{layer}.mlp.experts.{e}.{proj}"
+                out, cols = (int(x) for x in sd[base + ".weight_shape"].tolist())
+                q = unpack_from_int32(sd[base + ".weight_packed"], 4, torch.Size([out, cols])).numpy().astype(np.float32)
+                s = np.repeat(sd[base + ".weight_scale"].float().numpy(), 32, axis=1)
+                exact = (q * s).astype(np.float32)
+                if not np.array_equal(values[e].reshape(out, cols), exact):
+                    bad = np.argwhere(values[e].reshape(out, cols) != exact)[0]
+                    raise SystemExit(f"{t.name} expert {e}: gguf-py's value differs from q·s at row {bad[0]}, column {bad[1]}")
+                experts += 1
+    field = reader.fields
+    tokens = len(field["tokenizer.ggml.tokens"].data)
+    merges = len(field["tokenizer.ggml.merges"].data)
+    return {"gguf_py_tensors": len(reader.tensors), "gguf_py_experts_exact": experts, "gguf_py_tokens": tokens,
+            "gguf_py_merges": merges}
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
@@ -80,14 +113,15 @@ def main() -> int:
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="llamacpp-compare-"))
     work.mkdir(parents=True, exist_ok=True)
-    ckpt, gguf_path, ids_path, ref_path = work / "ckpt", work / "tiny.gguf", work / "ids.h5", work / "ours.h5"
-    for p in (ckpt, gguf_path, ids_path, ref_path):
+    ckpt, gguf_path, ids_path, ref_path = work / "ckpt", work / "gguf" / "tiny.gguf", work / "ids.h5", work / "ours.h5"
+    for p in (ckpt, gguf_path.parent, ids_path, ref_path):
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
     rope = mf.KIMI_ROPE if args.rope == "k25" else mf.K2_THINKING_ROPE
-    dims = make_checkpoint(ckpt, rope)
+    dims, cfg, sd = make_checkpoint(ckpt, rope)
+    gguf_path.parent.mkdir()
     ids = np.random.default_rng(SEED).integers(0, dims["vocab_size"] - 258, size=(4, 32)).astype(np.int64)
     with h5py.File(ids_path, "w") as f:
         f.create_dataset("input_ids", data=ids)
@@ -96,6 +130,7 @@ def main() -> int:
                     "--ctx", str(ids.shape[1])], check=True)
     with h5py.File(ref_path, "r") as f:
         ours = np.array(f["logits"], dtype=np.float64)
+    readback = check_with_gguf_py(gguf_path, cfg, sd)
 
     llm = Llama(model_path=str(gguf_path), logits_all=True, n_ctx=2 * ids.shape[1], n_threads=2, n_batch=64,
                 yarn_beta_fast=-1, yarn_beta_slow=-1, verbose=False)
@@ -110,7 +145,8 @@ def main() -> int:
     result = {"rope": args.rope, "windows": int(ids.shape[0]), "ctx": int(ids.shape[1]),
               "vocab": int(dims["vocab_size"]), "gguf_bytes": gguf_path.stat().st_size,
               "mean_kld": float(kld.mean()), "max_kld": float(kld.max()), "same_top1": float(top1.mean()),
-              "max_abs_logit_diff": float(np.abs(ours - theirs).max()), "llama_cpp_python": PINNED["llama-cpp-python"]}
+              "max_abs_logit_diff": float(np.abs(ours - theirs).max()), "llama_cpp_python": PINNED["llama-cpp-python"],
+              **readback}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
