@@ -91,7 +91,8 @@ public enum GGUFConverter {
         var tokenizer: [GGUFKeyValue] = []
         if options.requireTokenizer {
             try requireTokenizerFiles(in: input)
-            // The Kimi tokenizer's keys (GGUFVocabulary) unless the caller supplies its own.
+            // The folder's tokenizer keys (GGUFVocabulary: a tokenizer.json if there is one, else the Kimi files) unless
+            // the caller supplies its own.
             let make = options.tokenizerMetadata ?? { folder, config in
                 try GGUFVocabulary.metadata(modelFolder: folder, vocabularySize: config.text.vocabSize)
             }

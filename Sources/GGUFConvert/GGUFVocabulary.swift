@@ -35,8 +35,9 @@ import Tokenizer
 //   past `vocab_size` (gguf-py writes it when it has no size to check against), a non-integer id in config.json or
 //   a non-boolean `add_*_token` (gguf-py skips them), a `chat_template` that is neither a string nor null (gguf-py
 //   warns and drops it);
-// - a folder with `tokenizer.json` (DeepSeek-V3's Hugging Face BPE, model gpt2 / pre "deepseek-v3"): not converted
-//   yet (`.unsupported`), as are named chat templates (a `chat_template` list, `additional_chat_templates/`);
+// - named chat templates (a `chat_template` list, `additional_chat_templates/`) are not converted (`.unsupported`);
+// A folder with `tokenizer.json` (DeepSeek-V3's Hugging Face BPE, model gpt2 / pre "deepseek-v3") takes the path in
+// GGUFTokenizerJSON.swift instead, as llama.cpp's converter tries it first.
 // - the merges are rebuilt in rank order; llama.cpp follows tiktoken.model's line order, the same for every real
 //   file (they list ranks in order).
 // Kept as llama.cpp does it: a rank whose GPT-2 string equals a special's name gives its id up (`[PAD<id>]`,
@@ -132,8 +133,9 @@ public enum GGUFVocabulary {
         let scheme = try TokenizerScheme.kimi()
         let fm = FileManager.default
         let hasRanks = fm.fileExists(atPath: modelFolder + "/" + scheme.ranksFile)
-        if fm.fileExists(atPath: modelFolder + "/tokenizer.json") {
-            throw TokenizerError(.unsupported, "\(folder): tokenizer.json (a Hugging Face BPE tokenizer, as DeepSeek-V3's; GGUF pre \"deepseek-v3\") is not converted to GGUF metadata yet\(hasRanks ? " (llama.cpp's converter would take it over \(scheme.ranksFile))" : ""); k2pack converts the Kimi tokenizer (\(scheme.ranksFile) + \(scheme.configFile))")
+        if fm.fileExists(atPath: modelFolder + "/" + GGUFTokenizerJSON.fileName) {
+            // DeepSeek-V3's Hugging Face BPE; llama.cpp's converter tries it first, over a tiktoken.model too.
+            return try GGUFTokenizerJSON.metadata(modelFolder: modelFolder, vocabularySize: vocabularySize, specialIDs: specialIDs)
         }
         guard hasRanks else {
             throw TokenizerError(.missingFile, "\(folder): no tokenizer: neither \(scheme.ranksFile) (+ \(scheme.configFile), the Kimi tokenizer) nor tokenizer.json")

@@ -220,11 +220,10 @@ struct GGUFVocabularyErrorTests {
         Self.expect(Self.error(files: ["tokenizer_config.json": nil]), .missingFile, ["no tokenizer_config.json"])
     }
 
-    @Test("a tokenizer.json (DeepSeek-V3's BPE) is refused as not converted yet")
+    @Test("a tokenizer.json is read as DeepSeek-V3's BPE, over a tiktoken.model too (its errors: GGUFTokenizerJSONErrorTests)")
     func tokenizerJSON() {
-        Self.expect(Self.error(files: ["tokenizer.json": "{}", "tiktoken.model": nil]), .unsupported,
-                    ["tokenizer.json (a Hugging Face BPE tokenizer, as DeepSeek-V3's; GGUF pre \"deepseek-v3\") is not converted to GGUF metadata yet; k2pack converts the Kimi tokenizer"])
-        Self.expect(Self.error(files: ["tokenizer.json": "{}"]), .unsupported, ["(llama.cpp's converter would take it over tiktoken.model)"])
+        Self.expect(Self.error(files: ["tokenizer.json": "{}", "tiktoken.model": nil]), .badConfig, ["tokenizer/tokenizer.json: no \"model\" object"])
+        Self.expect(Self.error(files: ["tokenizer.json": "{}"]), .badConfig, ["tokenizer/tokenizer.json: no \"model\" object"])
     }
 
     @Test("a vocabulary larger than vocab_size, or a size out of bounds")
