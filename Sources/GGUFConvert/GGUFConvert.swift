@@ -120,7 +120,7 @@ public enum GGUFConverter {
         // --mmproj: planned (every refusal) before anything is written.
         var mmproj: (path: String, plan: GGUFMmproj.Plan, layout: GGUFLayout)?
         if let target = options.mmproj {
-            let plan = try GGUFMmproj.plan(checkpoint, config: config, outType: options.outType, maxRowBytes: GGUFStreamWriter.bufferBytes)
+            let plan = try GGUFMmproj.plan(checkpoint, config: config, name: options.name ?? folderName, outType: options.outType, maxRowBytes: GGUFStreamWriter.bufferBytes)
             let (mmFolder, mmStem) = try outputLocation(target, input: input, defaultStem: "mmproj-\(folderName).\(options.outType.label)")
             let path = mmFolder + "/" + mmStem + ".gguf"
             guard !paths.contains(path) else {

@@ -42,6 +42,7 @@ struct GGUFMmprojManifest: Decodable {
         var type: String
         var value: Constant?
         var outtypeFileType: Bool?
+        var modelName: Bool?
         var vision: [String]?
         var text: String?
         var expression: String?
@@ -53,6 +54,7 @@ struct GGUFMmprojManifest: Decodable {
         enum CodingKeys: String, CodingKey {
             case key, type, value, vision, text, expression, preprocessor, `default`, times, equals
             case outtypeFileType = "outtype_file_type"
+            case modelName = "model_name"
         }
     }
 
@@ -109,7 +111,7 @@ enum GGUFMmproj {
     }
 
     /// Plans the mmproj file: its metadata and tensors, every refusal made here, before anything is written.
-    static func plan(_ checkpoint: LoadedCheckpoint, config: ModelConfig, outType: GGUFOutType, maxRowBytes: Int) throws(GGUFConvertError) -> Plan {
+    static func plan(_ checkpoint: LoadedCheckpoint, config: ModelConfig, name: String, outType: GGUFOutType, maxRowBytes: Int) throws(GGUFConvertError) -> Plan {
         let folder = checkpoint.directory.path
         guard config.visionPart != nil, let raw = config.vision else {
             throw .mmproj(file: folder, reason: "\(config.architecture.displayName) has no vision tower: there is nothing to write into an mmproj; drop --mmproj")
@@ -136,6 +138,8 @@ enum GGUFMmproj {
             var origin = ""
             if let constant = k.value {
                 value = constant.json
+            } else if k.modelName ?? false {
+                value = .string(name)
             } else if k.outtypeFileType ?? false {
                 value = .number(String(outType.fileType))
             } else if let candidates = k.vision {

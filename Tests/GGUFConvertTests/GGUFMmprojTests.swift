@@ -104,7 +104,7 @@ struct GGUFMmprojTests {
             #expect(kv.value.typeName == k.type, "\(k.key): \(kv.value.typeName) against \(k.type)")
         }
         let expected: [String: GGUFValue] = [
-            "general.architecture": .string("clip"), "general.type": .string("mmproj"), "general.file_type": .u32(32),
+            "general.architecture": .string("clip"), "general.type": .string("mmproj"), "general.file_type": .u32(32), "general.name": .string("k25-tiny"), "general.quantization_version": .u32(2),
             "clip.has_vision_encoder": .bool(true), "clip.vision.projection_dim": .u32(64), "clip.vision.image_size": .u32(56),
             "clip.vision.patch_size": .u32(14), "clip.vision.embedding_length": .u32(32), "clip.vision.feed_forward_length": .u32(64),
             "clip.vision.block_count": .u32(2), "clip.vision.attention.head_count": .u32(2),
