@@ -267,9 +267,10 @@ enum GGUFMmproj {
     }
 
     /// preprocessor_config.json with its `media_proc_cfg` merged to the top level, then processor_config.json with
-    /// its `image_processor` merged (a key already found is kept): the values llama.cpp's converter reads.
-    static func preprocessorValues(folder: String) throws(GGUFConvertError) -> JSONObject {
-        var merged = JSONObject()
+    /// its `image_processor` merged, each later one overriding (Python's `{**a, **b}`, as llama.cpp's converter
+    /// merges them): the values it reads.
+    static func preprocessorValues(folder: String) throws(GGUFConvertError) -> [String: JSONValue] {
+        var merged: [String: JSONValue] = [:]
         for (file, nested) in zip(preprocessorFiles, ["media_proc_cfg", "image_processor"]) {
             let path = folder + "/" + file
             guard FileManager.default.fileExists(atPath: path) else { continue }
@@ -289,9 +290,9 @@ enum GGUFMmproj {
             } catch {
                 throw .mmproj(file: path, reason: "cannot be read: \(error)")
             }
-            for (key, value) in object.entries { merged.append(key, value) }
+            for (key, value) in object.entries { merged[key] = value }
             if let inner = object[nested]?.objectValue {
-                for (key, value) in inner.entries { merged.append(key, value) }
+                for (key, value) in inner.entries { merged[key] = value }
             }
         }
         return merged

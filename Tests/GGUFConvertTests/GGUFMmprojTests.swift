@@ -220,17 +220,17 @@ struct GGUFMmprojTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).isEmpty)
     }
 
-    @Test("image_mean from processor_config.json's image_processor when the preprocessor config lacks it")
+    @Test("preprocessor values merged as llama.cpp's converter merges them: media_proc_cfg over the top level, processor_config.json's image_processor over both")
     func processorConfig() throws {
         let dir = TemporaryDirectory()
-        let folder = try k25WithPreprocessor(dir, preprocessor: #"{"image_std": [1, 1, 1]}"#)
+        let folder = try k25WithPreprocessor(dir, preprocessor: #"{"image_std": [1, 1, 1], "image_mean": [3, 3, 3], "in_patch_limit": 7, "media_proc_cfg": {"in_patch_limit": 100}}"#)
         try Data(#"{"image_processor": {"image_mean": [0.25, 0.25, 0.25], "image_std": [9, 9, 9]}}"#.utf8)
             .write(to: URL(fileURLWithPath: folder + "/processor_config.json"))
         let out = TemporaryDirectory()
         let (_, file) = try convert(folder, out)
         #expect(file["clip.vision.image_mean"] == .array(.f32([0.25, 0.25, 0.25])))
-        #expect(file["clip.vision.image_std"] == .array(.f32([1, 1, 1])))
-        #expect(file["clip.vision.image_max_pixels"] == .u32(16384 * 14 * 14))
+        #expect(file["clip.vision.image_std"] == .array(.f32([9, 9, 9])))
+        #expect(file["clip.vision.image_max_pixels"] == .u32(100 * 14 * 14))
     }
 
     @Test("an existing mmproj file is refused without --resume; the text GGUF is not written either")
