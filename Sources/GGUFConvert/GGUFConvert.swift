@@ -34,6 +34,9 @@ public enum GGUFConverter {
         public var tokenizerMetadata: (@Sendable (_ folder: String, _ config: ModelConfig) throws -> [GGUFKeyValue])?
         /// `general.name`; nil: the input folder's name.
         public var name: String?
+        /// `--mmproj FILE.gguf`: also write the vision tower and projector as llama.cpp's separate mmproj file
+        /// (`GGUFMmproj`).
+        public var mmproj: String?
 
         public init(outType: GGUFOutType = .bf16, splitMaxBytes: Int? = nil, resume: Bool = false, allowInexactScales: Bool = false,
                     extraMetadata: [GGUFKeyValue] = [], requireTokenizer: Bool = true, name: String? = nil) {
@@ -50,6 +53,9 @@ public enum GGUFConverter {
     public struct Report: Sendable, Codable {
         /// The files written (or kept), in part order, as paths.
         public var files: [String]
+        /// The mmproj file written (`--mmproj`), and its tensor count.
+        public var mmproj: String?
+        public var mmprojTensors: Int?
         /// The parts kept from an earlier run (`--resume`).
         public var filesReused: [String]
         public var tensors: Int
@@ -112,6 +118,20 @@ public enum GGUFConverter {
         let parts = try GGUFSplitPlan(metadata: metadata, tensors: planned.map(\.descriptor), maxBytes: options.splitMaxBytes)
         let paths = parts.fileNames(stem: stem).map { folder + "/" + $0 }
         let recordPath = folder + "/" + recordName(prefix: stem)
+        // --mmproj: planned (every refusal) before anything is written.
+        var mmproj: (path: String, plan: GGUFMmproj.Plan, layout: GGUFLayout)?
+        if let target = options.mmproj {
+            let plan = try GGUFMmproj.plan(checkpoint, config: config, name: options.name ?? folderName, outType: options.outType, maxRowBytes: GGUFStreamWriter.bufferBytes)
+            let (mmFolder, mmStem) = try outputLocation(target, input: input, defaultStem: "mmproj-\(folderName).\(options.outType.label)")
+            let path = mmFolder + "/" + mmStem + ".gguf"
+            guard !paths.contains(path) else {
+                throw .output(path: target, reason: "is also the text model's output; give the mmproj its own file name")
+            }
+            if !options.resume, FileManager.default.fileExists(atPath: path) {
+                throw .output(path: path, reason: "already exists; remove it, choose another --mmproj file, or pass --resume to write it again")
+            }
+            mmproj = (path, plan, try GGUFLayout(metadata: plan.metadata, tensors: plan.tensors.map(\.descriptor)))
+        }
         let fingerprint = parts.fingerprint(allowInexactScales: options.allowInexactScales)
 
         var record = GGUFResumeRecord(plan: fingerprint, parts: [])
@@ -132,7 +152,7 @@ public enum GGUFConverter {
             }
         }
 
-        let total = parts.layouts.reduce(0) { $0 + $1.fileBytes }
+        let total = parts.layouts.reduce(0) { $0 + $1.fileBytes } + (mmproj?.layout.fileBytes ?? 0)
         let counter = ProgressCounter(total: total, report: progress)
         for i in kept { counter.add(parts.layouts[i].fileBytes) }
         var written: [String] = []
@@ -160,6 +180,10 @@ public enum GGUFConverter {
                 record.parts.append(.init(file: OutputPaths.name(of: paths[i]), bytes: bytes, sha256: sha256, inexactScales: encoder.inexactScales))
                 try record.write(recordPath)
             }
+            if let mmproj {
+                try writeMmproj(path: mmproj.path, plan: mmproj.plan, layout: mmproj.layout, progress: counter.add)
+                written.append(mmproj.path)
+            }
         } catch {
             // A fresh run leaves nothing behind; a resumed one keeps what it finished for the next try.
             if !options.resume {
@@ -173,8 +197,27 @@ public enum GGUFConverter {
         }
         let q4 = planned.filter { $0.descriptor.type == .q4_0 }.count
         return Report(
-            files: paths, filesReused: kept.sorted().map { paths[$0] }, tensors: planned.count, q4_0Tensors: q4, bytes: total,
+            files: paths, mmproj: mmproj?.path, mmprojTensors: mmproj?.plan.tensors.count, filesReused: kept.sorted().map { paths[$0] }, tensors: planned.count, q4_0Tensors: q4, bytes: total,
             inexactScales: inexact, warnings: warnings, outType: options.outType.rawValue, seconds: Date().timeIntervalSince(start))
+    }
+
+    /// One mmproj file front to back (temporary name, fsync, rename), its sources checked unchanged before commit.
+    static func writeMmproj(path: String, plan: GGUFMmproj.Plan, layout: GGUFLayout, progress: @escaping (Int) -> Void) throws(GGUFConvertError) {
+        let writer = try GGUFStreamWriter(path: path, progress: progress)
+        var encoder = GGUFTensorEncoder(writer: writer, allowInexactScales: false)
+        try writer.append(layout.header)
+        for tensor in plan.tensors {
+            try encoder.write(tensor)
+            try writer.pad(to: layout.alignment)
+        }
+        var checked = Set<ObjectIdentifier>()
+        for source in plan.tensors.flatMap(\.source.files) where checked.insert(ObjectIdentifier(source)).inserted {
+            do { try source.file.checkUnchanged() } catch { throw GGUFConvertError.from(error, path: source.file.path) }
+        }
+        guard writer.position == layout.fileBytes else {
+            throw .io(path: path, operation: "write", reason: "\(writer.position) bytes were produced where \(layout.fileBytes) were planned (a k2pack bug: please report it)")
+        }
+        _ = try writer.commit()
     }
 
     /// The output folder and file stem: `out.gguf` → (its folder, "out"); a folder → (it, `defaultStem`), created

@@ -29,6 +29,9 @@ public enum GGUFConvertError: Error, Equatable, Sendable, CustomStringConvertibl
     /// `--split-max-size` text that is not a size.
     case badSize(text: String, reason: String)
     case io(path: String, operation: String, reason: String)
+    /// `--mmproj`: the checkpoint cannot give the mmproj file (no vision tower, a preprocessor value or tensor
+    /// missing, a value of the wrong kind).
+    case mmproj(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -62,6 +65,8 @@ public enum GGUFConvertError: Error, Equatable, Sendable, CustomStringConvertibl
             return "--split-max-size \(displayed(text)): \(reason)"
         case let .io(path, operation, reason):
             return "\(displayed(path)): cannot \(operation): \(displayed(reason, limit: nil))"
+        case let .mmproj(file, reason):
+            return "--mmproj: \(displayed(file)): \(displayed(reason, limit: nil))"
         }
     }
 

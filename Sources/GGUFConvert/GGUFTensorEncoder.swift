@@ -45,6 +45,11 @@ struct GGUFTensorEncoder {
                 out += kv[start..<(start + split.v * split.kvLora)]
             }
             try writeFloats(out, type: type)
+        case let .ropeSplitQK(source, heads):
+            let shape = source.entry.shape
+            let columns = shape.count == 2 ? shape[1] : 1
+            let values = try floats(of: source)
+            try writeFloats(GGUFMmproj.ropeSplitQK(values, rows: shape[0], columns: columns, heads: heads), type: type)
         case let .int4(modules):
             for (i, module) in modules.enumerated() {
                 // The next expert is read ahead while this one is moved.
@@ -91,7 +96,7 @@ struct GGUFTensorEncoder {
         }
     }
 
-    /// The whole tensor as float32 (for the kv_b split only).
+    /// The whole tensor as float32 (for the kv_b split and the mmproj's fused QKV only).
     private func floats(of source: SourceTensor) throws(GGUFConvertError) -> [Float] {
         let bytes = try source.bytes()
         let count = source.entry.elementCount

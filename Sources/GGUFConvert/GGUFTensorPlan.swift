@@ -130,13 +130,16 @@ enum GGUFTensorSource {
     case valueHalf(SourceTensor, MLASplit)
     /// INT4 modules moved into Q4_0 nibble for nibble: one, or the routed experts stacked expert-major.
     case int4([PackedModule])
+    /// An mmproj `attn_qkv` weight or bias: Q and K rows moved from interleaved to split RoPE pairs
+    /// (`GGUFMmproj.ropeSplitQK`), V unchanged.
+    case ropeSplitQK(SourceTensor, heads: Int)
 }
 
 extension GGUFTensorSource {
     /// The shards this tensor is read from.
     var files: [SafetensorsFile] {
         switch self {
-        case let .converted(s), let .keyHalf(s, _), let .valueHalf(s, _): [s.shard]
+        case let .converted(s), let .keyHalf(s, _), let .valueHalf(s, _), let .ropeSplitQK(s, _): [s.shard]
         case let .int4(modules): modules.flatMap { [$0.packed.shard, $0.scale.shard] }
         }
     }

@@ -49,6 +49,9 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
     @Flag(help: "--to gguf: write no tokenizer metadata (for a folder without tokenizer files).")
     var noTokenizer = false
 
+    @Option(help: "--to gguf: also write K2.5's vision tower and projector as llama.cpp's separate mmproj GGUF (clip, kimik25) to this file.")
+    var mmproj: String?
+
     @Flag(help: "Write the compressed archive form (.k2z): independent zstd frames per tensor, not mmap-able; for storage and transfer.")
     var compress = false
 
@@ -70,6 +73,7 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
         if splitMaxSize != nil { ggufOnly.append("--split-max-size") }
         if allowInexactScales { ggufOnly.append("--allow-inexact-scales") }
         if noTokenizer { ggufOnly.append("--no-tokenizer") }
+        if mmproj != nil { ggufOnly.append("--mmproj") }
         switch to {
         case .k2pack, .hf:
             if !ggufOnly.isEmpty { throw ValidationError("\(ggufOnly.joined(separator: ", ")) only apply with --to gguf") }
@@ -94,9 +98,10 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
 
     func runGGUF() throws {
         let (bar, progress) = reporting.progress("convert --to gguf")
-        let options = GGUFConverter.Options(
+        var options = GGUFConverter.Options(
             outType: outtype, splitMaxBytes: try splitMaxSize.map { try GGUFConverter.parseSize($0) }, resume: resume,
             allowInexactScales: allowInexactScales, requireTokenizer: !noTokenizer)
+        options.mmproj = mmproj
         let report = try GGUFConverter.convert(input: input, output: output, options: options, progress: killSwitch(progress))
         bar?.finish()
         for warning in report.warnings { FileHandle.standardError.write(Data("WARNING: \(warning)\n".utf8)) }
@@ -104,6 +109,7 @@ struct ConvertCommand: ParsableCommand, ReadsFolders, Reports {
         let rate = report.seconds > 0 ? Double(report.bytes) / report.seconds / 1e9 : 0
         print("wrote \(report.files.count) GGUF file\(report.files.count == 1 ? "" : "s") (\(report.filesReused.count) kept from an earlier run), \(report.tensors) tensors (\(report.q4_0Tensors) Q4_0 moved nibble for nibble), \(report.bytes) bytes in \(String(format: "%.2f s, %.2f GB/s", report.seconds, rate))")
         for file in report.files { print("  \(file)") }
+        if let path = report.mmproj { print("wrote the mmproj (clip, kimik25), \(report.mmprojTensors ?? 0) tensors:\n  \(path)") }
         if allowInexactScales { print("\(report.inexactScales) group scale\(report.inexactScales == 1 ? "" : "s") rounded to F16") }
     }
 
