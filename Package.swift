@@ -11,7 +11,7 @@ let package = Package(
         // The readers of outside bytes, for the fuzz targets in Tests/Fuzz (a separate package).
         .library(
             name: "K2PackReaders",
-            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer", "GGUF"]),
+            targets: ["FileIO", "Checkpoint", "JSONCore", "ModelConfig", "LoadedModel", "PackFormat", "Parity", "Forward", "Repack", "Shard", "Inspection", "Tokenizer", "GGUF", "GGUFConvert"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

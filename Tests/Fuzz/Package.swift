@@ -19,6 +19,7 @@ let package = Package(
         .executableTarget(name: "FuzzConfigValidation", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzTokenizer", dependencies: [readers, "FuzzSupport"]),
         .executableTarget(name: "FuzzGGUF", dependencies: [readers, "FuzzSupport"]),
+        .executableTarget(name: "FuzzGGUFVocabulary", dependencies: [readers, "FuzzSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
