@@ -160,8 +160,17 @@ static int remove_temporaries(void) {
     return removed;
 }
 
+/// Set by the first handler to run: a second thread faulting at the same moment (parallel scans of one shrunk file)
+/// prints nothing and waits for the first to end the process, so the report is one line, not two interleaved.
+static atomic_int reporting = 0;
+
 static void on_sigbus(int sig, siginfo_t *info, void *context) {
     (void)context;
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&reporting, &idle, 1)) {
+        struct timespec pause = {1, 0};
+        for (;;) nanosleep(&pause, NULL);
+    }
     int saved = errno;
     uintptr_t address = (uintptr_t)info->si_addr;
     int found = -1;
