@@ -240,7 +240,8 @@ def parse_ids(text: str | None) -> list[list[int]]:
 
 def make_reference(model_dir: Path, out: Path, group: str = "", dequant: str = "exact", ids=None,
                    dtype: str = "float32", device: str = "cpu", append: bool = False,
-                   layers_limit: int | None = None, quiet: bool = False) -> dict:
+                   layers_limit: int | None = None, quiet: bool = False, keep=None) -> dict:
+    """keep: a predicate on dataset names (input_ids is always written); None keeps everything."""
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     model, cfg, config, n_quantized = build_model(model_dir, dequant, torch_dtype, device, layers_limit)
     rows = parse_ids(ids) if isinstance(ids, (str, type(None))) else ids
@@ -249,6 +250,8 @@ def make_reference(model_dir: Path, out: Path, group: str = "", dequant: str = "
     dumps, margin = capture(model, cfg, ids_t)
     if layers_limit is not None and layers_limit < text_section(config)[0]["num_hidden_layers"]:
         dumps = {k: v for k, v in dumps.items() if k.startswith("layers/")}  # a truncated model's logits mean nothing
+    if keep is not None:
+        dumps = {k: v for k, v in dumps.items() if keep(k)}
     attrs = {
         "dequant": dequant if n_quantized else "none",
         "dtype": dtype,
