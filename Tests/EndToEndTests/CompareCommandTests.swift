@@ -16,22 +16,23 @@ struct CompareCommandTests {
         try file.write("logits", floats: logits, shape: shape + [vocab])
     }
 
-    /// The fixture's input_ids [2, 8] and logits [2, 8, 256].
-    func fixture() throws -> (ids: [Int32], logits: [Float]) {
+    /// The fixture's input_ids [2, 8], logits [2, 8, V] and its vocabulary V.
+    func fixture() throws -> (ids: [Int32], logits: [Float], vocab: Int) {
         let ref = try ReferenceDump(spec: exact)
-        return (ref.inputIDs, try #require(try ref.logits()).values)
+        let logits = try #require(try ref.logits())
+        return (ref.inputIDs, logits.values, logits.vocab)
     }
 
     @Test("NaN or infinite logits in either dump exit 1 naming dump, dataset and position")
     func nonFinite() throws {
         let temp = TemporaryDirectory()
-        let (ids, logits) = try fixture()
-        for (index, value, name) in [(1 * 8 * 256 + 3 * 256 + 17, Float.nan, "nan"), (0, Float.infinity, "inf"), (4095, -Float.infinity, "-inf")] {
+        let (ids, logits, vocab) = try fixture()
+        for (index, value, name) in [(1 * 8 * vocab + 3 * vocab + 17, Float.nan, "nan"), (0, Float.infinity, "inf"), (4095, -Float.infinity, "-inf")] {
             var bad = logits
             bad[index] = value
             let path = temp.path + "/bad-\(name).h5"
-            try write(path, ids: ids, shape: [2, 8], logits: bad, vocab: 256)
-            let position = "[\(index / (8 * 256))][\(index / 256 % 8)][\(index % 256)]"
+            try write(path, ids: ids, shape: [2, 8], logits: bad, vocab: vocab)
+            let position = "[\(index / (8 * vocab))][\(index / vocab % 8)][\(index % vocab)]"
             let r = try run(["compare", exact, path])
             #expect(r.status == 1, "\(name): \(r.out)\(r.err)")
             #expect(r.err.contains("\(path) logits\(position) is \(name): logits must be finite"), "\(r.err)")
@@ -44,13 +45,13 @@ struct CompareCommandTests {
     @Test("a vocabulary of 0, input_ids of another shape with the same values, and logits of another shape are refused")
     func shapes() throws {
         let temp = TemporaryDirectory()
-        let (ids, logits) = try fixture()
+        let (ids, logits, vocab) = try fixture()
         let empty = temp.path + "/empty.h5"
         try write(empty, ids: ids, shape: [2, 8], logits: [], vocab: 0)
         let e = try run(["compare", empty, empty])
         #expect(e.status == 1 && e.err.contains("logits has shape [2, 8, 0]: a vocabulary of 0"), "\(e.err)")
         let flat = temp.path + "/flat.h5"
-        try write(flat, ids: ids, shape: [1, 16], logits: logits, vocab: 256)
+        try write(flat, ids: ids, shape: [1, 16], logits: logits, vocab: vocab)
         let f = try run(["compare", exact, flat])
         #expect(f.status == 1 && f.err.contains("\(flat) has input_ids of shape [1, 16]"), "\(f.err)")
         let f2 = try run(["compare", flat, exact])
@@ -58,19 +59,19 @@ struct CompareCommandTests {
         let narrow = temp.path + "/narrow.h5"
         try write(narrow, ids: ids, shape: [2, 8], logits: Array(logits.prefix(2 * 8 * 128)), vocab: 128)
         let n = try run(["compare", exact, narrow])
-        #expect(n.status == 1 && n.err.contains("has no logits dataset of shape [2, 8, 256]"), "\(n.err)")
+        #expect(n.status == 1 && n.err.contains("has no logits dataset of shape [2, 8, \(vocab)]"), "\(n.err)")
         let m = try run(["compare", narrow, TestPaths.fixture("k25-tiny")])
-        #expect(m.status == 1 && m.err.contains("has a vocabulary of 256, the reference logits 128"), "\(m.err)")
+        #expect(m.status == 1 && m.err.contains("has a vocabulary of \(vocab), the reference logits 128"), "\(m.err)")
     }
 
     @Test("logits near the float32 limit give a finite, non-negative KL divergence")
     func hugeLogits() throws {
         let temp = TemporaryDirectory()
-        let (ids, logits) = try fixture()
+        let (ids, logits, vocab) = try fixture()
         let big = temp.path + "/big.h5"
         // Scaled so the largest logit of each row is near 3e38: every distribution becomes (nearly) one-hot.
         let scale = 3e38 / Double(logits.map(abs).max() ?? 1)
-        try write(big, ids: ids, shape: [2, 8], logits: logits.map { Float(Double($0) * scale) }, vocab: 256)
+        try write(big, ids: ids, shape: [2, 8], logits: logits.map { Float(Double($0) * scale) }, vocab: vocab)
         for pair in [[exact, big], [big, exact], [big, big]] {
             let r = try run(["compare", "--json"] + pair)
             #expect(r.status == 0, "\(r.err)")
@@ -86,13 +87,13 @@ struct CompareCommandTests {
         let temp = TemporaryDirectory()
         let fifo = temp.path + "/fifo"
         #expect(mkfifo(fifo, 0o600) == 0)
-        let (ids, _) = try fixture()
+        let (ids, _, vocab) = try fixture()
         for target in [fifo, "/dev/zero"] {
             let path = temp.path + "/external.h5"
             do {
                 let file = try HDF5File.create(path)
                 try file.write("input_ids", int32s: ids, shape: [2, 8])
-                try file.create("logits", shape: [2, 8, 256], layout: .externalStorage(file: target))
+                try file.create("logits", shape: [2, 8, vocab], layout: .externalStorage(file: target))
             }
             let r = try run(["compare", exact, path])
             #expect(r.status == 1 && r.err.contains("/logits keeps its data in external files"), "\(target): \(r.err)")

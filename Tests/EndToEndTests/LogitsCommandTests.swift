@@ -13,8 +13,8 @@ struct LogitsCommandTests {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
     }
 
-    /// A copy of a fixture model carrying a byte-level Kimi tokenizer that fits its 256-token vocabulary: the 256
-    /// single bytes as ranks 0…255 (no merges), the specials from 256 on (outside the model's vocabulary).
+    /// A copy of a fixture model carrying a byte-level Kimi tokenizer instead of its own: the 256 single bytes as
+    /// ranks 0…255 (no merges), so a text's ids are its bytes; the specials from 256 on.
     static func modelWithByteTokenizer(_ dir: TemporaryDirectory, _ fixture: String = "k2-thinking-tiny") -> String {
         let model = dir.copy(fixture: fixture)
         let ranks = (0..<256).map { Data([UInt8($0)]).base64EncodedString() + " \($0)" }.joined(separator: "\n") + "\n"
@@ -95,7 +95,8 @@ struct LogitsCommandTests {
         let share = try ReferenceDump(spec: part)
         #expect(share.inputIDs == Array(written.inputIDs[16..<32]))
         let shareLogits = try #require(try share.logits()).values, allLogits = try #require(try written.logits()).values
-        #expect(shareLogits == Array(allLogits[(16 * 256)..<(32 * 256)]))
+        let vocab = try FixtureRecord.vocabularySize("k2-thinking-tiny")
+        #expect(shareLogits == Array(allLogits[(16 * vocab)..<(32 * vocab)]))
         let flag = try run(["logits", model, "--text", text, "--out", part, "--ctx", "16", "--full", "--rank", "1", "--world", "2", "--quiet"])
         #expect(flag.status == 0)
         #expect(try ReferenceDump(spec: part).inputIDs == share.inputIDs)
@@ -151,9 +152,18 @@ struct LogitsCommandTests {
         let notUTF8 = try run(["logits", model, "--text", bad, "--out", out])
         #expect(notUTF8.status != 0 && notUTF8.err.contains("\(bad): not UTF-8 at byte offset 2 (byte 0xc3)"), "\(notUTF8.err)")
 
-        // The BOS token's id (256) is outside the fixture model's vocabulary of 256.
-        let outside = try run(["logits", model, "--text", text, "--out", out, "--ctx", "4", "--bos"])
-        #expect(outside.status != 0 && outside.err.contains("\(text): token id 256 at window 0, token 0 is outside the model's vocabulary of 256"), "\(outside.err)")
+        // A tokenizer larger than the model (Fixtures/tokenizer over k25-tiny): its BOS id, right after its ranks, is
+        // outside the model's vocabulary.
+        let larger = dir.copy(fixture: "k25-tiny")
+        for file in ["tiktoken.model", "tokenizer_config.json"] {
+            try FileManager.default.removeItem(atPath: larger + "/" + file)
+            try FileManager.default.copyItem(atPath: TestPaths.fixture("tokenizer/" + file), toPath: larger + "/" + file)
+        }
+        let bos = try String(contentsOfFile: larger + "/tiktoken.model", encoding: .utf8).split(separator: "\n").count
+        let vocab = try FixtureRecord.vocabularySize("k25-tiny")
+        #expect(bos >= vocab)
+        let outside = try run(["logits", larger, "--text", text, "--out", out, "--ctx", "4", "--bos"])
+        #expect(outside.status != 0 && outside.err.contains("\(text): token id \(bos) at window 0, token 0 is outside the model's vocabulary of \(vocab)"), "\(outside.err)")
 
         let zero = try run(["logits", model, "--text", text, "--out", out, "--ctx", "0"])
         #expect(zero.status != 0 && zero.err.contains("--ctx 0: a window needs at least one token"), "\(zero.err)")

@@ -43,8 +43,9 @@ struct CompareTests {
         let expected = try JSONDecoder().decode(Expected.self, from: data)
         let ref = try ReferenceDump(spec: ParityHarness.reference(fixture, "/exact"))
         let test = try ReferenceDump(spec: ParityHarness.reference(fixture, "/bf16"))
-        let a = try #require(try ref.activation("logits", width: 256)), b = try #require(try test.activation("logits", width: 256))
-        let stats = try LogitStatistics(ids: ref.inputIDs, sequences: 2, tokens: 8, reference: a, test: b, vocab: 256)
+        let vocab = try #require(try ref.logitsVocabulary())
+        let a = try #require(try ref.activation("logits", width: vocab)), b = try #require(try test.activation("logits", width: vocab))
+        let stats = try LogitStatistics(ids: ref.inputIDs, sequences: 2, tokens: 8, reference: a, test: b, vocab: vocab)
         #expect(stats.positions == expected.positions && stats.nextTokenPositions == expected.next_token_positions)
         // KLD near 1e-9 comes from differences of float32 log-probabilities: agree to 1e-4 relative.
         for (name, ours, theirs) in [("kld", stats.kld, expected.kld), ("delta_p", stats.deltaP, expected.delta_p)] {

@@ -69,9 +69,10 @@ struct ParityInputTests {
         let (t3, negative) = try dump(ids: [1, -4], shape: [1, 2])
         #expect(message { _ = try ReferenceDump(spec: negative) }.contains("input_ids[0][1] = -4 is not a token id"))
         // A token id outside the vocabulary.
-        let (t4, outside) = try dump(ids: [1, 300], shape: [1, 2])
+        let vocab = try FixtureRecord.vocabularySize("k25-tiny")
+        let (t4, outside) = try dump(ids: [1, Int32(vocab)], shape: [1, 2])
         #expect(message { _ = try ParityHarness.run(model: model, reference: outside) }
-            .contains("token id 300 at position 1 is outside the vocabulary of 256"))
+            .contains("token id \(vocab) at position 1 is outside the vocabulary of \(vocab)"))
         // An activation of the wrong shape.
         let (t5, wrongShape) = try dump(ids: [1, 2], shape: [1, 2]) { try $0.write("layers/0/attn_out", floats: [Float](repeating: 0, count: 2 * 32), shape: [1, 2, 32]) }
         #expect(message { _ = try ParityHarness.run(model: model, reference: wrongShape) }

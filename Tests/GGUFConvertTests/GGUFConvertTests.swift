@@ -172,6 +172,7 @@ struct GGUFConvertTests {
     @Test("the metadata: llama.cpp's keys and types, YaRN keys with log multiplier 0.1·mscale_all_dim, and the beta_fast warning")
     func metadata() throws {
         let c = try Converted("k2-thinking-tiny")
+        let vocab = try FixtureRecord.vocabularySize("k2-thinking-tiny")
         let expected: [String: GGUFValue] = [
             "general.architecture": .string("deepseek2"), "general.type": .string("model"), "general.name": .string("k2-thinking-tiny"),
             "general.alignment": .u32(32), "general.quantization_version": .u32(2), "general.file_type": .u32(32),
@@ -179,7 +180,7 @@ struct GGUFConvertTests {
             "deepseek2.feed_forward_length": .u32(96), "deepseek2.attention.head_count": .u32(2), "deepseek2.attention.head_count_kv": .u32(1),
             "deepseek2.rope.freq_base": .f32(50000), "deepseek2.attention.layer_norm_rms_epsilon": .f32(1e-5), "deepseek2.expert_count": .u32(8),
             "deepseek2.expert_used_count": .u32(2), "deepseek2.expert_group_count": .u32(1), "deepseek2.expert_group_used_count": .u32(1),
-            "deepseek2.expert_gating_func": .u32(2), "deepseek2.leading_dense_block_count": .u32(1), "deepseek2.vocab_size": .u32(256),
+            "deepseek2.expert_gating_func": .u32(2), "deepseek2.leading_dense_block_count": .u32(1), "deepseek2.vocab_size": .u32(UInt32(vocab)),
             "deepseek2.attention.q_lora_rank": .u32(32), "deepseek2.attention.kv_lora_rank": .u32(32), "deepseek2.attention.key_length": .u32(40),
             "deepseek2.attention.value_length": .u32(32), "deepseek2.attention.key_length_mla": .u32(24), "deepseek2.attention.value_length_mla": .u32(16),
             "deepseek2.expert_feed_forward_length": .u32(32), "deepseek2.expert_shared_count": .u32(1), "deepseek2.expert_weights_scale": .f32(2.827),
@@ -217,7 +218,7 @@ struct GGUFConvertTests {
         }
         let c = try Converted("k25-tiny", options: options)
         #expect(Array(c.file.metadata.suffix(3).map(\.key)) == ["tokenizer.ggml.model", "t.vocab", "x.extra"])
-        #expect(c.file["t.vocab"] == .u32(256))
+        #expect(c.file["t.vocab"] == .u32(UInt32(try FixtureRecord.vocabularySize("k25-tiny"))))
 
         struct Broken: Error, CustomStringConvertible { var description: String { "tiktoken.model: line 3 is not base64" } }
         options.tokenizerMetadata = { _, _ in throw Broken() }
@@ -230,24 +231,27 @@ struct GGUFConvertTests {
         #expect(listing(dir.path).isEmpty)
     }
 
-    /// Without a hook the Kimi tokenizer's keys come from GGUFVocabulary: a real tokenizer (the fixture tokenizer,
-    /// 2,229 ranks + 258 specials) in a folder whose vocabulary is 256 is refused by that check, with nothing written.
-    @Test("without a hook the folder's tokenizer goes through GGUFVocabulary (too large for vocab_size 256: refused, nothing written)")
+    /// Without a hook the Kimi tokenizer's keys come from GGUFVocabulary: a larger tokenizer (the fixture tokenizer,
+    /// 2,229 ranks + 256 specials) over k2-thinking-tiny's own, in a folder whose vocabulary is 768, is refused by
+    /// that check, with nothing written.
+    @Test("without a hook the folder's tokenizer goes through GGUFVocabulary (too large for the model's vocab_size: refused, nothing written)")
     func defaultTokenizer() throws {
         let dir = TemporaryDirectory()
         let input = dir.copy(fixture: "k2-thinking-tiny")
+        let vocab = try FixtureRecord.vocabularySize("k2-thinking-tiny")
         for name in ["tiktoken.model", "tokenizer_config.json"] {
+            try FileManager.default.removeItem(atPath: input + "/" + name)
             try FileManager.default.copyItem(atPath: TestPaths.fixture("tokenizer/" + name), toPath: input + "/" + name)
         }
         let output = dir.path + "/out"
         try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: false)
         do {
             _ = try GGUFConverter.convert(input: input, output: output + "/o.gguf", options: GGUFConverter.Options())
-            Issue.record("converted a tokenizer of 2,487 ids into a vocabulary of 256")
+            Issue.record("converted a tokenizer of 2,485 ids into a vocabulary of \(vocab)")
         } catch {
             guard case .tokenizer(let folder, let reason) = error else { Issue.record("unexpected error \(error)"); return }
             #expect(folder == input)
-            #expect(reason.contains("vocab") && reason.contains("256"), "\(reason)")
+            #expect(reason.contains("vocab") && reason.contains("\(vocab)"), "\(reason)")
         }
         #expect(listing(output).isEmpty)
     }

@@ -114,8 +114,9 @@ struct GGUFTokenizerJSONTests {
 
 @Suite("convert --to gguf writes a tokenizer.json's keys")
 struct GGUFTokenizerJSONConvertTests {
-    /// k2-thinking-tiny (the DeepSeek-V3 layout, vocab_size 256) with a hand-made byte-level BPE tokenizer.json: the
-    /// default tokenizer hook takes the tokenizer.json path and the GGUF holds its keys after the model's.
+    /// k2-thinking-tiny (the DeepSeek-V3 layout) with a hand-made byte-level BPE tokenizer.json: the default tokenizer
+    /// hook takes the tokenizer.json path (over the folder's tiktoken.model, as llama.cpp's converter) and the GGUF
+    /// holds its keys after the model's, over the model's vocab_size ids.
     @Test("convert on a DeepSeek-V3-layout folder with tokenizer.json writes gpt2 / deepseek-v3 keys over vocab_size ids")
     func convertWritesKeys() throws {
         let dir = TemporaryDirectory()
@@ -126,7 +127,8 @@ struct GGUFTokenizerJSONConvertTests {
         let output = dir.path + "/out/o.gguf"
         _ = try GGUFConverter.convert(input: input, output: output, options: GGUFConverter.Options())
         let file = try GGUFFile(path: output)
-        let expected = try GGUFVocabulary.metadata(modelFolder: input, vocabularySize: 256)
+        let vocab = try FixtureRecord.vocabularySize("k2-thinking-tiny")
+        let expected = try GGUFVocabulary.metadata(modelFolder: input, vocabularySize: vocab)
         #expect(Array(file.metadata.suffix(expected.count)) == expected)
         #expect(file["tokenizer.ggml.pre"] == .string("deepseek-v3"))
         #expect(file["tokenizer.ggml.eos_token_id"] == .u32(3))
@@ -134,7 +136,7 @@ struct GGUFTokenizerJSONConvertTests {
             Issue.record("no token list")
             return
         }
-        #expect(tokens.count == 256)
+        #expect(tokens.count == vocab)
         #expect(Array(tokens.prefix(5)) == ["a", "b", "ab", "<|x|>", "[PAD4]"])
     }
 }

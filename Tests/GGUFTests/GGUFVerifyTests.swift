@@ -271,9 +271,11 @@ struct GGUFScaleScanTests {
 
 @Suite("verify FILE.gguf: the tokenizer")
 struct GGUFTokenizerVerifyTests {
-    static let tokens = ["a", "b", "ab", "c", "abc"] + (5..<256).map { "<t\($0)>" }
+    /// The model fixture's vocabulary (token_embd's rows).
+    static let vocab = (try? FixtureRecord.vocabularySize("k2-thinking-tiny")) ?? 0
+    static let tokens = ["a", "b", "ab", "c", "abc"] + (5..<vocab).map { "<t\($0)>" }
 
-    /// The model fixture with a sane gpt2 tokenizer of 256 tokens (the embedding's rows).
+    /// The model fixture with a sane gpt2 tokenizer of `vocab` tokens (the embedding's rows).
     static func withTokenizer(
         model: String? = "gpt2", pre: String? = "kimi-k2", tokens: [String] = tokens, types: [Int32]? = nil,
         merges: [String]? = ["a b", "ab c"], special: [String: UInt32] = ["bos": 3, "eos": 4, "padding": 5]
@@ -294,9 +296,9 @@ struct GGUFTokenizerVerifyTests {
         #expect(report.passed && report.findings.filter { $0.code.hasPrefix("tokenizer") }.isEmpty, "\(report.findings.map(\.message))")
         let dir = TemporaryDirectory()
         let inspect = try GGUFInspectReport(path: dir.write("v.gguf", try Self.withTokenizer().bytes()), gpus: 1)
-        #expect(inspect.tokenCount == 256 && inspect.mergeCount == 2)
+        #expect(inspect.tokenCount == Self.vocab && inspect.mergeCount == 2)
         #expect(inspect.tokenizerBytes == Self.tokens.reduce(0) { $0 + $1.utf8.count } + 3 + 4)
-        #expect(inspect.renderText().contains("256 tokens, 2 merges, "), "\(inspect.renderText())")
+        #expect(inspect.renderText().contains("\(Self.vocab) tokens, 2 merges, "), "\(inspect.renderText())")
     }
 
     @Test("a merge that is not \"A B\" is named")
@@ -313,27 +315,29 @@ struct GGUFTokenizerVerifyTests {
 
     @Test("fewer tokens than token_embd has rows")
     func tokenCount() throws {
-        let report = try verifyGGUF(try Self.withTokenizer(tokens: Array(Self.tokens.dropLast()), types: Array(repeating: 1, count: 255)))
+        let v = Self.vocab
+        let report = try verifyGGUF(try Self.withTokenizer(tokens: Array(Self.tokens.dropLast()), types: Array(repeating: 1, count: v - 1)))
         let f = report.with("tokenizer_vocab_size")
         #expect(f.count == 2, "\(report.findings.map(\.message))")
-        #expect(f.contains { $0.message.contains("holds 255 tokens but token_embd.weight has 256 rows (ne {64, 256})") && $0.tensor == "token_embd.weight" })
-        #expect(f.contains { $0.message.contains("holds 255 tokens but deepseek2.vocab_size is 256") })
+        #expect(f.contains { $0.message.contains("holds \(v - 1) tokens but token_embd.weight has \(v) rows (ne {64, \(v)})") && $0.tensor == "token_embd.weight" })
+        #expect(f.contains { $0.message.contains("holds \(v - 1) tokens but deepseek2.vocab_size is \(v)") })
     }
 
     @Test("token_type of another length or type")
     func tokenTypes() throws {
         let short = try verifyGGUF(try Self.withTokenizer(types: Array(repeating: 1, count: 200)))
-        expectFinding(short, "tokenizer_token_type", ["tokenizer.ggml.token_type holds 200 entries, expected one per token (256)"])
+        expectFinding(short, "tokenizer_token_type", ["tokenizer.ggml.token_type holds 200 entries, expected one per token (\(Self.vocab))"])
         var b = try Self.withTokenizer()
         b.remove("tokenizer.ggml.token_type")
-        b.add("tokenizer.ggml.token_type", u32s: Array(repeating: 1, count: 256))
+        b.add("tokenizer.ggml.token_type", u32s: Array(repeating: 1, count: Self.vocab))
         expectFinding(try verifyGGUF(b), "tokenizer_token_type", ["tokenizer.ggml.token_type is array of u32, expected an array of i32"])
     }
 
     @Test("a special token id outside the vocabulary")
     func specialID() throws {
-        let report = try verifyGGUF(try Self.withTokenizer(special: ["bos": 256, "eos": 4]))
-        expectFinding(report, "tokenizer_special_id", ["tokenizer.ggml.bos_token_id is 256, outside the vocabulary of 256 tokens (ids 0–255)"])
+        let v = Self.vocab
+        let report = try verifyGGUF(try Self.withTokenizer(special: ["bos": UInt32(v), "eos": 4]))
+        expectFinding(report, "tokenizer_special_id", ["tokenizer.ggml.bos_token_id is \(v), outside the vocabulary of \(v) tokens (ids 0–\(v - 1))"])
     }
 
     @Test("a pre-tokenizer llama.cpp does not know; an absent one is a warning")
@@ -371,7 +375,7 @@ struct GGUFTokenizerVerifyTests {
         expectFinding(try verifyGGUF(b), "tokenizer_invalid", ["tokenizer.ggml.tokens is array of i32, expected an array of string"])
         var s = try Self.withTokenizer()
         s.add("tokenizer.ggml.scores", type: 9, GGUFBuilder.le(UInt32(6)) + GGUFBuilder.le(UInt64(2)) + GGUFBuilder.le(Float(0).bitPattern) + GGUFBuilder.le(Float(0).bitPattern))
-        expectFinding(try verifyGGUF(s), "tokenizer_invalid", ["tokenizer.ggml.scores holds 2 entries, fewer than the 256 tokens"])
+        expectFinding(try verifyGGUF(s), "tokenizer_invalid", ["tokenizer.ggml.scores holds 2 entries, fewer than the \(Self.vocab) tokens"])
     }
 }
 

@@ -124,14 +124,15 @@ struct LogitsReferenceTests {
         let full = try LogitsReference.make(pass: pass, input: input, form: .full, output: dir.path + "/full.h5", inputs: [], memoryBudget: 1 << 30)
         let compact = try LogitsReference.make(
             pass: pass, input: input, form: .compact(k: 10_000), output: dir.path + "/compact.h5", inputs: [], memoryBudget: 1 << 30)
-        #expect(compact.topK == 256 && abs(compact.perplexity - full.perplexity) <= 1e-12 * full.perplexity)
+        let vocab = try FixtureRecord.vocabularySize("k25-tiny")
+        #expect(compact.topK == vocab && abs(compact.perplexity - full.perplexity) <= 1e-12 * full.perplexity)
         let ref = try ReferenceDump(spec: dir.path + "/compact.h5")
-        let stored = try #require(try CompactLogits.read(ref, vocab: 256))
+        let stored = try #require(try CompactLogits.read(ref, vocab: vocab))
         let fullRef = try #require(try ReferenceDump(spec: dir.path + "/full.h5").logits())
         // The test: the bf16 dump's logits.
         let test = try #require(try ReferenceDump(spec: LogitsFixtures.dump("k25-tiny", "/bf16")).logits()).values
-        let a = try LogitStatistics(ids: dump.inputIDs, sequences: 2, tokens: 8, reference: fullRef.values, test: test, vocab: 256)
-        let b = try LogitStatistics(ids: dump.inputIDs, sequences: 2, tokens: 8, reference: stored, test: .values(test, vocab: 256, label: "test"))
+        let a = try LogitStatistics(ids: dump.inputIDs, sequences: 2, tokens: 8, reference: fullRef.values, test: test, vocab: vocab)
+        let b = try LogitStatistics(ids: dump.inputIDs, sequences: 2, tokens: 8, reference: stored, test: .values(test, vocab: vocab, label: "test"))
         #expect(abs(a.kld.mean - b.kld.mean) <= 1e-12 + 1e-9 * a.kld.mean)
         #expect(abs(a.deltaP.mean - b.deltaP.mean) <= 1e-12)
         #expect(a.sameTop1 == b.sameTop1 && a.top5Overlap == b.top5Overlap)
@@ -233,8 +234,9 @@ struct LogitsReferenceTests {
         let pass = try LogitsFixtures.pass("k25-tiny", .exact)
         let dir = TemporaryDirectory()
         let out = dir.path + "/ref.h5"
-        let outside = try TokenWindows.cut([1, 2, 3, 256, 5, 6], context: 3, bos: nil, source: "t.txt")
-        #expect(throws: LogitsError.idOutsideVocabulary(source: "t.txt", window: 1, token: 0, id: 256, vocabulary: 256)) {
+        let vocab = try FixtureRecord.vocabularySize("k25-tiny")
+        let outside = try TokenWindows.cut([1, 2, 3, vocab, 5, 6], context: 3, bos: nil, source: "t.txt")
+        #expect(throws: LogitsError.idOutsideVocabulary(source: "t.txt", window: 1, token: 0, id: vocab, vocabulary: vocab)) {
             try LogitsReference.make(pass: pass, input: outside, form: .full, output: out, inputs: [], memoryBudget: 1 << 30)
         }
         let input = try TokenWindows.cut(Array(0..<64), context: 16, bos: nil, source: "t.txt")

@@ -23,6 +23,20 @@ public struct FixtureRecord: Decodable, Sendable {
     }
 }
 
+extension FixtureRecord {
+    /// The text model's `vocab_size` in a fixture's config.json (its `text_config` for K2.5), so tests follow the
+    /// fixture generator instead of hard-coding it.
+    public static func vocabularySize(_ name: String) throws -> Int {
+        let data = try Data(contentsOf: TestPaths.fixtures.appendingPathComponent("\(name)/config.json"))
+        let root = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        let text = root["text_config"] as? [String: Any] ?? root
+        guard let vocab = text["vocab_size"] as? Int else {
+            throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: "\(name)/config.json: no vocab_size"])
+        }
+        return vocab
+    }
+}
+
 /// One case of the malformed corpus (`Fixtures/malformed/cases.json`).
 public struct MalformedCase: Decodable, Sendable {
     public var `case`: String
