@@ -231,6 +231,24 @@ struct GGUFConvertTests {
         #expect(listing(dir.path).isEmpty)
     }
 
+    /// The Kimi fixtures carry a real tokenizer that fills their vocabulary (512 ranks + 256 specials = 768): a
+    /// plain convert writes it, every id a token, the specials CONTROL, and the config's ids.
+    @Test("the Kimi fixtures' own tokenizer goes into the GGUF: one token per id, ranks then CONTROL specials, bos/eos/pad ids", arguments: ["k25-tiny", "k2-thinking-tiny"])
+    func fixtureTokenizer(_ fixture: String) throws {
+        let c = try Converted(fixture, options: GGUFConverter.Options())
+        let vocab = try FixtureRecord.vocabularySize(fixture)
+        let ranks = try String(contentsOfFile: TestPaths.fixture(fixture + "/tiktoken.model"), encoding: .utf8).split(separator: "\n").count
+        #expect(c.file["tokenizer.ggml.pre"] == .string("kimi-k2"))
+        guard case let .array(.string(tokens)) = c.file["tokenizer.ggml.tokens"], case let .array(.i32(types)) = c.file["tokenizer.ggml.token_type"] else {
+            Issue.record("no token list or token types")
+            return
+        }
+        #expect(tokens.count == vocab && types.count == vocab && ranks + 256 == vocab)
+        #expect(types.prefix(ranks).allSatisfy { $0 == 1 } && types.suffix(vocab - ranks).allSatisfy { $0 == 3 })
+        #expect(tokens[ranks] == "[BOS]" && tokens[ranks + 1] == "[EOS]" && tokens[vocab - 1] == "[PAD]")
+        #expect(c.file["tokenizer.ggml.bos_token_id"] == .u32(UInt32(ranks)))
+    }
+
     /// Without a hook the Kimi tokenizer's keys come from GGUFVocabulary: a larger tokenizer (the fixture tokenizer,
     /// 2,229 ranks + 256 specials) over k2-thinking-tiny's own, in a folder whose vocabulary is 768, is refused by
     /// that check, with nothing written.
