@@ -110,7 +110,7 @@ struct GGUFConvertTests {
 
     @Test("k25-tiny (nested text_config, language_model. names, a vision tower): text tensors only, keys from text_config")
     func k25() throws {
-        // k25-tiny's tokenizer files are stand-ins (its vocabulary is 256): no tokenizer keys.
+        // Without the tokenizer here (requireTokenizer false): no tokenizer keys; `fixtureTokenizer` writes it.
         let c = try Converted("k25-tiny", options: GGUFConverter.Options(requireTokenizer: false))
         #expect(c.file.tensors.count == loaderTensorCount(layers: 3, dense: 1))
         #expect(!c.file.tensors.contains { $0.name.hasPrefix("v.") || $0.name.contains("vision") || $0.name.contains("mm_") })

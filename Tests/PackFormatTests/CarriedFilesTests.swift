@@ -11,7 +11,8 @@ import Testing
 import Glibc
 #endif
 
-/// The files k25-tiny holds besides its tensors, config.json and index (stand-ins for a real K2.5 repository's).
+/// The files k25-tiny holds besides its tensors, config.json and index (stand-ins for a real K2.5 repository's, but for
+/// the tokenizer's two files, which are a real small Kimi tokenizer).
 let k25Carried = [
     ".gitattributes", "LICENSE", "README.md", "chat_template.jinja", "configuration_deepseek.py", "configuration_kimi_k25.py",
     "docs/deploy_guidance.md", "figures/kimi-logo.png", "generation_config.json", "kimi_k25_processor.py", "kimi_k25_vision_processing.py",
