@@ -28,19 +28,14 @@ import numpy as np
 
 import llama_cpp
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from gpt2_bytes import bytes_to_unicode  # noqa: E402
+
 
 def byte_tokens() -> list[str]:
-    """GPT-2's byte-to-unicode map: the string llama.cpp expects for each single-byte token."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    table = dict(zip(printable, chars))
-    return [chr(table[b]) for b in range(256)]
+    """The string llama.cpp expects for each single-byte token (GPT-2's byte-to-unicode map)."""
+    table = bytes_to_unicode()
+    return [table[b] for b in range(256)]
 
 
 def with_stand_in_vocabulary(path: Path) -> Path:
