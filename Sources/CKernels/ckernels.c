@@ -216,8 +216,10 @@ CK_AVX2 static void int4_dequant_rows_avx2(const unsigned char *words, const uns
 //    odd ones' by a mask (high halves); an 8-byte load of 16 INT4 codes widened to 32-bit lanes holds, in lane
 //    k, the codes of columns 2k (low nibble) and 2k + 1 (high nibble).
 //  - int → float by a magic exponent: the bits 0x4B000000 | n are the float 2²³ + n, so (2²³ + n) − (2²³ + 8)
-//    is n − 8 exactly; the high nibble, masked in place, is 2²³ + 16n, and (2²³ + 16n) − (2²³ + 128) = 16(n − 8),
-//    its sixteenth taken (exactly) inside the fused multiply-add that joins the odd lanes to the even ones.
+//    is n − 8 exactly (the low nibble masked, the high one shifted down, each or-ed with the exponent).
+// INT4: per row, token and group, one fused chain over the group's even and odd columns, then one fused
+// multiply-add of the group's sum by its scale into eight running lanes. BF16: per row and token, two fused chains
+// (even and odd columns), added at the end. Lanes are summed as a tree.
 
 #if defined(__x86_64__)
 #define CK_FMA __attribute__((target("avx2,fma,f16c")))

@@ -16,8 +16,8 @@
 /// against the exact product of the stored weights (INT4: (code − 8) · scale) with x, satisfies
 ///     |y − exact| ≤ γ(cols / 8 + 16) · Σ_c |W[r, c] · x[t, c]|,   γ(n) = n · 2⁻²⁴ / (1 − n · 2⁻²⁴)
 /// barring overflow and underflow: the usual bound of a float32 sum whose every term goes through at most
-/// cols / 8 + 16 roundings (portable: cols / 8 + 11 at most; the FMA level's chains are shorter, cols / 16 +
-/// cols / group + 5). The decoding functions (ck_bf16_to_f32, ck_int4_dequant_rows) are exact at every level.
+/// cols / 8 + 16 roundings (portable: cols / 8 + 11 at most; the FMA level's are fewer: cols / 16 + 5 for BF16,
+/// group / 8 + cols / group + 4 for INT4). The decoding functions (ck_bf16_to_f32, ck_int4_dequant_rows) are exact at every level.
 
 /// Kernel levels. 0 is the portable C path; higher levels need the CPU features named.
 enum {
@@ -43,8 +43,9 @@ int ck_usable_level(int level);
 /// stored as q + 8, with a BF16 scale per group of `group` columns (row r's scales start at r·cols/group).
 /// Needs cols % group == 0 and group % 8 == 0. Portable and AVX2, per row and token: per group, eight lanes sum
 /// (q − 8)·x over the group's words; the group's lanes times its scale are added to eight running lanes; those
-/// are summed in order. AVX2FMA (group % 16 == 0; other groups take the AVX2 path): per group, even and odd
-/// columns of each block of 16 in two fused chains, joined and scaled into eight running lanes, summed as a tree.
+/// are summed in order. AVX2FMA (group % 16 == 0; other groups take the AVX2 path): per group, one fused chain
+/// over the group's columns (even and odd ones of each block of 16 in turn), scaled into eight running lanes by a
+/// fused multiply-add; the lanes summed as a tree.
 void ck_int4_matvec(int level, const void *words, const void *scales, size_t row_begin, size_t row_end, size_t cols,
                     size_t group, const float *x, size_t m, float *y, size_t ldy);
 
