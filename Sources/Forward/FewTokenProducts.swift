@@ -4,14 +4,15 @@ import TensorCore
 /// Decoding (one to `FusedKernels.maxTokens` tokens): several products computed in one parallel section.
 ///
 /// Reading the weights is all the work of a decode step, so what matters is that every core streams weights all
-/// the time. One product per thread hand-off (`linear`) leaves a core idle at each hand-off and at each small
-/// matrix; one expert per thread leaves one idle while the other finishes the last expert. Here each worker takes
-/// the same share of the rows of every matrix of a step (the gate and up projections of all routed experts and
-/// the shared expert, say), so the workers finish together, with one hand-off for the whole step.
+/// the time. One product per thread hand-off leaves a core idle at each hand-off and at each small matrix; one
+/// expert per thread leaves one idle while the other finishes the last expert. Here each worker takes the same
+/// share of the rows of every matrix of a step (the gate and up projections of all routed experts and the shared
+/// expert, say), so the workers finish together, with one hand-off for the whole step. `linear` of a few tokens
+/// is a step of one product.
 ///
 /// Each output row is computed by the same kernel over the same weights and input whatever the split (the
-/// kernels' results do not depend on the rows they are asked for), so results are bit-identical to `linear`'s
-/// and do not depend on the thread count.
+/// kernels' results do not depend on the rows they are asked for), so results are bit-identical to one kernel
+/// call per matrix and do not depend on the thread count (`FewTokenTests`).
 extension ForwardPass {
     /// One product of a step: `inputs[input]` [m, w.cols] times `w`ᵀ.
     struct FewTokenProduct {
