@@ -1,5 +1,7 @@
 #include "ckernels.h"
 
+#include <stdlib.h>
+
 // Results must not depend on the variant: no contraction of a multiply and an add into one rounding.
 #pragma STDC FP_CONTRACT OFF
 #if defined(__clang__)
@@ -205,32 +207,226 @@ CK_AVX2 static void int4_dequant_rows_avx2(const unsigned char *words, const uns
 }
 #endif
 
+// MARK: - x86-64 AVX2 + FMA
+//
+// Not bit-identical to the levels above: multiplies and adds are fused, the lanes run over a different column
+// order and are summed as a tree. Within the bound of ckernels.h (CKernelTests.fmaBound). Two tricks:
+//  - x is rearranged once per call: in each whole block of 16 columns, the eight even columns, then the eight odd
+//    ones. A 32-byte load of 16 BF16 values then gives the even columns' floats by a shift (low halves) and the
+//    odd ones' by a mask (high halves); an 8-byte load of 16 INT4 codes widened to 32-bit lanes holds, in lane
+//    k, the codes of columns 2k (low nibble) and 2k + 1 (high nibble).
+//  - int → float by a magic exponent: the bits 0x4B000000 | n are the float 2²³ + n, so (2²³ + n) − (2²³ + 8)
+//    is n − 8 exactly (the low nibble masked, the high one shifted down, each or-ed with the exponent).
+// INT4: per row, token and group, one fused chain over the group's even and odd columns, then one fused
+// multiply-add of the group's sum by its scale into eight running lanes. BF16: per row and token, two fused chains
+// (even and odd columns), added at the end. Lanes are summed as a tree.
+
+#if defined(__x86_64__)
+#define CK_FMA __attribute__((target("avx2,fma,f16c")))
+#define CK_INLINE __attribute__((always_inline)) static inline
+
+/// Largest rearranged activations kept on the stack (floats); more go to the heap.
+#define CK_FMA_STACK_X 8192
+
+/// `x` (m rows of `cols`) with each whole block of 16 columns rearranged as even columns then odd ones; a tail
+/// of 8 columns stays in place.
+static void deinterleave16(const float *x, size_t cols, size_t m, float *out) {
+    for (size_t t = 0; t < m; t++) {
+        const float *xt = x + t * cols;
+        float *ot = out + t * cols;
+        size_t c = 0;
+        for (; c + 16 <= cols; c += 16) {
+            for (int j = 0; j < 8; j++) {
+                ot[c + j] = xt[c + 2 * j];
+                ot[c + 8 + j] = xt[c + 2 * j + 1];
+            }
+        }
+        for (; c < cols; c++) ot[c] = xt[c];
+    }
+}
+
+CK_FMA CK_INLINE float hsum8_fma(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// Rows r ..< r + NR for tokens t0 ..< t0 + NT of the INT4 product (x rearranged, `xp`); NR · NT ≤ 4, group a
+/// multiple of 16. The weights of a row are unpacked once for all NT tokens.
+CK_FMA CK_INLINE void int4_tile_fma(const unsigned char *words, const unsigned char *scales, size_t r, size_t cols,
+                                    size_t group, const float *xp, size_t t0, float *y, size_t ldy, const int NR,
+                                    const int NT) {
+    const size_t row_bytes = cols / 2, groups = cols / group, blocks = group / 16;
+    const __m256i magic = _mm256_set1_epi32(0x4B000000), low = _mm256_set1_epi32(0xF);
+    const __m256 offset = _mm256_set1_ps(8388616.0f);  // 2²³ + 8
+    __m256 total[4][4];
+    float s[4][8];
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) total[k][t] = _mm256_setzero_ps();
+    for (size_t g = 0; g < groups; g++) {
+        if (g % 8 == 0) {
+            for (int k = 0; k < NR; k++) {
+                const unsigned char *rs = scales + 2 * ((r + k) * groups + g);
+                if (g + 8 <= groups) {
+                    _mm256_storeu_ps(s[k], _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)rs)), 16)));
+                } else {
+                    for (size_t j = 0; j < groups - g; j++) s[k][j] = bf16_at(rs + 2 * j);
+                }
+            }
+        }
+        __m256 acc[4][4];
+        for (int k = 0; k < NR; k++)
+            for (int t = 0; t < NT; t++) acc[k][t] = _mm256_setzero_ps();
+        for (size_t b = 0; b < blocks; b++) {
+            const size_t c = (g * blocks + b) * 16;
+            for (int k = 0; k < NR; k++) {
+                const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(words + (r + k) * row_bytes + c / 2)));
+                const __m256 lo = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(v, low), magic)), offset);
+                const __m256 hi = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(v, 4), magic)), offset);
+                for (int t = 0; t < NT; t++) {
+                    const float *xt = xp + (t0 + t) * cols + c;
+                    acc[k][t] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xt), acc[k][t]);
+                    acc[k][t] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xt + 8), acc[k][t]);
+                }
+            }
+        }
+        for (int k = 0; k < NR; k++) {
+            const __m256 sg = _mm256_broadcast_ss(&s[k][g % 8]);
+            for (int t = 0; t < NT; t++) total[k][t] = _mm256_fmadd_ps(acc[k][t], sg, total[k][t]);
+        }
+    }
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) y[(t0 + t) * ldy + r + k] = hsum8_fma(total[k][t]);
+}
+
+/// The same with groups of 32 (Kimi K2's INT4), so that a group's two blocks of 16 are unrolled.
+CK_FMA CK_INLINE void int4_tile_fma32(const unsigned char *words, const unsigned char *scales, size_t r, size_t cols,
+                                      size_t group, const float *xp, size_t t0, float *y, size_t ldy, const int NR,
+                                      const int NT) {
+    (void)group;
+    int4_tile_fma(words, scales, r, cols, 32, xp, t0, y, ldy, NR, NT);
+}
+
+/// Rows r ..< r + NR for tokens t0 ..< t0 + NT of the BF16 product (x rearranged, `xp`); NR · NT ≤ 4.
+CK_FMA CK_INLINE void bf16_tile_fma(const unsigned char *w, size_t r, size_t cols, const float *xp, size_t t0,
+                                    float *y, size_t ldy, const int NR, const int NT) {
+    const __m256i hi_mask = _mm256_set1_epi32((int)0xFFFF0000u);
+    __m256 even[4][4], odd[4][4];
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) even[k][t] = odd[k][t] = _mm256_setzero_ps();
+    size_t c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        for (int k = 0; k < NR; k++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 2 * ((r + k) * cols + c)));
+            const __m256 e = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+            const __m256 o = _mm256_castsi256_ps(_mm256_and_si256(v, hi_mask));
+            for (int t = 0; t < NT; t++) {
+                const float *xt = xp + (t0 + t) * cols + c;
+                even[k][t] = _mm256_fmadd_ps(e, _mm256_loadu_ps(xt), even[k][t]);
+                odd[k][t] = _mm256_fmadd_ps(o, _mm256_loadu_ps(xt + 8), odd[k][t]);
+            }
+        }
+    }
+    if (c < cols) {  // a last block of 8 columns, in place
+        for (int k = 0; k < NR; k++) {
+            const __m256 e = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(w + 2 * ((r + k) * cols + c)))), 16));
+            for (int t = 0; t < NT; t++) even[k][t] = _mm256_fmadd_ps(e, _mm256_loadu_ps(xp + (t0 + t) * cols + c), even[k][t]);
+        }
+    }
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) y[(t0 + t) * ldy + r + k] = hsum8_fma(_mm256_add_ps(even[k][t], odd[k][t]));
+}
+
+// Tiles for each token count: one token takes four rows at a time, two tokens two rows, three or four one row;
+// rows left over go one at a time. A row's result does not depend on the tile it is computed in.
+#define CK_TILES(KERNEL, ARGS_BEFORE, ARGS_AFTER)                                                                  \
+    for (size_t t0 = 0; t0 < m; t0 += 4) {                                                                         \
+        const size_t nt = m - t0 < 4 ? m - t0 : 4;                                                                 \
+        size_t r = row_begin;                                                                                      \
+        switch (nt) {                                                                                              \
+        case 1:                                                                                                    \
+            for (; r + 4 <= row_end; r += 4) KERNEL(ARGS_BEFORE, r, ARGS_AFTER, 4, 1);                           \
+            for (; r < row_end; r++) KERNEL(ARGS_BEFORE, r, ARGS_AFTER, 1, 1);                                   \
+            break;                                                                                                 \
+        case 2:                                                                                                    \
+            for (; r + 2 <= row_end; r += 2) KERNEL(ARGS_BEFORE, r, ARGS_AFTER, 2, 2);                           \
+            for (; r < row_end; r++) KERNEL(ARGS_BEFORE, r, ARGS_AFTER, 1, 2);                                   \
+            break;                                                                                                 \
+        case 3:                                                                                                    \
+            for (; r < row_end; r++) KERNEL(ARGS_BEFORE, r, ARGS_AFTER, 1, 3);                                   \
+            break;                                                                                                 \
+        default:                                                                                                   \
+            for (; r < row_end; r++) KERNEL(ARGS_BEFORE, r, ARGS_AFTER, 1, 4);                                   \
+            break;                                                                                                 \
+        }                                                                                                          \
+    }
+
+#define CK_COMMA ,
+
+/// The INT4 product at the FMA level; returns 0 when it could not run (group not a multiple of 16, or no memory
+/// for the rearranged activations), and the caller takes the AVX2 path.
+CK_FMA static int int4_matvec_fma(const unsigned char *words, const unsigned char *scales, size_t row_begin,
+                                  size_t row_end, size_t cols, size_t group, const float *x, size_t m, float *y,
+                                  size_t ldy) {
+    if (group % 16 != 0) return 0;
+    float stack[CK_FMA_STACK_X];
+    float *xp = m * cols <= CK_FMA_STACK_X ? stack : malloc(m * cols * sizeof(float));
+    if (xp == NULL) return 0;
+    deinterleave16(x, cols, m, xp);
+    if (group == 32) {
+        CK_TILES(int4_tile_fma32, words CK_COMMA scales, cols CK_COMMA group CK_COMMA xp CK_COMMA t0 CK_COMMA y CK_COMMA ldy)
+    } else {
+        CK_TILES(int4_tile_fma, words CK_COMMA scales, cols CK_COMMA group CK_COMMA xp CK_COMMA t0 CK_COMMA y CK_COMMA ldy)
+    }
+    if (xp != stack) free(xp);
+    return 1;
+}
+
+/// The BF16 product at the FMA level; returns 0 when there was no memory for the rearranged activations.
+CK_FMA static int bf16_matvec_fma(const unsigned char *w, size_t row_begin, size_t row_end, size_t cols,
+                                  const float *x, size_t m, float *y, size_t ldy) {
+    float stack[CK_FMA_STACK_X];
+    float *xp = m * cols <= CK_FMA_STACK_X ? stack : malloc(m * cols * sizeof(float));
+    if (xp == NULL) return 0;
+    deinterleave16(x, cols, m, xp);
+    CK_TILES(bf16_tile_fma, w, cols CK_COMMA xp CK_COMMA t0 CK_COMMA y CK_COMMA ldy)
+    if (xp != stack) free(xp);
+    return 1;
+}
+#endif
+
 // MARK: - Dispatch
 
 int ck_best_level(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) return CK_LEVEL_AVX2;
+    if (__builtin_cpu_supports("avx2")) {
+        if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return CK_LEVEL_AVX2FMA;
+        return CK_LEVEL_AVX2;
+    }
 #endif
     return CK_LEVEL_PORTABLE;
 }
 
-#if defined(__x86_64__)
-static int usable(int level) {
+int ck_usable_level(int level) {
     static int best = -1;  // benign race: every thread computes the same value
     int b = __atomic_load_n(&best, __ATOMIC_RELAXED);
     if (b < 0) {
         b = ck_best_level();
         __atomic_store_n(&best, b, __ATOMIC_RELAXED);
     }
+    if (level < CK_LEVEL_PORTABLE) return CK_LEVEL_PORTABLE;
     return level < b ? level : b;
 }
-#endif
 
 void ck_int4_matvec(int level, const void *words, const void *scales, size_t row_begin, size_t row_end, size_t cols,
                     size_t group, const float *x, size_t m, float *y, size_t ldy) {
 #if defined(__x86_64__)
-    if (usable(level) >= CK_LEVEL_AVX2) {
+    const int usable = ck_usable_level(level);
+    if (usable >= CK_LEVEL_AVX2FMA && int4_matvec_fma(words, scales, row_begin, row_end, cols, group, x, m, y, ldy))
+        return;
+    if (usable >= CK_LEVEL_AVX2) {
         int4_matvec_avx2(words, scales, row_begin, row_end, cols, group, x, m, y, ldy);
         return;
     }
@@ -242,7 +438,9 @@ void ck_int4_matvec(int level, const void *words, const void *scales, size_t row
 void ck_bf16_matvec(int level, const void *w, size_t row_begin, size_t row_end, size_t cols, const float *x, size_t m,
                     float *y, size_t ldy) {
 #if defined(__x86_64__)
-    if (usable(level) >= CK_LEVEL_AVX2) {
+    const int usable = ck_usable_level(level);
+    if (usable >= CK_LEVEL_AVX2FMA && bf16_matvec_fma(w, row_begin, row_end, cols, x, m, y, ldy)) return;
+    if (usable >= CK_LEVEL_AVX2) {
         bf16_matvec_avx2(w, row_begin, row_end, cols, x, m, y, ldy);
         return;
     }
@@ -253,7 +451,7 @@ void ck_bf16_matvec(int level, const void *w, size_t row_begin, size_t row_end, 
 
 void ck_bf16_to_f32(int level, const void *src, float *dst, size_t count) {
 #if defined(__x86_64__)
-    if (usable(level) >= CK_LEVEL_AVX2) {
+    if (ck_usable_level(level) >= CK_LEVEL_AVX2) {
         bf16_to_f32_avx2(src, dst, count);
         return;
     }
@@ -265,7 +463,7 @@ void ck_bf16_to_f32(int level, const void *src, float *dst, size_t count) {
 void ck_int4_dequant_rows(int level, const void *words, const void *scales, size_t row_begin, size_t row_end,
                           size_t cols, size_t group, float *out) {
 #if defined(__x86_64__)
-    if (usable(level) >= CK_LEVEL_AVX2) {
+    if (ck_usable_level(level) >= CK_LEVEL_AVX2) {
         int4_dequant_rows_avx2(words, scales, row_begin, row_end, cols, group, out);
         return;
     }

@@ -256,31 +256,12 @@ CK_GGML_AVX2 static float q2_k_row_avx2(const unsigned char *row, size_t blocks,
 
 // MARK: - Dispatch
 
-int ck_ggml_best_level(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return CK_LEVEL_AVX2;
-#endif
-    return CK_LEVEL_PORTABLE;
-}
-
-static int ggml_usable(int level) {
-    static int best = -1;  // benign race: every thread computes the same value
-    int b = __atomic_load_n(&best, __ATOMIC_RELAXED);
-    if (b < 0) {
-        b = ck_ggml_best_level();
-        __atomic_store_n(&best, b, __ATOMIC_RELAXED);
-    }
-    return level < b ? level : b;
-}
-
 int ck_ggml_matvec(int level, int type, const void *blocks, size_t row_begin, size_t row_end, size_t cols,
                    const float *x, size_t m, float *y, size_t ldy) {
     const size_t row_bytes = ck_ggml_row_bytes(type, cols);
     if (row_bytes == 0) return -1;
     const unsigned char *w = blocks;
-    const int avx2 = ggml_usable(level) >= CK_LEVEL_AVX2;
+    const int avx2 = ck_usable_level(level) >= CK_LEVEL_AVX2FMA;
     (void)avx2;
     if (type == CK_GGML_Q2_K) {
         float stack[CK_Q2K_STACK_SUMS];

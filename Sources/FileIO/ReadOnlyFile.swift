@@ -17,6 +17,8 @@ public final class ReadOnlyFile: Sendable {
     var descriptor: Int32 { fd }
     /// The mapping once made, and its slot in the SIGBUS handler's registry (FatalSignals).
     private let mapping = Locked<(buffer: UnsafeRawBufferPointer?, slot: Int32)>((nil, -1))
+    /// Whether `adviseHugePages` has run.
+    private let hugePagesAdvised = Locked(false)
     /// Modification time when opened: with `byteCount`, what `changeSinceOpened` compares.
     private let modified: timespec
 
@@ -119,6 +121,20 @@ public final class ReadOnlyFile: Sendable {
     /// left resident after reading and dropping a 1.2 GB file 1 MiB at a time, 15 MB without it).
     public func adviseSequential(_ range: Range<Int>) {
         advise(range, MADV_WILLNEED)
+    }
+
+    /// Asks the kernel, once, to back the whole mapping with transparent huge pages (`MADV_HUGEPAGE`): pages read
+    /// through it then come into the page cache as 2 MiB folios, which map and unmap a PMD at a time. For data
+    /// read once and released as it goes, as the forward pass's weights are (measured on this kernel: faulting in
+    /// and releasing a 112 MB tensor took 6.6 ms of CPU from 4 KiB folios, 1.5 ms from 2 MiB ones). Whole-mapping
+    /// advice, so the mapping stays one VMA; nothing happens where the kernel or the file system cannot.
+    public func adviseHugePages() {
+        guard mapping.withLock({ $0.buffer != nil }) else { return }
+        let advise = hugePagesAdvised.withLock { done in
+            defer { done = true }
+            return !done
+        }
+        if advise { self.advise(0..<byteCount, MADV_HUGEPAGE) }
     }
 
     /// Drops `range` of the mapping from this process's resident set (the page cache keeps it).

@@ -59,11 +59,12 @@ extension ForwardPass {
         let heads = c.qkHeadDim > 0 ? w.qB.rows / c.qkHeadDim : 0
         let layout = AttentionLayout(rows: rows, heads: heads, nope: c.qkNopeHeadDim, rope: c.qkRopeHeadDim, value: c.vHeadDim, kvLoraRank: c.kvLoraRank)
         // q = q_b · rmsnorm(q_a · x)                                  [rows, heads·(nope+rope)]
-        var qa = linear(x, w.qA)
-        rmsNorm(&qa, width: c.qLoraRank, weight: w.qANorm, eps: latentEps)
-        let q = linear(qa, w.qB)
         // [c | k_rope] = kv_a · x                                      [rows, kv_lora + rope]; k_rope: one head
-        let kva = linear(x, w.kvA)
+        // (q_a and kv_a in one step, then q_b and kv_b, when decoding: `linearPair`.)
+        let projected = linearPair((x, w.qA), (x, w.kvA))
+        var qa = projected.0
+        let kva = projected.1
+        rmsNorm(&qa, width: c.qLoraRank, weight: w.qANorm, eps: latentEps)
         var latent = [Float](repeating: 0, count: rows * layout.kvLoraRank)
         var kRope = [Float](repeating: 0, count: rows * layout.rope)
         for r in 0..<rows {
@@ -78,7 +79,8 @@ extension ForwardPass {
                 name: w.kvB.name,
                 reason: "q_b holds \(w.qB.rows / max(layout.qk, 1)) heads, kv_b \(w.kvB.rows / max(layout.kv, 1)) and o_proj \(w.o.cols / max(layout.value, 1))")
         }
-        return AttentionProjections(layout: layout, q: q, kv: linear(latent, w.kvB), kRope: kRope)
+        let (q, kv) = linearPair((qa, w.qB), (latent, w.kvB))
+        return AttentionProjections(layout: layout, q: q, kv: kv, kRope: kRope)
     }
 
     /// RoPE on every query head's rope part and on the shared rotated key, position = token index within its

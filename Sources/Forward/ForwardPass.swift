@@ -165,7 +165,8 @@ public final class ForwardPass: LanguageModelPass {
     /// Routing (`Router.route`) and the weighted sum of the chosen experts, plus the shared expert.
     /// x [rows, hidden] → [rows, hidden]. A rank of a sharded model adds what its partition says it adds (the
     /// experts it holds, its block of the shared expert); the router is everyone's.
-    func moe(_ w: MoEWeights, _ x: [Float], rows: Int) throws(ForwardError) -> MoEOutput {
+    /// `stepwise` (tests: false) lets a few tokens take `fewTokenExperts`.
+    func moe(_ w: MoEWeights, _ x: [Float], rows: Int, stepwise: Bool = true) throws(ForwardError) -> MoEOutput {
         let routing = config.routing, H = config.hiddenSize, E = routing.experts, k = routing.topK
         let logits = linear(x, w.router)           // [rows, E], float32
         var chosen = [Int32](repeating: 0, count: rows * k)
@@ -183,29 +184,61 @@ public final class ForwardPass: LanguageModelPass {
                 routeWeights[r * k + j] = route.weights[j]
             }
         }
-        // Routed experts, computed in parallel (one expert per worker at a time), then summed in expert order:
-        // out[r] += w · expert(x[r]). The order of the sum does not depend on the thread count.
+        // Routed experts, computed in parallel, then summed in expert order: out[r] += w · expert(x[r]). The order
+        // of the sum does not depend on the thread count.
         var assigned = [[(row: Int, weight: Float)]](repeating: [], count: E)
         for r in 0..<rows { for j in 0..<k { assigned[Int(chosen[r * k + j])].append((r, routeWeights[r * k + j])) } }
         let held = (weights.partition?.addsRoutedExperts ?? true) ? weights.experts.clamped(to: 0..<E) : 0..<0
         let active = held.filter { !assigned[$0].isEmpty }
         let lists = active.map { assigned[$0] }
         let experts = try active.map { e throws(ForwardError) in try w.expert(e, in: weights) }
-        let results = parallelMap(count: active.count, width: threads) { i -> [Float] in
-            let list = lists[i]
+        let inputs = lists.map { list in
             var xe = [Float](repeating: 0, count: list.count * H)
             for (j, item) in list.enumerated() { for d in 0..<H { xe[j * H + d] = x[item.row * H + d] } }
-            return self.mlp(xe, experts[i], workers: 1)
+            return xe
+        }
+        let sharedWeights = weights.partition?.addsSharedExpert ?? true ? w.shared : nil
+        let results: [Float]
+        let shared: [Float]?
+        if stepwise, let step = fewTokenExperts(experts, inputs: inputs, shared: sharedWeights, x: x) {
+            (results, shared) = step
+        } else {
+            // One expert per worker at a time; each expert's products on that worker alone.
+            let each = parallelMap(count: active.count, width: threads) { i in self.mlp(inputs[i], experts[i], workers: 1) }
+            results = each.flatMap { $0 }
+            shared = sharedWeights.map { mlp(x, $0) }
         }
         var out = [Float](repeating: 0, count: rows * H)
-        for (i, e) in active.enumerated() {
-            for (j, item) in assigned[e].enumerated() { for d in 0..<H { out[item.row * H + d] += results[i][j * H + d] * item.weight } }
+        var at = 0
+        for e in active {
+            for item in assigned[e] {
+                for d in 0..<H { out[item.row * H + d] += results[at + d] * item.weight }
+                at += H
+            }
         }
-        if weights.partition?.addsSharedExpert ?? true, let sharedWeights = w.shared {
-            let shared = mlp(x, sharedWeights)
-            for i in 0..<out.count { out[i] += shared[i] }
-        }
+        if let shared { for i in 0..<out.count { out[i] += shared[i] } }
         return MoEOutput(out: out, topK: chosen, margins: margins)
+    }
+
+    /// Decoding: the routed experts' MLPs (`inputs[i]` through `experts[i]`) and the shared expert's (x) in two
+    /// steps of `fewTokenProducts` — every gate and up projection, then every down projection — each worker
+    /// taking its share of every matrix's rows. Returns the experts' outputs concatenated in order and the shared
+    /// expert's, bit-identical to `mlp` on each; nil when a matrix has no fused kernel or there are too many
+    /// tokens.
+    func fewTokenExperts(_ experts: [MLPWeights], inputs: [[Float]], shared: MLPWeights?, x: [Float]) -> (routed: [Float], shared: [Float]?)? {
+        let all = experts + (shared.map { [$0] } ?? [])
+        let allInputs = inputs + (shared == nil ? [] : [x])
+        let gateUp = all.indices.flatMap { i in [FewTokenProduct(input: i, w: all[i].gate), FewTokenProduct(input: i, w: all[i].up)] }
+        guard !all.isEmpty, fewTokenEligible(allInputs, gateUp), all.allSatisfy({ FusedKernels.supports($0.down) }) else { return nil }
+        let gu = fewTokenProducts(allInputs, gateUp)
+        let hidden = all.indices.map { i in
+            var g = gu[2 * i]
+            let u = gu[2 * i + 1]
+            for j in 0..<g.count { g[j] = g[j] / (1 + Foundation.exp(-g[j])) * u[j] }
+            return g
+        }
+        let outs = fewTokenProducts(hidden, all.indices.map { FewTokenProduct(input: $0, w: all[$0].down) })
+        return (outs.prefix(experts.count).flatMap { $0 }, shared == nil ? nil : outs.last)
     }
 
     // MARK: - Kernels
@@ -224,10 +257,15 @@ public final class ForwardPass: LanguageModelPass {
 
     /// `y = x · Wᵀ`: x [rows, in] → y [rows, out]. W's rows are split among `workers` threads; each decodes
     /// its rows into float32 blocks of at most 4 MiB and multiplies them (single-threaded OpenBLAS) into its
-    /// columns of y. Work is split by weight rows, so the result does not depend on the thread count.
+    /// columns of y. Work is split by weight rows, so the result does not depend on the thread count. A few
+    /// tokens over a matrix with a fused kernel go to `fewTokenProducts` instead.
     func linear(_ x: [Float], _ w: WeightMatrix, workers: Int? = nil) -> [Float] {
         precondition(w.cols > 0 && x.count % w.cols == 0, "linear: input width does not match \(w.name)")
         let rows = x.count / w.cols
+        // Decoding: the fused kernels straight from the stored weights (FewTokenProducts).
+        if rows > 0, w.rows > 0, fewTokenEligible([x], [FewTokenProduct(input: 0, w: w)]) {
+            return fewTokenProducts([x], [FewTokenProduct(input: 0, w: w)], workers: workers)[0]
+        }
         var y = [Float](repeating: 0, count: rows * w.rows)
         guard rows > 0, w.rows > 0 else { return y }
         let blockRows = max(1, min(w.rows, (1 << 20) / w.cols))
@@ -237,23 +275,18 @@ public final class ForwardPass: LanguageModelPass {
         // Matrices larger than a block give their pages back as they go (routed experts are small and may be
         // used again by the next token group; they are released with the layer).
         let releaseAfterUse = w.rows > blockRows
-        let fused = rows <= FusedKernels.maxTokens && FusedKernels.supports(w)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
                 let input = SendablePointer(UnsafeMutablePointer(mutating: xp.baseAddress!)), output = SendablePointer(yp.baseAddress!)
                 let body: @Sendable (Int) -> Void = { worker in
-                    let block = UnsafeMutablePointer<Float>.allocate(capacity: fused ? 0 : blockRows * w.cols)
+                    let block = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * w.cols)
                     defer { block.deallocate() }
                     var start = worker * share
                     let end = min(w.rows, start + share)
                     while start < end {
                         let count = min(blockRows, end - start)
-                        if fused {
-                            FusedKernels.rows(w, start..<(start + count), x: input.pointer, m: rows, y: output.pointer, ldy: w.rows)
-                        } else {
-                            w.decodeRows(start..<(start + count), into: block)
-                            Gemm.linear(input.pointer, block, output.pointer + start, m: rows, n: count, k: w.cols, ldy: w.rows)
-                        }
+                        w.decodeRows(start..<(start + count), into: block)
+                        Gemm.linear(input.pointer, block, output.pointer + start, m: rows, n: count, k: w.cols, ldy: w.rows)
                         if releaseAfterUse { w.releaseRows(start..<(start + count)) }
                         start += count
                     }

@@ -20,7 +20,9 @@ enum FusedKernels {
     }
 
     /// `y[t, r] = Σ_c x[t, c] · W[r, c]` for rows `rows` and tokens `0..<m`; y's row stride is `ldy`. BF16 rows
-    /// and INT4 groups go to the C kernels (`Kernels`, chosen by CPU features), bit-identical to `reference`.
+    /// and INT4 groups go to the C kernels (`Kernels`, chosen by CPU features): bit-identical to `reference` at the
+    /// portable and AVX2 levels, within ckernels.h's bound of the exact product at AVX2 + FMA. Each row's result
+    /// does not depend on `rows` (nor on the thread that asks).
     static func rows(_ w: WeightMatrix, _ rows: Range<Int>, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
         // ggml blocks have no Swift kernel: the C one at the active level.
         if case .rows(let decoder) = w.storage, let blocks = decoder.ggmlBlocks {
@@ -40,7 +42,7 @@ enum FusedKernels {
     }
 
     /// The same products in Swift: F32 rows here, and the BF16 / INT4 kernels the C ones replaced (tests hold
-    /// them equal).
+    /// them equal to the portable and AVX2 levels).
     static func reference(_ w: WeightMatrix, _ rows: Range<Int>, x: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
         let cols = w.cols
         switch w.storage {

@@ -2,35 +2,52 @@ import CKernels
 import Foundation
 
 /// The forward pass's hot loops in C (`Sources/CKernels`): a portable path and x86-64 variants chosen at run time
-/// from the CPU's features. Every INT4 / BF16 variant gives bit-identical results to the portable path and to the
-/// Swift kernels they replaced (same float operations in the same order; see ckernels.h); the ggml-block kernels
-/// (`ggmlRows`, ggml_kernels.h) promise dequantize-then-dot up to rounding only. The only importer of CKernels.
+/// from the CPU's features. The portable and AVX2 INT4 / BF16 kernels give bit-identical results to each other and
+/// to the Swift kernels they replaced (same float operations in the same order); the AVX2 + FMA level fuses
+/// multiplies and adds and sums in another order, within |Δ| ≤ γ(cols/8 + 16) · Σ|w·x| of the exact product
+/// (ckernels.h; `CKernelTests.fmaBound`). The ggml-block kernels (`ggmlRows`, ggml_kernels.h) promise
+/// dequantize-then-dot up to rounding only. The only importer of CKernels.
 public enum Kernels {
     /// A kernel level: the portable C path, or a variant needing the CPU features named.
-    public enum Level: Int32, Sendable, CaseIterable, CustomStringConvertible {
+    public enum Level: Int32, Sendable, CaseIterable, CustomStringConvertible, Comparable {
+        /// Plain C, any CPU.
         case portable = 0
+        /// AVX2, bit-identical to `portable`.
         case avx2 = 1
+        /// AVX2 + FMA + F16C: fused multiply-add, within the bound above (and the ggml-block kernels' vector path).
+        case avx2fma = 2
 
         public var description: String {
             switch self {
             case .portable: return "portable"
             case .avx2: return "avx2"
+            case .avx2fma: return "avx2fma"
             }
         }
+
+        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
     }
 
     /// The highest level this CPU supports.
     public static let best: Level = Level(rawValue: ck_best_level()) ?? .portable
 
-    /// The level the forward pass uses: `best`, or `.portable` when the environment variable `K2PACK_KERNELS`
-    /// is `portable` (tests and benchmarks); any other value, or none, means `best`.
+    /// The level the forward pass uses: `best`, or the level the environment variable `K2PACK_KERNELS` names
+    /// (`portable`, `avx2`, `avx2fma`; tests and benchmarks) lowered to `best`; any other value, or none, means
+    /// `best`.
     public static let active: Level = level(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
 
     /// The level an environment value asks for (see `active`).
-    static func level(environment value: String?) -> Level { value == "portable" ? .portable : best }
+    static func level(environment value: String?) -> Level {
+        guard let asked = Level.allCases.first(where: { $0.description == value }) else { return best }
+        return min(asked, best)
+    }
+
+    /// The level that runs when `level` is asked for: `level` lowered to `best` (the C side's one cached clamp,
+    /// which the ggml-block kernels share).
+    static func usable(_ level: Level) -> Level { Level(rawValue: ck_usable_level(level.rawValue)) ?? .portable }
 
     /// Whether `K2PACK_KERNELS` is `swift`: the fused few-token products then run the Swift kernels the C ones
-    /// replaced (`FusedKernels.reference`, the same bits; benchmarks' "before").
+    /// replaced (`FusedKernels.reference`, the portable path's bits; benchmarks' "before").
     static let swiftReference = swiftReference(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
 
     static func swiftReference(environment value: String?) -> Bool { value == "swift" }
@@ -76,9 +93,6 @@ extension Kernels {
     static let ggmlDequantize = ggmlDequantize(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
 
     static func ggmlDequantize(environment value: String?) -> Bool { value == "dequantize" || value == "swift" }
-
-    /// The highest level the ggml-block kernels can use on this CPU (AVX2 needs FMA and F16C as well).
-    public static let ggmlBest: Level = Level(rawValue: ck_ggml_best_level()) ?? .portable
 
     /// `y[t·ldy + r] = Σ_c x[t·cols + c] · W[r, c]` for `rows` and tokens `0..<m`, W stored as ggml blocks
     /// (`GGMLBlocks`); equal to dequantize-then-dot up to the order of float operations (ggml_kernels.h).

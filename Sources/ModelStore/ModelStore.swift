@@ -71,6 +71,7 @@ public final class CheckpointTensorStore: TensorStore, @unchecked Sendable {
         do {
             let bytes = try shard.bytes(of: entry)
             let file = shard.file, start = entry.rangeInFile.lowerBound
+            file.adviseHugePages()
             viewed.add(file, entry.rangeInFile)
             return TensorView(name: name, dtype: entry.dtype, shape: entry.shape, bytes: bytes) { file.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) }
         } catch {
@@ -140,6 +141,7 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
         do {
             let whole = try file.file.mapped()
             let handle = file.file, start = loc.offset
+            handle.adviseHugePages()
             viewed.add(handle, loc.offset..<(loc.offset + loc.length))
             return TensorView(
                 name: name, dtype: loc.dtype, shape: loc.shape, bytes: UnsafeRawBufferPointer(rebasing: whole[loc.offset..<(loc.offset + loc.length)])

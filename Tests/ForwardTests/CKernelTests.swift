@@ -1,10 +1,12 @@
 @testable import Forward
 import TensorCore
+import TestSupport
 import Testing
 
 /// The C kernels (Sources/CKernels through `Kernels`) against their portable path and the Swift kernels they
-/// replaced: every level gives the same bits, for token counts around the C code's blocking (four rows at a time)
-/// and row ranges that start and end off that blocking.
+/// replaced: the portable and AVX2 levels give the same bits, and every level (the fused multiply-add one included)
+/// stays within ckernels.h's bound of the exact product, for token counts around the C code's blocking (four rows,
+/// two rows × two tokens, one row × three or four tokens) and row ranges that start and end off that blocking.
 @Suite("C kernels chosen by CPU features")
 struct CKernelTests {
     /// Random BF16 bytes (values in ±`magnitude`).
@@ -42,7 +44,10 @@ struct CKernelTests {
         return (c, swift)
     }
 
-    @Test("INT4 and BF16 mat-vec: every level is bit-identical to the portable path and the Swift kernels", arguments: [1, 2, 3, 4, 5])
+    /// The levels that promise the portable path's bits.
+    static let bitIdenticalLevels = Kernels.Level.allCases.filter { $0 <= .avx2 }
+
+    @Test("INT4 and BF16 mat-vec: portable and AVX2 are bit-identical to each other and to the Swift kernels", arguments: [1, 2, 3, 4, 5])
     func matVec(tokens m: Int) throws {
         let rows = 39, cols = 512
         var rng = SystemRandomNumberGenerator()
@@ -67,7 +72,7 @@ struct CKernelTests {
             #expect(FusedKernels.supports(matrix))
             for range in [0..<rows, 3..<37, 5..<6] {
                 let portable = Self.products(matrix, range, x: x, m: m, level: .portable)
-                for level in Kernels.Level.allCases {
+                for level in Self.bitIdenticalLevels {
                     let (c, swift) = Self.products(matrix, range, x: x, m: m, level: level)
                     if let d = Self.firstDifference(c, portable.c) {
                         Issue.record(Comment(rawValue: "\(matrix.name) rows \(range) \(level) vs portable: largest difference \(d.difference) at [\(d.index / rows), \(d.index % rows)]"))
@@ -80,6 +85,71 @@ struct CKernelTests {
                 }
             }
         }
+    }
+
+    /// ckernels.h's bound, relative to Σ|w·x|: γ(cols/8 + 16) = n·2⁻²⁴ / (1 − n·2⁻²⁴).
+    static func bound(cols: Int) -> Double {
+        let n = Double(cols / 8 + 16), u = 0x1p-24
+        return n * u / (1 - n * u)
+    }
+
+    @Test("every level, AVX2 + FMA included, is within γ(cols/8 + 16)·Σ|w·x| of the exact product (random shapes, 1–6 tokens)")
+    func fmaBound() throws {
+        var rng = SeededGenerator(seed: 2026)
+        // Shapes: random ones (row counts off every tiling, groups 8…128, BF16 widths that are not a multiple of 16),
+        // and activations too large for the kernel's stack buffer (m · cols > 8,192).
+        var shapes: [(rows: Int, cols: Int, group: Int, m: Int)] = [(5, 4096, 32, 3), (7, 2048, 128, 6), (1, 16, 16, 1)]
+        for _ in 0..<40 {
+            let group = [8, 16, 32, 64, 128].randomElement(using: &rng)!
+            shapes.append((Int.random(in: 1...23, using: &rng), group * Int.random(in: 1...9, using: &rng), group, Int.random(in: 1...6, using: &rng)))
+        }
+        var worst = (ratio: 0.0, at: "nothing")
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        for (rows, cols, group, m) in shapes {
+            let bf16 = Self.bf16Bytes(rows * cols, magnitude: 1, using: &rng)
+            let codes = (0..<(rows * cols / 2)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let scales = Self.bf16Bytes(rows * cols / group, magnitude: 0.1, using: &rng)
+            let (plainView, b1) = KernelTests.stored(bf16, dtype: .bf16, shape: [rows, cols])
+            let (codeView, b2) = KernelTests.stored(codes, dtype: .i32, shape: [rows, cols / 8])
+            let (scaleView, b3) = KernelTests.stored(scales, dtype: .bf16, shape: [rows, cols / group])
+            buffers += [b1, b2, b3]
+            let matrices = [
+                WeightMatrix(name: "bf16", rows: rows, cols: cols, storage: .plain(plainView)),
+                WeightMatrix(name: "int4 group \(group)", rows: rows, cols: cols,
+                             storage: .packed(codes: codeView, scales: scaleView, groupSize: group, bits: 4, dequant: .exact, highFirst: false)),
+            ]
+            // Activations over six decades, so that a wrong order or a lost term would show.
+            let x = (0..<(m * cols)).map { _ in Float.random(in: -2...2, using: &rng) * [Float(1), 1e-3, 1e3].randomElement(using: &rng)! }
+            let lower = Int.random(in: 0..<rows, using: &rng)
+            let range = lower..<Int.random(in: (lower + 1)...rows, using: &rng)
+            for matrix in matrices {
+                let w = matrix.all()  // exact: BF16 values, (code − 8) · scale
+                for level in Kernels.Level.allCases {
+                    let (c, _) = Self.products(matrix, range, x: x, m: m, level: level)
+                    for t in 0..<m {
+                        for r in 0..<rows {
+                            let got = c[t * rows + r]
+                            guard range.contains(r) else {
+                                #expect(got.isNaN, "\(matrix.name) \(level): row \(r) outside \(range) was written")
+                                continue
+                            }
+                            var exact = 0.0, magnitude = 0.0
+                            for k in 0..<cols {
+                                let p = Double(w[r * cols + k]) * Double(x[t * cols + k])
+                                exact += p
+                                magnitude += abs(p)
+                            }
+                            let ratio = magnitude > 0 ? abs(Double(got) - exact) / magnitude / Self.bound(cols: cols) : abs(Double(got))
+                            if ratio > worst.ratio {
+                                worst = (ratio, "\(matrix.name) \(rows)×\(cols) \(level), token \(t) of \(m), row \(r): \(got) vs \(exact), Σ|w·x| \(magnitude)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(worst.ratio <= 1, "largest error \(worst.ratio) of the bound: \(worst.at)")
     }
 
     @Test("the forward pass's fused product is the dispatched C kernel")
@@ -148,12 +218,17 @@ struct CKernelTests {
         }
     }
 
-    @Test("K2PACK_KERNELS=portable forces the portable path, swift the Swift kernels; anything else means the best level")
+    @Test("K2PACK_KERNELS names a level (lowered to the CPU's best), swift the Swift kernels; anything else means the best level")
     func environment() {
         #expect(Kernels.level(environment: "portable") == .portable)
         #expect(Kernels.level(environment: nil) == Kernels.best)
-        #expect(Kernels.level(environment: "avx2") == Kernels.best)
-        #expect(Kernels.Level.allCases.map(\.description) == ["portable", "avx2"])
+        #expect(Kernels.level(environment: "avx2") == min(.avx2, Kernels.best))
+        #expect(Kernels.level(environment: "avx2fma") == Kernels.best)
+        #expect(Kernels.level(environment: "swift") == Kernels.best)
+        #expect(Kernels.level(environment: "AVX2") == Kernels.best)
+        #expect(Kernels.Level.allCases.map(\.description) == ["portable", "avx2", "avx2fma"])
+        // Asking for more than the CPU has runs what it has (the C side lowers too).
+        for level in Kernels.Level.allCases { #expect(Kernels.usable(level) == min(level, Kernels.best)) }
         #expect(Kernels.swiftReference(environment: "swift") && !Kernels.swiftReference(environment: "portable") && !Kernels.swiftReference(environment: nil))
     }
 }

@@ -8,7 +8,8 @@ import TestSupport
 
 /// The fused few-token kernels over ggml blocks (Sources/CKernels/ggml_kernels.c through `Kernels.ggmlRows`)
 /// against their definition: dequantize the blocks with `GGUFDequantizer` (bit-exact with gguf-py), then dot in
-/// float64. Both levels, random and edge blocks, 1–4 tokens, row ranges inside the matrix.
+/// float64. Every level (the plain C path below avx2fma), random and edge blocks, 1–4 tokens, row ranges inside
+/// the matrix.
 @Suite("ggml-block kernels")
 struct GGMLKernelTests {
     /// Random blocks of `format` with finite scales (standard normal · `scale`, as f16), codes uniformly random.
@@ -99,7 +100,7 @@ struct GGMLKernelTests {
                 "\(format) \(level) \(rows)×\(cols), m \(m): |Δ| \(worst.difference) = \(worst.relative) of Σ|w·x| at token \(worst.token), row \(worst.row)")
     }
 
-    static let levels: [Kernels.Level] = [.portable, .avx2]
+    static let levels = Kernels.Level.allCases
 
     @Test("random blocks: every format and level equals dequantize-then-dot within 1e-5 of Σ|w·x|", arguments: GGMLBlocks.Format.allCases)
     func randomBlocks(format: GGMLBlocks.Format) {

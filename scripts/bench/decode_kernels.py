@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Decode of one token through one full-width MoE layer: Swift kernels, portable C, and the CPU's best C kernels.
+"""Decode of one token through one full-width MoE layer: Swift kernels, portable C, AVX2, and the CPU's best C kernels.
 
 `k2pack parity --layers L..L` on one token's dumped `layer_in` of a synthetic K2.5 checkpoint
 (scripts/make_synthetic_k25.py with --fill L), timed with `K2PACK_KERNELS=swift` (the Swift few-token kernels the
-C ones replaced), `K2PACK_KERNELS=portable` and without it (dispatched by CPU features), the three
-alternating (best of N each, warm page cache), then as a fraction of the memory bandwidth measured in the same
-run before and after (numpy summing a 2 GiB array on the same thread count; the better of the two), counting the
-bytes that token must read (forward_fullwidth.token_bytes).
+C ones replaced), `K2PACK_KERNELS=portable`, `K2PACK_KERNELS=avx2` (the AVX2 level bit-identical to portable, the
+dispatched level before the FMA one) and without it (dispatched by CPU features: AVX2 + FMA where the CPU has it),
+the four alternating (best of N each, warm page cache), then as a fraction of the memory bandwidth measured in the
+same run before and after (numpy summing a 2 GiB array on the same thread count; the better of the two), counting
+the bytes that token must read (forward_fullwidth.token_bytes). The load average is printed with the result.
 
-    python scripts/bench/decode_kernels.py /work/synth/k25-l2-kernels --layer 1 --threads 2 --runs 5
+    python scripts/bench/decode_kernels.py /work/synth/k25-l3-kernels --layer 1 --threads 2 --runs 5 [--reread]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from forward_fullwidth import ROOT, bandwidth, token_bytes  # noqa: E402
+
+
+def evict_layer(model: Path, layer: int) -> int:
+    """Drops layer `layer`'s tensors of a Hugging Face folder from the page cache (posix_fadvise DONTNEED; pages
+    another process maps stay), so that the warm-up run reads them back through k2pack's mapping, in the folios a
+    reader gets (2 MiB under k2pack's MADV_HUGEPAGE) rather than those the checkpoint's writer left. Returns the bytes named."""
+    total = 0
+    for shard in sorted(model.glob("*.safetensors")):
+        with open(shard, "rb") as fh:
+            n = struct.unpack("<Q", fh.read(8))[0]
+            header = json.loads(fh.read(n))
+            for name, t in header.items():
+                if name != "__metadata__" and f".layers.{layer}." in f".{name}":
+                    start, end = t["data_offsets"]
+                    os.posix_fadvise(fh.fileno(), 8 + n + start, end - start, os.POSIX_FADV_DONTNEED)
+                    total += end - start
+    return total
 
 
 def forward_seconds(cmd: list[str], kernels: str | None) -> float:
@@ -42,6 +61,10 @@ def main() -> int:
     ap.add_argument("--layer", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--baseline", type=Path,
+                    help="another k2pack binary (an older commit's release build) timed too, kernels dispatched")
+    ap.add_argument("--reread", action="store_true",
+                    help="first drop the layer's tensors from the page cache, so that the warm-up run reads them back")
     a = ap.parse_args()
     text = json.loads((a.model / "config.json").read_text())
     text = text.get("text_config", text)
@@ -55,20 +78,32 @@ def main() -> int:
     cmd = [k2pack, "parity", str(a.model), "--reference", str(one), "--layers", f"{a.layer}..{a.layer}",
            "--threads", str(a.threads), "--json", "--quiet"]
     bw = bandwidth(a.threads)
+    evicted = evict_layer(a.model, a.layer) if a.reread else 0
     forward_seconds(cmd, None)  # warm the page cache
-    times: dict[str, list[float]] = {"swift": [], "portable": [], "dispatched": []}
+    times: dict[str, list[float]] = {"swift": [], "portable": [], "avx2": [], "dispatched": []}
+    if a.baseline:
+        times["baseline"] = []
+    load_before = os.getloadavg()
     for _ in range(a.runs):
+        if a.baseline:
+            times["baseline"].append(forward_seconds([str(a.baseline)] + cmd[1:], None))
         times["swift"].append(forward_seconds(cmd, "swift"))
         times["portable"].append(forward_seconds(cmd, "portable"))
+        times["avx2"].append(forward_seconds(cmd, "avx2"))
         times["dispatched"].append(forward_seconds(cmd, None))
     bw = max(bw, bandwidth(a.threads))
     nbytes = token_bytes(text)
-    result = {"decode_layer": a.layer, "threads": a.threads, "bytes_read": nbytes, "memory_bandwidth_gb_per_s": bw}
+    result = {"decode_layer": a.layer, "threads": a.threads, "bytes_read": nbytes, "memory_bandwidth_gb_per_s": bw,
+              "load_average_before": load_before, "load_average_after": os.getloadavg(), "evicted_bytes": evicted}
     for name, ts in times.items():
         t = min(ts)
         result[name] = {"seconds": t, "all_seconds": ts, "gb_per_s": nbytes / t / 1e9, "fraction_of_bandwidth": nbytes / t / 1e9 / bw}
     result["dispatched_vs_portable"] = min(times["portable"]) / min(times["dispatched"])
     result["dispatched_vs_swift"] = min(times["swift"]) / min(times["dispatched"])
+    result["dispatched_vs_avx2"] = min(times["avx2"]) / min(times["dispatched"])
+    if a.baseline:
+        result["baseline_binary"] = str(a.baseline)
+        result["dispatched_vs_baseline"] = min(times["baseline"]) / min(times["dispatched"])
     print(json.dumps(result, indent=1))
     return 0
 

@@ -10,11 +10,11 @@
 /// Semantics: the product of the activations with the weights ggml's dequantizer defines for each block
 /// (`Sources/GGUF/GGUFDequantizer.swift`, bit-exact with gguf-py), in float32, up to the order and the
 /// contraction of the float operations: per block (Q4_0, Q8_0) or sub-block of 16 (Q2_K) the products are summed
-/// first and scaled once, and the AVX2 path fuses multiplies and adds (FMA). So, unlike the kernels of
-/// ckernels.h, the levels do not give the same bits; tests bound each against dequantize-then-dot.
+/// first and scaled once, and the vector path fuses multiplies and adds (FMA). So the levels do not give the same
+/// bits; tests bound each against dequantize-then-dot.
 ///
-/// Levels are those of ckernels.h: CK_LEVEL_PORTABLE (plain C, any CPU) and CK_LEVEL_AVX2, which here needs
-/// AVX2, FMA and F16C; a level above what the CPU supports is lowered.
+/// Levels are those of ckernels.h, lowered to what the CPU supports by the same `ck_usable_level`: the vector path
+/// (AVX2, FMA, F16C) runs at CK_LEVEL_AVX2FMA; CK_LEVEL_PORTABLE and CK_LEVEL_AVX2 run the plain C path.
 
 /// ggml type ids with a fused kernel.
 enum {
@@ -22,9 +22,6 @@ enum {
     CK_GGML_Q8_0 = 8,
     CK_GGML_Q2_K = 10,
 };
-
-/// The highest level the ggml kernels can use on this CPU.
-int ck_ggml_best_level(void);
 
 /// Bytes of one row of `cols` weights of `type`, or 0 when `type` has no kernel here or `cols` is not a whole
 /// number of its blocks.
