@@ -19,8 +19,11 @@ let package = Package(
     targets: [
         // C libraries: module map + shim.h only; each has exactly one Swift importer.
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
-        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        // OpenBLAS and HDF5 are loaded on first use (dlopen), not linked: our own C declares the calls k2pack makes
+        // and forwards them, so commands that use neither (inspect, verify, convert) never load them or OpenBLAS's
+        // threads. Their runtimes come with libopenblas-dev and libhdf5-dev (scripts/setup.sh).
+        .target(name: "COpenBLAS", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        .target(name: "CHDF5", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         // Our own C: the SIGBUS handler and the registry of temporary files and mapped inputs it reads
         // (async-signal-safe code Swift cannot express). Its one Swift importer is FileIO (FatalSignals).

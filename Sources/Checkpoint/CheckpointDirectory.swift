@@ -33,8 +33,18 @@ public final class CheckpointDirectory: Sendable {
         public var file: String
         public var message: String
     }
-    /// Tensor name (as bytes) → location, over all opened shards (first occurrence wins).
-    public let locations: [ByteName: TensorLocation]
+    /// Tensor name (as bytes) → location, over all opened shards (first occurrence wins). Built on first use
+    /// when opening did not need it: with an index that accounts for every header entry exactly, no name can be
+    /// in two shards, and inspect and verify never look a name up.
+    public var locations: [ByteName: TensorLocation] {
+        locationTable.withLock { table in
+            if let table { return table }
+            let built = Self.buildLocations(shards).locations
+            table = built
+            return built
+        }
+    }
+    private let locationTable: Locked<[ByteName: TensorLocation]?>
 
     public static let configFileName = "config.json"
 
@@ -154,44 +164,31 @@ public final class CheckpointDirectory: Sendable {
         }
         self.shards = shards
 
-        // Locations, and tensors that appear in two shards; at the same time (the first job), each shard's tensors
-        // are looked up in the index (the other jobs).
-        enum Job: Sendable {
-            case locations([ByteName: TensorLocation], [CheckpointError])
-            case listed(IndexLookup)
-        }
+        // Each shard's tensors are looked up in the index (one job per shard, both cores). When every header entry
+        // is listed under its own shard and the index lists nothing else, no name can be in two shards (two
+        // entries of one header with one name are refused by the header's reader), so the location table is not
+        // needed to find duplicates: it is built on first use. Otherwise it is built now, as before, and finds
+        // them (first occurrence wins).
         let shardList = shards
-        let indexed = index
-        let jobs = parallelMap(count: indexed == nil ? 1 : shards.count + 1) { j -> Job in
-            if j > 0, let indexed { return .listed(Self.lookUp(shard: j - 1, index: indexed, names: names, shards: shardList)) }
-            var locations: [ByteName: TensorLocation] = [:]
-            var duplicates: [CheckpointError] = []
-            locations.reserveCapacity(indexed?.weightMap.count ?? 0)
-            for (s, shard) in shardList.enumerated() {
-                guard let shard else { continue }
-                let tensors = shard.tensors
-                for e in tensors.indices {
-                    let entry = tensors[e]
-                    let key = ByteName(entry.name)
-                    // One hash per tensor: insert, and put the first location back in the rare case of a duplicate.
-                    if let first = locations.updateValue(TensorLocation(shard: s, entry: e), forKey: key) {
-                        locations[key] = first
-                        duplicates.append(.duplicateTensor(tensor: entry.name, firstShard: names[first.shard], secondShard: names[s]))
-                    }
-                }
-            }
-            return .locations(locations, duplicates)
+        let lookups: [IndexLookup] = index.map { indexed in
+            parallelMap(count: shardList.count) { s in Self.lookUp(shard: s, index: indexed, names: names, shards: shardList) }
+        } ?? []
+        let headerEntries = shards.reduce(0) { $0 + ($1?.tensors.count ?? 0) }
+        let accounted = index.map { index in
+            let matched = lookups.reduce(0) { $0 + $1.matched }
+            return matched == index.weightMap.count && matched == headerEntries
+        } ?? false
+        var locations: [ByteName: TensorLocation]?
+        if !accounted {
+            let (table, duplicates) = Self.buildLocations(shards, names: names)
+            problems += duplicates
+            locations = table
         }
-        guard case .locations(let locations, let duplicates) = jobs[0] else { preconditionFailure("CheckpointDirectory: jobs out of order") }
-        problems += duplicates
-        self.locations = locations
+        self.locationTable = Locked(locations)
 
         if let index {
-            let lookups = jobs.dropFirst().map { job -> IndexLookup in
-                guard case .listed(let lookup) = job else { preconditionFailure("CheckpointDirectory: jobs out of order") }
-                return lookup
-            }
-            problems += Self.crossCheck(index: index, names: names, shards: shards, missing: missing, locations: locations, lookups: lookups)
+            problems += Self.crossCheck(
+                index: index, names: names, shards: shards, missing: missing, locations: locations ?? [:], lookups: lookups)
             let dataBytes = shards.compactMap { $0?.header.tensors.reduce(0) { $0 + $1.byteCount } }.reduce(0, +)
             if let total = index.totalSize, missing.isEmpty, shards.allSatisfy({ $0 != nil }), total != dataBytes {
                 warnings.append(Warning(
@@ -203,6 +200,32 @@ public final class CheckpointDirectory: Sendable {
         }
         self.problems = problems
         self.warnings = warnings
+    }
+
+    /// Tensor name → its first location over the opened shards, and the names found again in a later shard
+    /// (`names`: the shard names, for the messages; without them no messages are made).
+    private static func buildLocations(
+        _ shards: [SafetensorsFile?], names: [String]? = nil
+    ) -> (locations: [ByteName: TensorLocation], duplicates: [CheckpointError]) {
+        var locations: [ByteName: TensorLocation] = [:]
+        var duplicates: [CheckpointError] = []
+        locations.reserveCapacity(shards.reduce(0) { $0 + ($1?.tensors.count ?? 0) })
+        for (s, shard) in shards.enumerated() {
+            guard let shard else { continue }
+            let tensors = shard.tensors
+            for e in tensors.indices {
+                let entry = tensors[e]
+                let key = ByteName(entry.name)
+                // One hash per tensor: insert, and put the first location back in the rare case of a duplicate.
+                if let first = locations.updateValue(TensorLocation(shard: s, entry: e), forKey: key) {
+                    locations[key] = first
+                    if let names {
+                        duplicates.append(.duplicateTensor(tensor: entry.name, firstShard: names[first.shard], secondShard: names[s]))
+                    }
+                }
+            }
+        }
+        return (locations, duplicates)
     }
 
     /// One shard's tensors looked up in the index: those it does not list, and how many it lists under this shard.

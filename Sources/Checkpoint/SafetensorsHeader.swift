@@ -133,6 +133,8 @@ private struct HeaderParser {
     private var recentShapes: [[Int]] = []
     private var nextRecent = 0
     private static let recentShapeCount = 8
+    /// The dtype of the entry before: most entries repeat it, and it is then matched on the bytes (no String).
+    private var lastDType: DType?
 
     init(scanner: JSONScanner, fileName: String, dataStart: Int) {
         self.scanner = scanner
@@ -197,6 +199,7 @@ private struct HeaderParser {
         guard scanner.peek() == UInt8(ascii: "{") else { throw bad("entry must be an object") }
         try json { s throws(JSONError) in try s.expect(UInt8(ascii: "{"), "'{'") }
         var dtypeText: String?
+        var knownDType: DType?
         var shape: [Int]?
         var offsets: (count: Int, begin: Int, end: Int)?
         var otherFields: Set<String>?  // rare: only entries with extra fields allocate this
@@ -224,7 +227,14 @@ private struct HeaderParser {
                 case "dtype":
                     guard dtypeText == nil else { throw duplicate() }
                     guard scanner.peek() == UInt8(ascii: "\"") else { throw bad("dtype must be a string") }
-                    dtypeText = try json { s throws(JSONError) in try s.parseString() }
+                    if let last = lastDType,
+                        last.rawValue.utf8.withContiguousStorageIfAvailable({ scanner.consumeString(equalTo: UnsafeRawBufferPointer($0)) }) == true
+                    {
+                        dtypeText = last.rawValue
+                        knownDType = last
+                    } else {
+                        dtypeText = try json { s throws(JSONError) in try s.parseString() }
+                    }
                 case "shape":
                     guard shape == nil else { throw duplicate() }
                     shape = try parseIntArray(what: "shape", bad: bad)
@@ -243,9 +253,10 @@ private struct HeaderParser {
         guard let shape else { throw bad("missing \"shape\"") }
         guard let offsets else { throw bad("missing \"data_offsets\"") }
         guard offsets.count == 2 else { throw bad("data_offsets must hold exactly 2 integers, found \(offsets.count)") }
-        guard let dtype = DType(rawValue: dtypeText) else {
+        guard let dtype = knownDType ?? DType(rawValue: dtypeText) else {
             throw .unknownDType(file: fileName, tensor: name, dtype: dtypeText)
         }
+        lastDType = dtype
         return TensorEntry(
             name: name, dtype: dtype, shape: shape, dataBegin: offsets.begin, dataEnd: offsets.end, dataStartInFile: dataStart)
     }

@@ -21,9 +21,14 @@ public struct ShardIndex: Sendable {
     public var shardNames: [String]
 
     public init(totalSize: Int?, weightMap: [ByteName: String]) {
+        self.init(totalSize: totalSize, weightMap: weightMap, distinctShards: Set(weightMap.values.map(ByteName.init)))
+    }
+
+    /// `distinctShards`: the distinct values of `weightMap`, already known (the parser collects them).
+    init(totalSize: Int?, weightMap: [ByteName: String], distinctShards: Set<ByteName>) {
         self.totalSize = totalSize
         self.weightMap = weightMap
-        self.shardNames = Set(weightMap.values.map(ByteName.init)).sorted().map(\.string)
+        self.shardNames = distinctShards.sorted().map(\.string)
     }
 
     /// Parses an index; shard names must be plain file names (no directories, no `..`).
@@ -41,6 +46,7 @@ public struct ShardIndex: Sendable {
             .indexMalformed(file: fileName, reason: "not valid JSON: \(error.description)")
         }
         var weightMap: [ByteName: String]?
+        var shards = Set<ByteName>()
         var totalSize: Int?
         var seenKeys = Set<ByteName>()
         do {
@@ -57,7 +63,7 @@ public struct ShardIndex: Sendable {
                     try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
                     switch key {
                     case "weight_map":
-                        weightMap = try parseWeightMap(&scanner, fileName: fileName, maxEntries: maxEntries)
+                        (weightMap, shards) = try parseWeightMap(&scanner, fileName: fileName, maxEntries: maxEntries)
                     case "metadata":
                         totalSize = try parseTotalSize(scanner.parseValue(depth: 1))
                     default:
@@ -77,10 +83,13 @@ public struct ShardIndex: Sendable {
             throw .indexMalformed(file: fileName, reason: "\(error)")
         }
         guard let weightMap else { throw .indexMalformed(file: fileName, reason: "missing \"weight_map\" object") }
-        return ShardIndex(totalSize: totalSize, weightMap: weightMap)
+        return ShardIndex(totalSize: totalSize, weightMap: weightMap, distinctShards: shards)
     }
 
-    private static func parseWeightMap(_ scanner: inout JSONScanner, fileName: String, maxEntries: Int) throws -> [ByteName: String] {
+    /// The map, and its distinct shard names.
+    private static func parseWeightMap(
+        _ scanner: inout JSONScanner, fileName: String, maxEntries: Int
+    ) throws -> (map: [ByteName: String], shards: Set<ByteName>) {
         guard scanner.peek() == UInt8(ascii: "{") else {
             let value = try scanner.parseValue(depth: 1)
             throw WrongShape(reason: "\"weight_map\" must be an object, found \(value.kindName)")
@@ -100,7 +109,7 @@ public struct ShardIndex: Sendable {
                 throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor))\"")
             }
         }
-        if scanner.consume(UInt8(ascii: "}")) { return map }
+        if scanner.consume(UInt8(ascii: "}")) { return (map, []) }
         repeat {
             let keyOffset = scanner.position
             let tensor = try scanner.parseString()
@@ -126,7 +135,7 @@ public struct ShardIndex: Sendable {
             try insert(shard, for: tensor, keyOffset: keyOffset)
         } while scanner.consume(UInt8(ascii: ","))
         try scanner.expect(UInt8(ascii: "}"), "',' or '}' in an object")
-        return map
+        return (map, Set(interned.keys))
     }
 
     private static func parseTotalSize(_ metadata: JSONValue) throws -> Int? {

@@ -70,8 +70,17 @@ public struct JSONScanner {
     public mutating func parseString() throws(JSONError) -> String {
         try expect(UInt8(ascii: "\""), "a string")
         let start = position
-        // Fast path: no escapes.
+        // Fast path: no escapes. Eight bytes at a time while none of them is a quote, a backslash or a control
+        // byte (then byte by byte from the word that holds one), noting whether any is non-ASCII.
         var ascii = true
+        var highBits: UInt64 = 0
+        while bytes.count - position >= 8 {
+            let word = bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+            if Self.hasSpecialByte(word) { break }
+            highBits |= word
+            position += 8
+        }
+        ascii = highBits & Self.highBitsMask == 0
         while position < bytes.count {
             let b = bytes[position]
             if b == UInt8(ascii: "\"") {
@@ -117,6 +126,23 @@ public struct JSONScanner {
             }
         }
         throw error("unterminated string")
+    }
+
+    static let highBitsMask: UInt64 = 0x8080_8080_8080_8080
+    static let lowBitsMask: UInt64 = 0x0101_0101_0101_0101
+
+    /// Whether one of the word's eight bytes is a quote, a backslash or below 0x20 (exact: the borrow tricks
+    /// below can misplace which byte, never whether one is). Bytes ≥ 0x80 are not special.
+    @inline(__always)
+    static func hasSpecialByte(_ word: UInt64) -> Bool {
+        // A zero byte of w ^ c.repeated is a byte equal to c; `(x - 0x01…) & ~x & 0x80…` is non-zero exactly when
+        // some byte of x is zero (when x < 0x20 per byte for the control test, with 0x20 in place of 0x01).
+        let quote = word ^ (lowBitsMask &* 0x22)
+        let backslash = word ^ (lowBitsMask &* 0x5C)
+        let zeroInQuote = (quote &- lowBitsMask) & ~quote
+        let zeroInBackslash = (backslash &- lowBitsMask) & ~backslash
+        let control = (word &- lowBitsMask &* 0x20) & ~word
+        return (zeroInQuote | zeroInBackslash | control) & highBitsMask != 0
     }
 
     private mutating func parseEscape(into utf8: inout [UInt8]) throws(JSONError) {
@@ -303,9 +329,17 @@ extension JSONScanner {
         let n = utf8.count
         guard n <= bytes.count - position - 2, bytes[position] == UInt8(ascii: "\""), bytes[position + n + 1] == UInt8(ascii: "\"")
         else { return false }
-        for i in 0..<n {
+        // The same bytes (eight at a time), and none of them a quote, a backslash or a control byte.
+        guard ByteName.equalBytes(UnsafeRawBufferPointer(rebasing: bytes[(position + 1)..<(position + 1 + n)]), utf8) else { return false }
+        var i = 0
+        while i + 8 <= n {
+            if Self.hasSpecialByte(utf8.loadUnaligned(fromByteOffset: i, as: UInt64.self)) { return false }
+            i += 8
+        }
+        while i < n {
             let b = utf8[i]
-            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || bytes[position + 1 + i] != b { return false }
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { return false }
+            i += 1
         }
         position += n + 2
         return true

@@ -210,10 +210,32 @@ extension ExpectedNameIndex.Pattern {
     }
 }
 
-/// FNV-1a over a name's skeleton bytes, fed one byte at a time.
+/// A hash of a name's skeleton bytes, fed one byte at a time: the bytes are gathered eight to a word and each
+/// word is mixed in with one multiply (a byte-at-a-time FNV-1a, one multiply per byte, was a fifth of the
+/// lookup). Only compared with itself: the pattern's hash is made the same way.
 struct SkeletonHasher {
-    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    private var state: UInt64 = 0xcbf2_9ce4_8422_2325
+    private var word: UInt64 = 0
+    private var count = 0
+
     mutating func add(_ byte: UInt8) {
-        value = (value ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        word |= UInt64(byte) &<< UInt64(8 * (count & 7))
+        count += 1
+        if count & 7 == 0 {
+            mix(word)
+            word = 0
+        }
+    }
+
+    private mutating func mix(_ w: UInt64) {
+        state = (state ^ w) &* 0x9E37_79B9_7F4A_7C15
+        state ^= state &>> 29
+    }
+
+    /// The hash of the bytes added so far (their count included, so trailing zero bytes are not lost).
+    var value: UInt64 {
+        var copy = self
+        copy.mix(word ^ UInt64(count) &<< 56)
+        return copy.state
     }
 }

@@ -68,6 +68,9 @@ public struct ExpectedTensorList: Sendable {
 
     public init(config: ModelConfig) throws(ConfigError) {
         var tensors: [ExpectedTensor] = []
+        // Sized once from an estimate (the list of a real K2.5 is 208,550 entries of ~200 bytes: growing it by
+        // doubling copied it twice over and touched twice the memory).
+        tensors.reserveCapacity(Self.estimatedCount(config: config))
         var nameIndex = ExpectedNameIndex()
         for part in config.architecture.parts {
             let specs = try ManifestLibrary.specs(named: part.specs)
@@ -103,6 +106,32 @@ public struct ExpectedTensorList: Sendable {
         guard nameIndex.usable else { return byName[name] }
         // Through a buffer pointer: a closure over `self` copied the whole list (a dozen retains) per lookup.
         return tensors.withUnsafeBufferPointer { list in nameIndex.position(of: name) { list[$0].name } }
+    }
+
+    /// At least as many tensors as `init(config:)` will list (a linear module lists at most four: three stored
+    /// forms and a bias), at most `maxTensorCount`; only a capacity to reserve, so it never throws: whatever it
+    /// cannot read counts nothing here and is reported by the expansion itself.
+    static func estimatedCount(config: ModelConfig) -> Int {
+        let text = config.text
+        var total = 0
+        for part in config.architecture.parts {
+            guard let specs = try? ManifestLibrary.specs(named: part.specs) else { continue }
+            for spec in specs {
+                let instances: Int
+                switch spec.repeat {
+                case .once: instances = 1
+                case .layers: instances = text.storedLayers.count
+                case .mtpLayers: instances = text.mtpLayers.count
+                case .denseLayers: instances = text.denseLayers.count
+                case .moeLayers: instances = text.moeLayers.count
+                case .experts: instances = CheckedMath.multiply(text.moeLayers.count, text.numRoutedExperts) ?? maxTensorCount
+                case .visionBlocks: instances = 0  // a few hundred at most: left to the array's growth
+                }
+                let perInstance = spec.tensor != nil ? 1 : 4
+                total = min(maxTensorCount, total + min(maxTensorCount, instances) * perInstance)
+            }
+        }
+        return total
     }
 
     static func expand(

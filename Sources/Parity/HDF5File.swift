@@ -20,19 +20,34 @@ public final class HDF5File {
     public let path: String
     private let id: hid_t
 
-    private static let silenced: Void = { chdf5_silence_errors() }()
+    /// Loads libhdf5 (once per process; it is opened with dlopen on first use, not linked, so commands without
+    /// reference dumps never load it) and silences its own error printing.
+    private static func load(_ path: String) throws(HDF5Error) {
+        var error = [CChar](repeating: 0, count: 1024)
+        guard chdf5_load(&error, error.count) == 0 else { throw HDF5Error(path: path, reason: string(error)) }
+    }
+
+    /// Opens the HDF5 library file `library` and resolves every entry point k2pack uses, without keeping it: the
+    /// error path of loading (the message names the library and what is missing).
+    public static func probe(library: String) throws(HDF5Error) {
+        var error = [CChar](repeating: 0, count: 1024)
+        guard chdf5_probe(library, &error, error.count) == 0 else { throw HDF5Error(path: library, reason: string(error)) }
+    }
+
+    private static func string(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 
     private init(path: String, id: hid_t) {
         self.path = path
         self.id = id
     }
 
-    deinit { H5Fclose(id) }
+    deinit { chdf5_Fclose(id) }
 
     /// Opens a regular file read-only (a FIFO, a device or a folder is refused before libhdf5 reads a byte: a
     /// FIFO would block the reader forever).
     public static func open(_ path: String) throws(HDF5Error) -> HDF5File {
-        _ = silenced
         var status = stat()
         guard stat(path, &status) == 0 else {
             throw HDF5Error(path: path, reason: errno == ENOENT ? "cannot open: no such file" : "cannot open: \(String(cString: strerror(errno)))")
@@ -40,25 +55,29 @@ public final class HDF5File {
         guard status.st_mode & S_IFMT == S_IFREG else {
             throw HDF5Error(path: path, reason: "not a regular file (a FIFO, device or folder); a reference dump is an HDF5 file")
         }
-        let id = H5Fopen(path, chdf5_acc_rdonly(), chdf5_p_default())
+        try load(path)
+        let id = chdf5_Fopen(path, chdf5_acc_rdonly(), chdf5_p_default())
         guard id >= 0 else { throw HDF5Error(path: path, reason: "cannot open as HDF5") }
         return HDF5File(path: path, id: id)
     }
 
     public static func create(_ path: String) throws(HDF5Error) -> HDF5File {
-        _ = silenced
+        try load(path)
         // No object modification times: a file's bytes depend only on what is written (a resumed `logits` run
         // gives the same file as an uninterrupted one).
         let properties = chdf5_untimed_file_plist()
-        defer { H5Pclose(properties) }
-        let id = H5Fcreate(path, chdf5_acc_trunc(), properties, chdf5_p_default())
+        defer { chdf5_Pclose(properties) }
+        let id = chdf5_Fcreate(path, chdf5_acc_trunc(), properties, chdf5_p_default())
         guard id >= 0 else { throw HDF5Error(path: path, reason: "cannot create") }
         return HDF5File(path: path, id: id)
     }
 
+    /// The loaded library's version ("unavailable: " and the reason when it cannot be loaded).
     public static var libraryVersion: String {
+        var error = [CChar](repeating: 0, count: 1024)
+        guard chdf5_load(&error, error.count) == 0 else { return "unavailable: " + string(error) }
         var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0
-        H5get_libversion(&major, &minor, &release)
+        chdf5_get_libversion(&major, &minor, &release)
         return "\(major).\(minor).\(release)"
     }
 
@@ -80,29 +99,29 @@ public final class HDF5File {
     ) throws(HDF5Error) {
         guard shape.reduce(1, *) == count else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape does not match the value count") }
         let set = try createDataset(name, shape: shape, type: type)
-        defer { H5Dclose(set) }
+        defer { chdf5_Dclose(set) }
         guard count > 0 else { return }
-        guard H5Dwrite(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), pointer()) >= 0 else {
+        guard chdf5_Dwrite(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), pointer()) >= 0 else {
             throw HDF5Error(path: path, reason: "\(displayed(name)): write failed")
         }
     }
 
     /// Creates a float32 dataset of `shape` (intermediate groups are created) to be filled by `writeFloatBlock`.
     public func createFloats(_ name: String, shape: [Int]) throws(HDF5Error) {
-        H5Dclose(try createDataset(name, shape: shape, type: chdf5_native_float()))
+        chdf5_Dclose(try createDataset(name, shape: shape, type: chdf5_native_float()))
     }
 
     /// A new dataset of `shape` and `type` (intermediate groups are created); the caller closes it.
     private func createDataset(_ name: String, shape: [Int], type: hid_t) throws(HDF5Error) -> hid_t {
         var dims = shape.map { hsize_t($0) }
-        let space = H5Screate_simple(Int32(dims.count), &dims, nil)
-        defer { H5Sclose(space) }
+        let space = chdf5_Screate_simple(Int32(dims.count), &dims, nil)
+        defer { chdf5_Sclose(space) }
         let links = chdf5_link_create_plist()
-        H5Pset_create_intermediate_group(links, 1)
-        defer { H5Pclose(links) }
+        chdf5_Pset_create_intermediate_group(links, 1)
+        defer { chdf5_Pclose(links) }
         let untimed = chdf5_untimed_dataset_plist()
-        defer { H5Pclose(untimed) }
-        let set = H5Dcreate2(id, name, type, space, links, untimed, chdf5_p_default())
+        defer { chdf5_Pclose(untimed) }
+        let set = chdf5_Dcreate2(id, name, type, space, links, untimed, chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create dataset") }
         return set
     }
@@ -112,9 +131,9 @@ public final class HDF5File {
         guard start.count == count.count, count.reduce(1, *) == values.count else {
             throw HDF5Error(path: path, reason: "\(displayed(name)): block \(count) does not match \(values.count) values")
         }
-        let set = H5Dopen2(id, name, chdf5_p_default())
+        let set = chdf5_Dopen2(id, name, chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
-        defer { H5Dclose(set) }
+        defer { chdf5_Dclose(set) }
         let first = start.map { hsize_t($0) }, sizes = count.map { hsize_t($0) }
         let status = values.withUnsafeBufferPointer { v in
             first.withUnsafeBufferPointer { a in sizes.withUnsafeBufferPointer { c in chdf5_write_float_block(set, Int32(start.count), a.baseAddress, c.baseAddress, v.baseAddress) } }
@@ -148,8 +167,8 @@ public final class HDF5File {
     /// Creates a soft link `name` → `target` in this file (for tests).
     public func linkSoft(_ name: String, to target: String) throws(HDF5Error) {
         let links = chdf5_test_lcpl()
-        defer { H5Pclose(links) }
-        guard H5Lcreate_soft(target, id, name, links, chdf5_p_default()) >= 0 else {
+        defer { chdf5_Pclose(links) }
+        guard chdf5_Lcreate_soft(target, id, name, links, chdf5_p_default()) >= 0 else {
             throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create a soft link")
         }
     }
@@ -157,8 +176,8 @@ public final class HDF5File {
     /// Creates an external link `name` → `file`:`object` (for tests).
     public func linkExternal(_ name: String, file: String, object: String) throws(HDF5Error) {
         let links = chdf5_test_lcpl()
-        defer { H5Pclose(links) }
-        guard H5Lcreate_external(file, object, id, name, links, chdf5_p_default()) >= 0 else {
+        defer { chdf5_Pclose(links) }
+        guard chdf5_Lcreate_external(file, object, id, name, links, chdf5_p_default()) >= 0 else {
             throw HDF5Error(path: path, reason: "\(displayed(name)): cannot create an external link")
         }
     }
@@ -215,18 +234,18 @@ public final class HDF5File {
     /// `/dev/zero`) and virtual datasets (mapped from other files) are refused before any data is read.
     private func openDataset(_ name: String) throws(HDF5Error) -> hid_t {
         try checkLinks(name)
-        let set = H5Dopen2(id, name, chdf5_p_default())
+        let set = chdf5_Dopen2(id, name, chdf5_p_default())
         guard set >= 0 else { throw HDF5Error(path: path, reason: "no dataset \(displayed(name))") }
         switch chdf5_dataset_storage(set) {
         case 0: return set
         case 1:
-            H5Dclose(set)
+            chdf5_Dclose(set)
             throw HDF5Error(path: path, reason: "\(displayed(name)) keeps its data in external files; a reference dump must hold its data itself")
         case 2:
-            H5Dclose(set)
+            chdf5_Dclose(set)
             throw HDF5Error(path: path, reason: "\(displayed(name)) is a virtual dataset (mapped from other datasets or files); a reference dump must hold its data itself")
         default:
-            H5Dclose(set)
+            chdf5_Dclose(set)
             throw HDF5Error(path: path, reason: "\(displayed(name)): cannot read its storage layout")
         }
     }
@@ -234,18 +253,18 @@ public final class HDF5File {
     /// The shape of a dataset, read without reading any data.
     public func shape(_ name: String) throws(HDF5Error) -> [Int] {
         let set = try openDataset(name)
-        defer { H5Dclose(set) }
+        defer { chdf5_Dclose(set) }
         return try shape(of: set, name)
     }
 
     private func shape(of set: hid_t, _ name: String) throws(HDF5Error) -> [Int] {
-        let space = H5Dget_space(set)
+        let space = chdf5_Dget_space(set)
         guard space >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): cannot read its shape") }
-        defer { H5Sclose(space) }
-        let rank = H5Sget_simple_extent_ndims(space)
+        defer { chdf5_Sclose(space) }
+        let rank = chdf5_Sget_simple_extent_ndims(space)
         guard rank >= 0, rank <= 8 else { throw HDF5Error(path: path, reason: "\(displayed(name)): unsupported rank \(rank)") }
         var dims = [hsize_t](repeating: 0, count: Int(rank))
-        H5Sget_simple_extent_dims(space, &dims, nil)
+        chdf5_Sget_simple_extent_dims(space, &dims, nil)
         guard dims.allSatisfy({ $0 <= hsize_t(Int.max) }) else { throw HDF5Error(path: path, reason: "\(displayed(name)): shape overflows") }
         return dims.map { Int($0) }
     }
@@ -254,7 +273,7 @@ public final class HDF5File {
     /// checked against the dataset's shape and `maxElements` before anything is allocated.
     public func readFloatBlock(_ name: String, start: [Int], count: [Int], maxElements: Int = 1 << 28) throws(HDF5Error) -> [Float] {
         let set = try openDataset(name)
-        defer { H5Dclose(set) }
+        defer { chdf5_Dclose(set) }
         let shape = try shape(of: set, name)
         guard start.count == shape.count, count.count == shape.count,
             zip(zip(start, count), shape).allSatisfy({ $0.0 >= 0 && $0.1 >= 0 && $0.0 <= $1 && $0.1 <= $1 - $0.0 })
@@ -298,12 +317,12 @@ public final class HDF5File {
         describe: (([Int]) -> String)? = nil
     ) throws(HDF5Error) -> (values: [T], shape: [Int]) {
         let set = try openDataset(name)
-        defer { H5Dclose(set) }
+        defer { chdf5_Dclose(set) }
         if integersOnly {
-            let stored = H5Dget_type(set)
-            let typeClass = H5Tget_class(stored)
-            H5Tclose(stored)
-            guard typeClass == H5T_INTEGER else { throw HDF5Error(path: path, reason: "\(displayed(name)): expected an integer dataset") }
+            let stored = chdf5_Dget_type(set)
+            let typeClass = chdf5_Tget_class(stored)
+            chdf5_Tclose(stored)
+            guard typeClass == CHDF5_T_INTEGER else { throw HDF5Error(path: path, reason: "\(displayed(name)): expected an integer dataset") }
         }
         let shape = try shape(of: set, name)
         if let expected, shape != expected {
@@ -319,7 +338,7 @@ public final class HDF5File {
             throw HDF5Error(path: path, reason: "\(displayed(name)): \(count) elements exceeds the limit of \(maxElements)")
         }
         var values = [T](repeating: 0, count: Int(count))
-        let status = values.withUnsafeMutableBytes { H5Dread(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
+        let status = values.withUnsafeMutableBytes { chdf5_Dread(set, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
         guard status >= 0 else { throw HDF5Error(path: path, reason: "\(displayed(name)): read failed (not numeric?)") }
         return (values, shape)
     }

@@ -31,6 +31,24 @@ struct CLibraryTests {
         #expect(Gemm.threads >= 1)
     }
 
+    @Test("OpenBLAS and HDF5 are opened on first use; a library that is missing or is not them is named")
+    func lazyLoading() throws {
+        try Gemm.load()
+        #expect(HDF5File.libraryVersion.hasPrefix("1."), "\(HDF5File.libraryVersion)")
+        let missing = "libk2pack-missing-library.so"
+        #expect(throws: Gemm.LoadError(reason: "cannot load OpenBLAS (\(missing)): \(missing): cannot open shared object file: No such file or directory")) {
+            try Gemm.probe(library: missing)
+        }
+        #expect(throws: HDF5File.HDF5Error(path: missing, reason: "cannot load HDF5 (\(missing)): \(missing): cannot open shared object file: No such file or directory")) {
+            try HDF5File.probe(library: missing)
+        }
+        // A library that loads but is not the one asked for (zstd, which k2pack links).
+        #expect(throws: Gemm.LoadError(reason: "cannot load OpenBLAS (libzstd.so.1): it has no cblas_sgemm")) { try Gemm.probe(library: "libzstd.so.1") }
+        #expect(throws: HDF5File.HDF5Error(path: "libzstd.so.1", reason: "cannot load HDF5 (libzstd.so.1): it has no H5open")) {
+            try HDF5File.probe(library: "libzstd.so.1")
+        }
+    }
+
     @Test("HDF5 writes and reads float and int datasets in nested groups")
     func hdf5() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("k2pack-\(UUID().uuidString).h5").path

@@ -54,6 +54,29 @@ struct JSONScannerTests {
         }
     }
 
+    @Test("strings read eight bytes at a time find a quote, escape, control byte or bad UTF-8 at any position")
+    func wordAtATime() throws {
+        // Each special byte at every offset of a 40-byte string: the word that holds it, and those before and after.
+        for at in 0..<40 {
+            func text(_ special: [UInt8]) -> [UInt8] {
+                var body = [UInt8](repeating: UInt8(ascii: "a"), count: 40)
+                body.replaceSubrange(at..<(at + 1), with: special)
+                return Array("[\"".utf8) + body + Array("\"]".utf8)
+            }
+            let plain = String(repeating: "a", count: 40)
+            func replaced(_ s: String) -> String { String(plain.prefix(at)) + s + String(plain.dropFirst(at + 1)) }
+            #expect(try JSONDocument.parse(text(Array("\\n".utf8))).arrayValue?[0].stringValue == replaced("\n"))
+            #expect(try JSONDocument.parse(text(Array("\\\"".utf8))).arrayValue?[0].stringValue == replaced("\""))
+            #expect(try JSONDocument.parse(text([0xC3, 0xA9])).arrayValue?[0].stringValue == replaced("é"))
+            #expect(try JSONDocument.parse(text([0x7F])).arrayValue?[0].stringValue == replaced("\u{7F}"))
+            #expect(throws: JSONError(offset: 2 + at, reason: "unescaped control character in string")) { try JSONDocument.parse(text([0x01])) }
+            #expect(throws: JSONError(offset: 2 + at, reason: "unescaped control character in string")) { try JSONDocument.parse(text([0x1F])) }
+            #expect(throws: JSONError(offset: 2, reason: "string is not valid UTF-8")) { try JSONDocument.parse(text([0xFF])) }
+            // A quote ends the string early: what follows is not JSON.
+            #expect(throws: JSONError.self) { try JSONDocument.parse(text([UInt8(ascii: "\"")])) }
+        }
+    }
+
     @Test("bounds nesting depth")
     func depth() {
         let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)

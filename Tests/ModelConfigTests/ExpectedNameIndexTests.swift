@@ -32,6 +32,16 @@ struct ExpectedNameIndexTests {
         }
     }
 
+    @Test("the capacity reserved up front covers the whole list (vision blocks aside), for every architecture")
+    func estimate() throws {
+        for (label, config) in try Self.configs() {
+            let list = try ExpectedTensorList(config: config)
+            let vision = list.tensors.filter(\.vision).count
+            #expect(ExpectedTensorList.estimatedCount(config: config) >= list.tensors.count - vision, "\(label)")
+            #expect(ExpectedTensorList.estimatedCount(config: config) <= ExpectedTensorList.maxTensorCount)
+        }
+    }
+
     @Test("names the config does not imply are not found, however close to an expected one")
     func unexpectedNames() throws {
         let config = try parse("{\"model_type\": \"kimi_k25\", \"text_config\": {\"model_type\": \"kimi_k2\", \(textMembers(extra: packQuantized))}, \(Self.vision)}")
