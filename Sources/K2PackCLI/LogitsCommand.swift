@@ -188,6 +188,8 @@ final class IOReport: @unchecked Sendable {
         defer { lock.unlock() }
         let now = Date()
         FileHandle.standardError.write(Data(String(format: "io-report: step %d/%d %.3f s (at %.3f s)\n", done, total, now.timeIntervalSince(last), now.timeIntervalSince(start)).utf8))
+        let phases = PhaseTimes.take().map { "\($0.phase.rawValue) " + String(format: "%.3f s", $0.seconds) }.joined(separator: ", ")
+        FileHandle.standardError.write(Data("io-report: phases \(done)/\(total) \(phases)\n".utf8))
         last = now
     }
 
