@@ -66,7 +66,7 @@ struct CausalAttentionTests {
         let plain = CausalAttention.reference(p, batch: batch, scale: 1)
         let worst = Self.largestDifference(blocked, plain, layout: p.layout)
         // Values up to 6 and scores in the tens: float32 rounding of the scores moves the weights by ~1e-5 relative.
-        #expect(worst.value <= 5e-4, "largest difference \(worst.value) at row \(worst.row), head \(worst.head), dim \(worst.dim)")
+        #expect(worst.value <= 1e-4, "largest difference \(worst.value) at row \(worst.row), head \(worst.head), dim \(worst.dim)")
     }
 
     @Test("the result does not depend on the thread count")
