@@ -182,6 +182,7 @@ final class IOReport: @unchecked Sendable {
     private let lock = NSLock()
     private let start = Date()
     private var last = Date()
+    private var lastCPU = 0.0
 
     static func fromEnvironment() -> IOReport? {
         ProcessInfo.processInfo.environment["K2PACK_IO_REPORT"] == "1" ? IOReport() : nil
@@ -194,6 +195,16 @@ final class IOReport: @unchecked Sendable {
         FileHandle.standardError.write(Data(String(format: "io-report: step %d/%d %.3f s (at %.3f s)\n", done, total, now.timeIntervalSince(last), now.timeIntervalSince(start)).utf8))
         let phases = PhaseTimes.take().map { "\($0.phase.rawValue) " + String(format: "%.3f s", $0.seconds) }.joined(separator: ", ")
         FileHandle.standardError.write(Data("io-report: phases \(done)/\(total) \(phases)\n".utf8))
+        // CPU seconds of the whole process (all threads) in the step: a load-independent measure beside wall time.
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        #else
+        getrusage(RUSAGE_SELF, &usage)
+        #endif
+        let cpu = Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+        FileHandle.standardError.write(Data(String(format: "io-report: cpu %d/%d %.3f s\n", done, total, cpu - lastCPU).utf8))
+        lastCPU = cpu
         last = now
     }
 
