@@ -5,13 +5,15 @@ import TensorCore
 /// Causal softmax attention over MLA's projections, `softmax(q·kᵀ · scale + causal mask) · v` per sequence and
 /// head, through OpenBLAS: for each (sequence, head) the keys `[k_nope | k_rope]` are gathered once into a
 /// `[tokens, nope + rope]` block, then the queries go in tiles of `queryTile` rows: one sgemm gives the tile's
-/// scores against every key up to its last query, the masked softmax runs row by row, and a second sgemm
-/// multiplies the probabilities by the values (read in place, strided among the heads). Memory per worker is one
+/// scores against every key up to its last query (times the softmax scale), the masked softmax runs row by row
+/// (`Kernels.softmaxRow`, C), and a second sgemm multiplies the probabilities by the values (read in place,
+/// strided among the heads). Memory per worker is one
 /// key block and one tile of scores (`queryTile · tokens` floats), never `tokens² × heads`.
 ///
 /// (Sequence, head) pairs are split among the workers; each pair is computed the same way whatever the thread
-/// count, so the result does not depend on it. The sums run in OpenBLAS's order, not the plain loop's
-/// (`reference`): the two agree to float32 rounding (`CausalAttentionTests`).
+/// count, so the result does not depend on it. The sums run in OpenBLAS's order and the exponential is the C
+/// kernel's polynomial, not the plain loop's (`reference`) order and `expf`: the two agree to float32 rounding
+/// (`CausalAttentionTests`).
 enum CausalAttention {
     /// Scores a worker holds at once, in floats (4 MiB): bounds the query tile at long contexts.
     static let scoreFloats = 1 << 20
@@ -64,8 +66,8 @@ enum CausalAttention {
                                     let m = min(tileRows, tokens - start), n = start + m  // queries start..<n, keys 0..<n
                                     Gemm.multiply(
                                         q.pointer + layout.query(row: first + start, head: h), lda: heads * qk, keys, ldb: qk,
-                                        transposeB: true, scores, ldc: n, m: m, n: n, k: qk)
-                                    for i in 0..<m { softmaxRow(scores + i * n, valid: start + i + 1, count: n, scale: scale) }
+                                        transposeB: true, scores, ldc: n, m: m, n: n, k: qk, alpha: scale)
+                                    for i in 0..<m { Kernels.softmaxRow(scores + i * n, valid: start + i + 1, count: n) }
                                     Gemm.multiply(
                                         scores, lda: n, kv.pointer + layout.value(row: first, head: h),
                                         ldb: heads * layout.kv, transposeB: false,
@@ -81,25 +83,6 @@ enum CausalAttention {
             }
         }
         return context
-    }
-
-    /// One row of scores in place: the first `valid` (keys up to the query) scaled and softmaxed as the plain
-    /// loop does (`exp(s − max)`, each divided by the sum), the rest of the `count` set to zero (masked).
-    @inline(__always)
-    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid: Int, count: Int, scale: Float) {
-        var maxScore = -Float.infinity
-        for u in 0..<valid {
-            row[u] *= scale
-            maxScore = max(maxScore, row[u])
-        }
-        var sum: Float = 0
-        for u in 0..<valid {
-            let e = Foundation.exp(row[u] - maxScore)
-            row[u] = e
-            sum += e
-        }
-        for u in 0..<valid { row[u] /= sum }
-        if valid < count { (row + valid).update(repeating: 0, count: count - valid) }
     }
 
     /// The plain loop, per sequence, head and query: the definition the blocked form is tested against.

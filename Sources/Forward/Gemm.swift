@@ -12,15 +12,15 @@ public enum Gemm {
             0, y, blasint(ldy ?? n))
     }
 
-    /// `c[m, n] = a[m, k] · b` in float32, row-major with explicit row strides: `b` is `[n, k]` used transposed
+    /// `c[m, n] = alpha · a[m, k] · b` in float32, row-major with explicit row strides: `b` is `[n, k]` used transposed
     /// (`transposeB`, as in `linear`) or `[k, n]` as it is. For operands that are strided views of larger arrays
     /// (one attention head's queries, keys or values among all heads'), so nothing is copied to multiply them.
     public static func multiply(
         _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
-        _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int
+        _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int, alpha: Float = 1
     ) {
         cblas_sgemm(
-            CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k), 1,
+            CblasRowMajor, CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans, blasint(m), blasint(n), blasint(k), alpha,
             a, blasint(lda), b, blasint(ldb), 0, c, blasint(ldc))
     }
 

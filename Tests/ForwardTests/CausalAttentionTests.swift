@@ -79,6 +79,52 @@ struct CausalAttentionTests {
         }
     }
 
+    @Test("the softmax kernel's exponential is within 3e-7 relative of expf on [−87, 0]")
+    func exponential() {
+        var worst: (error: Float, x: Float) = (0, 0)
+        var x: Float = -87
+        while x <= 0 {
+            for y in [x, x.nextUp, -x.ulp * 3 + x] where y <= 0 && y >= -87 {
+                let error = abs(Kernels.expNonpositive(y) - Foundation.exp(y)) / Foundation.exp(y)
+                if error > worst.error { worst = (error, y) }
+            }
+            x += 0.0137
+        }
+        #expect(worst.error <= 3e-7, "largest relative error \(worst.error) at x = \(worst.x)")
+        #expect(Kernels.expNonpositive(0) == 1)
+        // Below −87: taken as −87 (a tiny positive number, never 0, infinity or NaN).
+        for tiny in [-88, -1000, -Float.infinity, -Float.nan] {
+            let value = Kernels.expNonpositive(tiny)
+            #expect(value > 0 && value < 1e-37, "e^\(tiny) gave \(value)")
+        }
+    }
+
+    @Test("the softmax kernel: every level gives the same bits; rows sum to 1; masked entries are 0")
+    func softmaxLevels() {
+        var rng = SplitMix(state: 5)
+        for (valid, count) in [(1, 1), (1, 9), (5, 5), (7, 16), (8, 8), (9, 20), (16, 16), (17, 33), (64, 64), (100, 128), (300, 301)] {
+            let row = (0..<count).map { _ in Float.random(in: -30...30, using: &rng) }
+            var results: [[Float]] = []
+            for level in Kernels.Level.allCases {
+                var copy = row
+                copy.withUnsafeMutableBufferPointer { Kernels.softmaxRow(level: level, $0.baseAddress!, valid: valid, count: count) }
+                results.append(copy)
+            }
+            for (level, result) in zip(Kernels.Level.allCases, results) {
+                #expect(result == results[0], "\(level) differs from portable at \(valid) of \(count)")
+            }
+            let sum = results[0][..<valid].reduce(0, +)
+            #expect(abs(sum - 1) <= 1e-5, "\(valid) of \(count): sum \(sum)")
+            #expect(results[0][valid...].allSatisfy { $0 == 0 }, "\(valid) of \(count): masked entries not 0")
+            // Against the plain definition with expf.
+            let top = row[..<valid].max()!
+            let e = row[..<valid].map { Foundation.exp($0 - top) }
+            let total = e.reduce(0, +)
+            let worst = zip(results[0], e).map { abs($0 - $1 / total) }.max() ?? 0
+            #expect(worst <= 1e-6, "\(valid) of \(count): largest difference from expf's softmax \(worst)")
+        }
+    }
+
     @Test("the query tile is bounded by the score budget and the window")
     func tileBounds() {
         #expect(CausalAttention.queryTile(tokens: 1) == 1)
