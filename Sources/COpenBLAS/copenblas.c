@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* cblas.h's values for the one call shape k2pack makes (CBLAS_ORDER, CBLAS_TRANSPOSE), and the LP64 integer
+/* cblas.h's values for the call shapes k2pack makes (CBLAS_ORDER, CBLAS_TRANSPOSE), and the LP64 integer
    type of Debian's libopenblas0 builds (blasint is int unless OPENBLAS_USE64BITINT). */
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
@@ -104,9 +104,9 @@ static const struct api *require(void) {
     return &loaded;
 }
 
-void copenblas_sgemm_nt(int m, int n, int k, float alpha, const float *x, int lda, const float *w, int ldb, float beta,
-                        float *y, int ldc) {
-    require()->sgemm(ROW_MAJOR, NO_TRANS, TRANS, m, n, k, alpha, x, lda, w, ldb, beta, y, ldc);
+void copenblas_sgemm(int transpose_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                     float beta, float *c, int ldc) {
+    require()->sgemm(ROW_MAJOR, NO_TRANS, transpose_b ? TRANS : NO_TRANS, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 int copenblas_get_num_threads(void) { return require()->get_threads(); }

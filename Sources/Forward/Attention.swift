@@ -46,9 +46,10 @@ struct AttentionProjections {
 extension ForwardPass {
     /// Multi-head latent attention, plain (non-absorbed) form. x [rows, hidden] → [rows, hidden].
     func attention(_ w: AttentionWeights, layer: Int, _ x: [Float], batch: Batch) throws(ForwardError) -> [Float] {
-        var p = try projections(w, layer: layer, x, rows: batch.rows)
+        var p = try PhaseTimes.measure(.attentionProjections) { () throws(ForwardError) in try projections(w, layer: layer, x, rows: batch.rows) }
         applyRoPE(&p, batch: batch)
-        return linear(causalAttention(p, batch: batch), w.o)
+        let context = PhaseTimes.measure(.attentionCore) { causalAttention(p, batch: batch) }
+        return PhaseTimes.measure(.attentionProjections) { linear(context, w.o) }
     }
 
     /// `q = q_b · rmsnorm(q_a · x)`; `[latent | k_rope] = kv_a · x`; `[k_nope | v] = kv_b · rmsnorm(latent)`.
@@ -84,66 +85,58 @@ extension ForwardPass {
     }
 
     /// RoPE on every query head's rope part and on the shared rotated key, position = token index within its
-    /// sequence.
+    /// sequence. The cosines and sines of each position are computed once (as `rotate` computes them) and shared
+    /// by the heads.
     func applyRoPE(_ p: inout AttentionProjections, batch: Batch) {
-        let layout = p.layout
-        for r in 0..<layout.rows {
-            let position = Float(r % batch.tokens)
-            for h in 0..<layout.heads { rotate(&p.q, at: layout.query(row: r, head: h) + layout.nope, position: position) }
-            rotate(&p.kRope, at: layout.ropeKey(row: r), position: position)
+        let layout = p.layout, half = config.qkRopeHeadDim / 2, interleave = config.ropeInterleave
+        guard layout.rows > 0, half > 0 else { return }
+        let positions = min(batch.tokens, layout.rows)
+        var cosines = [Float](repeating: 0, count: positions * half), sines = cosines
+        for t in 0..<positions {
+            for j in 0..<half {
+                (cosines[t * half + j], sines[t * half + j]) = rotation(position: Float(t), pair: j)
+            }
         }
-    }
-
-    /// `softmax(q·kᵀ · scale + causal mask) · v`, per sequence and head: the context `[rows, heads·v]`.
-    func causalAttention(_ p: AttentionProjections, batch: Batch) -> [Float] {
-        let layout = p.layout, q = p.q, kv = p.kv, kRope = p.kRope
-        let nope = layout.nope, rope = layout.rope, vDim = layout.value
-        let scale = config.softmaxScale
-        var context = [Float](repeating: 0, count: layout.rows * layout.heads * vDim)
-        var scores = [Float](repeating: 0, count: batch.tokens)
-        for s in 0..<batch.sequences {
-            let first = s * batch.tokens
-            for h in 0..<layout.heads {
-                for t in 0..<batch.tokens {
-                    let qRow = layout.query(row: first + t, head: h)
-                    var maxScore = -Float.infinity
-                    for u in 0...t {
-                        let kRow = layout.key(row: first + u, head: h), kRopeRow = layout.ropeKey(row: first + u)
-                        var dot: Float = 0
-                        for d in 0..<nope { dot += q[qRow + d] * kv[kRow + d] }
-                        for d in 0..<rope { dot += q[qRow + nope + d] * kRope[kRopeRow + d] }
-                        scores[u] = dot * scale
-                        maxScore = max(maxScore, scores[u])
-                    }
-                    var sum: Float = 0
-                    for u in 0...t {
-                        scores[u] = Foundation.exp(scores[u] - maxScore)
-                        sum += scores[u]
-                    }
-                    let out = layout.context(row: first + t, head: h)
-                    for u in 0...t {
-                        let weight = scores[u] / sum
-                        let vRow = layout.value(row: first + u, head: h)
-                        for d in 0..<vDim { context[out + d] += weight * kv[vRow + d] }
+        cosines.withUnsafeBufferPointer { cp in
+            sines.withUnsafeBufferPointer { sp in
+                p.q.withUnsafeMutableBufferPointer { q in
+                    p.kRope.withUnsafeMutableBufferPointer { k in
+                        for r in 0..<layout.rows {
+                            let cos = cp.baseAddress! + (r % batch.tokens) * half, sin = sp.baseAddress! + (r % batch.tokens) * half
+                            for h in 0..<layout.heads { rotate(q.baseAddress! + layout.query(row: r, head: h) + layout.nope, cos: cos, sin: sin, half: half, interleave: interleave) }
+                            rotate(k.baseAddress! + layout.ropeKey(row: r), cos: cos, sin: sin, half: half, interleave: interleave)
+                        }
                     }
                 }
             }
         }
-        return context
+    }
+
+    /// `softmax(q·kᵀ · scale + causal mask) · v`, per sequence and head: the context `[rows, heads·v]`
+    /// (`CausalAttention`: tiled, through OpenBLAS, heads split among the threads).
+    func causalAttention(_ p: AttentionProjections, batch: Batch) -> [Float] {
+        Self.plainPrefill
+            ? CausalAttention.reference(p, batch: batch, scale: config.softmaxScale)
+            : CausalAttention.context(p, batch: batch, scale: config.softmaxScale, threads: threads)
+    }
+
+    /// The cosine and sine (times the YaRN amplitude) that rotate pair `pair` at `position`.
+    @inline(__always)
+    func rotation(position: Float, pair j: Int) -> (cos: Float, sin: Float) {
+        let angle = position * inverseFrequencies[j]
+        let amplitude = config.rope.amplitude
+        return (Foundation.cos(angle) * amplitude, Foundation.sin(angle) * amplitude)
     }
 
     /// Rotates one head's rope slice in place: interleaved pairs `(x[2j], x[2j+1])` (DeepSeek's stored layout),
-    /// or halves `(x[j], x[j + rope/2])` when the config sets `rope_interleave` false.
-    func rotate(_ v: inout [Float], at start: Int, position: Float) {
-        let half = config.qkRopeHeadDim / 2
-        let amplitude = config.rope.amplitude
+    /// or halves `(x[j], x[j + rope/2])` when the config sets `rope_interleave` false; pair j by `cos[j]`, `sin[j]`.
+    @inline(__always)
+    func rotate(_ v: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>, half: Int, interleave: Bool) {
         for j in 0..<half {
-            let angle = position * inverseFrequencies[j]
-            let cos = Foundation.cos(angle) * amplitude, sin = Foundation.sin(angle) * amplitude
-            let (a, b) = config.ropeInterleave ? (start + 2 * j, start + 2 * j + 1) : (start + j, start + j + half)
+            let (a, b) = interleave ? (2 * j, 2 * j + 1) : (j, j + half)
             let x0 = v[a], x1 = v[b]
-            v[a] = x0 * cos - x1 * sin
-            v[b] = x1 * cos + x0 * sin
+            v[a] = x0 * cos[j] - x1 * sin[j]
+            v[b] = x1 * cos[j] + x0 * sin[j]
         }
     }
 }

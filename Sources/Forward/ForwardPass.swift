@@ -139,13 +139,15 @@ public final class ForwardPass: LanguageModelPass {
         var y = mid
         rmsNorm(&y, width: H, weight: w.postAttentionNorm, eps: config.rmsNormEps)
         var result = LayerResult(attentionOut: attention, mlpOut: [], output: [], topK: nil, margins: nil)
-        if config.isMoELayer(w.index) {
-            let moe = try blocks.moe(y, rows: batch.rows)
-            result.mlpOut = moe.out
-            result.topK = moe.topK
-            result.margins = moe.margins
-        } else {
-            result.mlpOut = try blocks.denseMLP(y)
+        try PhaseTimes.measure(.mlp) { () throws(ForwardError) in
+            if config.isMoELayer(w.index) {
+                let moe = try blocks.moe(y, rows: batch.rows)
+                result.mlpOut = moe.out
+                result.topK = moe.topK
+                result.margins = moe.margins
+            } else {
+                result.mlpOut = try blocks.denseMLP(y)
+            }
         }
         for i in 0..<mid.count { mid[i] += result.mlpOut[i] }
         result.output = mid
@@ -192,28 +194,38 @@ public final class ForwardPass: LanguageModelPass {
         let active = held.filter { !assigned[$0].isEmpty }
         let lists = active.map { assigned[$0] }
         let experts = try active.map { e throws(ForwardError) in try w.expert(e, in: weights) }
-        let inputs = lists.map { list in
-            var xe = [Float](repeating: 0, count: list.count * H)
-            for (j, item) in list.enumerated() { for d in 0..<H { xe[j * H + d] = x[item.row * H + d] } }
-            return xe
+        // Expert i's rows of x, gathered (for many tokens, inside the worker that runs it: one at a time per worker).
+        let gather: @Sendable (Int) -> [Float] = { i in
+            [Float](unsafeUninitializedCapacity: lists[i].count * H) { buffer, count in
+                x.withUnsafeBufferPointer { xp in
+                    for (j, item) in lists[i].enumerated() { (buffer.baseAddress! + j * H).initialize(from: xp.baseAddress! + item.row * H, count: H) }
+                }
+                count = lists[i].count * H
+            }
         }
         let sharedWeights = weights.partition?.addsSharedExpert ?? true ? w.shared : nil
-        let results: [Float]
+        // The experts' outputs, row by row in `lists` order: one array per expert, or (decoding) one for all.
+        let results: [[Float]]
         let shared: [Float]?
-        if stepwise, let step = fewTokenExperts(experts, inputs: inputs, shared: sharedWeights, x: x) {
-            (results, shared) = step
+        if stepwise, rows <= FusedKernels.maxTokens,
+            let step = fewTokenExperts(experts, inputs: active.indices.map(gather), shared: sharedWeights, x: x) {
+            (results, shared) = ([step.routed], step.shared)
         } else {
             // One expert per worker at a time; each expert's products on that worker alone.
-            let each = parallelMap(count: active.count, width: threads) { i in self.mlp(inputs[i], experts[i], workers: 1) }
-            results = each.flatMap { $0 }
+            results = parallelMap(count: active.count, width: threads) { i in self.mlp(gather(i), experts[i], workers: 1) }
             shared = sharedWeights.map { mlp(x, $0) }
         }
         var out = [Float](repeating: 0, count: rows * H)
-        var at = 0
-        for e in active {
-            for item in assigned[e] {
-                for d in 0..<H { out[item.row * H + d] += results[at + d] * item.weight }
-                at += H
+        out.withUnsafeMutableBufferPointer { op in
+            var items = lists.joined().makeIterator()
+            for part in results {
+                part.withUnsafeBufferPointer { rp in
+                    for at in stride(from: 0, to: part.count, by: H) {
+                        guard let item = items.next() else { preconditionFailure("moe: more expert outputs than routed rows") }
+                        let dst = op.baseAddress! + item.row * H, src = rp.baseAddress! + at, weight = item.weight
+                        for d in 0..<H { dst[d] += src[d] * weight }
+                    }
+                }
             }
         }
         if let shared { for i in 0..<out.count { out[i] += shared[i] } }
@@ -247,18 +259,27 @@ public final class ForwardPass: LanguageModelPass {
     func rmsNorm(_ x: inout [Float], width: Int, weight: [Float], eps: Float) {
         precondition(weight.count == width && x.count % max(width, 1) == 0, "rmsNorm: sizes do not match")
         let rows = width == 0 ? 0 : x.count / width
-        for r in 0..<rows {
-            var sum: Float = 0
-            for j in 0..<width { sum += x[r * width + j] * x[r * width + j] }
-            let inv = 1 / (sum / Float(width) + eps).squareRoot()
-            for j in 0..<width { x[r * width + j] = x[r * width + j] * inv * weight[j] }
+        weight.withUnsafeBufferPointer { wp in
+            x.withUnsafeMutableBufferPointer { xp in
+                for r in 0..<rows {
+                    let row = xp.baseAddress! + r * width
+                    var sum: Float = 0
+                    for j in 0..<width { sum += row[j] * row[j] }
+                    let inv = 1 / (sum / Float(width) + eps).squareRoot()
+                    for j in 0..<width { row[j] = row[j] * inv * wp[j] }
+                }
+            }
         }
     }
 
+    /// Inputs of at least this many floats (4 MiB: a few hundred tokens at full width) are multiplied by larger
+    /// decoded blocks in `linear`.
+    static let largeInput = 1 << 20
+
     /// `y = x · Wᵀ`: x [rows, in] → y [rows, out]. W's rows are split among `workers` threads; each decodes
-    /// its rows into float32 blocks of at most 4 MiB and multiplies them (single-threaded OpenBLAS) into its
-    /// columns of y. Work is split by weight rows, so the result does not depend on the thread count. A few
-    /// tokens over a matrix with a fused kernel go to `fewTokenProducts` instead.
+    /// its rows into float32 blocks of at most 4 MiB (32 MiB for a large input) and multiplies them
+    /// (single-threaded OpenBLAS) into its columns of y. Work is split by weight rows, so the result does not
+    /// depend on the thread count. A few tokens over a matrix with a fused kernel go to `fewTokenProducts` instead.
     func linear(_ x: [Float], _ w: WeightMatrix, workers: Int? = nil) -> [Float] {
         precondition(w.cols > 0 && x.count % w.cols == 0, "linear: input width does not match \(w.name)")
         let rows = x.count / w.cols
@@ -268,13 +289,17 @@ public final class ForwardPass: LanguageModelPass {
         }
         var y = [Float](repeating: 0, count: rows * w.rows)
         guard rows > 0, w.rows > 0 else { return y }
-        let blockRows = max(1, min(w.rows, (1 << 20) / w.cols))
-        // Small matrices are not worth a thread hand-off.
-        let width = w.rows * w.cols < (1 << 16) ? 1 : min(workers ?? threads, (w.rows + blockRows - 1) / blockRows)
+        // Blocks of at most 4 MiB of float32; 32 MiB when the input is large (prefill), as the product packs the
+        // whole input once per block: bigger blocks pack it fewer times.
+        let large = x.count >= Self.largeInput && !Self.plainPrefill
+        let maxBlockRows = max(1, min(w.rows, (large ? 8 << 20 : 1 << 20) / w.cols))
+        // Small matrices are not worth a thread hand-off. A large input splits every matrix among the workers.
+        let width = w.rows * w.cols < (1 << 16) ? 1 : min(workers ?? threads, large ? w.rows : (w.rows + maxBlockRows - 1) / maxBlockRows)
         let share = (w.rows + width - 1) / width
+        let blockRows = large ? min(maxBlockRows, share) : maxBlockRows
         // Matrices larger than a block give their pages back as they go (routed experts are small and may be
         // used again by the next token group; they are released with the layer).
-        let releaseAfterUse = w.rows > blockRows
+        let releaseAfterUse = w.rows > max(1, (1 << 20) / w.cols)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
                 let input = SendablePointer(UnsafeMutablePointer(mutating: xp.baseAddress!)), output = SendablePointer(yp.baseAddress!)

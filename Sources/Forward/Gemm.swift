@@ -33,7 +33,17 @@ public enum Gemm {
     public static func linear(
         _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, m: Int, n: Int, k: Int, ldy: Int? = nil
     ) {
-        copenblas_sgemm_nt(Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w, Int32(k), 0, y, Int32(ldy ?? n))
+        copenblas_sgemm(1, Int32(m), Int32(n), Int32(k), 1, x, Int32(k), w, Int32(k), 0, y, Int32(ldy ?? n))
+    }
+
+    /// `c[m, n] = alpha · a[m, k] · b` in float32, row-major with explicit row strides: `b` is `[n, k]` used transposed
+    /// (`transposeB`, as in `linear`) or `[k, n]` as it is. For operands that are strided views of larger arrays
+    /// (one attention head's queries, keys or values among all heads'), so nothing is copied to multiply them.
+    public static func multiply(
+        _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int, transposeB: Bool,
+        _ c: UnsafeMutablePointer<Float>, ldc: Int, m: Int, n: Int, k: Int, alpha: Float = 1
+    ) {
+        copenblas_sgemm(transposeB ? 1 : 0, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), 0, c, Int32(ldc))
     }
 
     /// Array convenience for small products and tests.

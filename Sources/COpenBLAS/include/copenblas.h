@@ -19,9 +19,10 @@ int copenblas_probe(const char *library, char *error, size_t cap);
 /// The calls below load the library when needed; if it cannot be loaded they print the reason to standard error
 /// and end the process with status 70 (callers that want an error instead call copenblas_load first).
 
-/// y[m, n] = alpha · x[m, k] · w[n, k]ᵀ + beta · y (row-major; lda, ldb, ldc the row strides).
-void copenblas_sgemm_nt(int m, int n, int k, float alpha, const float *x, int lda, const float *w, int ldb, float beta,
-                        float *y, int ldc);
+/// c[m, n] = alpha · a[m, k] · op(b) + beta · c (row-major; lda, ldb, ldc the row strides), where op(b) is
+/// b[n, k]ᵀ when `transpose_b` is non-zero and b[k, n] otherwise.
+void copenblas_sgemm(int transpose_b, int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb,
+                     float beta, float *c, int ldc);
 int copenblas_get_num_threads(void);
 void copenblas_set_num_threads(int threads);
 /// OpenBLAS's build description (a static string owned by the library).
