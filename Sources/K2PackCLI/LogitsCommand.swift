@@ -18,8 +18,7 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
             The text is tokenized with the model's own tokenizer (tiktoken.model + tokenizer_config.json in the model folder) \
             and cut into consecutive windows of --ctx tokens (a tail that does not fill a window is dropped; with --bos each \
             window is the BOS token and the next --ctx − 1 text tokens). Every window goes through layer L before layer L+1 is \
-            read, in groups of --batch-windows windows (by default as many as make up to 4,096 tokens and fit --memory; a \
-            window in a group of several may differ from the same window run alone in the last float32 bits). The output (docs/REFERENCE-DUMPS.md) holds input_ids [C, ctx] and, with --full, logits [C, ctx, V] float32; \
+            read. The output (docs/REFERENCE-DUMPS.md) holds input_ids [C, ctx] and, with --full, logits [C, ctx, V] float32; \
             without --full, the compact form: per position the --top-k largest logits, the log-normalizer, the tail mass and \
             the next token's log-probability. It is written under a temporary name and renamed into place when complete. \
             Prints the perplexity. --rank R --world N (or RANK/WORLD_SIZE, SLURM_PROCID/SLURM_NTASKS) makes every N-th window \
@@ -58,8 +57,8 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
     @Option(help: "Largest memory for activations and logits, checked before the run: bytes, or with K, M, G or T (default: 3/4 of this machine's memory).")
     var memory: String?
 
-    @Option(help: "Windows per matrix product inside a layer (1: each window's arithmetic exactly that of running it alone; more: faster; default: as many as make up to \(LogitsReference.targetRowsPerBatch) tokens and fit --memory).")
-    var batchWindows: Int?
+    @Option(help: "Windows per matrix product inside a layer (1: each window's arithmetic exactly that of running it alone; more: faster).")
+    var batchWindows = 1
 
     @Flag(help: "Keep a resumable record beside the output after every layer, and go on from the one a killed run of the same model, input and options left (removed when the output is in place).")
     var resume = false
@@ -81,7 +80,7 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
         guard (text == nil) != (ids == nil) else { throw ValidationError("give either --text FILE or --ids FILE.h5[:/group], not both") }
         if ids != nil, bos { throw ValidationError("--bos applies to --text; a dump's input_ids are used as they are") }
         guard (rank == nil) == (world == nil) else { throw ValidationError("--rank and --world go together") }
-        if let batchWindows, batchWindows < 1 { throw ValidationError("--batch-windows \(batchWindows): expected 1 or more") }
+        guard batchWindows >= 1 else { throw ValidationError("--batch-windows \(batchWindows): expected 1 or more") }
         _ = try Self.bytes(memory)
     }
 
@@ -160,12 +159,9 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
                 report.step(done, of: total)
             }
         }
-        let logitsForm: LogitsReference.Form = full ? .full : .compact(k: topK)
-        let group = batchWindows ?? LogitsReference.automaticWindowsPerBatch(
-            config: pass.forward, windows: input.windows, tokens: input.tokens, form: logitsForm, memoryBudget: budget)
         let result = try LogitsReference.make(
-            pass: pass, input: input, form: logitsForm, output: out, inputs: inputs, memoryBudget: budget,
-            windowsPerBatch: group, resume: resume ? LogitsResume(model: LogitsResume.modelIdentity(path: folder, pass: pass)) : nil,
+            pass: pass, input: input, form: full ? .full : .compact(k: topK), output: out, inputs: inputs, memoryBudget: budget,
+            windowsPerBatch: batchWindows, resume: resume ? LogitsResume(model: LogitsResume.modelIdentity(path: folder, pass: pass)) : nil,
             attributes: ["dequant": Self.dequantAttribute(pass)], progress: progress)
         bar?.finish()
         report?.finish()

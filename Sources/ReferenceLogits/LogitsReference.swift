@@ -53,24 +53,6 @@ public enum LogitsReference {
         return CheckedMath.multiply(positions, perPosition).flatMap { CheckedMath.add($0, run) }
     }
 
-    /// Rows a group of windows should reach when `--batch-windows` is not given: enough that each routed expert of
-    /// a 384-expert, top-8 model sees about 85 tokens per decoded weight block (8 windows of 512).
-    public static let targetRowsPerBatch = 4096
-
-    /// The windows per group when `--batch-windows` is not given: as many as make up to `targetRowsPerBatch` rows
-    /// (at least one window), fewer while the run's estimate (`estimatedBytes`, held in memory, else with the
-    /// states spilled) is over `memoryBudget`. One window when even that does not fit (`make` then refuses it).
-    public static func automaticWindowsPerBatch(config: ForwardConfig, windows: Int, tokens: Int, form: Form, memoryBudget: Int) -> Int {
-        let most = max(1, min(windows, targetRowsPerBatch / max(tokens, 1)))
-        for spilled in [false, true] {
-            for group in stride(from: most, through: 1, by: -1) {
-                let bytes = estimatedBytes(config: config, windows: windows, tokens: tokens, form: form, windowsPerBatch: group, spilled: spilled)
-                if let bytes, bytes <= memoryBudget { return group }
-            }
-        }
-        return 1
-    }
-
     /// Runs `pass` over `input` and writes `output` (`FILE.h5` or `FILE.h5:/group`). `memoryBudget` is checked
     /// before anything runs; `inputs` are the paths the output must not overwrite (model folder, text, dump);
     /// `attributes` are written as string attributes of the group (`dequant`: `dequantAttribute`).

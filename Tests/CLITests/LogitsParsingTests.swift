@@ -21,10 +21,6 @@ struct LogitsParsingTests {
         #expect(c.model == "m" && c.text == "t.txt" && c.out == "r.h5:/g" && c.ctx == 64 && c.bos && !c.full && c.topK == 32)
         #expect(try LogitsCommand.bytes(c.memory) == 2 << 30)
         #expect(try c.share()! == (1, 4))
-        // No --batch-windows: the group is chosen from the windows and the memory budget when the run starts.
-        #expect(c.batchWindows == nil)
-        let eight = try #require(try K2Pack.parseAsRoot(["logits", "m", "--text", "t", "--out", "o", "--batch-windows", "8"]) as? LogitsCommand)
-        #expect(eight.batchWindows == 8)
         #expect(try LogitsCommand.bytes("512") == 512 && LogitsCommand.bytes("3MB") == 3 << 20 && LogitsCommand.bytes(nil) == nil)
     }
 

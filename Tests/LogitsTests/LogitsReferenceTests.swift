@@ -140,29 +140,6 @@ struct LogitsReferenceTests {
         #expect(abs(a.perplexityReference - b.perplexityReference) <= 1e-12 * a.perplexityReference)
     }
 
-    @Test("without --batch-windows, groups reach 4,096 tokens, as memory allows")
-    func automaticGroup() throws {
-        let config = try LogitsFixtures.pass("k25-tiny", .exact).forward
-        func group(_ windows: Int, _ tokens: Int, budget: Int = 1 << 40) -> Int {
-            LogitsReference.automaticWindowsPerBatch(config: config, windows: windows, tokens: tokens, form: .compact(k: 16), memoryBudget: budget)
-        }
-        #expect(group(8, 512) == 8)
-        #expect(group(64, 512) == 8)
-        #expect(group(3, 512) == 3)
-        #expect(group(4, 4096) == 1)
-        #expect(group(2, 8192) == 1)
-        #expect(group(1000, 8) == 512)
-        // The largest group whose in-memory estimate fits the budget.
-        let four = try #require(LogitsReference.estimatedBytes(config: config, windows: 64, tokens: 512, form: .compact(k: 16), windowsPerBatch: 4))
-        #expect(group(64, 512, budget: four) == 4)
-        #expect(group(64, 512, budget: four - 1) == 3)
-        // No group fits in memory: the largest whose spilled estimate fits; none at all: one window.
-        let spilledTwo = try #require(LogitsReference.estimatedBytes(config: config, windows: 64, tokens: 512, form: .compact(k: 16), windowsPerBatch: 2, spilled: true))
-        let inMemoryOne = try #require(LogitsReference.estimatedBytes(config: config, windows: 64, tokens: 512, form: .compact(k: 16), windowsPerBatch: 1))
-        if spilledTwo < inMemoryOne { #expect(group(64, 512, budget: spilledTwo) == 2) }
-        #expect(group(64, 512, budget: 1) == 1)
-    }
-
     @Test("hidden states that do not fit --memory wait in a temporary file: the same logits, nothing left behind")
     func spilled() throws {
         let pass = try LogitsFixtures.pass("k25-tiny", .exact)
