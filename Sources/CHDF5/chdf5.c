@@ -381,26 +381,27 @@ int chdf5_test_compressed_dataset(hid_t file, const char *name, const hsize_t *d
     return result;
 }
 
-herr_t chdf5_write_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, const float *values) {
+/* One hyperslab of a float dataset, written from `values` or read into it. */
+static herr_t float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, float *values, int write) {
     hid_t file_space = h5.Dget_space(set);
     if (file_space < 0) return -1;
     herr_t status = h5.Sselect_hyperslab(file_space, SELECT_SET, start, NULL, count, NULL);
     hid_t memory = h5.Screate_simple(rank, count, NULL);
-    if (status >= 0 && memory >= 0) status = h5.Dwrite(set, *h5.native_float, memory, file_space, P_DEFAULT, values);
-    else status = -1;
+    if (status >= 0 && memory >= 0) {
+        status = write ? h5.Dwrite(set, *h5.native_float, memory, file_space, P_DEFAULT, values)
+                       : h5.Dread(set, *h5.native_float, memory, file_space, P_DEFAULT, values);
+    } else {
+        status = -1;
+    }
     if (memory >= 0) h5.Sclose(memory);
     h5.Sclose(file_space);
     return status;
 }
 
+herr_t chdf5_write_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, const float *values) {
+    return float_block(set, rank, start, count, (float *)values, 1);
+}
+
 herr_t chdf5_read_float_block(hid_t set, int rank, const hsize_t *start, const hsize_t *count, float *out) {
-    hid_t file_space = h5.Dget_space(set);
-    if (file_space < 0) return -1;
-    herr_t status = h5.Sselect_hyperslab(file_space, SELECT_SET, start, NULL, count, NULL);
-    hid_t memory = h5.Screate_simple(rank, count, NULL);
-    if (status >= 0 && memory >= 0) status = h5.Dread(set, *h5.native_float, memory, file_space, P_DEFAULT, out);
-    else status = -1;
-    if (memory >= 0) h5.Sclose(memory);
-    h5.Sclose(file_space);
-    return status;
+    return float_block(set, rank, start, count, out, 0);
 }

@@ -1,26 +1,15 @@
 @testable import Forward
 import Foundation
 import Testing
+import TestSupport
 
 /// The blocked attention (`CausalAttention.context`: sgemm tiles, masked softmax) against the plain triple loop
 /// (`CausalAttention.reference`) on random projections.
 @Suite("Blocked causal attention")
 struct CausalAttentionTests {
-    /// A deterministic generator (SplitMix64), so a failure can be reproduced.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// Random projections for `sequences` windows of `tokens`: 3 heads, nope 5, rope 4, value 6.
     static func projections(sequences: Int, tokens: Int, seed: UInt64, magnitude: Float = 2) -> AttentionProjections {
-        var rng = SplitMix(state: seed)
+        var rng = SeededGenerator(seed: seed)
         let layout = AttentionLayout(rows: sequences * tokens, heads: 3, nope: 5, rope: 4, value: 6, kvLoraRank: 7)
         func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float.random(in: -magnitude...magnitude, using: &rng) } }
         return AttentionProjections(
@@ -101,7 +90,7 @@ struct CausalAttentionTests {
 
     @Test("the softmax kernel: every level gives the same bits; rows sum to 1; masked entries are 0")
     func softmaxLevels() {
-        var rng = SplitMix(state: 5)
+        var rng = SeededGenerator(seed: 5)
         for (valid, count) in [(1, 1), (1, 9), (5, 5), (7, 16), (8, 8), (9, 20), (16, 16), (17, 33), (64, 64), (100, 128), (300, 301)] {
             let row = (0..<count).map { _ in Float.random(in: -30...30, using: &rng) }
             var results: [[Float]] = []
