@@ -7,7 +7,9 @@ import TensorCore
 /// replaced by `#`) and those numbers. The manifest's name patterns (`model.layers.{L}.mlp.experts.{E}.…` plus a
 /// stored-form suffix) are few: each is keyed by its skeleton's hash and knows which of its numbers is the layer,
 /// which the expert or block, and which are literal (`mm_projector.proj.0`). The layer and index then select the
-/// position in a per-pattern table, and the tensor at that position is compared with the name, byte for byte.
+/// position in a per-pattern table. The match is confirmed against the pattern's own template (its bytes, with
+/// the layer and index written in): the tensor at that position was named by rendering that template with that
+/// layer and index, so its stored name need not be read (a cache miss per lookup in a list of 200,000 entries).
 /// Where a name is the name of several expected tensors the first wins, as in a name-keyed table.
 struct ExpectedNameIndex: Sendable {
     /// How one number of a pattern's skeleton is read.
@@ -20,6 +22,9 @@ struct ExpectedNameIndex: Sendable {
     /// One name pattern and the positions of its instances, keyed by (layer, index).
     struct Pattern: Sendable {
         var slots: [Slot]
+        /// The template and suffix as rendered: a byte (0...255) stands for itself, `layerMark` for the layer
+        /// and `indexMark` for the index, each written as a plain decimal number.
+        var template: [UInt16]
         var hasLayer: Bool
         var hasIndex: Bool
         /// (layer, index, position) in expansion order while building; emptied by `finish`.
@@ -33,6 +38,9 @@ struct ExpectedNameIndex: Sendable {
 
     /// The most numbers a pattern's name may hold; names with more are never expected tensors of a pattern.
     static let maxSlots = 4
+    /// Marks of the layer and index placeholders in `Pattern.template`.
+    static let layerMark: UInt16 = 0x100
+    static let indexMark: UInt16 = 0x101
 
     private(set) var patterns: [Pattern] = []
     private var bySkeleton: [UInt64: [Int]] = [:]
@@ -49,33 +57,33 @@ struct ExpectedNameIndex: Sendable {
         key += "\u{0}"
         key += suffix
         if let known = byTemplate[key] { return known }
-        // The template rendered with one marker byte per placeholder, then split into components.
-        var bytes: [UInt8] = []
+        // The template rendered with one mark (outside the byte range) per placeholder, then split into components.
+        var marked: [UInt16] = []
         for piece in template.pieces {
             switch piece {
-            case .text(let t): bytes += Array(t.utf8)
-            case .layer: bytes.append(1)
-            case .index: bytes.append(2)
+            case .text(let t): marked += t.utf8.map(UInt16.init)
+            case .layer: marked.append(Self.layerMark)
+            case .index: marked.append(Self.indexMark)
             }
         }
-        bytes += Array(suffix.utf8)
+        marked += suffix.utf8.map(UInt16.init)
         var slots: [Slot] = []
         var hasher = SkeletonHasher()
         var first = true
         var valid = true
-        for component in bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false) {
+        for component in marked.split(separator: UInt16(UInt8(ascii: ".")), omittingEmptySubsequences: false) {
             if !first { hasher.add(UInt8(ascii: ".")) }
             first = false
-            if component.count == 1, component.first == 1 {
+            if component.count == 1, component.first == Self.layerMark {
                 slots.append(.layer); hasher.add(UInt8(ascii: "#"))
-            } else if component.count == 1, component.first == 2 {
+            } else if component.count == 1, component.first == Self.indexMark {
                 slots.append(.index); hasher.add(UInt8(ascii: "#"))
-            } else if component.contains(1) || component.contains(2) {
+            } else if component.contains(where: { $0 > 255 }) {
                 valid = false
-            } else if let value = Self.number(component) {
+            } else if let value = Self.number(component.lazy.map { UInt8($0) }) {
                 slots.append(.literal(value)); hasher.add(UInt8(ascii: "#"))
             } else {
-                for b in component { hasher.add(b) }
+                for b in component { hasher.add(UInt8(b)) }
             }
         }
         guard valid, slots.count <= Self.maxSlots else {
@@ -83,7 +91,7 @@ struct ExpectedNameIndex: Sendable {
             return nil
         }
         let id = patterns.count
-        patterns.append(Pattern(slots: slots, hasLayer: slots.contains(.layer), hasIndex: slots.contains(.index)))
+        patterns.append(Pattern(slots: slots, template: marked, hasLayer: slots.contains(.layer), hasIndex: slots.contains(.index)))
         bySkeleton[hasher.value, default: []].append(id)
         byTemplate[key] = id
         return id
@@ -131,9 +139,9 @@ struct ExpectedNameIndex: Sendable {
         if !usable { patterns = []; bySkeleton = [:] }
     }
 
-    /// The first position whose tensor is named `name`, or nil; `names(position)` gives the name at a position.
-    /// Only meaningful when `usable`.
-    func position(of name: String, names: (Int) -> String) -> Int? {
+    /// The first position whose tensor is named `name`, or nil. Only meaningful when `usable`; relies on each
+    /// position's tensor being named as its pattern renders (what `ExpectedTensorList` records with `add`).
+    func position(of name: String) -> Int? {
         var name = name
         return name.withUTF8 { bytes -> Int? in
             var hasher = SkeletonHasher()
@@ -176,10 +184,7 @@ struct ExpectedNameIndex: Sendable {
                 }
                 guard matches, let position = p.position(layer: layer, index: index) else { continue }
                 if let b = best, b <= position { continue }
-                var stored = names(position)
-                if stored.withUTF8({ $0.count == bytes.count && (bytes.isEmpty || memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0) }) {
-                    best = position
-                }
+                if p.renders(bytes, layer: layer, index: index) { best = position }
             }
             return best
         }
@@ -200,6 +205,28 @@ struct ExpectedNameIndex: Sendable {
 }
 
 extension ExpectedNameIndex.Pattern {
+    /// Whether `name` is exactly this pattern's template with `layer` and `index` written in (as `NameTemplate`
+    /// renders them: plain decimal numbers), compared byte for byte.
+    func renders(_ name: UnsafeBufferPointer<UInt8>, layer: Int, index: Int) -> Bool {
+        template.withUnsafeBufferPointer { t -> Bool in
+            var i = 0
+            let n = name.count
+            for mark in t {
+                if mark <= 0xFF {
+                    guard i < n, name[i] == UInt8(truncatingIfNeeded: mark) else { return false }
+                    i += 1
+                    continue
+                }
+                let value = mark == ExpectedNameIndex.layerMark ? layer : index
+                var end = i
+                while end < n, name[end] >= UInt8(ascii: "0"), name[end] <= UInt8(ascii: "9") { end += 1 }
+                guard ExpectedNameIndex.number(UnsafeBufferPointer(rebasing: name[i..<end])) == value else { return false }
+                i = end
+            }
+            return i == n
+        }
+    }
+
     func position(layer: Int, index: Int) -> Int? {
         guard layer < layerSpan, index < indexSpan else { return nil }
         if !dense.isEmpty {

@@ -104,18 +104,25 @@ public struct ExpectedTensorList: Sendable {
     /// Reads the name once against the manifest's name patterns; no table of every name is built.
     public func position(of name: String) -> Int? {
         guard nameIndex.usable else { return byName[name] }
-        // Through a buffer pointer: a closure over `self` copied the whole list (a dozen retains) per lookup.
-        return tensors.withUnsafeBufferPointer { list in nameIndex.position(of: name) { list[$0].name } }
+        return nameIndex.position(of: name)
     }
 
     /// At least as many tensors as `init(config:)` will list (a linear module lists at most four: three stored
     /// forms and a bias), at most `maxTensorCount`; only a capacity to reserve, so it never throws: whatever it
-    /// cannot read counts nothing here and is reported by the expansion itself.
+    /// cannot read counts nothing here and is reported by the expansion itself (a vision block count that does
+    /// not evaluate counts no blocks).
     static func estimatedCount(config: ModelConfig) -> Int {
         let text = config.text
         var total = 0
         for part in config.architecture.parts {
             guard let specs = try? ManifestLibrary.specs(named: part.specs) else { continue }
+            // Vision blocks count too: they are listed after the text tensors, so a list sized without them grew
+            // once at the end, copying all 208,550 entries of a real K2.5 into a new 80 MB buffer.
+            let section = part.config == .vision
+                ? (config.architecture.visionConfigKey ?? "config") : (config.architecture.textConfigKey ?? "config")
+            let blocks = (try? ShapeExpression.evaluate(
+                "vt_num_hidden_layers", section: section, lookup: { config.lookup($0, in: part.config) }))
+                .map { min(max($0, 0), 100_000) } ?? 0
             for spec in specs {
                 let instances: Int
                 switch spec.repeat {
@@ -125,7 +132,7 @@ public struct ExpectedTensorList: Sendable {
                 case .denseLayers: instances = text.denseLayers.count
                 case .moeLayers: instances = text.moeLayers.count
                 case .experts: instances = CheckedMath.multiply(text.moeLayers.count, text.numRoutedExperts) ?? maxTensorCount
-                case .visionBlocks: instances = 0  // a few hundred at most: left to the array's growth
+                case .visionBlocks: instances = blocks
                 }
                 let perInstance = spec.tensor != nil ? 1 : 4
                 total = min(maxTensorCount, total + min(maxTensorCount, instances) * perInstance)
