@@ -176,7 +176,7 @@ public final class CheckpointDirectory: Sendable {
         let headerEntries = shards.reduce(0) { $0 + ($1?.tensors.count ?? 0) }
         let accounted = index.map { index in
             let matched = lookups.reduce(0) { $0 + $1.matched }
-            return matched == index.weightMap.count && matched == headerEntries
+            return matched == index.entryCount && matched == headerEntries
         } ?? false
         var locations: [ByteName: TensorLocation]?
         if !accounted {
@@ -238,13 +238,13 @@ public final class CheckpointDirectory: Sendable {
     private static func lookUp(shard s: Int, index: ShardIndex, names: [String], shards: [SafetensorsFile?]) -> IndexLookup {
         var result = IndexLookup()
         guard let shard = shards[s] else { return result }
-        let own = ByteName(names[s])
+        // `names` are the index's shard names: the shard is listed under its own name when at its own position.
         for entry in shard.tensors {
-            guard let listed = index.weightMap[ByteName(entry.name)] else {
+            guard let listed = index.shardPosition(of: entry.name) else {
                 result.problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
                 continue
             }
-            if ByteName(listed) == own { result.matched += 1 }
+            if listed == s { result.matched += 1 }
         }
         return result
     }
@@ -262,7 +262,7 @@ public final class CheckpointDirectory: Sendable {
             matched += shard.matched
         }
         // Index entries not accounted for: their shard is missing, unreadable, or does not hold them.
-        if matched != index.weightMap.count {
+        if matched != index.entryCount {
             var position: [ByteName: Int] = [:]
             for (i, name) in names.enumerated() { position[ByteName(name)] = i }
             let missingNames = Set(missing.map { ByteName(names[$0]) })

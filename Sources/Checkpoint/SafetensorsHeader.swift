@@ -153,17 +153,19 @@ private struct HeaderParser {
     mutating func parseHeader() throws(CheckpointError) -> ([TensorEntry], [String: String]) {
         var tensors: [TensorEntry] = []
         var metadata: [String: String] = [:]
-        // Tensor names compared as bytes: NFC and NFD spellings are two tensors (as in safetensors), not duplicates.
-        var seen = Set<ByteName>()
+        // Keys compared as bytes: NFC and NFD spellings are two tensors (as in safetensors), not duplicates. A name
+        // table, not a `Set<ByteName>`: one cheap hash per key, no retained `String`.
         // A tensor entry takes at least ~60 bytes of JSON; sizing up front avoids rehashing.
-        seen.reserveCapacity(scanner.bytes.count / 128)
+        var seen = NameTable(expectedCount: scanner.bytes.count / 128, expectedBytes: scanner.bytes.count / 2)
         tensors.reserveCapacity(scanner.bytes.count / 128)
         try json { s throws(JSONError) in try s.expect(UInt8(ascii: "{"), "'{' at the start of the header") }
         if !scanner.consume(UInt8(ascii: "}")) {
             repeat {
                 let keyOffset = scanner.position
-                let key = try json { s throws(JSONError) in try s.parseString() }
-                guard seen.insert(ByteName(key)).inserted else { throw .duplicateKey(file: fileName, tensor: key, offset: keyOffset) }
+                var key = try json { s throws(JSONError) in try s.parseString() }
+                guard key.withUTF8({ seen.insert(UnsafeRawBufferPointer($0), value: 0) }) == nil else {
+                    throw .duplicateKey(file: fileName, tensor: key, offset: keyOffset)
+                }
                 try json { s throws(JSONError) in try s.expect(UInt8(ascii: ":"), "':' after a key") }
                 if key == "__metadata__" {
                     metadata = try parseMetadata()

@@ -15,20 +15,78 @@ public struct ShardIndex: Sendable {
     /// `metadata.total_size`, when present.
     public var totalSize: Int?
     /// Tensor name → shard file name. Names are compared as bytes: canonically equivalent spellings (NFC and
-    /// NFD) are different tensors, as they are to Python and safetensors.
-    public var weightMap: [ByteName: String]
+    /// NFD) are different tensors, as they are to Python and safetensors. An index read by `parse` keeps its names
+    /// in a `NameTable` and builds this dictionary on first use (`shardPosition(of:)` and `entryCount` need none).
+    public var weightMap: [ByteName: String] {
+        get {
+            switch storage {
+            case .map(let map): return map
+            case .table(let table): return table.weightMap()
+            }
+        }
+        set { storage = .map(newValue) }
+    }
     /// The distinct shard file names (as bytes), in byte order.
     public var shardNames: [String]
 
-    public init(totalSize: Int?, weightMap: [ByteName: String]) {
-        self.init(totalSize: totalSize, weightMap: weightMap, distinctShards: Set(weightMap.values.map(ByteName.init)))
+    private enum Storage: Sendable {
+        case map([ByteName: String])
+        case table(ParsedNames)
+    }
+    private var storage: Storage
+
+    /// The names as `parse` read them: each name's value is its shard's position in `shardNames` as read.
+    private final class ParsedNames: Sendable {
+        let names: NameTable
+        let shardNames: [String]
+        private let map = Locked<[ByteName: String]?>(nil)
+
+        init(names: NameTable, shardNames: [String]) {
+            self.names = names
+            self.shardNames = shardNames
+        }
+
+        func weightMap() -> [ByteName: String] {
+            map.withLock { map in
+                if let map { return map }
+                var built: [ByteName: String] = [:]
+                built.reserveCapacity(names.count)
+                names.forEach { name, shard in
+                    built[ByteName(String(decoding: name, as: UTF8.self))] = shardNames[shard]
+                }
+                map = built
+                return built
+            }
+        }
     }
 
-    /// `distinctShards`: the distinct values of `weightMap`, already known (the parser collects them).
-    init(totalSize: Int?, weightMap: [ByteName: String], distinctShards: Set<ByteName>) {
+    public init(totalSize: Int?, weightMap: [ByteName: String]) {
         self.totalSize = totalSize
-        self.weightMap = weightMap
-        self.shardNames = distinctShards.sorted().map(\.string)
+        self.storage = .map(weightMap)
+        self.shardNames = Set(weightMap.values.map(ByteName.init)).sorted().map(\.string)
+    }
+
+    /// Entries in `weightMap`.
+    public var entryCount: Int {
+        switch storage {
+        case .map(let map): return map.count
+        case .table(let table): return table.names.count
+        }
+    }
+
+    /// Where the index lists `name`: the position of its shard in `shardNames` (as `parse` read them), -1 when
+    /// that shard is not in `shardNames` (possible only after `weightMap` was replaced), nil when the index does
+    /// not list it. One hash of the name's bytes for an index `parse` read.
+    public func shardPosition(of name: String) -> Int? {
+        switch storage {
+        case .table(let table):
+            var name = name
+            return name.withUTF8 { table.names.value(of: UnsafeRawBufferPointer($0)) }
+        case .map(let map):
+            guard let shard = map[ByteName(name)] else { return nil }
+            // A replaced map's shards are not indexed by position: a linear search (writers and tests only).
+            return shardNames.firstIndex { ByteName($0) == ByteName(shard) } ?? -1
+        }
     }
 
     /// Parses an index; shard names must be plain file names (no directories, no `..`).
@@ -45,8 +103,7 @@ public struct ShardIndex: Sendable {
         func invalid(_ error: JSONError) -> CheckpointError {
             .indexMalformed(file: fileName, reason: "not valid JSON: \(error.description)")
         }
-        var weightMap: [ByteName: String]?
-        var shards = Set<ByteName>()
+        var parsed: (names: NameTable, shardNames: [String])?
         var totalSize: Int?
         var seenKeys = Set<ByteName>()
         do {
@@ -63,7 +120,7 @@ public struct ShardIndex: Sendable {
                     try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
                     switch key {
                     case "weight_map":
-                        (weightMap, shards) = try parseWeightMap(&scanner, fileName: fileName, maxEntries: maxEntries)
+                        parsed = try parseWeightMap(&scanner, fileName: fileName, maxEntries: maxEntries)
                     case "metadata":
                         totalSize = try parseTotalSize(scanner.parseValue(depth: 1))
                     default:
@@ -82,60 +139,80 @@ public struct ShardIndex: Sendable {
         } catch {
             throw .indexMalformed(file: fileName, reason: "\(error)")
         }
-        guard let weightMap else { throw .indexMalformed(file: fileName, reason: "missing \"weight_map\" object") }
-        return ShardIndex(totalSize: totalSize, weightMap: weightMap, distinctShards: shards)
+        guard let parsed else { throw .indexMalformed(file: fileName, reason: "missing \"weight_map\" object") }
+        return ShardIndex(
+            totalSize: totalSize, storage: .table(ParsedNames(names: parsed.names, shardNames: parsed.shardNames)),
+            shardNames: parsed.shardNames)
     }
 
-    /// The map, and its distinct shard names.
+    private init(totalSize: Int?, storage: Storage, shardNames: [String]) {
+        self.totalSize = totalSize
+        self.storage = storage
+        self.shardNames = shardNames
+    }
+
+    /// The map as a name table whose values are positions in the returned shard names (distinct, in byte order).
+    /// Tensor names are read as bytes (`parseStringBytes`): no `String` per entry.
     private static func parseWeightMap(
         _ scanner: inout JSONScanner, fileName: String, maxEntries: Int
-    ) throws -> (map: [ByteName: String], shards: Set<ByteName>) {
+    ) throws -> (names: NameTable, shardNames: [String]) {
         guard scanner.peek() == UInt8(ascii: "{") else {
             let value = try scanner.parseValue(depth: 1)
             throw WrongShape(reason: "\"weight_map\" must be an object, found \(value.kindName)")
         }
         scanner.skipOne()
-        var map: [ByteName: String] = [:]
-        map.reserveCapacity(min(scanner.bytes.count / 100, maxEntries))
-        // Shard names repeat: intern them so 208k entries share a few dozen strings.
-        var interned: [ByteName: String] = [:]
+        var names = NameTable(expectedCount: min(scanner.bytes.count / 100, maxEntries), expectedBytes: scanner.bytes.count)
+        // Shard names in order of first appearance, and their ids; the table holds ids until the end.
+        var shards: [String] = []
+        var shardIDs: [ByteName: Int] = [:]
         // Consecutive entries almost always name the same shard: compared with it first, on the bytes, no hashing.
-        var previous = ""
-        func insert(_ shard: String, for tensor: String, keyOffset: Int) throws {
-            guard map.count < maxEntries else {
-                throw WrongShape(reason: "weight_map has more than \(maxEntries) entries (a config implies at most \(maxEntries) tensors)")
-            }
-            guard map.updateValue(shard, forKey: ByteName(tensor)) == nil else {
-                throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor))\"")
-            }
-        }
-        if scanner.consume(UInt8(ascii: "}")) { return (map, []) }
+        var previous = -1
+        var decoded: [UInt8] = []
+        if scanner.consume(UInt8(ascii: "}")) { return (names, []) }
         repeat {
             let keyOffset = scanner.position
-            let tensor = try scanner.parseString()
+            let span = try scanner.parseStringBytes(decoded: &decoded)
+            let raw = scanner.bytes
+            func withTensor<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+                if let span { return try body(UnsafeRawBufferPointer(rebasing: raw[span])) }
+                return try decoded.withUnsafeBytes(body)
+            }
+            func tensor() -> String { withTensor { String(decoding: $0, as: UTF8.self) } }
             try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
             guard scanner.peek() == UInt8(ascii: "\"") else {
                 let value = try scanner.parseValue(depth: 2)
-                throw WrongShape(reason: "weight_map entry '\(displayed(tensor))' must be a file name string, found \(value.kindName)")
+                throw WrongShape(reason: "weight_map entry '\(displayed(tensor()))' must be a file name string, found \(value.kindName)")
             }
             // The same shard as the entry before: matched on the bytes, no String built.
-            if !previous.isEmpty, previous.utf8.withContiguousStorageIfAvailable({ scanner.consumeString(equalTo: UnsafeRawBufferPointer($0)) }) == true {
-                try insert(previous, for: tensor, keyOffset: keyOffset)
-                continue
-            }
-            var shard = try scanner.parseString()
-            if let known = interned[ByteName(shard)] {
-                shard = known
-                previous = known
+            let id: Int
+            if previous >= 0, shards[previous].utf8.withContiguousStorageIfAvailable({ scanner.consumeString(equalTo: UnsafeRawBufferPointer($0)) }) == true {
+                id = previous
             } else {
-                guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
-                interned[ByteName(shard)] = shard
-                previous = shard
+                let shard = try scanner.parseString()
+                if let known = shardIDs[ByteName(shard)] {
+                    id = known
+                } else {
+                    guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
+                    id = shards.count
+                    shardIDs[ByteName(shard)] = id
+                    shards.append(shard)
+                }
+                previous = id
             }
-            try insert(shard, for: tensor, keyOffset: keyOffset)
+            guard names.count < maxEntries else {
+                throw WrongShape(reason: "weight_map has more than \(maxEntries) entries (a config implies at most \(maxEntries) tensors)")
+            }
+            guard withTensor({ names.insert($0, value: id) }) == nil else {
+                throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor()))\"")
+            }
         } while scanner.consume(UInt8(ascii: ","))
         try scanner.expect(UInt8(ascii: "}"), "',' or '}' in an object")
-        return (map, Set(interned.keys))
+        // Ids (order of first appearance) → positions in the sorted shard names.
+        let order = shards.indices.sorted { ByteName(shards[$0]) < ByteName(shards[$1]) }
+        var position = [Int](repeating: 0, count: shards.count)
+        for (p, id) in order.enumerated() { position[id] = p }
+        if order != Array(shards.indices) { names.mapValues { position[$0] } }
+        return (names, order.map { shards[$0] })
     }
 
     private static func parseTotalSize(_ metadata: JSONValue) throws -> Int? {

@@ -68,6 +68,19 @@ public struct JSONScanner {
     // MARK: strings
 
     public mutating func parseString() throws(JSONError) -> String {
+        var decoded: [UInt8] = []
+        guard let span = try parseStringBytes(decoded: &decoded) else { return String(decoding: decoded, as: UTF8.self) }
+        let slice = UnsafeRawBufferPointer(rebasing: bytes[span])
+        return String(unsafeUninitializedCapacity: slice.count) { out in
+            _ = out.initialize(from: slice)
+            return slice.count
+        }
+    }
+
+    /// Reads a string as `parseString` does (the same checks, errors and offsets) without building a `String`:
+    /// returns the range of its bytes in `bytes` when it holds no escape, else nil with its decoded UTF-8 in
+    /// `decoded` (replaced). Either way the bytes are valid UTF-8.
+    public mutating func parseStringBytes(decoded: inout [UInt8]) throws(JSONError) -> Range<Int>? {
         try expect(UInt8(ascii: "\""), "a string")
         let start = position
         // Fast path: no escapes. Eight bytes at a time while none of them is a quote, a backslash or a control
@@ -84,20 +97,12 @@ public struct JSONScanner {
         while position < bytes.count {
             let b = bytes[position]
             if b == UInt8(ascii: "\"") {
-                let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
-                if ascii {
-                    position += 1
-                    return String(unsafeUninitializedCapacity: slice.count) { out in
-                        _ = out.initialize(from: slice)
-                        return slice.count
-                    }
-                }
-                guard let s = String(validating: slice, as: UTF8.self) else {
+                if !ascii, String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self) == nil {
                     position = start
                     throw error("string is not valid UTF-8")
                 }
                 position += 1
-                return s
+                return start..<(position - 1)
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("unescaped control character in string") }
@@ -106,23 +111,23 @@ public struct JSONScanner {
         }
         guard position < bytes.count else { throw error("unterminated string") }
         // Slow path with escapes.
-        var utf8 = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
+        decoded = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<position]))
         while position < bytes.count {
             let b = bytes[position]
             position += 1
             switch b {
             case UInt8(ascii: "\""):
-                guard let s = String(validating: utf8, as: UTF8.self) else {
+                guard String(validating: decoded, as: UTF8.self) != nil else {
                     throw JSONError(offset: start, reason: "string is not valid UTF-8")
                 }
-                return s
+                return nil
             case UInt8(ascii: "\\"):
-                try parseEscape(into: &utf8)
+                try parseEscape(into: &decoded)
             case 0..<0x20:
                 position -= 1
                 throw error("unescaped control character in string")
             default:
-                utf8.append(b)
+                decoded.append(b)
             }
         }
         throw error("unterminated string")
