@@ -95,36 +95,48 @@ public struct InspectReport: Sendable, Codable {
         let n = Double(max(1, gpus))
         let experts = Double(checkpoint.config?.text.numRoutedExperts ?? 0)
         let expertsPerRank = experts > 0 ? (experts / n).rounded(.up) : 0
-        // The expected entries' fields are read in place (copying a whole entry per tensor costs a dozen
-        // reference-count operations, 208,550 times).
-        let expectedTensors = expectedList?.tensors ?? []
+        // The expected entries' fields are read in place (the list's `tensors` are never built here), through the
+        // list bound once (reading through the optional copied the whole list per call), and the header entries'
+        // fields too (no copy of each entry).
         let roleIDs = expectedList?.roleIDs ?? []
         for (s, shard) in dir.shards.enumerated() {
             guard let shard else { continue }
-            for (e, entry) in shard.tensors.enumerated() {
-                let position = checkpoint.positions.isEmpty ? -1 : checkpoint.positions[s][e]
-                let roleID = position >= 0 ? roleIDs[position] : unrecognized
-                let method = position >= 0 ? expectedTensors[position].method : nil
-                let form = position >= 0 ? expectedTensors[position].form : nil
-                let params = form.map { LoadedCheckpoint.parameterCount(of: entry, form: $0, method: method) } ?? entry.elementCount
+            let tensors = shard.tensors
+            let positions = checkpoint.positions.isEmpty ? [] : checkpoint.positions[s]
+            for e in tensors.indices {
+                let position = positions.isEmpty ? -1 : positions[e]
+                var roleID = unrecognized
+                var method: QuantizationScheme.Method?
+                var form: TensorForm?
+                var tp = TPRule.replicate
+                var expertParallel = false
+                if position >= 0, let list = expectedList {
+                    roleID = roleIDs[position]
+                    method = list.method(at: position)
+                    form = list.form(at: position)
+                    tp = list.tp(at: position)
+                    expertParallel = list.expertParallel(at: position)
+                }
+                let byteCount = tensors[e].byteCount
+                let params = form.map { LoadedCheckpoint.parameterCount(of: tensors[e], form: $0, method: method) } ?? tensors[e].elementCount
                 sums[roleID].tensors += 1
                 sums[roleID].parameters += params
-                sums[roleID].bytes += entry.byteCount
+                sums[roleID].bytes += byteCount
                 tensorCount += 1
-                totalBytes += entry.byteCount
+                totalBytes += byteCount
                 totalParameters += params
-                let bytes = Double(entry.byteCount)
+                let bytes = Double(byteCount)
                 if method != nil {
                     if form == .packed || form == .plain { quantModules += 1 }
                     quantRoleIDs[roleID] = true
                     quantParams += params
-                    quantBytes += entry.byteCount
+                    quantBytes += byteCount
                 }
-                switch position >= 0 ? expectedTensors[position].tp : .replicate {
+                switch tp {
                 case .replicate: tpBytes += bytes
                 case .column, .row, .vocab: tpBytes += bytes / n
                 }
-                if position >= 0, expectedTensors[position].expertParallel, experts > 0 {
+                if expertParallel, experts > 0 {
                     epBytes += bytes * expertsPerRank / experts
                 } else {
                     epBytes += bytes

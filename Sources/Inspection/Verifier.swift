@@ -143,7 +143,7 @@ public enum Verifier {
         let tensorCount = dir.shards.reduce(0) { $0 + ($1?.tensors.count ?? 0) }
         return VerifyReport(
             path: path, architecture: checkpoint.config?.architecture.name, shardCount: shardCount, tensorCount: tensorCount,
-            expectedTensorCount: checkpoint.expected?.tensors.count, bytesScanned: scanned,
+            expectedTensorCount: checkpoint.expected?.count, bytesScanned: scanned,
             seconds: Date().timeIntervalSince(start), int4: int4, checksums: checksums, findings: findings)
     }
 

@@ -112,8 +112,11 @@ public struct LoadedCheckpoint: Sendable {
 
     /// Every tensor the config implies is present with the right shape and dtype, and nothing else is.
     static func structuralProblems(_ dir: CheckpointDirectory, _ expected: ExpectedTensorList, _ positions: [[Int]]) -> [CheckpointProblem] {
-        structuralProblems(
-            shardNames: dir.shardNames, headers: dir.shards.map { $0?.tensors }, indexed: dir.index?.weightMap,
+        // The index is asked about missing tensors only (its name table: no dictionary of every name is built).
+        let index = dir.index
+        return structuralProblems(
+            shardNames: dir.shardNames, headers: dir.shards.map { $0?.tensors },
+            isIndexed: index.map { index in { (name: String) -> Bool in index.shardPosition(of: name) != nil } },
             locate: { dir.locations[ByteName($0)]?.shard }, expected, positions)
     }
 
@@ -123,26 +126,38 @@ public struct LoadedCheckpoint: Sendable {
         shardNames: [String], headers: [[TensorEntry]?], indexed: [ByteName: String]?, locate: (String) -> Int?,
         _ expected: ExpectedTensorList, _ positions: [[Int]]
     ) -> [CheckpointProblem] {
+        structuralProblems(
+            shardNames: shardNames, headers: headers, isIndexed: indexed.map { indexed in { (name: String) -> Bool in indexed[ByteName(name)] != nil } },
+            locate: locate, expected, positions)
+    }
+
+    /// `isIndexed`: whether the index lists a tensor name (nil: there is no index).
+    static func structuralProblems(
+        shardNames: [String], headers: [[TensorEntry]?], isIndexed: ((String) -> Bool)?, locate: (String) -> Int?,
+        _ expected: ExpectedTensorList, _ positions: [[Int]]
+    ) -> [CheckpointProblem] {
         var problems: [CheckpointProblem] = []
-        var present = [Bool](repeating: false, count: expected.tensors.count)
+        var present = [Bool](repeating: false, count: expected.count)
         for (s, tensors) in headers.enumerated() {
             guard let tensors else { continue }
             let name = shardNames[s]
-            for (i, entry) in tensors.enumerated() {
-                let position = positions[s][i]
+            let shardPositions = positions[s]
+            for i in tensors.indices {
+                let position = shardPositions[i]
                 guard position >= 0 else {
-                    problems.append(.unexpectedTensor(file: name, tensor: entry.name, shape: entry.shape, dtype: entry.dtype))
+                    problems.append(.unexpectedTensor(file: name, tensor: tensors[i].name, shape: tensors[i].shape, dtype: tensors[i].dtype))
                     continue
                 }
                 present[position] = true
-                // Fields are read in place; the whole expected entry is copied only to report a problem.
-                if entry.shape != expected.tensors[position].shape {
+                // Fields are read in place (no copy of each entry); the expected tensors are built only to report
+                // a problem.
+                if tensors[i].shape != expected.shape(at: position) {
                     let e = expected.tensors[position]
-                    problems.append(.wrongShape(file: name, tensor: e.name, found: entry.shape, expected: e.shape, role: e.role))
+                    problems.append(.wrongShape(file: name, tensor: e.name, found: tensors[i].shape, expected: e.shape, role: e.role))
                 }
-                if !expected.tensors[position].dtypes.contains(entry.dtype) {
+                if !expected.dtypes(at: position).contains(tensors[i].dtype) {
                     let e = expected.tensors[position]
-                    problems.append(.wrongDType(file: name, tensor: e.name, found: entry.dtype, expected: e.dtypes, role: e.role))
+                    problems.append(.wrongDType(file: name, tensor: e.name, found: tensors[i].dtype, expected: e.dtypes, role: e.role))
                 }
             }
         }
@@ -154,8 +169,8 @@ public struct LoadedCheckpoint: Sendable {
         // imply a million missing tensors.
         var homes: [String: String?] = [:]
         for (position, e) in expected.tensors.enumerated() where !present[position] {
-            if indexed?[ByteName(e.name)] != nil { continue }
-            if indexed == nil, unreadable { continue }
+            if isIndexed?(e.name) == true { continue }
+            if isIndexed == nil, unreadable { continue }
             let key = e.layer.map { "layer \($0)" } ?? "role \(e.role)"
             let home: String?
             if let known = homes[key] {

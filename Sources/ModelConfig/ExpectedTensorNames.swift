@@ -22,9 +22,9 @@ struct ExpectedNameIndex: Sendable {
     /// One name pattern and the positions of its instances, keyed by (layer, index).
     struct Pattern: Sendable {
         var slots: [Slot]
-        /// The template and suffix as rendered: a byte (0...255) stands for itself, `layerMark` for the layer
-        /// and `indexMark` for the index, each written as a plain decimal number.
-        var template: [UInt16]
+        /// The template and suffix as rendered: runs of literal bytes, the layer and the index (each written as a
+        /// plain decimal number).
+        var rendered: [Rendered]
         var hasLayer: Bool
         var hasIndex: Bool
         /// (layer, index, position) in expansion order while building; emptied by `finish`.
@@ -38,7 +38,14 @@ struct ExpectedNameIndex: Sendable {
 
     /// The most numbers a pattern's name may hold; names with more are never expected tensors of a pattern.
     static let maxSlots = 4
-    /// Marks of the layer and index placeholders in `Pattern.template`.
+    /// One piece of a rendered name.
+    enum Rendered: Sendable {
+        case bytes([UInt8])
+        case layer
+        case index
+    }
+
+    /// Marks of the layer and index placeholders while a template is analysed (outside the byte range).
     static let layerMark: UInt16 = 0x100
     static let indexMark: UInt16 = 0x101
 
@@ -91,7 +98,15 @@ struct ExpectedNameIndex: Sendable {
             return nil
         }
         let id = patterns.count
-        patterns.append(Pattern(slots: slots, template: marked, hasLayer: slots.contains(.layer), hasIndex: slots.contains(.index)))
+        var rendered: [Rendered] = []
+        var run: [UInt8] = []
+        for mark in marked {
+            if mark <= 0xFF { run.append(UInt8(mark)); continue }
+            if !run.isEmpty { rendered.append(.bytes(run)); run = [] }
+            rendered.append(mark == Self.layerMark ? .layer : .index)
+        }
+        if !run.isEmpty { rendered.append(.bytes(run)) }
+        patterns.append(Pattern(slots: slots, rendered: rendered, hasLayer: slots.contains(.layer), hasIndex: slots.contains(.index)))
         bySkeleton[hasher.value, default: []].append(id)
         byTemplate[key] = id
         return id
@@ -150,8 +165,11 @@ struct ExpectedNameIndex: Sendable {
             var start = 0
             let n = bytes.count
             while start <= n {
-                var end = start
-                while end < n && bytes[end] != UInt8(ascii: ".") { end += 1 }
+                // The next dot by the C library's (vectorized) search.
+                var end = n
+                if start < n, let base = bytes.baseAddress, let dot = memchr(base + start, Int32(UInt8(ascii: ".")), n - start) {
+                    end = UnsafeRawPointer(dot) - UnsafeRawPointer(base)
+                }
                 if start > 0 { hasher.add(UInt8(ascii: ".")) }
                 if let value = Self.number(UnsafeBufferPointer(rebasing: bytes[start..<end])) {
                     guard count < Self.maxSlots else { return nil }
@@ -164,7 +182,7 @@ struct ExpectedNameIndex: Sendable {
                     count += 1
                     hasher.add(UInt8(ascii: "#"))
                 } else {
-                    for i in start..<end { hasher.add(bytes[i]) }
+                    hasher.add(UnsafeBufferPointer(rebasing: bytes[start..<end]))
                 }
                 start = end + 1
             }
@@ -208,23 +226,27 @@ extension ExpectedNameIndex.Pattern {
     /// Whether `name` is exactly this pattern's template with `layer` and `index` written in (as `NameTemplate`
     /// renders them: plain decimal numbers), compared byte for byte.
     func renders(_ name: UnsafeBufferPointer<UInt8>, layer: Int, index: Int) -> Bool {
-        template.withUnsafeBufferPointer { t -> Bool in
-            var i = 0
-            let n = name.count
-            for mark in t {
-                if mark <= 0xFF {
-                    guard i < n, name[i] == UInt8(truncatingIfNeeded: mark) else { return false }
-                    i += 1
-                    continue
+        var i = 0
+        let n = name.count
+        for piece in rendered {
+            switch piece {
+            case .bytes(let run):
+                guard n - i >= run.count else { return false }
+                let same = run.withUnsafeBufferPointer { r in
+                    r.isEmpty || memcmp(name.baseAddress! + i, r.baseAddress!, r.count) == 0
                 }
-                let value = mark == ExpectedNameIndex.layerMark ? layer : index
+                guard same else { return false }
+                i += run.count
+            case .layer, .index:
+                let value: Int
+                if case .layer = piece { value = layer } else { value = index }
                 var end = i
                 while end < n, name[end] >= UInt8(ascii: "0"), name[end] <= UInt8(ascii: "9") { end += 1 }
                 guard ExpectedNameIndex.number(UnsafeBufferPointer(rebasing: name[i..<end])) == value else { return false }
                 i = end
             }
-            return i == n
         }
+        return i == n
     }
 
     func position(layer: Int, index: Int) -> Int? {
@@ -251,6 +273,28 @@ struct SkeletonHasher {
         if count & 7 == 0 {
             mix(word)
             word = 0
+        }
+    }
+
+    /// The same as adding each byte in turn: whole words are loaded eight bytes at a time (little-endian, the
+    /// order `add` gathers them in) once the word being gathered is empty.
+    mutating func add(_ bytes: UnsafeBufferPointer<UInt8>) {
+        var i = 0
+        let n = bytes.count
+        while i < n, count & 7 != 0 {
+            add(bytes[i])
+            i += 1
+        }
+        if let base = bytes.baseAddress {
+            while n - i >= 8 {
+                mix(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self).littleEndian)
+                count += 8
+                i += 8
+            }
+        }
+        while i < n {
+            add(bytes[i])
+            i += 1
         }
     }
 

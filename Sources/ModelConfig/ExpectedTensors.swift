@@ -46,10 +46,18 @@ public struct ExpectedTensor: Sendable {
 }
 
 /// The complete list of tensors a config implies, in manifest order.
+///
+/// Kept as one small record per tensor (its kind — spec, stored form and method — and its layer and index); the
+/// `ExpectedTensor` values, with their names, are built on first use of `tensors` (inspect and verify of a
+/// well-formed checkpoint read the fields they check through `shape(at:)`, `dtypes(at:)`… and never build them:
+/// a real K2.5 lists 208,550 tensors).
 public struct ExpectedTensorList: Sendable {
     /// The tensors. Their names are fixed once the list is built (`position(of:)` and `byName` index them);
-    /// other fields may be adjusted.
-    public var tensors: [ExpectedTensor]
+    /// other fields may be adjusted (the list then holds the adjusted copy; the `…(at:)` accessors read it).
+    public var tensors: [ExpectedTensor] {
+        get { replaced ?? layout.tensors }
+        set { replaced = newValue }
+    }
     /// Name → position in `tensors` (the first, where names repeat). Built on first use: `position(of:)` finds
     /// names without it.
     public var byName: [String: Int] { nameTable.table(tensors) }
@@ -65,38 +73,61 @@ public struct ExpectedTensorList: Sendable {
     let nameIndex: ExpectedNameIndex
     /// `byName`, built once on first use.
     private let nameTable = LazyNameTable()
+    /// The records `tensors` is built from.
+    private let layout: ExpectedLayout
+    /// `tensors` as set (adjusted) by a user of the list.
+    private var replaced: [ExpectedTensor]?
 
     public init(config: ModelConfig) throws(ConfigError) {
-        var tensors: [ExpectedTensor] = []
-        // Sized once from an estimate (the list of a real K2.5 is 208,550 entries of ~200 bytes: growing it by
-        // doubling copied it twice over and touched twice the memory).
-        tensors.reserveCapacity(Self.estimatedCount(config: config))
+        var builder = ExpectedLayout.Builder(numLayers: config.text.numLayers)
+        // Sized once from an estimate (growing by doubling copies the records and touches twice the memory).
+        builder.entries.reserveCapacity(Self.estimatedCount(config: config))
         var nameIndex = ExpectedNameIndex()
         for part in config.architecture.parts {
             let specs = try ManifestLibrary.specs(named: part.specs)
             for spec in specs {
-                try Self.expand(spec, part: part, config: config, into: &tensors, index: &nameIndex)
+                try Self.expand(spec, part: part, config: config, into: &builder, index: &nameIndex)
             }
         }
         nameIndex.finish()
+        let layout = ExpectedLayout(builder)
         var roles: [String] = []
         var roleIDs: [Int] = []
-        roleIDs.reserveCapacity(tensors.count)
+        roleIDs.reserveCapacity(layout.entries.count)
         var previous: (role: String, id: Int)?
-        for t in tensors {
-            if let previous, previous.role == t.role {
+        for p in layout.entries.indices {
+            let role = layout.role(at: p)
+            if let previous, previous.role == role {
                 roleIDs.append(previous.id)
                 continue
             }
-            let id = roles.firstIndex(of: t.role) ?? { roles.append(t.role); return roles.count - 1 }()
+            let id = roles.firstIndex(of: role) ?? { roles.append(role); return roles.count - 1 }()
             roleIDs.append(id)
-            previous = (t.role, id)
+            previous = (role, id)
         }
-        self.tensors = tensors
+        self.layout = layout
         self.nameIndex = nameIndex
         self.roles = roles
         self.roleIDs = roleIDs
     }
+
+    /// How many tensors the config implies (`tensors.count`, without building them).
+    public var count: Int { replaced?.count ?? layout.entries.count }
+
+    // The fields inspect and verify check, read in place (the same values as `tensors[position].…`).
+    public func shape(at position: Int) -> [Int] { replaced?[position].shape ?? layout.kind(at: position).shape }
+    public func dtypes(at position: Int) -> [DType] { replaced?[position].dtypes ?? layout.kind(at: position).dtypes }
+    public func form(at position: Int) -> TensorForm { replaced?[position].form ?? layout.kind(at: position).form }
+    public func method(at position: Int) -> QuantizationScheme.Method? {
+        if let replaced { return replaced[position].method }
+        return layout.kind(at: position).method
+    }
+    public func tp(at position: Int) -> TPRule { replaced?[position].tp ?? layout.kind(at: position).tp }
+    public func expertParallel(at position: Int) -> Bool {
+        replaced?[position].expertParallel ?? layout.kind(at: position).expertParallel
+    }
+    public func isVision(at position: Int) -> Bool { replaced?[position].vision ?? layout.kind(at: position).vision }
+    public func role(at position: Int) -> String { replaced?[position].role ?? layout.role(at: position) }
 
     public subscript(name: String) -> ExpectedTensor? { position(of: name).map { tensors[$0] } }
 
@@ -142,9 +173,10 @@ public struct ExpectedTensorList: Sendable {
     }
 
     static func expand(
-        _ spec: TensorSpec, part: ArchitecturePart, config: ModelConfig, into tensors: inout [ExpectedTensor],
+        _ spec: TensorSpec, part: ArchitecturePart, config: ModelConfig, into builder: inout ExpectedLayout.Builder,
         index nameIndex: inout ExpectedNameIndex
     ) throws(ConfigError) {
+        let listed = builder.entries.count
         let lookup: (String) -> JSONValue? = { config.lookup($0, in: part.config) }
         let section = part.config == .vision
             ? (config.architecture.visionConfigKey ?? "config") : (config.architecture.textConfigKey ?? "config")
@@ -164,7 +196,7 @@ public struct ExpectedTensorList: Sendable {
         case .experts:
             let moe = text.moeLayers
             guard let count = CheckedMath.multiply(moe.count, text.numRoutedExperts),
-                count <= (maxTensorCount - tensors.count) / 3
+                count <= (maxTensorCount - listed) / 3
             else {
                 throw .invalidValue(
                     file: ModelConfig.fileName, section: "config", key: "n_routed_experts",
@@ -179,7 +211,7 @@ public struct ExpectedTensorList: Sendable {
             }
             instances = (0..<blocks).map { (nil, $0) }
         }
-        guard tensors.count + instances.count <= maxTensorCount else {
+        guard listed + instances.count <= maxTensorCount else {
             throw .invalidValue(
                 file: ModelConfig.fileName, section: "config", key: "num_hidden_layers",
                 reason: "the config implies more tensors than k2pack accepts (\(maxTensorCount))")
@@ -200,46 +232,17 @@ public struct ExpectedTensorList: Sendable {
         } ?? config.weightDType
 
         let nameTemplate = NameTemplate(part.prefix + (spec.tensor ?? spec.linear ?? ""))
-        func instantiate(_ inst: (layer: Int?, index: Int?)) -> String { nameTemplate.render(layer: inst.layer, index: inst.index) }
-        // The stack name replaces the expert index by `*`: it depends on the layer only, so it is rendered once
-        // per layer (`stackBase`) and the suffix after the module carries over.
-        // The full stack names of the current layer, by suffix: every expert of the layer shares them.
-        var stackLayer: Int?? = .none
-        var stackBase = ""
-        var layerStacks: [String: String] = [:]
-        func stackName(_ inst: (layer: Int?, index: Int?)) -> String? {
-            guard spec.repeat == .experts else { return nil }
-            if stackLayer != .some(inst.layer) {
-                stackBase = nameTemplate.render(layer: inst.layer, index: nil, wildcard: "*")
-                stackLayer = .some(inst.layer)
-                layerStacks.removeAll(keepingCapacity: true)
-            }
-            return stackBase
-        }
-        func make(_ name: String, _ role: String, _ shape: [Int], _ dtypes: [DType], _ form: TensorForm,
-                  module: String?, logical: [Int]?, method: QuantizationScheme.Method?, inst: (layer: Int?, index: Int?),
-                  stackBase: String?, suffix: String = "") -> ExpectedTensor {
-            let stack: String? = stackBase.map { base in
-                if let known = layerStacks[suffix] { return known }
-                let full = base + suffix
-                layerStacks[suffix] = full
-                return full
-            }
-            // Everything stored in a multi-token-prediction layer is reported under one role.
-            let isMTP = inst.layer.map { $0 >= text.numLayers } ?? false
-            return ExpectedTensor(
-                name: name, role: isMTP ? "mtp" : role, slot: spec.slot ?? spec.role, shape: shape, dtypes: dtypes, form: form, module: module, logicalShape: logical,
-                method: method, tp: spec.tp, tpUnit: tpUnit, expertParallel: expertParallel, layer: inst.layer,
-                expert: spec.repeat == .experts ? inst.index : nil, stackName: stack, vision: part.config == .vision)
-        }
+        let specID = builder.addSpec(
+            template: nameTemplate, role: spec.role, slot: spec.slot ?? spec.role, tp: spec.tp, tpUnit: tpUnit,
+            expertParallel: expertParallel, isExpert: spec.repeat == .experts, vision: part.config == .vision)
 
         if spec.tensor != nil {
             let shape = try (spec.shape ?? []).map(eval)
-            let dtypes = [plainDType]
+            let kind = builder.addKind(spec: specID, suffix: nil, shape: shape, dtypes: [plainDType], form: .plain, logical: nil, method: nil)
             let pattern = nameIndex.pattern(nameTemplate, suffix: "")
             for inst in instances {
-                nameIndex.add(pattern: pattern, layer: inst.layer, index: inst.index, position: tensors.count)
-                tensors.append(make(instantiate(inst), spec.role, shape, dtypes, .plain, module: nil, logical: nil, method: nil, inst: inst, stackBase: stackName(inst)))
+                nameIndex.add(pattern: pattern, layer: inst.layer, index: inst.index, position: builder.entries.count)
+                builder.append(kind: kind, inst)
             }
             return
         }
@@ -249,56 +252,235 @@ public struct ExpectedTensorList: Sendable {
         let out = try eval(outExpr)
         let inFeatures = try eval(inExpr)
         let textPrefix = config.architecture.textPrefix
-        // Everything but the names is the same for every instance: build it once.
+        // Everything but the names is the same for every instance: built once, as kinds.
         let logical = [out, inFeatures]
         let plainDTypes = [plainDType]
         // An unquantized Linear weight may also be float32, a lossless superset (what `dequantize --exact`
         // writes); loaders convert it to the model dtype.
         let weightDTypes = plainDType == .f32 ? plainDTypes : plainDTypes + [.f32]
-        let biasShape = [out]
         let hasBias = spec.bias ?? false
         let matcher = part.quantizable ? config.quantization.map(QuantizationScheme.Matcher.init) : nil
-        // The stored forms depend on the method only (out and in are the spec's): looked up once per method.
+        // The stored forms depend on the method only (out and in are the spec's): looked up once per method, and
+        // their kinds and name patterns made once per method (methods are few: the scheme's groups).
         var formsMethod: QuantizationScheme.Method?
-        var forms: [QuantizedForms.Form] = []
-        // Name patterns of the stored forms (parallel to `forms`), of a plain weight and of the bias.
-        var formPatterns: [Int?] = []
+        var formKinds: [(kind: Int, pattern: Int?)] = []
+        var kindsByMethod: [(method: QuantizationScheme.Method, kinds: [(kind: Int, pattern: Int?)])] = []
+        let weightKind = builder.addKind(
+            spec: specID, suffix: ".weight", shape: logical, dtypes: weightDTypes, form: .plain, logical: nil, method: nil)
         let weightPattern = nameIndex.pattern(nameTemplate, suffix: ".weight")
+        let biasKind = hasBias
+            ? builder.addKind(spec: specID, suffix: ".bias", shape: [out], dtypes: plainDTypes, form: .plain, logical: nil, method: nil) : 0
         let biasPattern = hasBias ? nameIndex.pattern(nameTemplate, suffix: ".bias") : nil
         for inst in instances {
-            let module = instantiate(inst)
-            let stack = stackName(inst)
             var method: QuantizationScheme.Method?
             if let matcher {
+                let module = nameTemplate.render(layer: inst.layer, index: inst.index)
                 // Manifest names are ASCII: the prefix is dropped by bytes.
                 let relative = module.utf8.starts(with: textPrefix.utf8)
                     ? String(Substring(module.utf8.dropFirst(textPrefix.utf8.count))) : module
                 method = matcher.group(for: relative, className: "Linear")?.method
             }
             if let method, method != formsMethod {
-                switch method {
-                case let .packQuantized(bits, groupSize, _):
-                    forms = QuantizedForms.packed(out: out, in: inFeatures, bits: bits, groupSize: groupSize, scaleDType: config.weightDType)
-                case let .fp8Block(blockOut, blockIn):
-                    forms = QuantizedForms.fp8(out: out, in: inFeatures, blockOut: blockOut, blockIn: blockIn)
+                if let known = kindsByMethod.first(where: { $0.method == method }) {
+                    formKinds = known.kinds
+                } else {
+                    let forms: [QuantizedForms.Form]
+                    switch method {
+                    case let .packQuantized(bits, groupSize, _):
+                        forms = QuantizedForms.packed(out: out, in: inFeatures, bits: bits, groupSize: groupSize, scaleDType: config.weightDType)
+                    case let .fp8Block(blockOut, blockIn):
+                        forms = QuantizedForms.fp8(out: out, in: inFeatures, blockOut: blockOut, blockIn: blockIn)
+                    }
+                    formKinds = forms.map { form in
+                        (kind: builder.addKind(
+                            spec: specID, suffix: form.suffix, shape: form.shape, dtypes: form.dtypes, form: form.form, logical: logical,
+                            method: method),
+                         pattern: nameIndex.pattern(nameTemplate, suffix: form.suffix))
+                    }
+                    kindsByMethod.append((method, formKinds))
                 }
                 formsMethod = method
-                formPatterns = forms.map { nameIndex.pattern(nameTemplate, suffix: $0.suffix) }
             }
             if method != nil {
-                for (f, (suffix, shape, dtypes, form)) in forms.enumerated() {
-                    nameIndex.add(pattern: formPatterns[f], layer: inst.layer, index: inst.index, position: tensors.count)
-                    tensors.append(make(module + suffix, spec.role, shape, dtypes, form, module: module, logical: logical, method: method, inst: inst, stackBase: stack, suffix: suffix))
+                for (kind, pattern) in formKinds {
+                    nameIndex.add(pattern: pattern, layer: inst.layer, index: inst.index, position: builder.entries.count)
+                    builder.append(kind: kind, inst)
                 }
             } else {
-                nameIndex.add(pattern: weightPattern, layer: inst.layer, index: inst.index, position: tensors.count)
-                tensors.append(make(module + ".weight", spec.role, logical, weightDTypes, .plain, module: module, logical: nil, method: nil, inst: inst, stackBase: stack, suffix: ".weight"))
+                nameIndex.add(pattern: weightPattern, layer: inst.layer, index: inst.index, position: builder.entries.count)
+                builder.append(kind: weightKind, inst)
             }
             if hasBias {
-                nameIndex.add(pattern: biasPattern, layer: inst.layer, index: inst.index, position: tensors.count)
-                tensors.append(make(module + ".bias", spec.role, biasShape, plainDTypes, .plain, module: module, logical: nil, method: nil, inst: inst, stackBase: stack, suffix: ".bias"))
+                nameIndex.add(pattern: biasPattern, layer: inst.layer, index: inst.index, position: builder.entries.count)
+                builder.append(kind: biasKind, inst)
             }
         }
+    }
+}
+
+/// The expected tensors as records: what is the same for many tensors (a spec's template, role and rules; a stored
+/// form's suffix, shape and dtypes) is kept once as a kind, and each tensor is its kind, layer and index.
+final class ExpectedLayout: Sendable {
+    /// What the tensors of one spec share.
+    struct Spec: Sendable {
+        var template: NameTemplate
+        var role: String
+        var slot: String
+        var tp: TPRule
+        var tpUnit: Int?
+        var expertParallel: Bool
+        /// Repeated per expert: `expert` is the index and the tensor belongs to an expert-major stack.
+        var isExpert: Bool
+        var vision: Bool
+    }
+
+    /// What the tensors of one stored form of one spec share.
+    struct Kind: Sendable {
+        var spec: Int
+        /// After the module's name (`.weight_packed`); nil for a plain `tensor` spec (no module).
+        var suffix: String?
+        var shape: [Int]
+        var dtypes: [DType]
+        var form: TensorForm
+        var logical: [Int]?
+        var method: QuantizationScheme.Method?
+        // Copied from the spec, for reads in place.
+        var tp: TPRule
+        var expertParallel: Bool
+        var vision: Bool
+    }
+
+    /// One tensor: its kind, layer and index (`none`: the spec does not repeat over it).
+    struct Entry: Sendable {
+        var kind: Int32
+        var layer: Int
+        var index: Int
+    }
+    static let none = Int.min
+
+    struct Builder {
+        var specs: [Spec] = []
+        var kinds: [Kind] = []
+        var entries: [Entry] = []
+        let numLayers: Int
+
+        init(numLayers: Int) { self.numLayers = numLayers }
+
+        mutating func addSpec(
+            template: NameTemplate, role: String, slot: String, tp: TPRule, tpUnit: Int?, expertParallel: Bool, isExpert: Bool,
+            vision: Bool
+        ) -> Int {
+            specs.append(Spec(
+                template: template, role: role, slot: slot, tp: tp, tpUnit: tpUnit, expertParallel: expertParallel,
+                isExpert: isExpert, vision: vision))
+            return specs.count - 1
+        }
+
+        mutating func addKind(
+            spec: Int, suffix: String?, shape: [Int], dtypes: [DType], form: TensorForm, logical: [Int]?,
+            method: QuantizationScheme.Method?
+        ) -> Int {
+            let s = specs[spec]
+            kinds.append(Kind(
+                spec: spec, suffix: suffix, shape: shape, dtypes: dtypes, form: form, logical: logical, method: method, tp: s.tp,
+                expertParallel: s.expertParallel, vision: s.vision))
+            return kinds.count - 1
+        }
+
+        mutating func append(kind: Int, _ inst: (layer: Int?, index: Int?)) {
+            // Kinds number a few hundred at most (specs × stored forms × methods).
+            entries.append(Entry(kind: Int32(truncatingIfNeeded: kind), layer: inst.layer ?? ExpectedLayout.none, index: inst.index ?? ExpectedLayout.none))
+        }
+    }
+
+    let specs: [Spec]
+    let kinds: [Kind]
+    let entries: [Entry]
+    /// Decoder layers; stored layers from here on are multi-token-prediction layers.
+    let numLayers: Int
+    private let built = Locked<[ExpectedTensor]?>(nil)
+
+    init(_ builder: Builder) {
+        specs = builder.specs
+        kinds = builder.kinds
+        entries = builder.entries
+        numLayers = builder.numLayers
+    }
+
+    func kind(at position: Int) -> Kind { kinds[Int(entries[position].kind)] }
+
+    /// The role of the tensor at `position`: everything stored in a multi-token-prediction layer is reported
+    /// under one role.
+    func role(at position: Int) -> String {
+        let entry = entries[position]
+        if entry.layer != Self.none, entry.layer >= numLayers { return "mtp" }
+        return specs[kinds[Int(entry.kind)].spec].role
+    }
+
+    /// The tensors, built once.
+    var tensors: [ExpectedTensor] {
+        built.withLock { built in
+            if let built { return built }
+            let made = materialize()
+            built = made
+            return made
+        }
+    }
+
+    private func materialize() -> [ExpectedTensor] {
+        var tensors: [ExpectedTensor] = []
+        tensors.reserveCapacity(entries.count)
+        // The module of the previous tensor (its stored forms follow one another), and per kind the stack name of
+        // the last layer seen (the experts of a layer share it).
+        var module: (spec: Int, layer: Int, index: Int, name: String)?
+        var stacks = [(layer: Int, name: String)?](repeating: nil, count: kinds.count)
+        var stackBases = [(layer: Int, name: String)?](repeating: nil, count: specs.count)
+        for p in entries.indices {
+            let entry = entries[p]
+            let k = Int(entry.kind)
+            let kind = kinds[k]
+            let spec = specs[kind.spec]
+            let layer: Int? = entry.layer != Self.none ? entry.layer : nil
+            let index: Int? = entry.index != Self.none ? entry.index : nil
+            var moduleName: String?
+            let name: String
+            if let suffix = kind.suffix {
+                if let m = module, m.spec == kind.spec, m.layer == entry.layer, m.index == entry.index {
+                    moduleName = m.name
+                } else {
+                    let rendered = spec.template.render(layer: layer, index: index)
+                    module = (kind.spec, entry.layer, entry.index, rendered)
+                    moduleName = rendered
+                }
+                name = moduleName! + suffix
+            } else {
+                name = spec.template.render(layer: layer, index: index)
+            }
+            // The stack name replaces the expert index by `*`.
+            var stackName: String?
+            if spec.isExpert {
+                if let known = stacks[k], known.layer == entry.layer {
+                    stackName = known.name
+                } else {
+                    let base: String
+                    if let known = stackBases[kind.spec], known.layer == entry.layer {
+                        base = known.name
+                    } else {
+                        base = spec.template.render(layer: layer, index: nil, wildcard: "*")
+                        stackBases[kind.spec] = (entry.layer, base)
+                    }
+                    let full = base + (kind.suffix ?? "")
+                    stacks[k] = (entry.layer, full)
+                    stackName = full
+                }
+            }
+            tensors.append(ExpectedTensor(
+                name: name, role: role(at: p), slot: spec.slot, shape: kind.shape, dtypes: kind.dtypes, form: kind.form,
+                module: moduleName, logicalShape: kind.logical, method: kind.method, tp: spec.tp, tpUnit: spec.tpUnit,
+                expertParallel: spec.expertParallel, layer: layer, expert: spec.isExpert ? index : nil, stackName: stackName,
+                vision: spec.vision))
+        }
+        return tensors
     }
 }
 
