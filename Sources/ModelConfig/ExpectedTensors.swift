@@ -148,7 +148,7 @@ public struct ExpectedTensorList: Sendable {
         for part in config.architecture.parts {
             guard let specs = try? ManifestLibrary.specs(named: part.specs) else { continue }
             // Vision blocks count too: they are listed after the text tensors, so a list sized without them grew
-            // once at the end, copying all 208,550 entries of a real K2.5 into a new 80 MB buffer.
+            // once at the end, copying every record of a real K2.5 into a new buffer.
             let section = part.config == .vision
                 ? (config.architecture.visionConfigKey ?? "config") : (config.architecture.textConfigKey ?? "config")
             let blocks = (try? ShapeExpression.evaluate(
