@@ -16,9 +16,7 @@
 
 // Blocking: KC columns per panel, 16 weight rows per panel (two 8-lane vectors), up to 6 tokens per inner
 // product (6 × 2 accumulators), MC tokens' packed activations per pass (MC · KC floats, 192 KiB: the L2 cache).
-#ifndef IG_KC
 #define IG_KC 256
-#endif
 #define IG_NR 16
 #define IG_MR 6
 #define IG_MC 192
