@@ -231,15 +231,29 @@ public final class ForwardPass: LanguageModelPass {
             var offsets = [0]
             for list in lists { offsets.append(offsets.last! + list.count * H) }
             let order = active.indices.sorted { (lists[$0].count, $1) > (lists[$1].count, $0) }
+            // A thread of its own asks for the experts' weights in that order, up to `expertReadAhead` experts ahead of
+            // those finished, so the storage reads them while the workers multiply (a layer's experts may not all be
+            // in the page cache; asking can wait for the device, which would stall a worker).
+            let window = DispatchSemaphore(value: Self.expertReadAhead), prefetched = DispatchSemaphore(value: 0)
+            let reader = Thread {
+                for i in order {
+                    window.wait()
+                    experts[i].prefetch()
+                }
+                prefetched.signal()
+            }
+            reader.start()
             routed = [Float](unsafeUninitializedCapacity: offsets.last!) { buffer, count in
                 let base = SendablePointer(buffer.baseAddress!), starts = offsets
                 _ = parallelMap(count: order.count, width: threads) { j in
                     let i = order[j]
                     let y = self.mlp(gather(i), experts[i], workers: 1)
                     y.withUnsafeBufferPointer { (base.pointer + starts[i]).initialize(from: $0.baseAddress!, count: y.count) }
+                    window.signal()
                 }
                 count = offsets.last!
             }
+            prefetched.wait()
             shared = sharedWeights.map { mlp(x, $0) }
         }
         // out[r] = Σ weight · expert(x[r]) in expert order, then + shared[r]: each row's sum in that order whatever the
@@ -281,6 +295,10 @@ public final class ForwardPass: LanguageModelPass {
         }
         return MoEOutput(out: out, topK: chosen, margins: margins)
     }
+
+    /// Routed experts whose weights are asked for ahead of those finished in the MoE block of many tokens
+    /// (`WeightMatrix.prefetch`): 8 of K2.5's are 180 MB of INT4.
+    static let expertReadAhead = 8
 
     /// Decoding: the routed experts' MLPs (`inputs[i]` through `experts[i]`) and the shared expert's (x) in two
     /// steps of `fewTokenProducts` — every gate and up projection, then every down projection — each worker

@@ -47,11 +47,19 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
 def linked_openblas(k2pack: str) -> str:
+    """The OpenBLAS k2pack uses: the one it links (older builds), else the one COpenBLAS opens with dlopen
+    (`K2PACK_OPENBLAS_LIBRARY`, else libopenblas.so.0 as the loader finds it)."""
     out = subprocess.run(["ldd", k2pack], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         if "openblas" in line and "=>" in line:
             return os.path.realpath(line.split("=>")[1].split("(")[0].strip())
-    raise SystemExit(f"{k2pack} does not link OpenBLAS (ldd found none)")
+    if os.environ.get("K2PACK_OPENBLAS_LIBRARY"):
+        return os.path.realpath(os.environ["K2PACK_OPENBLAS_LIBRARY"])
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    for line in cache.splitlines():
+        if line.strip().startswith("libopenblas.so.0 ") and "=>" in line:
+            return os.path.realpath(line.split("=>")[1].strip())
+    raise SystemExit(f"{k2pack} does not link OpenBLAS and the loader finds no libopenblas.so.0")
 
 
 class SGEMM:
