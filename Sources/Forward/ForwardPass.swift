@@ -233,16 +233,19 @@ public final class ForwardPass: LanguageModelPass {
             let order = active.indices.sorted { (lists[$0].count, $1) > (lists[$1].count, $0) }
             // A thread of its own asks for the experts' weights in that order, up to `expertReadAhead` experts ahead of
             // those finished, so the storage reads them while the workers multiply (a layer's experts may not all be
-            // in the page cache; asking can wait for the device, which would stall a worker).
+            // in the page cache; asking can wait for the device, which would stall a worker). Not for a few tokens
+            // (decoding a model without fused kernels): a thread per layer and step costs more than it saves there.
+            let readAhead = rows > FusedKernels.maxTokens
             let window = DispatchSemaphore(value: Self.expertReadAhead), prefetched = DispatchSemaphore(value: 0)
-            let reader = Thread {
-                for i in order {
-                    window.wait()
-                    experts[i].prefetch()
-                }
-                prefetched.signal()
+            if readAhead {
+                Thread {
+                    for i in order {
+                        window.wait()
+                        experts[i].prefetch()
+                    }
+                    prefetched.signal()
+                }.start()
             }
-            reader.start()
             routed = [Float](unsafeUninitializedCapacity: offsets.last!) { buffer, count in
                 let base = SendablePointer(buffer.baseAddress!), starts = offsets
                 _ = parallelMap(count: order.count, width: threads) { j in
@@ -253,7 +256,7 @@ public final class ForwardPass: LanguageModelPass {
                 }
                 count = offsets.last!
             }
-            prefetched.wait()
+            if readAhead { prefetched.wait() }
             shared = sharedWeights.map { mlp(x, $0) }
         }
         // out[r] = Σ weight · expert(x[r]) in expert order, then + shared[r]: each row's sum in that order whatever the
