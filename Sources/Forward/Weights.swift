@@ -42,7 +42,7 @@ public struct TensorView: @unchecked Sendable {
     /// Drops a byte range of this view (relative to its start) from the resident set once it has been used.
     public var release: (@Sendable (Range<Int>) -> Void)?
     /// Asks the kernel to read a byte range of this view (relative to its start) into the page cache ahead of use
-    /// (`MADV_WILLNEED`: it returns at once, the reads go on in the background).
+    /// (`MADV_WILLNEED`: the reads go on in the background, though asking may wait for the device's queue).
     public var prefetch: (@Sendable (Range<Int>) -> Void)?
     public init(
         name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer, release: (@Sendable (Range<Int>) -> Void)? = nil,
