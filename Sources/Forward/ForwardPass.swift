@@ -175,15 +175,30 @@ public final class ForwardPass: LanguageModelPass {
         var margins = [Float](repeating: 0, count: rows)
         var routeWeights = [Float](repeating: 0, count: rows * k)
         let variantRoutes = variant.applies(to: w.layer) && (variant.routerBiasIgnored || variant.routerBiasInWeights)
-        for r in 0..<rows {
-            let row = logits[(r * E)..<((r + 1) * E)]
-            let route = variantRoutes
-                ? variant.route(logits: row, bias: w.routerBias, routing: routing)
-                : Router.route(logits: row, bias: w.routerBias, routing: routing)
-            margins[r] = route.margin
-            for j in 0..<k {
-                chosen[r * k + j] = Int32(route.experts[j])
-                routeWeights[r * k + j] = route.weights[j]
+        let variant = self.variant, bias = w.routerBias
+        // Each row's route on its own (a pure function of its logits), the rows split among the workers.
+        chosen.withUnsafeMutableBufferPointer { cp in
+            margins.withUnsafeMutableBufferPointer { mp in
+                routeWeights.withUnsafeMutableBufferPointer { wp in
+                    let chosenOut = SendablePointer(cp.baseAddress!), marginOut = SendablePointer(mp.baseAddress!)
+                    let weightOut = SendablePointer(wp.baseAddress!)
+                    let width = rows < 64 ? 1 : threads
+                    let share = (rows + width - 1) / width
+                    let body: @Sendable (Int) -> Void = { worker in
+                        for r in (worker * share)..<min(rows, (worker + 1) * share) {
+                            let row = logits[(r * E)..<((r + 1) * E)]
+                            let route = variantRoutes
+                                ? variant.route(logits: row, bias: bias, routing: routing)
+                                : Router.route(logits: row, bias: bias, routing: routing)
+                            marginOut.pointer[r] = route.margin
+                            for j in 0..<k {
+                                chosenOut.pointer[r * k + j] = Int32(route.experts[j])
+                                weightOut.pointer[r * k + j] = route.weights[j]
+                            }
+                        }
+                    }
+                    if width == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: width, execute: body) }
+                }
             }
         }
         // Routed experts, computed in parallel, then summed in expert order: out[r] += w · expert(x[r]). The order
@@ -204,33 +219,89 @@ public final class ForwardPass: LanguageModelPass {
             }
         }
         let sharedWeights = weights.partition?.addsSharedExpert ?? true ? w.shared : nil
-        // The experts' outputs, row by row in `lists` order: one array per expert, or (decoding) one for all.
-        let results: [[Float]]
+        // The experts' outputs, row by row in `lists` order, one after another.
+        let routed: [Float]
         let shared: [Float]?
         if stepwise, rows <= FusedKernels.maxTokens,
             let step = fewTokenExperts(experts, inputs: active.indices.map(gather), shared: sharedWeights, x: x) {
-            (results, shared) = ([step.routed], step.shared)
+            (routed, shared) = (step.routed, step.shared)
         } else {
-            // One expert per worker at a time; each expert's products on that worker alone.
-            results = parallelMap(count: active.count, width: threads) { i in self.mlp(gather(i), experts[i], workers: 1) }
+            // One expert per worker at a time, each expert's products on that worker alone; the experts with the most
+            // rows first, so the last one to finish is a small one. Each writes its rows of `routed` in place.
+            var offsets = [0]
+            for list in lists { offsets.append(offsets.last! + list.count * H) }
+            let order = active.indices.sorted { (lists[$0].count, $1) > (lists[$1].count, $0) }
+            // A thread of its own asks for the experts' weights in that order, up to `expertReadAhead` experts ahead of
+            // those finished, so the storage reads them while the workers multiply (a layer's experts may not all be
+            // in the page cache; asking can wait for the device, which would stall a worker). Not for a few tokens
+            // (decoding a model without fused kernels): a thread per layer and step costs more than it saves there.
+            let readAhead = rows > FusedKernels.maxTokens
+            let window = DispatchSemaphore(value: Self.expertReadAhead), prefetched = DispatchSemaphore(value: 0)
+            if readAhead {
+                Thread {
+                    for i in order {
+                        window.wait()
+                        experts[i].prefetch()
+                    }
+                    prefetched.signal()
+                }.start()
+            }
+            routed = [Float](unsafeUninitializedCapacity: offsets.last!) { buffer, count in
+                let base = SendablePointer(buffer.baseAddress!), starts = offsets
+                _ = parallelMap(count: order.count, width: threads) { j in
+                    let i = order[j]
+                    let y = self.mlp(gather(i), experts[i], workers: 1)
+                    y.withUnsafeBufferPointer { (base.pointer + starts[i]).initialize(from: $0.baseAddress!, count: y.count) }
+                    window.signal()
+                }
+                count = offsets.last!
+            }
+            if readAhead { prefetched.wait() }
             shared = sharedWeights.map { mlp(x, $0) }
         }
-        var out = [Float](repeating: 0, count: rows * H)
-        out.withUnsafeMutableBufferPointer { op in
-            var items = lists.joined().makeIterator()
-            for part in results {
-                part.withUnsafeBufferPointer { rp in
-                    for at in stride(from: 0, to: part.count, by: H) {
-                        guard let item = items.next() else { preconditionFailure("moe: more expert outputs than routed rows") }
-                        let dst = op.baseAddress! + item.row * H, src = rp.baseAddress! + at, weight = item.weight
-                        for d in 0..<H { dst[d] += src[d] * weight }
-                    }
-                }
+        // out[r] = Σ weight · expert(x[r]) in expert order, then + shared[r]: each row's sum in that order whatever the
+        // split, the rows split among the workers.
+        var contributions = [[(at: Int, weight: Float)]](repeating: [], count: rows)
+        var at = 0
+        for list in lists {
+            for item in list {
+                contributions[item.row].append((at, item.weight))
+                at += H
             }
         }
-        if let shared { for i in 0..<out.count { out[i] += shared[i] } }
+        precondition(at == routed.count, "moe: expert outputs do not match the routed rows")
+        let byRow = contributions
+        var out = [Float](repeating: 0, count: rows * H)
+        out.withUnsafeMutableBufferPointer { op in
+            routed.withUnsafeBufferPointer { rp in
+                let output = SendablePointer(op.baseAddress!), input = SendablePointer(UnsafeMutablePointer(mutating: rp.baseAddress!))
+                let sharedOut = shared
+                let width = rows * H < (1 << 16) ? 1 : min(threads, rows)
+                let share = (rows + width - 1) / width
+                let body: @Sendable (Int) -> Void = { worker in
+                    for r in (worker * share)..<min(rows, (worker + 1) * share) {
+                        let dst = output.pointer + r * H
+                        for (at, weight) in byRow[r] {
+                            let src = input.pointer + at
+                            for d in 0..<H { dst[d] += src[d] * weight }
+                        }
+                        if let sharedOut {
+                            sharedOut.withUnsafeBufferPointer { sp in
+                                let s = sp.baseAddress! + r * H
+                                for d in 0..<H { dst[d] += s[d] }
+                            }
+                        }
+                    }
+                }
+                if width == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: width, execute: body) }
+            }
+        }
         return MoEOutput(out: out, topK: chosen, margins: margins)
     }
+
+    /// Routed experts whose weights are asked for ahead of those finished in the MoE block of many tokens
+    /// (`WeightMatrix.prefetch`): 8 of K2.5's are 180 MB of INT4.
+    static let expertReadAhead = 8
 
     /// Decoding: the routed experts' MLPs (`inputs[i]` through `experts[i]`) and the shared expert's (x) in two
     /// steps of `fewTokenProducts` — every gate and up projection, then every down projection — each worker
@@ -279,13 +350,19 @@ public final class ForwardPass: LanguageModelPass {
     /// `y = x · Wᵀ`: x [rows, in] → y [rows, out]. W's rows are split among `workers` threads; each decodes
     /// its rows into float32 blocks of at most 4 MiB (32 MiB for a large input) and multiplies them
     /// (single-threaded OpenBLAS) into its columns of y. Work is split by weight rows, so the result does not
-    /// depend on the thread count. A few tokens over a matrix with a fused kernel go to `fewTokenProducts` instead.
+    /// depend on the thread count. A few tokens over a matrix with a fused kernel go to `fewTokenProducts` instead;
+    /// more tokens over exact INT4 weights to `int4Linear` where the CPU has its kernel (AVX2 + FMA).
     func linear(_ x: [Float], _ w: WeightMatrix, workers: Int? = nil) -> [Float] {
         precondition(w.cols > 0 && x.count % w.cols == 0, "linear: input width does not match \(w.name)")
         let rows = x.count / w.cols
         // Decoding: the fused kernels straight from the stored weights (FewTokenProducts).
         if rows > 0, w.rows > 0, fewTokenEligible([x], [FewTokenProduct(input: 0, w: w)]) {
             return fewTokenProducts([x], [FewTokenProduct(input: 0, w: w)], workers: workers)[0]
+        }
+        // Prefill through INT4 weights: the product decodes them a panel at a time itself (no float block).
+        if rows > 0, w.rows > 0, case let .packed(codes, scales, group, _, _, _) = w.storage, FusedKernels.supports(w),
+            Kernels.hasInt4Gemm(), !Self.plainPrefill {
+            return int4Linear(x, w, rows: rows, codes: codes, scales: scales, group: group, workers: workers)
         }
         var y = [Float](repeating: 0, count: rows * w.rows)
         guard rows > 0, w.rows > 0 else { return y }
@@ -320,6 +397,40 @@ public final class ForwardPass: LanguageModelPass {
             }
         }
         return y
+    }
+
+    /// `linear` of many tokens through INT4 weights (`Kernels.int4Gemm`): the rows are split among the workers in
+    /// whole panels of 16, each worker's rows multiplied in chunks of at most `fewTokenReleaseElements` weights
+    /// whose pages are released after use when the matrix is larger than a chunk. Each output is the kernel's one
+    /// chain over the columns, so the result depends neither on the split nor on the thread count.
+    func int4Linear(_ x: [Float], _ w: WeightMatrix, rows: Int, codes: TensorView, scales: TensorView, group: Int, workers: Int?) -> [Float] {
+        let panels = (w.rows + 15) / 16
+        let width = w.rows * w.cols < (1 << 16) ? 1 : min(workers ?? threads, panels)
+        let share = (panels + width - 1) / width * 16
+        let chunk = max(16, Self.fewTokenReleaseElements / w.cols / 16 * 16)
+        let releaseAfterUse = w.rows > chunk
+        let workspace = Kernels.int4GemmWorkspace(cols: w.cols)
+        return [Float](unsafeUninitializedCapacity: rows * w.rows) { yp, count in
+            x.withUnsafeBufferPointer { xp in
+                let input = SendablePointer(UnsafeMutablePointer(mutating: xp.baseAddress!)), output = SendablePointer(yp.baseAddress!)
+                let body: @Sendable (Int) -> Void = { worker in
+                    let work = UnsafeMutablePointer<Float>.allocate(capacity: workspace)
+                    defer { work.deallocate() }
+                    var start = min(w.rows, worker * share)
+                    let end = min(w.rows, start + share)
+                    while start < end {
+                        let n = min(chunk, end - start)
+                        Kernels.int4Gemm(
+                            words: codes.bytes.baseAddress!, scales: scales.bytes.baseAddress!, rows: start..<(start + n), cols: w.cols,
+                            group: group, x: input.pointer, m: rows, y: output.pointer, ldy: w.rows, work: work)
+                        if releaseAfterUse { w.releaseRows(start..<(start + n)) }
+                        start += n
+                    }
+                }
+                if width == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: width, execute: body) }
+            }
+            count = rows * w.rows
+        }
     }
 }
 

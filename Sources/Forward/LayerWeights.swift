@@ -4,6 +4,13 @@ struct MLPWeights: Sendable {
     var up: WeightMatrix
     var down: WeightMatrix
 
+    /// Asks for the three matrices to be read ahead (`WeightMatrix.prefetch`).
+    func prefetch() {
+        gate.prefetch()
+        up.prefetch()
+        down.prefetch()
+    }
+
     init(_ source: any WeightSource, gate: WeightSlot, up: WeightSlot, down: WeightSlot, layer: Int, expert: Int? = nil) throws(ForwardError) {
         self.gate = try source.matrix(gate, layer: layer, expert: expert)
         self.up = try source.matrix(up, layer: layer, expert: expert)

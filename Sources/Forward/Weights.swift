@@ -41,12 +41,19 @@ public struct TensorView: @unchecked Sendable {
     public var bytes: UnsafeRawBufferPointer
     /// Drops a byte range of this view (relative to its start) from the resident set once it has been used.
     public var release: (@Sendable (Range<Int>) -> Void)?
-    public init(name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer, release: (@Sendable (Range<Int>) -> Void)? = nil) {
+    /// Asks the kernel to read a byte range of this view (relative to its start) into the page cache ahead of use
+    /// (`MADV_WILLNEED`: the reads go on in the background, though asking may wait for the device's queue).
+    public var prefetch: (@Sendable (Range<Int>) -> Void)?
+    public init(
+        name: String, dtype: DType, shape: [Int], bytes: UnsafeRawBufferPointer, release: (@Sendable (Range<Int>) -> Void)? = nil,
+        prefetch: (@Sendable (Range<Int>) -> Void)? = nil
+    ) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
         self.bytes = bytes
         self.release = release
+        self.prefetch = prefetch
     }
 
     /// Releases the bytes of rows `rows` of a row-major view whose rows are `rowBytes` long.
@@ -132,6 +139,20 @@ public struct WeightMatrix: Sendable {
             weight.releaseRows(range, rowBytes: cols)
         case .rows(let decoder):
             decoder.releaseRows(range)
+        }
+    }
+
+    /// Asks for the whole stored matrix to be read ahead (`TensorView.prefetch`; nothing where the source gives no way).
+    public func prefetch() {
+        switch storage {
+        case .plain(let view): view.prefetch?(0..<view.bytes.count)
+        case let .packed(codes, scales, _, _, _, _):
+            codes.prefetch?(0..<codes.bytes.count)
+            scales.prefetch?(0..<scales.bytes.count)
+        case let .fp8Block(weight, scales, _, _):
+            weight.prefetch?(0..<weight.bytes.count)
+            scales.prefetch?(0..<scales.bytes.count)
+        case .rows: break
         }
     }
 

@@ -73,7 +73,10 @@ public final class CheckpointTensorStore: TensorStore, @unchecked Sendable {
             let file = shard.file, start = entry.rangeInFile.lowerBound
             file.adviseHugePages()
             viewed.add(file, entry.rangeInFile)
-            return TensorView(name: name, dtype: entry.dtype, shape: entry.shape, bytes: bytes) { file.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) }
+            return TensorView(
+                name: name, dtype: entry.dtype, shape: entry.shape, bytes: bytes,
+                release: { file.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) },
+                prefetch: { file.adviseSequential((start + $0.lowerBound)..<(start + $0.upperBound)) })
         } catch {
             throw .io(error.description)
         }
@@ -144,8 +147,9 @@ public final class PackTensorStore: TensorStore, @unchecked Sendable {
             handle.adviseHugePages()
             viewed.add(handle, loc.offset..<(loc.offset + loc.length))
             return TensorView(
-                name: name, dtype: loc.dtype, shape: loc.shape, bytes: UnsafeRawBufferPointer(rebasing: whole[loc.offset..<(loc.offset + loc.length)])
-            ) { handle.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) }
+                name: name, dtype: loc.dtype, shape: loc.shape, bytes: UnsafeRawBufferPointer(rebasing: whole[loc.offset..<(loc.offset + loc.length)]),
+                release: { handle.adviseDone((start + $0.lowerBound)..<(start + $0.upperBound)) },
+                prefetch: { handle.adviseSequential((start + $0.lowerBound)..<(start + $0.upperBound)) })
         } catch {
             throw .io("\(displayed(file.name)): \(error.description)")
         }

@@ -21,7 +21,8 @@ For each run (WINDOWSxCTX) on a warm page cache:
   attention-core's share of the step.
 
 With `--before`, each run is also made with `K2PACK_PREFILL=plain` (the plain attention loop and 4 MiB blocks:
-the pass before the blocked attention), alternating, in the same process.
+the pass before the blocked attention), alternating, in the same process. With `--before-binary PATH`, each run
+is made first with that k2pack binary (pass `before`), then with `--k2pack` (pass `after`).
 
     python scripts/bench/logits_gemm.py /work/synth/k25-l2 --k2pack .build/release/k2pack --runs 8x512 \\
         --extra "--batch-windows 8"
@@ -46,11 +47,19 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 
 def linked_openblas(k2pack: str) -> str:
+    """The OpenBLAS k2pack uses: the one it links (older builds), else the one COpenBLAS opens with dlopen
+    (`K2PACK_OPENBLAS_LIBRARY`, else libopenblas.so.0 as the loader finds it)."""
     out = subprocess.run(["ldd", k2pack], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         if "openblas" in line and "=>" in line:
             return os.path.realpath(line.split("=>")[1].split("(")[0].strip())
-    raise SystemExit(f"{k2pack} does not link OpenBLAS (ldd found none)")
+    if os.environ.get("K2PACK_OPENBLAS_LIBRARY"):
+        return os.path.realpath(os.environ["K2PACK_OPENBLAS_LIBRARY"])
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
+    for line in cache.splitlines():
+        if line.strip().startswith("libopenblas.so.0 ") and "=>" in line:
+            return os.path.realpath(line.split("=>")[1].strip())
+    raise SystemExit(f"{k2pack} does not link OpenBLAS and the loader finds no libopenblas.so.0")
 
 
 class SGEMM:
@@ -152,6 +161,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--extra", default="", help="more k2pack logits arguments, space-separated")
     ap.add_argument("--before", action="store_true", help="also run each with K2PACK_PREFILL=plain (the pass before)")
+    ap.add_argument("--before-binary", help="also run each with this k2pack binary first (pass 'before')")
     args = ap.parse_args()
 
     c = text_config(args.model)
@@ -168,14 +178,16 @@ def main() -> None:
             rng = np.random.default_rng(16)
             with h5py.File(ids, "w") as f:
                 f["input_ids"] = rng.integers(0, c["vocab_size"], size=(windows, tokens)).astype(np.int32)
-            for mode in (["plain", "blocked"] if args.before else ["blocked"]):
+            modes = ["plain", "blocked"] if args.before else ["before", "after"] if args.before_binary else ["blocked"]
+            for mode in modes:
                 def time_shapes(again: bool) -> None:
                     for layer in range(layers):
                         for _, _, m, n, k, trans_b, _ in layer_work(c, layer, windows, tokens):
                             sgemm.seconds(m, n, k, trans_b, again=again)
                 time_shapes(False)
                 out = Path(tmp) / "out.h5"
-                cmd = [args.k2pack, "logits", str(args.model), "--ids", str(ids), "--out", str(out), "--quiet",
+                binary = args.before_binary if mode == "before" else args.k2pack
+                cmd = [binary, "logits", str(args.model), "--ids", str(ids), "--out", str(out), "--quiet",
                        "--threads", str(args.threads), *args.extra.split()]
                 env = {**os.environ, "K2PACK_IO_REPORT": "1"}
                 env.pop("K2PACK_PREFILL", None)

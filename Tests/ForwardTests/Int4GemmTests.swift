@@ -1,0 +1,134 @@
+@testable import Forward
+import ModelStore
+import TensorCore
+import TestSupport
+import Testing
+
+/// The prefill INT4 product (int4_gemm.h through `Kernels.int4Gemm`, `ForwardPass.int4Linear`): every level gives
+/// the portable path's bits (one fused multiply-add chain per output), whatever the row range, the token count or
+/// the thread count, within the chain's error bound of the exact product; and the MoE block of many tokens does not
+/// depend on the thread count.
+@Suite("INT4 prefill product")
+struct Int4GemmTests {
+    /// An INT4 matrix with random codes and BF16 scales in ±0.1 (buffers to deallocate).
+    static func matrix(rows: Int, cols: Int, group: Int, using rng: inout some RandomNumberGenerator) -> (WeightMatrix, [UnsafeMutableRawBufferPointer]) {
+        let codes = (0..<(rows * cols / 2)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let (codeView, b1) = KernelTests.stored(codes, dtype: .i32, shape: [rows, cols / 8])
+        let (scaleView, b2) = KernelTests.stored(CKernelTests.bf16Bytes(rows * cols / group, magnitude: 0.1, using: &rng), dtype: .bf16, shape: [rows, cols / group])
+        let w = WeightMatrix(name: "int4 \(rows)×\(cols) group \(group)", rows: rows, cols: cols,
+                             storage: .packed(codes: codeView, scales: scaleView, groupSize: group, bits: 4, dequant: .exact, highFirst: false))
+        return (w, [b1, b2])
+    }
+
+    /// `Kernels.int4Gemm` at `level` over rows `range` (the other rows left NaN).
+    static func product(_ w: WeightMatrix, _ range: Range<Int>, x: [Float], m: Int, level: Kernels.Level) -> [Float] {
+        guard case let .packed(codes, scales, group, _, _, _) = w.storage else { return [] }
+        var y = [Float](repeating: .nan, count: m * w.rows)
+        let work = UnsafeMutablePointer<Float>.allocate(capacity: Kernels.int4GemmWorkspace(cols: w.cols))
+        defer { work.deallocate() }
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                Kernels.int4Gemm(
+                    level: level, words: codes.bytes.baseAddress!, scales: scales.bytes.baseAddress!, rows: range, cols: w.cols, group: group,
+                    x: xp.baseAddress!, m: m, y: yp.baseAddress!, ldy: w.rows, work: work)
+            }
+        }
+        return y
+    }
+
+    /// γ(n) for a chain of `cols` fused multiply-adds (one rounding each) after the exact decoding.
+    static func bound(cols: Int) -> Double {
+        let n = Double(cols + 1), u = 0x1p-24
+        return n * u / (1 - n * u)
+    }
+
+    @Test("every level gives the portable bits, for row ranges and token counts off the blocking, within γ(cols + 1)·Σ|w·x|")
+    func levels() throws {
+        var rng = SeededGenerator(seed: 16)
+        // Columns: one panel, a panel and a tail of 8, several panels; tokens: under, at and over a run of six, and
+        // over one pass of 192 tokens.
+        let shapes: [(rows: Int, cols: Int, group: Int, m: Int)] = [
+            (37, 256, 32, 5), (40, 264, 8, 6), (19, 768, 128, 7), (33, 512, 32, 13), (17, 64, 16, 200), (5, 32, 32, 1),
+        ]
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        var worst = (ratio: 0.0, at: "nothing")
+        for (rows, cols, group, m) in shapes {
+            let (w, b) = Self.matrix(rows: rows, cols: cols, group: group, using: &rng)
+            buffers += b
+            let x = (0..<(m * cols)).map { _ in Float.random(in: -2...2, using: &rng) * [Float(1), 1e-3, 1e3].randomElement(using: &rng)! }
+            let decoded = w.all()
+            for range in [0..<rows, 3..<(rows - 1), (rows - 1)..<rows] {
+                let portable = Self.product(w, range, x: x, m: m, level: .portable)
+                for level in Kernels.Level.allCases {
+                    let y = Self.product(w, range, x: x, m: m, level: level)
+                    if let d = CKernelTests.firstDifference(y.map { $0.isNaN ? 0 : $0 }, portable.map { $0.isNaN ? 0 : $0 }) {
+                        Issue.record(Comment(rawValue: "\(w.name) rows \(range), \(m) tokens, \(level) vs portable: largest difference \(d.difference) at [\(d.index / rows), \(d.index % rows)]"))
+                    }
+                    for t in 0..<m {
+                        for r in 0..<rows {
+                            let got = y[t * rows + r]
+                            guard range.contains(r) else {
+                                #expect(got.isNaN, "\(w.name) \(level): row \(r) outside \(range) was written")
+                                continue
+                            }
+                            var exact = 0.0, magnitude = 0.0
+                            for c in 0..<cols {
+                                let p = Double(decoded[r * cols + c]) * Double(x[t * cols + c])
+                                exact += p
+                                magnitude += abs(p)
+                            }
+                            let ratio = magnitude > 0 ? abs(Double(got) - exact) / magnitude / Self.bound(cols: cols) : abs(Double(got))
+                            if ratio > worst.ratio { worst = (ratio, "\(w.name) \(level), token \(t) of \(m), row \(r): \(got) vs \(exact)") }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(worst.ratio <= 1, "largest error \(worst.ratio) of the bound: \(worst.at)")
+    }
+
+    @Test("linear of many tokens over INT4 weights is the kernel's product for 1–3 workers, near decode + OpenBLAS")
+    func linear() throws {
+        var rng = SeededGenerator(seed: 17)
+        let (w, buffers) = Self.matrix(rows: 70, cols: 1024, group: 32, using: &rng)
+        defer { buffers.forEach { $0.deallocate() } }
+        let m = 9
+        let x = (0..<(m * w.cols)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let kernel = Self.product(w, 0..<w.rows, x: x, m: m, level: Kernels.active)
+        let viaBLAS = Gemm.linear(x, w.all(), m: m, n: w.rows, k: w.cols)
+        let weights = try ModelStore.open(TestPaths.fixture("k25-tiny")).weights(dequant: .exact)
+        for workers in 1...3 {
+            let y = ForwardPass(weights: weights, threads: workers).linear(x, w)
+            if Kernels.hasInt4Gemm() {
+                #expect(y.map(\.bitPattern) == kernel.map(\.bitPattern), "\(workers) workers")
+            }
+            let worst = zip(y, viaBLAS).enumerated().max { abs($0.element.0 - $0.element.1) < abs($1.element.0 - $1.element.1) }!
+            #expect(abs(worst.element.0 - worst.element.1) <= 1e-4, "\(workers) workers: largest difference \(abs(worst.element.0 - worst.element.1)) from decode + OpenBLAS at [\(worst.offset / w.rows), \(worst.offset % w.rows)]")
+        }
+    }
+
+    @Test("the MoE block of many tokens is bit-identical for 1–3 threads")
+    func moeThreads() throws {
+        var rng = SeededGenerator(seed: 18)
+        for fixture in ["k25-tiny", "deepseek-v3-tiny"] {
+            let weights = try ModelStore.open(TestPaths.fixture(fixture)).weights(dequant: .exact)
+            let config = weights.forward
+            let layer = try #require((0..<config.numLayers).first { config.isMoELayer($0) })
+            guard case .moe(let moe) = try LayerWeights(weights, layer: layer).mlp else {
+                Issue.record("\(fixture) layer \(layer) is not a MoE layer")
+                continue
+            }
+            // Enough rows that the routes and the weighted sum split among the workers, and that some experts take
+            // more tokens than one pass of the kernel (192).
+            let rows = 1100
+            let x = (0..<(rows * config.hiddenSize)).map { _ in Float.random(in: -1...1, using: &rng) }
+            let one = try ForwardPass(weights: weights, threads: 1).moe(moe, x, rows: rows)
+            for threads in 2...3 {
+                let many = try ForwardPass(weights: weights, threads: threads).moe(moe, x, rows: rows)
+                #expect(many.out.map(\.bitPattern) == one.out.map(\.bitPattern), "\(fixture), \(threads) threads")
+                #expect(many.topK == one.topK)
+            }
+        }
+    }
+}
