@@ -396,13 +396,181 @@ CK_FMA static int bf16_matvec_fma(const unsigned char *w, size_t row_begin, size
 }
 #endif
 
+// MARK: - x86-64 AVX-512
+//
+// The FMA level's scheme on 16-lane vectors, for decoding's few-token products. Within the bound of ckernels.h,
+// not bit-identical to the FMA level (other lane counts, another order).
+//  - x is rearranged once per call in blocks of 32 columns (the 16 even columns, then the 16 odd ones; a tail of
+//    fewer than 32 stays in place). A 16-byte load of 32 INT4 codes widened to 32-bit lanes holds, in lane k, the
+//    codes of columns 2k (low nibble) and 2k + 1 (high nibble); a 64-byte load of 32 BF16 values gives the even
+//    columns' floats by a shift and the odd ones' by a mask.
+//  - INT4 codes become weights by a table lookup: vpermps takes the low four bits of each lane as an index into
+//    sixteen floats, (n − 8) · scale for n = 0…15 (one table per row and group, exact: a 4-bit integer times a BF16
+//    scale fits a float's significand), so the low nibble needs no mask and the high one a shift.
+// Per row and token: two fused chains (even and odd columns; a BF16 tail of 8–24 columns into the even one, masked,
+// 16 at a time), added, the sixteen lanes summed as a tree: at most cols / 32 + 7 roundings per term.
+
+#if defined(__x86_64__)
+#define CK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+/// `x` (m rows of `cols`) with each whole block of 32 columns rearranged as even columns then odd ones; a tail of
+/// fewer than 32 columns stays in place.
+static void deinterleave32(const float *x, size_t cols, size_t m, float *out) {
+    for (size_t t = 0; t < m; t++) {
+        const float *xt = x + t * cols;
+        float *ot = out + t * cols;
+        size_t c = 0;
+        for (; c + 32 <= cols; c += 32) {
+            for (int j = 0; j < 16; j++) {
+                ot[c + j] = xt[c + 2 * j];
+                ot[c + 16 + j] = xt[c + 2 * j + 1];
+            }
+        }
+        for (; c < cols; c++) ot[c] = xt[c];
+    }
+}
+
+CK_AVX512 CK_INLINE float hsum16_avx512(__m512 v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// Rows r ..< r + NR for tokens t0 ..< t0 + NT of the INT4 product (x rearranged by deinterleave32, `xp`);
+/// NR · NT ≤ 4, group a multiple of 32. A row's weights are decoded once for all NT tokens.
+CK_AVX512 CK_INLINE void int4_tile_avx512(const unsigned char *words, const unsigned char *scales, size_t r,
+                                          size_t cols, size_t group, const float *xp, size_t t0, float *y, size_t ldy,
+                                          const int NR, const int NT) {
+    const size_t groups = cols / group, blocks = group / 32;
+    const __m512 codes = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    const unsigned char *wk[4], *sk[4];
+    const float *xt[4];
+    __m512 even[4][4], odd[4][4];
+    for (int k = 0; k < NR; k++) {
+        wk[k] = words + (r + k) * (cols / 2);
+        sk[k] = scales + 2 * (r + k) * groups;
+    }
+    for (int t = 0; t < NT; t++) xt[t] = xp + (t0 + t) * cols;
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) even[k][t] = odd[k][t] = _mm512_setzero_ps();
+    for (size_t g0 = 0; g0 < groups; g0 += 16) {  // sixteen groups' scales at a time
+        const size_t n = groups - g0 < 16 ? groups - g0 : 16;
+        float s[4][16];
+        for (int k = 0; k < NR; k++) {
+            if (n == 16) {
+                const __m512i h = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(sk[k] + 2 * g0)));
+                _mm512_storeu_ps(s[k], _mm512_castsi512_ps(_mm512_slli_epi32(h, 16)));
+            } else {
+                for (size_t j = 0; j < n; j++) s[k][j] = bf16_at(sk[k] + 2 * (g0 + j));
+            }
+        }
+        for (size_t j = 0; j < n; j++) {
+            for (int k = 0; k < NR; k++) {
+                const __m512 table = _mm512_mul_ps(codes, _mm512_set1_ps(s[k][j]));
+                for (size_t b = 0; b < blocks; b++) {
+                    const size_t c = ((g0 + j) * blocks + b) * 32;
+                    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wk[k] + c / 2)));
+                    const __m512 lo = _mm512_permutexvar_ps(v, table);
+                    const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
+                    for (int t = 0; t < NT; t++) {
+                        even[k][t] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xt[t] + c), even[k][t]);
+                        odd[k][t] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xt[t] + c + 16), odd[k][t]);
+                    }
+                }
+            }
+        }
+    }
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) y[(t0 + t) * ldy + r + k] = hsum16_avx512(_mm512_add_ps(even[k][t], odd[k][t]));
+}
+
+/// The same with groups of 32 (Kimi K2's INT4): one block per group, the loop over blocks folded away.
+CK_AVX512 CK_INLINE void int4_tile_avx512_32(const unsigned char *words, const unsigned char *scales, size_t r,
+                                             size_t cols, size_t group, const float *xp, size_t t0, float *y,
+                                             size_t ldy, const int NR, const int NT) {
+    (void)group;
+    int4_tile_avx512(words, scales, r, cols, 32, xp, t0, y, ldy, NR, NT);
+}
+
+/// Rows r ..< r + NR for tokens t0 ..< t0 + NT of the BF16 product (x rearranged by deinterleave32, `xp`);
+/// NR · NT ≤ 4.
+CK_AVX512 CK_INLINE void bf16_tile_avx512(const unsigned char *w, size_t r, size_t cols, const float *xp, size_t t0,
+                                          float *y, size_t ldy, const int NR, const int NT) {
+    const __m512i hi_mask = _mm512_set1_epi32((int)0xFFFF0000u);
+    __m512 even[4][4], odd[4][4];
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) even[k][t] = odd[k][t] = _mm512_setzero_ps();
+    size_t c = 0;
+    for (; c + 32 <= cols; c += 32) {
+        for (int k = 0; k < NR; k++) {
+            const __m512i v = _mm512_loadu_si512((const void *)(w + 2 * ((r + k) * cols + c)));
+            const __m512 e = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+            const __m512 o = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+            for (int t = 0; t < NT; t++) {
+                const float *xt = xp + (t0 + t) * cols + c;
+                even[k][t] = _mm512_fmadd_ps(e, _mm512_loadu_ps(xt), even[k][t]);
+                odd[k][t] = _mm512_fmadd_ps(o, _mm512_loadu_ps(xt + 16), odd[k][t]);
+            }
+        }
+    }
+    for (; c < cols; c += 16) {  // a last 8, 16 or 24 columns, in place, 16 at a time by masked loads (masked-off lanes read nothing)
+        const __mmask16 mask = cols - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (cols - c)) - 1);
+        for (int k = 0; k < NR; k++) {
+            const __m256i h = _mm256_maskz_loadu_epi16(mask, (const void *)(w + 2 * ((r + k) * cols + c)));
+            const __m512 e = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            for (int t = 0; t < NT; t++)
+                even[k][t] = _mm512_fmadd_ps(e, _mm512_maskz_loadu_ps(mask, xp + (t0 + t) * cols + c), even[k][t]);
+        }
+    }
+    for (int k = 0; k < NR; k++)
+        for (int t = 0; t < NT; t++) y[(t0 + t) * ldy + r + k] = hsum16_avx512(_mm512_add_ps(even[k][t], odd[k][t]));
+}
+
+/// The INT4 product at the AVX-512 level; returns 0 when it could not run (group not a multiple of 32, or no
+/// memory for the rearranged activations), and the caller takes the FMA path.
+CK_AVX512 static int int4_matvec_avx512(const unsigned char *words, const unsigned char *scales, size_t row_begin,
+                                        size_t row_end, size_t cols, size_t group, const float *x, size_t m, float *y,
+                                        size_t ldy) {
+    if (group % 32 != 0) return 0;
+    float stack[CK_FMA_STACK_X];
+    float *xp = m * cols <= CK_FMA_STACK_X ? stack : malloc(m * cols * sizeof(float));
+    if (xp == NULL) return 0;
+    deinterleave32(x, cols, m, xp);
+    if (group == 32) {
+        CK_TILES(int4_tile_avx512_32, words CK_COMMA scales, cols CK_COMMA group CK_COMMA xp CK_COMMA t0 CK_COMMA y CK_COMMA ldy)
+    } else {
+        CK_TILES(int4_tile_avx512, words CK_COMMA scales, cols CK_COMMA group CK_COMMA xp CK_COMMA t0 CK_COMMA y CK_COMMA ldy)
+    }
+    if (xp != stack) free(xp);
+    return 1;
+}
+
+/// The BF16 product at the AVX-512 level; returns 0 when there was no memory for the rearranged activations.
+CK_AVX512 static int bf16_matvec_avx512(const unsigned char *w, size_t row_begin, size_t row_end, size_t cols,
+                                        const float *x, size_t m, float *y, size_t ldy) {
+    float stack[CK_FMA_STACK_X];
+    float *xp = m * cols <= CK_FMA_STACK_X ? stack : malloc(m * cols * sizeof(float));
+    if (xp == NULL) return 0;
+    deinterleave32(x, cols, m, xp);
+    CK_TILES(bf16_tile_avx512, w, cols CK_COMMA xp CK_COMMA t0 CK_COMMA y CK_COMMA ldy)
+    if (xp != stack) free(xp);
+    return 1;
+}
+#endif
+
 // MARK: - Dispatch
 
 int ck_best_level(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2")) {
-        if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return CK_LEVEL_AVX2FMA;
+        if (__builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+                return CK_LEVEL_AVX512;
+            return CK_LEVEL_AVX2FMA;
+        }
         return CK_LEVEL_AVX2;
     }
 #endif
@@ -424,6 +592,8 @@ void ck_int4_matvec(int level, const void *words, const void *scales, size_t row
                     size_t group, const float *x, size_t m, float *y, size_t ldy) {
 #if defined(__x86_64__)
     const int usable = ck_usable_level(level);
+    if (usable >= CK_LEVEL_AVX512 && int4_matvec_avx512(words, scales, row_begin, row_end, cols, group, x, m, y, ldy))
+        return;
     if (usable >= CK_LEVEL_AVX2FMA && int4_matvec_fma(words, scales, row_begin, row_end, cols, group, x, m, y, ldy))
         return;
     if (usable >= CK_LEVEL_AVX2) {
@@ -439,6 +609,7 @@ void ck_bf16_matvec(int level, const void *w, size_t row_begin, size_t row_end, 
                     float *y, size_t ldy) {
 #if defined(__x86_64__)
     const int usable = ck_usable_level(level);
+    if (usable >= CK_LEVEL_AVX512 && bf16_matvec_avx512(w, row_begin, row_end, cols, x, m, y, ldy)) return;
     if (usable >= CK_LEVEL_AVX2FMA && bf16_matvec_fma(w, row_begin, row_end, cols, x, m, y, ldy)) return;
     if (usable >= CK_LEVEL_AVX2) {
         bf16_matvec_avx2(w, row_begin, row_end, cols, x, m, y, ldy);

@@ -3,8 +3,8 @@ import Foundation
 
 /// The forward pass's hot loops in C (`Sources/CKernels`): a portable path and x86-64 variants chosen at run time
 /// from the CPU's features. The portable and AVX2 INT4 / BF16 kernels give bit-identical results to each other and
-/// to the Swift kernels they replaced (same float operations in the same order); the AVX2 + FMA level fuses
-/// multiplies and adds and sums in another order, within |Δ| ≤ γ(cols/8 + 16) · Σ|w·x| of the exact product
+/// to the Swift kernels they replaced (same float operations in the same order); the AVX2 + FMA and AVX-512 levels
+/// fuse multiplies and adds and sum in another order, within |Δ| ≤ γ(cols/8 + 16) · Σ|w·x| of the exact product
 /// (ckernels.h; `CKernelTests.fmaBound`). The ggml-block kernels (`ggmlRows`, ggml_kernels.h) promise
 /// dequantize-then-dot up to rounding only. The only importer of CKernels.
 public enum Kernels {
@@ -16,12 +16,16 @@ public enum Kernels {
         case avx2 = 1
         /// AVX2 + FMA + F16C: fused multiply-add, within the bound above (and the ggml-block kernels' vector path).
         case avx2fma = 2
+        /// AVX-512 F + BW + VL (and the features above): decoding's INT4 and BF16 products on 16-lane vectors, within
+        /// the same bound; everything else as at `avx2fma`.
+        case avx512 = 3
 
         public var description: String {
             switch self {
             case .portable: return "portable"
             case .avx2: return "avx2"
             case .avx2fma: return "avx2fma"
+            case .avx512: return "avx512"
             }
         }
 
@@ -32,7 +36,7 @@ public enum Kernels {
     public static let best: Level = Level(rawValue: ck_best_level()) ?? .portable
 
     /// The level the forward pass uses: `best`, or the level the environment variable `K2PACK_KERNELS` names
-    /// (`portable`, `avx2`, `avx2fma`; tests and benchmarks) lowered to `best`; any other value, or none, means
+    /// (`portable`, `avx2`, `avx2fma`, `avx512`; tests and benchmarks) lowered to `best`; any other value, or none, means
     /// `best`.
     public static let active: Level = level(environment: ProcessInfo.processInfo.environment["K2PACK_KERNELS"])
 

@@ -93,12 +93,15 @@ struct CKernelTests {
         return n * u / (1 - n * u)
     }
 
-    @Test("every level, AVX2 + FMA included, is within γ(cols/8 + 16)·Σ|w·x| of the exact product (random shapes, 1–6 tokens)")
+    @Test("every level, AVX2 + FMA and AVX-512 included, is within γ(cols/8 + 16)·Σ|w·x| of the exact product (random shapes, 1–6 tokens)")
     func fmaBound() throws {
         var rng = SeededGenerator(seed: 2026)
         // Shapes: random ones (row counts off every tiling, groups 8…128, BF16 widths that are not a multiple of 16),
-        // and activations too large for the kernel's stack buffer (m · cols > 8,192).
-        var shapes: [(rows: Int, cols: Int, group: Int, m: Int)] = [(5, 4096, 32, 3), (7, 2048, 128, 6), (1, 16, 16, 1)]
+        // activations too large for the kernel's stack buffer (m · cols > 8,192), and the AVX-512 level's edges: BF16
+        // tails of 8, 16 and 24 columns after blocks of 32, more than 16 groups with a partial last batch of scales.
+        var shapes: [(rows: Int, cols: Int, group: Int, m: Int)] = [
+            (5, 4096, 32, 3), (7, 2048, 128, 6), (1, 16, 16, 1), (5, 40, 8, 4), (2, 48, 16, 1), (3, 1112, 8, 2), (6, 1120, 32, 1), (3, 1088, 64, 2),
+        ]
         for _ in 0..<40 {
             let group = [8, 16, 32, 64, 128].randomElement(using: &rng)!
             shapes.append((Int.random(in: 1...23, using: &rng), group * Int.random(in: 1...9, using: &rng), group, Int.random(in: 1...6, using: &rng)))
@@ -223,10 +226,11 @@ struct CKernelTests {
         #expect(Kernels.level(environment: "portable") == .portable)
         #expect(Kernels.level(environment: nil) == Kernels.best)
         #expect(Kernels.level(environment: "avx2") == min(.avx2, Kernels.best))
-        #expect(Kernels.level(environment: "avx2fma") == Kernels.best)
+        #expect(Kernels.level(environment: "avx2fma") == min(.avx2fma, Kernels.best))
+        #expect(Kernels.level(environment: "avx512") == Kernels.best)
         #expect(Kernels.level(environment: "swift") == Kernels.best)
         #expect(Kernels.level(environment: "AVX2") == Kernels.best)
-        #expect(Kernels.Level.allCases.map(\.description) == ["portable", "avx2", "avx2fma"])
+        #expect(Kernels.Level.allCases.map(\.description) == ["portable", "avx2", "avx2fma", "avx512"])
         // Asking for more than the CPU has runs what it has (the C side lowers too).
         for level in Kernels.Level.allCases { #expect(Kernels.usable(level) == min(level, Kernels.best)) }
         #expect(Kernels.swiftReference(environment: "swift") && !Kernels.swiftReference(environment: "portable") && !Kernels.swiftReference(environment: nil))

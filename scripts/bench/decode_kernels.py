@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Decode of one token through one full-width MoE layer: Swift kernels, portable C, AVX2, and the CPU's best C kernels.
+"""Decode of one token through one full-width MoE layer: Swift kernels, portable C, AVX2, AVX2 + FMA, and the CPU's best C kernels.
 
 `k2pack parity --layers L..L` on one token's dumped `layer_in` of a synthetic K2.5 checkpoint
 (scripts/make_synthetic_k25.py with --fill L), timed with `K2PACK_KERNELS=swift` (the Swift few-token kernels the
 C ones replaced), `K2PACK_KERNELS=portable`, `K2PACK_KERNELS=avx2` (the AVX2 level bit-identical to portable, the
-dispatched level before the FMA one) and without it (dispatched by CPU features: AVX2 + FMA where the CPU has it),
-the four alternating (best of N each, warm page cache), then as a fraction of the memory bandwidth measured in the
+dispatched level before the FMA one), `K2PACK_KERNELS=avx2fma` (the dispatched level before the AVX-512 one) and
+without it (dispatched by CPU features: AVX-512 where the CPU has F, BW and VL, else AVX2 + FMA), the five alternating (best of N each, warm page cache), then as a fraction of the memory bandwidth measured in the
 same run before and after (numpy summing a 2 GiB array on the same thread count; the better of the two), counting
-the bytes that token must read (forward_fullwidth.token_bytes). The load average is printed with the result.
+the bytes that token must read (forward_fullwidth.token_bytes); the median time and fraction are printed too. The
+load average is printed with the result.
 
     python scripts/bench/decode_kernels.py /work/synth/k25-l3-kernels --layer 1 --threads 2 --runs 5 [--reread]
 """
@@ -80,7 +81,7 @@ def main() -> int:
     bw = bandwidth(a.threads)
     evicted = evict_layer(a.model, a.layer) if a.reread else 0
     forward_seconds(cmd, None)  # warm the page cache
-    times: dict[str, list[float]] = {"swift": [], "portable": [], "avx2": [], "dispatched": []}
+    times: dict[str, list[float]] = {"swift": [], "portable": [], "avx2": [], "avx2fma": [], "dispatched": []}
     if a.baseline:
         times["baseline"] = []
     load_before = os.getloadavg()
@@ -90,17 +91,20 @@ def main() -> int:
         times["swift"].append(forward_seconds(cmd, "swift"))
         times["portable"].append(forward_seconds(cmd, "portable"))
         times["avx2"].append(forward_seconds(cmd, "avx2"))
+        times["avx2fma"].append(forward_seconds(cmd, "avx2fma"))
         times["dispatched"].append(forward_seconds(cmd, None))
     bw = max(bw, bandwidth(a.threads))
     nbytes = token_bytes(text)
     result = {"decode_layer": a.layer, "threads": a.threads, "bytes_read": nbytes, "memory_bandwidth_gb_per_s": bw,
               "load_average_before": load_before, "load_average_after": os.getloadavg(), "evicted_bytes": evicted}
     for name, ts in times.items():
-        t = min(ts)
-        result[name] = {"seconds": t, "all_seconds": ts, "gb_per_s": nbytes / t / 1e9, "fraction_of_bandwidth": nbytes / t / 1e9 / bw}
+        t, median = min(ts), float(np.median(ts))
+        result[name] = {"seconds": t, "median_seconds": median, "all_seconds": ts, "gb_per_s": nbytes / t / 1e9,
+                        "fraction_of_bandwidth": nbytes / t / 1e9 / bw, "median_fraction_of_bandwidth": nbytes / median / 1e9 / bw}
     result["dispatched_vs_portable"] = min(times["portable"]) / min(times["dispatched"])
     result["dispatched_vs_swift"] = min(times["swift"]) / min(times["dispatched"])
     result["dispatched_vs_avx2"] = min(times["avx2"]) / min(times["dispatched"])
+    result["dispatched_vs_avx2fma"] = min(times["avx2fma"]) / min(times["dispatched"])
     if a.baseline:
         result["baseline_binary"] = str(a.baseline)
         result["dispatched_vs_baseline"] = min(times["baseline"]) / min(times["dispatched"])

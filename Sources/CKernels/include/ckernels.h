@@ -17,7 +17,7 @@
 ///     |y − exact| ≤ γ(cols / 8 + 16) · Σ_c |W[r, c] · x[t, c]|,   γ(n) = n · 2⁻²⁴ / (1 − n · 2⁻²⁴)
 /// barring overflow and underflow: the usual bound of a float32 sum whose every term goes through at most
 /// cols / 8 + 16 roundings (portable: cols / 8 + 11 at most; the FMA level's are fewer: cols / 16 + 5 for BF16,
-/// group / 8 + cols / group + 4 for INT4). The decoding functions (ck_bf16_to_f32, ck_int4_dequant_rows) are exact at every level.
+/// group / 8 + cols / group + 4 for INT4; the AVX-512 level's cols / 32 + 7 for both). The decoding functions (ck_bf16_to_f32, ck_int4_dequant_rows) are exact at every level.
 
 /// Kernel levels. 0 is the portable C path; higher levels need the CPU features named.
 enum {
@@ -29,6 +29,11 @@ enum {
     /// with a shift or a mask, several rows (one token) or tokens (one row) per pass over the weights. Within the
     /// bound above, not bit-identical. The ggml-block kernels' vector path runs at this level.
     CK_LEVEL_AVX2FMA = 2,
+    /// x86-64 AVX-512 F + BW + VL (and the FMA level's features): the INT4 and BF16 products on 16-lane vectors,
+    /// 32 columns per block, INT4 codes decoded by a table lookup (vpermps) with the group's scale folded in. Within
+    /// the bound above, not bit-identical to the FMA level. Everything else (conversions, ggml blocks, prefill)
+    /// runs as at CK_LEVEL_AVX2FMA.
+    CK_LEVEL_AVX512 = 3,
 };
 
 /// The highest level this CPU supports (CK_LEVEL_PORTABLE off x86-64).
@@ -45,13 +50,16 @@ int ck_usable_level(int level);
 /// (q − 8)·x over the group's words; the group's lanes times its scale are added to eight running lanes; those
 /// are summed in order. AVX2FMA (group % 16 == 0; other groups take the AVX2 path): per group, one fused chain
 /// over the group's columns (even and odd ones of each block of 16 in turn), scaled into eight running lanes by a
-/// fused multiply-add; the lanes summed as a tree.
+/// fused multiply-add; the lanes summed as a tree. AVX512 (group % 32 == 0; others take the AVX2FMA path): the
+/// weights decoded exactly ((code − 8) · scale by a table lookup), two fused chains over the row (even and odd
+/// columns of each block of 32), added, the sixteen lanes summed as a tree.
 void ck_int4_matvec(int level, const void *words, const void *scales, size_t row_begin, size_t row_end, size_t cols,
                     size_t group, const float *x, size_t m, float *y, size_t ldy);
 
 /// The same product for BF16 rows `w` (row r at element r·cols); cols % 8 == 0. Portable and AVX2: eight lanes
 /// sum w·x over the row's blocks of eight columns; the lanes are summed in order. AVX2FMA: even and odd columns
 /// of each block of 16 in two fused chains (a last block of 8 into the even one), added, summed as a tree.
+/// AVX512: the same with blocks of 32 (a last 8–24 columns into the even chain), sixteen lanes.
 void ck_bf16_matvec(int level, const void *w, size_t row_begin, size_t row_end, size_t cols, const float *x, size_t m,
                     float *y, size_t ldy);
 
