@@ -523,8 +523,8 @@ class RefusalTests(unittest.TestCase):
             manifest = self.edit_record(folder, "k2pack.json", change)
             error = self.assert_refused(folder, k2.NotPackError, message)
             self.assertTrue(str(error).startswith(f"{manifest}: not a k2pack file: "), str(error))
-        # k2-thinking-tiny carries nothing: version 1, and a version 2 without a list is refused.
-        folder = copy_of(OUT["k2-thinking-tiny", "pack"])
+        # deepseek-v3-tiny carries nothing: version 1, and a version 2 without a list is refused.
+        folder = copy_of(OUT["deepseek-v3-tiny", "pack"])
         manifest = self.edit_record(folder, "k2pack.json", lambda d: d.update(version=2))
         self.assert_refused(folder, k2.NotPackError, "version 2 records carried files, but this record has no carried list")
         for change, message in [
@@ -553,6 +553,9 @@ class RefusalTests(unittest.TestCase):
             self.assertTrue(any(p.startswith("docs/") for p in paths), paths)
             self.assertEqual(pack.verify_carried(), [])
         with k2.open_pack(OUT["k2-thinking-tiny", "pack"]) as pack:
+            self.assertEqual(sorted(c.path for c in pack.carried), ["tiktoken.model", "tokenizer_config.json"])
+            self.assertEqual(pack.verify_carried(), [])
+        with k2.open_pack(OUT["deepseek-v3-tiny", "pack"]) as pack:
             self.assertEqual((pack.record_version, pack.carried), (1, []))
         folder = copy_of(OUT["k25-tiny", "pack"])
         with k2.open_pack(folder) as pack:
