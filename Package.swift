@@ -44,7 +44,7 @@ let package = Package(
         // OutputPaths), and the one chunked copy with page release (ChunkedCopy).
         .target(name: "FileIO", dependencies: ["TensorCore", "CSignals"], swiftSettings: strict),
         // safetensors files, index.json, checkpoint directories, hashing of files.
-        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "FileIO", "CCrypto"], swiftSettings: strict),
+        .target(name: "Checkpoint", dependencies: ["TensorCore", "JSONCore", "FileIO", "CCrypto", "CKernels"], swiftSettings: strict),
 
         // Layer 2, model facts: what a checkpoint should contain (manifests, config, expected tensors, INT4 math)
         // and the frames of our archive form.

@@ -239,8 +239,10 @@ public final class CheckpointDirectory: Sendable {
         var result = IndexLookup()
         guard let shard = shards[s] else { return result }
         // `names` are the index's shard names: the shard is listed under its own name when at its own position.
-        for entry in shard.tensors {
-            guard let listed = index.shardPosition(of: entry.name) else {
+        let tensors = shard.tensors
+        let positions = index.shardPositions(count: tensors.count) { tensors[$0].name }
+        for (entry, position) in zip(tensors, positions) {
+            guard let listed = position else {
                 result.problems.append(.shardTensorNotInIndex(tensor: entry.name, shard: names[s]))
                 continue
             }

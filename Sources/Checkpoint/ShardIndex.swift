@@ -89,6 +89,20 @@ public struct ShardIndex: Sendable {
         }
     }
 
+    /// `shardPosition(of:)` of `names[0..<count]` (`name(i)` gives name `i`), with the index's table read for all of
+    /// them at once (see `NameTable.values`).
+    public func shardPositions(count: Int, name: (Int) -> String) -> [Int?] {
+        switch storage {
+        case .table(let table):
+            return table.names.values(count: count) { i, body in
+                var text = name(i)
+                text.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+            }
+        case .map:
+            return (0..<count).map { shardPosition(of: name($0)) }
+        }
+    }
+
     /// Parses an index; shard names must be plain file names (no directories, no `..`).
     /// `weight_map` is read straight into a dictionary (the real index has 208,550 entries).
     public static func parse(_ bytes: [UInt8], fileName: String = ShardIndex.fileName, maxEntries: Int = ShardIndex.maxEntries) throws(CheckpointError) -> ShardIndex {

@@ -31,6 +31,14 @@ struct NameTableTests {
         var seen: [ByteName: Int] = [:]
         table.forEach { name, value in seen[ByteName(String(decoding: name, as: UTF8.self))] = value }
         #expect(seen.count == names.count && names.indices.allSatisfy { seen[ByteName(names[$0])] == $0 })
+        // The batch lookup gives the same answers, absent names included.
+        let asked = names + ["model.layers.0.mlp.experts.0.gate_proj.weight_packe", "zz"]
+        let batch = table.values(count: asked.count) { i, body in
+            var name = asked[i]
+            name.withUTF8 { body(UnsafeRawBufferPointer($0)) }
+        }
+        #expect(batch == asked.map { value(table, $0) })
+        #expect(table.values(count: 0) { _, _ in }.isEmpty)
         table.mapValues { $0 + 1 }
         #expect(value(table, names[42]) == 43)
     }
@@ -49,6 +57,8 @@ struct IndexNameTableTests {
         #expect(index.shardPosition(of: "d\"q") == 2)
         #expect(index.shardPosition(of: "ae\u{301}") == nil)
         #expect(index.shardPosition(of: "e") == nil)
+        let asked = ["a\u{e9}", "b", "c", "d\"q", "ae\u{301}", "e"]
+        #expect(index.shardPositions(count: asked.count) { asked[$0] } == [0, 1, 1, 2, nil, nil])
         #expect(index.weightMap == [
             ByteName("b"): "s2.safetensors", ByteName("a\u{e9}"): "s1.safetensors", ByteName("c"): "s2.safetensors",
             ByteName("d\"q"): "s3.safetensors",
@@ -58,5 +68,6 @@ struct IndexNameTableTests {
         #expect(made.shardPosition(of: "b") == 1 && made.shardPosition(of: "e") == nil && made.entryCount == 4)
         made.weightMap[ByteName("x")] = "s9.safetensors"
         #expect(made.shardPosition(of: "x") == -1 && made.entryCount == 5)
+        #expect(made.shardPositions(count: 3) { ["b", "x", "e"][$0] } == [1, -1, nil])
     }
 }

@@ -71,4 +71,8 @@ void ck_bf16_to_f32(int level, const void *src, float *dst, size_t count);
 void ck_int4_dequant_rows(int level, const void *words, const void *scales, size_t row_begin, size_t row_end,
                           size_t cols, size_t group, float *out);
 
+/// Asks the CPU to start loading the cache line holding `address` (a hint: no effect on results, never faults).
+/// Lets a batch of hash-table lookups overlap their cache misses.
+static inline void ck_prefetch(const void *address) { __builtin_prefetch(address, 0, 1); }
+
 #endif
