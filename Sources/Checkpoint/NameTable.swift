@@ -111,12 +111,30 @@ struct NameTable: Sendable {
         return result
     }
 
+    /// A name's hash computed ahead of its `insert`, under the hash in force then.
+    struct PreparedHash {
+        var value: UInt64
+        var sipHash: Bool
+    }
+
+    /// Hashes `name` for a later `insert(_:value:prepared:)` and asks for the cache line of its first slot, so that
+    /// inserts a few names apart overlap their cache misses.
+    func prepareInsert(_ name: UnsafeRawBufferPointer) -> PreparedHash {
+        let h = hash(name)
+        slots.withUnsafeBufferPointer { slots in
+            if let base = slots.baseAddress { ck_prefetch(base + (Int(truncatingIfNeeded: h) & mask)) }
+        }
+        return PreparedHash(value: h, sipHash: sipHash)
+    }
+
     /// Adds `name` with `value` (0 ... Int32.max) unless it is already there; returns the value it already had,
     /// or nil when it was added. Callers hold names read from inputs that are capped well below 4 GiB in all.
-    mutating func insert(_ name: UnsafeRawBufferPointer, value: Int) -> Int? {
+    /// `prepared`: `prepareInsert(name)`, used when the table still hashes the same way.
+    mutating func insert(_ name: UnsafeRawBufferPointer, value: Int, prepared: PreparedHash? = nil) -> Int? {
         precondition(value >= 0 && value <= Int(Int32.max), "NameTable: value out of range")
         precondition(bytes.count + name.count <= Int(UInt32.max), "NameTable: more than 4 GiB of names")
-        if let found = place(name, start: nil, value: value) { return found }
+        let known = prepared.flatMap { $0.sipHash == sipHash ? $0.value : nil }
+        if let found = place(name, start: nil, value: value, hash: known) { return found }
         count += 1
         if 2 * count > slots.count { grow() }
         return nil
@@ -142,8 +160,8 @@ struct NameTable: Sendable {
 
     /// Finds `name`'s slot: returns its value when present; otherwise fills the empty slot at the end of the
     /// probe (`start`: where its bytes already are in `bytes`, else they are appended) and returns nil.
-    private mutating func place(_ name: UnsafeRawBufferPointer, start: Int?, value: Int) -> Int? {
-        let h = hash(name)
+    private mutating func place(_ name: UnsafeRawBufferPointer, start: Int?, value: Int, hash known: UInt64? = nil) -> Int? {
+        let h = known ?? hash(name)
         let tag = UInt32(truncatingIfNeeded: h &>> 32)
         var i = Int(truncatingIfNeeded: h) & mask
         var probes = 0

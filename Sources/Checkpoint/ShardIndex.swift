@@ -183,43 +183,73 @@ public struct ShardIndex: Sendable {
         var previous = -1
         var decoded: [UInt8] = []
         if scanner.consume(UInt8(ascii: "}")) { return (names, []) }
-        repeat {
-            let keyOffset = scanner.position
-            let span = try scanner.parseStringBytes(decoded: &decoded)
-            let raw = scanner.bytes
-            func withTensor<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
-                if let span { return try body(UnsafeRawBufferPointer(rebasing: raw[span])) }
-                return try decoded.withUnsafeBytes(body)
+        // Names are inserted a batch at a time: each is hashed, and its slot asked for, as it is read, so the inserts'
+        // cache misses in the large table overlap. A duplicate is reported when its batch is inserted, and before
+        // any error found later in the input (the batch is inserted first), as if each name were inserted at once.
+        var pendingBytes: [UInt8] = []
+        var pending: [(start: Int, length: Int, id: Int, keyOffset: Int, hash: NameTable.PreparedHash)] = []
+        let batch = 32
+        func insertPending() throws {
+            defer {
+                pending.removeAll(keepingCapacity: true)
+                pendingBytes.removeAll(keepingCapacity: true)
             }
-            func tensor() -> String { withTensor { String(decoding: $0, as: UTF8.self) } }
-            try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
-            guard scanner.peek() == UInt8(ascii: "\"") else {
-                let value = try scanner.parseValue(depth: 2)
-                throw WrongShape(reason: "weight_map entry '\(displayed(tensor()))' must be a file name string, found \(value.kindName)")
-            }
-            // The same shard as the entry before: matched on the bytes, no String built.
-            let id: Int
-            if previous >= 0, shards[previous].utf8.withContiguousStorageIfAvailable({ scanner.consumeString(equalTo: UnsafeRawBufferPointer($0)) }) == true {
-                id = previous
-            } else {
-                let shard = try scanner.parseString()
-                if let known = shardIDs[ByteName(shard)] {
-                    id = known
-                } else {
-                    guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
-                    id = shards.count
-                    shardIDs[ByteName(shard)] = id
-                    shards.append(shard)
+            try pendingBytes.withUnsafeBytes { all in
+                for p in pending {
+                    let name = UnsafeRawBufferPointer(rebasing: all[p.start..<p.start + p.length])
+                    guard names.insert(name, value: p.id, prepared: p.hash) == nil else {
+                        throw JSONError(offset: p.keyOffset, reason: "duplicate key \"\(displayed(String(decoding: name, as: UTF8.self)))\"")
+                    }
                 }
-                previous = id
             }
-            guard names.count < maxEntries else {
-                throw WrongShape(reason: "weight_map has more than \(maxEntries) entries (a config implies at most \(maxEntries) tensors)")
-            }
-            guard withTensor({ names.insert($0, value: id) }) == nil else {
-                throw JSONError(offset: keyOffset, reason: "duplicate key \"\(displayed(tensor()))\"")
-            }
-        } while scanner.consume(UInt8(ascii: ","))
+        }
+        do {
+            repeat {
+                let keyOffset = scanner.position
+                let span = try scanner.parseStringBytes(decoded: &decoded)
+                let raw = scanner.bytes
+                func withTensor<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+                    if let span { return try body(UnsafeRawBufferPointer(rebasing: raw[span])) }
+                    return try decoded.withUnsafeBytes(body)
+                }
+                func tensor() -> String { withTensor { String(decoding: $0, as: UTF8.self) } }
+                try scanner.expect(UInt8(ascii: ":"), "':' after an object key")
+                guard scanner.peek() == UInt8(ascii: "\"") else {
+                    let value = try scanner.parseValue(depth: 2)
+                    throw WrongShape(reason: "weight_map entry '\(displayed(tensor()))' must be a file name string, found \(value.kindName)")
+                }
+                // The same shard as the entry before: matched on the bytes, no String built.
+                let id: Int
+                if previous >= 0, shards[previous].utf8.withContiguousStorageIfAvailable({ scanner.consumeString(equalTo: UnsafeRawBufferPointer($0)) }) == true {
+                    id = previous
+                } else {
+                    let shard = try scanner.parseString()
+                    if let known = shardIDs[ByteName(shard)] {
+                        id = known
+                    } else {
+                        guard isPlainFileName(shard) else { throw UnsafeName(name: shard) }
+                        id = shards.count
+                        shardIDs[ByteName(shard)] = id
+                        shards.append(shard)
+                    }
+                    previous = id
+                }
+                guard names.count + pending.count < maxEntries else {
+                    throw WrongShape(reason: "weight_map has more than \(maxEntries) entries (a config implies at most \(maxEntries) tensors)")
+                }
+                let start = pendingBytes.count
+                let prepared = withTensor { name in
+                    pendingBytes.append(contentsOf: name.assumingMemoryBound(to: UInt8.self))
+                    return names.prepareInsert(name)
+                }
+                pending.append((start, pendingBytes.count - start, id, keyOffset, prepared))
+                if pending.count == batch { try insertPending() }
+            } while scanner.consume(UInt8(ascii: ","))
+            try insertPending()
+        } catch {
+            try insertPending()
+            throw error
+        }
         try scanner.expect(UInt8(ascii: "}"), "',' or '}' in an object")
         // Ids (order of first appearance) → positions in the sorted shard names.
         let order = shards.indices.sorted { ByteName(shards[$0]) < ByteName(shards[$1]) }

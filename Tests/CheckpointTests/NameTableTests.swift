@@ -70,4 +70,41 @@ struct IndexNameTableTests {
         #expect(made.shardPosition(of: "x") == -1 && made.entryCount == 5)
         #expect(made.shardPositions(count: 3) { ["b", "x", "e"][$0] } == [1, -1, nil])
     }
+
+    /// The index inserts its names in batches (issue 20, fifth pass): a duplicate is still reported at its own byte,
+    /// with its own name, ahead of any later error, and the entry limit still counts names not yet inserted.
+    @Test("index names inserted in batches: duplicates, later errors and the entry limit as one at a time")
+    func batchedInserts() throws {
+        func index(_ entries: [String], tail: String = "") -> [UInt8] {
+            Array(("{\"weight_map\":{" + entries.map { "\"\($0)\":\"a.safetensors\"" }.joined(separator: ",") + tail + "}}").utf8)
+        }
+        func message(_ bytes: [UInt8], maxEntries: Int = ShardIndex.maxEntries) -> String {
+            do {
+                _ = try ShardIndex.parse(bytes, maxEntries: maxEntries)
+                return "parsed"
+            } catch {
+                return error.description
+            }
+        }
+        let names = (0..<100).map { "t\($0)" }
+        #expect(try ShardIndex.parse(index(names)).entryCount == 100)
+        // A duplicate at every distance from the batch boundary, with a malformed entry after it: the duplicate wins.
+        for (first, second) in [(0, 1), (5, 31), (31, 32), (3, 70), (64, 99)] {
+            var entries = names
+            entries[second] = entries[first]
+            let bytes = index(entries, tail: ",\"late\":7")
+            let offset = bytes.count - (entries[second...].map { "\"\($0)\":\"a.safetensors\"" }.joined(separator: ",") + ",\"late\":7}}").utf8.count
+            let expected = "model.safetensors.index.json: not valid JSON: invalid JSON at byte \(offset): duplicate key \"\(entries[first])\""
+            #expect(message(bytes) == expected, "\(first), \(second)")
+        }
+        // No duplicate: the later error is the one reported.
+        #expect(message(index(names, tail: ",\"late\":7")).contains("weight_map entry 'late' must be a file name string"))
+        // The limit counts every name read so far.
+        #expect(message(index(Array(names[..<40])), maxEntries: 39).contains("weight_map has more than 39 entries"))
+        #expect(message(index(Array(names[..<39])), maxEntries: 39) == "parsed")
+        // A duplicate before the limit is reached is reported, not the limit.
+        var twice = Array(names[..<41])
+        twice[20] = twice[3]
+        #expect(message(index(twice), maxEntries: 39).contains("duplicate key \"t3\""))
+    }
 }
