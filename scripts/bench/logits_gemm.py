@@ -37,11 +37,14 @@ import os
 import re
 import subprocess
 import tempfile
+import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from logits_io import write_random_ids  # noqa: E402
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
@@ -174,10 +177,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="logits-gemm-") as tmp:
         for run in args.runs.split(","):
             windows, tokens = (int(x) for x in run.split("x"))
-            ids = Path(tmp) / f"ids-{windows}x{tokens}.h5"
-            rng = np.random.default_rng(16)
-            with h5py.File(ids, "w") as f:
-                f["input_ids"] = rng.integers(0, c["vocab_size"], size=(windows, tokens)).astype(np.int32)
+            ids = write_random_ids(Path(tmp) / f"ids-{windows}x{tokens}.h5", windows, tokens, c["vocab_size"])
             modes = ["plain", "blocked"] if args.before else ["before", "after"] if args.before_binary else ["blocked"]
             for mode in modes:
                 def time_shapes(again: bool) -> None:

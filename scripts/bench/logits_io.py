@@ -64,6 +64,14 @@ def evict(model: Path) -> str:
     return ", ".join(how)
 
 
+def write_random_ids(path: Path, windows: int, tokens: int, vocab: int) -> Path:
+    """An `--ids` dump of `windows` × `tokens` random ids below `vocab` (seed 16: every benchmark gets the same ids)."""
+    rng = np.random.default_rng(16)
+    with h5py.File(path, "w") as f:
+        f["input_ids"] = rng.integers(0, vocab, size=(windows, tokens)).astype(np.int32)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", type=Path)
@@ -81,10 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="logits-io-") as tmp:
         for run in args.runs.split(","):
             c, t = (int(x) for x in run.split("x"))
-            ids = Path(tmp) / f"ids-{c}x{t}.h5"
-            rng = np.random.default_rng(16)
-            with h5py.File(ids, "w") as f:
-                f["input_ids"] = rng.integers(0, vocab, size=(c, t)).astype(np.int32)
+            ids = write_random_ids(Path(tmp) / f"ids-{c}x{t}.h5", c, t, vocab)
             cache = "warm" if args.warm else evict(args.model)
             out = Path(tmp) / f"ref-{c}x{t}.h5"
             cmd = ["/usr/bin/time", "-f", "peak-rss-kb %M", args.k2pack, "logits", str(args.model), "--ids", str(ids),
