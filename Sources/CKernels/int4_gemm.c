@@ -220,13 +220,220 @@ IG_FMA static void int4_gemm_fma(const unsigned char *words, const unsigned char
         }
     }
 }
+
+// MARK: - x86-64 AVX-512
+
+// Panels of 32 rows (two 16-lane vectors) × 128 columns (16 KiB), tiles of up to 14 tokens × 32 rows (28
+// accumulators of the 32 zmm registers). A pass's tokens are cut into runs of nearly equal length (85 tokens: seven
+// runs of 12–13, not six of 14 and one of 1). The arithmetic is the FMA path's: per output one fused chain over
+// the columns in order, the weights decoded exactly, so the bits are the portable path's.
+#define IG5_KC 128
+#define IG5_NR 32
+#define IG5_MR 14
+#define IG5_MC (IG_MC * IG_KC / IG5_KC)
+_Static_assert(IG5_KC <= 128 && IG5_KC % 8 == 0, "a panel's columns are at most one load of 16 words per row");
+_Static_assert(IG5_MC * IG5_KC <= IG_MC * IG_KC, "the AVX-512 pass's activations fit ck_int4_gemm_workspace");
+#define IG5_FN __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma")))
+// The tile's accumulators must stay in registers: its loops over tokens unrolled whole.
+#if defined(__clang__)
+#define IG5_UNROLL _Pragma("clang loop unroll(full)")
+#else
+#define IG5_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+// v[j] (lane w = word w of row j) → v[w] (lane j = word w of row j): a 16 × 16 transpose of 32-bit lanes.
+IG5_FN IG_INLINE void ig5_transpose16(__m512i v[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    // t[2a], t[2a + 1]: rows 2a, 2a + 1 interleaved, words {0, 1 | 4, 5 | 8, 9 | 12, 13} and {2, 3 | 6, 7 | …}.
+    for (int i = 0; i < 16; i += 4) {
+        v[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        v[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        v[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        v[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    // v[4b + q]: rows 4b … 4b + 3 of word q in each 128-bit lane L (word 4L + q).
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_i32x4(v[i], v[4 + i], 0x88);       // lanes 0, 2 of rows 0–3, then of rows 4–7
+        t[4 + i] = _mm512_shuffle_i32x4(v[i], v[4 + i], 0xDD);   // lanes 1, 3
+        t[8 + i] = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_i32x4(v[8 + i], v[12 + i], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0x88);        // 128-bit lane 0: word q
+        v[8 + i] = _mm512_shuffle_i32x4(t[i], t[8 + i], 0xDD);    // lane 2: word 8 + q
+        v[4 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0x88);  // lane 1: word 4 + q
+        v[12 + i] = _mm512_shuffle_i32x4(t[4 + i], t[12 + i], 0xDD); // lane 3: word 12 + q
+    }
+}
+
+// Rows [n0, n0 + nr) (nr ≤ 32), columns [k0, k0 + kc) (kc ≤ 128, a multiple of 8) decoded into `wp` as kc × 32
+// floats: column k's 32 rows at wp[32k ..< 32k + 32], rows past nr zero. Sixteen rows at a time: sixteen words of
+// each row (128 columns) loaded and transposed, so that one vector holds one word of the sixteen rows; each of its
+// eight nibbles, shifted down, indexes a table of the sixteen values n − 8 (vpermps reads the low four bits, no
+// mask), times the rows' scales of the word's group: (code − 8) · scale, one rounding, as ck_int4_dequant_rows.
+IG5_FN static void ig5_decode_panel(const unsigned char *words, const unsigned char *scales, size_t n0, size_t nr,
+                                    size_t k0, size_t kc, size_t words_per_row, size_t groups, size_t group, float *wp) {
+    const __m512 minus8 = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
+    const size_t count = kc / 8, g0 = k0 / group, ng = (k0 + kc - 1) / group - g0 + 1;
+    const __mmask16 load = (__mmask16)(count >= 16 ? 0xFFFF : (1u << count) - 1);
+    for (size_t half = 0; half < IG5_NR; half += 16) {
+        const size_t live = nr > half ? (nr - half < 16 ? nr - half : 16) : 0;
+        if (live == 0) {
+            for (size_t k = 0; k < kc; k++) _mm512_store_ps(wp + IG5_NR * k + half, _mm512_setzero_ps());
+            continue;
+        }
+        // The rows' scales, one vector per group the columns touch (at most 16: group ≥ 8). An even number of
+        // groups (Kimi's group 32: four per 128 columns) is gathered two at a time, the 32 bits at a pair's first
+        // scale holding both (the low half the first), all inside the row; live rows only.
+        float sc[16][16] __attribute__((aligned(64)));
+        const unsigned char *rs = scales + 2 * ((n0 + half) * groups + g0);
+        if (ng % 2 == 0 && groups <= ((size_t)1 << 26)) {  // the byte offsets below fit 32 bits
+            const __mmask16 rows = (__mmask16)(live >= 16 ? 0xFFFF : (1u << live) - 1);
+            const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                  _mm512_set1_epi32((int)(2 * groups)));
+            const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+            for (size_t g = 0; g < ng; g += 2) {
+                const __m512i pair = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rows, at, rs + 2 * g, 1);
+                _mm512_store_ps(sc[g], _mm512_castsi512_ps(_mm512_slli_epi32(pair, 16)));
+                _mm512_store_ps(sc[g + 1], _mm512_castsi512_ps(_mm512_and_si512(pair, high)));
+            }
+        } else {
+            for (size_t j = 0; j < 16; j++)
+                for (size_t g = 0; g < ng; g++) sc[g][j] = j < live ? ig_bf16(rs + 2 * (j * groups + g)) : 0.0f;
+        }
+        __m512i v[16];
+        for (size_t j = 0; j < 16; j++)
+            v[j] = j < live ? _mm512_maskz_loadu_epi32(load, words + 4 * ((n0 + half + j) * words_per_row + k0 / 8))
+                            : _mm512_setzero_si512();
+        ig5_transpose16(v);
+        for (size_t w = 0; w < count; w++) {
+            const __m512 s = _mm512_load_ps(sc[(8 * w + k0 % group) / group]);
+            float *dst = wp + IG5_NR * 8 * w + half;
+            for (int c = 0; c < 8; c++) {
+                const __m512 n = _mm512_permutexvar_ps(_mm512_srli_epi32(v[w], 4 * c), minus8);
+                _mm512_store_ps(dst + IG5_NR * c, _mm512_mul_ps(n, s));
+            }
+        }
+    }
+}
+
+// c[i * ldc + j] (i < MR tokens, j < 32 rows, lanes outside `lo`/`hi` neither read nor written) = chain over
+// k < kc of fma(xp[k·MR + i], wp[32k + j], ·), starting from 0 (`first`) or from c.
+#define IG5_KERNEL(MR)                                                                                               \
+    IG5_FN static void ig5_kernel##MR(size_t kc, const float *xp, const float *wp, float *c, size_t ldc, int first,  \
+                                      __mmask16 mlo, __mmask16 mhi) {                                                \
+        __m512 lo[MR], hi[MR];                                                                                       \
+        IG5_UNROLL for (int i = 0; i < MR; i++) {                                                                    \
+            lo[i] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mlo, c + i * ldc);                           \
+            hi[i] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mhi, c + i * ldc + 16);                      \
+        }                                                                                                            \
+        for (size_t k = 0; k < kc; k++) {                                                                            \
+            const __m512 b0 = _mm512_load_ps(wp + IG5_NR * k), b1 = _mm512_load_ps(wp + IG5_NR * k + 16);            \
+            IG5_UNROLL for (int i = 0; i < MR; i++) {                                                                \
+                const __m512 a = _mm512_set1_ps(xp[MR * k + i]);                                                     \
+                lo[i] = _mm512_fmadd_ps(a, b0, lo[i]);                                                               \
+                hi[i] = _mm512_fmadd_ps(a, b1, hi[i]);                                                               \
+            }                                                                                                        \
+        }                                                                                                            \
+        IG5_UNROLL for (int i = 0; i < MR; i++) {                                                                    \
+            _mm512_mask_storeu_ps(c + i * ldc, mlo, lo[i]);                                                          \
+            _mm512_mask_storeu_ps(c + i * ldc + 16, mhi, hi[i]);                                                     \
+        }                                                                                                            \
+    }
+IG5_KERNEL(1)
+IG5_KERNEL(2)
+IG5_KERNEL(3)
+IG5_KERNEL(4)
+IG5_KERNEL(5)
+IG5_KERNEL(6)
+IG5_KERNEL(7)
+IG5_KERNEL(8)
+IG5_KERNEL(9)
+IG5_KERNEL(10)
+IG5_KERNEL(11)
+IG5_KERNEL(12)
+IG5_KERNEL(13)
+IG5_KERNEL(14)
+
+IG5_FN static void ig5_kernel(size_t mr, size_t kc, const float *xp, const float *wp, float *c, size_t ldc, int first,
+                              __mmask16 mlo, __mmask16 mhi) {
+    switch (mr) {
+    case 1: ig5_kernel1(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 2: ig5_kernel2(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 3: ig5_kernel3(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 4: ig5_kernel4(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 5: ig5_kernel5(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 6: ig5_kernel6(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 7: ig5_kernel7(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 8: ig5_kernel8(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 9: ig5_kernel9(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 10: ig5_kernel10(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 11: ig5_kernel11(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 12: ig5_kernel12(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    case 13: ig5_kernel13(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    default: ig5_kernel14(kc, xp, wp, c, ldc, first, mlo, mhi); break;
+    }
+}
+
+// The length of run `i` of `runs` nearly equal runs over `mc` tokens, and where it starts.
+static inline size_t ig5_run_length(size_t mc, size_t runs, size_t i) { return mc / runs + (i < mc % runs); }
+static inline size_t ig5_run_start(size_t mc, size_t runs, size_t i) { return i * (mc / runs) + (i < mc % runs ? i : mc % runs); }
+
+IG5_FN static void int4_gemm_avx512(const unsigned char *words, const unsigned char *scales, size_t row_begin,
+                                    size_t row_end, size_t cols, size_t group, const float *x, size_t m, float *y,
+                                    size_t ldy, float *xp) {
+    const size_t words_per_row = cols / 8, groups = cols / group;
+    float wp[IG5_KC * IG5_NR] __attribute__((aligned(64)));
+    for (size_t t0 = 0; t0 < m; t0 += IG5_MC) {
+        const size_t mc = m - t0 < IG5_MC ? m - t0 : IG5_MC;
+        const size_t runs = (mc + IG5_MR - 1) / IG5_MR;
+        for (size_t k0 = 0; k0 < cols; k0 += IG5_KC) {
+            const size_t kc = cols - k0 < IG5_KC ? cols - k0 : IG5_KC;
+            const int first = k0 == 0;
+            // The activations of tokens [t0, t0 + mc), columns [k0, k0 + kc), run by run, each run column by column.
+            for (size_t q = 0; q < runs; q++) {
+                const size_t p = ig5_run_start(mc, runs, q), mr = ig5_run_length(mc, runs, q);
+                float *dst = xp + p * kc;
+                for (size_t i = 0; i < mr; i++) {
+                    const float *src = x + (t0 + p + i) * cols + k0;
+                    for (size_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
+                }
+            }
+            for (size_t n0 = row_begin; n0 < row_end; n0 += IG5_NR) {
+                const size_t nr = row_end - n0 < IG5_NR ? row_end - n0 : IG5_NR;
+                ig5_decode_panel(words, scales, n0, nr, k0, kc, words_per_row, groups, group, wp);
+                // The next panel's codes are fetched while this one multiplies.
+                const size_t next = n0 + IG5_NR;
+                for (size_t j = 0; j < IG5_NR && next + j < row_end; j++) {
+                    const char *p = (const char *)(words + 4 * ((next + j) * words_per_row + k0 / 8));
+                    for (size_t b = 0; b < kc / 2; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+                }
+                const __mmask16 mlo = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+                const __mmask16 mhi = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+                for (size_t q = 0; q < runs; q++) {
+                    const size_t p = ig5_run_start(mc, runs, q), mr = ig5_run_length(mc, runs, q);
+                    ig5_kernel(mr, kc, xp + p * kc, wp, y + (t0 + p) * ldy + n0, ldy, first, mlo, mhi);
+                }
+            }
+        }
+    }
+}
 #endif
 
 void ck_int4_gemm(int level, const void *words, const void *scales, size_t row_begin, size_t row_end, size_t cols,
                   size_t group, const float *x, size_t m, float *y, size_t ldy, float *work) {
     if (row_begin >= row_end || m == 0) return;
 #if defined(__x86_64__)
-    if (ck_usable_level(level) >= CK_LEVEL_AVX2FMA) {
+    const int usable = ck_usable_level(level);
+    if (usable >= CK_LEVEL_AVX512) {
+        int4_gemm_avx512(words, scales, row_begin, row_end, cols, group, x, m, y, ldy, work);
+        return;
+    }
+    if (usable >= CK_LEVEL_AVX2FMA) {
         int4_gemm_fma(words, scales, row_begin, row_end, cols, group, x, m, y, ldy, work);
         return;
     }

@@ -17,7 +17,8 @@ public enum Kernels {
         /// AVX2 + FMA + F16C: fused multiply-add, within the bound above (and the ggml-block kernels' vector path).
         case avx2fma = 2
         /// AVX-512 F + BW + VL (and the features above): decoding's INT4 and BF16 products on 16-lane vectors, within
-        /// the same bound; everything else as at `avx2fma`.
+        /// the same bound; the prefill INT4 product on 16-lane vectors with the same bits as every level; everything
+        /// else as at `avx2fma`.
         case avx512 = 3
 
         public var description: String {

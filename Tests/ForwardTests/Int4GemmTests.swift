@@ -88,6 +88,36 @@ struct Int4GemmTests {
         #expect(worst.ratio <= 1, "largest error \(worst.ratio) of the bound: \(worst.at)")
     }
 
+    @Test("the AVX-512 tile gives the portable bits off its blocking: rows, columns, tokens, groups, row ranges")
+    func avx512Edges() throws {
+        var rng = SeededGenerator(seed: 19)
+        // Its blocking: panels of 32 rows × 128 columns, tiles of up to 14 tokens, passes of 384 tokens; scales
+        // gathered two groups at a time when a panel's columns touch an even number of groups. Below: a panel and
+        // 13 rows with a tail of 32 columns and 15 tokens (runs of 8 and 7); group 8 (16 groups per panel), a
+        // tail of one word (8 columns) and 29 tokens; group 48 (three groups per panel: scales one by one) and exactly 14 tokens; half a
+        // panel and one token; more tokens than a pass; group 128. On a CPU without AVX-512 the level is lowered
+        // and the test still compares that level with the portable path.
+        let shapes: [(rows: Int, cols: Int, group: Int, m: Int)] = [
+            (45, 416, 32, 15), (70, 136, 8, 29), (33, 384, 48, 14), (16, 256, 32, 1), (96, 640, 32, 400), (17, 2048, 128, 3),
+        ]
+        var buffers: [UnsafeMutableRawBufferPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        for (rows, cols, group, m) in shapes {
+            let (w, b) = Self.matrix(rows: rows, cols: cols, group: group, using: &rng)
+            buffers += b
+            let x = (0..<(m * cols)).map { _ in Float.random(in: -2...2, using: &rng) }
+            for range in [0..<rows, 1..<(rows - 1), (rows - 1)..<rows, min(31, rows - 1)..<rows] {
+                let portable = Self.product(w, range, x: x, m: m, level: .portable)
+                let y = Self.product(w, range, x: x, m: m, level: .avx512)
+                if let d = CKernelTests.firstDifference(y.map { $0.isNaN ? 0 : $0 }, portable.map { $0.isNaN ? 0 : $0 }) {
+                    Issue.record(Comment(rawValue: "\(w.name) rows \(range), \(m) tokens, avx512 vs portable: largest difference \(d.difference) at [\(d.index / rows), \(d.index % rows)]"))
+                }
+                let written = (0..<(m * rows)).filter { !y[$0].isNaN }.count
+                #expect(written == m * range.count, "\(w.name) rows \(range), \(m) tokens: \(written) outputs written, not \(m * range.count)")
+            }
+        }
+    }
+
     @Test("linear of many tokens over INT4 weights is the kernel's product for 1–3 workers, near decode + OpenBLAS")
     func linear() throws {
         var rng = SeededGenerator(seed: 17)

@@ -31,8 +31,9 @@ enum {
     CK_LEVEL_AVX2FMA = 2,
     /// x86-64 AVX-512 F + BW + VL (and the FMA level's features): the INT4 and BF16 products on 16-lane vectors,
     /// 32 columns per block, INT4 codes decoded by a table lookup (vpermps) with the group's scale folded in. Within
-    /// the bound above, not bit-identical to the FMA level. Everything else (conversions, ggml blocks, prefill)
-    /// runs as at CK_LEVEL_AVX2FMA.
+    /// the bound above, not bit-identical to the FMA level. The prefill INT4 product (int4_gemm.h) has a 16-lane
+    /// tile of its own, with the same bits as every other level's. Everything else (conversions, ggml blocks, the
+    /// rest of prefill) runs as at CK_LEVEL_AVX2FMA.
     CK_LEVEL_AVX512 = 3,
 };
 
