@@ -400,14 +400,15 @@ public final class ForwardPass: LanguageModelPass {
     }
 
     /// `linear` of many tokens through INT4 weights (`Kernels.int4Gemm`): the rows are split among the workers in
-    /// whole panels of 16, each worker's rows multiplied in chunks of at most `fewTokenReleaseElements` weights
-    /// whose pages are released after use when the matrix is larger than a chunk. Each output is the kernel's one
-    /// chain over the columns, so the result depends neither on the split nor on the thread count.
+    /// whole blocks of 32 rows (the AVX-512 tile's panel, two of the AVX2 tile's), each worker's rows multiplied in
+    /// chunks of whole blocks of at most `fewTokenReleaseElements` weights whose pages are released after use when
+    /// the matrix is larger than a chunk. Each output is the kernel's one chain over the columns, so the result
+    /// depends neither on the split nor on the thread count.
     func int4Linear(_ x: [Float], _ w: WeightMatrix, rows: Int, codes: TensorView, scales: TensorView, group: Int, workers: Int?) -> [Float] {
-        let panels = (w.rows + 15) / 16
+        let panels = (w.rows + 31) / 32
         let width = w.rows * w.cols < (1 << 16) ? 1 : min(workers ?? threads, panels)
-        let share = (panels + width - 1) / width * 16
-        let chunk = max(16, Self.fewTokenReleaseElements / w.cols / 16 * 16)
+        let share = (panels + width - 1) / width * 32
+        let chunk = max(32, Self.fewTokenReleaseElements / w.cols / 32 * 32)
         let releaseAfterUse = w.rows > chunk
         let workspace = Kernels.int4GemmWorkspace(cols: w.cols)
         return [Float](unsafeUninitializedCapacity: rows * w.rows) { yp, count in
