@@ -94,9 +94,9 @@ struct Int4GemmTests {
         // Its blocking: panels of 32 rows × 128 columns, tiles of up to 14 tokens, passes of 384 tokens; scales
         // gathered two groups at a time when a panel's columns touch an even number of groups. Below: a panel and
         // 13 rows with a tail of 32 columns and 15 tokens (runs of 8 and 7); group 8 (16 groups per panel), a
-        // tail of one word (8 columns) and 29 tokens; group 48 (three groups per panel: scales one by one) and exactly 14 tokens; half a
-        // panel and one token; more tokens than a pass; group 128. On a CPU without AVX-512 the level is lowered
-        // and the test still compares that level with the portable path.
+        // tail of one word (8 columns) and 29 tokens; group 48 (three groups in some panels: scales one by one)
+        // and exactly 14 tokens; half a panel and one token; more tokens than a pass; group 128. On a CPU without
+        // AVX-512 the level is lowered and the test still compares that level with the portable path.
         let shapes: [(rows: Int, cols: Int, group: Int, m: Int)] = [
             (45, 416, 32, 15), (70, 136, 8, 29), (33, 384, 48, 14), (16, 256, 32, 1), (96, 640, 32, 400), (17, 2048, 128, 3),
         ]

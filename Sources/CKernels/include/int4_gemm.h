@@ -4,9 +4,9 @@
 #include <stddef.h>
 
 /// Prefill products with INT4 weights (many tokens through a routed expert): the weights are decoded a panel at a
-/// time (16 KiB of float32, kept in the L1 cache) straight into the layout the product's
-/// inner loop reads, and multiplied there, instead of being decoded into a row-major block that a BLAS then copies
-/// into its own layout. `level` as in ckernels.h.
+/// time (16 KiB of float32, kept in the L1 cache) straight into the layout the product's inner loop reads, and
+/// multiplied there, instead of being decoded into a row-major block that a BLAS then copies into its own layout.
+/// `level` as in ckernels.h.
 ///
 /// Results. Every output is one chain of fused multiply-adds over the columns in order,
 ///     acc = 0; for c in 0 ..< cols: acc = fma(x[t, c], W[r, c], acc)
