@@ -52,20 +52,17 @@ peak_rss: dict[str, int] = {}
 
 
 def forward_seconds(cmd: list[str], kernels: str | None, name: str | None = None) -> float:
-    """The run's forward_seconds; its peak RSS (bytes, from wait4) goes to peak_rss[name], the largest of the runs."""
+    """The run's forward_seconds; its peak RSS (`/usr/bin/time -f %M`: the process's own, not this script's, which a
+    forked child would inherit) goes to peak_rss[name], the largest of the runs."""
     env = dict(os.environ)
     env.pop("K2PACK_KERNELS", None)
     if kernels is not None:
         env["K2PACK_KERNELS"] = kernels
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env) as proc:
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise subprocess.CalledProcessError(proc.returncode, cmd, out)
+    out = subprocess.run(["/usr/bin/time", "-f", "peak-rss-kb %M"] + cmd, capture_output=True, text=True, env=env, check=True)
     if name is not None:
-        peak_rss[name] = max(peak_rss.get(name, 0), usage.ru_maxrss * 1024)
-    return json.loads(out)["forward_seconds"]
+        kb = int(out.stderr.strip().splitlines()[-1].split()[-1])
+        peak_rss[name] = max(peak_rss.get(name, 0), kb * 1024)
+    return json.loads(out.stdout)["forward_seconds"]
 
 
 def main() -> int:
@@ -99,7 +96,7 @@ def main() -> int:
     load_before = os.getloadavg()
     for _ in range(a.runs):
         if a.baseline:
-            times["baseline"].append(forward_seconds([str(a.baseline)] + cmd[1:], None, "baseline"))
+            times["baseline"].append(forward_seconds([str(a.baseline.resolve())] + cmd[1:], None, "baseline"))
         times["swift"].append(forward_seconds(cmd, "swift", "swift"))
         times["portable"].append(forward_seconds(cmd, "portable", "portable"))
         times["avx2"].append(forward_seconds(cmd, "avx2", "avx2"))
