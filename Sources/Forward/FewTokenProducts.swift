@@ -31,7 +31,7 @@ extension ForwardPass {
     /// they go. Releasing while both cores stream cost each `madvise` a TLB shootdown of the other core, and ranges
     /// that end inside a 2 MiB page split it (`perf` of one token through a K2.5 MoE layer: 6–7 ms of CPU releasing
     /// pages in chunks, 2 ms at the end of each step). Resident weights peak at the largest step's (the 8 routed
-    /// experts' and the shared expert's gate and up projections of a K2.5 layer: 175 MB).
+    /// experts' and the shared expert's gate and up projections of a K2.5 layer: 191 MB).
     static let fewTokenHeldElements = 1 << 26
 
     /// Whether `products` can go through `fewTokenProducts`: at most `FusedKernels.maxTokens` rows per input and

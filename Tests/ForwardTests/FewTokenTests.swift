@@ -58,7 +58,7 @@ struct FewTokenTests {
             v.release = { range in released.withLock { $0[name, default: []].append(range) } }
             return v
         }
-        let (rows, cols) = (37, 256)
+        let (rows, cols) = (301, 256)  // over the 2¹⁶ weights below which a step runs on one thread
         let (plain, b1) = KernelTests.stored(CKernelTests.bf16Bytes(rows * cols, magnitude: 1, using: &rng), dtype: .bf16, shape: [rows, cols])
         let (codes, b2) = KernelTests.stored((0..<(rows * cols / 2)).map { _ in UInt8.random(in: 0...255, using: &rng) }, dtype: .i32, shape: [rows, cols / 8])
         let (scales, b3) = KernelTests.stored(CKernelTests.bf16Bytes(rows * cols / 32, magnitude: 0.1, using: &rng), dtype: .bf16, shape: [rows, cols / 32])
