@@ -28,9 +28,16 @@ static void put(char *error, size_t cap, const char *message) {
     snprintf(error, cap, "%s", message);
 }
 
-/* Opens one library file and resolves every entry point; on success fills `out` and returns the handle. */
+/* Opens one library file and resolves every entry point; on success fills `out` and returns the handle.
+   OPENBLAS_NUM_THREADS is set to 1 first unless the environment names a count: k2pack runs OpenBLAS single-threaded
+   inside its own workers (Gemm.threads = 1), and a pthreads OpenBLAS otherwise starts a thread per core when it
+   loads, each spinning on sched_yield for about 0.1 s against k2pack's workers (measured: 30 ms of CPU per process,
+   during the forward pass of a one-token benchmark). The first setenv of the process installs a new environment
+   array and leaves the old one in place, so a getenv on another thread meanwhile reads one or the other;
+   k2pack sets no other variable. */
 static void *open_one(const char *library, struct api *out, char *error, size_t cap) {
     char message[768];
+    setenv("OPENBLAS_NUM_THREADS", "1", 0);
     void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
     if (handle == NULL) {
         const char *reason = dlerror();

@@ -25,6 +25,15 @@ extension ForwardPass {
     /// process costs a TLB shootdown on the other core.
     static let fewTokenReleaseElements = 1 << 23
 
+    /// Matrices of at most this many stored elements (128 MiB of BF16: every matrix of a K2.5 decoder layer, the
+    /// dense MLP's excepted) keep their pages until their step ends, then give them back whole, from one thread
+    /// while the others wait; larger ones (the dense MLP, lm_head) are released every `fewTokenReleaseElements` as
+    /// they go. Releasing while both cores stream cost each `madvise` a TLB shootdown of the other core, and ranges
+    /// that end inside a 2 MiB page split it (`perf` of one token through a K2.5 MoE layer: 6–7 ms of CPU releasing
+    /// pages in chunks, 2 ms at the end of each step). Resident weights peak at the largest step's (the 8 routed
+    /// experts' and the shared expert's gate and up projections of a K2.5 layer: 191 MB).
+    static let fewTokenHeldElements = 1 << 26
+
     /// Whether `products` can go through `fewTokenProducts`: at most `FusedKernels.maxTokens` rows per input and
     /// a fused kernel for every matrix.
     func fewTokenEligible(_ inputs: [[Float]], _ products: [FewTokenProduct]) -> Bool {
@@ -69,9 +78,10 @@ extension ForwardPass {
                         let tile = (share + 3) / 4 * 4
                         var start = min(w.rows, worker * tile)
                         let end = worker == width - 1 ? w.rows : min(w.rows, start + tile)
-                        // Matrices larger than a release chunk give their pages back as they go (as `linear`).
+                        // Very large matrices give their pages back as they go (as `linear`); the others when the
+                        // step ends.
                         let chunk = max(4, Self.fewTokenReleaseElements / w.cols)
-                        let releaseAfterUse = w.rows > chunk
+                        let releaseAfterUse = w.rows > chunk && w.rows * w.cols > Self.fewTokenHeldElements
                         while start < end {
                             let count = min(chunk, end - start)
                             FusedKernels.rows(
@@ -85,6 +95,7 @@ extension ForwardPass {
                 if width == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: width, execute: body) }
             }
         }
+        for p in products where p.w.rows * p.w.cols <= Self.fewTokenHeldElements { p.w.releaseRows(0..<p.w.rows) }
         return products.indices.map { i in
             let count = inputs[products[i].input].count / products[i].w.cols * products[i].w.rows
             return Array(flatOutputs[outputStart[i]..<(outputStart[i] + count)])

@@ -48,6 +48,32 @@ struct FewTokenTests {
         for p in products { #expect(pass.linear(inputs[p.input], p.w) == pass.fewTokenProducts(inputs, [p])[0]) }
     }
 
+    @Test("a step's matrices give their pages back whole, once each, when the step ends, for 1–3 workers", arguments: [1, 2, 3])
+    func releasedWhenTheStepEnds(workers: Int) throws {
+        var rng = SeededGenerator(seed: 43)
+        let pass = ForwardPass(weights: try ModelStore.open(TestPaths.fixture("k25-tiny")).weights(dequant: .exact), threads: 2)
+        let released = Locked([String: [Range<Int>]]())
+        func recording(_ view: TensorView, _ name: String) -> TensorView {
+            var v = view
+            v.release = { range in released.withLock { $0[name, default: []].append(range) } }
+            return v
+        }
+        let (rows, cols) = (301, 256)  // over the 2¹⁶ weights below which a step runs on one thread
+        let (plain, b1) = KernelTests.stored(CKernelTests.bf16Bytes(rows * cols, magnitude: 1, using: &rng), dtype: .bf16, shape: [rows, cols])
+        let (codes, b2) = KernelTests.stored((0..<(rows * cols / 2)).map { _ in UInt8.random(in: 0...255, using: &rng) }, dtype: .i32, shape: [rows, cols / 8])
+        let (scales, b3) = KernelTests.stored(CKernelTests.bf16Bytes(rows * cols / 32, magnitude: 0.1, using: &rng), dtype: .bf16, shape: [rows, cols / 32])
+        defer { [b1, b2, b3].forEach { $0.deallocate() } }
+        let products = [
+            ForwardPass.FewTokenProduct(input: 0, w: WeightMatrix(name: "bf16", rows: rows, cols: cols, storage: .plain(recording(plain, "bf16")))),
+            ForwardPass.FewTokenProduct(input: 0, w: WeightMatrix(
+                name: "int4", rows: rows, cols: cols,
+                storage: .packed(codes: recording(codes, "codes"), scales: recording(scales, "scales"), groupSize: 32, bits: 4, dequant: .exact, highFirst: false))),
+        ]
+        _ = pass.fewTokenProducts([(0..<cols).map { _ in Float.random(in: -1...1, using: &rng) }], products, workers: workers)
+        let got = released.withLock { $0 }
+        #expect(got == ["bf16": [0..<(rows * cols * 2)], "codes": [0..<(rows * cols / 2)], "scales": [0..<(rows * cols / 32 * 2)]], "\(got)")
+    }
+
     @Test("more tokens than the fused kernels take, or a matrix without one, are not a few-token step")
     func eligibility() throws {
         let pass = ForwardPass(weights: try ModelStore.open(TestPaths.fixture("k25-tiny")).weights(dequant: .exact), threads: 2)

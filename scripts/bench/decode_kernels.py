@@ -7,8 +7,9 @@ C ones replaced), `K2PACK_KERNELS=portable`, `K2PACK_KERNELS=avx2` (the AVX2 lev
 dispatched level before the FMA one), `K2PACK_KERNELS=avx2fma` (the dispatched level before the AVX-512 one) and
 without it (dispatched by CPU features: AVX-512 where the CPU has F, BW and VL, else AVX2 + FMA), the five alternating (best of N each, warm page cache), then as a fraction of the memory bandwidth measured in the
 same run before and after (numpy summing a 2 GiB array on the same thread count; the better of the two), counting
-the bytes that token must read (forward_fullwidth.token_bytes); the median time and fraction are printed too. The
-load average is printed with the result.
+the bytes that token must read (forward_fullwidth.token_bytes); the median time and fraction are printed too, and
+each variant's peak RSS (the largest of its runs). The load average is printed with the result. `--baseline BINARY`
+adds another k2pack binary (an older commit's release build), timed in the same alternation.
 
     python scripts/bench/decode_kernels.py /work/synth/k25-l3-kernels --layer 1 --threads 2 --runs 5 [--reread]
 """
@@ -47,12 +48,20 @@ def evict_layer(model: Path, layer: int) -> int:
     return total
 
 
-def forward_seconds(cmd: list[str], kernels: str | None) -> float:
+peak_rss: dict[str, int] = {}
+
+
+def forward_seconds(cmd: list[str], kernels: str | None, name: str | None = None) -> float:
+    """The run's forward_seconds; its peak RSS (`/usr/bin/time -f %M`: the process's own, not this script's, which a
+    forked child would inherit) goes to peak_rss[name], the largest of the runs."""
     env = dict(os.environ)
     env.pop("K2PACK_KERNELS", None)
     if kernels is not None:
         env["K2PACK_KERNELS"] = kernels
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(["/usr/bin/time", "-f", "peak-rss-kb %M"] + cmd, capture_output=True, text=True, env=env, check=True)
+    if name is not None:
+        kb = int(out.stderr.strip().splitlines()[-1].split()[-1])
+        peak_rss[name] = max(peak_rss.get(name, 0), kb * 1024)
     return json.loads(out.stdout)["forward_seconds"]
 
 
@@ -87,12 +96,12 @@ def main() -> int:
     load_before = os.getloadavg()
     for _ in range(a.runs):
         if a.baseline:
-            times["baseline"].append(forward_seconds([str(a.baseline)] + cmd[1:], None))
-        times["swift"].append(forward_seconds(cmd, "swift"))
-        times["portable"].append(forward_seconds(cmd, "portable"))
-        times["avx2"].append(forward_seconds(cmd, "avx2"))
-        times["avx2fma"].append(forward_seconds(cmd, "avx2fma"))
-        times["dispatched"].append(forward_seconds(cmd, None))
+            times["baseline"].append(forward_seconds([str(a.baseline.resolve())] + cmd[1:], None, "baseline"))
+        times["swift"].append(forward_seconds(cmd, "swift", "swift"))
+        times["portable"].append(forward_seconds(cmd, "portable", "portable"))
+        times["avx2"].append(forward_seconds(cmd, "avx2", "avx2"))
+        times["avx2fma"].append(forward_seconds(cmd, "avx2fma", "avx2fma"))
+        times["dispatched"].append(forward_seconds(cmd, None, "dispatched"))
     bw = max(bw, bandwidth(a.threads))
     nbytes = token_bytes(text)
     result = {"decode_layer": a.layer, "threads": a.threads, "bytes_read": nbytes, "memory_bandwidth_gb_per_s": bw,
@@ -100,7 +109,8 @@ def main() -> int:
     for name, ts in times.items():
         t, median = min(ts), float(np.median(ts))
         result[name] = {"seconds": t, "median_seconds": median, "all_seconds": ts, "gb_per_s": nbytes / t / 1e9,
-                        "fraction_of_bandwidth": nbytes / t / 1e9 / bw, "median_fraction_of_bandwidth": nbytes / median / 1e9 / bw}
+                        "fraction_of_bandwidth": nbytes / t / 1e9 / bw, "median_fraction_of_bandwidth": nbytes / median / 1e9 / bw,
+                        "peak_rss_mb": peak_rss[name] / 1e6}
     result["dispatched_vs_portable"] = min(times["portable"]) / min(times["dispatched"])
     result["dispatched_vs_swift"] = min(times["swift"]) / min(times["dispatched"])
     result["dispatched_vs_avx2"] = min(times["avx2"]) / min(times["dispatched"])
