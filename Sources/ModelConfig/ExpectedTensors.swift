@@ -115,18 +115,19 @@ public struct ExpectedTensorList: Sendable {
     public var count: Int { replaced?.count ?? layout.entries.count }
 
     // The fields inspect and verify check, read in place (the same values as `tensors[position].…`).
-    public func shape(at position: Int) -> [Int] { replaced?[position].shape ?? layout.kind(at: position).shape }
-    public func dtypes(at position: Int) -> [DType] { replaced?[position].dtypes ?? layout.kind(at: position).dtypes }
-    public func form(at position: Int) -> TensorForm { replaced?[position].form ?? layout.kind(at: position).form }
+    // The kind's field is read in its array (`kinds[k].x`, not a copy of the whole kind: a copy retains its arrays).
+    public func shape(at position: Int) -> [Int] { replaced?[position].shape ?? layout.kinds[layout.kindIndex(at: position)].shape }
+    public func dtypes(at position: Int) -> [DType] { replaced?[position].dtypes ?? layout.kinds[layout.kindIndex(at: position)].dtypes }
+    public func form(at position: Int) -> TensorForm { replaced?[position].form ?? layout.kinds[layout.kindIndex(at: position)].form }
     public func method(at position: Int) -> QuantizationScheme.Method? {
         if let replaced { return replaced[position].method }
-        return layout.kind(at: position).method
+        return layout.kinds[layout.kindIndex(at: position)].method
     }
-    public func tp(at position: Int) -> TPRule { replaced?[position].tp ?? layout.kind(at: position).tp }
+    public func tp(at position: Int) -> TPRule { replaced?[position].tp ?? layout.kinds[layout.kindIndex(at: position)].tp }
     public func expertParallel(at position: Int) -> Bool {
-        replaced?[position].expertParallel ?? layout.kind(at: position).expertParallel
+        replaced?[position].expertParallel ?? layout.kinds[layout.kindIndex(at: position)].expertParallel
     }
-    public func isVision(at position: Int) -> Bool { replaced?[position].vision ?? layout.kind(at: position).vision }
+    public func isVision(at position: Int) -> Bool { replaced?[position].vision ?? layout.kinds[layout.kindIndex(at: position)].vision }
     public func role(at position: Int) -> String { replaced?[position].role ?? layout.role(at: position) }
 
     public subscript(name: String) -> ExpectedTensor? { position(of: name).map { tensors[$0] } }
@@ -407,7 +408,8 @@ final class ExpectedLayout: Sendable {
         numLayers = builder.numLayers
     }
 
-    func kind(at position: Int) -> Kind { kinds[Int(entries[position].kind)] }
+    /// The position in `kinds` of the tensor at `position`.
+    func kindIndex(at position: Int) -> Int { Int(entries[position].kind) }
 
     /// The role of the tensor at `position`: everything stored in a multi-token-prediction layer is reported
     /// under one role.
