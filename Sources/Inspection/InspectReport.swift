@@ -82,67 +82,38 @@ public struct InspectReport: Sendable, Codable {
         var order = expectedList?.roles ?? []
         let unrecognized = order.count
         order.append("unrecognized")
-        var sums = order.map { RoleSummary(role: $0, tensors: 0, parameters: 0, bytes: 0) }
-        var tensorCount = 0
-        var totalBytes = 0
-        var totalParameters = 0
-        var quantModules = 0
-        var quantRoleIDs = [Bool](repeating: false, count: order.count)
-        var quantParams = 0
-        var quantBytes = 0
-        var tpBytes = 0.0
-        var epBytes = 0.0
-        let n = Double(max(1, gpus))
-        let experts = Double(checkpoint.config?.text.numRoutedExperts ?? 0)
-        let expertsPerRank = experts > 0 ? (experts / n).rounded(.up) : 0
+        var totals = Totals(roles: order, gpus: gpus, experts: checkpoint.config?.text.numRoutedExperts ?? 0)
         // The expected entries' fields are read in place (the list's `tensors` are never built here), through the
-        // list bound once (reading through the optional copied the whole list per call), and the header entries'
-        // fields too (no copy of each entry).
-        let roleIDs = expectedList?.roleIDs ?? []
+        // list unwrapped once, outside the loops (unwrapping it per tensor copied the whole list, a dozen retains,
+        // each time), and the header entries' fields too: only plain values are passed on (no copy of an entry).
         for (s, shard) in dir.shards.enumerated() {
             guard let shard else { continue }
-            let tensors = shard.tensors
             let positions = checkpoint.positions.isEmpty ? [] : checkpoint.positions[s]
-            for e in tensors.indices {
-                let position = positions.isEmpty ? -1 : positions[e]
-                var roleID = unrecognized
-                var method: QuantizationScheme.Method?
-                var form: TensorForm?
-                var tp = TPRule.replicate
-                var expertParallel = false
-                if position >= 0, let list = expectedList {
-                    roleID = roleIDs[position]
-                    method = list.method(at: position)
-                    form = list.form(at: position)
-                    tp = list.tp(at: position)
-                    expertParallel = list.expertParallel(at: position)
+            shard.tensors.withUnsafeBufferPointer { tensors in
+                guard let list = expectedList, !positions.isEmpty else {
+                    for e in tensors.indices {
+                        totals.add(byteCount: tensors[e].byteCount, elementCount: tensors[e].elementCount, dtype: tensors[e].dtype, roleID: unrecognized)
+                    }
+                    return
                 }
-                let byteCount = tensors[e].byteCount
-                let params = form.map { LoadedCheckpoint.parameterCount(of: tensors[e], form: $0, method: method) } ?? tensors[e].elementCount
-                sums[roleID].tensors += 1
-                sums[roleID].parameters += params
-                sums[roleID].bytes += byteCount
-                tensorCount += 1
-                totalBytes += byteCount
-                totalParameters += params
-                let bytes = Double(byteCount)
-                if method != nil {
-                    if form == .packed || form == .plain { quantModules += 1 }
-                    quantRoleIDs[roleID] = true
-                    quantParams += params
-                    quantBytes += byteCount
-                }
-                switch tp {
-                case .replicate: tpBytes += bytes
-                case .column, .row, .vocab: tpBytes += bytes / n
-                }
-                if expertParallel, experts > 0 {
-                    epBytes += bytes * expertsPerRank / experts
-                } else {
-                    epBytes += bytes
+                let roleIDs = list.roleIDs
+                for e in tensors.indices {
+                    let position = positions[e]
+                    guard position >= 0 else {
+                        totals.add(byteCount: tensors[e].byteCount, elementCount: tensors[e].elementCount, dtype: tensors[e].dtype, roleID: unrecognized)
+                        continue
+                    }
+                    totals.add(
+                        byteCount: tensors[e].byteCount, elementCount: tensors[e].elementCount, dtype: tensors[e].dtype, roleID: roleIDs[position],
+                        method: list.method(at: position), form: list.form(at: position), tp: list.tp(at: position),
+                        expertParallel: list.expertParallel(at: position))
                 }
             }
         }
+        let sums = totals.sums, quantRoleIDs = totals.quantRoleIDs
+        let (quantModules, quantParams, quantBytes) = (totals.quantModules, totals.quantParams, totals.quantBytes)
+        let (tensorCount, totalBytes, totalParameters) = (totals.tensorCount, totals.totalBytes, totals.totalParameters)
+        let (tpBytes, epBytes) = (totals.tpBytes, totals.epBytes)
         let quantRoles = order.indices.filter { quantRoleIDs[$0] }.map { order[$0] }
         roles = sums.filter { $0.tensors > 0 }
         self.tensorCount = tensorCount
@@ -191,6 +162,62 @@ public struct InspectReport: Sendable, Codable {
         }
         out += renderFindings(findings)
         return out
+    }
+}
+
+/// `InspectReport`'s sums over the header entries, by role and in total.
+private struct Totals {
+    var sums: [InspectReport.RoleSummary]
+    var tensorCount = 0
+    var totalBytes = 0
+    var totalParameters = 0
+    var quantModules = 0
+    var quantRoleIDs: [Bool]
+    var quantParams = 0
+    var quantBytes = 0
+    var tpBytes = 0.0
+    var epBytes = 0.0
+    let n: Double
+    let experts: Double
+    let expertsPerRank: Double
+
+    init(roles: [String], gpus: Int, experts: Int) {
+        sums = roles.map { InspectReport.RoleSummary(role: $0, tensors: 0, parameters: 0, bytes: 0) }
+        quantRoleIDs = [Bool](repeating: false, count: roles.count)
+        n = Double(max(1, gpus))
+        self.experts = Double(experts)
+        expertsPerRank = experts > 0 ? (self.experts / n).rounded(.up) : 0
+    }
+
+    /// One header entry (its span, elements and dtype), with what the expected list says of it (nil `form`: not
+    /// implied by the config).
+    mutating func add(
+        byteCount: Int, elementCount: Int, dtype: DType, roleID: Int, method: QuantizationScheme.Method? = nil, form: TensorForm? = nil,
+        tp: TPRule = .replicate, expertParallel: Bool = false
+    ) {
+        let params = form.map { LoadedCheckpoint.parameterCount(elementCount: elementCount, dtype: dtype, form: $0, method: method) } ?? elementCount
+        sums[roleID].tensors += 1
+        sums[roleID].parameters += params
+        sums[roleID].bytes += byteCount
+        tensorCount += 1
+        totalBytes += byteCount
+        totalParameters += params
+        let bytes = Double(byteCount)
+        if method != nil {
+            if form == .packed || form == .plain { quantModules += 1 }
+            quantRoleIDs[roleID] = true
+            quantParams += params
+            quantBytes += byteCount
+        }
+        switch tp {
+        case .replicate: tpBytes += bytes
+        case .column, .row, .vocab: tpBytes += bytes / n
+        }
+        if expertParallel, experts > 0 {
+            epBytes += bytes * expertsPerRank / experts
+        } else {
+            epBytes += bytes
+        }
     }
 }
 

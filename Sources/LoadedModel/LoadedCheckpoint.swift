@@ -26,16 +26,10 @@ public struct LoadedCheckpoint: Sendable {
     /// same config.json bytes (otherwise the plan is made again from the directory's bytes), so what is checked
     /// is what `init(directory:)` would check.
     public init(path: String, ignoringQuantization: Bool = false) throws(CheckpointError) {
-        enum Job: Sendable {
-            case directory(Result<CheckpointDirectory, CheckpointError>)
-            case plan(ConfigPlan?)
-        }
-        let jobs = parallelMap(count: 2, width: 2) { i -> Job in
-            if i == 0 { return .directory(Result { () throws(CheckpointError) in try CheckpointDirectory(path: path) }) }
-            return .plan(ConfigPlan(folder: path, ignoringQuantization: ignoringQuantization))
-        }
-        guard case .directory(let opened) = jobs[0], case .plan(let plan) = jobs[1] else {
-            preconditionFailure("LoadedCheckpoint: parallel jobs out of order")
+        // The directory on this thread, so that its own parallel reads (index and headers, then the lookups) use
+        // both cores; the plan on a thread of its own (a two-item parallelMap ran the directory's jobs on one core).
+        let (opened, plan) = withSideJob({ ConfigPlan(folder: path, ignoringQuantization: ignoringQuantization) }) {
+            Result { () throws(CheckpointError) in try CheckpointDirectory(path: path) }
         }
         let directory = try opened.get()
         self.init(directory: directory, ignoringQuantization: ignoringQuantization, plan: plan)
@@ -101,11 +95,16 @@ public struct LoadedCheckpoint: Sendable {
 
     /// The same, from the expected tensor's form and method (read in place, without copying the whole entry).
     public static func parameterCount(of entry: TensorEntry, form: TensorForm, method: QuantizationScheme.Method?) -> Int {
+        parameterCount(elementCount: entry.elementCount, dtype: entry.dtype, form: form, method: method)
+    }
+
+    /// The same, from the entry's element count and dtype.
+    public static func parameterCount(elementCount: Int, dtype: DType, form: TensorForm, method: QuantizationScheme.Method?) -> Int {
         switch form {
-        case .plain: return entry.elementCount
+        case .plain: return elementCount
         case .packed:
-            guard case let .packQuantized(bits, _, _)? = method, entry.dtype == .i32 else { return entry.elementCount }
-            return entry.elementCount * (32 / bits)
+            guard case let .packQuantized(bits, _, _)? = method, dtype == .i32 else { return elementCount }
+            return elementCount * (32 / bits)
         case .scale, .shape, .blockScale: return 0
         }
     }

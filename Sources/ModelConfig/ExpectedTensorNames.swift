@@ -164,14 +164,15 @@ struct ExpectedNameIndex: Sendable {
             var count = 0
             var start = 0
             let n = bytes.count
+            // An empty buffer may have no address; any address serves for the empty components it then holds.
+            let base = bytes.baseAddress ?? UnsafePointer(bitPattern: 1)!
             while start <= n {
-                // The next dot by the C library's (vectorized) search.
-                var end = n
-                if start < n, let base = bytes.baseAddress, let dot = memchr(base + start, Int32(UInt8(ascii: ".")), n - start) {
-                    end = UnsafeRawPointer(dot) - UnsafeRawPointer(base)
-                }
+                // The next dot by a plain loop: components are a few bytes long, shorter than a call to memchr pays for.
+                var end = start
+                while end < n, base[end] != UInt8(ascii: ".") { end += 1 }
                 if start > 0 { hasher.add(UInt8(ascii: ".")) }
-                if let value = Self.number(UnsafeBufferPointer(rebasing: bytes[start..<end])) {
+                let component = UnsafeBufferPointer(start: base + start, count: end - start)
+                if let value = Self.number(component) {
                     guard count < Self.maxSlots else { return nil }
                     switch count {
                     case 0: numbers.0 = value
@@ -182,27 +183,27 @@ struct ExpectedNameIndex: Sendable {
                     count += 1
                     hasher.add(UInt8(ascii: "#"))
                 } else {
-                    hasher.add(UnsafeBufferPointer(rebasing: bytes[start..<end]))
+                    hasher.add(component)
                 }
                 start = end + 1
             }
             guard let candidates = bySkeleton[hasher.value] else { return nil }
             var best: Int?
             for id in candidates {
-                let p = patterns[id]
-                guard p.slots.count == count else { continue }
+                // Fields are read in place (a copy of the pattern retains its arrays).
+                guard patterns[id].slots.count == count else { continue }
                 var layer = 0, index = 0, matches = true
-                for (k, slot) in p.slots.enumerated() {
+                for k in 0..<count {
                     let value = k == 0 ? numbers.0 : k == 1 ? numbers.1 : k == 2 ? numbers.2 : numbers.3
-                    switch slot {
+                    switch patterns[id].slots[k] {
                     case .literal(let l): if l != value { matches = false }
                     case .layer: layer = value
                     case .index: index = value
                     }
                 }
-                guard matches, let position = p.position(layer: layer, index: index) else { continue }
+                guard matches, let position = patterns[id].position(layer: layer, index: index) else { continue }
                 if let b = best, b <= position { continue }
-                if p.renders(bytes, layer: layer, index: index) { best = position }
+                if patterns[id].renders(UnsafeBufferPointer(start: base, count: n), layer: layer, index: index) { best = position }
             }
             return best
         }

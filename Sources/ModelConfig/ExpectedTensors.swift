@@ -115,18 +115,19 @@ public struct ExpectedTensorList: Sendable {
     public var count: Int { replaced?.count ?? layout.entries.count }
 
     // The fields inspect and verify check, read in place (the same values as `tensors[position].…`).
-    public func shape(at position: Int) -> [Int] { replaced?[position].shape ?? layout.kind(at: position).shape }
-    public func dtypes(at position: Int) -> [DType] { replaced?[position].dtypes ?? layout.kind(at: position).dtypes }
-    public func form(at position: Int) -> TensorForm { replaced?[position].form ?? layout.kind(at: position).form }
+    // The kind's field is read in its array (`kinds[k].x`, not a copy of the whole kind: a copy retains its arrays).
+    public func shape(at position: Int) -> [Int] { replaced?[position].shape ?? layout.kinds[layout.kindIndex(at: position)].shape }
+    public func dtypes(at position: Int) -> [DType] { replaced?[position].dtypes ?? layout.kinds[layout.kindIndex(at: position)].dtypes }
+    public func form(at position: Int) -> TensorForm { replaced?[position].form ?? layout.kinds[layout.kindIndex(at: position)].form }
     public func method(at position: Int) -> QuantizationScheme.Method? {
         if let replaced { return replaced[position].method }
-        return layout.kind(at: position).method
+        return layout.kinds[layout.kindIndex(at: position)].method
     }
-    public func tp(at position: Int) -> TPRule { replaced?[position].tp ?? layout.kind(at: position).tp }
+    public func tp(at position: Int) -> TPRule { replaced?[position].tp ?? layout.kinds[layout.kindIndex(at: position)].tp }
     public func expertParallel(at position: Int) -> Bool {
-        replaced?[position].expertParallel ?? layout.kind(at: position).expertParallel
+        replaced?[position].expertParallel ?? layout.kinds[layout.kindIndex(at: position)].expertParallel
     }
-    public func isVision(at position: Int) -> Bool { replaced?[position].vision ?? layout.kind(at: position).vision }
+    public func isVision(at position: Int) -> Bool { replaced?[position].vision ?? layout.kinds[layout.kindIndex(at: position)].vision }
     public func role(at position: Int) -> String { replaced?[position].role ?? layout.role(at: position) }
 
     public subscript(name: String) -> ExpectedTensor? { position(of: name).map { tensors[$0] } }
@@ -271,14 +272,31 @@ public struct ExpectedTensorList: Sendable {
         let biasKind = hasBias
             ? builder.addKind(spec: specID, suffix: ".bias", shape: [out], dtypes: plainDTypes, form: .plain, logical: nil, method: nil) : 0
         let biasPattern = hasBias ? nameIndex.pattern(nameTemplate, suffix: ".bias") : nil
+        // The module name relative to the text model, as the matcher reads it. Manifest names are ASCII: the
+        // prefix is dropped by bytes.
+        func relativeName(_ inst: (layer: Int?, index: Int?)) -> String {
+            let module = nameTemplate.render(layer: inst.layer, index: inst.index)
+            return module.utf8.starts(with: textPrefix.utf8) ? String(Substring(module.utf8.dropFirst(textPrefix.utf8.count))) : module
+        }
+        // One method for every instance, chosen once, where that is provably what asking name by name gives: each
+        // instance's module name is the template with its placeholders written as plain decimal numbers, so the
+        // names differ only in runs of digits; a digit-free text prefix is dropped from all of them alike (it lies
+        // within the names' first digit-free run); and the matcher answers alike for such names
+        // (`Matcher.decidesAlike`). Otherwise (a `re:` entry that may pick out single layers or experts) the
+        // matcher reads every instance's name.
+        var sharedMethod: QuantizationScheme.Method??
+        if let matcher, let first = instances.first, Self.rendersAsDigits(nameTemplate, instances),
+            !textPrefix.utf8.contains(where: { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
+        {
+            let relative = relativeName(first)
+            if matcher.decidesAlike(namesLike: relative) { sharedMethod = .some(matcher.group(for: relative, className: "Linear")?.method) }
+        }
         for inst in instances {
             var method: QuantizationScheme.Method?
-            if let matcher {
-                let module = nameTemplate.render(layer: inst.layer, index: inst.index)
-                // Manifest names are ASCII: the prefix is dropped by bytes.
-                let relative = module.utf8.starts(with: textPrefix.utf8)
-                    ? String(Substring(module.utf8.dropFirst(textPrefix.utf8.count))) : module
-                method = matcher.group(for: relative, className: "Linear")?.method
+            if let sharedMethod {
+                method = sharedMethod
+            } else if let matcher {
+                method = matcher.group(for: relativeName(inst), className: "Linear")?.method
             }
             if let method, method != formsMethod {
                 if let known = kindsByMethod.first(where: { $0.method == method }) {
@@ -314,6 +332,24 @@ public struct ExpectedTensorList: Sendable {
                 nameIndex.add(pattern: biasPattern, layer: inst.layer, index: inst.index, position: builder.entries.count)
                 builder.append(kind: biasKind, inst)
             }
+        }
+    }
+}
+
+extension ExpectedTensorList {
+    /// Whether `template` renders every placeholder of every instance as a plain decimal number (a value present
+    /// and not negative), so that the instances' names differ only in runs of digits.
+    static func rendersAsDigits(_ template: NameTemplate, _ instances: [(layer: Int?, index: Int?)]) -> Bool {
+        var usesLayer = false, usesIndex = false
+        for piece in template.pieces {
+            switch piece {
+            case .text: break
+            case .layer: usesLayer = true
+            case .index: usesIndex = true
+            }
+        }
+        return instances.allSatisfy { inst in
+            (!usesLayer || (inst.layer ?? -1) >= 0) && (!usesIndex || (inst.index ?? -1) >= 0)
         }
     }
 }
@@ -407,7 +443,8 @@ final class ExpectedLayout: Sendable {
         numLayers = builder.numLayers
     }
 
-    func kind(at position: Int) -> Kind { kinds[Int(entries[position].kind)] }
+    /// The position in `kinds` of the tensor at `position`.
+    func kindIndex(at position: Int) -> Int { Int(entries[position].kind) }
 
     /// The role of the tensor at `position`: everything stored in a multi-token-prediction layer is reported
     /// under one role.

@@ -33,6 +33,21 @@ final class PythonPattern: Sendable {
         return true
     }
 
+    /// Whether the pattern answers alike for texts that differ only in their runs of ASCII digits (each run
+    /// replaced by another non-empty run): true for a substring or prefix test of literals holding no digit (such a
+    /// literal, found in a text, lies within one digit-free run, and those runs are the texts' common part), and
+    /// for an invalid pattern (it matches nothing); false for a regular expression.
+    var ignoresDigitRuns: Bool {
+        func digitFree(_ literals: [String]) -> Bool {
+            literals.allSatisfy { !$0.utf8.contains { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") } }
+        }
+        switch kind {
+        case .contains(let literals), .prefix(let literals): return digitFree(literals)
+        case .regex: return false
+        case .invalid: return true
+        }
+    }
+
     func matches(_ text: String) -> Bool {
         switch kind {
         case .contains(let literals): return literals.contains { Self.bytes(of: text, contain: $0) }

@@ -51,6 +51,38 @@ extension QuantizationScheme {
             targets = order.map { (Target($0.string), owner[$0]!) }
         }
 
+        /// Whether every module name that differs from `sample` only in its runs of ASCII digits (each run
+        /// replaced by another non-empty run of digits: the other layers and experts of a name template) gets the
+        /// group `sample` gets, whatever the class name: true when no `ignore` or target entry can tell such names
+        /// apart. `re:` entries must be substring or prefix tests of digit-free literals (`ignoresDigitRuns`); an
+        /// exact name must have other digit-free runs than `sample` (it then equals none of those names: equal
+        /// names have equal runs), its class-name comparison not depending on the module. False otherwise (a
+        /// regular expression may pick out one layer or expert), and the caller asks name by name.
+        public func decidesAlike(namesLike sample: String) -> Bool {
+            let shape = Self.digitRunShape(sample)
+            func alike(_ target: Target) -> Bool {
+                switch target {
+                case .pattern(let pattern): return pattern.ignoresDigitRuns
+                case .name(let name): return Self.digitRunShape(name.string) != shape
+                }
+            }
+            return ignore.allSatisfy(alike) && targets.allSatisfy { alike($0.target) }
+        }
+
+        /// A name's bytes with each maximal run of ASCII digits replaced by one mark outside the byte range: equal
+        /// for exactly the names that differ only in their digit runs.
+        static func digitRunShape(_ name: String) -> [UInt16] {
+            var shape: [UInt16] = []
+            var inRun = false
+            for b in name.utf8 {
+                let digit = b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9")
+                if digit, inRun { continue }
+                inRun = digit
+                shape.append(digit ? 0x100 : UInt16(b))
+            }
+            return shape
+        }
+
         public func group(for module: String, className: String) -> Group? {
             let module = ByteName(module), className = ByteName(className)
             if ignore.contains(where: { $0.rank(module, className: className) != nil }) { return nil }

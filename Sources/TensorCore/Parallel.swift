@@ -20,6 +20,26 @@ public func parallelMap<T: Sendable>(
     return results.values()
 }
 
+/// Runs `side` on a thread of its own while `body` runs on the calling thread; returns both results once both are
+/// done. Unlike a two-item `parallelMap`, `body` does not run inside `concurrentPerform`, where Dispatch runs any
+/// nested `concurrentPerform` (a `parallelMap` within `body`) on one thread: here that `parallelMap` still spreads
+/// over every core, and `side` shares them.
+public func withSideJob<S: Sendable, R>(_ side: @escaping @Sendable () -> S, while body: () -> R) -> (R, S) {
+    let result = Locked<S?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    let thread = Thread {
+        let value = side()
+        result.withLock { $0 = value }
+        done.signal()
+    }
+    thread.stackSize = 8 << 20  // a worker's usual size: `side` may parse nested JSON
+    thread.start()
+    let own = body()
+    done.wait()
+    guard let value = result.withLock({ $0 }) else { preconditionFailure("withSideJob: the side job left no result") }
+    return (own, value)
+}
+
 /// A lock-protected counter handing out work items.
 public final class AtomicCounter: Sendable {
     private let value = Locked(0)

@@ -1,5 +1,5 @@
 import JSONCore
-import ModelConfig
+@testable import ModelConfig
 import Testing
 
 /// compressed-tensors' group choice and field types (issue 15, item 6).
@@ -96,6 +96,36 @@ struct QuantizationGroupTests {
     }
 }
 
+/// When one choice of group holds for every layer and expert of a name template.
+@Suite("the matcher decides alike for names differing only in digits")
+struct MatcherUniformityTests {
+    func matcher(ignore: String, targets: String = #"["Linear"]"#) throws -> QuantizationScheme.Matcher {
+        let json = #"{"quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": \#(ignore), "config_groups": {"g": {"targets": \#(targets), "weights": {"num_bits": 4, "type": "int", "symmetric": true, "strategy": "group", "group_size": 32}}}}"#
+        let value = try JSONDocument.parse(Array(json.utf8))
+        return QuantizationScheme.Matcher(try QuantizationScheme.parse(value, location: "top level", file: "config.json"))
+    }
+
+    @Test("digit-free substring and prefix patterns, and exact names of another shape, cannot tell layers apart")
+    func alike() throws {
+        let sample = "model.layers.3.mlp.experts.17.gate_proj"
+        let k2 = try matcher(ignore: #"["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"]"#)
+        #expect(k2.decidesAlike(namesLike: sample))
+        #expect(try matcher(ignore: #"["re:model\\.layers.*", "model.layers.x.mlp"]"#).decidesAlike(namesLike: sample))
+        #expect(try matcher(ignore: "[]", targets: #"["re:.*experts.*", "Linear"]"#).decidesAlike(namesLike: sample))
+    }
+
+    @Test("a literal holding a digit, a regular expression or an exact name of the same shape may: not alike")
+    func notAlike() throws {
+        let sample = "model.layers.3.mlp.experts.17.gate_proj"
+        #expect(try !matcher(ignore: #"["re:.*layers\\.3\\..*"]"#).decidesAlike(namesLike: sample))
+        #expect(try !matcher(ignore: #"["re:.*experts\\.[0-9]+\\.gate.*"]"#).decidesAlike(namesLike: sample))
+        #expect(try !matcher(ignore: #"["model.layers.1.mlp.experts.2.gate_proj"]"#).decidesAlike(namesLike: sample))
+        #expect(try !matcher(ignore: "[]", targets: #"["model.layers.60.mlp.experts.0.gate_proj"]"#).decidesAlike(namesLike: sample))
+        #expect(QuantizationScheme.Matcher.digitRunShape("a1.b22.c") == QuantizationScheme.Matcher.digitRunShape("a7.b3.c"))
+        #expect(QuantizationScheme.Matcher.digitRunShape("a1.b") != QuantizationScheme.Matcher.digitRunShape("a.b"))
+    }
+}
+
 /// The expected tensor list (what inspect, verify, quantize and dequantize expect) chooses groups by the same rule.
 @Suite("expected tensors follow the group ranking")
 struct ExpectedTensorGroupRankingTests {
@@ -123,6 +153,32 @@ struct ExpectedTensorGroupRankingTests {
         #expect(list["model.layers.2.mlp.experts.6.gate_proj.weight_scale"]?.shape == [32, 4], "gate_proj: 64 in, groups of 16")
         #expect(list["model.layers.2.mlp.experts.5.down_proj.weight_scale"]?.shape == [64, 1])
         #expect(list["model.layers.1.mlp.experts.7.down_proj.weight_scale"]?.shape == [64, 1], "only layer 2's expert 7 is named")
+    }
+
+    @Test("each module's group is the one its own name gets, whether chosen once per name template or name by name")
+    func sharedChoiceAgreesWithPerName() throws {
+        let cases: [(label: String, groups: String, ignore: String)] = [
+            ("the K2 ignore list", group("g", ["Linear"], groupSize: 32), #"["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"]"#),
+            ("prefix patterns", group("g", ["Linear"], groupSize: 32), #"["re:lm_head", "re:model\\.embed.*"]"#),
+            ("a substring holding a digit picks out a layer", group("g", ["Linear"], groupSize: 32), #"["re:.*layers\\.2\\..*"]"#),
+            ("a regular expression picks out an expert", group("g", ["Linear"], groupSize: 32), #"["re:.*experts\\.[3-5]\\.up.*"]"#),
+            ("an exact name picks out one module", group("g", ["Linear"], groupSize: 32), #"["model.layers.1.mlp.experts.4.gate_proj"]"#),
+            ("a regular-expression target", group("g", [#"re:.*experts\.(1|7)\.down_proj$"#], groupSize: 16), "[]"),
+        ]
+        for (label, groups, ignore) in cases {
+            let q = #""quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": {\#(groups)}, "ignore": \#(ignore)}"#
+            let config = try ModelConfig.parse(Array("{\"model_type\": \"kimi_k2\", \(textMembers(extra: q))}".utf8))
+            let scheme = try #require(config.quantization)
+            let list = try ExpectedTensorList(config: config)
+            var quantized = 0
+            for (i, t) in list.tensors.enumerated() {
+                guard let module = t.module else { continue }
+                let method = scheme.group(for: module, className: "Linear")?.method
+                #expect(list.method(at: i) == method, "\(label): \(t.name)")
+                if method != nil { quantized += 1 }
+            }
+            #expect(quantized > 0, "\(label): something is quantized")
+        }
     }
 
     @Test("a target named by two groups belongs to the last one in the expected list too")
