@@ -61,6 +61,25 @@ static void int4_gemm_portable(const unsigned char *words, const unsigned char *
 #define IG_FMA __attribute__((target("avx2,fma")))
 #define IG_INLINE __attribute__((always_inline)) static inline
 
+/* Tokens [t, t + mr) of x, columns [k0, k0 + kc), into dst column by column (the run's tokens of a column side by
+   side), as both tiles read a run of tokens. */
+IG_INLINE void ig_pack_run(const float *x, size_t cols, size_t t, size_t mr, size_t k0, size_t kc, float *dst) {
+    for (size_t i = 0; i < mr; i++) {
+        const float *src = x + (t + i) * cols + k0;
+        for (size_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
+    }
+}
+
+/* Asks for the codes of rows [next, next + nr) (below row_end), columns [k0, k0 + kc): the next panel's, fetched
+   while this one multiplies. */
+IG_INLINE void ig_prefetch_panel(const unsigned char *words, size_t next, size_t nr, size_t row_end,
+                                 size_t words_per_row, size_t k0, size_t kc) {
+    for (size_t j = 0; j < nr && next + j < row_end; j++) {
+        const char *p = (const char *)(words + 4 * ((next + j) * words_per_row + k0 / 8));
+        for (size_t b = 0; b < kc / 2; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
+    }
+}
+
 IG_FMA IG_INLINE void ig_transpose8(__m256 v[8]) {
     const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
     const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
@@ -187,21 +206,12 @@ IG_FMA static void int4_gemm_fma(const unsigned char *words, const unsigned char
             // column by column (the run's tokens of a column side by side).
             for (size_t p = 0; p < mc; p += IG_MR) {
                 const size_t mr = mc - p < IG_MR ? mc - p : IG_MR;
-                float *dst = xp + p * kc;
-                for (size_t i = 0; i < mr; i++) {
-                    const float *src = x + (t0 + p + i) * cols + k0;
-                    for (size_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-                }
+                ig_pack_run(x, cols, t0 + p, mr, k0, kc, xp + p * kc);
             }
             for (size_t n0 = row_begin; n0 < row_end; n0 += IG_NR) {
                 const size_t nr = row_end - n0 < IG_NR ? row_end - n0 : IG_NR;
                 ig_decode_panel(words, scales, n0, nr, k0, kc, words_per_row, groups, group, wp);
-                // The next panel's codes are fetched while this one multiplies.
-                const size_t next = n0 + IG_NR;
-                for (size_t j = 0; next < row_end && j < IG_NR && next + j < row_end; j++) {
-                    const char *p = (const char *)(words + 4 * ((next + j) * words_per_row + k0 / 8));
-                    for (size_t b = 0; b < kc / 2; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-                }
+                ig_prefetch_panel(words, n0 + IG_NR, IG_NR, row_end, words_per_row, k0, kc);
                 for (size_t p = 0; p < mc; p += IG_MR) {
                     const size_t mr = mc - p < IG_MR ? mc - p : IG_MR;
                     float *c = y + (t0 + p) * ldy + n0;
@@ -397,21 +407,12 @@ IG5_FN static void int4_gemm_avx512(const unsigned char *words, const unsigned c
             // The activations of tokens [t0, t0 + mc), columns [k0, k0 + kc), run by run, each run column by column.
             for (size_t q = 0; q < runs; q++) {
                 const size_t p = ig5_run_start(mc, runs, q), mr = ig5_run_length(mc, runs, q);
-                float *dst = xp + p * kc;
-                for (size_t i = 0; i < mr; i++) {
-                    const float *src = x + (t0 + p + i) * cols + k0;
-                    for (size_t k = 0; k < kc; k++) dst[k * mr + i] = src[k];
-                }
+                ig_pack_run(x, cols, t0 + p, mr, k0, kc, xp + p * kc);
             }
             for (size_t n0 = row_begin; n0 < row_end; n0 += IG5_NR) {
                 const size_t nr = row_end - n0 < IG5_NR ? row_end - n0 : IG5_NR;
                 ig5_decode_panel(words, scales, n0, nr, k0, kc, words_per_row, groups, group, wp);
-                // The next panel's codes are fetched while this one multiplies.
-                const size_t next = n0 + IG5_NR;
-                for (size_t j = 0; j < IG5_NR && next + j < row_end; j++) {
-                    const char *p = (const char *)(words + 4 * ((next + j) * words_per_row + k0 / 8));
-                    for (size_t b = 0; b < kc / 2; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-                }
+                ig_prefetch_panel(words, n0 + IG5_NR, IG5_NR, row_end, words_per_row, k0, kc);
                 const __mmask16 mlo = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
                 const __mmask16 mhi = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
                 for (size_t q = 0; q < runs; q++) {
