@@ -93,6 +93,34 @@ struct CKernelTests {
         return n * u / (1 - n * u)
     }
 
+    /// The largest error of `y` (tokens × rows, only rows `range` written) against the exact float64 product of the
+    /// decoded weights `w` (rows × `cols`) and `x`, in units of `bound`·Σ|w·x| (of |y| where Σ|w·x| is 0), with
+    /// where it is; every row outside `range` is expected to be still NaN.
+    static func worstError(
+        _ y: [Float], w: [Float], x: [Float], cols: Int, range: Range<Int>, bound: Double, label: String
+    ) -> (ratio: Double, at: String) {
+        let rows = w.count / cols, m = x.count / cols
+        var worst = (ratio: 0.0, at: "nothing")
+        for t in 0..<m {
+            for r in 0..<rows {
+                let got = y[t * rows + r]
+                guard range.contains(r) else {
+                    #expect(got.isNaN, "\(label): row \(r) outside \(range) was written")
+                    continue
+                }
+                var exact = 0.0, magnitude = 0.0
+                for k in 0..<cols {
+                    let p = Double(w[r * cols + k]) * Double(x[t * cols + k])
+                    exact += p
+                    magnitude += abs(p)
+                }
+                let ratio = magnitude > 0 ? abs(Double(got) - exact) / magnitude / bound : abs(Double(got))
+                if ratio > worst.ratio { worst = (ratio, "\(label), token \(t) of \(m), row \(r): \(got) vs \(exact), Σ|w·x| \(magnitude)") }
+            }
+        }
+        return worst
+    }
+
     @Test("every level, AVX2 + FMA and AVX-512 included, is within γ(cols/8 + 16)·Σ|w·x| of the exact product (random shapes, 1–6 tokens)")
     func fmaBound() throws {
         var rng = SeededGenerator(seed: 2026)
@@ -130,25 +158,9 @@ struct CKernelTests {
                 let w = matrix.all()  // exact: BF16 values, (code − 8) · scale
                 for level in Kernels.Level.allCases {
                     let (c, _) = Self.products(matrix, range, x: x, m: m, level: level)
-                    for t in 0..<m {
-                        for r in 0..<rows {
-                            let got = c[t * rows + r]
-                            guard range.contains(r) else {
-                                #expect(got.isNaN, "\(matrix.name) \(level): row \(r) outside \(range) was written")
-                                continue
-                            }
-                            var exact = 0.0, magnitude = 0.0
-                            for k in 0..<cols {
-                                let p = Double(w[r * cols + k]) * Double(x[t * cols + k])
-                                exact += p
-                                magnitude += abs(p)
-                            }
-                            let ratio = magnitude > 0 ? abs(Double(got) - exact) / magnitude / Self.bound(cols: cols) : abs(Double(got))
-                            if ratio > worst.ratio {
-                                worst = (ratio, "\(matrix.name) \(rows)×\(cols) \(level), token \(t) of \(m), row \(r): \(got) vs \(exact), Σ|w·x| \(magnitude)")
-                            }
-                        }
-                    }
+                    let error = Self.worstError(c, w: w, x: x, cols: cols, range: range, bound: Self.bound(cols: cols),
+                                                label: "\(matrix.name) \(rows)×\(cols) \(level)")
+                    if error.ratio > worst.ratio { worst = error }
                 }
             }
         }

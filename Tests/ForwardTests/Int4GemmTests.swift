@@ -36,6 +36,14 @@ struct Int4GemmTests {
         return y
     }
 
+    /// Records where `y` (the product at `level`) differs in any bit from the portable path's `portable` (rows
+    /// outside the range, NaN in both, compared as 0).
+    static func expectPortableBits(_ y: [Float], _ portable: [Float], _ w: WeightMatrix, _ range: Range<Int>, m: Int, level: Kernels.Level) {
+        if let d = CKernelTests.firstDifference(y.map { $0.isNaN ? 0 : $0 }, portable.map { $0.isNaN ? 0 : $0 }) {
+            Issue.record(Comment(rawValue: "\(w.name) rows \(range), \(m) tokens, \(level) vs portable: largest difference \(d.difference) at [\(d.index / w.rows), \(d.index % w.rows)]"))
+        }
+    }
+
     /// γ(n) for a chain of `cols` fused multiply-adds (one rounding each) after the exact decoding.
     static func bound(cols: Int) -> Double {
         let n = Double(cols + 1), u = 0x1p-24
@@ -62,26 +70,10 @@ struct Int4GemmTests {
                 let portable = Self.product(w, range, x: x, m: m, level: .portable)
                 for level in Kernels.Level.allCases {
                     let y = Self.product(w, range, x: x, m: m, level: level)
-                    if let d = CKernelTests.firstDifference(y.map { $0.isNaN ? 0 : $0 }, portable.map { $0.isNaN ? 0 : $0 }) {
-                        Issue.record(Comment(rawValue: "\(w.name) rows \(range), \(m) tokens, \(level) vs portable: largest difference \(d.difference) at [\(d.index / rows), \(d.index % rows)]"))
-                    }
-                    for t in 0..<m {
-                        for r in 0..<rows {
-                            let got = y[t * rows + r]
-                            guard range.contains(r) else {
-                                #expect(got.isNaN, "\(w.name) \(level): row \(r) outside \(range) was written")
-                                continue
-                            }
-                            var exact = 0.0, magnitude = 0.0
-                            for c in 0..<cols {
-                                let p = Double(decoded[r * cols + c]) * Double(x[t * cols + c])
-                                exact += p
-                                magnitude += abs(p)
-                            }
-                            let ratio = magnitude > 0 ? abs(Double(got) - exact) / magnitude / Self.bound(cols: cols) : abs(Double(got))
-                            if ratio > worst.ratio { worst = (ratio, "\(w.name) \(level), token \(t) of \(m), row \(r): \(got) vs \(exact)") }
-                        }
-                    }
+                    Self.expectPortableBits(y, portable, w, range, m: m, level: level)
+                    let error = CKernelTests.worstError(y, w: decoded, x: x, cols: cols, range: range, bound: Self.bound(cols: cols),
+                                                        label: "\(w.name) \(level)")
+                    if error.ratio > worst.ratio { worst = error }
                 }
             }
         }
@@ -109,9 +101,7 @@ struct Int4GemmTests {
             for range in [0..<rows, 1..<(rows - 1), (rows - 1)..<rows, min(31, rows - 1)..<rows] {
                 let portable = Self.product(w, range, x: x, m: m, level: .portable)
                 let y = Self.product(w, range, x: x, m: m, level: .avx512)
-                if let d = CKernelTests.firstDifference(y.map { $0.isNaN ? 0 : $0 }, portable.map { $0.isNaN ? 0 : $0 }) {
-                    Issue.record(Comment(rawValue: "\(w.name) rows \(range), \(m) tokens, avx512 vs portable: largest difference \(d.difference) at [\(d.index / rows), \(d.index % rows)]"))
-                }
+                Self.expectPortableBits(y, portable, w, range, m: m, level: .avx512)
                 let written = (0..<(m * rows)).filter { !y[$0].isNaN }.count
                 #expect(written == m * range.count, "\(w.name) rows \(range), \(m) tokens: \(written) outputs written, not \(m * range.count)")
             }
