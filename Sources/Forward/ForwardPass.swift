@@ -235,28 +235,29 @@ public final class ForwardPass: LanguageModelPass {
             // those finished, so the storage reads them while the workers multiply (a layer's experts may not all be
             // in the page cache; asking can wait for the device, which would stall a worker). Not for a few tokens
             // (decoding a model without fused kernels): a thread per layer and step costs more than it saves there.
-            let readAhead = rows > FusedKernels.maxTokens
-            let window = DispatchSemaphore(value: Self.expertReadAhead), prefetched = DispatchSemaphore(value: 0)
-            if readAhead {
-                Thread {
+            let window = DispatchSemaphore(value: Self.expertReadAhead)
+            let multiply = {
+                [Float](unsafeUninitializedCapacity: offsets.last!) { buffer, count in
+                    let base = SendablePointer(buffer.baseAddress!), starts = offsets
+                    _ = parallelMap(count: order.count, width: self.threads) { j in
+                        let i = order[j]
+                        let y = self.mlp(gather(i), experts[i], workers: 1)
+                        y.withUnsafeBufferPointer { (base.pointer + starts[i]).initialize(from: $0.baseAddress!, count: y.count) }
+                        window.signal()
+                    }
+                    count = offsets.last!
+                }
+            }
+            if rows > FusedKernels.maxTokens {
+                routed = withSideJob({
                     for i in order {
                         window.wait()
                         experts[i].prefetch()
                     }
-                    prefetched.signal()
-                }.start()
+                }, while: multiply).0
+            } else {
+                routed = multiply()
             }
-            routed = [Float](unsafeUninitializedCapacity: offsets.last!) { buffer, count in
-                let base = SendablePointer(buffer.baseAddress!), starts = offsets
-                _ = parallelMap(count: order.count, width: threads) { j in
-                    let i = order[j]
-                    let y = self.mlp(gather(i), experts[i], workers: 1)
-                    y.withUnsafeBufferPointer { (base.pointer + starts[i]).initialize(from: $0.baseAddress!, count: y.count) }
-                    window.signal()
-                }
-                count = offsets.last!
-            }
-            if readAhead { prefetched.wait() }
             shared = sharedWeights.map { mlp(x, $0) }
         }
         // out[r] = Σ weight · expert(x[r]) in expert order, then + shared[r]: each row's sum in that order whatever the
