@@ -413,9 +413,11 @@ CK_FMA static int bf16_matvec_fma(const unsigned char *w, size_t row_begin, size
 //    scales), and so is the block of a tile a few tiles on. While a tile is multiplied, the block CK_PREFETCH_BYTES
 //    or more ahead (whole tiles, at least one) is prefetched, spread evenly over the tile's iterations, as far as the
 //    call's last row. The hardware prefetchers alone leave the INT4 kernel waiting on memory (a tile reads four
-//    streams, and short rows, 1–4 KiB, end before a stream is learnt): in a C micro-benchmark (two threads, 512 MB
-//    of weights, group 32, one token) INT4 went from 13–15 to 20–23 G weights/s per core, near its 25 with the
-//    codes in L2, and BF16 with rows of 512–1,536 columns from 18–25 to 32–43 GB/s (two threads).
+//    streams, and short rows, 1–4 KiB, end before a stream is learnt): in a C micro-benchmark (two threads splitting
+//    the rows, 512 MB of weights, one token, best of 7) INT4 (group 32, rows of 7,168 and 2,048 columns) went from
+//    11–14 to 19–21 G weights/s per core, near its 25 with the codes in L2, and BF16 from 17–35 to 32–47 GB/s (rows
+//    of 512 columns gained most: 2.4×). Into L1 for INT4 codes; into L2 for BF16 (into L1 it was slower with long
+//    rows) and INT4 scales. Distances of one to eight tiles measured alike.
 
 #if defined(__x86_64__)
 #define CK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
