@@ -14,11 +14,11 @@ public enum PhaseTimes {
         case attentionProjections = "attention-projections"
         /// The dense MLP, or the MoE block (router, routed experts, shared expert).
         case mlp
-        /// Parts of the MoE block of many tokens (inside `mlp`): the router's product and the routes,
+        /// Parts of the MoE block (inside `mlp`): the router's product and the routes,
         case moeRouter = "moe-router"
-        /// the experts: routed (gathering their rows, their MLPs, their weighted sum) and shared,
+        /// the experts, routed (many tokens: with their weighted sum) and shared,
         case moeExperts = "moe-experts"
-        /// and the shared expert's output added.
+        /// and the sums left: the shared expert's output (a few tokens: the routed experts' weighted sum too).
         case moeSum = "moe-sum"
     }
 
