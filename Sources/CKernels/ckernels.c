@@ -1,6 +1,10 @@
 #include "ckernels.h"
 
 #include <stdlib.h>
+#if defined(__GLIBC__)
+#include <limits.h>
+#include <malloc.h>
+#endif
 
 // Results must not depend on the variant: no contraction of a multiply and an add into one rounding.
 #pragma STDC FP_CONTRACT OFF
@@ -678,4 +682,12 @@ void ck_int4_dequant_rows(int level, const void *words, const void *scales, size
 #endif
     (void)level;
     int4_dequant_rows_portable(words, scales, row_begin, row_end, cols, group, out);
+}
+
+int ck_keep_freed_memory(void) {
+#if defined(__GLIBC__)
+    return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+    return 0;
+#endif
 }

@@ -159,9 +159,46 @@ public final class ForwardPass: LanguageModelPass {
     /// SwiGLU: `down(silu(gate·x) ⊙ up·x)`. x [rows, in] → [rows, out].
     func mlp(_ x: [Float], _ w: MLPWeights, workers: Int? = nil) -> [Float] {
         var g = linear(x, w.gate, workers: workers)
-        let u = linear(x, w.up, workers: workers)
-        for i in 0..<g.count { g[i] = g[i] / (1 + Foundation.exp(-g[i])) * u[i] }
+        Self.swiGLU(&g, linear(x, w.up, workers: workers))
         return linear(g, w.down, workers: workers)
+    }
+
+    /// `g = silu(g) ⊙ u` element by element, `g / (1 + exp(−g)) · u`: the one formula of every MLP path (`mlp`,
+    /// `fewTokenExperts`), so that they agree bit for bit.
+    static func swiGLU(_ g: inout [Float], _ u: [Float]) {
+        precondition(g.count == u.count, "swiGLU: sizes do not match")
+        g.withUnsafeMutableBufferPointer { gp in
+            u.withUnsafeBufferPointer { up in
+                for i in 0..<gp.count { gp[i] = gp[i] / (1 + Foundation.exp(-gp[i])) * up[i] }
+            }
+        }
+    }
+
+    /// The MoE block's sum: for each of an expert's rows (`list`, in order; its output `y`, `[list.count, width]`),
+    /// `out[row] += y[j] · weight`.
+    static func addWeighted(_ y: UnsafePointer<Float>, _ list: [(row: Int, weight: Float)], into out: UnsafeMutablePointer<Float>, width: Int) {
+        for (j, item) in list.enumerated() {
+            let dst = out + item.row * width, src = y + j * width, weight = item.weight
+            for d in 0..<width { dst[d] += src[d] * weight }
+        }
+    }
+
+    /// `out += shared` (the shared expert's output, `[rows, width]` both), the rows split among `workers`.
+    static func addShared(_ shared: [Float], into out: inout [Float], width: Int, workers: Int) {
+        precondition(shared.count == out.count, "moe: the shared expert's output does not match the rows")
+        let rows = width == 0 ? 0 : out.count / width
+        let parts = out.count < (1 << 16) ? 1 : max(1, min(workers, rows))
+        let share = (rows + parts - 1) / max(parts, 1)
+        out.withUnsafeMutableBufferPointer { op in
+            shared.withUnsafeBufferPointer { sp in
+                let dst = SendablePointer(op.baseAddress!), src = SendablePointer(UnsafeMutablePointer(mutating: sp.baseAddress!))
+                let body: @Sendable (Int) -> Void = { part in
+                    let start = min(rows, part * share) * width, end = min(rows, (part + 1) * share) * width
+                    for i in start..<end { dst.pointer[i] += src.pointer[i] }
+                }
+                if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
+            }
+        }
     }
 
     /// Routing (`Router.route`) and the weighted sum of the chosen experts, plus the shared expert.
@@ -170,6 +207,7 @@ public final class ForwardPass: LanguageModelPass {
     /// `stepwise` (tests: false) lets a few tokens take `fewTokenExperts`.
     func moe(_ w: MoEWeights, _ x: [Float], rows: Int, stepwise: Bool = true) throws(ForwardError) -> MoEOutput {
         let routing = config.routing, H = config.hiddenSize, E = routing.experts, k = routing.topK
+        var laps = PhaseTimes.Laps()
         let logits = linear(x, w.router)           // [rows, E], float32
         var chosen = [Int32](repeating: 0, count: rows * k)
         var margins = [Float](repeating: 0, count: rows)
@@ -201,8 +239,7 @@ public final class ForwardPass: LanguageModelPass {
                 }
             }
         }
-        // Routed experts, computed in parallel, then summed in expert order: out[r] += w · expert(x[r]). The order
-        // of the sum does not depend on the thread count.
+        laps.lap(.moeRouter)
         var assigned = [[(row: Int, weight: Float)]](repeating: [], count: E)
         for r in 0..<rows { for j in 0..<k { assigned[Int(chosen[r * k + j])].append((r, routeWeights[r * k + j])) } }
         let held = (weights.partition?.addsRoutedExperts ?? true) ? weights.experts.clamped(to: 0..<E) : 0..<0
@@ -219,84 +256,65 @@ public final class ForwardPass: LanguageModelPass {
             }
         }
         let sharedWeights = weights.partition?.addsSharedExpert ?? true ? w.shared : nil
-        // The experts' outputs, row by row in `lists` order, one after another.
-        let routed: [Float]
-        let shared: [Float]?
+        // out[r] = Σ weight · expert(x[r]) in expert (`lists`) order, then + shared[r]: the same order whatever the
+        // thread count or the schedule.
+        var out = [Float](repeating: 0, count: rows * H)
         if stepwise, rows <= FusedKernels.maxTokens,
             let step = fewTokenExperts(experts, inputs: active.indices.map(gather), shared: sharedWeights, x: x) {
-            (routed, shared) = (step.routed, step.shared)
+            laps.lap(.moeExperts)
+            out.withUnsafeMutableBufferPointer { op in
+                step.routed.withUnsafeBufferPointer { rp in
+                    var at = 0
+                    for list in lists {
+                        Self.addWeighted(rp.baseAddress! + at, list, into: op.baseAddress!, width: H)
+                        at += list.count * H
+                    }
+                    precondition(at == rp.count, "moe: expert outputs do not match the routed rows")
+                }
+            }
+            if let shared = step.shared { Self.addShared(shared, into: &out, width: H, workers: 1) }
         } else {
-            // One expert per worker at a time, each expert's products on that worker alone; the experts with the most
-            // rows first, so the last one to finish is a small one. Each writes its rows of `routed` in place.
-            var offsets = [0]
-            for list in lists { offsets.append(offsets.last! + list.count * H) }
-            let order = active.indices.sorted { (lists[$0].count, $1) > (lists[$1].count, $0) }
+            // The shared expert (if any) and the routed experts in order are the jobs of one schedule, one job per
+            // worker at a time, each job's products on that worker alone: the shared expert first (the largest:
+            // every row), while the other workers take the routed experts. Each routed expert's output is added into
+            // `out` as soon as those before it have been (`ExpertSums`), by the worker that finds it next in line:
+            // no buffer of every expert's rows, no pass of its own for the sum, and the workers' ends nearly
+            // together. The shared expert's output is added after all of them.
+            let sharedJobs = sharedWeights == nil ? 0 : 1
             // A thread of its own asks for the experts' weights in that order, up to `expertReadAhead` experts ahead of
             // those finished, so the storage reads them while the workers multiply (a layer's experts may not all be
             // in the page cache; asking can wait for the device, which would stall a worker). Not for a few tokens
             // (decoding a model without fused kernels): a thread per layer and step costs more than it saves there.
             let window = DispatchSemaphore(value: Self.expertReadAhead)
-            let multiply = {
-                [Float](unsafeUninitializedCapacity: offsets.last!) { buffer, count in
-                    let base = SendablePointer(buffer.baseAddress!), starts = offsets
-                    _ = parallelMap(count: order.count, width: self.threads) { j in
-                        let i = order[j]
+            let sums = ExpertSums()
+            let run = {
+                out.withUnsafeMutableBufferPointer { op in
+                    let output = SendablePointer(op.baseAddress!)
+                    return parallelMap(count: sharedJobs + experts.count, width: self.threads) { job -> [Float]? in
+                        if job < sharedJobs, let sharedWeights { return self.mlp(x, sharedWeights, workers: 1) }
+                        let i = job - sharedJobs
                         let y = self.mlp(gather(i), experts[i], workers: 1)
-                        y.withUnsafeBufferPointer { (base.pointer + starts[i]).initialize(from: $0.baseAddress!, count: y.count) }
                         window.signal()
+                        sums.finished(i, y) { i, y in
+                            y.withUnsafeBufferPointer { Self.addWeighted($0.baseAddress!, lists[i], into: output.pointer, width: H) }
+                        }
+                        return nil
                     }
-                    count = offsets.last!
                 }
             }
-            if rows > FusedKernels.maxTokens {
-                routed = withSideJob({
-                    for i in order {
+            let results = rows > FusedKernels.maxTokens
+                ? withSideJob({
+                    for expert in experts {
                         window.wait()
-                        experts[i].prefetch()
+                        expert.prefetch()
                     }
-                }, while: multiply).0
-            } else {
-                routed = multiply()
-            }
-            shared = sharedWeights.map { mlp(x, $0) }
+                }, while: run).0
+                : run()
+            precondition(sums.added == experts.count, "moe: not every expert's output was added")
+            laps.lap(.moeExperts)
+            if sharedJobs == 1, let shared = results[0] { Self.addShared(shared, into: &out, width: H, workers: threads) }
         }
-        // out[r] = Σ weight · expert(x[r]) in expert order, then + shared[r]: each row's sum in that order whatever the
-        // split, the rows split among the workers.
-        var contributions = [[(at: Int, weight: Float)]](repeating: [], count: rows)
-        var at = 0
-        for list in lists {
-            for item in list {
-                contributions[item.row].append((at, item.weight))
-                at += H
-            }
-        }
-        precondition(at == routed.count, "moe: expert outputs do not match the routed rows")
-        let byRow = contributions
-        var out = [Float](repeating: 0, count: rows * H)
-        out.withUnsafeMutableBufferPointer { op in
-            routed.withUnsafeBufferPointer { rp in
-                let output = SendablePointer(op.baseAddress!), input = SendablePointer(UnsafeMutablePointer(mutating: rp.baseAddress!))
-                let sharedOut = shared
-                let width = rows * H < (1 << 16) ? 1 : min(threads, rows)
-                let share = (rows + width - 1) / width
-                let body: @Sendable (Int) -> Void = { worker in
-                    for r in (worker * share)..<min(rows, (worker + 1) * share) {
-                        let dst = output.pointer + r * H
-                        for (at, weight) in byRow[r] {
-                            let src = input.pointer + at
-                            for d in 0..<H { dst[d] += src[d] * weight }
-                        }
-                        if let sharedOut {
-                            sharedOut.withUnsafeBufferPointer { sp in
-                                let s = sp.baseAddress! + r * H
-                                for d in 0..<H { dst[d] += s[d] }
-                            }
-                        }
-                    }
-                }
-                if width == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: width, execute: body) }
-            }
-        }
+        laps.lap(.moeSum)
         return MoEOutput(out: out, topK: chosen, margins: margins)
     }
 
@@ -317,8 +335,7 @@ public final class ForwardPass: LanguageModelPass {
         let gu = fewTokenProducts(allInputs, gateUp)
         let hidden = all.indices.map { i in
             var g = gu[2 * i]
-            let u = gu[2 * i + 1]
-            for j in 0..<g.count { g[j] = g[j] / (1 + Foundation.exp(-g[j])) * u[j] }
+            Self.swiGLU(&g, gu[2 * i + 1])
             return g
         }
         let outs = fewTokenProducts(hidden, all.indices.map { FewTokenProduct(input: $0, w: all[$0].down) })
@@ -412,21 +429,34 @@ public final class ForwardPass: LanguageModelPass {
         let chunk = max(32, Self.fewTokenReleaseElements / w.cols / 32 * 32)
         let releaseAfterUse = w.rows > chunk
         let workspace = Kernels.int4GemmWorkspace(cols: w.cols)
+        // The kernel's tile adds into the outputs of 12–14 tokens at once, rows of y `ldy` floats apart. When that is
+        // a multiple of 2 KiB (the expert shapes: 2,048 and 7,168 rows), those rows fall into the same few sets of
+        // the L1 cache and evict each other on every tile (about 10 % of the kernel's time at 85 tokens); the kernel
+        // then writes rows 32 floats further apart, and each worker packs its columns into y after. Same bits.
+        let ldy = w.rows % 512 == 0 ? w.rows + 32 : w.rows
         return [Float](unsafeUninitializedCapacity: rows * w.rows) { yp, count in
+            let staged = ldy == w.rows ? nil : UnsafeMutablePointer<Float>.allocate(capacity: rows * ldy)
+            defer { staged?.deallocate() }
             x.withUnsafeBufferPointer { xp in
                 let input = SendablePointer(UnsafeMutablePointer(mutating: xp.baseAddress!)), output = SendablePointer(yp.baseAddress!)
+                let kernelOutput = SendablePointer(staged ?? yp.baseAddress!)
                 let body: @Sendable (Int) -> Void = { worker in
                     let work = UnsafeMutablePointer<Float>.allocate(capacity: workspace)
                     defer { work.deallocate() }
-                    var start = min(w.rows, worker * share)
-                    let end = min(w.rows, start + share)
+                    let begin = min(w.rows, worker * share), end = min(w.rows, begin + share)
+                    var start = begin
                     while start < end {
                         let n = min(chunk, end - start)
                         Kernels.int4Gemm(
                             words: codes.bytes.baseAddress!, scales: scales.bytes.baseAddress!, rows: start..<(start + n), cols: w.cols,
-                            group: group, x: input.pointer, m: rows, y: output.pointer, ldy: w.rows, work: work)
+                            group: group, x: input.pointer, m: rows, y: kernelOutput.pointer, ldy: ldy, work: work)
                         if releaseAfterUse { w.releaseRows(start..<(start + n)) }
                         start += n
+                    }
+                    if ldy != w.rows, begin < end {
+                        for t in 0..<rows {
+                            (output.pointer + t * w.rows + begin).initialize(from: kernelOutput.pointer + t * ldy + begin, count: end - begin)
+                        }
                     }
                 }
                 if width == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: width, execute: body) }
@@ -467,4 +497,34 @@ protocol DecoderBlocks {
     func attention(_ x: [Float], batch: ForwardPass.Batch) throws(ForwardError) -> [Float]
     func denseMLP(_ x: [Float]) throws(ForwardError) -> [Float]
     func moe(_ x: [Float], rows: Int) throws(ForwardError) -> ForwardPass.MoEOutput
+}
+
+/// The MoE block's routed experts' outputs, added into its output in expert order as they finish in any order:
+/// an expert's output waits until those before it have been added; whichever worker finds the next one ready adds
+/// it (and any after it that are ready) while the others go on multiplying.
+final class ExpertSums: @unchecked Sendable {
+    private let lock = NSLock()
+    private var waiting: [Int: [Float]] = [:]
+    private var next = 0
+    private var adding = false
+
+    /// Experts added so far.
+    var added: Int { lock.withLock { next } }
+
+    /// Expert `i` finished with output `y`; `add(j, y)` adds expert j's output, called in order of j, one at a time.
+    func finished(_ i: Int, _ y: [Float], add: (Int, [Float]) -> Void) {
+        lock.lock()
+        waiting[i] = y
+        guard !adding else { return lock.unlock() }
+        adding = true
+        while let ready = waiting.removeValue(forKey: next) {
+            let j = next
+            lock.unlock()
+            add(j, ready)
+            lock.lock()
+            next += 1
+        }
+        adding = false
+        lock.unlock()
+    }
 }

@@ -33,6 +33,12 @@ public enum Kernels {
         public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
     }
 
+    /// Makes the C heap keep freed memory for later allocations (`ck_keep_freed_memory`), for a process that runs
+    /// forward passes over many tokens: each layer's large buffers then reuse pages already touched instead of
+    /// faulting in fresh ones. Process-wide; returns whether the C library took the settings.
+    @discardableResult
+    public static func keepFreedMemory() -> Bool { ck_keep_freed_memory() == 1 }
+
     /// The highest level this CPU supports.
     public static let best: Level = Level(rawValue: ck_best_level()) ?? .portable
 

@@ -14,6 +14,12 @@ public enum PhaseTimes {
         case attentionProjections = "attention-projections"
         /// The dense MLP, or the MoE block (router, routed experts, shared expert).
         case mlp
+        /// Parts of the MoE block (inside `mlp`): the router's product and the routes,
+        case moeRouter = "moe-router"
+        /// the experts, routed (many tokens: with their weighted sum) and shared,
+        case moeExperts = "moe-experts"
+        /// and the sums left: the shared expert's output (a few tokens: the routed experts' weighted sum too).
+        case moeSum = "moe-sum"
     }
 
     public static let enabled = ProcessInfo.processInfo.environment["K2PACK_IO_REPORT"] == "1"
@@ -29,6 +35,22 @@ public enum PhaseTimes {
             totals.withLock { $0[phase, default: 0] += spent }
         }
         return try body()
+    }
+
+    /// Consecutive phases of one piece of code: each `lap` adds the wall time since the previous lap (or since
+    /// `Laps()`) to its phase, when enabled.
+    struct Laps {
+        private var last: UInt64
+
+        init() { last = PhaseTimes.enabled ? DispatchTime.now().uptimeNanoseconds : 0 }
+
+        mutating func lap(_ phase: Phase) {
+            guard PhaseTimes.enabled else { return }
+            let now = DispatchTime.now().uptimeNanoseconds
+            let spent = now - last
+            last = now
+            totals.withLock { $0[phase, default: 0] += spent }
+        }
     }
 
     /// Seconds per phase since the last call (in `Phase` order; phases not entered are 0), and a reset.

@@ -147,6 +147,8 @@ struct LogitsCommand: ParsableCommand, ReadsFolders, Reports {
             inputs.append(file)
         }
         if let (r, w) = try share() { input = try input.share(rank: r, world: w) }
+        // Every layer allocates and frees the same large buffers: keep their pages instead of faulting in new ones.
+        Kernels.keepFreedMemory()
         let pass: any LanguageModelPass = try shards.map { try forward.sharded($0, declared: declared) }
             ?? forward.forwardPass(model: folder, declared: declared)
         let budget = try Self.bytes(memory) ?? Int(ProcessInfo.processInfo.physicalMemory / 4 * 3)

@@ -167,6 +167,13 @@ struct CKernelTests {
         #expect(worst.ratio <= 1, "largest error \(worst.ratio) of the bound: \(worst.at)")
     }
 
+    @Test("the C heap takes the settings that keep freed memory (glibc)")
+    func keepFreedMemory() {
+        #if canImport(Glibc)
+        #expect(Kernels.keepFreedMemory(), "mallopt refused M_MMAP_MAX = 0 or M_TRIM_THRESHOLD = INT_MAX")
+        #endif
+    }
+
     @Test("the forward pass's fused product is the dispatched C kernel")
     func fusedUsesKernels() throws {
         let rows = 8, cols = 64

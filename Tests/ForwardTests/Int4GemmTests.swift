@@ -1,4 +1,5 @@
 @testable import Forward
+import Dispatch
 import ModelStore
 import TensorCore
 import TestSupport
@@ -108,10 +109,11 @@ struct Int4GemmTests {
         }
     }
 
-    @Test("linear of many tokens over INT4 weights is the kernel's product for 1–3 workers, near decode + OpenBLAS")
-    func linear() throws {
+    /// 1,024 rows: a multiple of 512, so the kernel writes into rows of its own, 32 floats longer, packed after.
+    @Test("linear of many tokens over INT4 weights is the kernel's product for 1–3 workers, near decode + OpenBLAS", arguments: [70, 1024])
+    func linear(rows: Int) throws {
         var rng = SeededGenerator(seed: 17)
-        let (w, buffers) = Self.matrix(rows: 70, cols: 1024, group: 32, using: &rng)
+        let (w, buffers) = Self.matrix(rows: rows, cols: 1024, group: 32, using: &rng)
         defer { buffers.forEach { $0.deallocate() } }
         let m = 9
         let x = (0..<(m * w.cols)).map { _ in Float.random(in: -1...1, using: &rng) }
@@ -121,10 +123,10 @@ struct Int4GemmTests {
         for workers in 1...3 {
             let y = ForwardPass(weights: weights, threads: workers).linear(x, w)
             if Kernels.hasInt4Gemm() {
-                #expect(y.map(\.bitPattern) == kernel.map(\.bitPattern), "\(workers) workers")
+                #expect(y.map(\.bitPattern) == kernel.map(\.bitPattern), "\(rows) rows, \(workers) workers")
             }
             let worst = zip(y, viaBLAS).enumerated().max { abs($0.element.0 - $0.element.1) < abs($1.element.0 - $1.element.1) }!
-            #expect(abs(worst.element.0 - worst.element.1) <= 1e-4, "\(workers) workers: largest difference \(abs(worst.element.0 - worst.element.1)) from decode + OpenBLAS at [\(worst.offset / w.rows), \(worst.offset % w.rows)]")
+            #expect(abs(worst.element.0 - worst.element.1) <= 1e-4, "\(rows) rows, \(workers) workers: largest difference \(abs(worst.element.0 - worst.element.1)) from decode + OpenBLAS at [\(worst.offset / w.rows), \(worst.offset % w.rows)]")
         }
     }
 
@@ -150,5 +152,31 @@ struct Int4GemmTests {
                 #expect(many.topK == one.topK)
             }
         }
+    }
+
+    @Test("the MoE block's routed outputs are added in expert order, one at a time, whatever order they finish in")
+    func expertSumsOrder() {
+        let count = 300, workers = 4
+        var rng = SeededGenerator(seed: 19)
+        let finishing = Array(0..<count).shuffled(using: &rng)
+        let sums = ExpertSums()
+        // (expert added, its output as given) in the order of the adds; the most adds running at once.
+        let added = Locked([(expert: Int, output: [Float])]())
+        let running = Locked((now: 0, most: 0))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for j in stride(from: worker, to: count, by: workers) {
+                let i = finishing[j]
+                sums.finished(i, [Float(i), -Float(i)]) { expert, output in
+                    running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+                    added.withLock { $0.append((expert, output)) }
+                    running.withLock { $0.now -= 1 }
+                }
+            }
+        }
+        let log = added.withLock { $0 }
+        #expect(sums.added == count)
+        #expect(log.map(\.expert) == Array(0..<count), "adds out of expert order: first wrong at \(log.indices.first { log[$0].expert != $0 }.map(String.init) ?? "none")")
+        #expect(log.allSatisfy { $0.output == [Float($0.expert), -Float($0.expert)] }, "an expert's add got another's output")
+        #expect(running.withLock { $0.most } == 1, "adds overlapped")
     }
 }
